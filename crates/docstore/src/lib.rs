@@ -1,0 +1,24 @@
+//! CouchDB access for Switchboard: the one storage contract the engines use, two backends behind it,
+//! and a resumable change follower.
+//!
+//! # Brief overview
+//! - [`DocStore`]: the contract (databases, documents with `_rev` compare-and-swap, `_bulk_docs`,
+//!   `_all_docs`, the normal and live change feeds, `_local` checkpoint docs, views where the backend
+//!   has them).
+//! - [`DbName`], [`Seq`], [`Rev`]: names, opaque update sequences and revisions as types.
+//! - [`Error`]: the one error type of this crate.
+//!
+//! This crate knows nothing about resources or numbers: it moves JSON documents.
+
+#![deny(missing_docs)]
+
+mod error;
+mod store;
+mod types;
+
+pub use error::{Error, Result};
+pub use store::{DocStore, FeedStream, SharedStore};
+pub use types::{
+    AllDocsPage, AllDocsQuery, AllDocsRow, BulkItem, Change, ChangesPage, ChangesQuery, DbInfo,
+    DbName, DbUpdate, DbUpdateKind, FeedEvent, FeedQuery, Rev, Seq, ViewQuery, ViewRow,
+};
