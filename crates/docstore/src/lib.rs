@@ -12,11 +12,19 @@
 
 #![deny(missing_docs)]
 
+mod couch;
 mod error;
+mod follow;
 mod store;
 mod types;
 
+pub use couch::{AuthMode, CouchConfig, CouchStore, DEFAULT_REQUEST_TIMEOUT};
 pub use error::{Error, Result};
+pub use follow::{
+    follow, watch_dbs, AckHandle, Checkpoint, Checkpoints, DbWatch, FileCheckpoints, FollowEvent,
+    FollowOptions, Follower, FollowerState, FollowerStatus, LocalDocCheckpoints, ResyncReason,
+    StatusHandle, WhenDbMissing,
+};
 pub use store::{DocStore, FeedStream, SharedStore};
 pub use types::{
     AllDocsPage, AllDocsQuery, AllDocsRow, BulkItem, Change, ChangesPage, ChangesQuery, DbInfo,
