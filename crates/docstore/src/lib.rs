@@ -13,18 +13,25 @@
 #![deny(missing_docs)]
 
 mod couch;
+mod design;
+mod embedded;
 mod error;
 mod follow;
+pub mod naming;
+pub mod selector;
 mod store;
 mod types;
 
 pub use couch::{AuthMode, CouchConfig, CouchStore, DEFAULT_REQUEST_TIMEOUT};
+pub use design::{deploy, DeployReport, DesignKind};
+pub use embedded::{EmbeddedStore, EMBEDDED_FILE_NAME};
 pub use error::{Error, Result};
 pub use follow::{
     follow, watch_dbs, AckHandle, Checkpoint, Checkpoints, DbWatch, FileCheckpoints, FollowEvent,
     FollowOptions, Follower, FollowerState, FollowerStatus, LocalDocCheckpoints, ResyncReason,
     StatusHandle, WhenDbMissing,
 };
+pub use naming::AccountId;
 pub use store::{DocStore, FeedStream, SharedStore};
 pub use types::{
     AllDocsPage, AllDocsQuery, AllDocsRow, BulkItem, Change, ChangesPage, ChangesQuery, DbInfo,
