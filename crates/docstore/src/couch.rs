@@ -119,9 +119,8 @@ fn decode_userinfo(s: &str) -> String {
 }
 
 fn parse_url(url: &str) -> Result<url::Url> {
-    let parsed = url::Url::parse(url).map_err(|e| Error::BadRequest {
-        reason: format!("invalid CouchDB url {url:?}: {e}"),
-    })?;
+    let parsed = url::Url::parse(url)
+        .map_err(|e| Error::BadRequest { reason: format!("invalid CouchDB url {url:?}: {e}") })?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
         return Err(Error::BadRequest {
             reason: format!("invalid CouchDB url {url:?}: expected http:// or https://"),
@@ -405,7 +404,9 @@ fn map_status(status: u16, error: String, reason: String, ctx: Ctx<'_>) -> Error
             Error::DocNotFound { db: db.as_str().to_owned(), id: id.to_owned() }
         }
         (404, Ctx::Doc(db, _) | Ctx::Db(db)) => Error::DbNotFound { db: db.as_str().to_owned() },
-        (409, Ctx::Doc(db, id)) => Error::Conflict { db: db.as_str().to_owned(), id: id.to_owned() },
+        (409, Ctx::Doc(db, id)) => {
+            Error::Conflict { db: db.as_str().to_owned(), id: id.to_owned() }
+        }
         (412, Ctx::Db(db)) if error == "file_exists" => {
             Error::DbExists { db: db.as_str().to_owned() }
         }
@@ -451,7 +452,13 @@ fn change_from_row(row: Value, what: &str) -> Result<Change> {
         .first()
         .map(|c| Rev(c.rev.clone()))
         .ok_or_else(|| decode_err(what, format!("change row of {} without a rev", event.id)))?;
-    Ok(Change { seq: Seq::from_json(event.seq), id: event.id, rev, deleted: event.deleted, doc: event.doc })
+    Ok(Change {
+        seq: Seq::from_json(event.seq),
+        id: event.id,
+        rev,
+        deleted: event.deleted,
+        doc: event.doc,
+    })
 }
 
 /// Splits a streamed body into lines (without the `\n`); a last unterminated line is yielded too.
@@ -493,11 +500,16 @@ fn parse_feed_line(line: &[u8], db: &DbName) -> Result<FeedEvent> {
     if text.trim().is_empty() {
         return Ok(FeedEvent::Heartbeat);
     }
-    let row: Value = serde_json::from_str(text).map_err(|e| decode_err(format!("feed of {db}"), e))?;
+    let row: Value =
+        serde_json::from_str(text).map_err(|e| decode_err(format!("feed of {db}"), e))?;
     if let Some(error) = row.get("error").and_then(Value::as_str) {
         let reason = row.get("reason").and_then(Value::as_str).unwrap_or(error);
         // CouchDB reports trouble mid-feed as an error row; the follower retries it like a 5xx.
-        return Err(Error::Http { status: 500, error: error.to_owned(), reason: reason.to_owned() });
+        return Err(Error::Http {
+            status: 500,
+            error: error.to_owned(),
+            reason: reason.to_owned(),
+        });
     }
     if row.get("id").is_none() {
         if let Some(last_seq) = row.get("last_seq") {
@@ -518,7 +530,9 @@ impl DocStore for CouchStore {
     // couch_rs's `list_dbs` decodes the body without looking at the status, so a 401 would become
     // a decode error: raw request.
     async fn list_dbs(&self) -> Result<Vec<DbName>> {
-        let v = self.call_json(Req::new(Method::GET, self.server_path("_all_dbs")), Ctx::Server).await?;
+        let v = self
+            .call_json(Req::new(Method::GET, self.server_path("_all_dbs")), Ctx::Server)
+            .await?;
         let names = v.as_array().ok_or_else(|| decode_err("_all_dbs", "not an array"))?;
         let mut dbs: Vec<DbName> = names
             .iter()
@@ -612,7 +626,10 @@ impl DocStore for CouchStore {
         let v = self.call_json(req, Ctx::Db(db)).await?;
         let rows = v.as_array().ok_or_else(|| decode_err("_bulk_docs", "not an array"))?;
         if rows.len() != n {
-            return Err(decode_err("_bulk_docs", format!("{} results for {n} documents", rows.len())));
+            return Err(decode_err(
+                "_bulk_docs",
+                format!("{} results for {n} documents", rows.len()),
+            ));
         }
         Ok(rows
             .iter()
@@ -697,14 +714,21 @@ impl DocStore for CouchStore {
             .q("include_docs", "true")
             .json(&json!({ "keys": ids }));
         let v = self.call_json(req, Ctx::Db(db)).await?;
-        let rows = v.get("rows").and_then(Value::as_array).ok_or_else(|| decode_err("_all_docs", "no rows"))?;
+        let rows = v
+            .get("rows")
+            .and_then(Value::as_array)
+            .ok_or_else(|| decode_err("_all_docs", "no rows"))?;
         if rows.len() != ids.len() {
-            return Err(decode_err("_all_docs", format!("{} rows for {} keys", rows.len(), ids.len())));
+            return Err(decode_err(
+                "_all_docs",
+                format!("{} rows for {} keys", rows.len(), ids.len()),
+            ));
         }
         Ok(rows
             .iter()
             .map(|row| {
-                let deleted = row.pointer("/value/deleted").and_then(Value::as_bool).unwrap_or(false);
+                let deleted =
+                    row.pointer("/value/deleted").and_then(Value::as_bool).unwrap_or(false);
                 if row.get("error").is_some() || deleted {
                     None
                 } else {
@@ -825,7 +849,9 @@ impl DocStore for CouchStore {
                     let line = match tokio::time::timeout(dead_after, lines.next()).await {
                         Err(_) => return Some((Err(Error::Timeout { url: url.clone() }), None)),
                         Ok(None) => return None,
-                        Ok(Some(Err(e))) => return Some((Err(store.transport_error(&path, &e)), None)),
+                        Ok(Some(Err(e))) => {
+                            return Some((Err(store.transport_error(&path, &e)), None))
+                        }
                         Ok(Some(Ok(line))) => line,
                     };
                     let text = String::from_utf8_lossy(&line);
@@ -845,7 +871,10 @@ impl DocStore for CouchStore {
                         Some("updated") => DbUpdateKind::Updated,
                         _ => continue,
                     };
-                    let Some(db) = row.get("db_name").and_then(Value::as_str).and_then(|n| DbName::new(n).ok())
+                    let Some(db) = row
+                        .get("db_name")
+                        .and_then(Value::as_str)
+                        .and_then(|n| DbName::new(n).ok())
                     else {
                         continue;
                     };
@@ -859,7 +888,8 @@ impl DocStore for CouchStore {
     // couch_rs has no `_local` helpers (and its `get` would encode the `/`).
     async fn get_local(&self, db: &DbName, name: &str) -> Result<Option<Value>> {
         let id = format!("_local/{name}");
-        match self.call_json(Req::new(Method::GET, self.doc_path(db, &id)), Ctx::Doc(db, &id)).await {
+        match self.call_json(Req::new(Method::GET, self.doc_path(db, &id)), Ctx::Doc(db, &id)).await
+        {
             Ok(doc) => Ok(Some(doc)),
             Err(Error::DocNotFound { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -869,7 +899,9 @@ impl DocStore for CouchStore {
     async fn put_local(&self, db: &DbName, name: &str, body: Value) -> Result<()> {
         let id = format!("_local/{name}");
         let Value::Object(mut fields) = body else {
-            return Err(Error::BadRequest { reason: format!("{id}: a document must be a JSON object") });
+            return Err(Error::BadRequest {
+                reason: format!("{id}: a document must be a JSON object"),
+            });
         };
         fields.remove("_rev");
         fields.insert("_id".into(), Value::from(id.as_str()));
@@ -893,7 +925,13 @@ impl DocStore for CouchStore {
     }
 
     // couch_rs's `query_raw` loses the reason of a missing view or design document.
-    async fn view(&self, db: &DbName, ddoc: &str, view: &str, query: &ViewQuery) -> Result<Vec<ViewRow>> {
+    async fn view(
+        &self,
+        db: &DbName,
+        ddoc: &str,
+        view: &str,
+        query: &ViewQuery,
+    ) -> Result<Vec<ViewRow>> {
         let ddoc_id = format!("_design/{ddoc}");
         let path = format!(
             "{}/_view/{}",
@@ -901,7 +939,9 @@ impl DocStore for CouchStore {
             utf8_percent_encode(view, DOC_ID_SET)
         );
         let mut req = Req::new(Method::GET, path);
-        for (name, value) in [("startkey", &query.start_key), ("endkey", &query.end_key), ("key", &query.key)] {
+        for (name, value) in
+            [("startkey", &query.start_key), ("endkey", &query.end_key), ("key", &query.key)]
+        {
             if let Some(v) = value {
                 req = req.q(name, v.to_string());
             }
@@ -919,7 +959,8 @@ impl DocStore for CouchStore {
             req = req.q("group", "true");
         }
         let v = self.call_json(req, Ctx::Doc(db, &ddoc_id)).await?;
-        let rows = v.get("rows").and_then(Value::as_array).ok_or_else(|| decode_err("view", "no rows"))?;
+        let rows =
+            v.get("rows").and_then(Value::as_array).ok_or_else(|| decode_err("view", "no rows"))?;
         Ok(rows
             .iter()
             .map(|row| ViewRow {
@@ -965,15 +1006,35 @@ mod tests {
     #[test]
     fn statuses_map_to_typed_errors_with_reasons() {
         let db = DbName::new("offnet").unwrap();
-        let e = map_status(404, "not_found".into(), "Database does not exist.".into(), Ctx::Doc(&db, "x"));
+        let e = map_status(
+            404,
+            "not_found".into(),
+            "Database does not exist.".into(),
+            Ctx::Doc(&db, "x"),
+        );
         assert!(matches!(e, Error::DbNotFound { .. }), "{e}");
         let e = map_status(404, "not_found".into(), "missing".into(), Ctx::Doc(&db, "x"));
         assert!(matches!(e, Error::DocNotFound { ref id, .. } if id == "x"), "{e}");
-        let e = map_status(409, "conflict".into(), "Document update conflict.".into(), Ctx::Doc(&db, "x"));
+        let e = map_status(
+            409,
+            "conflict".into(),
+            "Document update conflict.".into(),
+            Ctx::Doc(&db, "x"),
+        );
         assert!(matches!(e, Error::Conflict { .. }), "{e}");
-        let e = map_status(412, "file_exists".into(), "The database could not be created.".into(), Ctx::Db(&db));
+        let e = map_status(
+            412,
+            "file_exists".into(),
+            "The database could not be created.".into(),
+            Ctx::Db(&db),
+        );
         assert!(matches!(e, Error::DbExists { .. }), "{e}");
-        let e = map_status(401, "unauthorized".into(), "Name or password is incorrect.".into(), Ctx::Server);
+        let e = map_status(
+            401,
+            "unauthorized".into(),
+            "Name or password is incorrect.".into(),
+            Ctx::Server,
+        );
         assert_eq!(e.to_string(), "unauthorized: Name or password is incorrect.");
         let e = map_status(503, "service_unavailable".into(), "down".into(), Ctx::Db(&db));
         assert!(e.is_transient());

@@ -39,7 +39,9 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::store::SharedStore;
-use crate::types::{Change, ChangesQuery, DbName, DbUpdate, DbUpdateKind, FeedEvent, FeedQuery, Seq};
+use crate::types::{
+    Change, ChangesQuery, DbName, DbUpdate, DbUpdateKind, FeedEvent, FeedQuery, Seq,
+};
 
 /// The `_local` document (without `_local/`) holding a database's incarnation uuid.
 const INCARNATION_DOC: &str = "switchboard-incarnation";
@@ -116,6 +118,11 @@ pub struct FollowOptions {
     pub when_db_missing: WhenDbMissing,
     /// Changes per catch-up request. Default 1000.
     pub catch_up_batch: usize,
+    /// While live, check this often that the database still exists with the same incarnation
+    /// marker (one small `GET`). Not every server ends a live feed when its database is deleted
+    /// (pouchdb-server keeps sending heartbeats), so this is how deletion and recreation are seen
+    /// there. Default 30 s.
+    pub verify_every: Duration,
 }
 
 impl FollowOptions {
@@ -133,6 +140,7 @@ impl FollowOptions {
             checkpoint: None,
             when_db_missing: WhenDbMissing::Fail,
             catch_up_batch: 1000,
+            verify_every: Duration::from_secs(30),
         }
     }
 
@@ -163,6 +171,7 @@ impl fmt::Debug for FollowOptions {
             .field("checkpoint", &self.checkpoint.as_ref().map(|_| "Checkpoints"))
             .field("when_db_missing", &self.when_db_missing)
             .field("catch_up_batch", &self.catch_up_batch)
+            .field("verify_every", &self.verify_every)
             .finish()
     }
 }
@@ -276,11 +285,8 @@ impl Checkpoints for FileCheckpoints {
         if !all.is_object() {
             all = json!({});
         }
-        let entry = all
-            .as_object_mut()
-            .expect("an object")
-            .entry(db.as_str())
-            .or_insert_with(|| json!({}));
+        let entry =
+            all.as_object_mut().expect("an object").entry(db.as_str()).or_insert_with(|| json!({}));
         if !entry.is_object() {
             *entry = json!({});
         }
@@ -338,6 +344,8 @@ pub struct FollowerStatus {
     pub reconnects: u64,
     /// Resyncs sent.
     pub resyncs: u64,
+    /// The error that caused the last reconnect (or the terminal one), rendered.
+    pub last_error: Option<String>,
 }
 
 impl FollowerStatus {
@@ -351,6 +359,7 @@ impl FollowerStatus {
             last_heard_at: None,
             reconnects: 0,
             resyncs: 0,
+            last_error: None,
         }
     }
 
@@ -442,7 +451,8 @@ impl AckShared {
                 None => return Ok(()),
             }
         };
-        let checkpoint = Checkpoint { seq: seq.clone(), incarnation: incarnation.map(|i| i.to_string()) };
+        let checkpoint =
+            Checkpoint { seq: seq.clone(), incarnation: incarnation.map(|i| i.to_string()) };
         match checkpoints.save(&self.db, &self.name, &checkpoint).await {
             Ok(()) => {
                 self.state.lock().expect("ack lock").saved = Some(seq);
@@ -510,7 +520,10 @@ impl Follower {
 
 impl fmt::Debug for Follower {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Follower").field("db", &self.acks.0.db).field("name", &self.acks.0.name).finish()
+        f.debug_struct("Follower")
+            .field("db", &self.acks.0.db)
+            .field("name", &self.acks.0.name)
+            .finish()
     }
 }
 
@@ -551,7 +564,12 @@ pub fn follow(store: SharedStore, db: DbName, opts: FollowOptions) -> Follower {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
     let (status_tx, status_rx) = watch::channel(FollowerStatus::new());
     let shared = Arc::new(AckShared {
-        state: Mutex::new(AckState { pending: None, saved: None, incarnation: None, closed: false }),
+        state: Mutex::new(AckState {
+            pending: None,
+            saved: None,
+            incarnation: None,
+            closed: false,
+        }),
         notify: Notify::new(),
         checkpoints: opts.checkpoint.clone(),
         db: db.clone(),
@@ -633,17 +651,21 @@ impl Runner {
                 Err(Halt::Gone) => return,
                 Err(Halt::Error(e)) => e,
             };
-            if is_terminal(&err) || (matches!(err, Error::DbNotFound { .. }) && !self.known_to_exist) {
+            if is_terminal(&err)
+                || (matches!(err, Error::DbNotFound { .. }) && !self.known_to_exist)
+            {
                 self.fail(err).await;
                 return;
             }
             self.attempt += 1;
             let attempt = self.attempt;
             tracing::info!(db = %self.db, follower = %self.opts.name, attempt, error = %err, "Change feed reconnecting.");
+            let error = err.to_string();
             self.status.send_modify(|s| {
                 s.state = FollowerState::Backoff { attempt };
                 s.caught_up = false;
                 s.reconnects += 1;
+                s.last_error = Some(error);
             });
             tokio::time::sleep(self.opts.backoff(attempt)).await;
         }
@@ -653,6 +675,7 @@ impl Runner {
         tracing::error!(db = %self.db, follower = %self.opts.name, error = %err, "Change follower stopped.");
         let reason = err.to_string();
         self.status.send_modify(|s| {
+            s.last_error = Some(reason.clone());
             s.state = FollowerState::Failed { reason };
             s.caught_up = false;
         });
@@ -754,14 +777,18 @@ impl Runner {
                 }
                 Ok(false) => {}
                 Err(e) if is_terminal(&e) => return Err(e.into()),
-                Err(e) => tracing::debug!(db = %self.db, error = %e, "Still waiting for the database."),
+                Err(e) => {
+                    tracing::debug!(db = %self.db, error = %e, "Still waiting for the database.")
+                }
             }
         }
     }
 
     /// Reads (or creates) the incarnation marker; a vanished or changed marker is a recreation.
     async fn check_incarnation(&mut self) -> Result<(), Halt> {
-        let read = |v: Option<Value>| v.and_then(|d| d.get("uuid").and_then(Value::as_str).map(Arc::<str>::from));
+        let read = |v: Option<Value>| {
+            v.and_then(|d| d.get("uuid").and_then(Value::as_str).map(Arc::<str>::from))
+        };
         let marker = match read(self.store.get_local(&self.db, INCARNATION_DOC).await?) {
             Some(marker) => marker,
             None => {
@@ -778,8 +805,8 @@ impl Runner {
                     Err(e) => return Err(e.into()),
                 }
                 // Another follower may have written its own marker at the same time: keep theirs.
-                let marker =
-                    read(self.store.get_local(&self.db, INCARNATION_DOC).await?).unwrap_or_else(|| Arc::from(fresh));
+                let marker = read(self.store.get_local(&self.db, INCARNATION_DOC).await?)
+                    .unwrap_or_else(|| Arc::from(fresh));
                 if (self.trusted_position && self.has_position()) || self.incarnation.is_some() {
                     self.incarnation = Some(marker);
                     return self.resync(ResyncReason::Recreated).await;
@@ -868,14 +895,31 @@ impl Runner {
         let dead = |db: &DbName| Error::Timeout {
             url: format!("change feed of {db} (silent for {dead_after:?}, {missed} heartbeats)"),
         };
-        let mut feed = match tokio::time::timeout(dead_after, self.store.open_feed(&self.db, &query)).await {
-            Ok(feed) => feed?,
-            Err(_) => return Err(dead(&self.db).into()),
-        };
+        let mut feed =
+            match tokio::time::timeout(dead_after, self.store.open_feed(&self.db, &query)).await {
+                Ok(feed) => feed?,
+                Err(_) => return Err(dead(&self.db).into()),
+            };
         self.set_state(FollowerState::Live);
         self.heard();
+        let mut deadline = tokio::time::Instant::now() + dead_after;
+        let verify_every = self.opts.verify_every.max(Duration::from_millis(10));
+        let mut verify =
+            tokio::time::interval_at(tokio::time::Instant::now() + verify_every, verify_every);
+        verify.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let item = tokio::time::timeout(dead_after, feed.next()).await;
+            let item = tokio::select! {
+                item = tokio::time::timeout_at(deadline, feed.next()) => item,
+                _ = verify.tick() => {
+                    // The check shares the heartbeat deadline: a stalled server fails both.
+                    match tokio::time::timeout_at(deadline, self.verify_incarnation()).await {
+                        Ok(checked) => checked?,
+                        Err(_) => return Err(dead(&self.db).into()),
+                    }
+                    continue;
+                }
+            };
+            deadline = tokio::time::Instant::now() + dead_after;
             match item {
                 Err(_) => return Err(dead(&self.db).into()),
                 Ok(None) => {
@@ -899,6 +943,22 @@ impl Runner {
                     .into());
                 }
             }
+        }
+    }
+
+    /// While live: the database must still exist and carry the marker seen at connect time.
+    /// Any difference ends the connection; the next one's checks report what happened.
+    async fn verify_incarnation(&mut self) -> Result<(), Halt> {
+        let marker = self.store.get_local(&self.db, INCARNATION_DOC).await?;
+        let marker = marker.as_ref().and_then(|d| d.get("uuid")).and_then(Value::as_str);
+        match (&self.incarnation, marker) {
+            (Some(known), Some(marker)) if **known == *marker => Ok(()),
+            (None, _) => Ok(()),
+            _ => Err(Error::Transport {
+                url: format!("change feed of {}", self.db),
+                message: "the database's incarnation marker changed".into(),
+            }
+            .into()),
         }
     }
 }
@@ -950,7 +1010,12 @@ where
     DbWatch { rx, task }
 }
 
-async fn run_watch<F>(store: SharedStore, filter: F, poll_every: Duration, tx: mpsc::Sender<DbUpdate>) -> Result<(), ()>
+async fn run_watch<F>(
+    store: SharedStore,
+    filter: F,
+    poll_every: Duration,
+    tx: mpsc::Sender<DbUpdate>,
+) -> Result<(), ()>
 where
     F: Fn(&DbName) -> bool + Send + Sync + 'static,
 {
@@ -973,7 +1038,9 @@ where
                     tracing::info!(error = %e, "No _db_updates access; polling the database list.");
                     use_feed = false;
                 }
-                Err(e) => tracing::warn!(error = %e, "Cannot open _db_updates; polling this round."),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot open _db_updates; polling this round.")
+                }
             }
         }
         match store.list_dbs().await {
@@ -991,7 +1058,10 @@ where
             Err(e) => {
                 attempt += 1;
                 tracing::warn!(error = %e, attempt, "Cannot list databases; retrying.");
-                tokio::time::sleep(backoff.backoff(attempt).max(poll_every.min(Duration::from_secs(1)))).await;
+                tokio::time::sleep(
+                    backoff.backoff(attempt).max(poll_every.min(Duration::from_secs(1))),
+                )
+                .await;
                 continue;
             }
         }
@@ -1032,7 +1102,8 @@ mod tests {
         opts.backoff_base = Duration::from_millis(100);
         opts.backoff_cap = Duration::from_secs(1);
         for attempt in 1..40 {
-            let ceiling = Duration::from_millis(100 * (1u64 << (attempt - 1).min(20))).min(Duration::from_secs(1));
+            let ceiling = Duration::from_millis(100 * (1u64 << (attempt - 1).min(20)))
+                .min(Duration::from_secs(1));
             assert!(opts.backoff(attempt) <= ceiling, "attempt {attempt}");
         }
     }
@@ -1050,11 +1121,13 @@ mod tests {
 
     #[tokio::test]
     async fn file_checkpoints_round_trip() {
-        let dir = std::env::temp_dir().join(format!("docstore-cp-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("docstore-cp-{}", uuid::Uuid::new_v4().simple()));
         let file = FileCheckpoints::new(dir.join("sub/checkpoints.json"));
         let db = DbName::new("numbers/+1415").unwrap();
         assert_eq!(file.load(&db, "a").await.unwrap(), None);
-        let cp = Checkpoint { seq: Seq::from_json(json!("12-g1A")), incarnation: Some("u1".into()) };
+        let cp =
+            Checkpoint { seq: Seq::from_json(json!("12-g1A")), incarnation: Some("u1".into()) };
         file.save(&db, "a", &cp).await.unwrap();
         file.save(&db, "b", &Checkpoint { seq: Seq::zero(), incarnation: None }).await.unwrap();
         assert_eq!(file.load(&db, "a").await.unwrap(), Some(cp));

@@ -1,0 +1,423 @@
+//! The change follower against a real CouchDB-compatible server (`testkit`'s couch-peer, or
+//! `COUCHDB_URL`) and against the embedded store: catch-up then live, checkpoints, reconnects
+//! after a server restart, a stalled or cut connection, deletion and recreation, terminal errors,
+//! and database discovery.
+//!
+//! No assertion is about timing: each test waits for an event or a status with a generous upper
+//! bound ([`WAIT`]) and then asserts on what it got.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use docstore::{
+    follow, watch_dbs, Checkpoints, CouchConfig, CouchStore, DbName, DbUpdateKind, EmbeddedStore,
+    Error, FileCheckpoints, FollowEvent, FollowOptions, Follower, FollowerState,
+    LocalDocCheckpoints, ResyncReason, SharedStore, WhenDbMissing,
+};
+use futures::StreamExt;
+use serde_json::json;
+use testkit::{CouchServer, TcpProxy};
+
+/// The upper bound of every wait: generous, because the machine is shared.
+const WAIT: Duration = Duration::from_secs(60);
+
+fn couch_config(url: &str, server: &CouchServer) -> CouchConfig {
+    let mut config = CouchConfig::from_url(url).expect("server url");
+    if let Some((user, password)) = server.credentials() {
+        config.user = Some(user);
+        config.password = Some(password);
+    }
+    config
+}
+
+fn couch() -> SharedStore {
+    let server = CouchServer::shared();
+    Arc::new(CouchStore::new(couch_config(&server.url(), server)).expect("couch store"))
+}
+
+fn embedded() -> SharedStore {
+    Arc::new(EmbeddedStore::in_memory().expect("embedded store"))
+}
+
+fn unique_db(prefix: &str) -> DbName {
+    DbName::new(testkit::unique_db(prefix)).expect("unique db name")
+}
+
+/// Short heartbeats and backoffs, so that reconnects happen quickly in tests.
+fn fast(name: &str) -> FollowOptions {
+    let mut opts = FollowOptions::new(name);
+    opts.heartbeat = Duration::from_millis(200);
+    opts.backoff_base = Duration::from_millis(20);
+    opts.backoff_cap = Duration::from_millis(500);
+    opts.verify_every = Duration::from_millis(300);
+    opts
+}
+
+async fn next(follower: &mut Follower) -> FollowEvent {
+    match tokio::time::timeout(WAIT, follower.next()).await {
+        Ok(Some(event)) => event,
+        Ok(None) => panic!("the follower ended"),
+        Err(_) => panic!("no follower event within {WAIT:?}; status {:?}", follower.status().get()),
+    }
+}
+
+/// Reads events until `CaughtUp`, returning the ids of the changes and whether a resync came first.
+async fn until_caught_up(follower: &mut Follower) -> (Vec<String>, Vec<ResyncReason>) {
+    let (mut ids, mut resyncs) = (Vec::new(), Vec::new());
+    loop {
+        match next(follower).await {
+            FollowEvent::Change(change) => ids.push(change.id),
+            FollowEvent::CaughtUp { .. } => return (ids, resyncs),
+            FollowEvent::Resync { reason } => resyncs.push(reason),
+            FollowEvent::Failed(e) => panic!("follower failed: {e}"),
+        }
+    }
+}
+
+/// Reads events until a change of `id` arrives (skipping `CaughtUp` after reconnects).
+async fn until_change(follower: &mut Follower, id: &str) -> docstore::Change {
+    loop {
+        match next(follower).await {
+            FollowEvent::Change(change) if change.id == id => return change,
+            FollowEvent::Failed(e) => panic!("follower failed: {e}"),
+            _ => {}
+        }
+    }
+}
+
+async fn put(store: &SharedStore, db: &DbName, id: &str) {
+    store.put(db, json!({ "_id": id, "n": id })).await.expect("put");
+}
+
+async fn catch_up_then_live(store: SharedStore) {
+    let db = unique_db("follow-live-");
+    store.create_db(&db).await.unwrap();
+    for i in 0..5 {
+        put(&store, &db, &format!("before-{i}")).await;
+    }
+    let mut follower = follow(store.clone(), db.clone(), fast("live"));
+    let (ids, resyncs) = until_caught_up(&mut follower).await;
+    assert_eq!(resyncs, [ResyncReason::Initial], "a follower from 0 starts with a resync");
+    let ids: BTreeSet<_> = ids.into_iter().collect();
+    assert_eq!(ids, (0..5).map(|i| format!("before-{i}")).collect());
+    let status = follower.status();
+    status.wait_for(|s| s.state == FollowerState::Live).await;
+    put(&store, &db, "after-0").await;
+    let change = until_change(&mut follower, "after-0").await;
+    assert_eq!(change.doc.as_ref().and_then(|d| d.get("n")), Some(&json!("after-0")));
+    let now = status.get();
+    assert!(now.caught_up);
+    assert_eq!(now.last_seq.as_ref(), Some(&change.seq));
+    assert!(now.since_last_change().is_some());
+    // A selector keeps only matching documents (`filter=_selector`).
+    let mut opts = fast("selected");
+    opts.selector = Some(json!({ "n": { "$regex": "^after" } }));
+    let mut selected = follow(store.clone(), db.clone(), opts);
+    let (ids, _) = until_caught_up(&mut selected).await;
+    assert_eq!(ids, ["after-0"]);
+    put(&store, &db, "before-9").await;
+    put(&store, &db, "after-1").await;
+    assert_eq!(until_change(&mut selected, "after-1").await.id, "after-1");
+    store.delete_db(&db).await.unwrap();
+}
+
+#[tokio::test]
+async fn couch_catch_up_then_live() {
+    catch_up_then_live(couch()).await;
+}
+
+#[tokio::test]
+async fn embedded_catch_up_then_live() {
+    catch_up_then_live(embedded()).await;
+}
+
+async fn resume_from_checkpoint(store: SharedStore, checkpoints: Arc<dyn Checkpoints>) {
+    let db = unique_db("follow-resume-");
+    store.create_db(&db).await.unwrap();
+    for i in 0..5 {
+        put(&store, &db, &format!("a-{i}")).await;
+    }
+    let mut opts = fast("resume");
+    opts.checkpoint = Some(checkpoints.clone());
+    let mut follower = follow(store.clone(), db.clone(), opts.clone());
+    let mut last = None;
+    loop {
+        match next(&mut follower).await {
+            FollowEvent::Change(change) => {
+                // The consumer applies the change, then acknowledges it.
+                follower.ack(change.seq.clone());
+                last = Some(change.seq);
+            }
+            FollowEvent::CaughtUp { .. } => break,
+            FollowEvent::Resync { .. } => {}
+            FollowEvent::Failed(e) => panic!("{e}"),
+        }
+    }
+    follower.acks().flush().await.unwrap();
+    let saved = checkpoints.load(&db, "resume").await.unwrap().expect("a checkpoint");
+    assert_eq!(Some(saved.seq), last, "the last acknowledged seq is checkpointed");
+    drop(follower);
+
+    for i in 0..3 {
+        put(&store, &db, &format!("b-{i}")).await;
+    }
+    let mut follower = follow(store.clone(), db.clone(), opts);
+    let (ids, resyncs) = until_caught_up(&mut follower).await;
+    assert!(resyncs.is_empty(), "resuming from a checkpoint is not a resync: {resyncs:?}");
+    let ids: BTreeSet<_> = ids.into_iter().collect();
+    for i in 0..3 {
+        assert!(ids.contains(&format!("b-{i}")), "b-{i} missing from {ids:?}");
+    }
+    // Duplicates are allowed, but a checkpoint must not replay the whole database.
+    assert!(!ids.contains("a-0"), "resumed from the start: {ids:?}");
+    store.delete_db(&db).await.unwrap();
+}
+
+#[tokio::test]
+async fn couch_resume_from_local_doc_checkpoint() {
+    let store = couch();
+    resume_from_checkpoint(store.clone(), Arc::new(LocalDocCheckpoints::new(store))).await;
+}
+
+#[tokio::test]
+async fn couch_resume_from_file_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = Arc::new(FileCheckpoints::new(dir.path().join("checkpoints.json")));
+    resume_from_checkpoint(couch(), file).await;
+}
+
+#[tokio::test]
+async fn embedded_resume_from_local_doc_checkpoint() {
+    let store = embedded();
+    resume_from_checkpoint(store.clone(), Arc::new(LocalDocCheckpoints::new(store))).await;
+}
+
+async fn delete_and_recreate(store: SharedStore) {
+    let db = unique_db("follow-recreate-");
+    store.create_db(&db).await.unwrap();
+    put(&store, &db, "old-0").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file: Arc<dyn Checkpoints> = Arc::new(FileCheckpoints::new(dir.path().join("cp.json")));
+    let mut opts = fast("recreate");
+    opts.when_db_missing = WhenDbMissing::Wait;
+    opts.checkpoint = Some(file.clone());
+    let mut follower = follow(store.clone(), db.clone(), opts.clone());
+    let change = until_change(&mut follower, "old-0").await;
+    follower.ack(change.seq);
+    follower.acks().flush().await.unwrap();
+    follower.status().wait_for(|s| s.state == FollowerState::Live).await;
+
+    // Deleted while live: reported, then the follower waits for the database.
+    store.delete_db(&db).await.unwrap();
+    loop {
+        match next(&mut follower).await {
+            FollowEvent::Resync { reason: ResyncReason::Deleted } => break,
+            FollowEvent::Failed(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    store.create_db(&db).await.unwrap();
+    put(&store, &db, "new-0").await;
+    until_change(&mut follower, "new-0").await;
+    drop(follower);
+
+    // Recreated behind a checkpoint's back: the checkpoint belongs to another incarnation.
+    store.delete_db(&db).await.unwrap();
+    store.create_db(&db).await.unwrap();
+    put(&store, &db, "newer-0").await;
+    let mut follower = follow(store.clone(), db.clone(), opts);
+    let (ids, resyncs) = until_caught_up(&mut follower).await;
+    assert_eq!(resyncs, [ResyncReason::Recreated]);
+    assert_eq!(ids, ["newer-0"]);
+    store.delete_db(&db).await.unwrap();
+}
+
+#[tokio::test]
+async fn couch_delete_and_recreate_resyncs() {
+    delete_and_recreate(couch()).await;
+}
+
+#[tokio::test]
+async fn embedded_delete_and_recreate_resyncs() {
+    delete_and_recreate(embedded()).await;
+}
+
+async fn missing_db_is_terminal(store: SharedStore) {
+    let db = unique_db("follow-missing-");
+    let mut follower = follow(store, db, fast("missing"));
+    match next(&mut follower).await {
+        FollowEvent::Failed(Error::DbNotFound { .. }) => {}
+        other => panic!("expected a terminal DbNotFound, got {other:?}"),
+    }
+    assert!(tokio::time::timeout(WAIT, follower.next()).await.unwrap().is_none());
+    assert!(matches!(follower.status().get().state, FollowerState::Failed { .. }));
+}
+
+#[tokio::test]
+async fn couch_missing_db_is_terminal() {
+    missing_db_is_terminal(couch()).await;
+}
+
+#[tokio::test]
+async fn embedded_missing_db_is_terminal() {
+    missing_db_is_terminal(embedded()).await;
+}
+
+async fn watch_sees_new_account_dbs(store: SharedStore) {
+    let tag = testkit::unique_db("w");
+    let prefix = format!("account/{tag}/");
+    let existing = DbName::new(format!("{prefix}aa")).unwrap();
+    store.create_db(&existing).await.unwrap();
+    let filter_prefix = prefix.clone();
+    let mut watch = watch_dbs(
+        store.clone(),
+        move |db: &DbName| db.as_str().starts_with(&filter_prefix),
+        Duration::from_millis(100),
+    );
+    let first = tokio::time::timeout(WAIT, watch.next()).await.unwrap().unwrap();
+    assert_eq!((first.db.clone(), first.kind), (existing.clone(), DbUpdateKind::Created));
+    let created = DbName::new(format!("{prefix}bb")).unwrap();
+    store.create_db(&created).await.unwrap();
+    store.create_db(&unique_db("other-")).await.unwrap();
+    store.delete_db(&existing).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let update = tokio::time::timeout(WAIT, watch.next()).await.unwrap().unwrap();
+        assert!(update.db.as_str().starts_with(&prefix), "filtered out: {update:?}");
+        if update.kind != DbUpdateKind::Updated {
+            seen.push((update.db, update.kind));
+        }
+    }
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(seen, [(existing, DbUpdateKind::Deleted), (created, DbUpdateKind::Created)]);
+}
+
+#[tokio::test]
+async fn couch_watch_dbs_sees_new_account_dbs() {
+    watch_sees_new_account_dbs(couch()).await;
+}
+
+#[tokio::test]
+async fn embedded_watch_dbs_sees_new_account_dbs() {
+    watch_sees_new_account_dbs(embedded()).await;
+}
+
+/// A store that talks to the shared server through a fault-injecting proxy.
+async fn through_proxy() -> (SharedStore, TcpProxy) {
+    let server = CouchServer::shared();
+    let proxy = TcpProxy::start(&server.url()).await;
+    let mut config = couch_config(&proxy.url(), server);
+    config.request_timeout = Duration::from_secs(2);
+    (Arc::new(CouchStore::new(config).unwrap()), proxy)
+}
+
+#[tokio::test]
+async fn couch_stalled_connection_is_declared_dead_and_reconnected() {
+    let direct = couch();
+    let (proxied, proxy) = through_proxy().await;
+    let db = unique_db("follow-stall-");
+    direct.create_db(&db).await.unwrap();
+    let mut opts = fast("stall");
+    // Only the missed heartbeats may notice the stall here.
+    opts.verify_every = Duration::from_secs(3600);
+    let mut follower = follow(proxied, db.clone(), opts);
+    until_caught_up(&mut follower).await;
+    let status = follower.status();
+    status.wait_for(|s| s.state == FollowerState::Live).await;
+    // Bytes stop flowing, the TCP connection stays open: only missed heartbeats tell.
+    proxy.stall();
+    let stalled = status.wait_for(|s| s.reconnects >= 1).await;
+    assert!(!stalled.caught_up);
+    let why = stalled.last_error.unwrap_or_default();
+    assert!(why.contains("3 heartbeats"), "declared dead for missed heartbeats, not {why:?}");
+    proxy.resume();
+    put(&direct, &db, "after-stall").await;
+    until_change(&mut follower, "after-stall").await;
+    direct.delete_db(&db).await.unwrap();
+}
+
+#[tokio::test]
+async fn couch_cut_connection_is_reconnected() {
+    let direct = couch();
+    let (proxied, proxy) = through_proxy().await;
+    let db = unique_db("follow-cut-");
+    direct.create_db(&db).await.unwrap();
+    let mut follower = follow(proxied, db.clone(), fast("cut"));
+    until_caught_up(&mut follower).await;
+    let status = follower.status();
+    status.wait_for(|s| s.state == FollowerState::Live).await;
+    proxy.refuse(true);
+    proxy.cut_all();
+    status
+        .wait_for(|s| matches!(s.state, FollowerState::Backoff { attempt } if attempt >= 2))
+        .await;
+    proxy.refuse(false);
+    put(&direct, &db, "after-cut").await;
+    until_change(&mut follower, "after-cut").await;
+    assert!(status.get().reconnects >= 2);
+    direct.delete_db(&db).await.unwrap();
+}
+
+#[tokio::test]
+async fn couch_server_restart_mid_feed_is_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = CouchServer::start_persistent(dir.path()) else {
+        eprintln!("COUCHDB_URL is set: no private server to restart, test skipped");
+        return;
+    };
+    let store: SharedStore =
+        Arc::new(CouchStore::new(couch_config(&server.url(), &server)).unwrap());
+    let db = unique_db("follow-restart-");
+    store.create_db(&db).await.unwrap();
+    put(&store, &db, "before").await;
+    let mut follower = follow(store.clone(), db.clone(), fast("restart"));
+    until_change(&mut follower, "before").await;
+    let status = follower.status();
+    status.wait_for(|s| s.state == FollowerState::Live).await;
+    server.kill();
+    status.wait_for(|s| matches!(s.state, FollowerState::Backoff { .. })).await;
+    server.restart();
+    put(&store, &db, "after").await;
+    // The reconnect resumes where it stood: "after" arrives, with no resync and no replay.
+    loop {
+        match next(&mut follower).await {
+            FollowEvent::Change(c) if c.id == "after" => break,
+            FollowEvent::Change(c) => panic!("replayed {} after the restart", c.id),
+            FollowEvent::Resync { reason } => panic!("unexpected resync {reason:?}"),
+            FollowEvent::Failed(e) => panic!("{e}"),
+            FollowEvent::CaughtUp { .. } => {}
+        }
+    }
+    assert!(status.get().reconnects >= 1);
+}
+
+#[tokio::test]
+async fn couch_wrong_password_is_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), r#"{"admins":{"admin":"secret"}}"#).unwrap();
+    let Some(server) = CouchServer::start_persistent(dir.path()) else {
+        eprintln!("COUCHDB_URL is set: no private server with a known admin, test skipped");
+        return;
+    };
+    let mut config = CouchConfig::from_url(&server.url()).unwrap();
+    config.user = Some("admin".into());
+    config.password = Some("secret".into());
+    let good: SharedStore = Arc::new(CouchStore::new(config.clone()).unwrap());
+    let db = unique_db("follow-auth-");
+    good.create_db(&db).await.unwrap();
+
+    config.password = Some("wrong".into());
+    let bad: SharedStore = Arc::new(CouchStore::new(config).unwrap());
+    let mut follower = follow(bad, db.clone(), fast("auth"));
+    match next(&mut follower).await {
+        FollowEvent::Failed(Error::Unauthorized { reason }) => {
+            assert!(!reason.is_empty(), "CouchDB's reason is kept");
+        }
+        other => panic!("expected a terminal 401, got {other:?}"),
+    }
+    assert!(tokio::time::timeout(WAIT, follower.next()).await.unwrap().is_none());
+    let status = follower.status().get();
+    assert!(matches!(status.state, FollowerState::Failed { .. }), "{status:?}");
+    assert_eq!(status.reconnects, 0, "a 401 is not retried");
+}
