@@ -456,13 +456,11 @@ async fn live_feed_backlog_then_writes(store: &dyn DocStore, ns: &str) {
 
     // With nothing happening, the connection shows it is alive.
     let heartbeat = async {
-        loop {
-            match feed.next().await {
-                Some(Ok(FeedEvent::Heartbeat)) => return,
-                Some(Ok(other)) => panic!("unexpected event while idle: {other:?}"),
-                Some(Err(e)) => panic!("feed failed: {e}"),
-                None => panic!("feed ended"),
-            }
+        match feed.next().await {
+            Some(Ok(FeedEvent::Heartbeat)) => {}
+            Some(Ok(other)) => panic!("unexpected event while idle: {other:?}"),
+            Some(Err(e)) => panic!("feed failed: {e}"),
+            None => panic!("feed ended"),
         }
     };
     tokio::time::timeout(WAIT, heartbeat).await.expect("a heartbeat within the wait bound");
@@ -673,7 +671,7 @@ mod embedded_only {
             store.put(&db, json!({"_id": "res", "name": "x"})).await.unwrap()
         };
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        assert_eq!(store.list_dbs().await.unwrap(), [db.clone()]);
+        assert_eq!(store.list_dbs().await.unwrap(), std::slice::from_ref(&db));
         assert_eq!(rev_of(&store.get(&db, "res").await.unwrap().unwrap()), rev);
         assert_eq!(store.get_local(&db, "follower").await.unwrap().unwrap()["seq"], "7");
         assert_eq!(store.path(), Some(dir.path().join(docstore::EMBEDDED_FILE_NAME).as_path()));
