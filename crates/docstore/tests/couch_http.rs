@@ -1,0 +1,252 @@
+//! What only the CouchDB backend has to get right, against a real server (`testkit`'s couch-peer,
+//! or `COUCHDB_URL`): names and ids on the wire, typed errors that keep CouchDB's `reason`,
+//! authentication, timeouts, the raw live feed and `_db_updates`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use docstore::{
+    AuthMode, CouchConfig, CouchStore, DbName, DbUpdateKind, DocStore, Error, FeedEvent, FeedQuery,
+    Seq, SharedStore, ViewQuery,
+};
+use futures::StreamExt;
+use serde_json::json;
+use testkit::{CouchServer, TcpProxy};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn config_for(url: &str, server: &CouchServer) -> CouchConfig {
+    let mut config = CouchConfig::from_url(url).expect("server url");
+    if let Some((user, password)) = server.credentials() {
+        config.user = Some(user);
+        config.password = Some(password);
+    }
+    config
+}
+
+fn couch() -> SharedStore {
+    let server = CouchServer::shared();
+    Arc::new(CouchStore::new(config_for(&server.url(), server)).expect("couch store"))
+}
+
+fn unique_db(prefix: &str) -> DbName {
+    DbName::new(testkit::unique_db(prefix)).expect("unique db name")
+}
+
+#[tokio::test]
+async fn slashes_plus_and_spaces_survive_the_wire() {
+    let store = couch();
+    let db = unique_db("numbers/+1415");
+    store.create_db(&db).await.unwrap();
+    assert!(store.list_dbs().await.unwrap().contains(&db), "listed under its real name");
+    assert!(store.db_exists(&db).await.unwrap());
+
+    let id = "sp ace/slash+plus?q#h%";
+    let rev = store.put(&db, json!({ "_id": id, "v": 1 })).await.unwrap();
+    let doc = store.get(&db, id).await.unwrap().expect("found by the same id");
+    assert_eq!(doc["_id"], json!(id));
+    assert_eq!(doc["_rev"], json!(rev.as_str()));
+    let many = store.get_many(&db, &[id.to_owned(), "absent".to_owned()]).await.unwrap();
+    assert_eq!(many[0].as_ref().map(|d| d["v"].clone()), Some(json!(1)));
+    assert_eq!(many[1], None);
+    let rev2 = store.delete(&db, id, &rev).await.unwrap();
+    assert_eq!(rev2.generation(), Some(2));
+    assert_eq!(store.get(&db, id).await.unwrap(), None);
+    store.delete_db(&db).await.unwrap();
+    assert!(!store.db_exists(&db).await.unwrap());
+}
+
+#[tokio::test]
+async fn errors_are_typed_and_keep_couchdbs_reason() {
+    let store = couch();
+    let missing = unique_db("missing-");
+    match store.get(&missing, "x").await {
+        Err(Error::DbNotFound { db }) => assert_eq!(db, missing.as_str()),
+        other => panic!("a missing database, not {other:?}"),
+    }
+    assert!(matches!(
+        store.put(&missing, json!({"_id": "x"})).await,
+        Err(Error::DbNotFound { .. })
+    ));
+    assert!(matches!(store.delete_db(&missing).await, Err(Error::DbNotFound { .. })));
+    assert!(matches!(store.db_info(&missing).await, Err(Error::DbNotFound { .. })));
+
+    let db = unique_db("errors-");
+    store.create_db(&db).await.unwrap();
+    match store.create_db(&db).await {
+        Err(Error::DbExists { db: name }) => assert_eq!(name, db.as_str()),
+        other => panic!("an existing database, not {other:?}"),
+    }
+    assert!(!store.ensure_db(&db).await.unwrap());
+
+    let rev = store.put(&db, json!({"_id": "doc"})).await.unwrap();
+    match store.put(&db, json!({"_id": "doc"})).await {
+        Err(e @ Error::Conflict { .. }) => {
+            assert_eq!(e.status(), 409);
+            assert!(e.to_string().contains(&format!("{db}/doc")), "{e}");
+        }
+        other => panic!("a conflict, not {other:?}"),
+    }
+    // A superseded rev (pouchdb answers 404 for a rev that never existed; CouchDB 409).
+    let rev2 = store.put(&db, json!({"_id": "doc", "_rev": rev.as_str(), "v": 2})).await.unwrap();
+    assert!(matches!(store.delete(&db, "doc", &rev).await, Err(Error::Conflict { .. })));
+    match store.put(&db, json!({"_id": "_bad"})).await {
+        Err(Error::BadRequest { reason }) => assert!(reason.contains("underscore"), "{reason}"),
+        other => panic!("a bad request, not {other:?}"),
+    }
+    match store.delete(&db, "absent", &rev2).await {
+        Err(Error::DocNotFound { id, .. }) => assert_eq!(id, "absent"),
+        other => panic!("a missing document, not {other:?}"),
+    }
+
+    let items = store
+        .bulk_docs(&db, vec![json!({"_id": "doc"}), json!({"_id": "fresh"}), json!({"v": 1})])
+        .await
+        .unwrap();
+    assert!(matches!(items[0].outcome, Err(Error::Conflict { .. })), "{:?}", items[0]);
+    assert_eq!(items[1].id, "fresh");
+    assert!(items[1].outcome.is_ok());
+    assert!(!items[2].id.is_empty(), "the server names a document without _id");
+    store.delete_db(&db).await.unwrap();
+}
+
+#[tokio::test]
+async fn views_and_local_documents() {
+    let store = couch();
+    let db = unique_db("views-");
+    store.create_db(&db).await.unwrap();
+    store
+        .put(
+            &db,
+            json!({"_id": "_design/t", "views": {"by_n": {"map": "function(doc){ if (doc.n) emit(doc.n, 1); }"}}}),
+        )
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        store.put(&db, json!({"_id": format!("d{n}"), "n": n})).await.unwrap();
+    }
+    let query = ViewQuery { start_key: Some(json!(2)), reduce: None, ..ViewQuery::default() };
+    let rows = store.view(&db, "t", "by_n", &query).await.unwrap();
+    let keys: Vec<_> = rows.iter().map(|r| r.key.clone()).collect();
+    assert_eq!(keys, [json!(2), json!(3)]);
+    assert!(store.view(&db, "nope", "x", &ViewQuery::default()).await.is_err());
+
+    assert_eq!(store.get_local(&db, "cp").await.unwrap(), None);
+    store.put_local(&db, "cp", json!({"seq": 1})).await.unwrap();
+    store.put_local(&db, "cp", json!({"seq": 2})).await.unwrap();
+    assert_eq!(store.get_local(&db, "cp").await.unwrap().unwrap()["seq"], json!(2));
+    let all = store.all_docs(&db, &docstore::AllDocsQuery::default()).await.unwrap();
+    assert!(all.rows.iter().all(|r| !r.id.starts_with("_local/")));
+    store.delete_db(&db).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_live_feed_brings_heartbeats_and_changes() {
+    let store = couch();
+    let db = unique_db("feed-");
+    store.create_db(&db).await.unwrap();
+    let query = FeedQuery {
+        since: Seq::now(),
+        include_docs: true,
+        selector: None,
+        heartbeat: Duration::from_millis(100),
+    };
+    let mut feed = store.open_feed(&db, &query).await.unwrap();
+    let first = tokio::time::timeout(WAIT, feed.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(first, FeedEvent::Heartbeat, "nothing changed yet");
+    store.put(&db, json!({"_id": "a b", "v": 1})).await.unwrap();
+    let change = loop {
+        match tokio::time::timeout(WAIT, feed.next()).await.unwrap().unwrap().unwrap() {
+            FeedEvent::Heartbeat => continue,
+            FeedEvent::Change(change) => break change,
+            FeedEvent::End { .. } => panic!("the feed ended"),
+        }
+    };
+    assert_eq!(change.id, "a b");
+    assert_eq!(change.doc.unwrap()["v"], json!(1));
+    drop(feed);
+    let page = store.changes(&db, &docstore::ChangesQuery::since(Seq::zero())).await.unwrap();
+    assert_eq!(page.results.len(), 1);
+    assert_eq!(page.last_seq, page.results[0].seq);
+    store.delete_db(&db).await.unwrap();
+}
+
+#[tokio::test]
+async fn db_updates_or_none() {
+    let store = couch();
+    match store.db_updates().await.unwrap() {
+        // couch-peer (pouchdb-server) has no `_db_updates`: callers poll instead.
+        None => {}
+        Some(mut updates) => {
+            let db = unique_db("updates-");
+            store.create_db(&db).await.unwrap();
+            loop {
+                let update = tokio::time::timeout(WAIT, updates.next()).await.unwrap().unwrap();
+                let update = update.unwrap();
+                if update.db == db && update.kind == DbUpdateKind::Created {
+                    break;
+                }
+            }
+            store.delete_db(&db).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn timeouts_and_refusals_are_transient_errors() {
+    let server = CouchServer::shared();
+    let proxy = TcpProxy::start(&server.url()).await;
+    let mut config = config_for(&proxy.url(), server);
+    config.request_timeout = Duration::from_millis(300);
+    let store = CouchStore::new(config).unwrap();
+    proxy.stall();
+    match store.list_dbs().await {
+        Err(e @ Error::Timeout { .. }) => assert!(e.is_transient()),
+        other => panic!("a timeout, not {other:?}"),
+    }
+    proxy.resume();
+    proxy.refuse(true);
+    match store.list_dbs().await {
+        Err(e @ Error::Transport { .. }) => assert!(e.is_transient()),
+        other => panic!("a transport error, not {other:?}"),
+    }
+    proxy.refuse(false);
+    assert!(store.list_dbs().await.is_ok());
+}
+
+#[tokio::test]
+async fn basic_and_cookie_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), r#"{"admins":{"admin":"s3cret"}}"#).unwrap();
+    let Some(server) = CouchServer::start_persistent(dir.path()) else {
+        eprintln!("COUCHDB_URL is set: no private server with a known admin, test skipped");
+        return;
+    };
+    let authority = server.url().replacen("http://", "http://admin:s3cret@", 1);
+    let basic = CouchStore::new(CouchConfig::from_url(&authority).unwrap()).unwrap();
+    assert!(!basic.url().contains("s3cret"), "credentials leave the URL");
+    let db = unique_db("auth-");
+    basic.create_db(&db).await.unwrap();
+
+    let mut cookie = CouchConfig::from_url(&authority).unwrap();
+    cookie.auth = AuthMode::Cookie;
+    let cookie_store = CouchStore::new(cookie.clone()).unwrap();
+    assert!(cookie_store.list_dbs().await.unwrap().contains(&db));
+    cookie_store.put(&db, json!({"_id": "by-cookie"})).await.unwrap();
+    assert!(basic.get(&db, "by-cookie").await.unwrap().is_some());
+
+    for auth in [AuthMode::Basic, AuthMode::Cookie] {
+        let mut wrong = cookie.clone();
+        wrong.auth = auth;
+        wrong.password = Some("wrong".into());
+        match CouchStore::new(wrong).unwrap().list_dbs().await {
+            Err(e @ Error::Unauthorized { .. }) => {
+                assert_eq!(e.status(), 401);
+                assert!(!e.is_transient());
+                assert!(e.to_string().contains("incorrect"), "CouchDB's reason: {e}");
+            }
+            other => panic!("{auth:?}: a 401, not {other:?}"),
+        }
+    }
+    basic.delete_db(&db).await.unwrap();
+}
