@@ -1,0 +1,663 @@
+#!/usr/bin/env node
+// couch-peer: Switchboard's CouchDB-compatible test server.
+//
+// express-pouchdb 4.2.0 over PouchDB 7.3.1 (memory or leveldb), with the
+// gaps listed in /work/shared/reference/couchdb-peer.md §4.4 fixed so that it
+// behaves like CouchDB 3 where our Rust code and couch_rs depend on it.
+// See README.md next to this file for the list and the reasons.
+//
+// Usage:
+//   node couch-peer.js PORT --in-memory [--admin USER:PASSWORD]
+//   node couch-peer.js PORT DIR         [--admin USER:PASSWORD]
+// PORT 0 picks a free port. Binds 127.0.0.1 only. Prints exactly one line
+// `couch-peer listening on http://127.0.0.1:PORT` on stdout when ready;
+// everything else goes to stderr.
+'use strict';
+
+const fs = require('fs');
+const http = require('http');
+const path = require('path');
+const events = require('events');
+
+// ---------------------------------------------------------------------------
+// Never die on a stray promise rejection (stock express-pouchdb leaves several
+// behind, and Node >= 15 exits on them by default).
+process.on('unhandledRejection', (reason) => {
+  console.error('couch-peer: unhandled promise rejection (ignored):', reason);
+});
+process.on('uncaughtException', (err) => {
+  console.error('couch-peer: uncaught exception (ignored):', err);
+});
+// Many concurrent live feeds on one db are normal in tests.
+events.defaultMaxListeners = 1000;
+
+// ---------------------------------------------------------------------------
+// Command line.
+function usage(msg) {
+  if (msg) console.error('couch-peer: ' + msg);
+  console.error('usage: node couch-peer.js PORT (--in-memory | DIR) [--admin USER:PASSWORD]');
+  process.exit(2);
+}
+const argv = process.argv.slice(2);
+let port = null;
+let dataDir = null;
+let inMemory = false;
+let admin = null;
+for (let i = 0; i < argv.length; i++) {
+  const a = argv[i];
+  if (a === '--in-memory') inMemory = true;
+  else if (a === '--admin') admin = argv[++i];
+  else if (a === '-h' || a === '--help') usage();
+  else if (port === null) port = a;
+  else if (dataDir === null) dataDir = a;
+  else usage('unexpected argument ' + JSON.stringify(a));
+}
+if (port === null || !/^\d+$/.test(port) || Number(port) > 65535) usage('PORT must be a number 0-65535');
+port = Number(port);
+if (inMemory === (dataDir !== null)) usage('give exactly one of --in-memory or DIR');
+if (admin !== null && !/^[^:]+:.+$/.test(admin)) usage('--admin wants USER:PASSWORD');
+if (dataDir !== null) {
+  dataDir = path.resolve(dataDir);
+  fs.mkdirSync(dataDir, { recursive: true });
+}
+
+// ---------------------------------------------------------------------------
+// Module patches that must be in place before express-pouchdb loads.
+function patchModule(request, makeExports) {
+  const resolved = require.resolve(request);
+  const original = require(resolved);
+  require.cache[resolved].exports = makeExports(original);
+}
+
+// Database names are kept verbatim: `numbers/+1415` is its own database
+// (stock runs every name through sanitize-filename, which drops `/`).
+patchModule('express-pouchdb/lib/clean-filename', () => (name) => name);
+
+const utils = require('express-pouchdb/lib/utils');
+const { getOrCreateDB } = require('express-pouchdb/lib/create-or-delete-dbs');
+const { matchesSelector, massageSelector } = require('pouchdb-selector-core');
+
+// Resolve a db for `/:db/...` routes. Same as stock, but the 404 reason is
+// CouchDB's and no directories are created in the cwd for in-memory dbs.
+utils.setDBOnReq = function setDBOnReq(dbName, dbWrapper, req, res, next) {
+  req.PouchDB.allDbs((err, dbs) => {
+    if (err) return utils.sendError(res, err);
+    if (dbs.indexOf(dbName) === -1) return sendMissingDb(res);
+    getOrCreateDB(req.PouchDB, dbName)
+      .then((db) => {
+        ensureParentDir(dbName);
+        return dbWrapper.wrap(dbName, db).then(() => {
+          req.db = db;
+          next();
+        });
+      })
+      .catch((e) => utils.sendError(res, e));
+  });
+};
+
+// With leveldb, `a/b` lives in DIR/a/b: its parent directory must exist.
+function ensureParentDir(dbName) {
+  if (dataDir === null || dbName.indexOf('/') === -1) return;
+  fs.mkdirSync(path.dirname(path.join(dataDir, dbName)), { recursive: true });
+}
+
+function sendMissingDb(res) {
+  utils.sendJSON(res, 404, { error: 'not_found', reason: 'Database does not exist.' });
+}
+function sendBadRequest(res, reason) {
+  utils.sendJSON(res, 400, { error: 'bad_request', reason });
+}
+
+// --- CouchDB database-name rules -------------------------------------------
+const DB_NAME_RE = /^[a-z][a-z0-9_$()+/-]*$/;
+const SYSTEM_DBS = new Set(['_users', '_replicator', '_global_changes']);
+function validDbName(name) {
+  return DB_NAME_RE.test(name) || SYSTEM_DBS.has(name);
+}
+
+// --- root-level routes, installed just before stock routes/root -------------
+const expressPouchPkg = require('express-pouchdb/package.json');
+patchModule('express-pouchdb/lib/routes/root', (original) => (app) => {
+  app.get('/', (req, res) => {
+    const json = {
+      couchdb: 'Welcome',
+      'express-pouchdb': 'Welcome!',
+      version: expressPouchPkg.version,
+      'pouchdb-adapters': req.PouchDB.preferredAdapters,
+      vendor: app.couchConfig.getSection('vendor'),
+      features: [],
+    };
+    let uuid = app.couchConfig.get('couchdb', 'uuid');
+    if (uuid) {
+      json.uuid = uuid;
+      return utils.sendJSON(res, 200, json);
+    }
+    uuid = require('express-pouchdb/lib/uuids')(1)[0];
+    app.couchConfig.set('couchdb', 'uuid', uuid, () => {
+      json.uuid = uuid;
+      utils.sendJSON(res, 200, json);
+    });
+  });
+
+  app.get('/_up', (req, res) => utils.sendJSON(res, 200, { status: 'ok', seeds: {} }));
+
+  // Sorted like CouchDB, with its paging parameters.
+  app.get('/_all_dbs', (req, res) => {
+    req.PouchDB.allDbs((err, names) => {
+      if (err) return utils.sendError(res, err);
+      const q = req.query;
+      let list = names.filter((n) => n !== 'pouch__auth_sessions__').sort();
+      const start = q.start_key !== undefined ? q.start_key : q.startkey;
+      const end = q.end_key !== undefined ? q.end_key : q.endkey;
+      if (q.descending === true) {
+        list.reverse();
+        if (start !== undefined) list = list.filter((n) => n <= String(start));
+        if (end !== undefined) list = list.filter((n) => n >= String(end));
+      } else {
+        if (start !== undefined) list = list.filter((n) => n >= String(start));
+        if (end !== undefined) list = list.filter((n) => n <= String(end));
+      }
+      const skip = Number.isInteger(q.skip) && q.skip > 0 ? q.skip : 0;
+      list = list.slice(skip);
+      if (Number.isInteger(q.limit) && q.limit >= 0) list = list.slice(0, q.limit);
+      utils.sendJSON(res, 200, list);
+    });
+  });
+
+  original(app);
+});
+
+// --- database-level routes, installed just before stock routes/db ----------
+const DB_START_TIME = String(Date.now() * 1000);
+patchModule('express-pouchdb/lib/routes/db', (original) => (app) => {
+  app.put('/:db', utils.jsonParser, (req, res) => {
+    const name = req.params.db;
+    if (!validDbName(name)) {
+      return utils.sendJSON(res, 400, {
+        error: 'illegal_database_name',
+        reason:
+          "Name: '" + name + "'. Only lowercase characters (a-z), digits (0-9), and any of the " +
+          'characters _, $, (, ), +, -, and / are allowed. Must begin with a letter.',
+      });
+    }
+    req.PouchDB.allDbs((err, dbs) => {
+      if (err) return utils.sendError(res, err);
+      if (dbs.indexOf(name) !== -1) {
+        return utils.sendJSON(res, 412, {
+          error: 'file_exists',
+          reason: 'The database could not be created, the file already exists.',
+        });
+      }
+      try {
+        ensureParentDir(name);
+      } catch (e) {
+        return utils.sendError(res, e, 500);
+      }
+      // PouchDB.new() (not new PouchDB()) so the security plugins apply.
+      const db = req.PouchDB.new(name, utils.makeOpts(req));
+      db.info((e) => {
+        if (e) return utils.sendError(res, e, 412);
+        res.location('/' + encodeURIComponent(name));
+        utils.sendJSON(res, 201, { ok: true });
+      });
+    });
+  });
+
+  app.delete('/:db', (req, res, next) => {
+    if (req.query.rev) return next(); // stock answers the "did you mean a doc?" 400
+    req.PouchDB.allDbs((err, dbs) => {
+      if (err) return utils.sendError(res, err);
+      if (dbs.indexOf(req.params.db) === -1) return sendMissingDb(res);
+      next();
+    });
+  });
+
+  // CouchDB 3 shaped db info (couch_rs's DbInfo needs every one of these).
+  app.get('/:db', (req, res) => {
+    utils.setDBOnReq(req.params.db, app.dbWrapper, req, res, () => {
+      dbInfo(req.db, utils.makeOpts(req))
+        .then((info) => utils.sendJSON(res, 200, info))
+        .catch((e) => utils.sendError(res, e));
+    });
+  });
+
+  original(app);
+});
+
+async function dbInfo(db, opts) {
+  const info = await db.info(opts);
+  // doc_del_count: PouchDB does not keep it, so count deleted leaves.
+  let deleted = 0;
+  await runChanges(db, { since: 0 }, (ch) => {
+    if (ch.deleted) deleted++;
+  }).done;
+  const disk = typeof info.disk_size === 'number' ? info.disk_size : 0;
+  return Object.assign({}, info, {
+    db_name: info.db_name,
+    update_seq: String(info.update_seq),
+    purge_seq: '0',
+    doc_count: info.doc_count,
+    doc_del_count: deleted,
+    sizes: { file: disk, external: 0, active: disk },
+    disk_size: disk,
+    compact_running: false,
+    disk_format_version: 8,
+    cluster: { q: 1, n: 1, w: 1, r: 1 },
+    props: {},
+    instance_start_time: '0',
+  });
+}
+
+// --- _find with a bookmark ---------------------------------------------------
+patchModule('express-pouchdb/lib/routes/find', (original) => (app) => {
+  app.post('/:db/_find', utils.jsonParser, (req, res) => {
+    const body = Object.assign({}, req.body || {});
+    let skip = Number.isInteger(body.skip) && body.skip > 0 ? body.skip : 0;
+    const bookmark = body.bookmark;
+    delete body.bookmark;
+    if (bookmark !== undefined && bookmark !== null && bookmark !== 'nil') {
+      let decoded = null;
+      try {
+        decoded = JSON.parse(Buffer.from(String(bookmark), 'base64').toString('utf8'));
+      } catch (e) {
+        decoded = null;
+      }
+      if (!decoded || !Number.isInteger(decoded.skip) || decoded.skip < 0) {
+        return utils.sendJSON(res, 400, {
+          error: 'invalid_bookmark',
+          reason: 'Invalid bookmark value: ' + JSON.stringify(bookmark),
+        });
+      }
+      skip = decoded.skip;
+    }
+    body.skip = skip;
+    req.db.find(body).then(
+      (result) => {
+        const next = skip + result.docs.length;
+        result.bookmark = Buffer.from(JSON.stringify({ skip: next })).toString('base64');
+        utils.sendJSON(res, 200, result);
+      },
+      (err) => utils.sendError(res, err, 400),
+    );
+  });
+  original(app);
+});
+
+// --- _changes, re-implemented ------------------------------------------------
+patchModule('express-pouchdb/lib/routes/changes', () => (app) => {
+  utils.requires(app, 'routes/db');
+  const handler = (req, res) => {
+    handleChanges(req, res).catch((err) => {
+      console.error('couch-peer: _changes failed:', err);
+      if (!res.headersSent) utils.sendError(res, err);
+      else res.end();
+    });
+  };
+  app.get('/:db/_changes', handler);
+  app.post('/:db/_changes', utils.jsonParser, handler);
+});
+
+const FEEDS = new Set(['normal', 'continuous', 'live', 'longpoll', 'eventsource']);
+const DEFAULT_TIMEOUT_MS = 60000;
+const DEFAULT_HEARTBEAT_MS = 60000;
+
+// Runs one PouchDB changes request, calling onChange per row.
+// Returns {feed, done}: `done` resolves with PouchDB's completion info
+// ({last_seq}) or rejects with its error; feed.cancel() stops it.
+function runChanges(db, opts, onChange) {
+  let feed;
+  const done = new Promise((resolve, reject) => {
+    feed = db.changes(Object.assign({ return_docs: false }, opts));
+    feed.on('change', onChange);
+    feed.on('complete', resolve);
+    feed.on('error', reject);
+  });
+  // Cancelling makes PouchDB resolve `done`; nobody awaits a live feed.
+  done.catch(() => {});
+  return { feed, done };
+}
+
+// Number of changes after `since` (unfiltered), as CouchDB's `pending`.
+async function countPending(db, since) {
+  let n = 0;
+  await runChanges(db, { since }, () => {
+    n++;
+  }).done;
+  return n;
+}
+
+function parseSince(q) {
+  let since = q.since;
+  if (since === undefined || since === null || since === '') return 0;
+  if (since === 'now') return 'now';
+  if (typeof since === 'string' && /^\d+$/.test(since)) since = Number(since);
+  if (typeof since === 'number' && Number.isInteger(since) && since >= 0) return since;
+  return undefined;
+}
+
+// Returns {opts} (extra PouchDB options) or {error: [status, body]}.
+async function buildFilter(db, q, body) {
+  const name = q.filter;
+  if (name === undefined || name === null || name === '') return { opts: {} };
+  if (typeof name !== 'string') return { error: [400, badFilter()] };
+  if (name === '_doc_ids') {
+    const ids = body.doc_ids !== undefined ? body.doc_ids : q.doc_ids;
+    if (!Array.isArray(ids) || !ids.every((x) => typeof x === 'string')) {
+      return {
+        error: [400, { error: 'bad_request', reason: '`doc_ids` filter parameter is not a list of doc ids.' }],
+      };
+    }
+    const set = new Set(ids);
+    return { opts: { filter: (doc) => set.has(doc._id) } };
+  }
+  if (name === '_selector') {
+    const selector = body.selector !== undefined ? body.selector : q.selector;
+    if (selector === null || typeof selector !== 'object' || Array.isArray(selector)) {
+      return { error: [400, { error: 'bad_request', reason: 'Selector must be specified in POST payload' }] };
+    }
+    try {
+      massageSelector(selector);
+      matchesSelector({ _id: 'probe' }, selector);
+    } catch (e) {
+      return { error: [400, { error: 'bad_request', reason: 'Invalid selector: ' + e.message }] };
+    }
+    return { opts: { filter: (doc) => matchesSelector(doc, selector) } };
+  }
+  if (name === '_design') {
+    return { opts: { filter: (doc) => typeof doc._id === 'string' && doc._id.startsWith('_design/') } };
+  }
+  if (name === '_view') {
+    const view = q.view;
+    const parts = typeof view === 'string' ? view.split('/') : [];
+    if (parts.length !== 2 || !parts[0] || !parts[1]) {
+      return { error: [400, { error: 'bad_request', reason: '`view` filter parameter is not provided.' }] };
+    }
+    const missing = await missingDdocFunction(db, parts[0], 'views', parts[1]);
+    if (missing) return { error: [404, missing] };
+    return { opts: { filter: '_view', view } };
+  }
+  const parts = name.split('/');
+  if (parts.length !== 2 || !parts[0] || !parts[1] || name.startsWith('_')) {
+    return { error: [400, badFilter()] };
+  }
+  const missing = await missingDdocFunction(db, parts[0], 'filters', parts[1]);
+  if (missing) return { error: [404, missing] };
+  return { opts: { filter: name } };
+}
+
+function badFilter() {
+  return { error: 'bad_request', reason: '`filter` parameter is not correctly formatted' };
+}
+
+// null when _design/ddoc has section[fn], else CouchDB's 404 body.
+async function missingDdocFunction(db, ddoc, section, fn) {
+  let doc;
+  try {
+    doc = await db.get('_design/' + ddoc);
+  } catch (e) {
+    return { error: 'not_found', reason: e && e.reason === 'deleted' ? 'deleted' : 'missing' };
+  }
+  if (!doc[section]) return { error: 'not_found', reason: 'missing json key: ' + section };
+  const entry = doc[section][fn];
+  if (!entry || (section === 'views' && !entry.map)) {
+    return { error: 'not_found', reason: 'missing json key: ' + fn };
+  }
+  return null;
+}
+
+async function handleChanges(req, res) {
+  const db = req.db;
+  const q = req.query; // values already JSON-parsed by express-pouchdb
+  const body = req.method === 'POST' && req.body && typeof req.body === 'object' ? req.body : {};
+
+  let feed = q.feed === undefined ? 'normal' : String(q.feed);
+  if (!FEEDS.has(feed)) {
+    return sendBadRequest(res, 'Supported `feed` types: normal, continuous, live, longpoll, eventsource');
+  }
+  if (feed === 'live') feed = 'continuous';
+
+  let since = parseSince(q);
+  if (since === undefined) return sendBadRequest(res, "Malformed sequence supplied in 'since' parameter.");
+
+  let limit = null;
+  if (q.limit !== undefined) {
+    if (typeof q.limit !== 'number' || !Number.isInteger(q.limit) || q.limit < 0) {
+      return utils.sendJSON(res, 400, {
+        error: 'query_parse_error',
+        reason: 'Invalid value for integer: ' + JSON.stringify(String(q.limit)),
+      });
+    }
+    limit = Math.max(1, q.limit);
+  }
+
+  let heartbeat = null;
+  if (q.heartbeat === true) heartbeat = DEFAULT_HEARTBEAT_MS;
+  else if (typeof q.heartbeat === 'number' && q.heartbeat > 0) heartbeat = q.heartbeat;
+  else if (q.heartbeat !== undefined && q.heartbeat !== false) {
+    return sendBadRequest(res, 'Invalid heartbeat value. Expecting a positive integer value.');
+  }
+  let timeout = DEFAULT_TIMEOUT_MS;
+  if (typeof q.timeout === 'number' && q.timeout >= 0) timeout = q.timeout;
+  else if (q.timeout !== undefined) {
+    return sendBadRequest(res, 'Invalid timeout value. Expecting a non-negative integer value.');
+  }
+
+  const filter = await buildFilter(db, q, body);
+  if (filter.error) return utils.sendJSON(res, filter.error[0], filter.error[1]);
+
+  if (since === 'now') since = (await db.info()).update_seq;
+
+  const base = Object.assign(
+    {
+      query_params: JSON.parse(JSON.stringify(q)),
+      include_docs: q.include_docs === true,
+      conflicts: q.conflicts === true,
+      attachments: q.attachments === true,
+      style: q.style === 'all_docs' ? 'all_docs' : undefined,
+    },
+    filter.opts,
+  );
+  if (!base.style) delete base.style;
+
+  if (feed === 'normal') {
+    const results = [];
+    const opts = Object.assign({}, base, { since, descending: q.descending === true });
+    if (limit !== null) opts.limit = limit;
+    const info = await runChanges(db, opts, (ch) => results.push(ch)).done;
+    const lastSeq = info.last_seq;
+    let pending = 0;
+    if (!opts.descending && limit !== null && results.length >= limit) {
+      pending = await countPending(db, lastSeq);
+    }
+    return utils.sendJSON(res, 200, { results, last_seq: lastSeq, pending });
+  }
+
+  return streamFeed(req, res, db, { feed, since, limit, heartbeat, timeout, base });
+}
+
+// continuous / longpoll / eventsource: backlog, then a live tail.
+function streamFeed(req, res, db, p) {
+  const { feed, limit, heartbeat, base } = p;
+  // CouchDB: a heartbeat keeps the feed open indefinitely (timeout ignored).
+  const timeout = heartbeat !== null ? null : p.timeout;
+  let lastSeq = p.since;
+  let sent = 0;
+  let first = true;
+  let closed = false;
+  let finishing = false;
+  let oneShot = null;
+  let live = null;
+  let timeoutTimer = null;
+  let heartbeatTimer = null;
+
+  res.status(200);
+  if (feed === 'eventsource') {
+    res.setHeader('Content-Type', 'text/event-stream');
+  } else {
+    utils.setJsonOrPlaintext(res);
+  }
+  res.setHeader('Cache-Control', 'must-revalidate');
+  if (req.socket) req.socket.setNoDelay(true);
+  res.flushHeaders();
+  if (feed === 'longpoll') res.write('{"results":[\n');
+
+  function cleanup() {
+    closed = true;
+    if (timeoutTimer) clearTimeout(timeoutTimer);
+    if (heartbeatTimer) clearInterval(heartbeatTimer);
+    timeoutTimer = heartbeatTimer = null;
+    if (live) live.feed.cancel();
+    if (oneShot) oneShot.feed.cancel();
+    live = oneShot = null;
+  }
+  res.on('close', cleanup);
+
+  function writeRow(ch) {
+    if (closed) return;
+    if (feed === 'continuous') res.write(JSON.stringify(ch) + '\n');
+    else if (feed === 'eventsource') res.write('data: ' + JSON.stringify(ch) + '\nid: ' + ch.seq + '\n\n');
+    else {
+      res.write((first ? '' : ',\n') + JSON.stringify(ch));
+      first = false;
+    }
+    sent++;
+    lastSeq = ch.seq;
+  }
+  const limitReached = () => limit !== null && sent >= limit;
+
+  function fail(err) {
+    if (closed) return;
+    console.error('couch-peer: _changes feed error:', err);
+    if (feed === 'continuous') {
+      const e = err && err.name ? { error: err.name, reason: err.message } : { error: 'unknown_error', reason: String(err) };
+      res.write(JSON.stringify(e) + '\n');
+    }
+    res.end();
+    cleanup();
+  }
+
+  // End the feed: collect what arrived since the last row (so last_seq also
+  // covers changes a filter skipped), then write the closing line.
+  async function finish() {
+    if (finishing || closed) return;
+    finishing = true;
+    if (timeoutTimer) clearTimeout(timeoutTimer);
+    if (heartbeatTimer) clearInterval(heartbeatTimer);
+    if (live) live.feed.cancel();
+    live = null;
+    try {
+      if (!limitReached()) {
+        const opts = Object.assign({}, base, { since: lastSeq });
+        if (limit !== null) opts.limit = limit - sent;
+        oneShot = runChanges(db, opts, writeRow);
+        const info = await oneShot.done;
+        oneShot = null;
+        if (closed) return;
+        if (limit === null || !limitReached()) lastSeq = maxSeq(lastSeq, info.last_seq);
+      }
+      const pending = await countPending(db, lastSeq);
+      if (closed) return;
+      if (feed === 'continuous') res.write(JSON.stringify({ last_seq: lastSeq, pending }) + '\n');
+      else if (feed === 'longpoll') res.write('\n],\n"last_seq":' + JSON.stringify(lastSeq) + ',"pending":' + pending + '}\n');
+      res.end();
+      cleanup();
+    } catch (e) {
+      fail(e);
+    }
+  }
+
+  function armTimeout() {
+    if (timeout === null || closed || finishing) return;
+    if (timeoutTimer) clearTimeout(timeoutTimer);
+    timeoutTimer = setTimeout(finish, timeout);
+  }
+
+  async function run() {
+    // 1. the backlog
+    const opts = Object.assign({}, base, { since: lastSeq });
+    if (limit !== null) opts.limit = limit;
+    oneShot = runChanges(db, opts, writeRow);
+    const info = await oneShot.done;
+    oneShot = null;
+    if (closed) return;
+    if (!limitReached()) lastSeq = maxSeq(lastSeq, info.last_seq);
+    if (limitReached() || (feed === 'longpoll' && sent > 0) || timeout === 0) return finish();
+
+    // 2. the live tail
+    if (heartbeat !== null) {
+      heartbeatTimer = setInterval(() => {
+        if (closed) return;
+        res.write(feed === 'eventsource' ? 'event: heartbeat\ndata: \n\n' : '\n');
+      }, heartbeat);
+    }
+    armTimeout();
+    live = runChanges(db, Object.assign({}, base, { since: lastSeq, live: true }), (ch) => {
+      if (closed || finishing) return;
+      writeRow(ch);
+      if (limitReached() || feed === 'longpoll') finish();
+      else armTimeout();
+    });
+    live.done.catch(fail);
+  }
+
+  run().catch(fail);
+}
+
+function maxSeq(a, b) {
+  if (typeof a === 'number' && typeof b === 'number') return Math.max(a, b);
+  return b === undefined || b === null ? a : b;
+}
+
+// ---------------------------------------------------------------------------
+// Build PouchDB and the express-pouchdb app.
+const expressPouchDB = require('express-pouchdb');
+let PouchDB = require('pouchdb-core')
+  .plugin(require('pouchdb-adapter-http'))
+  .plugin(require('pouchdb-mapreduce'))
+  .plugin(require('pouchdb-replication'));
+let pouchOpts;
+if (inMemory) {
+  PouchDB.plugin(require('pouchdb-adapter-memory'));
+  pouchOpts = { adapter: 'memory' };
+} else {
+  PouchDB.plugin(require('pouchdb-adapter-leveldb'));
+  pouchOpts = { adapter: 'leveldb', prefix: dataDir + path.sep };
+}
+PouchDB = PouchDB.defaults(pouchOpts);
+
+const app = expressPouchDB(PouchDB, {
+  mode: 'fullCouchDB',
+  // CouchDB does not gzip _changes; couch_rs always asks for gzip, and the
+  // compression middleware holds a live feed in its zlib buffer.
+  overrideMode: { exclude: ['compression'] },
+  inMemoryConfig: inMemory,
+  configPath: inMemory ? undefined : path.join(dataDir, 'config.json'),
+  logPath: inMemory ? '/dev/null' : path.join(dataDir, 'log.txt'),
+});
+
+function listen() {
+  const server = http.createServer(app);
+  // Live feeds may run for minutes: no per-request time limit.
+  server.requestTimeout = 0;
+  server.timeout = 0;
+  server.on('error', (err) => {
+    console.error('couch-peer: cannot listen on 127.0.0.1:' + port + ': ' + err.message);
+    process.exit(1);
+  });
+  server.listen(port, '127.0.0.1', () => {
+    process.stdout.write('couch-peer listening on http://127.0.0.1:' + server.address().port + '\n');
+  });
+}
+
+if (admin !== null) {
+  const i = admin.indexOf(':');
+  app.couchConfig.set('admins', admin.slice(0, i), admin.slice(i + 1), (err) => {
+    if (err) {
+      console.error('couch-peer: cannot set admin:', err);
+      process.exit(1);
+    }
+    listen();
+  });
+} else {
+  listen();
+}
