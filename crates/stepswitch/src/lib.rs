@@ -1,1 +1,72 @@
-//! placeholder
+//! Kazoo-compatible carrier routing: resource documents compiled into route tables that turn
+//! a dialled number into an ordered list of carrier endpoints (Kazoo's `stepswitch`).
+//!
+//! # Brief overview
+//!
+//! - [`ResourceDoc`]: a resource document of db `offnet` or an account db, every field typed.
+//! - [`compile`]: one scope's documents → a [`RouteTable`] plus [`Diagnostic`]s (rules 9-14).
+//! - [`RouteTable`]: the compiled resources with a literal-prefix index for fast lookups.
+//! - [`route`]: a [`RouteRequest`] against [`Tables`] → [`RouteAnswer`] with the [`Endpoint`]s
+//!   in final order (rules 15-30).
+//!
+//! This crate does not fetch documents and does no I/O; the reactor is the only module that
+//! talks to docstore. Rule numbers cite `kazoo-stepswitch.md`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use serde_json::json;
+//! use stepswitch::{compile, route, Config, RouteRequest, Scope, Tables};
+//!
+//! let config = Config::kazoo_defaults();
+//! let docs = [
+//!     json!({"_id": "a", "pvt_type": "resource", "weight_cost": 5,
+//!            "rules": ["^\\+1(\\d{10})$"], "gateways": [{"server": "a.example.com"}]}),
+//!     json!({"_id": "b", "pvt_type": "resource", "weight_cost": 1,
+//!            "rules": ["^\\+1415(\\d{7})$"], "gateways": [{"server": "b.example.com"}]}),
+//! ];
+//! let (table, diagnostics) = compile(Scope::Global, &docs, &[], &config);
+//! assert!(diagnostics.is_empty());
+//! let mut tables = Tables::new(Arc::new(config));
+//! tables.set_table(Arc::new(table));
+//! let answer = route(&tables, &RouteRequest::new("+14155550100"));
+//! let routes: Vec<_> = answer.endpoints.iter().map(|ep| ep["Route"].as_str().unwrap()).collect();
+//! assert_eq!(routes, ["sip:5550100@b.example.com", "sip:4155550100@a.example.com"]);
+//! ```
+#![deny(missing_docs)]
+
+mod bridge;
+mod compile;
+mod config;
+mod resource;
+mod route;
+mod table;
+
+pub use bridge::{avoid_privacy_if_emergency, correct_shortdial, ShortdialInput};
+pub use compile::{compile, compile_docs};
+pub use config::{Config, STEPSWITCH_DOC_ID};
+pub use e164::Diagnostic;
+pub use resource::{
+    CallerIdOptions, DynamicParameter, GatewayDoc, GatewayStrategy, InviteParameters, Media,
+    PrivacyOptions, ResourceClassifier, ResourceDoc,
+};
+pub use route::{
+    is_emergency_endpoint, is_emergency_test_call, reverse_lookup, route, AccountTree, Endpoint,
+    InboundRequest, ReverseMatch, RouteAnswer, RouteRequest, Tables,
+};
+pub use table::{select_capture, Gateway, Proxy, Resource, RouteTable, Rule, Scope, Selected};
+
+/// Errors of this crate. Compilation and routing never fail as a whole (partial success is
+/// a [`Diagnostic`] list); only parsing a single document can.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The value is not a JSON object.
+    #[error("{what} is not a JSON object")]
+    NotAnObject {
+        /// What was expected.
+        what: String,
+    },
+    /// A document without a non-empty string `_id`.
+    #[error("document has no _id")]
+    MissingId,
+}

@@ -1,0 +1,681 @@
+//! Compilation of resource documents into a [`RouteTable`] (rules 9-14).
+//!
+//! One call compiles one scope (the global `offnet` table or one account's table), so the
+//! reactor can rebuild only the table a change touches. Compilation never fails as a whole:
+//! a document or a rule that cannot be used is reported as a [`Diagnostic`] and left out.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use regex_syntax::hir::Look;
+use serde_json::{Map, Value};
+
+use crate::config::Config;
+use crate::resource::{diag, is_true, GatewayDoc, PrivacyOptions, ResourceDoc};
+use crate::table::{
+    Gateway, PatternId, PrefixTrie, Proxy, Resource, RouteTable, Rule, RulePattern, Scope,
+};
+use crate::Diagnostic;
+
+/// Compiles raw resource documents (as read from db `offnet` or an account db) into the table
+/// of `scope`.
+///
+/// Documents that are not live resources (`pvt_type` other than `resource`, deleted) are
+/// ignored; the input order does not matter (rows are sorted by `_id` as the view does, rule 7);
+/// of two documents with the same `_id` the later wins and the clash is reported. `proxies` are
+/// the account's dedicated IPs for a local scope (rule 8; already reduced to the first one when
+/// `use_first_dedicated_proxy_only`), ignored for the global scope.
+pub fn compile(
+    scope: Scope,
+    docs: &[Value],
+    proxies: &[Proxy],
+    config: &Config,
+) -> (RouteTable, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let mut typed = Vec::with_capacity(docs.len());
+    for doc in docs {
+        if !ResourceDoc::is_resource(doc) {
+            continue;
+        }
+        match ResourceDoc::from_json(doc) {
+            Ok((res, mut doc_diagnostics)) => {
+                diagnostics.append(&mut doc_diagnostics);
+                typed.push(res);
+            }
+            Err(err) => {
+                let id = doc.get("_id").and_then(Value::as_str).unwrap_or("");
+                diagnostics.push(diag(id, "", None, &format!("{err}; document skipped")));
+            }
+        }
+    }
+    let (table, mut more) = compile_docs(scope, typed, proxies, config);
+    diagnostics.append(&mut more);
+    (table, diagnostics)
+}
+
+/// [`compile`] for documents already parsed into [`ResourceDoc`]s.
+pub fn compile_docs(
+    scope: Scope,
+    mut docs: Vec<ResourceDoc>,
+    proxies: &[Proxy],
+    config: &Config,
+) -> (RouteTable, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    // Rule 7: view rows in `_id` order (byte order = ICU collation for Kazoo's ids).
+    docs.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut deduped: Vec<ResourceDoc> = Vec::with_capacity(docs.len());
+    for doc in docs {
+        if deduped.last().is_some_and(|prev| prev.id == doc.id) {
+            diagnostics.push(diag(&doc.id, "_id", None, "duplicate _id; the later document wins"));
+            deduped.pop();
+        }
+        deduped.push(doc);
+    }
+    let global = scope.is_global();
+    let proxies: Vec<Proxy> = if global { Vec::new() } else { proxies.to_vec() };
+    let mut builder = Builder { patterns: Vec::new(), by_source: HashMap::new() };
+    let mut resources = Vec::with_capacity(deduped.len());
+    for doc in &deduped {
+        // Rule 13: disabled documents are skipped.
+        if !doc.enabled {
+            continue;
+        }
+        match &doc.classifiers {
+            None => {
+                let base =
+                    base_resource(doc, global, &proxies, config, &mut builder, &mut diagnostics);
+                resources.push(base);
+            }
+            Some(classifiers) => {
+                // Rule 14: one copy per classifier known to the system; the doc itself is not
+                // loaded, and `"classifiers": {}` yields nothing.
+                for (class_idx, classifier) in classifiers.iter().enumerate() {
+                    let Some(system) = config.converters.classifier(&classifier.name) else {
+                        diagnostics.push(diag(
+                            &doc.id,
+                            &format!("classifiers.{}", classifier.name),
+                            Some(class_idx),
+                            "not a system classifier (number_manager.classifiers); ignored as Kazoo does",
+                        ));
+                        continue;
+                    };
+                    let regex = classifier
+                        .regex
+                        .clone()
+                        .unwrap_or_else(|| system.pattern.as_str().to_owned());
+                    let mut copy = doc.clone();
+                    copy.id = format!("{}-{}", doc.id, classifier.name);
+                    copy.name = Some(format!(
+                        "{} - {}",
+                        doc.name.as_deref().unwrap_or(""),
+                        classifier.name
+                    ));
+                    copy.rules = vec![regex];
+                    if classifier.weight_cost.is_some() {
+                        copy.weight_cost = classifier.weight_cost;
+                    }
+                    copy.emergency = if classifier.name == "emergency" {
+                        classifier.emergency.unwrap_or(true)
+                    } else {
+                        classifier.emergency.unwrap_or(system.emergency || doc.emergency)
+                    };
+                    for gateway in &mut copy.gateways {
+                        if let Some(prefix) = &classifier.prefix {
+                            gateway.prefix = Some(prefix.clone());
+                        }
+                        if let Some(suffix) = &classifier.suffix {
+                            gateway.suffix = Some(suffix.clone());
+                        }
+                    }
+                    let mut res = base_resource(
+                        &copy,
+                        global,
+                        &proxies,
+                        config,
+                        &mut builder,
+                        &mut diagnostics,
+                    );
+                    res.doc_id = doc.id.clone();
+                    res.classifier = Some(classifier.name.clone());
+                    res.classifier_enable = classifier.enabled.unwrap_or(true);
+                    resources.push(res);
+                }
+            }
+        }
+    }
+    let mut index = PrefixTrie::new();
+    let mut by_classifier: HashMap<String, Vec<u32>> = HashMap::new();
+    for (idx, res) in resources.iter().enumerate() {
+        let idx = idx as u32;
+        if res.rules.is_empty() {
+            // Rule 21: never matches, so it needs no index entry.
+        }
+        for rule in &res.rules {
+            match &builder.patterns[rule.pattern as usize].1 {
+                Some(prefixes) => {
+                    for prefix in prefixes {
+                        index.insert(prefix, idx);
+                    }
+                }
+                None => index.insert(b"", idx),
+            }
+        }
+        if let Some(class) = &res.classifier {
+            by_classifier.entry(class.clone()).or_default().push(idx);
+        }
+    }
+    index.finish();
+    let patterns = builder.patterns.into_iter().map(|(pattern, _)| pattern).collect();
+    (RouteTable { scope, resources, patterns, index, by_classifier }, diagnostics)
+}
+
+/// Interns rule regexes and their literal prefixes.
+struct Builder {
+    /// Each pattern with its anchored literal prefixes (`None`: cannot be indexed).
+    patterns: Vec<(RulePattern, Option<Vec<Vec<u8>>>)>,
+    by_source: HashMap<String, Result<PatternId, String>>,
+}
+
+impl Builder {
+    /// Interns `source`; `Err` carries the compile error message.
+    fn intern(&mut self, source: &str) -> Result<PatternId, String> {
+        if let Some(known) = self.by_source.get(source) {
+            return known.clone();
+        }
+        let result = self.analyze(source);
+        self.by_source.insert(source.to_owned(), result.clone());
+        result
+    }
+
+    fn analyze(&mut self, source: &str) -> Result<PatternId, String> {
+        let id = self.patterns.len() as PatternId;
+        match regex_syntax::Parser::new().parse(source) {
+            Ok(hir) => {
+                let prefixes = if hir.properties().look_set_prefix().contains(Look::Start) {
+                    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+                    seq.literals()
+                        .map(|lits| lits.iter().map(|lit| lit.as_bytes().to_vec()).collect())
+                } else {
+                    None
+                };
+                let pattern = RulePattern { source: source.to_owned(), compiled: OnceLock::new() };
+                self.patterns.push((pattern, prefixes));
+                Ok(id)
+            }
+            // Not valid for the `regex` crate: lookaround, backreferences... compile it now
+            // with the PCRE-capable fallback, or report it.
+            Err(_) => match e164::Pattern::new(source) {
+                Ok(compiled) => {
+                    let cell = OnceLock::new();
+                    let _ = cell.set(Some(compiled));
+                    self.patterns
+                        .push((RulePattern { source: source.to_owned(), compiled: cell }, None));
+                    Ok(id)
+                }
+                Err(err) => Err(err.to_string()),
+            },
+        }
+    }
+
+    /// Rule 10: compiles a rule list into evaluation order (reverse document order), reporting
+    /// and skipping rules that do not compile.
+    fn rules(
+        &mut self,
+        id: &str,
+        field: &str,
+        sources: &[String],
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Vec<Rule> {
+        let mut rules = Vec::with_capacity(sources.len());
+        for (doc_index, source) in sources.iter().enumerate().rev() {
+            match self.intern(source) {
+                Ok(pattern) => rules.push(Rule { source: source.clone(), doc_index, pattern }),
+                Err(message) => diagnostics.push(diag(
+                    id,
+                    field,
+                    Some(doc_index),
+                    &format!("{message}; rule skipped"),
+                )),
+            }
+        }
+        rules
+    }
+}
+
+fn base_resource(
+    doc: &ResourceDoc,
+    global: bool,
+    proxies: &[Proxy],
+    config: &Config,
+    builder: &mut Builder,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Resource {
+    let rules = builder.rules(&doc.id, "rules", &doc.rules, diagnostics);
+    let cid_rules = builder.rules(&doc.id, "cid_rules", &doc.cid_rules, diagnostics);
+    let rules_test = builder.rules(&doc.id, "rules_test", &doc.rules_test, diagnostics);
+    // Rule 12: default, then clamp to 1..=100.
+    let weight = doc.weight_cost.unwrap_or(config.default_weight).clamp(1, 100);
+    let grace_period = doc.grace_period.unwrap_or(config.default_weight).clamp(0, 100);
+    let emergency = doc.emergency || doc.caller_id_options.kind.as_deref() == Some("emergency");
+    let mut codecs: Vec<String> =
+        doc.media.audio_codecs.clone().unwrap_or_else(|| config.default_audio_codecs.clone());
+    codecs.extend(
+        doc.media.video_codecs.clone().unwrap_or_else(|| config.default_video_codecs.clone()),
+    );
+    if codecs.is_empty() {
+        codecs = config.default_codecs.clone();
+    }
+    let defaults = GatewayDefaults {
+        emergency,
+        format_from_uri: doc.format_from_uri,
+        from_uri_realm: doc.from_uri_realm.clone(),
+        from_account_realm: doc.from_account_realm,
+        fax_option: doc.media.fax_option.unwrap_or(false),
+        codecs,
+        bypass_media: doc.media.bypass_media.unwrap_or(config.default_bypass_media),
+        privacy_method: privacy_method(
+            &doc.caller_id_options,
+            &doc.privacy,
+            doc.privacy_mode.as_deref(),
+            &doc.extra,
+            &config.default_privacy_method,
+        ),
+        hide_name: should_hide(
+            HideWhat::Name,
+            &doc.caller_id_options.outbound_privacy,
+            &doc.privacy,
+            doc.privacy_mode.as_deref(),
+            &doc.extra,
+        ),
+        hide_number: should_hide(
+            HideWhat::Number,
+            &doc.caller_id_options.outbound_privacy,
+            &doc.privacy,
+            doc.privacy_mode.as_deref(),
+            &doc.extra,
+        ),
+    };
+    // Rules 11 and 13: enabled gateways, document order.
+    let gateways = doc
+        .gateways
+        .iter()
+        .enumerate()
+        .filter(|(_, gw)| gw.enabled)
+        .map(|(doc_index, gw)| gateway(doc_index, gw, &defaults, config))
+        .collect();
+    Resource {
+        id: doc.id.clone(),
+        doc_id: doc.id.clone(),
+        name: doc.name.clone(),
+        weight,
+        grace_period,
+        flags: doc.flags.clone(),
+        require_flags: doc.require_flags,
+        ignore_flags: doc.ignore_flags,
+        rules,
+        cid_rules,
+        rules_test,
+        emergency,
+        classifier: None,
+        classifier_enable: true,
+        gateways,
+        gateway_strategy: doc.gateway_strategy,
+        global,
+        proxies: proxies.to_vec(),
+        formatters: doc.formatters.clone().or_else(|| config.default_formatters.clone()),
+    }
+}
+
+struct GatewayDefaults {
+    emergency: bool,
+    format_from_uri: bool,
+    from_uri_realm: Option<String>,
+    from_account_realm: bool,
+    fax_option: bool,
+    codecs: Vec<String>,
+    bypass_media: bool,
+    privacy_method: String,
+    hide_name: bool,
+    hide_number: bool,
+}
+
+fn gateway(
+    doc_index: usize,
+    gw: &GatewayDoc,
+    defaults: &GatewayDefaults,
+    config: &Config,
+) -> Gateway {
+    let endpoint_type =
+        gw.endpoint_type.clone().filter(|it| !it.is_empty()).unwrap_or_else(|| "sip".into());
+    let mut endpoint_options = Map::new();
+    match endpoint_type.as_str() {
+        "freetdm" => {
+            insert_some(&mut endpoint_options, "Span", gw.span.clone());
+            endpoint_options.insert(
+                "Channel-Selection".into(),
+                Value::String(gw.channel_selection.clone().unwrap_or_else(|| "ascending".into())),
+            );
+        }
+        "skype" => {
+            // Quirk 66 kept: Kazoo reads `interface`, not the schema's `skype_interface`.
+            insert_some(&mut endpoint_options, "Skype-Interface", gw.interface.clone());
+            endpoint_options.insert("Skype-RR".into(), Value::Bool(gw.skype_rr.unwrap_or(true)));
+        }
+        "sip" => insert_some(&mut endpoint_options, "Route-ID", gw.route_id.clone()),
+        _ => {}
+    }
+    let method = privacy_method(
+        &gw.caller_id_options,
+        &gw.privacy,
+        gw.privacy_mode.as_deref(),
+        &gw.extra,
+        &defaults.privacy_method,
+    );
+    let hide_name = defaults.hide_name
+        || should_hide(
+            HideWhat::Name,
+            &gw.caller_id_options.outbound_privacy,
+            &gw.privacy,
+            gw.privacy_mode.as_deref(),
+            &gw.extra,
+        );
+    // Bug 62 fixed: Kazoo computes the gateway's hide-number with the hide-name check.
+    let hide_number = defaults.hide_number
+        || should_hide(
+            HideWhat::Number,
+            &gw.caller_id_options.outbound_privacy,
+            &gw.privacy,
+            gw.privacy_mode.as_deref(),
+            &gw.extra,
+        );
+    Gateway {
+        doc_index,
+        endpoint_type,
+        server: gw.server.clone().filter(|it| !it.is_empty()),
+        port: gw.port,
+        realm: gw.realm.clone(),
+        username: gw.username.clone(),
+        password: gw.password.clone(),
+        ccvs: outbound(gw.custom_channel_vars.as_ref()),
+        sip_headers: outbound(gw.custom_sip_headers.as_ref()),
+        sip_interface: gw.custom_sip_interface.clone().filter(|it| !it.is_empty()),
+        invite_format: gw.invite_format.clone().unwrap_or_else(|| "route".into()),
+        format_from_uri: gw.format_from_uri.unwrap_or(defaults.format_from_uri),
+        from_uri_realm: gw
+            .from_uri_realm
+            .clone()
+            .filter(|it| !it.is_empty())
+            .or_else(|| defaults.from_uri_realm.clone()),
+        from_account_realm: gw.from_account_realm.unwrap_or(defaults.from_account_realm),
+        emergency: defaults.emergency || gw.emergency.unwrap_or(false),
+        fax_option: gw.media.fax_option.unwrap_or(defaults.fax_option),
+        codecs: gw.codecs.clone().unwrap_or_else(|| defaults.codecs.clone()),
+        bypass_media: gw.bypass_media.unwrap_or(defaults.bypass_media),
+        force_port: gw.force_port,
+        route: gw
+            .route
+            .clone()
+            .filter(|it| !it.is_empty())
+            .or_else(|| config.default_route.clone()),
+        prefix: gw.prefix.clone().unwrap_or_else(|| config.default_prefix.clone()),
+        suffix: gw.suffix.clone().unwrap_or_else(|| config.default_suffix.clone()),
+        rtcp_mux: gw.media.rtcp_mux.clone().or_else(|| config.default_rtcp_mux.clone()),
+        caller_id_type: gw
+            .caller_id_type
+            .clone()
+            .filter(|it| !it.is_empty())
+            .unwrap_or_else(|| config.default_caller_id_type.clone()),
+        progress_timeout: gw.progress_timeout.unwrap_or(config.default_progress_timeout),
+        endpoint_options,
+        privacy_method: method,
+        privacy_hide_name: hide_name,
+        privacy_hide_number: hide_number,
+        invite_parameters: gw.invite_parameters.clone(),
+    }
+}
+
+fn insert_some(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
+    if let Some(value) = value.filter(|it| !it.is_null()) {
+        map.insert(key.into(), value);
+    }
+}
+
+/// `kz_custom_sip_headers:outbound/1`: the `out` object merged over the legacy top-level keys
+/// (everything but `in`/`out`); `out` wins.
+pub(crate) fn outbound(headers: Option<&Map<String, Value>>) -> Map<String, Value> {
+    let Some(headers) = headers else { return Map::new() };
+    let mut out: Map<String, Value> = headers
+        .iter()
+        .filter(|(key, _)| key.as_str() != "in" && key.as_str() != "out")
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    if let Some(Value::Object(over)) = headers.get("out") {
+        for (key, value) in over {
+            out.insert(key.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// `kz_privacy:get_method/2`: first defined of `caller_id_options.privacy_method`,
+/// `privacy.method`, `Privacy-Method`, `privacy_mode`, else the default; `sip` or `kazoo`.
+fn privacy_method(
+    cid: &crate::resource::CallerIdOptions,
+    privacy: &PrivacyOptions,
+    mode: Option<&str>,
+    extra: &Map<String, Value>,
+    default: &str,
+) -> String {
+    let first = cid
+        .privacy_method
+        .as_deref()
+        .or(privacy.method.as_deref())
+        .or_else(|| extra.get("Privacy-Method").and_then(Value::as_str))
+        .or(mode)
+        .unwrap_or(default);
+    if first == "sip" {
+        "sip".into()
+    } else {
+        "kazoo".into()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum HideWhat {
+    Name,
+    Number,
+}
+
+/// `kz_privacy:should_hide_name/1` / `should_hide_number/1` on a resource or gateway object.
+fn should_hide(
+    what: HideWhat,
+    outbound_privacy: &Option<Value>,
+    privacy: &PrivacyOptions,
+    mode: Option<&str>,
+    extra: &Map<String, Value>,
+) -> bool {
+    let (own, key, ccv_key, word) = match what {
+        HideWhat::Name => {
+            (&privacy.hide_name, "Privacy-Hide-Name", "Caller-Privacy-Hide-Name", "hide_name")
+        }
+        HideWhat::Number => (
+            &privacy.hide_number,
+            "Privacy-Hide-Number",
+            "Caller-Privacy-Hide-Number",
+            "hide_number",
+        ),
+    };
+    let short = match what {
+        HideWhat::Name => "name",
+        HideWhat::Number => "number",
+    };
+    let ccvs = extra.get("Custom-Channel-Vars");
+    let first = outbound_privacy
+        .as_ref()
+        .or(own.as_ref())
+        .or_else(|| extra.get(key))
+        .or_else(|| ccvs.and_then(|it| it.get(key)))
+        .or_else(|| extra.get(ccv_key))
+        .or_else(|| ccvs.and_then(|it| it.get(ccv_key)));
+    match first {
+        Some(Value::String(text)) => {
+            matches!(text.as_str(), "yes" | "full" | "kazoo")
+                || text == word
+                || text == short
+                || text.eq_ignore_ascii_case("true")
+        }
+        Some(other) => is_true(Some(other)),
+        None => match mode {
+            Some(text) => {
+                matches!(text, "yes" | "full" | "kazoo")
+                    || text == word
+                    || text == short
+                    || text.eq_ignore_ascii_case("true")
+            }
+            None => false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn config() -> Config {
+        Config::kazoo_defaults()
+    }
+
+    fn ids(table: &RouteTable) -> Vec<&str> {
+        table.resources().iter().map(|it| it.id.as_str()).collect()
+    }
+
+    #[test]
+    fn rule_7_and_9_view_order_and_non_resources() {
+        let docs = vec![
+            json!({"_id": "b", "pvt_type": "resource", "rules": ["^1"]}),
+            json!({"_id": "a", "pvt_type": "resource", "rules": ["^1"]}),
+            json!({"_id": "c", "pvt_type": "device"}),
+            json!({"_id": "d", "pvt_type": "resource", "pvt_deleted": true}),
+        ];
+        let (table, diagnostics) = compile(Scope::Global, &docs, &[], &config());
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        assert_eq!(ids(&table), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn rule_10_rules_in_reverse_order_and_bad_rules_reported() {
+        let docs = vec![json!({"_id": "r", "pvt_type": "resource",
+            "rules": ["^\\+1(\\d{10})$", "^(+", "^\\+1(?!900)(\\d{10})$"]})];
+        let (table, diagnostics) = compile(Scope::Global, &docs, &[], &config());
+        let res = &table.resources()[0];
+        let order: Vec<usize> = res.rules.iter().map(|it| it.doc_index).collect();
+        assert_eq!(order, vec![2, 0]);
+        assert_eq!(diagnostics.len(), 1);
+        assert_eq!(
+            (diagnostics[0].doc_id.as_str(), diagnostics[0].field.as_str(), diagnostics[0].index),
+            ("r", "rules", Some(1))
+        );
+        assert!(diagnostics[0].message.contains("^(+"), "{}", diagnostics[0].message);
+    }
+
+    #[test]
+    fn rule_12_weight_default_and_clamp() {
+        let check = |weight: Value, expected: i64| {
+            let doc = json!({"_id": "r", "pvt_type": "resource", "weight_cost": weight});
+            let (table, _) = compile(Scope::Global, &[doc], &[], &config());
+            assert_eq!(table.resources()[0].weight, expected, "{weight}");
+        };
+        check(Value::Null, 3);
+        check(json!(0), 1);
+        check(json!(-5), 1);
+        check(json!(250), 100);
+        check(json!("42"), 42);
+    }
+
+    #[test]
+    fn rule_13_disabled_docs_and_gateways() {
+        let docs = vec![
+            json!({"_id": "off", "pvt_type": "resource", "enabled": false}),
+            json!({"_id": "on", "pvt_type": "resource", "gateways": [
+                {"server": "a", "enabled": "false"}, {"server": "b"}]}),
+        ];
+        let (table, _) = compile(Scope::Global, &docs, &[], &config());
+        assert_eq!(ids(&table), vec!["on"]);
+        let servers: Vec<_> =
+            table.resources()[0].gateways.iter().map(|g| g.server.as_deref()).collect();
+        assert_eq!(servers, vec![Some("b")]);
+    }
+
+    #[test]
+    fn rule_14_classifier_expansion() {
+        let docs = vec![json!({"_id": "r", "pvt_type": "resource", "name": "Carrier",
+        "rules": ["^ignored$"], "weight_cost": 10, "flags": ["x"],
+        "gateways": [{"server": "gw", "prefix": "9"}],
+        "classifiers": {
+            "tollfree_us": {"weight_cost": 2, "prefix": "+1"},
+            "nonexistent": {},
+            "emergency": {"enabled": false},
+            "did_us": {"regex": "^\\+1(\\d{10})$", "suffix": ""}
+        }})];
+        let (table, diagnostics) = compile(Scope::Global, &docs, &[], &config());
+        assert_eq!(ids(&table), vec!["r-tollfree_us", "r-emergency", "r-did_us"]);
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        let [tollfree, emergency, did] = table.resources() else { panic!("three copies") };
+        assert_eq!(tollfree.name.as_deref(), Some("Carrier - tollfree_us"));
+        assert_eq!(tollfree.weight, 2);
+        assert_eq!(did.weight, 10);
+        assert_eq!(tollfree.rules[0].source, e164::DEFAULT_CLASSIFIERS[0].1);
+        assert_eq!(did.rules[0].source, "^\\+1(\\d{10})$");
+        assert_eq!(tollfree.gateways[0].prefix, "+1");
+        assert_eq!(did.gateways[0].prefix, "9");
+        assert!(emergency.emergency && !emergency.classifier_enable);
+        assert!(!tollfree.emergency);
+        assert_eq!(tollfree.flags, vec!["x"]);
+        assert_eq!(tollfree.doc_id, "r");
+        // `"classifiers": {}` yields no resource at all.
+        let (empty, _) = compile(
+            Scope::Global,
+            &[json!({"_id": "e", "pvt_type": "resource", "classifiers": {}})],
+            &[],
+            &config(),
+        );
+        assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn rule_8_local_tables_get_proxies_global_do_not() {
+        let doc = json!({"_id": "r", "pvt_type": "resource"});
+        let proxy = Proxy { zone: "z".into(), ip: "10.0.0.1".into() };
+        let (local, _) = compile(
+            Scope::Local { account_id: "a".repeat(32) },
+            std::slice::from_ref(&doc),
+            std::slice::from_ref(&proxy),
+            &config(),
+        );
+        assert_eq!(local.resources()[0].proxies, vec![proxy.clone()]);
+        assert!(!local.resources()[0].global);
+        let (global, _) = compile(Scope::Global, &[doc], &[proxy], &config());
+        assert!(global.resources()[0].proxies.is_empty() && global.resources()[0].global);
+    }
+
+    #[test]
+    fn custom_sip_headers_outbound_merge() {
+        let headers = json!({"in": {"a": 1}, "out": {"b": 2, "c": 3}, "c": 4, "d": 5});
+        let out = outbound(headers.as_object());
+        assert_eq!(Value::Object(out), json!({"c": 3, "d": 5, "b": 2}));
+    }
+
+    #[test]
+    fn bug_62_gateway_hide_number_uses_number_keys() {
+        let doc = json!({"_id": "r", "pvt_type": "resource", "gateways": [
+            {"server": "a", "privacy": {"hide_name": true}},
+            {"server": "b", "privacy": {"hide_number": true}}]});
+        let (table, _) = compile(Scope::Global, &[doc], &[], &config());
+        let gws = &table.resources()[0].gateways;
+        assert!(gws[0].privacy_hide_name && !gws[0].privacy_hide_number);
+        assert!(!gws[1].privacy_hide_name && gws[1].privacy_hide_number);
+    }
+}

@@ -1,0 +1,745 @@
+//! Typed resource documents (`pvt_type: "resource"`) of db `offnet` and of account dbs.
+//!
+//! Every field of kazoo-stepswitch.md §3 has a typed home here; keys this model does not know
+//! are kept in `extra` so nothing an operator wrote is lost. Parsing is lenient the way
+//! `kz_json` is (`"false"` is false, `"5"` is 5) and a field of the wrong JSON type is reported
+//! as a [`Diagnostic`] and treated as absent, never failing the whole document.
+
+use serde_json::{Map, Value};
+
+use crate::{Diagnostic, Error};
+
+/// A resource document as stored (Kazoo `kzd_resources`), before compilation.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ResourceDoc {
+    /// `_id`.
+    pub id: String,
+    /// `name`.
+    pub name: Option<String>,
+    /// `enabled`, default true (rule 13).
+    pub enabled: bool,
+    /// `weight_cost`, numeric strings accepted; default and clamp applied at compile (rule 12).
+    pub weight_cost: Option<i64>,
+    /// `grace_period` (reported only, never used for routing; bug 61).
+    pub grace_period: Option<i64>,
+    /// `flags` the resource offers (rule 17).
+    pub flags: Vec<String>,
+    /// `require_flags`, default false.
+    pub require_flags: bool,
+    /// `ignore_flags`, default false.
+    pub ignore_flags: bool,
+    /// `rules`: dialled-number regexes in document order.
+    pub rules: Vec<String>,
+    /// `cid_rules`: caller-id regexes in document order.
+    pub cid_rules: Vec<String>,
+    /// `rules_test`: emergency test-number regexes in document order.
+    pub rules_test: Vec<String>,
+    /// `emergency`, default false.
+    pub emergency: bool,
+    /// `caller_id_options`.
+    pub caller_id_options: CallerIdOptions,
+    /// `classifiers`, in key order; `Some(vec![])` for `{}` (rule 14).
+    pub classifiers: Option<Vec<ResourceClassifier>>,
+    /// `format_from_uri`, default false.
+    pub format_from_uri: bool,
+    /// `from_uri_realm`.
+    pub from_uri_realm: Option<String>,
+    /// `from_account_realm`, default false.
+    pub from_account_realm: bool,
+    /// `media`.
+    pub media: Media,
+    /// `formatters` (applied at bridge time, rule 33).
+    pub formatters: Option<Map<String, Value>>,
+    /// `gateway_strategy`, default sequential (rule 26).
+    pub gateway_strategy: GatewayStrategy,
+    /// `privacy` object (`method`, `hide_name`, `hide_number`).
+    pub privacy: PrivacyOptions,
+    /// `privacy_mode` (deprecated, still read by `kz_privacy`).
+    pub privacy_mode: Option<String>,
+    /// `flat_rate_whitelist` (ignored by routing).
+    pub flat_rate_whitelist: Option<String>,
+    /// `flat_rate_blacklist` (ignored by routing).
+    pub flat_rate_blacklist: Option<String>,
+    /// `template_name` (ignored by routing).
+    pub template_name: Option<String>,
+    /// `gateways`, in document order.
+    pub gateways: Vec<GatewayDoc>,
+    /// `pvt_type` (`"resource"` for resource docs).
+    pub pvt_type: Option<String>,
+    /// Every other key (including `pvt_*`), kept as written. `_rev` is not kept: routing never
+    /// depends on it.
+    pub extra: Map<String, Value>,
+}
+
+/// `caller_id_options`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CallerIdOptions {
+    /// `type`; `"emergency"` makes the resource emergency.
+    pub kind: Option<String>,
+    /// `privacy_method`.
+    pub privacy_method: Option<String>,
+    /// `outbound_privacy`.
+    pub outbound_privacy: Option<Value>,
+    /// Other keys.
+    pub extra: Map<String, Value>,
+}
+
+/// The `privacy` object.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PrivacyOptions {
+    /// `method` (`sip` or `kazoo`).
+    pub method: Option<String>,
+    /// `hide_name`.
+    pub hide_name: Option<Value>,
+    /// `hide_number`.
+    pub hide_number: Option<Value>,
+    /// Other keys.
+    pub extra: Map<String, Value>,
+}
+
+/// `media` of a resource or a gateway.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Media {
+    /// `media.fax_option`.
+    pub fax_option: Option<bool>,
+    /// `media.audio.codecs` (resource only).
+    pub audio_codecs: Option<Vec<String>>,
+    /// `media.video.codecs` (resource only).
+    pub video_codecs: Option<Vec<String>>,
+    /// `media.bypass_media` (resource only).
+    pub bypass_media: Option<bool>,
+    /// `media.rtcp_mux` (gateway only).
+    pub rtcp_mux: Option<String>,
+    /// Other keys of `media`.
+    pub extra: Map<String, Value>,
+}
+
+/// Gateway order inside a resource (rule 26).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GatewayStrategy {
+    /// Document order.
+    #[default]
+    Sequential,
+    /// Shuffled on every request.
+    Random,
+}
+
+/// One entry of a resource's `classifiers` object (rule 14).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ResourceClassifier {
+    /// The key: a system classifier name.
+    pub name: String,
+    /// `enabled`, default true.
+    pub enabled: Option<bool>,
+    /// `regex`, default the system classifier's.
+    pub regex: Option<String>,
+    /// `weight_cost`, default the doc's.
+    pub weight_cost: Option<i64>,
+    /// `emergency`.
+    pub emergency: Option<bool>,
+    /// `prefix` overriding every gateway's.
+    pub prefix: Option<String>,
+    /// `suffix` overriding every gateway's.
+    pub suffix: Option<String>,
+    /// Other keys.
+    pub extra: Map<String, Value>,
+}
+
+/// One `gateways[]` entry.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GatewayDoc {
+    /// `enabled`, default true.
+    pub enabled: bool,
+    /// `server`.
+    pub server: Option<String>,
+    /// `port`.
+    pub port: Option<i64>,
+    /// `route`: verbatim dial string (rule 25).
+    pub route: Option<String>,
+    /// `prefix`.
+    pub prefix: Option<String>,
+    /// `suffix`.
+    pub suffix: Option<String>,
+    /// `realm`.
+    pub realm: Option<String>,
+    /// `username`.
+    pub username: Option<String>,
+    /// `password`.
+    pub password: Option<String>,
+    /// `invite_format`, default `route`.
+    pub invite_format: Option<String>,
+    /// `caller_id_type`.
+    pub caller_id_type: Option<String>,
+    /// `codecs`.
+    pub codecs: Option<Vec<String>>,
+    /// `bypass_media`.
+    pub bypass_media: Option<bool>,
+    /// `media` (`fax_option`, `rtcp_mux`).
+    pub media: Media,
+    /// `progress_timeout`.
+    pub progress_timeout: Option<i64>,
+    /// `endpoint_type`, default `sip`.
+    pub endpoint_type: Option<String>,
+    /// `channel_selection` (FreeTDM only).
+    pub channel_selection: Option<String>,
+    /// `span` (FreeTDM only).
+    pub span: Option<Value>,
+    /// `interface` (Skype; the schema's `skype_interface` is not what Kazoo reads, quirk 66).
+    pub interface: Option<Value>,
+    /// `skype_interface` (schema name, kept but not used, quirk 66).
+    pub skype_interface: Option<Value>,
+    /// `skype_rr`.
+    pub skype_rr: Option<bool>,
+    /// `route_id` (SIP endpoint option).
+    pub route_id: Option<Value>,
+    /// `custom_sip_headers`.
+    pub custom_sip_headers: Option<Map<String, Value>>,
+    /// `custom_channel_vars`.
+    pub custom_channel_vars: Option<Map<String, Value>>,
+    /// `custom_sip_interface`.
+    pub custom_sip_interface: Option<String>,
+    /// `format_from_uri`.
+    pub format_from_uri: Option<bool>,
+    /// `from_uri_realm`.
+    pub from_uri_realm: Option<String>,
+    /// `from_account_realm`.
+    pub from_account_realm: Option<bool>,
+    /// `emergency`.
+    pub emergency: Option<bool>,
+    /// `force_port`, default false (rule 40).
+    pub force_port: bool,
+    /// `invite_parameters` (rule 29).
+    pub invite_parameters: Option<InviteParameters>,
+    /// `caller_id_options` (privacy keys).
+    pub caller_id_options: CallerIdOptions,
+    /// `privacy`.
+    pub privacy: PrivacyOptions,
+    /// `privacy_mode`.
+    pub privacy_mode: Option<String>,
+    /// Other keys (e.g. `Privacy-Method`-style keys `kz_privacy` also reads).
+    pub extra: Map<String, Value>,
+}
+
+/// `invite_parameters` of a gateway (rule 29).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InviteParameters {
+    /// `static`, verbatim.
+    pub static_params: Vec<String>,
+    /// `dynamic`, in document order.
+    pub dynamic: Vec<DynamicParameter>,
+}
+
+/// One `invite_parameters.dynamic` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DynamicParameter {
+    /// A bare key: the value alone.
+    Key(String),
+    /// `{key, tag, separator|seperator}`: `tag<sep>value`.
+    Tagged {
+        /// `key`.
+        key: String,
+        /// `tag`.
+        tag: String,
+        /// `separator` (or the misspelt `seperator`), default `=`.
+        separator: String,
+    },
+}
+
+impl ResourceDoc {
+    /// Whether a raw document is a live resource doc: `pvt_type == "resource"` and neither
+    /// `pvt_deleted` nor `_deleted` (what the `resources/listing_by_id` view emits, rule 7).
+    pub fn is_resource(doc: &Value) -> bool {
+        doc.get("pvt_type").and_then(Value::as_str) == Some("resource")
+            && !is_true(doc.get("pvt_deleted"))
+            && !is_true(doc.get("_deleted"))
+    }
+
+    /// Parses a resource document.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotAnObject`] or [`Error::MissingId`]; any other problem is a diagnostic
+    /// and the field is treated as absent.
+    pub fn from_json(doc: &Value) -> Result<(ResourceDoc, Vec<Diagnostic>), Error> {
+        let Value::Object(object) = doc else {
+            return Err(Error::NotAnObject { what: "resource document".into() });
+        };
+        let id = match object.get("_id") {
+            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            _ => return Err(Error::MissingId),
+        };
+        let mut diagnostics = Vec::new();
+        let mut rd = Reader::new(object, &id, "", &mut diagnostics);
+        rd.skip(&["_id", "_rev"]);
+        let mut res = ResourceDoc {
+            id: id.clone(),
+            name: rd.string("name"),
+            enabled: rd.bool("enabled").unwrap_or(true),
+            weight_cost: rd.int("weight_cost"),
+            grace_period: rd.int("grace_period"),
+            flags: rd.strings("flags").unwrap_or_default(),
+            require_flags: rd.bool("require_flags").unwrap_or(false),
+            ignore_flags: rd.bool("ignore_flags").unwrap_or(false),
+            rules: rd.strings("rules").unwrap_or_default(),
+            cid_rules: rd.strings("cid_rules").unwrap_or_default(),
+            rules_test: rd.strings("rules_test").unwrap_or_default(),
+            emergency: rd.bool("emergency").unwrap_or(false),
+            format_from_uri: rd.bool("format_from_uri").unwrap_or(false),
+            from_uri_realm: rd.string("from_uri_realm"),
+            from_account_realm: rd.bool("from_account_realm").unwrap_or(false),
+            formatters: rd.object("formatters").cloned(),
+            privacy_mode: rd.string("privacy_mode"),
+            flat_rate_whitelist: rd.string("flat_rate_whitelist"),
+            flat_rate_blacklist: rd.string("flat_rate_blacklist"),
+            template_name: rd.string("template_name"),
+            pvt_type: rd.string("pvt_type"),
+            ..ResourceDoc::default()
+        };
+        res.gateway_strategy = match rd.string("gateway_strategy").as_deref() {
+            None | Some("sequential") => GatewayStrategy::Sequential,
+            Some("random") => GatewayStrategy::Random,
+            Some(other) => {
+                rd.report(
+                    "gateway_strategy",
+                    None,
+                    &format!("unknown strategy {other:?}; using sequential"),
+                );
+                GatewayStrategy::Sequential
+            }
+        };
+        if let Some(options) = rd.object("caller_id_options") {
+            res.caller_id_options =
+                caller_id_options(options, &id, "caller_id_options.", rd.diagnostics);
+        }
+        if let Some(privacy) = rd.object("privacy") {
+            res.privacy = privacy_options(privacy, &id, "privacy.", rd.diagnostics);
+        }
+        if let Some(media) = rd.object("media") {
+            res.media = media_options(media, &id, "media.", rd.diagnostics);
+        }
+        if let Some(classifiers) = rd.object("classifiers") {
+            let mut out = Vec::with_capacity(classifiers.len());
+            for (index, (name, value)) in classifiers.iter().enumerate() {
+                let prefix = format!("classifiers.{name}.");
+                let Value::Object(value) = value else {
+                    rd.diagnostics.push(diag(
+                        &id,
+                        &format!("classifiers.{name}"),
+                        Some(index),
+                        "not an object; classifier skipped",
+                    ));
+                    continue;
+                };
+                let mut cr = Reader::new(value, &id, &prefix, rd.diagnostics);
+                let classifier = ResourceClassifier {
+                    name: name.clone(),
+                    enabled: cr.bool("enabled"),
+                    regex: cr.string("regex"),
+                    weight_cost: cr.int("weight_cost"),
+                    emergency: cr.bool("emergency"),
+                    prefix: cr.string("prefix"),
+                    suffix: cr.string("suffix"),
+                    extra: Map::new(),
+                };
+                let extra = cr.finish();
+                out.push(ResourceClassifier { extra, ..classifier });
+            }
+            res.classifiers = Some(out);
+        }
+        if let Some(gateways) = rd.array("gateways") {
+            for (index, gateway) in gateways.iter().enumerate() {
+                match gateway {
+                    Value::Object(gateway) => {
+                        res.gateways.push(gateway_doc(gateway, &id, index, rd.diagnostics))
+                    }
+                    _ => rd.diagnostics.push(diag(
+                        &id,
+                        "gateways",
+                        Some(index),
+                        "not an object; gateway skipped",
+                    )),
+                }
+            }
+        }
+        res.extra = rd.finish();
+        Ok((res, diagnostics))
+    }
+}
+
+fn gateway_doc(
+    object: &Map<String, Value>,
+    id: &str,
+    index: usize,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> GatewayDoc {
+    let prefix = format!("gateways[{index}].");
+    let mut rd = Reader::new(object, id, &prefix, diagnostics);
+    let mut gw = GatewayDoc {
+        enabled: rd.bool("enabled").unwrap_or(true),
+        server: rd.string("server"),
+        port: rd.int("port"),
+        route: rd.string("route"),
+        prefix: rd.string("prefix"),
+        suffix: rd.string("suffix"),
+        realm: rd.string("realm"),
+        username: rd.string("username"),
+        password: rd.string("password"),
+        invite_format: rd.string("invite_format"),
+        caller_id_type: rd.string("caller_id_type"),
+        codecs: rd.strings("codecs"),
+        bypass_media: rd.bool("bypass_media"),
+        progress_timeout: rd.int("progress_timeout"),
+        endpoint_type: rd.string("endpoint_type"),
+        channel_selection: rd.string("channel_selection"),
+        span: rd.value("span"),
+        interface: rd.value("interface"),
+        skype_interface: rd.value("skype_interface"),
+        skype_rr: rd.bool("skype_rr"),
+        route_id: rd.value("route_id"),
+        custom_sip_headers: rd.object("custom_sip_headers").cloned(),
+        custom_channel_vars: rd.object("custom_channel_vars").cloned(),
+        custom_sip_interface: rd.string("custom_sip_interface"),
+        format_from_uri: rd.bool("format_from_uri"),
+        from_uri_realm: rd.string("from_uri_realm"),
+        from_account_realm: rd.bool("from_account_realm"),
+        emergency: rd.bool("emergency"),
+        force_port: rd.bool("force_port").unwrap_or(false),
+        privacy_mode: rd.string("privacy_mode"),
+        ..GatewayDoc::default()
+    };
+    if let Some(media) = rd.object("media") {
+        gw.media = media_options(media, id, &format!("{prefix}media."), rd.diagnostics);
+    }
+    if let Some(options) = rd.object("caller_id_options") {
+        gw.caller_id_options =
+            caller_id_options(options, id, &format!("{prefix}caller_id_options."), rd.diagnostics);
+    }
+    if let Some(privacy) = rd.object("privacy") {
+        gw.privacy = privacy_options(privacy, id, &format!("{prefix}privacy."), rd.diagnostics);
+    }
+    if let Some(params) = rd.object("invite_parameters") {
+        let field = format!("{prefix}invite_parameters.");
+        let mut pr = Reader::new(params, id, &field, rd.diagnostics);
+        let static_params = pr.strings("static").unwrap_or_default();
+        let mut dynamic = Vec::new();
+        if let Some(items) = pr.array("dynamic") {
+            for (item_idx, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(key) => dynamic.push(DynamicParameter::Key(key.clone())),
+                    Value::Object(item) => {
+                        let key = item.get("key").and_then(Value::as_str);
+                        let tag = item.get("tag").and_then(Value::as_str);
+                        let separator = item
+                            .get("separator")
+                            .or_else(|| item.get("seperator"))
+                            .and_then(Value::as_str)
+                            .unwrap_or("=");
+                        match (key, tag) {
+                            (Some(key), Some(tag)) => dynamic.push(DynamicParameter::Tagged {
+                                key: key.to_owned(),
+                                tag: tag.to_owned(),
+                                separator: separator.to_owned(),
+                            }),
+                            _ => pr.diagnostics.push(diag(
+                                id,
+                                &format!("{field}dynamic"),
+                                Some(item_idx),
+                                "object without string key and tag; parameter skipped",
+                            )),
+                        }
+                    }
+                    _ => pr.diagnostics.push(diag(
+                        id,
+                        &format!("{field}dynamic"),
+                        Some(item_idx),
+                        "neither a string nor an object; parameter skipped",
+                    )),
+                }
+            }
+        }
+        pr.finish();
+        gw.invite_parameters = Some(InviteParameters { static_params, dynamic });
+    }
+    gw.extra = rd.finish();
+    gw
+}
+
+fn caller_id_options(
+    object: &Map<String, Value>,
+    id: &str,
+    prefix: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> CallerIdOptions {
+    let mut rd = Reader::new(object, id, prefix, diagnostics);
+    let kind = rd.string("type");
+    let privacy_method = rd.string("privacy_method");
+    let outbound_privacy = rd.value("outbound_privacy");
+    CallerIdOptions { kind, privacy_method, outbound_privacy, extra: rd.finish() }
+}
+
+fn privacy_options(
+    object: &Map<String, Value>,
+    id: &str,
+    prefix: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> PrivacyOptions {
+    let mut rd = Reader::new(object, id, prefix, diagnostics);
+    let method = rd.string("method");
+    let hide_name = rd.value("hide_name");
+    let hide_number = rd.value("hide_number");
+    PrivacyOptions { method, hide_name, hide_number, extra: rd.finish() }
+}
+
+fn media_options(
+    object: &Map<String, Value>,
+    id: &str,
+    prefix: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Media {
+    let mut rd = Reader::new(object, id, prefix, diagnostics);
+    let fax_option = rd.bool("fax_option");
+    let bypass_media = rd.bool("bypass_media");
+    let rtcp_mux = match rd.value("rtcp_mux") {
+        None => None,
+        Some(Value::String(text)) => Some(text),
+        Some(other) => Some(other.to_string()),
+    };
+    let audio_codecs = rd
+        .object("audio")
+        .and_then(|audio| codec_list(audio, id, &format!("{prefix}audio.codecs"), rd.diagnostics));
+    let video_codecs = rd
+        .object("video")
+        .and_then(|video| codec_list(video, id, &format!("{prefix}video.codecs"), rd.diagnostics));
+    Media { fax_option, audio_codecs, video_codecs, bypass_media, rtcp_mux, extra: rd.finish() }
+}
+
+fn codec_list(
+    object: &Map<String, Value>,
+    id: &str,
+    field: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Vec<String>> {
+    match object.get("codecs") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(string_items(items, id, field, diagnostics)),
+        Some(other) => {
+            diagnostics.push(diag(id, field, None, &format!("not a list: {other}")));
+            None
+        }
+    }
+}
+
+fn string_items(
+    items: &[Value],
+    id: &str,
+    field: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<String> {
+    let mut out = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        match item {
+            Value::String(text) => out.push(text.clone()),
+            other => diagnostics.push(diag(
+                id,
+                field,
+                Some(index),
+                &format!("not a string: {other}; item skipped"),
+            )),
+        }
+    }
+    out
+}
+
+/// `kz_term:is_true/1` on an optional JSON value.
+pub(crate) fn is_true(value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Bool(flag)) => *flag,
+        Some(Value::String(text)) => text.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+pub(crate) fn diag(id: &str, field: &str, index: Option<usize>, message: &str) -> Diagnostic {
+    Diagnostic {
+        doc_id: id.to_owned(),
+        field: field.to_owned(),
+        index,
+        message: message.to_owned(),
+    }
+}
+
+/// Reads typed fields out of one JSON object, remembering which keys it consumed.
+struct Reader<'a> {
+    object: &'a Map<String, Value>,
+    id: &'a str,
+    prefix: &'a str,
+    seen: Vec<&'a str>,
+    diagnostics: &'a mut Vec<Diagnostic>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(
+        object: &'a Map<String, Value>,
+        id: &'a str,
+        prefix: &'a str,
+        diagnostics: &'a mut Vec<Diagnostic>,
+    ) -> Reader<'a> {
+        Reader { object, id, prefix, seen: Vec::new(), diagnostics }
+    }
+
+    fn skip(&mut self, keys: &[&'static str]) {
+        self.seen.extend_from_slice(keys);
+    }
+
+    fn report(&mut self, key: &str, index: Option<usize>, message: &str) {
+        self.diagnostics.push(diag(self.id, &format!("{}{key}", self.prefix), index, message));
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.seen.push(key);
+        match self.object.get(key) {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(value),
+        }
+    }
+
+    fn value(&mut self, key: &'static str) -> Option<Value> {
+        self.get(key).cloned()
+    }
+
+    fn string(&mut self, key: &'static str) -> Option<String> {
+        match self.get(key)? {
+            Value::String(text) => Some(text.clone()),
+            Value::Number(number) => Some(number.to_string()),
+            Value::Bool(flag) => Some(flag.to_string()),
+            other => {
+                let message = format!("not a string: {other}; ignored");
+                self.report(key, None, &message);
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, key: &'static str) -> Option<bool> {
+        match self.get(key)? {
+            Value::Bool(flag) => Some(*flag),
+            Value::String(text) if text.eq_ignore_ascii_case("true") => Some(true),
+            Value::String(text) if text.eq_ignore_ascii_case("false") => Some(false),
+            other => {
+                let message = format!("not a boolean: {other}; ignored");
+                self.report(key, None, &message);
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, key: &'static str) -> Option<i64> {
+        let value = self.get(key)?;
+        let parsed = match value {
+            Value::Number(number) => {
+                number.as_i64().or_else(|| number.as_f64().map(|float| float.trunc() as i64))
+            }
+            Value::String(text) => text.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        if parsed.is_none() {
+            let message = format!("not an integer: {value}; ignored");
+            self.report(key, None, &message);
+        }
+        parsed
+    }
+
+    fn strings(&mut self, key: &'static str) -> Option<Vec<String>> {
+        match self.get(key)? {
+            Value::Array(items) => {
+                let field = format!("{}{key}", self.prefix);
+                Some(string_items(items, self.id, &field, self.diagnostics))
+            }
+            other => {
+                let message = format!("not a list: {other}; ignored");
+                self.report(key, None, &message);
+                None
+            }
+        }
+    }
+
+    fn object(&mut self, key: &'static str) -> Option<&'a Map<String, Value>> {
+        match self.get(key)? {
+            Value::Object(object) => Some(object),
+            other => {
+                let message = format!("not an object: {other}; ignored");
+                self.report(key, None, &message);
+                None
+            }
+        }
+    }
+
+    fn array(&mut self, key: &'static str) -> Option<&'a Vec<Value>> {
+        match self.get(key)? {
+            Value::Array(items) => Some(items),
+            other => {
+                let message = format!("not a list: {other}; ignored");
+                self.report(key, None, &message);
+                None
+            }
+        }
+    }
+
+    /// The keys nobody asked for.
+    fn finish(self) -> Map<String, Value> {
+        self.object
+            .iter()
+            .filter(|(key, _)| !self.seen.contains(&key.as_str()))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn rule_12_13_lenient_scalars() {
+        let (res, diagnostics) = ResourceDoc::from_json(&json!({
+            "_id": "r1", "_rev": "1-x", "enabled": "false", "weight_cost": "7",
+            "require_flags": "true", "custom": {"kept": 1}, "pvt_type": "resource"
+        }))
+        .unwrap();
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        assert!(!res.enabled);
+        assert_eq!(res.weight_cost, Some(7));
+        assert!(res.require_flags);
+        assert_eq!(res.extra.get("custom"), Some(&json!({"kept": 1})));
+        assert!(!res.extra.contains_key("_rev"));
+    }
+
+    #[test]
+    fn wrong_types_are_diagnostics_not_failures() {
+        let (res, diagnostics) = ResourceDoc::from_json(&json!({
+            "_id": "r1", "rules": "^1$", "flags": ["a", 3], "gateways": [{"server": "x", "port": "5070"}, 7]
+        }))
+        .unwrap();
+        let fields: Vec<(&str, Option<usize>)> =
+            diagnostics.iter().map(|it| (it.field.as_str(), it.index)).collect();
+        assert_eq!(fields, vec![("flags", Some(1)), ("rules", None), ("gateways", Some(1))]);
+        assert_eq!(res.flags, vec!["a"]);
+        assert_eq!(res.gateways.len(), 1);
+        assert_eq!(res.gateways[0].port, Some(5070));
+    }
+
+    #[test]
+    fn not_an_object_or_no_id_is_an_error() {
+        assert!(matches!(ResourceDoc::from_json(&json!([])), Err(Error::NotAnObject { .. })));
+        assert!(matches!(ResourceDoc::from_json(&json!({"name": "x"})), Err(Error::MissingId)));
+    }
+
+    #[test]
+    fn rule_7_is_resource() {
+        assert!(ResourceDoc::is_resource(&json!({"pvt_type": "resource"})));
+        assert!(!ResourceDoc::is_resource(&json!({"pvt_type": "device"})));
+        assert!(!ResourceDoc::is_resource(&json!({"pvt_type": "resource", "pvt_deleted": true})));
+    }
+}

@@ -1,0 +1,480 @@
+//! The compiled route table of one scope (global `offnet`, or one account) and its fast lookup.
+//!
+//! Lookups do not scan every resource: each rule's anchored literal prefixes (from
+//! `regex-syntax`'s prefix extractor) are indexed in a byte trie, so a lookup walks the dialled
+//! number once and evaluates only the rules of resources whose prefix it passed. Rules with no
+//! usable prefix (unanchored, alternations the extractor cannot bound, lookaround) sit at the
+//! trie root and are always evaluated — correctness never depends on the index.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use e164::Pattern;
+use serde_json::{Map, Value};
+
+use crate::resource::GatewayStrategy;
+
+/// Which database a table was compiled from (rule 6, rule 15).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Db `offnet`: global carriers.
+    Global,
+    /// One account db's local ("BYOC") resources.
+    Local {
+        /// The raw 32-hex account id.
+        account_id: String,
+    },
+}
+
+impl Scope {
+    /// Whether this is the global scope.
+    pub fn is_global(&self) -> bool {
+        matches!(self, Scope::Global)
+    }
+}
+
+/// A dedicated-IP proxy of an account (rule 8, rule 27).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Proxy {
+    /// The IP's `zone`.
+    pub zone: String,
+    /// The IP's `ip`.
+    pub ip: String,
+}
+
+/// Index of a rule regex inside its table (rules with the same text share one).
+pub(crate) type PatternId = u32;
+
+/// One rule regex, compiled on first use (validity is checked at table compile time).
+#[derive(Debug)]
+pub(crate) struct RulePattern {
+    pub(crate) source: String,
+    pub(crate) compiled: OnceLock<Option<Pattern>>,
+}
+
+impl RulePattern {
+    pub(crate) fn get(&self) -> Option<&Pattern> {
+        self.compiled.get_or_init(|| Pattern::new(&self.source).ok()).as_ref()
+    }
+}
+
+/// One compiled rule: where it came from and its regex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The regex as written.
+    pub source: String,
+    /// Its index in the document's list (rule 10 evaluates highest index first).
+    pub doc_index: usize,
+    pub(crate) pattern: PatternId,
+}
+
+/// A gateway after compilation: document values with resource and config defaults applied
+/// (`gateway_from_jobj/2`, §3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gateway {
+    /// Position in the document's `gateways` list.
+    pub doc_index: usize,
+    /// `endpoint_type`, default `sip`.
+    pub endpoint_type: String,
+    /// `server`.
+    pub server: Option<String>,
+    /// `port`.
+    pub port: Option<i64>,
+    /// `realm`.
+    pub realm: Option<String>,
+    /// `username`.
+    pub username: Option<String>,
+    /// `password`.
+    pub password: Option<String>,
+    /// Outbound custom channel vars (`custom_channel_vars`, `out` merged over legacy keys).
+    pub ccvs: Map<String, Value>,
+    /// Outbound custom SIP headers (`custom_sip_headers`, `out` merged over legacy keys).
+    pub sip_headers: Map<String, Value>,
+    /// `custom_sip_interface`.
+    pub sip_interface: Option<String>,
+    /// `invite_format`, default `route`.
+    pub invite_format: String,
+    /// `format_from_uri`, default the resource's.
+    pub format_from_uri: bool,
+    /// `from_uri_realm`, default the resource's.
+    pub from_uri_realm: Option<String>,
+    /// `from_account_realm`, default the resource's.
+    pub from_account_realm: bool,
+    /// Emergency: the resource's flag, or the gateway's own `emergency`.
+    pub emergency: bool,
+    /// `media.fax_option`, default the resource's.
+    pub fax_option: bool,
+    /// `codecs`, default the resource's.
+    pub codecs: Vec<String>,
+    /// `bypass_media`, default the resource's.
+    pub bypass_media: bool,
+    /// `force_port` (rule 40).
+    pub force_port: bool,
+    /// `route` or `ss.default_route`: verbatim dial string (rule 25).
+    pub route: Option<String>,
+    /// `prefix` (classifier copies may override it, rule 14).
+    pub prefix: String,
+    /// `suffix` (classifier copies may override it, rule 14).
+    pub suffix: String,
+    /// `media.rtcp_mux` or `ss.default_rtcp_mux`.
+    pub rtcp_mux: Option<String>,
+    /// `caller_id_type`, default `ss.default_caller_id_type`.
+    pub caller_id_type: String,
+    /// `progress_timeout`, default `ss.default_progress_timeout`.
+    pub progress_timeout: i64,
+    /// `Endpoint-Options` by endpoint type.
+    pub endpoint_options: Map<String, Value>,
+    /// Privacy method (`sip` or `kazoo`).
+    pub privacy_method: String,
+    /// Hide the caller's name.
+    pub privacy_hide_name: bool,
+    /// Hide the caller's number (from the number keys: bug 62 fixed).
+    pub privacy_hide_number: bool,
+    /// `invite_parameters`.
+    pub invite_parameters: Option<crate::resource::InviteParameters>,
+}
+
+/// A resource after compilation (Kazoo's `#resrc{}`): one per enabled document, or one per
+/// classifier copy (rule 14).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    /// `_id`, or `<_id>-<classifier>` for a classifier copy.
+    pub id: String,
+    /// The document's `_id`.
+    pub doc_id: String,
+    /// `name` (classifier copies: `<name> - <classifier>`).
+    pub name: Option<String>,
+    /// Weight after default and clamp to 1..=100 (rule 12).
+    pub weight: i64,
+    /// Grace period after default and clamp to 0..=100 (unused by routing, bug 61).
+    pub grace_period: i64,
+    /// `flags`.
+    pub flags: Vec<String>,
+    /// `require_flags`.
+    pub require_flags: bool,
+    /// `ignore_flags`.
+    pub ignore_flags: bool,
+    /// Number rules in evaluation order (reverse document order, rule 10).
+    pub rules: Vec<Rule>,
+    /// Caller-id rules in evaluation order (rule 10, rule 23).
+    pub cid_rules: Vec<Rule>,
+    /// Emergency test rules in evaluation order (rule 41).
+    pub rules_test: Vec<Rule>,
+    /// Emergency resource.
+    pub emergency: bool,
+    /// Classifier of a classifier copy.
+    pub classifier: Option<String>,
+    /// `classifiers.<K>.enabled` of a classifier copy (default true).
+    pub classifier_enable: bool,
+    /// Enabled gateways in document order (rule 11).
+    pub gateways: Vec<Gateway>,
+    /// `gateway_strategy`.
+    pub gateway_strategy: GatewayStrategy,
+    /// Global (db `offnet`) or local.
+    pub global: bool,
+    /// The account's dedicated proxies (local resources only, rule 27).
+    pub proxies: Vec<Proxy>,
+    /// `formatters` or `ss.default_formatters` (rule 33).
+    pub formatters: Option<Map<String, Value>>,
+}
+
+/// The compiled resources of one scope, ready for lookups.
+///
+/// Immutable; the reactor builds a new one and swaps it in.
+#[derive(Debug)]
+pub struct RouteTable {
+    pub(crate) scope: Scope,
+    /// In view order: ascending `_id`, classifier copies in the doc's key order.
+    pub(crate) resources: Vec<Resource>,
+    pub(crate) patterns: Vec<RulePattern>,
+    pub(crate) index: PrefixTrie,
+    pub(crate) by_classifier: HashMap<String, Vec<u32>>,
+}
+
+/// A resource chosen for a number: the resource and the text its rule matched (rule 20).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selected<'t> {
+    /// The resource.
+    pub resource: &'t Resource,
+    /// "NumberMatch": the selected capture (rule 20).
+    pub matched: String,
+}
+
+impl RouteTable {
+    /// The scope this table was compiled for.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// The compiled resources in view order (ascending `_id`, rule 7).
+    pub fn resources(&self) -> &[Resource] {
+        &self.resources
+    }
+
+    /// The resource with this id (classifier copies by `<_id>-<classifier>`).
+    pub fn resource(&self, id: &str) -> Option<&Resource> {
+        self.resources.iter().find(|it| it.id == id)
+    }
+
+    /// Number of compiled resources.
+    pub fn len(&self) -> usize {
+        self.resources.len()
+    }
+
+    /// Whether the table has no resources.
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty()
+    }
+
+    /// Number of distinct rule regexes.
+    pub fn n_patterns(&self) -> usize {
+        self.patterns.len()
+    }
+
+    /// Compiles every rule regex now rather than on first use, so that the first lookups after
+    /// a swap do not pay for it.
+    pub fn warm(&self) {
+        for pattern in &self.patterns {
+            pattern.get();
+        }
+    }
+
+    /// Rules 17-21: the resources that route `number` (already normalized) for these request
+    /// flags and caller id, in final order (stable by weight, ties per rule 19).
+    ///
+    /// `classification` is `classify(number)`; `caller_id` is what `cid_rules` are matched
+    /// against (a resource with `cid_rules` never matches an absent caller id: bug 65 fixed).
+    pub fn select(
+        &self,
+        number: &str,
+        classification: Option<&str>,
+        flags: &[String],
+        caller_id: Option<&str>,
+    ) -> Vec<Selected<'_>> {
+        let mut candidates: Vec<u32> = Vec::new();
+        self.index.collect(number.as_bytes(), &mut candidates);
+        if candidates.is_empty() {
+            return Vec::new();
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        let bucket = self.bucket(classification, flags);
+        let mut chosen: Vec<(i64, u32, String)> = Vec::new();
+        for idx in candidates {
+            let res = &self.resources[idx as usize];
+            if !passes_flags(res, flags) || !bucket.admits(res) {
+                continue;
+            }
+            let Some(matched) = self.first_match(&res.rules, number) else { continue };
+            if !res.cid_rules.is_empty() {
+                match caller_id {
+                    Some(cid) if self.first_match(&res.cid_rules, cid).is_some() => {}
+                    _ => continue,
+                }
+            }
+            chosen.push((res.weight, idx, matched));
+        }
+        // Rule 19 + rule 28: stable weight sort of the candidates in view order (no flags) or
+        // in reverse view order (with flags).
+        if flags.is_empty() {
+            chosen.sort_by_key(|(weight, idx, _)| (*weight, *idx));
+        } else {
+            chosen.sort_by_key(|(weight, idx, _)| (*weight, std::cmp::Reverse(*idx)));
+        }
+        chosen
+            .into_iter()
+            .map(|(_, idx, matched)| Selected { resource: &self.resources[idx as usize], matched })
+            .collect()
+    }
+
+    /// Rule 41: whether any of `rules_test` of resource `id` matches `to_did`.
+    pub fn is_test_number(&self, id: &str, to_did: &str) -> bool {
+        self.resource(id).is_some_and(|res| self.first_match(&res.rules_test, to_did).is_some())
+    }
+
+    /// Rule 20: the first rule (evaluation order) that matches, and its selected capture.
+    pub(crate) fn first_match(&self, rules: &[Rule], text: &str) -> Option<String> {
+        rules.iter().find_map(|rule| {
+            let pattern = self.patterns[rule.pattern as usize].get()?;
+            let list = pattern.captures(text)?;
+            Some(text[select_capture(&list)].to_owned())
+        })
+    }
+
+    fn bucket<'c>(&self, classification: Option<&'c str>, flags: &[String]) -> Bucket<'c> {
+        if let Some(class) = classification {
+            if let Some(members) = self.by_classifier.get(class) {
+                let exists =
+                    members.iter().any(|idx| passes_flags(&self.resources[*idx as usize], flags));
+                if exists {
+                    return Bucket::Classified(class);
+                }
+            }
+        }
+        Bucket::Unclassified
+    }
+}
+
+/// Rule 18: which classification bucket a lookup uses.
+enum Bucket<'c> {
+    /// Only copies with this classifier and `classifier_enable`.
+    Classified(&'c str),
+    /// Only resources without a classifier.
+    Unclassified,
+}
+
+impl Bucket<'_> {
+    fn admits(&self, res: &Resource) -> bool {
+        match self {
+            Bucket::Classified(class) => {
+                res.classifier.as_deref() == Some(*class) && res.classifier_enable
+            }
+            Bucket::Unclassified => res.classifier.is_none(),
+        }
+    }
+}
+
+/// Rule 17: the flag filter.
+pub(crate) fn passes_flags(res: &Resource, flags: &[String]) -> bool {
+    if flags.is_empty() {
+        return !res.require_flags;
+    }
+    res.ignore_flags
+        || flags.iter().all(|flag| is_empty_flag(flag) || res.flags.iter().any(|it| it == flag))
+}
+
+/// `kz_term:is_empty/1` for a flag: `""`, `"0"`, `"NULL"`, `"undefined"` (rule 17, quirk 68).
+fn is_empty_flag(flag: &str) -> bool {
+    matches!(flag, "" | "0" | "NULL" | "undefined")
+}
+
+/// Rule 20: which part of a match becomes the number.
+///
+/// Only the whole match (or trailing-unset groups only) → the whole match; otherwise the
+/// longest group, ties going to the highest-numbered. Unset groups are never chosen (bug 74
+/// fixed: Kazoo could pick an unset group and crash).
+pub fn select_capture(list: &[Option<std::ops::Range<usize>>]) -> std::ops::Range<usize> {
+    let whole = list.first().cloned().flatten().unwrap_or(0..0);
+    if list.len() <= 1 {
+        return whole;
+    }
+    let mut best: Option<std::ops::Range<usize>> = None;
+    for range in list[1..].iter().flatten() {
+        match &best {
+            Some(current) if range.len() < current.len() => {}
+            _ => best = Some(range.clone()),
+        }
+    }
+    best.unwrap_or(whole)
+}
+
+/// A byte trie of anchored literal rule prefixes → resources.
+#[derive(Debug, Default)]
+pub(crate) struct PrefixTrie {
+    nodes: Vec<TrieNode>,
+}
+
+#[derive(Debug, Default)]
+struct TrieNode {
+    children: Vec<(u8, u32)>,
+    resources: Vec<u32>,
+}
+
+impl PrefixTrie {
+    pub(crate) fn new() -> PrefixTrie {
+        PrefixTrie { nodes: vec![TrieNode::default()] }
+    }
+
+    pub(crate) fn insert(&mut self, prefix: &[u8], resource: u32) {
+        let mut node = 0usize;
+        for &byte in prefix {
+            let found = self.nodes[node].children.iter().find(|(b, _)| *b == byte).map(|it| it.1);
+            node = match found {
+                Some(child) => child as usize,
+                None => {
+                    let child = self.nodes.len();
+                    self.nodes.push(TrieNode::default());
+                    self.nodes[node].children.push((byte, child as u32));
+                    child
+                }
+            };
+        }
+        let list = &mut self.nodes[node].resources;
+        if list.last() != Some(&resource) {
+            list.push(resource);
+        }
+    }
+
+    pub(crate) fn finish(&mut self) {
+        for node in &mut self.nodes {
+            node.resources.sort_unstable();
+            node.resources.dedup();
+            node.resources.shrink_to_fit();
+            node.children.sort_unstable();
+        }
+    }
+
+    fn collect(&self, text: &[u8], out: &mut Vec<u32>) {
+        let mut node = &self.nodes[0];
+        out.extend_from_slice(&node.resources);
+        for byte in text {
+            match node.children.iter().find(|(b, _)| b == byte) {
+                Some((_, child)) => {
+                    node = &self.nodes[*child as usize];
+                    out.extend_from_slice(&node.resources);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+impl RouteTable {
+    /// A table with no resources (startup is a reload from an empty table).
+    pub fn empty(scope: Scope) -> RouteTable {
+        let mut index = PrefixTrie::new();
+        index.finish();
+        RouteTable {
+            scope,
+            resources: Vec::new(),
+            patterns: Vec::new(),
+            index,
+            by_classifier: HashMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_capture(pattern: &str, number: &str, expected: &str) {
+        let pat = Pattern::new(pattern).unwrap();
+        let list = pat.captures(number).unwrap();
+        assert_eq!(&number[select_capture(&list)], expected, "{pattern} on {number}");
+    }
+
+    #[test]
+    fn rule_20_capture_selection() {
+        // No group: whole match, possibly a substring (quirk 56).
+        check_capture(r"^\+1", "+14158867900", "+1");
+        check_capture(r"^\+1\d{10}$", "+14158867900", "+14158867900");
+        // Longest group wins, not the first (rule 20 / quirk 56).
+        check_capture(r"^(\+1)(\d{10})$", "+14158867900", "4158867900");
+        // Ties go to the highest-numbered group.
+        check_capture(r"^\+(\d{3})(\d{3})", "+141588", "588");
+        // Trailing unset groups are dropped → whole match.
+        check_capture(r"^\+1\d{10}(x)?$", "+14158867900", "+14158867900");
+        // Unset non-trailing group next to an empty set group: Kazoo crashes (bug 74), we
+        // take the set (empty) group.
+        check_capture(r"^(a)?()b", "b", "");
+    }
+
+    #[test]
+    fn rule_17_empty_flags() {
+        for flag in ["", "0", "NULL", "undefined"] {
+            assert!(is_empty_flag(flag));
+        }
+        assert!(!is_empty_flag("null"));
+    }
+}
