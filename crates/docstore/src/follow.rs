@@ -102,7 +102,13 @@ pub struct FollowOptions {
     pub since: Option<Seq>,
     /// Deliver documents with the changes. Default `true`.
     pub include_docs: bool,
-    /// Only changes of documents matching this Mango selector (`filter=_selector`). Default none.
+    /// Only changes of documents matching this Mango selector (`filter=_selector`). Deletions
+    /// are always delivered, matching or not: a tombstone keeps no fields to match, so the
+    /// follower asks for `{"$or": [selector, {"_deleted": true}]}`. If the server refuses that
+    /// combination but takes the selector alone (pouchdb-server fails on some operators inside
+    /// `$or`), the follower reads the unfiltered feed and filters with [`crate::selector`]
+    /// instead. A document edited so that it no longer matches is not delivered; consumers that
+    /// must see that follow without a selector and filter themselves. Default none.
     pub selector: Option<Value>,
     /// The server's heartbeat interval on the live feed. Default 10 s.
     pub heartbeat: Duration,
@@ -142,6 +148,11 @@ impl FollowOptions {
             catch_up_batch: 1000,
             verify_every: Duration::from_secs(30),
         }
+    }
+
+    /// The selector sent to the server: the caller's, or a deletion.
+    fn server_selector(&self) -> Option<Value> {
+        self.selector.as_ref().map(|selector| json!({ "$or": [selector, { "_deleted": true }] }))
     }
 
     fn dead_after(&self) -> Duration {
@@ -590,6 +601,7 @@ pub fn follow(store: SharedStore, db: DbName, opts: FollowOptions) -> Follower {
         known_to_exist: false,
         incarnation: None,
         attempt: 0,
+        filter_here: false,
     };
     let task = tokio::spawn(runner.run());
     Follower { rx, status: StatusHandle(status_rx), acks: AckHandle(shared), task }
@@ -641,6 +653,8 @@ struct Runner {
     incarnation: Option<Arc<str>>,
     /// Consecutive failures.
     attempt: u32,
+    /// The selector is applied here, not by the server (see [`FollowOptions::selector`]).
+    filter_here: bool,
 }
 
 impl Runner {
@@ -840,10 +854,19 @@ impl Runner {
             let query = ChangesQuery {
                 since: self.since.clone(),
                 limit: Some(batch),
-                include_docs: self.opts.include_docs,
-                selector: self.opts.selector.clone(),
+                include_docs: self.wire_include_docs(),
+                selector: self.wire_selector(),
             };
-            let page = self.store.changes(&self.db, &query).await?;
+            let page = match self.store.changes(&self.db, &query).await {
+                Ok(page) => page,
+                Err(e @ Error::BadRequest { .. })
+                    if !self.filter_here && query.selector.is_some() =>
+                {
+                    self.choose_client_filter(e).await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             self.heard();
             let n = page.results.len();
             for change in page.results {
@@ -869,7 +892,52 @@ impl Runner {
         self.emit(FollowEvent::CaughtUp { last_seq }).await
     }
 
-    async fn deliver(&mut self, change: Change) -> Result<(), Halt> {
+    fn wire_include_docs(&self) -> bool {
+        self.opts.include_docs || self.filter_here
+    }
+
+    fn wire_selector(&self) -> Option<Value> {
+        if self.filter_here {
+            None
+        } else {
+            self.opts.server_selector()
+        }
+    }
+
+    /// The server refused the combined selector: if it takes the caller's selector alone, the
+    /// follower filters here; if not, the selector itself is at fault (terminal).
+    async fn choose_client_filter(&mut self, refusal: Error) -> Result<(), Halt> {
+        let probe = ChangesQuery {
+            since: Seq::now(),
+            limit: Some(1),
+            include_docs: false,
+            selector: self.opts.selector.clone(),
+        };
+        match self.store.changes(&self.db, &probe).await {
+            Ok(_) => {
+                tracing::warn!(db = %self.db, follower = %self.opts.name, error = %refusal,
+                    "The server refuses the selector combined with deletions; filtering here.");
+                self.filter_here = true;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn deliver(&mut self, mut change: Change) -> Result<(), Halt> {
+        if self.filter_here {
+            let selector = self.opts.selector.as_ref().expect("filtering here needs a selector");
+            let wanted = change.deleted
+                || change.doc.as_ref().is_some_and(|doc| crate::selector::matches(selector, doc));
+            if !self.opts.include_docs {
+                change.doc = None;
+            }
+            if !wanted {
+                self.since = change.seq;
+                self.trusted_position = true;
+                return Ok(());
+            }
+        }
         self.since = change.seq.clone();
         self.trusted_position = true;
         let seq = change.seq.clone();
@@ -887,8 +955,8 @@ impl Runner {
         let dead_after = self.opts.dead_after();
         let query = FeedQuery {
             since: self.since.clone(),
-            include_docs: self.opts.include_docs,
-            selector: self.opts.selector.clone(),
+            include_docs: self.wire_include_docs(),
+            selector: self.wire_selector(),
             heartbeat: self.opts.heartbeat,
         };
         let missed = self.opts.missed_heartbeats;
@@ -990,7 +1058,8 @@ impl Drop for DbWatch {
 }
 
 /// Watches the databases that pass `filter`: first [`DbUpdateKind::Created`] for each existing
-/// one, then `Created`/`Deleted` (and, from `_db_updates`, `Updated`) as they happen.
+/// one, then `Created` and `Deleted` as they happen (never `Updated`: document writes are the
+/// follower's business, and polling could not see them anyway).
 ///
 /// Uses the store's [`db_updates`](crate::DocStore::db_updates) feed when there is one (re-listing
 /// after each reconnect, so nothing is missed); otherwise, or when the feed is refused (it is
@@ -1072,13 +1141,17 @@ where
         while let Some(item) = feed.next().await {
             match item {
                 Ok(update) if filter(&update.db) => {
-                    let fresh = match update.kind {
-                        DbUpdateKind::Created => known.insert(update.db.clone()),
-                        DbUpdateKind::Deleted => known.remove(&update.db),
-                        DbUpdateKind::Updated => true,
+                    let news = match update.kind {
+                        // A write to a database missed at creation time announces it.
+                        DbUpdateKind::Created | DbUpdateKind::Updated => {
+                            known.insert(update.db.clone()).then_some(DbUpdateKind::Created)
+                        }
+                        DbUpdateKind::Deleted => {
+                            known.remove(&update.db).then_some(DbUpdateKind::Deleted)
+                        }
                     };
-                    if fresh {
-                        send(update.db, update.kind).await?;
+                    if let Some(kind) = news {
+                        send(update.db, kind).await?;
                     }
                 }
                 Ok(_) => {}

@@ -119,6 +119,19 @@ async fn catch_up_then_live(store: SharedStore) {
     put(&store, &db, "before-9").await;
     put(&store, &db, "after-1").await;
     assert_eq!(until_change(&mut selected, "after-1").await.id, "after-1");
+    // A deletion reaches a selector's follower although the tombstone has no `n` to match.
+    let doc = store.get(&db, "after-1").await.unwrap().unwrap();
+    let rev = docstore::Rev(doc["_rev"].as_str().unwrap().to_owned());
+    store.delete(&db, "after-1", &rev).await.unwrap();
+    let deletion = loop {
+        match next(&mut selected).await {
+            FollowEvent::Change(change) if change.deleted => break change,
+            FollowEvent::Change(change) => assert!(change.id.starts_with("after"), "{change:?}"),
+            FollowEvent::Failed(e) => panic!("{e}"),
+            _ => {}
+        }
+    };
+    assert_eq!(deletion.id, "after-1");
     store.delete_db(&db).await.unwrap();
 }
 
@@ -130,6 +143,59 @@ async fn couch_catch_up_then_live() {
 #[tokio::test]
 async fn embedded_catch_up_then_live() {
     catch_up_then_live(embedded()).await;
+}
+
+/// A plain equality selector is filtered by the server (with deletions let through); a selector
+/// the server refuses is a terminal error, not a retry loop.
+async fn selectors_filter_and_bad_ones_fail(store: SharedStore) {
+    let db = unique_db("follow-selector-");
+    store.create_db(&db).await.unwrap();
+    store.put(&db, json!({"_id": "r1", "kind": "route"})).await.unwrap();
+    let other = store.put(&db, json!({"_id": "o1", "kind": "other"})).await.unwrap();
+    let mut opts = fast("selector");
+    opts.selector = Some(json!({ "kind": "route" }));
+    opts.include_docs = false;
+    let mut follower = follow(store.clone(), db.clone(), opts);
+    let (ids, _) = until_caught_up(&mut follower).await;
+    assert_eq!(ids, ["r1"]);
+    let rev = store.get(&db, "r1").await.unwrap().unwrap()["_rev"].as_str().unwrap().to_owned();
+    store.delete(&db, "r1", &docstore::Rev(rev)).await.unwrap();
+    let deletion = until_change(&mut follower, "r1").await;
+    assert!(deletion.deleted);
+    assert_eq!(deletion.doc, None, "include_docs is false");
+    // A deletion of a document that never matched may come too (a tombstone has no fields).
+    store.delete(&db, "o1", &other).await.unwrap();
+    store.put(&db, json!({"_id": "r2", "kind": "route"})).await.unwrap();
+    loop {
+        match next(&mut follower).await {
+            FollowEvent::Change(change) if change.id == "r2" => break,
+            FollowEvent::Change(change) => assert!(change.deleted, "{change:?} does not match"),
+            FollowEvent::Failed(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+
+    let mut opts = fast("bad-selector");
+    opts.selector = Some(json!({ "kind": { "$bogus": 1 } }));
+    let mut follower = follow(store.clone(), db.clone(), opts);
+    loop {
+        match next(&mut follower).await {
+            FollowEvent::Failed(Error::BadRequest { reason }) => {
+                assert!(reason.contains("$bogus"), "{reason}");
+                break;
+            }
+            FollowEvent::Failed(e) => panic!("expected a refused selector, got {e}"),
+            FollowEvent::Change(change) => panic!("nothing matches a bad selector: {change:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(follower.status().get().reconnects, 0);
+    store.delete_db(&db).await.unwrap();
+}
+
+#[tokio::test]
+async fn couch_selectors_filter_and_bad_ones_fail() {
+    selectors_filter_and_bad_ones_fail(couch()).await;
 }
 
 async fn resume_from_checkpoint(store: SharedStore, checkpoints: Arc<dyn Checkpoints>) {
@@ -285,9 +351,8 @@ async fn watch_sees_new_account_dbs(store: SharedStore) {
     while seen.len() < 2 {
         let update = tokio::time::timeout(WAIT, watch.next()).await.unwrap().unwrap();
         assert!(update.db.as_str().starts_with(&prefix), "filtered out: {update:?}");
-        if update.kind != DbUpdateKind::Updated {
-            seen.push((update.db, update.kind));
-        }
+        assert_ne!(update.kind, DbUpdateKind::Updated);
+        seen.push((update.db, update.kind));
     }
     seen.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(seen, [(existing, DbUpdateKind::Deleted), (created, DbUpdateKind::Created)]);
