@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use docstore::{
-    deploy, AllDocsQuery, ChangesQuery, DbName, DbUpdateKind, DesignKind, DocStore, EmbeddedStore,
-    Error, FeedEvent, FeedQuery, FeedStream, Rev, Seq,
+    deploy, AllDocsQuery, ChangesQuery, CouchConfig, CouchStore, DbName, DbUpdateKind, DesignKind,
+    DocStore, EmbeddedStore, Error, FeedEvent, FeedQuery, FeedStream, Rev, Seq,
 };
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -28,7 +28,11 @@ static NEXT_NS: AtomicU32 = AtomicU32::new(0);
 /// A namespace for one test: unique per process and test, valid as a database name prefix.
 fn namespace(test: &str) -> String {
     let n = NEXT_NS.fetch_add(1, Ordering::Relaxed);
-    format!("conformance-{:x}-{n}-{}", std::process::id(), test.replace('_', "-"))
+    // The process id and start time keep runs apart on a persistent server (`COUCHDB_URL`).
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() % 0x1_0000_0000);
+    format!("conformance-{:x}{run:x}-{n}-{}", std::process::id(), test.replace('_', "-"))
 }
 
 fn db(ns: &str, name: &str) -> DbName {
@@ -589,6 +593,65 @@ async fn embedded_fixture() -> Fixture {
 }
 
 conformance!(embedded, crate::embedded_fixture);
+
+async fn couchdb_fixture() -> Fixture {
+    let server = testkit::CouchServer::shared();
+    let mut config = CouchConfig::from_url(&server.url()).expect("the test server's url");
+    if let Some((user, password)) = server.credentials() {
+        config.user = Some(user);
+        config.password = Some(password);
+    }
+    Fixture { store: Box::new(CouchStore::new(config).expect("a CouchDB client")), _dir: None }
+}
+
+conformance!(couchdb, crate::couchdb_fixture);
+
+/// What only a server with a JavaScript engine does: our `validate_doc_update` functions refuse
+/// malformed documents with a message the operator sees.
+mod couchdb_only {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn validate_doc_update_refuses_malformed_resources_and_numbers() {
+        let fixture = couchdb_fixture().await;
+        let store = &*fixture.store;
+        let ns = namespace("validate");
+
+        let offnet = fresh_db(store, &ns, "offnet").await;
+        deploy(store, &offnet, DesignKind::Offnet).await.unwrap();
+        let good = json!({
+            "_id": "carrier", "pvt_type": "resource", "weight_cost": "50",
+            "rules": ["^\\+1(\\d{10})$"], "gateways": [{"server": "10.0.0.1"}],
+        });
+        store.put(&offnet, good).await.unwrap();
+        for (doc, message) in [
+            (json!({"_id": "r1", "pvt_type": "resource", "rules": "^1"}), "rules must be an array"),
+            (json!({"_id": "r2", "pvt_type": "resource", "weight_cost": "x"}), "weight_cost"),
+            (json!({"_id": "r3", "pvt_type": "resource", "gateways": [{}]}), "gateways[0].server"),
+        ] {
+            let err = store.put(&offnet, doc).await.unwrap_err();
+            assert!(matches!(err, Error::Forbidden { .. }), "{err}");
+            assert!(err.to_string().contains(message), "{err} should say {message}");
+        }
+
+        let numbers = fresh_db(store, &ns, "numbers/+1415").await;
+        deploy(store, &numbers, DesignKind::Numbers).await.unwrap();
+        store
+            .put(&numbers, json!({"_id": "+14155550100", "pvt_state": "available"}))
+            .await
+            .unwrap();
+        for (doc, message) in [
+            (json!({"_id": "4155550100x", "pvt_state": "available"}), "_id must be"),
+            (json!({"_id": "+14155550101", "pvt_state": "sold"}), "pvt_state must be one of"),
+        ] {
+            let err = store.put(&numbers, doc).await.unwrap_err();
+            assert!(matches!(err, Error::Forbidden { .. }), "{err}");
+            assert!(err.to_string().contains(message), "{err} should say {message}");
+        }
+        drop_db(store, &offnet).await;
+        drop_db(store, &numbers).await;
+    }
+}
 
 /// What only the embedded backend has.
 mod embedded_only {
