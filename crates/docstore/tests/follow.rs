@@ -427,7 +427,7 @@ async fn couch_cut_connection_is_reconnected() {
 #[tokio::test]
 async fn couch_server_restart_mid_feed_is_survived() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(server) = CouchServer::start_persistent(dir.path()) else {
+    let Some(mut server) = CouchServer::start_persistent(dir.path()) else {
         eprintln!("COUCHDB_URL is set: no private server to restart, test skipped");
         return;
     };
