@@ -26,7 +26,7 @@ fn config_for(url: &str, server: &CouchServer) -> CouchConfig {
 
 fn couch() -> SharedStore {
     let server = CouchServer::shared();
-    Arc::new(CouchStore::new(config_for(&server.url(), server)).expect("couch store"))
+    Arc::new(CouchStore::new(config_for(server.url(), server)).expect("couch store"))
 }
 
 fn unique_db(prefix: &str) -> DbName {
@@ -195,7 +195,7 @@ async fn db_updates_or_none() {
 #[tokio::test]
 async fn timeouts_and_refusals_are_transient_errors() {
     let server = CouchServer::shared();
-    let proxy = TcpProxy::start(&server.url()).await;
+    let proxy = TcpProxy::start(server.url()).await;
     let mut config = config_for(&proxy.url(), server);
     config.request_timeout = Duration::from_millis(300);
     let store = CouchStore::new(config).unwrap();

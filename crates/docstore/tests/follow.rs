@@ -33,7 +33,7 @@ fn couch_config(url: &str, server: &CouchServer) -> CouchConfig {
 
 fn couch() -> SharedStore {
     let server = CouchServer::shared();
-    Arc::new(CouchStore::new(couch_config(&server.url(), server)).expect("couch store"))
+    Arc::new(CouchStore::new(couch_config(server.url(), server)).expect("couch store"))
 }
 
 fn embedded() -> SharedStore {
@@ -371,7 +371,7 @@ async fn embedded_watch_dbs_sees_new_account_dbs() {
 /// A store that talks to the shared server through a fault-injecting proxy.
 async fn through_proxy() -> (SharedStore, TcpProxy) {
     let server = CouchServer::shared();
-    let proxy = TcpProxy::start(&server.url()).await;
+    let proxy = TcpProxy::start(server.url()).await;
     let mut config = couch_config(&proxy.url(), server);
     config.request_timeout = Duration::from_secs(2);
     (Arc::new(CouchStore::new(config).unwrap()), proxy)
@@ -432,7 +432,7 @@ async fn couch_server_restart_mid_feed_is_survived() {
         return;
     };
     let store: SharedStore =
-        Arc::new(CouchStore::new(couch_config(&server.url(), &server)).unwrap());
+        Arc::new(CouchStore::new(couch_config(server.url(), &server)).unwrap());
     let db = unique_db("follow-restart-");
     store.create_db(&db).await.unwrap();
     put(&store, &db, "before").await;
@@ -465,7 +465,7 @@ async fn couch_wrong_password_is_terminal() {
         eprintln!("COUCHDB_URL is set: no private server with a known admin, test skipped");
         return;
     };
-    let mut config = CouchConfig::from_url(&server.url()).unwrap();
+    let mut config = CouchConfig::from_url(server.url()).unwrap();
     config.user = Some("admin".into());
     config.password = Some("secret".into());
     let good: SharedStore = Arc::new(CouchStore::new(config.clone()).unwrap());
