@@ -11,6 +11,10 @@
 //! works and Fauxton-style tools see them), but views answer [`Error::Unsupported`] and
 //! `validate_doc_update` functions are not run.
 //!
+//! Several processes (the daemon and a CLI command) may open the same directory: SQLite's write
+//! lock serializes their writes, compare-and-swap holds across them, and a live feed notices another
+//! process's writes within a second (`db_updates` carries only this process's events).
+//!
 //! Sequences are strings `"N-instance"` (opaque, like CouchDB 2+'s); a `since` from a database
 //! that was deleted and created again replays the new database from the start. All SQLite work runs
 //! on blocking threads behind one connection lock, which is also what makes compare-and-swap hold
@@ -45,6 +49,10 @@ const BUS_CAPACITY: usize = 1024;
 
 /// How many rows a live feed reads from SQLite per round trip.
 const FEED_BATCH: usize = 500;
+
+/// How often an idle live feed looks at its database's update sequence, to notice writes made by
+/// another process on the same file (the in-process bus only carries this process's writes).
+const EXTERNAL_POLL: Duration = Duration::from_secs(1);
 
 /// The embedded [`DocStore`]. Cheap to clone; clones share the database and the event bus.
 #[derive(Clone)]
@@ -319,6 +327,14 @@ struct LiveFeed {
 }
 
 impl LiveFeed {
+    /// Whether the database moved past `cursor`, or is gone, without a bus event: another process
+    /// wrote to the file. Errors count as "look again": the scan reports them.
+    async fn changed_elsewhere(&self, cursor: i64) -> bool {
+        let (db, db_id) = (self.db.clone(), self.db_id);
+        let row = self.store.run(move |conn| sql::db_row(conn, &db)).await;
+        !matches!(row, Ok(Some(row)) if row.id == db_id && row.update_seq <= cursor)
+    }
+
     async fn run(
         self,
         mut cursor: i64,
@@ -333,6 +349,9 @@ impl LiveFeed {
             it.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             it
         });
+        let mut poll =
+            tokio::time::interval_at(tokio::time::Instant::now() + EXTERNAL_POLL, EXTERNAL_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let (db, db_id, include_docs, selector) =
                 (self.db.clone(), self.db_id, self.include_docs, self.selector.clone());
@@ -397,6 +416,11 @@ impl LiveFeed {
                     _ = tick => {
                         if tx.send(Ok(FeedEvent::Heartbeat)).await.is_err() {
                             return;
+                        }
+                    }
+                    _ = poll.tick() => {
+                        if self.changed_elsewhere(cursor).await {
+                            break;
                         }
                     }
                 }

@@ -722,6 +722,39 @@ mod embedded_only {
         assert_eq!(err.unwrap_err().status(), 400);
     }
 
+    /// Two stores on one directory (as the daemon and a CLI command are): compare-and-swap holds
+    /// across them, and a live feed of one sees the other's writes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_stores_on_one_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = EmbeddedStore::open(dir.path()).unwrap();
+        let cli = EmbeddedStore::open(dir.path()).unwrap();
+        let db = DbName::new("offnet").unwrap();
+        daemon.create_db(&db).await.unwrap();
+        let rev1 = daemon.put(&db, json!({"_id": "carrier", "v": 0})).await.unwrap();
+
+        let query = FeedQuery {
+            since: Seq::now(),
+            include_docs: false,
+            selector: None,
+            heartbeat: Duration::from_secs(5),
+        };
+        let mut feed = daemon.open_feed(&db, &query).await.unwrap();
+
+        let writes = (0..20).map(|n| {
+            let store = if n % 2 == 0 { &daemon } else { &cli };
+            store.put(&db, json!({"_id": "carrier", "_rev": rev1.as_str(), "v": n}))
+        });
+        let results = futures::future::join_all(writes).await;
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+
+        cli.put(&db, json!({"_id": "from-cli"})).await.unwrap();
+        let mut seen = Vec::new();
+        while !seen.iter().any(|id| id == "from-cli") {
+            seen.push(change_id(&next_change(&mut feed).await).to_owned());
+        }
+    }
+
     /// Data survives closing and reopening the store directory.
     #[tokio::test]
     async fn reopening_keeps_everything() {

@@ -7,7 +7,7 @@
 //! winning revision is kept: every write is compare-and-swap, so no conflicting branches can form.
 
 use md5::{Digest, Md5};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -54,6 +54,12 @@ pub(super) fn init(conn: &Connection) -> Result<()> {
         conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(sql_error)?;
     conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_error)?;
     conn.execute_batch(SCHEMA).map_err(sql_error)
+}
+
+/// Writes take the database's write lock up front (`BEGIN IMMEDIATE`), so a second process on the
+/// same file waits for it (busy timeout) instead of failing its compare-and-swap half way.
+fn write_transaction(conn: &mut Connection) -> Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)
 }
 
 /// A database's row.
@@ -176,6 +182,9 @@ fn assemble(id: &str, rev: &str, deleted: bool, body: &str) -> Result<Value> {
 }
 
 pub(super) fn get(conn: &Connection, db: &DbName, id: &str) -> Result<Option<Value>> {
+    if let Some(name) = id.strip_prefix("_local/") {
+        return get_local(conn, db, name);
+    }
     let row = require_db(conn, db)?;
     get_in(conn, row.id, id)
 }
@@ -208,7 +217,7 @@ pub(super) fn write_docs(
     db: &DbName,
     docs: Vec<Value>,
 ) -> Result<Vec<BulkItem>> {
-    let tx = conn.transaction().map_err(sql_error)?;
+    let tx = write_transaction(conn)?;
     let row = require_db(&tx, db)?;
     let mut seq = row.update_seq;
     let mut items = Vec::with_capacity(docs.len());
@@ -347,7 +356,7 @@ fn next_rev(previous: Option<&str>, deleted: bool, body_json: &str) -> String {
 
 /// Deletes at `rev`: a tombstone with an empty body.
 pub(super) fn delete(conn: &mut Connection, db: &DbName, id: &str, rev: &Rev) -> Result<Rev> {
-    let tx = conn.transaction().map_err(sql_error)?;
+    let tx = write_transaction(conn)?;
     let row = require_db(&tx, db)?;
     let current = tx
         .query_row(
@@ -540,7 +549,7 @@ pub(super) fn put_local(conn: &mut Connection, db: &DbName, name: &str, body: Va
         what: format!("document _local/{name}"),
         message: e.to_string(),
     })?;
-    let tx = conn.transaction().map_err(sql_error)?;
+    let tx = write_transaction(conn)?;
     let row = require_db(&tx, db)?;
     tx.execute(
         "INSERT INTO local_docs (db_id, name, rev, body) VALUES (?1, ?2, 1, ?3) \
