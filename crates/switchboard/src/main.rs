@@ -1,1 +1,31 @@
-fn main() {}
+//! The `switchboard` binary: parses the command line, opens the store and hands off to a command.
+//! It only wires; the behaviour lives in the library crates.
+
+mod cli;
+mod output;
+mod store;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(&cli.global);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => return output::fail(&cli.global, &anyhow::Error::new(err)),
+    };
+    match runtime.block_on(cli::run(cli.command, &cli.global)) {
+        Ok(code) => code,
+        Err(err) => output::fail(&cli.global, &err),
+    }
+}
+
+/// Logs go to stderr so that `--json` output on stdout stays one clean document.
+fn init_tracing(global: &cli::GlobalArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&global.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

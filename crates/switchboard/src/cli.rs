@@ -1,0 +1,61 @@
+//! The command line: the options every command shares, and the commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Carrier routing and number management beside a Kazoo CouchDB cluster.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// CouchDB server URL (credentials may be embedded: http://user:pass@host:5984).
+    /// Without it (and without --data-dir) the embedded store in the default data dir is used.
+    #[arg(long, global = true, env = "COUCHDB_URL", conflicts_with = "data_dir")]
+    pub(crate) couch_url: Option<String>,
+    /// CouchDB user name (overrides one in the URL).
+    #[arg(long, global = true, env = "COUCHDB_USER", hide_env_values = true)]
+    pub(crate) couch_user: Option<String>,
+    /// CouchDB password (overrides one in the URL).
+    #[arg(long, global = true, env = "COUCHDB_PASSWORD", hide_env_values = true)]
+    pub(crate) couch_password: Option<String>,
+    /// Directory of the embedded store [default: $XDG_DATA_HOME/switchboard, else
+    /// ~/.local/share/switchboard].
+    #[arg(long, global = true, env = "SWITCHBOARD_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Print one JSON document on stdout (errors too, with a non-zero exit).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Log filter for stderr (tracing's env-filter syntax).
+    #[arg(long, global = true, env = "SWITCHBOARD_LOG", default_value = "warn")]
+    pub(crate) log_level: String,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// List the databases of the store.
+    Dbs,
+}
+
+/// Runs one command.
+pub(crate) async fn run(command: Command, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let store = crate::store::open(global).await?;
+    match command {
+        Command::Dbs => {
+            let dbs = store.list_dbs().await?;
+            let names: Vec<&str> = dbs.iter().map(|d| d.as_str()).collect();
+            crate::output::print(global, &serde_json::json!({ "dbs": names }), || names.join("\n"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
