@@ -596,7 +596,7 @@ conformance!(embedded, crate::embedded_fixture);
 
 async fn couchdb_fixture() -> Fixture {
     let server = testkit::CouchServer::shared();
-    let mut config = CouchConfig::from_url(&server.url()).expect("the test server's url");
+    let mut config = CouchConfig::from_url(server.url()).expect("the test server's url");
     if let Some((user, password)) = server.credentials() {
         config.user = Some(user);
         config.password = Some(password);
