@@ -1,1 +1,304 @@
-fn main() {}
+//! Route lookup and compile benchmarks: the prefix-indexed `RouteTable` against a naive
+//! Kazoo-style linear scan of the same generated resources, at 100 / 1k / 10k / 100k resources.
+//!
+//! Run: `CARGO_TARGET_DIR=target-stepswitch cargo bench -p stepswitch --bench route`.
+//! Before the criterion groups, a p99 latency pass prints per-lookup percentiles.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion};
+use e164::Pattern;
+use serde_json::{json, Value};
+use stepswitch::{compile, route, Config, ResourceDoc, RouteRequest, RouteTable, Scope, Tables};
+
+const SIZES: [usize; 4] = [100, 1_000, 10_000, 100_000];
+/// The naive scan is measured up to this size (its eager regex compile needs ~GBs beyond).
+const NAIVE_MAX: usize = 10_000;
+
+/// SplitMix64: deterministic pseudo-random numbers for the generator.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn npa_nxx(seed: u64) -> (u64, u64) {
+    let h = mix(seed);
+    (200 + h % 800, 200 + (h / 800) % 800)
+}
+
+/// Generated resources: realistic NANP rate-centre and international rules, several per
+/// resource; one rule distinct per resource, others shared by groups of 4 and 8 resources,
+/// plus five resources whose rules cannot be indexed (unanchored / lookaround).
+fn generate(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let i = i as u64;
+            let (npa, nxx) = npa_nxx(i);
+            let (npa4, nxx4) = npa_nxx(1_000_000 + i / 4);
+            let intl = (i / 8) % 100_000;
+            let mut rules = vec![
+                format!("^\\+1({npa}{nxx}\\d{{4}})$"),
+                format!("^(?:\\+?1)?({npa}{nxx}\\d{{4}})$"),
+                format!("^\\+1({npa4}{nxx4}\\d{{4}})$"),
+                format!("^\\+(44{intl:05}\\d{{4,5}})$"),
+            ];
+            if i < 5 {
+                rules.push(format!("{npa}{nxx}99$"));
+                rules.push(format!("^\\+1(?!900)({npa}{nxx}98\\d\\d)$"));
+            }
+            let flags: Vec<&str> = if i.is_multiple_of(10) { vec!["fax"] } else { vec![] };
+            json!({
+                "_id": format!("{:032x}", mix(i ^ 0xABCD) as u128 * 0x1_0000_0001),
+                "pvt_type": "resource",
+                "name": format!("carrier {i}"),
+                "weight_cost": 1 + (mix(i) % 50),
+                "flags": flags,
+                "rules": rules,
+                "gateways": [
+                    {"server": format!("gw{i}a.example.net"), "username": "u", "password": "p"},
+                    {"server": format!("gw{i}b.example.net"), "port": 5080}
+                ]
+            })
+        })
+        .collect()
+}
+
+/// Numbers that hit the generated rules (NANP rate centres and international groups).
+fn lookup_numbers(n: usize, count: usize) -> Vec<String> {
+    (0..count as u64)
+        .map(|k| {
+            let i = mix(k ^ 0x5555) % n as u64;
+            let tail = mix(k) % 10_000;
+            match k % 3 {
+                0 => {
+                    let (npa, nxx) = npa_nxx(i);
+                    format!("+1{npa}{nxx}{tail:04}")
+                }
+                1 => {
+                    let (npa, nxx) = npa_nxx(1_000_000 + i / 4);
+                    format!("+1{npa}{nxx}{tail:04}")
+                }
+                _ => format!("+44{:05}{tail:04}", (i / 8) % 100_000),
+            }
+        })
+        .collect()
+}
+
+/// Kazoo's in-memory resource (the parts the linear scan reads).
+struct NaiveResource {
+    weight: i64,
+    flags: Vec<String>,
+    require_flags: bool,
+    ignore_flags: bool,
+    classifier: Option<String>,
+    rules: Vec<Pattern>,
+}
+
+/// Kazoo's load: every doc compiled eagerly, list prepended (cached order = reverse view order).
+fn naive_compile(docs: &[Value], config: &Config) -> Vec<NaiveResource> {
+    let mut sorted: Vec<ResourceDoc> =
+        docs.iter().map(|doc| ResourceDoc::from_json(doc).unwrap().0).collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut out = Vec::with_capacity(sorted.len());
+    for doc in sorted {
+        let mut rules = Vec::new();
+        for source in &doc.rules {
+            if let Ok(pattern) = Pattern::new(source) {
+                rules.insert(0, pattern);
+            }
+        }
+        out.insert(
+            0,
+            NaiveResource {
+                weight: doc.weight_cost.unwrap_or(config.default_weight).clamp(1, 100),
+                flags: doc.flags,
+                require_flags: doc.require_flags,
+                ignore_flags: doc.ignore_flags,
+                classifier: None,
+                rules,
+            },
+        );
+    }
+    out
+}
+
+/// `stepswitch_resources:endpoints/2` as Kazoo runs it: filter, bucket, scan every rule of
+/// every candidate, stable sort by weight. Returns (resource index, matched number).
+fn naive_select(
+    resources: &[NaiveResource],
+    config: &Config,
+    number: &str,
+    flags: &[String],
+) -> Vec<(usize, String)> {
+    let filtered: Vec<usize> = if flags.is_empty() {
+        (0..resources.len()).filter(|idx| !resources[*idx].require_flags).collect()
+    } else {
+        let mut kept: Vec<usize> = (0..resources.len())
+            .filter(|idx| {
+                let res = &resources[*idx];
+                res.ignore_flags || flags.iter().all(|flag| res.flags.contains(flag))
+            })
+            .collect();
+        kept.reverse();
+        kept
+    };
+    let class = config.converters.classify(number).map(|it| it.name);
+    let mut bucket: Vec<usize> =
+        filtered.iter().copied().filter(|idx| resources[*idx].classifier == class).collect();
+    if bucket.is_empty() {
+        bucket = filtered.into_iter().filter(|idx| resources[*idx].classifier.is_none()).collect();
+    }
+    bucket.reverse();
+    let mut chosen = Vec::new();
+    for idx in bucket {
+        for rule in &resources[idx].rules {
+            if let Some(list) = rule.captures(number) {
+                chosen.push((idx, number[stepswitch::select_capture(&list)].to_owned()));
+                break;
+            }
+        }
+    }
+    chosen.sort_by_key(|(idx, _)| resources[*idx].weight);
+    chosen
+}
+
+fn tables_for(table: RouteTable, config: &Config) -> Tables {
+    let mut tables = Tables::new(Arc::new(config.clone()));
+    tables.set_table(Arc::new(table));
+    tables
+}
+
+fn percentile(sorted: &[Duration], pct: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * pct).round() as usize;
+    sorted[idx]
+}
+
+/// Per-lookup latency percentiles (criterion reports means; the p99 target needs the tail).
+fn latency_report() {
+    let config = Config::kazoo_defaults();
+    println!("stepswitch latency report (per lookup, warm tables)");
+    println!("size      compile_ms  warm_ms  select_p50_ns select_p99_ns route_p50_ns route_p99_ns  endpoints/lookup");
+    for n in SIZES {
+        let docs = generate(n);
+        let started = Instant::now();
+        let (table, diagnostics) = compile(Scope::Global, &docs, &[], &config);
+        let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let started = Instant::now();
+        table.warm();
+        let warm_ms = started.elapsed().as_secs_f64() * 1e3;
+        let tables = tables_for(table, &config);
+        let numbers = lookup_numbers(n, 20_000);
+        let flags: Vec<String> = Vec::new();
+        let mut select_times = Vec::with_capacity(numbers.len());
+        let mut route_times = Vec::with_capacity(numbers.len());
+        let mut n_endpoints = 0usize;
+        for number in &numbers {
+            let class = config.converters.classifier_for(number).map(|it| it.name.as_str());
+            let started = Instant::now();
+            let selected = tables.global.select(number, class, &flags, None);
+            select_times.push(started.elapsed());
+            black_box(selected);
+            let request = RouteRequest::new(number.clone());
+            let started = Instant::now();
+            let answer = route(&tables, &request);
+            route_times.push(started.elapsed());
+            n_endpoints += answer.endpoints.len();
+        }
+        select_times.sort();
+        route_times.sort();
+        println!(
+            "{n:<9} {compile_ms:>10.1} {warm_ms:>8.1} {:>14} {:>13} {:>12} {:>12}  {:>8.2}",
+            percentile(&select_times, 0.5).as_nanos(),
+            percentile(&select_times, 0.99).as_nanos(),
+            percentile(&route_times, 0.5).as_nanos(),
+            percentile(&route_times, 0.99).as_nanos(),
+            n_endpoints as f64 / numbers.len() as f64,
+        );
+    }
+}
+
+fn bench_lookup(c: &mut Criterion) {
+    let config = Config::kazoo_defaults();
+    let mut group = c.benchmark_group("lookup");
+    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    for n in SIZES {
+        let docs = generate(n);
+        let (table, _) = compile(Scope::Global, &docs, &[], &config);
+        table.warm();
+        let tables = tables_for(table, &config);
+        let numbers = lookup_numbers(n, 1024);
+        let flags: Vec<String> = Vec::new();
+        let mut k = 0usize;
+        group.bench_function(BenchmarkId::new("indexed_select", n), |b| {
+            b.iter(|| {
+                k = (k + 1) % numbers.len();
+                let number = &numbers[k];
+                let class = config.converters.classifier_for(number).map(|it| it.name.as_str());
+                black_box(tables.global.select(number, class, &flags, None))
+            })
+        });
+        let requests: Vec<RouteRequest> =
+            numbers.iter().map(|it| RouteRequest::new(it.clone())).collect();
+        group.bench_function(BenchmarkId::new("indexed_route_json", n), |b| {
+            b.iter(|| {
+                k = (k + 1) % requests.len();
+                black_box(route(&tables, &requests[k]))
+            })
+        });
+        if n <= NAIVE_MAX {
+            let naive = naive_compile(&docs, &config);
+            // Same answers as the index (resources and matched numbers, in order).
+            for number in numbers.iter().take(50) {
+                let class = config.converters.classifier_for(number).map(|it| it.name.as_str());
+                let indexed: Vec<(String, String)> = tables
+                    .global
+                    .select(number, class, &flags, None)
+                    .into_iter()
+                    .map(|it| (it.resource.name.clone().unwrap_or_default(), it.matched))
+                    .collect();
+                let scanned: Vec<String> = naive_select(&naive, &config, number, &flags)
+                    .into_iter()
+                    .map(|it| it.1)
+                    .collect();
+                let indexed_numbers: Vec<String> = indexed.into_iter().map(|it| it.1).collect();
+                assert_eq!(indexed_numbers, scanned, "{number}");
+            }
+            group.bench_function(BenchmarkId::new("naive_linear_scan", n), |b| {
+                b.iter(|| {
+                    k = (k + 1) % numbers.len();
+                    black_box(naive_select(&naive, &config, &numbers[k], &flags))
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn bench_compile(c: &mut Criterion) {
+    let config = Config::kazoo_defaults();
+    let mut group = c.benchmark_group("compile");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for n in SIZES {
+        let docs = generate(n);
+        group.bench_function(BenchmarkId::new("compile", n), |b| {
+            b.iter(|| black_box(compile(Scope::Global, &docs, &[], &config)))
+        });
+    }
+    group.finish();
+}
+
+fn main() {
+    latency_report();
+    let mut criterion = Criterion::default().configure_from_args();
+    bench_lookup(&mut criterion);
+    bench_compile(&mut criterion);
+    criterion.final_summary();
+}

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::resource::{diag, is_true, GatewayDoc, PrivacyOptions, ResourceDoc};
+use crate::simple::SimplePattern;
 use crate::table::{
     Gateway, PatternId, PrefixTrie, Proxy, Resource, RouteTable, Rule, RulePattern, Scope,
 };
@@ -49,22 +50,24 @@ pub fn compile(
             }
         }
     }
-    let (table, mut more) = compile_docs(scope, typed, proxies, config);
+    let (table, mut more) = compile_docs(scope, &typed, proxies, config);
     diagnostics.append(&mut more);
     (table, diagnostics)
 }
 
-/// [`compile`] for documents already parsed into [`ResourceDoc`]s.
+/// [`compile`] for documents already parsed into [`ResourceDoc`]s (what a reactor that keeps
+/// its typed documents calls; the same rules apply).
 pub fn compile_docs(
     scope: Scope,
-    mut docs: Vec<ResourceDoc>,
+    docs: &[ResourceDoc],
     proxies: &[Proxy],
     config: &Config,
 ) -> (RouteTable, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     // Rule 7: view rows in `_id` order (byte order = ICU collation for Kazoo's ids).
+    let mut docs: Vec<&ResourceDoc> = docs.iter().collect();
     docs.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut deduped: Vec<ResourceDoc> = Vec::with_capacity(docs.len());
+    let mut deduped: Vec<&ResourceDoc> = Vec::with_capacity(docs.len());
     for doc in docs {
         if deduped.last().is_some_and(|prev| prev.id == doc.id) {
             diagnostics.push(diag(&doc.id, "_id", None, "duplicate _id; the later document wins"));
@@ -76,7 +79,7 @@ pub fn compile_docs(
     let proxies: Vec<Proxy> = if global { Vec::new() } else { proxies.to_vec() };
     let mut builder = Builder { patterns: Vec::new(), by_source: HashMap::new() };
     let mut resources = Vec::with_capacity(deduped.len());
-    for doc in &deduped {
+    for &doc in &deduped {
         // Rule 13: disabled documents are skipped.
         if !doc.enabled {
             continue;
@@ -190,6 +193,17 @@ impl Builder {
 
     fn analyze(&mut self, source: &str) -> Result<PatternId, String> {
         let id = self.patterns.len() as PatternId;
+        // Fast path: the rule shapes carriers write, parsed and indexed without regex-syntax.
+        if let Some(simple) = SimplePattern::parse(source) {
+            let prefixes = simple.prefixes();
+            let pattern = RulePattern {
+                source: source.to_owned(),
+                simple: Some(simple),
+                compiled: OnceLock::new(),
+            };
+            self.patterns.push((pattern, prefixes));
+            return Ok(id);
+        }
         match regex_syntax::Parser::new().parse(source) {
             Ok(hir) => {
                 let prefixes = if hir.properties().look_set_prefix().contains(Look::Start) {
@@ -199,7 +213,11 @@ impl Builder {
                 } else {
                     None
                 };
-                let pattern = RulePattern { source: source.to_owned(), compiled: OnceLock::new() };
+                let pattern = RulePattern {
+                    source: source.to_owned(),
+                    simple: None,
+                    compiled: OnceLock::new(),
+                };
                 self.patterns.push((pattern, prefixes));
                 Ok(id)
             }
@@ -209,8 +227,10 @@ impl Builder {
                 Ok(compiled) => {
                     let cell = OnceLock::new();
                     let _ = cell.set(Some(compiled));
-                    self.patterns
-                        .push((RulePattern { source: source.to_owned(), compiled: cell }, None));
+                    self.patterns.push((
+                        RulePattern { source: source.to_owned(), simple: None, compiled: cell },
+                        None,
+                    ));
                     Ok(id)
                 }
                 Err(err) => Err(err.to_string()),

@@ -37,14 +37,17 @@
 mod bridge;
 mod compile;
 mod config;
+mod formatters;
 mod resource;
 mod route;
+mod simple;
 mod table;
 
 pub use bridge::{avoid_privacy_if_emergency, correct_shortdial, ShortdialInput};
 pub use compile::{compile, compile_docs};
 pub use config::{Config, STEPSWITCH_DOC_ID};
 pub use e164::Diagnostic;
+pub use formatters::{apply_formatters, Direction};
 pub use resource::{
     CallerIdOptions, DynamicParameter, GatewayDoc, GatewayStrategy, InviteParameters, Media,
     PrivacyOptions, ResourceClassifier, ResourceDoc,

@@ -9,10 +9,11 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use e164::Pattern;
+use e164::{CaptureList, Pattern};
 use serde_json::{Map, Value};
 
 use crate::resource::GatewayStrategy;
+use crate::simple::SimplePattern;
 
 /// Which database a table was compiled from (rule 6, rule 15).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -45,16 +46,25 @@ pub struct Proxy {
 /// Index of a rule regex inside its table (rules with the same text share one).
 pub(crate) type PatternId = u32;
 
-/// One rule regex, compiled on first use (validity is checked at table compile time).
+/// One rule regex: matched by the simple matcher when it is in its subset, otherwise by a
+/// regex engine compiled on first use (validity is checked at table compile time).
 #[derive(Debug)]
 pub(crate) struct RulePattern {
     pub(crate) source: String,
+    pub(crate) simple: Option<SimplePattern>,
     pub(crate) compiled: OnceLock<Option<Pattern>>,
 }
 
 impl RulePattern {
     pub(crate) fn get(&self) -> Option<&Pattern> {
         self.compiled.get_or_init(|| Pattern::new(&self.source).ok()).as_ref()
+    }
+
+    pub(crate) fn captures(&self, text: &str) -> Option<CaptureList> {
+        match &self.simple {
+            Some(simple) if text.is_ascii() => simple.captures(text),
+            _ => self.get()?.captures(text),
+        }
     }
 }
 
@@ -234,7 +244,7 @@ impl RouteTable {
     /// Compiles every rule regex now rather than on first use, so that the first lookups after
     /// a swap do not pay for it.
     pub fn warm(&self) {
-        for pattern in &self.patterns {
+        for pattern in self.patterns.iter().filter(|it| it.simple.is_none()) {
             pattern.get();
         }
     }
@@ -295,8 +305,7 @@ impl RouteTable {
     /// Rule 20: the first rule (evaluation order) that matches, and its selected capture.
     pub(crate) fn first_match(&self, rules: &[Rule], text: &str) -> Option<String> {
         rules.iter().find_map(|rule| {
-            let pattern = self.patterns[rule.pattern as usize].get()?;
-            let list = pattern.captures(text)?;
+            let list = self.patterns[rule.pattern as usize].captures(text)?;
             Some(text[select_capture(&list)].to_owned())
         })
     }

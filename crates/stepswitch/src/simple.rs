@@ -1,0 +1,626 @@
+//! A small, exact matcher for the rule shapes carriers actually write (`^\+1(415\d{7})$`,
+//! `^(\+?1)?([2-9]\d{9})$`, ...), so that compiling 10k resources does not build 40k regex
+//! automata and a lookup does not need one.
+//!
+//! The accepted subset is one both PCRE and the `regex` crate read the same way: literals,
+//! `\d`, `.`, simple bracket classes, groups (capturing or `(?:`), alternation inside groups,
+//! greedy or lazy `? * + {n} {n,} {n,m}` on single-level atoms, `^` first and `$` last.
+//! Anything else (or any non-ASCII input) goes to the regex engines. Matching is PCRE's
+//! leftmost, priority-ordered backtracking over bytes, so captures are exactly Kazoo's.
+
+use e164::CaptureList;
+
+/// Prefix sets larger than this are cut (a shorter prefix is still a valid index key).
+const MAX_PREFIXES: usize = 64;
+/// Prefixes longer than this are cut.
+const MAX_PREFIX_LEN: usize = 24;
+/// Bounded repetitions larger than this are left to the regex engines.
+const MAX_REPEAT: u32 = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    Lit(u8),
+    /// A byte set (256 bits).
+    Class([u64; 4]),
+    Group {
+        alts: Vec<Vec<Node>>,
+        capture: Option<usize>,
+    },
+    Repeat {
+        node: Box<Node>,
+        min: u32,
+        max: Option<u32>,
+        greedy: bool,
+    },
+}
+
+/// A parsed rule in the simple subset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SimplePattern {
+    anchored_start: bool,
+    anchored_end: bool,
+    nodes: Vec<Node>,
+    n_groups: usize,
+}
+
+impl SimplePattern {
+    /// Parses `source` if it is in the subset; `None` means "use the regex engines".
+    pub(crate) fn parse(source: &str) -> Option<SimplePattern> {
+        let bytes = source.as_bytes();
+        if !source.is_ascii() {
+            return None;
+        }
+        let mut parser = Parser { bytes, pos: 0, n_groups: 0 };
+        let anchored_start = parser.eat(b'^');
+        let (alts, anchored_end) = parser.alternatives(0)?;
+        if parser.pos != bytes.len() || alts.len() != 1 {
+            // Top-level alternation (`^a|b`) changes what `^` anchors: leave it to regex.
+            return None;
+        }
+        let nodes = alts.into_iter().next()?;
+        Some(SimplePattern { anchored_start, anchored_end, nodes, n_groups: parser.n_groups })
+    }
+
+    /// Literal prefixes every match starts with at offset 0, or `None` when the pattern is not
+    /// anchored at the start. An empty string in the set means "no constraint".
+    pub(crate) fn prefixes(&self) -> Option<Vec<Vec<u8>>> {
+        if !self.anchored_start {
+            return None;
+        }
+        let (set, _) = seq_prefixes(&self.nodes);
+        Some(set)
+    }
+
+    /// The first match in Erlang capture-list shape (trailing unset groups dropped); only for
+    /// ASCII text (the caller sends anything else to the regex engines).
+    pub(crate) fn captures(&self, text: &str) -> Option<CaptureList> {
+        let bytes = text.as_bytes();
+        let last_start = if self.anchored_start { 0 } else { bytes.len() };
+        for start in 0..=last_start {
+            let mut caps: Vec<Option<(usize, usize)>> = vec![None; self.n_groups + 1];
+            let anchored_end = self.anchored_end;
+            let mut end_pos = None;
+            let mut accept = |pos: usize, _: &mut Caps| {
+                let ok = !anchored_end || pos == bytes.len();
+                if ok {
+                    end_pos = Some(pos);
+                }
+                ok
+            };
+            if match_seq(&self.nodes, bytes, start, &mut caps, &mut accept) {
+                caps[0] = end_pos.map(|end| (start, end));
+                let mut list: CaptureList =
+                    caps.into_iter().map(|it| it.map(|(s, e)| s..e)).collect();
+                while list.len() > 1 && list.last().is_some_and(Option::is_none) {
+                    list.pop();
+                }
+                return Some(list);
+            }
+        }
+        None
+    }
+}
+
+struct Parser<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    n_groups: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Alternatives up to `)` (depth > 0) or the end; at depth 0 a final `$` is consumed and
+    /// reported.
+    fn alternatives(&mut self, depth: usize) -> Option<(Vec<Vec<Node>>, bool)> {
+        let mut alts = vec![Vec::new()];
+        loop {
+            match self.peek() {
+                None => return (depth == 0).then_some((alts, false)),
+                Some(b')') => return (depth > 0).then_some((alts, false)),
+                Some(b'$') => {
+                    self.pos += 1;
+                    // `$` only as the very last byte of the pattern.
+                    return (depth == 0 && self.pos == self.bytes.len()).then_some((alts, true));
+                }
+                Some(b'|') => {
+                    self.pos += 1;
+                    alts.push(Vec::new());
+                }
+                Some(_) => {
+                    let atom = self.atom(depth)?;
+                    let node = self.quantifier(atom)?;
+                    alts.last_mut()?.push(node);
+                }
+            }
+        }
+    }
+
+    fn atom(&mut self, depth: usize) -> Option<Node> {
+        let byte = self.peek()?;
+        self.pos += 1;
+        match byte {
+            b'(' => {
+                let capture = if self.eat(b'?') {
+                    if !self.eat(b':') {
+                        return None;
+                    }
+                    None
+                } else {
+                    self.n_groups += 1;
+                    Some(self.n_groups)
+                };
+                let (alts, _) = self.alternatives(depth + 1)?;
+                if !self.eat(b')') {
+                    return None;
+                }
+                Some(Node::Group { alts, capture })
+            }
+            b'[' => self.class(),
+            b'.' => {
+                let mut set = [u64::MAX; 4];
+                set[0] &= !(1u64 << b'\n');
+                Some(Node::Class(set))
+            }
+            b'\\' => {
+                let escaped = self.peek()?;
+                self.pos += 1;
+                match escaped {
+                    b'd' => Some(Node::Class(range_set(b'0', b'9'))),
+                    b'+' | b'*' | b'.' | b'?' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'|'
+                    | b'^' | b'$' | b'\\' | b'/' | b'-' | b'#' => Some(Node::Lit(escaped)),
+                    _ => None,
+                }
+            }
+            b if b.is_ascii_alphanumeric() => Some(Node::Lit(b)),
+            b'#' | b'-' | b'_' | b'@' | b':' | b'=' | b'%' | b'/' | b',' | b'~' | b'!' | b'&'
+            | b'\'' | b'"' | b' ' => Some(Node::Lit(byte)),
+            _ => None,
+        }
+    }
+
+    fn class(&mut self) -> Option<Node> {
+        let negated = self.eat(b'^');
+        let mut set = [0u64; 4];
+        let mut first = true;
+        loop {
+            let byte = self.peek()?;
+            self.pos += 1;
+            match byte {
+                b']' if !first => break,
+                b']' | b'[' => return None,
+                b'\\' => {
+                    let escaped = self.peek()?;
+                    self.pos += 1;
+                    match escaped {
+                        b'd' => union(&mut set, &range_set(b'0', b'9')),
+                        b'+' | b'*' | b'.' | b'-' | b']' | b'[' | b'\\' | b'#' | b'^' => {
+                            add(&mut set, escaped)
+                        }
+                        _ => return None,
+                    }
+                }
+                lo if lo.is_ascii_alphanumeric()
+                    && self.peek() == Some(b'-')
+                    && self
+                        .bytes
+                        .get(self.pos + 1)
+                        .is_some_and(|it| it.is_ascii_alphanumeric()) =>
+                {
+                    let hi = self.bytes[self.pos + 1];
+                    if hi < lo {
+                        return None;
+                    }
+                    self.pos += 2;
+                    union(&mut set, &range_set(lo, hi));
+                }
+                b if b.is_ascii_alphanumeric()
+                    || matches!(b, b'+' | b'*' | b'#' | b'.' | b'_' | b'@') =>
+                {
+                    add(&mut set, b)
+                }
+                _ => return None,
+            }
+            first = false;
+        }
+        if negated {
+            for word in &mut set {
+                *word = !*word;
+            }
+        }
+        Some(Node::Class(set))
+    }
+
+    fn number(&mut self) -> Option<u32> {
+        let start = self.pos;
+        while self.peek().is_some_and(|it| it.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        std::str::from_utf8(&self.bytes[start..self.pos]).ok()?.parse().ok()
+    }
+
+    fn quantifier(&mut self, atom: Node) -> Option<Node> {
+        let (min, max) = match self.peek() {
+            Some(b'?') => (0, Some(1)),
+            Some(b'*') => (0, None),
+            Some(b'+') => (1, None),
+            Some(b'{') => {
+                self.pos += 1;
+                let min = self.number()?;
+                let max = if self.eat(b',') {
+                    if self.peek() == Some(b'}') {
+                        None
+                    } else {
+                        Some(self.number()?)
+                    }
+                } else {
+                    Some(min)
+                };
+                if !self.eat(b'}')
+                    || max.is_some_and(|max| max < min)
+                    || min > MAX_REPEAT
+                    || max.is_some_and(|max| max > MAX_REPEAT)
+                {
+                    return None;
+                }
+                self.pos -= 1;
+                (min, max)
+            }
+            _ => return Some(atom),
+        };
+        self.pos += 1;
+        let greedy = !self.eat(b'?');
+        if matches!(self.peek(), Some(b'+' | b'*' | b'?' | b'{')) {
+            // Possessive or stacked quantifiers: not in the subset.
+            return None;
+        }
+        // Repeating a repetition more than once could backtrack badly, and a repeated group
+        // that can match nothing has engine-specific captures; leave both to the regex engines.
+        let empty_alt = matches!(&atom, Node::Group { alts, .. } if alts.iter().any(Vec::is_empty));
+        if (contains_repeat(&atom) && max != Some(1)) || empty_alt {
+            return None;
+        }
+        Some(Node::Repeat { node: Box::new(atom), min, max, greedy })
+    }
+}
+
+fn contains_repeat(node: &Node) -> bool {
+    match node {
+        Node::Repeat { .. } => true,
+        Node::Group { alts, .. } => alts.iter().flatten().any(contains_repeat),
+        _ => false,
+    }
+}
+
+fn range_set(lo: u8, hi: u8) -> [u64; 4] {
+    let mut set = [0u64; 4];
+    for byte in lo..=hi {
+        add(&mut set, byte);
+    }
+    set
+}
+
+fn add(set: &mut [u64; 4], byte: u8) {
+    set[(byte / 64) as usize] |= 1u64 << (byte % 64);
+}
+
+fn union(set: &mut [u64; 4], other: &[u64; 4]) {
+    for (word, more) in set.iter_mut().zip(other) {
+        *word |= more;
+    }
+}
+
+fn contains(set: &[u64; 4], byte: u8) -> bool {
+    set[(byte / 64) as usize] & (1u64 << (byte % 64)) != 0
+}
+
+type Caps = Vec<Option<(usize, usize)>>;
+
+/// Matches `nodes` at `pos`, then asks `accept` about the end position (continuation style,
+/// so backtracking explores exactly PCRE's priority order).
+fn match_seq(
+    nodes: &[Node],
+    text: &[u8],
+    pos: usize,
+    caps: &mut Caps,
+    accept: &mut dyn FnMut(usize, &mut Caps) -> bool,
+) -> bool {
+    let Some((first, rest)) = nodes.split_first() else {
+        return accept(pos, caps);
+    };
+    match first {
+        Node::Lit(byte) => {
+            text.get(pos) == Some(byte) && match_seq(rest, text, pos + 1, caps, accept)
+        }
+        Node::Class(set) => match text.get(pos) {
+            Some(byte) if contains(set, *byte) => match_seq(rest, text, pos + 1, caps, accept),
+            _ => false,
+        },
+        Node::Group { alts, capture } => {
+            let capture = *capture;
+            for alt in alts {
+                let saved = capture.map(|idx| caps[idx]);
+                let mut then = |end: usize, caps: &mut Caps| {
+                    if let Some(idx) = capture {
+                        caps[idx] = Some((pos, end));
+                    }
+                    if match_seq(rest, text, end, caps, accept) {
+                        return true;
+                    }
+                    if let (Some(idx), Some(saved)) = (capture, saved) {
+                        caps[idx] = saved;
+                    }
+                    false
+                };
+                if match_seq(alt, text, pos, caps, &mut then) {
+                    return true;
+                }
+                if let (Some(idx), Some(saved)) = (capture, saved) {
+                    caps[idx] = saved;
+                }
+            }
+            false
+        }
+        Node::Repeat { node, min, max, greedy } => {
+            match_repeat(node, *min, *max, *greedy, 0, rest, text, pos, caps, accept)
+        }
+    }
+}
+
+/// Repetition with PCRE priority: greedy tries one more first, lazy tries stopping first.
+#[allow(clippy::too_many_arguments)]
+fn match_repeat(
+    node: &Node,
+    min: u32,
+    max: Option<u32>,
+    greedy: bool,
+    count: u32,
+    rest: &[Node],
+    text: &[u8],
+    pos: usize,
+    caps: &mut Caps,
+    accept: &mut dyn FnMut(usize, &mut Caps) -> bool,
+) -> bool {
+    let can_stop = count >= min;
+    let can_more = max.is_none_or(|max| count < max);
+    let try_more = |caps: &mut Caps, accept: &mut dyn FnMut(usize, &mut Caps) -> bool| -> bool {
+        if !can_more {
+            return false;
+        }
+        let mut then = |end: usize, caps: &mut Caps| {
+            // An iteration that consumed nothing cannot make progress.
+            if end == pos && count >= min {
+                return false;
+            }
+            match_repeat(node, min, max, greedy, count + 1, rest, text, end, caps, accept)
+        };
+        match_seq(std::slice::from_ref(node), text, pos, caps, &mut then)
+    };
+    // The order of the two attempts is the whole difference between greedy and lazy.
+    if greedy {
+        if try_more(caps, accept) {
+            return true;
+        }
+        return can_stop && match_seq(rest, text, pos, caps, accept);
+    }
+    if can_stop && match_seq(rest, text, pos, caps, accept) {
+        return true;
+    }
+    try_more(caps, accept)
+}
+
+/// Prefix literals of a node sequence; the flag says whether the sequence was fully literal
+/// (every string in the set is a complete match of the sequence).
+fn seq_prefixes(nodes: &[Node]) -> (Vec<Vec<u8>>, bool) {
+    let mut set: Vec<Vec<u8>> = vec![Vec::new()];
+    for node in nodes {
+        let (part, exact) = node_prefixes(node);
+        let Some(part) = part else { return (set, false) };
+        let crossed = cross(&set, &part);
+        let Some(crossed) = crossed else { return (set, false) };
+        set = crossed;
+        if !exact {
+            return (set, false);
+        }
+    }
+    (set, true)
+}
+
+/// `None`: the node starts with something that is not a finite literal set.
+fn node_prefixes(node: &Node) -> (Option<Vec<Vec<u8>>>, bool) {
+    match node {
+        Node::Lit(byte) => (Some(vec![vec![*byte]]), true),
+        // A class ends the prefix (expanding `\d` into ten keys buys little selectivity and
+        // costs ten times the index entries), unless it has a single member.
+        Node::Class(set) => {
+            let mut members = (0u8..=127).filter(|b| contains(set, *b));
+            match (members.next(), members.next(), set[2..].iter().all(|it| *it == 0)) {
+                (Some(only), None, true) => (Some(vec![vec![only]]), true),
+                _ => (None, false),
+            }
+        }
+        Node::Group { alts, .. } => {
+            let mut union: Vec<Vec<u8>> = Vec::new();
+            let mut exact = true;
+            for alt in alts {
+                let (set, alt_exact) = seq_prefixes(alt);
+                exact &= alt_exact;
+                union.extend(set);
+            }
+            union.sort();
+            union.dedup();
+            if union.len() > MAX_PREFIXES {
+                return (None, false);
+            }
+            (Some(union), exact)
+        }
+        Node::Repeat { node, min, max, .. } => {
+            let (inner, inner_exact) = node_prefixes(node);
+            let Some(inner) = inner else { return (None, false) };
+            match (min, max) {
+                // Optional: "nothing" or one copy; exact only when one copy is all it can be.
+                (0, Some(1)) => {
+                    let mut set = vec![Vec::new()];
+                    set.extend(inner);
+                    (Some(set), inner_exact)
+                }
+                (0, _) => (Some(vec![Vec::new()]), false),
+                (min, max) => {
+                    let mut set = vec![Vec::new()];
+                    for _ in 0..*min {
+                        match cross(&set, &inner) {
+                            Some(next) => set = next,
+                            None => return (Some(set), false),
+                        }
+                    }
+                    (Some(set), inner_exact && *max == Some(*min))
+                }
+            }
+        }
+    }
+}
+
+/// Every `a ++ b`; `None` when the result would exceed the limits.
+fn cross(left: &[Vec<u8>], right: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> {
+    if left.len() * right.len() > MAX_PREFIXES {
+        return None;
+    }
+    let mut out = Vec::with_capacity(left.len() * right.len());
+    for a in left {
+        for b in right {
+            if a.len() + b.len() > MAX_PREFIX_LEN {
+                return None;
+            }
+            let mut joined = a.clone();
+            joined.extend_from_slice(b);
+            out.push(joined);
+        }
+    }
+    out.sort();
+    out.dedup();
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use e164::Pattern;
+
+    use super::*;
+
+    fn prefixes(source: &str) -> Option<Vec<String>> {
+        let pattern = SimplePattern::parse(source).expect("in subset");
+        pattern
+            .prefixes()
+            .map(|set| set.into_iter().map(|it| String::from_utf8(it).unwrap()).collect())
+    }
+
+    #[test]
+    fn subset_and_prefixes() {
+        assert_eq!(prefixes(r"^\+1(415\d{7})$"), Some(vec!["+1415".into()]));
+        assert_eq!(
+            prefixes(r"^(?:\+?1)?(415)"),
+            Some(vec!["+1415".into(), "1415".into(), "415".into()])
+        );
+        assert_eq!(prefixes(r"5550100$"), None);
+        for outside in [r"^\+1(?!900)\d", r"^(\d+)+$", r"^a|b", r"(?i)^a", r"^\w", r"^a++"] {
+            assert!(SimplePattern::parse(outside).is_none(), "{outside}");
+        }
+    }
+
+    #[test]
+    fn captures_equal_the_regex_engine() {
+        // Differential check against the regex crate on a grid of patterns and inputs.
+        let patterns = [
+            r"^\+1(\d{10})$",
+            r"^(\+?1)?([2-9][0-9]{2}[2-9][0-9]{6})$",
+            r"^\+1",
+            r"^011(\d{5,})$|^00(\d{5,})$",
+            r"^(?:\+?1)?(415\d{7})$",
+            r"^\+(44(?:20|11)\d{4,5})$",
+            r"(\d{3})(\d*)$",
+            r"^(\d+?)(\d{4})$",
+            r"^\+1(8(?:00|88|77))(\d{7})$",
+            r"^(a)?()b",
+            r"^[^5]\d*",
+            r"^\+?1?(\d{10})$",
+            r"^(91[01])$",
+            r"^.(.)",
+            r"^\+44(\d{9,10})$",
+            r"^(1|12)(2?)3$",
+            r"^(\d{2}|\d{3})(\d{2})$",
+            r"^(\d*?)(\d{2,}?)$",
+            r"^([0-4]+)([5-9ab]*)",
+            r"(\+)?(1)?(\d{3})?$",
+            r"^(?:(\d)(\d))?(\d+)$",
+            r"a(b?)",
+        ];
+        let inputs = [
+            "+14155550100",
+            "14155550100",
+            "4155550100",
+            "011442071234567",
+            "0044207123",
+            "+442071234",
+            "+4411123456",
+            "+18005550100",
+            "b",
+            "ab",
+            "911",
+            "910",
+            "5551234",
+            "123",
+            "1223",
+            "12223",
+            "+1",
+            "",
+            "1234",
+            "12345",
+        ];
+        for source in patterns {
+            let simple = SimplePattern::parse(source);
+            let Some(simple) = simple else {
+                // Top-level alternation is deliberately outside the subset.
+                assert!(source.contains("$|^"), "{source} should be in the subset");
+                continue;
+            };
+            let reference = Pattern::new(source).unwrap();
+            for input in inputs {
+                assert_eq!(
+                    simple.captures(input),
+                    reference.captures(input),
+                    "{source} on {input:?}"
+                );
+            }
+            // Plus pseudo-random strings over the alphabet these rules care about.
+            let alphabet = b"+0123456789ab";
+            let mut state = 0x2545_F491_4F6C_DD1Du64;
+            for _ in 0..3000 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let len = (state % 15) as usize;
+                let input: String = (0..len)
+                    .map(|k| {
+                        alphabet[((state >> (k * 4)) % alphabet.len() as u64) as usize] as char
+                    })
+                    .collect();
+                assert_eq!(
+                    simple.captures(&input),
+                    reference.captures(&input),
+                    "{source} on {input:?}"
+                );
+            }
+        }
+    }
+}
