@@ -1,1 +1,60 @@
-//! placeholder
+//! Kazoo-compatible phone-number management: number documents as Kazoo 4.3 stores them, the
+//! lifecycle state machine deciding every transition, and the carrier modules behind one trait.
+//!
+//! # Brief overview
+//! - [`NumberDoc`] / [`NumberState`]: the typed number document (§10), with load-time migration
+//!   of older versions (§10.3) and the public JSON (§10.2).
+//! - [`transition`]: decides one [`Operation`] on one number (§4–§8) and returns a [`Decision`] —
+//!   the would-be document, the [`CarrierCall`] to make and the [`Write`]s to perform — or the
+//!   §9 [`Error`]. [`transition_many`] is the bulk form (§5.0, §15.3).
+//! - [`Carrier`] / [`CarrierKind`]: the carrier-module contract (§14) and the closed set of
+//!   Kazoo module names; [`search`] fans a search out to the configured carriers (§11).
+//! - [`generate`]: managed / inum number generation and CSV import for `knm_inventory` (§16.1).
+//!
+//! This crate does not read or write CouchDB: the store layer loads documents, calls
+//! [`transition`], performs the effects with `_rev` compare-and-swap, and on a conflict re-reads
+//! and decides again. Carrier storage needs go through the caller's [`NumberIndex`].
+//!
+//! ```
+//! use numbers::{transition, AccountMap, AuthBy, Config, Ctx, NumberDoc, NumberState, Operation};
+//! use numbers::lifecycle::Move;
+//!
+//! let config = Config::kazoo_defaults();
+//! let accounts = AccountMap::new();
+//! let ctx = Ctx { config: &config, accounts: &accounts, auth_by: Some(&AuthBy::System),
+//!                 dry_run: false, mdn_run: false, now: 63_700_000_000 };
+//! let number = e164::E164::new("+14158867900").unwrap();
+//! let mut doc = NumberDoc::new(&number, NumberState::Available, "knm_local", 63_600_000_000);
+//! doc.rev = Some("1-abc".into());
+//! let op = Operation::Move(Move {
+//!     assign_to: Some("account0000000000000000000000002".into()), ..Move::default() });
+//! let decision = transition(&number, Some(&doc), &op, &ctx).unwrap();
+//! assert_eq!(decision.doc.state, NumberState::InService);
+//! assert_eq!(decision.writes.len(), 2); // the number db and the owner's account db
+//! ```
+
+#![deny(missing_docs)]
+
+mod account;
+pub mod auth;
+pub mod carriers;
+mod config;
+mod doc;
+mod error;
+pub mod generate;
+pub mod lifecycle;
+pub mod search;
+
+pub use account::AccountId;
+pub use auth::{AccountInfo, AccountMap, Accounts, AuthBy};
+pub use carriers::{Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, NumberIndex};
+pub use config::Config;
+pub use doc::{
+    encoded_number_db, gregorian_seconds, number_db, NumberDoc, NumberState, INUM_DB, KNM_LOCAL,
+    KNM_MDN, MANAGED_DB,
+};
+pub use error::Error;
+pub use lifecycle::{
+    lookup_account, split_reconcilable, transition, transition_many, AccountLookup, BulkOutcome,
+    CarrierCall, Ctx, Decision, Operation, PublicFields, Write,
+};

@@ -1,0 +1,74 @@
+//! `knm_mdn` (§14.1): mobile numbers (MDNs) provisioned by an external mobile system; nothing to
+//! search, buy or give back.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use e164::E164;
+
+use super::{
+    check_not_implemented, not_available, Carrier, CarrierCtx, CarrierKind, Found, SearchQuery,
+};
+use crate::doc::NumberDoc;
+use crate::error::Error;
+
+/// `knm_mdn`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mdn;
+
+#[async_trait]
+impl Carrier for Mdn {
+    fn kind(&self) -> CarrierKind {
+        CarrierKind::Mdn
+    }
+
+    async fn find_numbers(
+        &self,
+        _query: &SearchQuery,
+        _ctx: &CarrierCtx<'_>,
+    ) -> Result<Found, Error> {
+        Err(not_available(CarrierKind::Mdn))
+    }
+
+    async fn acquire_number(
+        &self,
+        doc: NumberDoc,
+        _ctx: &CarrierCtx<'_>,
+    ) -> Result<NumberDoc, Error> {
+        Ok(doc)
+    }
+
+    async fn disconnect_number(
+        &self,
+        doc: NumberDoc,
+        _ctx: &CarrierCtx<'_>,
+    ) -> Result<NumberDoc, Error> {
+        Ok(doc)
+    }
+
+    async fn check_numbers(
+        &self,
+        _numbers: &[E164],
+        _ctx: &CarrierCtx<'_>,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        Err(check_not_implemented())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::carriers::testindex::MemoryIndex;
+    use crate::config::Config;
+
+    /// §14.1: MDN search is `not_available`; info prefix 0; not local, not billable.
+    #[tokio::test]
+    async fn s14_1_mdn() {
+        let config = Config::kazoo_defaults();
+        let index = MemoryIndex::default();
+        let ctx = CarrierCtx::new(&config, &index);
+        assert!(Mdn.find_numbers(&SearchQuery::new("+1555", 1), &ctx).await.is_err());
+        assert_eq!(Mdn.info().maximal_prefix_length, 0);
+        assert!(!Mdn.is_local() && Mdn.should_lookup_cnam());
+    }
+}

@@ -1,0 +1,88 @@
+//! `knm_reserved_reseller` (§14.1): numbers reserved in the searching account's *reseller*
+//! database. Kazoo's paging recursion swaps two arguments (§18.2 quirk), so it never finds a
+//! second page; this implementation pages correctly (listed in `docs/kazoo-compat.md`).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use e164::E164;
+
+use super::reserved::find_reserved;
+use super::{
+    check_not_implemented, not_available, Carrier, CarrierCtx, CarrierKind, Found, SearchQuery,
+};
+use crate::doc::NumberDoc;
+use crate::error::Error;
+
+/// `knm_reserved_reseller`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReservedReseller;
+
+#[async_trait]
+impl Carrier for ReservedReseller {
+    fn kind(&self) -> CarrierKind {
+        CarrierKind::ReservedReseller
+    }
+
+    async fn find_numbers(
+        &self,
+        query: &SearchQuery,
+        ctx: &CarrierCtx<'_>,
+    ) -> Result<Found, Error> {
+        match &query.reseller_id {
+            None => Err(not_available(CarrierKind::ReservedReseller)),
+            Some(reseller) => {
+                find_reserved(CarrierKind::ReservedReseller, reseller, query, ctx).await
+            }
+        }
+    }
+
+    async fn acquire_number(
+        &self,
+        doc: NumberDoc,
+        _ctx: &CarrierCtx<'_>,
+    ) -> Result<NumberDoc, Error> {
+        Ok(doc)
+    }
+
+    async fn disconnect_number(
+        &self,
+        doc: NumberDoc,
+        _ctx: &CarrierCtx<'_>,
+    ) -> Result<NumberDoc, Error> {
+        Ok(doc)
+    }
+
+    async fn check_numbers(
+        &self,
+        _numbers: &[E164],
+        _ctx: &CarrierCtx<'_>,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        Err(check_not_implemented())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::carriers::testindex::{acc, reserved, MemoryIndex};
+    use crate::config::Config;
+
+    /// §14.1: searches the reseller's reservations, all pages.
+    #[tokio::test]
+    async fn s14_1_reserved_reseller_pages() {
+        let config = Config::kazoo_defaults();
+        let index = MemoryIndex::with_numbers(
+            (0..5).map(|i| reserved(&format!("+1425215101{i}"), acc(1))).collect(),
+        )
+        .with_page_size(2);
+        let ctx = CarrierCtx::new(&config, &index);
+        let mut q = SearchQuery::new("+1425", 4);
+        q.account_id = Some(acc(2));
+        q.reseller_id = Some(acc(1));
+        let found = ReservedReseller.find_numbers(&q, &ctx).await.unwrap();
+        assert_eq!(found.rows().len(), 4);
+        q.reseller_id = None;
+        assert!(ReservedReseller.find_numbers(&q, &ctx).await.is_err());
+    }
+}

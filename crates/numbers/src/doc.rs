@@ -1,0 +1,1086 @@
+//! The number document as Kazoo 4.3 stores it (§10), its states (§2), the number-database names
+//! (§1.4), and the load-time migration of older document versions (§10.3).
+//!
+//! Mirrors `knm_phone_number.erl` (`from_json/1`, `to_json/1`, `to_public_json/1` and the setters
+//! that decide what is "dirty"). Pure: the current time is a parameter, in Gregorian seconds as
+//! Kazoo stores it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde_json::{Map, Value};
+
+use e164::E164;
+
+use crate::account::AccountId;
+use crate::error::Error;
+
+/// Seconds between 0000-01-01 (Kazoo's Gregorian epoch) and 1970-01-01.
+pub const GREGORIAN_UNIX_OFFSET: i64 = 62_167_219_200;
+
+/// Converts a Unix timestamp (seconds) to Kazoo's Gregorian seconds (`kz_time:now_s/0`).
+pub fn gregorian_seconds(unix_seconds: i64) -> i64 {
+    unix_seconds + GREGORIAN_UNIX_OFFSET
+}
+
+/// The carrier module of numbers that are local to the system (`?CARRIER_LOCAL`).
+pub const KNM_LOCAL: &str = "knm_local";
+/// The carrier module of mobile (MDN) numbers (`?CARRIER_MDN`).
+pub const KNM_MDN: &str = "knm_mdn";
+/// The unencoded database of `knm_managed` numbers (`numbers%2Fmanaged`).
+pub const MANAGED_DB: &str = "numbers/managed";
+/// The unencoded database of `knm_inum` numbers (`numbers%2Finum`).
+pub const INUM_DB: &str = "numbers/inum";
+
+/// Private keys Kazoo reads or used to write and that it drops on the next write (§10.1). Any other
+/// unknown `pvt_*` / `_*` key is kept (see `docs/kazoo-compat.md`).
+const DROPPED_PRIVATE_KEYS: &[&str] = &[
+    "pvt_authorizing_account",
+    "pvt_features_available",
+    "pvt_resource_db",
+    "pvt_is_billable",
+    "pvt_number_state",
+];
+
+/// Keys `to_json/1` writes itself (never copied from `extra`).
+const OWN_KEYS: &[&str] = &[
+    "_id",
+    "_rev",
+    "pvt_db_name",
+    "pvt_state",
+    "pvt_ported_in",
+    "pvt_module_name",
+    "pvt_modified",
+    "pvt_created",
+    "pvt_type",
+    "pvt_assigned_to",
+    "pvt_previously_assigned_to",
+    "pvt_used_by",
+    "pvt_features",
+    "pvt_features_allowed",
+    "pvt_features_denied",
+    "pvt_reserve_history",
+    "pvt_carrier_data",
+    "pvt_region",
+];
+
+/// The nine values of `pvt_state` (§2.1, `knm_phone_number:is_state/1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NumberState {
+    /// Found by a carrier search, not yet bought.
+    Discovery,
+    /// Being ported in.
+    PortIn,
+    /// Being ported out (internal).
+    PortOut,
+    /// In the system's pool, unassigned.
+    Available,
+    /// Assigned to an account but not in use.
+    Reserved,
+    /// Assigned and in use.
+    InService,
+    /// Optional hold state after release (`released_state = released`).
+    Released,
+    /// Quarantine after release (`should_age`).
+    Aging,
+    /// In-memory marker of a hard delete; never saved.
+    Deleted,
+}
+
+impl NumberState {
+    /// Every state, in Kazoo's declaration order.
+    pub const ALL: [NumberState; 9] = [
+        NumberState::Discovery,
+        NumberState::PortIn,
+        NumberState::PortOut,
+        NumberState::Available,
+        NumberState::Reserved,
+        NumberState::InService,
+        NumberState::Released,
+        NumberState::Aging,
+        NumberState::Deleted,
+    ];
+
+    /// Kazoo's spelling (`in_service`, `port_in`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NumberState::Discovery => "discovery",
+            NumberState::PortIn => "port_in",
+            NumberState::PortOut => "port_out",
+            NumberState::Available => "available",
+            NumberState::Reserved => "reserved",
+            NumberState::InService => "in_service",
+            NumberState::Released => "released",
+            NumberState::Aging => "aging",
+            NumberState::Deleted => "deleted",
+        }
+    }
+}
+
+impl fmt::Display for NumberState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for NumberState {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NumberState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| Error::Invalid { reason: format!("'{s}' is not a number state") })
+    }
+}
+
+/// The unencoded number database of a normalized number (§1.4 `knm_converters:to_db/1`):
+/// `numbers/` + the first 5 bytes (`+14158867900` → `numbers/+1415`). `None` under 5 bytes.
+pub fn number_db(number: &str) -> Option<String> {
+    let prefix = number.as_bytes().get(..5)?;
+    let prefix = std::str::from_utf8(prefix).ok()?;
+    Some(format!("numbers/{prefix}"))
+}
+
+/// The URL-encoded number database as Kazoo writes it in `pvt_db_name` (`numbers%2F%2B1415`).
+pub fn encoded_number_db(number: &str) -> Option<String> {
+    e164::to_db(number)
+}
+
+/// A phone-number document (`knm_phone_number` record), typed.
+///
+/// Fields are Kazoo's (§10.1). Public (non-`_`, non-`pvt_`) fields live in [`NumberDoc::public`];
+/// unknown private fields are kept in [`NumberDoc::extra`] and written back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumberDoc {
+    /// `_id`: the normalized number.
+    pub id: E164,
+    /// `_rev` in the number database, if the document was loaded.
+    pub rev: Option<String>,
+    /// `pvt_state`.
+    pub state: NumberState,
+    /// `pvt_ported_in`.
+    pub ported_in: bool,
+    /// `pvt_module_name`: the carrier module (`knm_local`, `knm_telnyx`, …).
+    pub module_name: String,
+    /// `pvt_modified` (Gregorian seconds).
+    pub modified: i64,
+    /// `pvt_created` (Gregorian seconds).
+    pub created: i64,
+    /// `pvt_assigned_to`: the owner.
+    pub assigned_to: Option<AccountId>,
+    /// `pvt_previously_assigned_to`.
+    pub prev_assigned_to: Option<AccountId>,
+    /// `pvt_used_by`: the app using the number.
+    pub used_by: Option<String>,
+    /// `pvt_features`: feature name → data.
+    pub features: Map<String, Value>,
+    /// `pvt_features_allowed`.
+    pub features_allowed: Vec<String>,
+    /// `pvt_features_denied`.
+    pub features_denied: Vec<String>,
+    /// `pvt_reserve_history`, newest first.
+    pub reserve_history: Vec<AccountId>,
+    /// `pvt_carrier_data`.
+    pub carrier_data: Map<String, Value>,
+    /// `pvt_region`.
+    pub region: Option<String>,
+    /// Public fields (minus `id` and `used_by`, §10.1).
+    pub public: Map<String, Value>,
+    /// Unknown private (`pvt_*`, `_*`) fields, kept across writes.
+    pub extra: Map<String, Value>,
+    /// Set by [`NumberDoc::from_json`] when the stored document needed a migration (§10.3): the
+    /// next decision writes it even if nothing else changes.
+    migrated: bool,
+}
+
+fn non_empty(v: Option<&Value>) -> Option<&Value> {
+    match v? {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::Array(a) if a.is_empty() => None,
+        Value::Object(o) if o.is_empty() => None,
+        other => Some(other),
+    }
+}
+
+fn is_true(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true",
+        _ => false,
+    }
+}
+
+fn opt_account(doc_id: &str, key: &str, v: Option<&Value>) -> Result<Option<AccountId>, Error> {
+    match non_empty(v) {
+        None => Ok(None),
+        Some(Value::String(s)) => AccountId::parse(s).map(Some).map_err(|_| Error::Decode {
+            id: doc_id.to_owned(),
+            reason: format!("{key} {s:?} is not an account id"),
+        }),
+        Some(other) => Err(Error::Decode {
+            id: doc_id.to_owned(),
+            reason: format!("{key} must be a string, got {other}"),
+        }),
+    }
+}
+
+fn string_list(doc_id: &str, key: &str, v: Option<&Value>) -> Result<Vec<String>, Error> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|it| match it {
+                Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                other => Err(Error::Decode {
+                    id: doc_id.to_owned(),
+                    reason: format!("{key} holds a non-string {other}"),
+                }),
+            })
+            .collect(),
+        Some(other) => Err(Error::Decode {
+            id: doc_id.to_owned(),
+            reason: format!("{key} must be a list, got {other}"),
+        }),
+    }
+}
+
+fn timestamp(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::Number(n) => n.as_i64().filter(|t| *t > 0),
+        _ => None,
+    }
+}
+
+/// Whether a key is private in Kazoo's sense (`kz_doc:is_private_key/1`).
+pub fn is_private_key(key: &str) -> bool {
+    key.starts_with('_') || key.starts_with("pvt_")
+}
+
+/// `sanitize_public_fields/1`: the public fields minus `id` and `used_by`.
+pub fn sanitize_public_fields(obj: &Map<String, Value>) -> Map<String, Value> {
+    obj.iter()
+        .filter(|(k, _)| !is_private_key(k) && k.as_str() != "id" && k.as_str() != "used_by")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// `maybe_rename_public_features/1`: a public `dash_e911` / `vitelity_e911` is copied to `e911`
+/// (vitelity wins); the legacy keys stay.
+fn rename_public_features(mut public: Map<String, Value>) -> Map<String, Value> {
+    let dash = non_empty(public.get("dash_e911")).cloned();
+    let vitelity = non_empty(public.get("vitelity_e911")).cloned();
+    if let Some(e911) = vitelity.or(dash) {
+        public.insert("e911".into(), e911);
+    }
+    public
+}
+
+/// `doc_from_public_fields/1`.
+pub(crate) fn doc_from_public_fields(obj: &Map<String, Value>) -> Map<String, Value> {
+    rename_public_features(sanitize_public_fields(obj))
+}
+
+/// `maybe_rename_features/1`: `dash_e911` / `vitelity_e911` private features become `e911`
+/// (vitelity wins).
+fn rename_features(features: &Map<String, Value>) -> Map<String, Value> {
+    let dash = non_empty(features.get("dash_e911")).cloned();
+    let vitelity = non_empty(features.get("vitelity_e911")).cloned();
+    if dash.is_none() && vitelity.is_none() {
+        return features.clone();
+    }
+    let mut out: Map<String, Value> = features
+        .iter()
+        .filter(|(k, _)| k.as_str() != "dash_e911" && k.as_str() != "vitelity_e911")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(e911) = vitelity.or(dash) {
+        out.insert("e911".into(), e911);
+    }
+    out
+}
+
+/// `migrate_features/2`: 3.22 feature lists become an object built from the root fields.
+fn migrate_feature_list(list: &[Value], public: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    let sub = |feature: &str, key: &str| -> Option<Value> {
+        non_empty(public.get(feature).and_then(|f| f.get(key))).cloned()
+    };
+    for item in list {
+        let Some(feature) = item.as_str() else { continue };
+        match feature {
+            "force_outbound" => {
+                out.insert(feature.into(), Value::Bool(is_true(public.get(feature))));
+            }
+            "ringback" | "failover" => {
+                let keys: &[&str] =
+                    if feature == "ringback" { &["early", "transfer"] } else { &["e164", "sip"] };
+                let data: Map<String, Value> = keys
+                    .iter()
+                    .filter_map(|k| sub(feature, k).map(|v| ((*k).to_owned(), v)))
+                    .collect();
+                out.insert(feature.into(), Value::Object(data));
+            }
+            "prepend" => {
+                let enabled = is_true(public.get("prepend").and_then(|p| p.get("enabled")));
+                let mut data = match non_empty(public.get("prepend")) {
+                    Some(Value::Object(o)) => o.clone(),
+                    _ => Map::new(),
+                };
+                data.insert("enabled".into(), Value::Bool(enabled));
+                out.insert(feature.into(), Value::Object(data));
+            }
+            "outbound_cnam" => {
+                let mut data = Map::new();
+                if let Some(Value::String(name)) = sub("cnam", "display_name") {
+                    data.insert("display_name".into(), Value::String(name));
+                }
+                out.insert(feature.into(), Value::Object(data));
+            }
+            "inbound_lookup" => {
+                let mut data = Map::new();
+                data.insert("inbound_lookup".into(), Value::Bool(true));
+                out.insert("inbound_cnam".into(), Value::Object(data));
+            }
+            "dash_e911" | "vitelity_e911" | "telnyx_e911" => {
+                if let Some(data) = public.get(feature) {
+                    out.insert("e911".into(), data.clone());
+                }
+            }
+            other => {
+                let data =
+                    non_empty(public.get(other)).cloned().unwrap_or(Value::Object(Map::new()));
+                out.insert(other.into(), data);
+            }
+        }
+    }
+    out
+}
+
+/// Module names as stored, mapped to the module Kazoo loads (§10.3): `wnm_X` → `knm_X`,
+/// `knm_bandwidth` → `knm_bandwidth2`. Returns the name and whether it changed.
+pub fn migrate_module_name(stored: &str) -> (String, bool) {
+    let mut name = stored.to_owned();
+    let mut changed = false;
+    if let Some(rest) = name.strip_prefix("wnm_") {
+        name = format!("knm_{rest}");
+        changed = true;
+    }
+    if name == "knm_bandwidth" {
+        name = "knm_bandwidth2".to_owned();
+        changed = true;
+    }
+    if name == "undefined" || name.is_empty() {
+        name = KNM_LOCAL.to_owned();
+        changed = true;
+    }
+    (name, changed)
+}
+
+fn is_local_module(module: &str) -> bool {
+    module == KNM_LOCAL || module == KNM_MDN
+}
+
+impl NumberDoc {
+    /// A new, never-saved record (`knm_phone_number:new/1`): no owner, empty history, created and
+    /// modified `now`. The `local` feature is set for `knm_local` / `knm_mdn` (§12.5).
+    pub fn new(number: &E164, state: NumberState, module_name: &str, now: i64) -> Self {
+        let mut features = Map::new();
+        if is_local_module(module_name) {
+            features.insert("local".into(), Value::Object(Map::new()));
+        }
+        NumberDoc {
+            id: number.clone(),
+            rev: None,
+            state,
+            ported_in: false,
+            module_name: module_name.to_owned(),
+            modified: now,
+            created: now,
+            assigned_to: None,
+            prev_assigned_to: None,
+            used_by: None,
+            features,
+            features_allowed: Vec::new(),
+            features_denied: Vec::new(),
+            reserve_history: Vec::new(),
+            carrier_data: Map::new(),
+            region: None,
+            public: Map::new(),
+            extra: Map::new(),
+            migrated: false,
+        }
+    }
+
+    /// Reads a stored document, applying Kazoo's load-time migrations (§10.3, `from_json/1`).
+    ///
+    /// A document that needed a migration that Kazoo counts as a change is marked so that the next
+    /// decision writes it ([`NumberDoc::migrated`]); adding defaults (`pvt_ported_in`, an empty
+    /// history, the `local` feature of a local number without features) is not such a change.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] naming the document and the field when the document is not an object, has
+    /// no string `_id`, no valid state, or a malformed owner/history/list field.
+    pub fn from_json(value: &Value, now: i64) -> Result<Self, Error> {
+        let obj = value.as_object().ok_or_else(|| Error::Decode {
+            id: "?".into(),
+            reason: "a number document must be a JSON object".into(),
+        })?;
+        let raw_id = match obj.get("_id") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err(Error::Decode { id: "?".into(), reason: "missing string _id".into() }),
+        };
+        let id = E164::new(raw_id.clone()).map_err(|_| Error::Decode {
+            id: raw_id.clone(),
+            reason: "_id is not an E.164 number".into(),
+        })?;
+        let decode = |reason: String| Error::Decode { id: raw_id.clone(), reason };
+        let mut dirty = false;
+
+        let assigned_to = opt_account(&raw_id, "pvt_assigned_to", obj.get("pvt_assigned_to"))?;
+        let prev_assigned_to = opt_account(
+            &raw_id,
+            "pvt_previously_assigned_to",
+            obj.get("pvt_previously_assigned_to"),
+        )?;
+        let used_by = match non_empty(obj.get("pvt_used_by")) {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+
+        // set_reserve_history/2 from undefined: consecutive duplicates collapse; only a change
+        // dirties.
+        let stored_history =
+            string_list(&raw_id, "pvt_reserve_history", obj.get("pvt_reserve_history"))?;
+        let mut reserve_history: Vec<AccountId> = Vec::with_capacity(stored_history.len());
+        for raw in stored_history.iter().rev() {
+            let acc = AccountId::parse(raw)
+                .map_err(|_| decode(format!("pvt_reserve_history holds {raw:?}")))?;
+            if reserve_history.first() != Some(&acc) {
+                reserve_history.insert(0, acc);
+            }
+        }
+        if reserve_history.len() != stored_history.len() {
+            dirty = true;
+        }
+
+        let modified = match timestamp(obj.get("pvt_modified")) {
+            Some(t) => t,
+            None => {
+                dirty = true;
+                now
+            }
+        };
+        let created = match timestamp(obj.get("pvt_created")) {
+            Some(t) => t,
+            None => {
+                dirty = true;
+                now
+            }
+        };
+
+        let sanitized = sanitize_public_fields(obj);
+        let public = rename_public_features(sanitized.clone());
+        if public != sanitized {
+            dirty = true;
+        }
+
+        // maybe_migrate_features/2 (None = Kazoo's `undefined`).
+        let mut features: Option<Map<String, Value>> = match non_empty(obj.get("pvt_features")) {
+            None => None,
+            Some(Value::Array(list)) => {
+                dirty = true;
+                Some(rename_features(&migrate_feature_list(list, &public)))
+            }
+            Some(Value::Object(stored)) => {
+                let renamed = rename_features(stored);
+                if &renamed != stored {
+                    dirty = true;
+                }
+                Some(renamed)
+            }
+            Some(other) => {
+                return Err(decode(format!("pvt_features must be an object, got {other}")))
+            }
+        };
+
+        let state_value = obj.get("pvt_state").or_else(|| obj.get("pvt_number_state"));
+        let state = match state_value {
+            Some(Value::String(s)) => s
+                .parse::<NumberState>()
+                .map_err(|_| decode(format!("pvt_state {s:?} is not a number state")))?,
+            _ => return Err(decode("missing pvt_state".into())),
+        };
+        if obj.contains_key("pvt_number_state") {
+            dirty = true;
+        }
+
+        let ported_in = is_true(obj.get("pvt_ported_in"));
+
+        // set_module_name/2 during from_json/1.
+        let (module_name, module_changed) = match obj.get("pvt_module_name") {
+            Some(Value::String(s)) => migrate_module_name(s),
+            None | Some(Value::Null) => (KNM_LOCAL.to_owned(), true),
+            Some(other) => {
+                return Err(decode(format!("pvt_module_name must be a string, got {other}")))
+            }
+        };
+        if module_changed {
+            dirty = true;
+        }
+        if is_local_module(&module_name) {
+            match features.as_mut() {
+                None => {
+                    let mut f = Map::new();
+                    f.insert("local".into(), Value::Object(Map::new()));
+                    features = Some(f);
+                }
+                Some(f) => {
+                    if !f.contains_key("local") {
+                        f.insert("local".into(), Value::Object(Map::new()));
+                        dirty = true;
+                    }
+                }
+            }
+        } else if let Some(f) = features.as_mut() {
+            if f.remove("local").is_some() {
+                dirty = true;
+            }
+        }
+
+        let carrier_data = match obj.get("pvt_carrier_data") {
+            Some(Value::Object(o)) => o.clone(),
+            None | Some(Value::Null) => Map::new(),
+            Some(other) => {
+                return Err(decode(format!("pvt_carrier_data must be an object, got {other}")))
+            }
+        };
+        let region = match non_empty(obj.get("pvt_region")) {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let features_allowed =
+            string_list(&raw_id, "pvt_features_allowed", obj.get("pvt_features_allowed"))?;
+        let features_denied =
+            string_list(&raw_id, "pvt_features_denied", obj.get("pvt_features_denied"))?;
+        let rev = match obj.get("_rev") {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        };
+        let extra: Map<String, Value> = obj
+            .iter()
+            .filter(|(k, _)| {
+                is_private_key(k)
+                    && !OWN_KEYS.contains(&k.as_str())
+                    && !DROPPED_PRIVATE_KEYS.contains(&k.as_str())
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+
+        Ok(NumberDoc {
+            id,
+            rev,
+            state,
+            ported_in,
+            module_name,
+            modified: if dirty { now } else { modified },
+            created,
+            assigned_to,
+            prev_assigned_to,
+            used_by,
+            features: features.unwrap_or_default(),
+            features_allowed,
+            features_denied,
+            reserve_history,
+            carrier_data,
+            region,
+            public,
+            extra,
+            migrated: dirty,
+        })
+    }
+
+    /// Whether loading this document applied a migration that must be written back (§7.2, §10.3).
+    pub fn migrated(&self) -> bool {
+        self.migrated
+    }
+
+    /// Clears the migration mark (after the migrated document was written).
+    pub fn clear_migrated(&mut self) {
+        self.migrated = false;
+    }
+
+    /// Whether the two documents carry the same content, ignoring `pvt_modified`, `_rev` and the
+    /// migration mark: the dirty test of §7.2.
+    pub fn same_content(&self, other: &NumberDoc) -> bool {
+        let mut a = self.clone();
+        a.modified = other.modified;
+        a.rev.clone_from(&other.rev);
+        a.migrated = other.migrated;
+        &a == other
+    }
+
+    /// Whether the carrier module is `knm_mdn`.
+    pub fn is_mdn(&self) -> bool {
+        self.module_name == KNM_MDN
+    }
+
+    /// Whether the carrier module is `knm_local` or `knm_mdn`.
+    pub fn is_local_or_mdn(&self) -> bool {
+        is_local_module(&self.module_name)
+    }
+
+    /// The unencoded number database (`numbers/+1415`) (§1.4), or `None` for ids under 5 bytes.
+    pub fn db(&self) -> Option<String> {
+        number_db(self.id.as_str())
+    }
+
+    /// `set_assigned_to/2`: a change moves the old owner to `prev_assigned_to` and clears `used_by`.
+    pub fn set_assigned_to(&mut self, new: Option<AccountId>) {
+        if self.assigned_to == new {
+            return;
+        }
+        if let Some(old) = self.assigned_to.take() {
+            self.prev_assigned_to = Some(old);
+        }
+        self.assigned_to = new;
+        self.used_by = None;
+    }
+
+    /// `add_reserve_history/2` (§4.3): prepend unless it is already the head.
+    pub fn push_reserve_history(&mut self, account: &AccountId) {
+        if self.reserve_history.first() != Some(account) {
+            self.reserve_history.insert(0, account.clone());
+        }
+    }
+
+    /// `set_module_name/2` after load (§12.5): migrates legacy names; `knm_local` / `knm_mdn` add
+    /// the `local` feature, any other module removes it.
+    pub fn set_module_name(&mut self, name: &str) {
+        let (name, _) = migrate_module_name(name);
+        if is_local_module(&name) {
+            self.features.entry("local").or_insert_with(|| Value::Object(Map::new()));
+        } else {
+            self.features.remove("local");
+        }
+        self.module_name = name;
+    }
+
+    /// `set_doc/2`: replaces the public fields (private and `id`/`used_by` keys are ignored, legacy
+    /// e911 keys copied to `e911`).
+    pub fn replace_public(&mut self, fields: &Map<String, Value>) {
+        self.public = doc_from_public_fields(fields);
+    }
+
+    /// `update_doc/2`: merges public fields into the current ones (objects merged recursively, a
+    /// `null` removes the key).
+    pub fn merge_public(&mut self, fields: &Map<String, Value>) {
+        let mut merged = self.public.clone();
+        merge_into(&mut merged, &sanitize_public_fields(fields));
+        self.public = doc_from_public_fields(&merged);
+    }
+
+    /// `reset_features/1` (§6.1 step 4): `{local: …}` for local/MDN numbers, `{}` otherwise.
+    pub fn reset_features(&mut self) {
+        let local = self.features.get("local").cloned();
+        self.features = Map::new();
+        if self.is_local_or_mdn() {
+            self.features
+                .insert("local".into(), local.unwrap_or_else(|| Value::Object(Map::new())));
+        }
+    }
+
+    /// The sorted list of feature names (`features_list/1`).
+    pub fn features_list(&self) -> Vec<String> {
+        let mut list: Vec<String> = self.features.keys().cloned().collect();
+        list.sort();
+        list.dedup();
+        list
+    }
+
+    /// The stored JSON (`to_json/1`, §10.1), in Kazoo's key order: `_id`, `pvt_db_name`,
+    /// `pvt_state`, `pvt_ported_in`, `pvt_module_name`, `pvt_modified`, `pvt_created`, `pvt_type`,
+    /// the public fields, then the fields that are only written when non-empty, then kept unknown
+    /// private fields. This same JSON is the account-database copy (§7.1) with that database's own
+    /// `_rev`.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("_id".into(), Value::from(self.id.as_str()));
+        let db = encoded_number_db(self.id.as_str()).unwrap_or_default();
+        m.insert("pvt_db_name".into(), Value::from(db));
+        m.insert("pvt_state".into(), Value::from(self.state.as_str()));
+        m.insert("pvt_ported_in".into(), Value::from(self.ported_in));
+        m.insert("pvt_module_name".into(), Value::from(self.module_name.clone()));
+        m.insert("pvt_modified".into(), Value::from(self.modified));
+        m.insert("pvt_created".into(), Value::from(self.created));
+        m.insert("pvt_type".into(), Value::from("number"));
+        for (k, v) in &self.public {
+            m.insert(k.clone(), v.clone());
+        }
+        if let Some(rev) = &self.rev {
+            m.insert("_rev".into(), Value::from(rev.clone()));
+        }
+        if let Some(a) = &self.assigned_to {
+            m.insert("pvt_assigned_to".into(), Value::from(a.as_str()));
+        }
+        if let Some(a) = &self.prev_assigned_to {
+            m.insert("pvt_previously_assigned_to".into(), Value::from(a.as_str()));
+        }
+        if let Some(u) = &self.used_by {
+            m.insert("pvt_used_by".into(), Value::from(u.clone()));
+        }
+        if !self.features.is_empty() {
+            m.insert("pvt_features".into(), Value::Object(self.features.clone()));
+        }
+        if !self.features_allowed.is_empty() {
+            m.insert("pvt_features_allowed".into(), Value::from(self.features_allowed.clone()));
+        }
+        if !self.features_denied.is_empty() {
+            m.insert("pvt_features_denied".into(), Value::from(self.features_denied.clone()));
+        }
+        if !self.reserve_history.is_empty() {
+            let h: Vec<Value> =
+                self.reserve_history.iter().map(|a| Value::from(a.as_str())).collect();
+            m.insert("pvt_reserve_history".into(), Value::Array(h));
+        }
+        if !self.carrier_data.is_empty() {
+            m.insert("pvt_carrier_data".into(), Value::Object(self.carrier_data.clone()));
+        }
+        if let Some(r) = &self.region {
+            m.insert("pvt_region".into(), Value::from(r.clone()));
+        }
+        for (k, v) in &self.extra {
+            m.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        Value::Object(m)
+    }
+
+    /// The public JSON (`to_public_json/1`, §10.2): public fields + `id`, `state`, `used_by`,
+    /// `features` (sorted names), and `_read_only {created, modified, state, used_by, features,
+    /// carrier_module}` with empty values omitted.
+    ///
+    /// `_read_only.features_available` needs the feature providers (§12), which are not part of
+    /// this crate; it is omitted.
+    pub fn to_public_json(&self) -> Value {
+        let mut root = Map::new();
+        root.insert("id".into(), Value::from(self.id.as_str()));
+        for (k, v) in &self.public {
+            root.insert(k.clone(), v.clone());
+        }
+        let features = self.features_list();
+        root.insert("state".into(), Value::from(self.state.as_str()));
+        if let Some(u) = &self.used_by {
+            root.insert("used_by".into(), Value::from(u.clone()));
+        }
+        if !features.is_empty() {
+            root.insert("features".into(), Value::from(features.clone()));
+        }
+        let mut ro = Map::new();
+        ro.insert("created".into(), Value::from(self.created));
+        ro.insert("modified".into(), Value::from(self.modified));
+        ro.insert("state".into(), Value::from(self.state.as_str()));
+        if let Some(u) = &self.used_by {
+            ro.insert("used_by".into(), Value::from(u.clone()));
+        }
+        if !features.is_empty() {
+            ro.insert("features".into(), Value::from(features));
+        }
+        if let Some(carrier) = self.module_name.strip_prefix("knm_") {
+            ro.insert("carrier_module".into(), Value::from(carrier));
+        }
+        root.insert("_read_only".into(), Value::Object(ro));
+        Value::Object(root)
+    }
+}
+
+/// Recursive merge: objects merge key by key, `null` deletes, anything else replaces.
+fn merge_into(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    for (k, v) in patch {
+        match (target.get_mut(k), v) {
+            (_, Value::Null) => {
+                target.remove(k);
+            }
+            (Some(Value::Object(t)), Value::Object(p)) => merge_into(t, p),
+            _ => {
+                target.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::path::PathBuf;
+
+    const NOW: i64 = 63_700_000_000;
+
+    fn fixture(name: &str) -> Value {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/numbers/priv-fixtures")
+            .join(name);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn load(name: &str) -> NumberDoc {
+        NumberDoc::from_json(&fixture(name), NOW).unwrap()
+    }
+
+    fn feature_keys(d: &NumberDoc) -> Vec<&str> {
+        d.features.keys().map(String::as_str).collect()
+    }
+
+    /// §1.4, vector A4: number database names.
+    #[test]
+    fn a4_number_db_names() {
+        assert_eq!(encoded_number_db("+14158867900").as_deref(), Some("numbers%2F%2B1415"));
+        assert_eq!(encoded_number_db("14158867900").as_deref(), Some("numbers%2F14158"));
+        assert_eq!(encoded_number_db("1234"), None);
+        assert_eq!(number_db("+14158867900").as_deref(), Some("numbers/+1415"));
+    }
+
+    /// §2.1: the nine states round-trip; anything else is refused.
+    #[test]
+    fn s2_1_states() {
+        for st in NumberState::ALL {
+            assert_eq!(st.as_str().parse::<NumberState>().unwrap(), st);
+        }
+        assert!("bogus".parse::<NumberState>().is_err());
+    }
+
+    /// Vector M1: `old_vsn_1_in` → dirty; created/modified `"undefined"` become integers; local feature.
+    #[test]
+    fn m1_old_vsn_1() {
+        let d = load("old_vsn_1_in.json");
+        let out = fixture("old_vsn_1_out.json");
+        assert!(d.migrated());
+        assert_eq!(d.id.as_str(), "+15045551226");
+        assert_eq!(d.assigned_to.as_ref().unwrap().as_str(), out["pvt_assigned_to"]);
+        assert_eq!(d.module_name, "knm_local");
+        assert_eq!(d.state, NumberState::InService);
+        assert!(!d.ported_in);
+        assert!(d.reserve_history.is_empty());
+        assert_eq!((d.created, d.modified), (NOW, NOW));
+        assert_eq!(d.to_json()["pvt_features"], json!({"local": {}}));
+        assert_eq!(d.to_json()["pvt_db_name"], out["pvt_db_name"]);
+        assert!(d.to_json().get("pvt_used_by").is_none());
+        assert!(d.to_json().get("pvt_authorizing_account").is_none());
+    }
+
+    /// Vector M2: `old_vsn_1.1` is current: not dirty, timestamps kept.
+    #[test]
+    fn m2_old_vsn_1_1() {
+        let d = load("old_vsn_1.1.json");
+        assert!(!d.migrated());
+        assert_eq!((d.created, d.modified), (63_648_122_255, 63_648_133_355));
+        assert_eq!(feature_keys(&d), ["local"]);
+    }
+
+    /// Vector M3: `pvt_number_state` → `pvt_state` (dirty); `pvt_features: []` and root `used_by`
+    /// vanish; `wnm`-free module kept.
+    #[test]
+    fn m3_old_vsn_2() {
+        let d = load("old_vsn_2_in.json");
+        assert!(d.migrated());
+        let j = d.to_json();
+        assert_eq!(j["pvt_state"], "in_service");
+        assert!(j.get("pvt_number_state").is_none());
+        assert_eq!(d.module_name, "knm_pacwest");
+        assert_eq!(j["pvt_ported_in"], false);
+        assert_eq!(d.created, 63_637_990_840);
+        assert_eq!(d.modified, NOW);
+        assert!(j.get("pvt_features").is_none());
+        assert!(j.get("pvt_used_by").is_none());
+        assert!(j.get("used_by").is_none());
+        let out = fixture("old_vsn_2_out.json");
+        assert_eq!(j["ui_metadata"], out["ui_metadata"]);
+        assert_eq!(j["pvt_reserve_history"], out["pvt_reserve_history"]);
+    }
+
+    /// Vector M4: `old_vsn_2.1` not dirty.
+    #[test]
+    fn m4_old_vsn_2_1() {
+        let d = load("old_vsn_2.1.json");
+        assert!(!d.migrated());
+        assert_eq!(d.modified, 63_637_990_853);
+        assert_eq!(d.state, NumberState::InService);
+        assert_eq!(d.module_name, "knm_pacwest");
+    }
+
+    /// Vector M5: `wnm_pacwest` → `knm_pacwest`.
+    #[test]
+    fn m5_old_vsn_2_2() {
+        let d = load("old_vsn_2.2_in.json");
+        assert!(d.migrated());
+        assert_eq!(d.module_name, "knm_pacwest");
+        assert_eq!(d.state, NumberState::InService);
+        assert!(d.to_json().get("pvt_number_state").is_none());
+        let out = fixture("old_vsn_2.2_out.json");
+        assert_eq!(d.to_json()["pvt_module_name"], out["pvt_module_name"]);
+    }
+
+    /// Vector M6: `wnm_bandwidth` → `knm_bandwidth2`; features and used_by kept.
+    #[test]
+    fn m6_old_vsn_3() {
+        let d = load("old_vsn_3_in.json");
+        let out = fixture("old_vsn_3_out.json");
+        assert!(d.migrated());
+        assert_eq!(d.module_name, "knm_bandwidth2");
+        assert!(d.reserve_history.is_empty());
+        assert!(!d.ported_in);
+        assert_eq!(d.created, 63_646_110_391);
+        assert_eq!(d.to_json()["pvt_features"], out["pvt_features"]);
+        assert_eq!(d.used_by.as_deref(), Some("callflow"));
+        assert_eq!(d.to_json()["pvt_carrier_data"], out["pvt_carrier_data"]);
+    }
+
+    /// Vector M7.
+    #[test]
+    fn m7_old_vsn_3_1() {
+        let d = load("old_vsn_3.1.json");
+        assert!(!d.migrated());
+        assert_eq!(d.module_name, "knm_bandwidth2");
+        assert_eq!(d.state, NumberState::InService);
+    }
+
+    /// Vector M8: `wnm_local` → `knm_local`, `[]` features → `{local:{}}`, public `dash_e911`
+    /// copied to `e911`; public fields equal `_out`'s.
+    #[test]
+    fn m8_old_vsn_4() {
+        let d = load("old_vsn_4_in.json");
+        let out = fixture("old_vsn_4_out.json");
+        assert!(d.migrated());
+        assert_eq!(d.module_name, "knm_local");
+        assert_eq!(d.state, NumberState::Reserved);
+        assert_eq!(d.to_json()["pvt_features"], json!({"local": {}}));
+        assert!(d.used_by.is_none());
+        let out_public = sanitize_public_fields(out.as_object().unwrap());
+        assert_eq!(d.public, out_public);
+    }
+
+    /// Vector M9.
+    #[test]
+    fn m9_old_vsn_4_1() {
+        let d = load("old_vsn_4.1.json");
+        assert!(!d.migrated());
+        assert_eq!(d.to_json()["pvt_features"], fixture("old_vsn_4.1.json")["pvt_features"]);
+    }
+
+    /// Vector M10: private `dash_e911` → `e911`; public `e911` copied from `dash_e911`; timestamps
+    /// set; root `used_by` dropped.
+    #[test]
+    fn m10_old_vsn_5() {
+        let d = load("old_vsn_5_in.json");
+        let out = fixture("old_vsn_5_out.json");
+        assert!(d.migrated());
+        let j = d.to_json();
+        assert_eq!(j["pvt_features"], out["pvt_features"]);
+        assert_eq!(j["e911"], out["e911"]);
+        assert_eq!(j["dash_e911"], out["dash_e911"]);
+        assert_eq!((d.created, d.modified), (NOW, NOW));
+        assert!(j.get("pvt_used_by").is_none());
+        assert!(j.get("used_by").is_none());
+    }
+
+    /// Vector M11.
+    #[test]
+    fn m11_old_vsn_5_1() {
+        let d = load("old_vsn_5.1.json");
+        assert!(!d.migrated());
+        assert_eq!(d.module_name, "knm_bandwidth2");
+        assert_eq!(d.state, NumberState::InService);
+        assert_eq!(d.assigned_to.as_ref().unwrap().as_str(), "account0000000000000000000000002");
+        for k in ["cnam", "e911", "dash_e911"] {
+            assert!(d.public.contains_key(k), "{k}");
+        }
+        let keys = feature_keys(&d);
+        for k in ["inbound_cnam", "outbound_cnam", "e911"] {
+            assert!(keys.contains(&k), "{k}");
+        }
+        assert!(!keys.contains(&"dash_e911") && !keys.contains(&"local"));
+        assert_eq!(d.features["e911"], d.public["e911"]);
+        assert_eq!(d.public["e911"], d.public["dash_e911"]);
+        assert!(d.used_by.is_none());
+    }
+
+    /// Vector M12.
+    #[test]
+    fn m12_old_vsn_6() {
+        let d = load("old_vsn_6_in.json");
+        assert!(!d.migrated());
+        assert_eq!(d.module_name, "knm_local");
+        assert_eq!(d.state, NumberState::InService);
+        assert_eq!(d.used_by.as_deref(), Some("trunkstore"));
+        assert_eq!(d.to_json()["pvt_used_by"], fixture("old_vsn_6_out.json")["pvt_used_by"]);
+    }
+
+    /// Vector M13 (load part; the "fix" needs the feature providers, §12).
+    #[test]
+    fn m13_old_vsn_7() {
+        let d = load("old_vsn_7_in.json");
+        assert!(!d.migrated());
+        assert_eq!(d.assigned_to.as_ref().unwrap().as_str(), "account0000000000000000000000003");
+        assert_eq!(d.module_name, "knm_local");
+        assert_eq!(d.state, NumberState::InService);
+        assert_eq!(feature_keys(&d), ["inbound_cnam", "local", "outbound_cnam"]);
+        assert_eq!(d.used_by.as_deref(), Some("callflow"));
+    }
+
+    /// Vector M14: a current document round-trips equal as JSON.
+    #[test]
+    fn m14_old_vsn_7_1_round_trips() {
+        let raw = fixture("old_vsn_7.1.json");
+        let d = NumberDoc::from_json(&raw, NOW).unwrap();
+        assert!(!d.migrated());
+        assert_eq!(d.to_json(), raw);
+    }
+
+    /// §10.1: unknown private fields are kept, Kazoo's obsolete ones dropped, `id`/`used_by`
+    /// never written as public fields.
+    #[test]
+    fn s10_1_unknown_fields() {
+        let raw = json!({"_id": "+14158867900", "pvt_state": "available", "pvt_module_name": "knm_local",
+            "pvt_created": 1, "pvt_modified": 2, "pvt_custom": {"a": 1}, "_attachments": {"x": {}},
+            "pvt_is_billable": true, "id": "x", "used_by": "callflow", "mine": 42});
+        let d = NumberDoc::from_json(&raw, NOW).unwrap();
+        let j = d.to_json();
+        assert_eq!(j["pvt_custom"], json!({"a": 1}));
+        assert_eq!(j["_attachments"], json!({"x": {}}));
+        assert_eq!(j["mine"], 42);
+        assert!(j.get("pvt_is_billable").is_none());
+        assert!(j.get("id").is_none() && j.get("used_by").is_none());
+    }
+
+    /// §10.2: public JSON shape.
+    #[test]
+    fn s10_2_public_json() {
+        let d = load("old_vsn_6_in.json");
+        let p = d.to_public_json();
+        assert_eq!(p["id"], "+12156774700");
+        assert_eq!(p["state"], "in_service");
+        assert_eq!(p["used_by"], "trunkstore");
+        assert_eq!(p["features"], json!(["failover", "local", "prepend"]));
+        assert_eq!(p["failover"], json!({"sip": "sip:blipblop@158.85.21.24"}));
+        assert_eq!(p["_read_only"]["carrier_module"], "local");
+        assert_eq!(p["_read_only"]["created"], 63_640_935_218_i64);
+        assert!(p.get("pvt_state").is_none());
+    }
+
+    /// Bad input gets a clear error naming the document.
+    #[test]
+    fn decode_errors_name_the_doc() {
+        let e =
+            NumberDoc::from_json(&json!({"_id": "+1415", "pvt_state": "bogus"}), NOW).unwrap_err();
+        assert!(e.to_string().contains("+1415") && e.to_string().contains("bogus"), "{e}");
+        let e = NumberDoc::from_json(
+            &json!({"_id": "+1415", "pvt_state": "available",
+            "pvt_assigned_to": "nope"}),
+            NOW,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("pvt_assigned_to"), "{e}");
+    }
+}

@@ -1,0 +1,952 @@
+//! The number lifecycle as a pure decision: given the stored document (if any), an operation and
+//! its context, [`transition`] returns the resulting document and the side effects it implies
+//! (carrier call, writes), or the §9 error.
+//!
+//! This is `knm_number_states.erl` (the §4.5 table), `knm_numbers.erl` / `knm_number.erl` (the §5
+//! operations, §6.1 release) and the save decisions of `knm_phone_number.erl` (§7 dirty tracking,
+//! §8.2 MDN guard, §8.1 dry run). No I/O: the store layer performs the effects, compare-and-swaps
+//! on `_rev` and, on a conflict, re-reads and calls [`transition`] again with the new document.
+
+use std::collections::BTreeMap;
+
+use e164::{Converters, E164};
+use serde_json::{Map, Value};
+
+use crate::account::AccountId;
+use crate::auth::{self, Accounts, AuthBy};
+use crate::config::Config;
+use crate::doc::{number_db, NumberDoc, NumberState, KNM_LOCAL, KNM_MDN};
+use crate::error::Error;
+
+/// Public fields given with an operation: replace them all (crossbar POST/PUT) or merge (PATCH).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PublicFields {
+    /// `set_doc/2`: the given object becomes the public fields.
+    Replace(Map<String, Value>),
+    /// `update_doc/2`: merged into the current public fields.
+    Merge(Map<String, Value>),
+}
+
+/// Options of `create` (§5.2).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Create {
+    /// `assign_to`: the account to give the number to (required; an account id).
+    pub assign_to: Option<String>,
+    /// `state`: requested state (default `in_service`).
+    pub state: Option<NumberState>,
+    /// `module_name`: carrier module of a new number.
+    pub module_name: Option<String>,
+    /// `ported_in`.
+    pub ported_in: bool,
+    /// Public fields of the number.
+    pub public_fields: Option<Map<String, Value>>,
+    /// Whether the number is in an open port request (the caller looks it up; §5.2 d).
+    pub number_is_porting: bool,
+}
+
+/// Options of `move` / activate / buy (§5.3).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Move {
+    /// The account to move the number to (required; an account id).
+    pub assign_to: Option<String>,
+    /// Public fields to apply.
+    pub public_fields: Option<PublicFields>,
+    /// `module_name` to set.
+    pub module_name: Option<String>,
+    /// `ported_in` to set.
+    pub ported_in: Option<bool>,
+}
+
+/// Options of `update` (§5.5).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Update {
+    /// Public fields to replace or merge.
+    pub public_fields: Option<PublicFields>,
+    /// `ported_in` to set.
+    pub ported_in: Option<bool>,
+}
+
+/// One operation of §5 on one number.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    /// §5.1 `get`: the read gate only; never writes.
+    Get,
+    /// §5.2 `create`.
+    Create(Create),
+    /// §5.3 `move` (activate, buy): target `in_service`. For a number not in the database the
+    /// caller passes the discovery record it found in the search cache (§11.4) as `current`.
+    Move(Move),
+    /// §5.4 `reserve`: target `reserved`.
+    Reserve {
+        /// The account to reserve the number for (required; an account id).
+        assign_to: Option<String>,
+    },
+    /// §5.5 `update`: setters only, no state change.
+    Update(Update),
+    /// §5.6 `assign_to_app`: `used_by := app` (`None` clears it).
+    AssignToApp {
+        /// The app (`callflow`, `trunkstore`, …).
+        used_by: Option<String>,
+    },
+    /// §5.7 / §6.1 `release`.
+    Release,
+    /// §5.8 hard delete (superduper admins only).
+    Delete,
+    /// A raw §4.5 transition to `target` (the crawler's aging → available, port completion, …).
+    ChangeState {
+        /// The target state.
+        target: NumberState,
+        /// `assign_to`, if any.
+        assign_to: Option<String>,
+    },
+}
+
+impl Operation {
+    /// The operation's name, as the CLI spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Get => "get",
+            Operation::Create(_) => "create",
+            Operation::Move(_) => "move",
+            Operation::Reserve { .. } => "reserve",
+            Operation::Update(_) => "update",
+            Operation::AssignToApp { .. } => "assign_to_app",
+            Operation::Release => "release",
+            Operation::Delete => "delete",
+            Operation::ChangeState { .. } => "change_state",
+        }
+    }
+}
+
+/// What every decision needs besides the document: who asks, the config, the accounts, the time.
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    /// `number_manager` config.
+    pub config: &'a Config,
+    /// The account documents the predicates of §3 read.
+    pub accounts: &'a dyn Accounts,
+    /// `auth_by` (`None` = undefined, which fails every check; Kazoo's default is `System`).
+    pub auth_by: Option<&'a AuthBy>,
+    /// §8.1 `dry_run`: decide everything, write nothing, call no carrier.
+    pub dry_run: bool,
+    /// §8.2 `mdn_run`.
+    pub mdn_run: bool,
+    /// Now, in Gregorian seconds (`pvt_modified` of a dirty document).
+    pub now: i64,
+}
+
+/// A call the store must make to the number's carrier module (§4.4, §6.1 step 7) before writing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CarrierCall {
+    /// `Module:acquire_number/1`; the carrier may update `pvt_carrier_data`. A module this build
+    /// cannot load is skipped (Kazoo logs and skips it).
+    Acquire {
+        /// The module name (`pvt_module_name`).
+        module: String,
+    },
+    /// `Module:disconnect_number/1`; a module that cannot be loaded is ignored, a carrier
+    /// refusal fails the number.
+    Disconnect {
+        /// The module name.
+        module: String,
+    },
+}
+
+/// One database write a decision implies (§7.1, §5.8). Databases are unencoded names, the form
+/// `docstore::DbName` takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Write [`Decision::doc`] to its number database, compare-and-swap on `doc.rev` (no rev =
+    /// create). A missing number database is created, then the save retried (§1.5).
+    SaveNumber {
+        /// `numbers/+1415`.
+        db: String,
+    },
+    /// Write the same JSON into the owner's account database, with that database's own `_rev`.
+    /// Skipped if that database does not exist; a failure is `assign_failure`.
+    SaveAccountCopy {
+        /// The owner.
+        account: AccountId,
+        /// Its database (`account/ac/co/unt…`).
+        db: String,
+    },
+    /// Delete the number document from its number database (hard delete), on `doc.rev`.
+    DeleteNumber {
+        /// `numbers/+1415`.
+        db: String,
+    },
+    /// Delete the number's copy from an account database (previous owner after a re-assignment,
+    /// or the owner on a hard delete).
+    DeleteAccountCopy {
+        /// The account.
+        account: AccountId,
+        /// Its database.
+        db: String,
+        /// Whether a missing database is fine (previous owner: yes; hard delete of the owner's
+        /// copy: no, Kazoo reports `database_error`).
+        ignore_missing_db: bool,
+    },
+}
+
+/// The outcome of [`transition`]: the would-be document and what to do to make it so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The resulting document (state `deleted` after a hard delete; then it is not saved).
+    pub doc: NumberDoc,
+    /// Whether the document differs from the stored one (or was migrated on load, or is new).
+    pub dirty: bool,
+    /// The carrier call to make first, if any (never under dry run).
+    pub carrier_call: Option<CarrierCall>,
+    /// The writes, in order (empty under dry run, and when nothing changed).
+    pub writes: Vec<Write>,
+    /// Whether this was a dry run (§8.1).
+    pub dry_run: bool,
+}
+
+impl Decision {
+    /// Whether the decision changes nothing in storage.
+    pub fn is_noop(&self) -> bool {
+        self.carrier_call.is_none() && self.writes.is_empty()
+    }
+
+    /// The public JSON of the resulting document (§10.2).
+    pub fn to_public_json(&self) -> Value {
+        self.doc.to_public_json()
+    }
+}
+
+fn parse_assign_to(raw: Option<&str>) -> Result<AccountId, Error> {
+    raw.and_then(|r| AccountId::parse(r).ok())
+        .ok_or_else(|| Error::AssignFailure { cause: "field_undefined".into() })
+}
+
+fn opt_assign_to(raw: Option<&str>) -> Result<Option<AccountId>, Error> {
+    match raw {
+        None => Ok(None),
+        Some(_) => parse_assign_to(raw).map(Some),
+    }
+}
+
+/// §3.6 read gate, applied to every loaded document.
+fn gate(doc: &NumberDoc, assign_to: Option<&AccountId>, ctx: &Ctx<'_>) -> Result<(), Error> {
+    if auth::can_read(ctx.accounts, ctx.auth_by, doc.state, doc.assigned_to.as_ref(), assign_to) {
+        Ok(())
+    } else {
+        Err(Error::unauthorized())
+    }
+}
+
+fn authorize(doc: &NumberDoc, assign_to: Option<&AccountId>, ctx: &Ctx<'_>) -> Result<(), Error> {
+    if auth::is_authorized(ctx.accounts, ctx.auth_by, doc.assigned_to.as_ref(), assign_to) {
+        Ok(())
+    } else {
+        Err(Error::unauthorized())
+    }
+}
+
+/// §4.2 "move to state S".
+fn move_to(doc: &mut NumberDoc, target: NumberState, assign_to: Option<&AccountId>) {
+    if target != NumberState::Available && doc.assigned_to.as_ref() != assign_to {
+        doc.set_assigned_to(assign_to.cloned());
+    }
+    doc.state = target;
+}
+
+/// The §4.5 table: changes `doc` towards `target` and returns whether the carrier must acquire.
+///
+/// # Errors
+/// The table's errors: `invalid_state_transition` (with the MDN causes), 403 `forbidden`,
+/// `no_change_required`.
+pub fn apply_transition(
+    doc: &mut NumberDoc,
+    target: NumberState,
+    assign_to: Option<&AccountId>,
+    ctx: &Ctx<'_>,
+) -> Result<bool, Error> {
+    use NumberState as S;
+    let current = doc.state;
+    let invalid = || Error::invalid_transition(Some(current.as_str()), target.as_str());
+    let mdn_guard = |doc: &NumberDoc| -> Result<(), Error> {
+        if doc.is_mdn() {
+            Err(Error::invalid_transition(Some("'MDN'"), target.as_str()))
+        } else {
+            Ok(())
+        }
+    };
+    let mdn_in_service = |doc: &NumberDoc| -> Result<(), Error> {
+        if doc.is_mdn() {
+            Err(invalid())
+        } else {
+            Ok(())
+        }
+    };
+    match target {
+        S::Reserved => {
+            mdn_guard(doc)?;
+            let acquire = match current {
+                S::Reserved => {
+                    let Some(to) = assign_to else { return Err(Error::unauthorized()) };
+                    if doc.assigned_to.as_ref() == Some(to) {
+                        return Err(Error::NoChangeRequired);
+                    }
+                    true
+                }
+                S::Discovery => true,
+                S::Available | S::InService => false,
+                _ => return Err(invalid()),
+            };
+            authorize(doc, assign_to, ctx)?;
+            if let Some(to) = assign_to {
+                doc.push_reserve_history(to);
+            }
+            move_to(doc, target, assign_to);
+            Ok(acquire)
+        }
+        S::InService => match current {
+            S::InService => {
+                if assign_to == doc.assigned_to.as_ref() {
+                    return Ok(false);
+                }
+                authorize(doc, assign_to, ctx)?;
+                move_to(doc, target, assign_to);
+                Ok(false)
+            }
+            S::Discovery => {
+                mdn_in_service(doc)?;
+                authorize(doc, assign_to, ctx)?;
+                move_to(doc, target, assign_to);
+                Ok(true)
+            }
+            S::PortIn => {
+                mdn_in_service(doc)?;
+                authorize(doc, assign_to, ctx)?;
+                move_to(doc, target, assign_to);
+                Ok(false)
+            }
+            // "Everyone MUST be allowed to buy available"; external carriers not contacted.
+            S::Available | S::Aging => {
+                mdn_in_service(doc)?;
+                move_to(doc, target, assign_to);
+                Ok(false)
+            }
+            S::Reserved => {
+                mdn_in_service(doc)?;
+                let ok = auth::is_authorized(
+                    ctx.accounts,
+                    ctx.auth_by,
+                    doc.assigned_to.as_ref(),
+                    assign_to,
+                ) || auth::is_reserved_from_parent(
+                    ctx.accounts,
+                    ctx.auth_by,
+                    doc.state,
+                    doc.assigned_to.as_ref(),
+                );
+                if !ok {
+                    return Err(Error::unauthorized());
+                }
+                move_to(doc, target, assign_to);
+                Ok(false)
+            }
+            _ => Err(invalid()),
+        },
+        S::Available => {
+            mdn_guard(doc)?;
+            if current != S::Available {
+                return Err(invalid());
+            }
+            authorize(doc, assign_to, ctx)?;
+            move_to(doc, target, assign_to);
+            Ok(false)
+        }
+        S::Aging => {
+            mdn_guard(doc)?;
+            if !matches!(current, S::Aging | S::Released | S::Available) {
+                return Err(invalid());
+            }
+            move_to(doc, target, assign_to);
+            Ok(false)
+        }
+        S::PortIn => {
+            mdn_guard(doc)?;
+            if current != S::PortIn {
+                return Err(invalid());
+            }
+            move_to(doc, target, assign_to);
+            Ok(false)
+        }
+        S::Released | S::PortOut | S::Deleted | S::Discovery => {
+            Err(Error::InvalidStateTransition { from: None, to: None })
+        }
+    }
+}
+
+fn not_found(number: &E164) -> Error {
+    Error::NotFound { number: number.to_string() }
+}
+
+fn loaded<'d>(number: &E164, current: Option<&'d NumberDoc>) -> Result<&'d NumberDoc, Error> {
+    current.ok_or_else(|| not_found(number))
+}
+
+/// The writes of a save (§7.1): number db, owner's copy, removal from the previous owner's db.
+fn save_writes(doc: &NumberDoc) -> Vec<Write> {
+    let mut writes = Vec::with_capacity(3);
+    if let Some(db) = number_db(doc.id.as_str()) {
+        writes.push(Write::SaveNumber { db });
+    }
+    if let Some(owner) = &doc.assigned_to {
+        writes.push(Write::SaveAccountCopy { account: owner.clone(), db: owner.db_name() });
+    }
+    if let Some(prev) = &doc.prev_assigned_to {
+        if doc.assigned_to.as_ref() != Some(prev) {
+            writes.push(Write::DeleteAccountCopy {
+                account: prev.clone(),
+                db: prev.db_name(),
+                ignore_missing_db: true,
+            });
+        }
+    }
+    writes
+}
+
+/// The writes of a hard delete (§5.8, `knm_phone_number:delete/1`).
+fn delete_writes(doc: &NumberDoc) -> Vec<Write> {
+    let mut writes = Vec::with_capacity(3);
+    if let Some(owner) = &doc.assigned_to {
+        writes.push(Write::DeleteAccountCopy {
+            account: owner.clone(),
+            db: owner.db_name(),
+            ignore_missing_db: false,
+        });
+    }
+    if doc.rev.is_some() {
+        if let Some(db) = number_db(doc.id.as_str()) {
+            writes.push(Write::DeleteNumber { db });
+        }
+    }
+    if let Some(prev) = &doc.prev_assigned_to {
+        if doc.assigned_to.as_ref() != Some(prev) {
+            writes.push(Write::DeleteAccountCopy {
+                account: prev.clone(),
+                db: prev.db_name(),
+                ignore_missing_db: true,
+            });
+        }
+    }
+    writes
+}
+
+/// §8.2 `is_mdn_for_mdn_run`: unless `"system"`, `mdn_run` must equal "module is knm_mdn".
+fn mdn_guard(doc: &NumberDoc, ctx: &Ctx<'_>) -> Result<(), Error> {
+    if matches!(ctx.auth_by, Some(AuthBy::System)) || ctx.mdn_run == doc.is_mdn() {
+        Ok(())
+    } else {
+        Err(Error::unauthorized())
+    }
+}
+
+/// Finishes a decision that saves (§7.1): dirty test, MDN guard, writes, dry run.
+fn finish_save(
+    original: Option<&NumberDoc>,
+    mut doc: NumberDoc,
+    acquire: bool,
+    ctx: &Ctx<'_>,
+) -> Result<Decision, Error> {
+    let dirty = match original {
+        None => true,
+        Some(orig) => orig.migrated() || !doc.same_content(orig),
+    };
+    if dirty {
+        doc.modified = ctx.now;
+    }
+    if ctx.dry_run {
+        return Ok(Decision { doc, dirty, carrier_call: None, writes: Vec::new(), dry_run: true });
+    }
+    if !dirty {
+        return Ok(Decision { doc, dirty, carrier_call: None, writes: Vec::new(), dry_run: false });
+    }
+    mdn_guard(&doc, ctx)?;
+    let carrier_call = acquire.then(|| CarrierCall::Acquire { module: doc.module_name.clone() });
+    let writes = save_writes(&doc);
+    Ok(Decision { doc, dirty, carrier_call, writes, dry_run: false })
+}
+
+/// Finishes a hard delete: state `deleted`, never saved, documents removed (unless dry run).
+fn finish_delete(mut doc: NumberDoc, disconnect: bool, ctx: &Ctx<'_>) -> Decision {
+    doc.state = NumberState::Deleted;
+    doc.modified = ctx.now;
+    if ctx.dry_run {
+        return Decision {
+            doc,
+            dirty: true,
+            carrier_call: None,
+            writes: Vec::new(),
+            dry_run: true,
+        };
+    }
+    let carrier_call =
+        disconnect.then(|| CarrierCall::Disconnect { module: doc.module_name.clone() });
+    let writes = delete_writes(&doc);
+    Decision { doc, dirty: true, carrier_call, writes, dry_run: false }
+}
+
+fn apply_public(doc: &mut NumberDoc, fields: Option<&PublicFields>) {
+    match fields {
+        Some(PublicFields::Replace(m)) => doc.replace_public(m),
+        Some(PublicFields::Merge(m)) => doc.merge_public(m),
+        None => {}
+    }
+}
+
+/// §5.2 c `state_for_create`.
+fn state_for_create(op: &Create, ctx: &Ctx<'_>) -> Result<NumberState, Error> {
+    let requested = op.state.unwrap_or(NumberState::InService);
+    if requested == NumberState::PortIn {
+        return Ok(NumberState::PortIn);
+    }
+    if op.ported_in || op.module_name.as_deref() == Some(KNM_MDN) {
+        return Ok(NumberState::InService);
+    }
+    if auth::allowed_creation_states(ctx.accounts, ctx.auth_by).contains(&requested) {
+        Ok(requested)
+    } else {
+        Err(Error::Unauthorized { cause: Some("state_for_create".into()) })
+    }
+}
+
+fn create(
+    number: &E164,
+    current: Option<&NumberDoc>,
+    op: &Create,
+    ctx: &Ctx<'_>,
+) -> Result<Decision, Error> {
+    let assign_to_opt = opt_assign_to(op.assign_to.as_deref()).ok().flatten();
+    if let Some(existing) = current {
+        gate(existing, assign_to_opt.as_ref(), ctx)?;
+    }
+    let assign_to = parse_assign_to(op.assign_to.as_deref())?;
+    let target = state_for_create(op, ctx)?;
+    match current {
+        None => {
+            // ensure_can_create/2
+            let allowed = match ctx.auth_by {
+                None => false,
+                Some(AuthBy::System) => true,
+                Some(who) => {
+                    op.ported_in
+                        || target == NumberState::PortIn
+                        || auth::allow_number_additions(ctx.accounts, who)
+                        || auth::is_admin(ctx.accounts, who)
+                }
+            };
+            if !allowed {
+                return Err(Error::unauthorized());
+            }
+            if !op.ported_in && op.number_is_porting {
+                return Err(Error::NumberIsPorting { number: number.to_string() });
+            }
+            let module = if target == NumberState::PortIn {
+                KNM_LOCAL.to_owned()
+            } else if op.ported_in {
+                ctx.config.port_in_module_name.clone()
+            } else if let Some(m) = &op.module_name {
+                m.clone()
+            } else {
+                ctx.config.available_module_name.clone()
+            };
+            let mut doc = NumberDoc::new(number, target, &module, ctx.now);
+            doc.ported_in = op.ported_in;
+            if let Some(fields) = &op.public_fields {
+                doc.replace_public(fields);
+            }
+            let acquire = apply_transition(&mut doc, target, Some(&assign_to), ctx)?;
+            finish_save(None, doc, acquire, ctx)
+        }
+        Some(existing) => {
+            // ensure_can_load_to_create/1
+            if !matches!(
+                existing.state,
+                NumberState::Aging | NumberState::Available | NumberState::PortIn
+            ) {
+                return Err(Error::NumberExists { number: number.to_string() });
+            }
+            let mut doc = existing.clone();
+            if op.ported_in {
+                doc.set_module_name(&ctx.config.port_in_module_name);
+                doc.ported_in = true;
+            } else if let Some(m) = &op.module_name {
+                doc.set_module_name(m);
+            }
+            if let Some(fields) = &op.public_fields {
+                doc.replace_public(fields);
+            }
+            let acquire = apply_transition(&mut doc, target, Some(&assign_to), ctx)?;
+            finish_save(Some(existing), doc, acquire, ctx)
+        }
+    }
+}
+
+fn release(number: &E164, current: Option<&NumberDoc>, ctx: &Ctx<'_>) -> Result<Decision, Error> {
+    let existing = loaded(number, current)?;
+    gate(existing, None, ctx)?;
+    let released_state = ctx.config.released_state;
+    let can_release = matches!(
+        existing.state,
+        NumberState::Released
+            | NumberState::Reserved
+            | NumberState::PortIn
+            | NumberState::InService
+    ) || existing.module_name == KNM_LOCAL;
+    if !can_release {
+        return Err(Error::invalid_transition(
+            Some(existing.state.as_str()),
+            released_state.as_str(),
+        ));
+    }
+    authorize(existing, None, ctx)?;
+    let mut doc = existing.clone();
+    // Step 4: reset features and public fields.
+    doc.reset_features();
+    doc.public = Map::new();
+    // Step 6: unwind the reserve history.
+    if doc.reserve_history.len() >= 2 {
+        let new_owner = doc.reserve_history[1].clone();
+        doc.set_assigned_to(Some(new_owner));
+        doc.reserve_history.remove(0);
+        doc.state = NumberState::Reserved;
+    } else {
+        doc.set_assigned_to(None);
+        doc.reserve_history.clear();
+        doc.state = released_state;
+    }
+    if doc.assigned_to.is_some() {
+        return finish_save(Some(existing), doc, false, ctx);
+    }
+    // Steps 7–8: unassigned numbers are disconnected, then deleted or aged.
+    if ctx.config.should_permanently_delete || doc.is_local_or_mdn() {
+        return Ok(finish_delete(doc, true, ctx));
+    }
+    if ctx.config.should_age && doc.state == NumberState::Available {
+        apply_transition(&mut doc, NumberState::Aging, None, ctx)?;
+    }
+    let mut decision = finish_save(Some(existing), doc, false, ctx)?;
+    if !decision.dry_run {
+        decision.carrier_call =
+            Some(CarrierCall::Disconnect { module: decision.doc.module_name.clone() });
+    }
+    Ok(decision)
+}
+
+/// Decides one operation on one number (§4–§8).
+///
+/// `number` is the normalized number; `current` the stored document, already read through
+/// [`NumberDoc::from_json`] (`None` if there is none). The result is the would-be document and the
+/// effects to perform; under `ctx.dry_run` there are none (§8.1). An unchanged document yields no
+/// write (§7.2).
+///
+/// # Errors
+/// The §9 errors of the operation: `not_found` when a document is needed and missing,
+/// `forbidden` (read gate §3.6, authorization, MDN guard §8.2, admin-only delete),
+/// `invalid_state_transition`, `no_change_required`, `number_exists`, `number_is_porting`,
+/// `assign_failure`.
+pub fn transition(
+    number: &E164,
+    current: Option<&NumberDoc>,
+    op: &Operation,
+    ctx: &Ctx<'_>,
+) -> Result<Decision, Error> {
+    match op {
+        Operation::Get => {
+            let doc = loaded(number, current)?;
+            gate(doc, None, ctx)?;
+            Ok(Decision {
+                doc: doc.clone(),
+                dirty: doc.migrated(),
+                carrier_call: None,
+                writes: Vec::new(),
+                dry_run: ctx.dry_run,
+            })
+        }
+        Operation::Create(c) => create(number, current, c, ctx),
+        Operation::Move(m) => {
+            let existing = loaded(number, current)?;
+            let assign_to_opt = opt_assign_to(m.assign_to.as_deref()).ok().flatten();
+            gate(existing, assign_to_opt.as_ref(), ctx)?;
+            let assign_to = parse_assign_to(m.assign_to.as_deref())?;
+            let mut doc = existing.clone();
+            apply_public(&mut doc, m.public_fields.as_ref());
+            if let Some(module) = &m.module_name {
+                doc.set_module_name(module);
+            }
+            if let Some(p) = m.ported_in {
+                doc.ported_in = p;
+            }
+            let acquire =
+                apply_transition(&mut doc, NumberState::InService, Some(&assign_to), ctx)?;
+            finish_save(current.filter(|d| d.rev.is_some()), doc, acquire, ctx)
+        }
+        Operation::Reserve { assign_to } => {
+            let existing = loaded(number, current)?;
+            let assign_to_opt = opt_assign_to(assign_to.as_deref()).ok().flatten();
+            gate(existing, assign_to_opt.as_ref(), ctx)?;
+            let assign_to = parse_assign_to(assign_to.as_deref())?;
+            let mut doc = existing.clone();
+            let acquire = apply_transition(&mut doc, NumberState::Reserved, Some(&assign_to), ctx)?;
+            finish_save(current.filter(|d| d.rev.is_some()), doc, acquire, ctx)
+        }
+        Operation::Update(u) => {
+            let existing = loaded(number, current)?;
+            gate(existing, None, ctx)?;
+            let mut doc = existing.clone();
+            apply_public(&mut doc, u.public_fields.as_ref());
+            if let Some(p) = u.ported_in {
+                doc.ported_in = p;
+            }
+            finish_save(Some(existing), doc, false, ctx)
+        }
+        Operation::AssignToApp { used_by } => {
+            let existing = loaded(number, current)?;
+            gate(existing, None, ctx)?;
+            let mut doc = existing.clone();
+            doc.used_by = used_by.clone().filter(|u| !u.is_empty());
+            finish_save(Some(existing), doc, false, ctx)
+        }
+        Operation::Release => release(number, current, ctx),
+        Operation::Delete => {
+            let is_admin = ctx.auth_by.is_some_and(|a| auth::is_admin(ctx.accounts, a));
+            if !is_admin {
+                return Err(Error::unauthorized());
+            }
+            let existing = loaded(number, current)?;
+            gate(existing, None, ctx)?;
+            Ok(finish_delete(existing.clone(), false, ctx))
+        }
+        Operation::ChangeState { target, assign_to } => {
+            let existing = loaded(number, current)?;
+            let assign_to = opt_assign_to(assign_to.as_deref())?;
+            gate(existing, assign_to.as_ref(), ctx)?;
+            let mut doc = existing.clone();
+            let acquire = apply_transition(&mut doc, *target, assign_to.as_ref(), ctx)?;
+            finish_save(Some(existing), doc, acquire, ctx)
+        }
+    }
+}
+
+/// The result of a bulk operation (§5.0, §15.3): per number, a decision or an error.
+#[derive(Debug, Default)]
+pub struct BulkOutcome {
+    /// Numbers that succeeded, by normalized number.
+    pub ok: BTreeMap<String, Decision>,
+    /// Numbers that failed, by normalized number (by the input as given for `not_reconcilable`).
+    pub ko: BTreeMap<String, Error>,
+}
+
+impl BulkOutcome {
+    /// The collection JSON of §15.3: `{"success": {num: public JSON}, "error": {num: error}}`, empty
+    /// parts omitted; `not_found` / `not_reconcilable` errors are bare strings (§9.2).
+    pub fn to_json(&self) -> Value {
+        let mut out = Map::new();
+        if !self.ok.is_empty() {
+            let success: Map<String, Value> =
+                self.ok.iter().map(|(n, d)| (n.clone(), d.to_public_json())).collect();
+            out.insert("success".into(), Value::Object(success));
+        }
+        if !self.ko.is_empty() {
+            let error: Map<String, Value> =
+                self.ko.iter().map(|(n, e)| (n.clone(), e.to_bulk_json())).collect();
+            out.insert("error".into(), Value::Object(error));
+        }
+        Value::Object(out)
+    }
+}
+
+/// Inputs split by §1.3: reconcilable numbers (normalized, duplicates collapsed) and the failures
+/// keyed by the input as given.
+#[derive(Debug, Default)]
+pub struct Reconciled {
+    /// Normalized, unique, in first-seen order.
+    pub numbers: Vec<E164>,
+    /// `not_reconcilable`, keyed by the original input.
+    pub ko: BTreeMap<String, Error>,
+}
+
+/// `knm_numbers:new/4` + `are_reconcilable/1`: normalizes each input with the configured
+/// converters; inputs that are not reconcilable (or do not normalize to E.164) fail as
+/// `not_reconcilable` keyed by the input.
+pub fn split_reconcilable<S: AsRef<str>>(inputs: &[S], converters: &Converters) -> Reconciled {
+    let mut out = Reconciled::default();
+    for input in inputs {
+        let input = input.as_ref();
+        match converters.is_reconcilable(input).then(|| converters.to_e164(input)).flatten() {
+            Some(n) => {
+                if !out.numbers.contains(&n) {
+                    out.numbers.push(n);
+                }
+            }
+            None => {
+                out.ko
+                    .insert(input.to_owned(), Error::NotReconcilable { number: input.to_owned() });
+            }
+        }
+    }
+    out
+}
+
+/// Decides `op` for many numbers (§5.0): each number independently, failures collected per
+/// number. `docs` gives the stored document of each reconcilable number (`None` = not found).
+pub fn transition_many<'d, I>(items: I, op: &Operation, ctx: &Ctx<'_>) -> BulkOutcome
+where
+    I: IntoIterator<Item = (E164, Option<&'d NumberDoc>)>,
+{
+    let mut out = BulkOutcome::default();
+    for (number, current) in items {
+        match transition(&number, current, op, ctx) {
+            Ok(d) => {
+                out.ok.insert(number.into_string(), d);
+            }
+            Err(e) => {
+                out.ko.insert(number.into_string(), e);
+            }
+        }
+    }
+    out
+}
+
+/// What `lookup_account` (§5.10, `/identify`, routing) answers for a routable number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountLookup {
+    /// The owner.
+    pub account_id: AccountId,
+    /// The number.
+    pub number: E164,
+    /// `pending_port`: state `port_in` (or found only in a port request).
+    pub pending_port: bool,
+    /// `local`: module `knm_local` (true for port-request hits).
+    pub local: bool,
+    /// `inbound_cnam`: feature present and the carrier looks up CNAM.
+    pub inbound_cnam: bool,
+    /// `force_outbound` (§12.6).
+    pub force_outbound: bool,
+    /// `prepend`: `prepend.name` when `prepend.enabled`.
+    pub prepend: Option<String>,
+    /// `ringback_media`: `ringback.early`.
+    pub ringback_media: Option<String>,
+    /// `transfer_media`: `ringback.transfer`.
+    pub transfer_media: Option<String>,
+}
+
+impl AccountLookup {
+    /// `{account_id, number}` plus the routing properties, as `/identify` returns them.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("account_id".into(), Value::from(self.account_id.as_str()));
+        m.insert("number".into(), Value::from(self.number.as_str()));
+        m.insert("pending_port".into(), Value::from(self.pending_port));
+        m.insert("local".into(), Value::from(self.local));
+        m.insert("inbound_cnam".into(), Value::from(self.inbound_cnam));
+        m.insert("force_outbound".into(), Value::from(self.force_outbound));
+        for (k, v) in [
+            ("prepend", &self.prepend),
+            ("ringback_media", &self.ringback_media),
+            ("transfer_media", &self.transfer_media),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.into(), Value::from(v.clone()));
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+fn feature_str(doc: &NumberDoc, feature: &str, key: &str) -> Option<String> {
+    doc.features.get(feature).and_then(|f| f.get(key)).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// §12.6 `is_force_outbound/3`.
+fn is_force_outbound(doc: &NumberDoc, config: &Config) -> bool {
+    let local = doc.is_local_or_mdn();
+    match doc.state {
+        NumberState::PortIn => {
+            config.force_port_in_outbound || (local && config.force_local_outbound)
+        }
+        NumberState::PortOut => {
+            config.force_port_out_outbound || (local && config.force_local_outbound)
+        }
+        _ if local => config.force_local_outbound,
+        _ => match doc.features.get("force_outbound") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => s == "true",
+            _ => config.default_force_outbound,
+        },
+    }
+}
+
+/// §5.10 `lookup_account`: who owns `number`, for routing and `/identify`.
+///
+/// `current` is the number document read with system auth; `port_request_owner` the account of
+/// an open port request holding the number, if the caller found one (used only when there is no
+/// document and `fetch_account_from_ports` is set). `should_lookup_cnam` is the carrier module's
+/// answer (see `CarrierKind::should_lookup_cnam`).
+///
+/// # Errors
+/// `not_found`, `unassigned`, `not_in_service` (naming the owner), `account_disabled`.
+pub fn lookup_account(
+    number: &E164,
+    current: Option<&NumberDoc>,
+    port_request_owner: Option<&AccountId>,
+    should_lookup_cnam: bool,
+    ctx: &Ctx<'_>,
+) -> Result<AccountLookup, Error> {
+    let Some(doc) = current else {
+        return match port_request_owner {
+            Some(owner) if ctx.config.fetch_account_from_ports => Ok(AccountLookup {
+                account_id: owner.clone(),
+                number: number.clone(),
+                pending_port: true,
+                local: true,
+                inbound_cnam: false,
+                force_outbound: true,
+                prepend: None,
+                ringback_media: None,
+                transfer_media: None,
+            }),
+            _ => Err(not_found(number)),
+        };
+    };
+    let Some(owner) = doc.assigned_to.clone() else {
+        return Err(Error::Unassigned { number: number.to_string() });
+    };
+    if !matches!(
+        doc.state,
+        NumberState::PortIn | NumberState::InService | NumberState::PortOut | NumberState::Reserved
+    ) {
+        return Err(Error::NotInService { number: number.to_string(), account: owner.to_string() });
+    }
+    if ctx.accounts.get(&owner).is_some_and(|a| !a.enabled) {
+        return Err(Error::AccountDisabled {
+            number: number.to_string(),
+            account: owner.to_string(),
+        });
+    }
+    let prepend_enabled = doc
+        .features
+        .get("prepend")
+        .and_then(|p| p.get("enabled"))
+        .is_some_and(|e| e == &Value::Bool(true));
+    Ok(AccountLookup {
+        account_id: owner,
+        number: number.clone(),
+        pending_port: doc.state == NumberState::PortIn,
+        local: doc.module_name == KNM_LOCAL,
+        inbound_cnam: doc.features.contains_key("inbound_cnam") && should_lookup_cnam,
+        force_outbound: is_force_outbound(doc, ctx.config),
+        prepend: if prepend_enabled { feature_str(doc, "prepend", "name") } else { None },
+        ringback_media: feature_str(doc, "ringback", "early"),
+        transfer_media: feature_str(doc, "ringback", "transfer"),
+    })
+}
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;
