@@ -35,7 +35,7 @@ impl AccountId {
     }
 
     /// The account database, unencoded (`account/ac/co/unt0000000000000000000000001`), the form
-    /// `docstore::DbName` takes (`kz_util:format_account_db/1`).
+    /// the store's database names take (`kz_util:format_account_db/1`).
     pub fn db_name(&self) -> String {
         format!("account/{}/{}/{}", &self.0[0..2], &self.0[2..4], &self.0[4..])
     }

@@ -755,6 +755,24 @@ impl NumberDoc {
         Value::Object(m)
     }
 
+    /// The copy written into the owner's account database (§7.1, §7.3): the same JSON as
+    /// [`NumberDoc::to_json`] but with that database's own `_rev` (`None` = the copy does not
+    /// exist yet).
+    pub fn to_account_copy_json(&self, account_db_rev: Option<&str>) -> Value {
+        let mut v = self.to_json();
+        if let Value::Object(m) = &mut v {
+            match account_db_rev {
+                Some(rev) => {
+                    m.insert("_rev".into(), Value::from(rev));
+                }
+                None => {
+                    m.remove("_rev");
+                }
+            }
+        }
+        v
+    }
+
     /// The public JSON (`to_public_json/1`, §10.2): public fields + `id`, `state`, `used_by`,
     /// `features` (sorted names), and `_read_only {created, modified, state, used_by, features,
     /// carrier_module}` with empty values omitted.
@@ -1027,6 +1045,15 @@ mod tests {
         assert_eq!(d.state, NumberState::InService);
         assert_eq!(feature_keys(&d), ["inbound_cnam", "local", "outbound_cnam"]);
         assert_eq!(d.used_by.as_deref(), Some("callflow"));
+    }
+
+    /// §7.3: the account copy carries its own `_rev`.
+    #[test]
+    fn s7_3_account_copy() {
+        let d = load("old_vsn_7.1.json");
+        assert_eq!(d.to_account_copy_json(Some("3-x"))["_rev"], "3-x");
+        assert!(d.to_account_copy_json(None).get("_rev").is_none());
+        assert_eq!(d.to_account_copy_json(None)["pvt_state"], "in_service");
     }
 
     /// Vector M14: a current document round-trips equal as JSON.

@@ -55,6 +55,6 @@ pub use doc::{
 };
 pub use error::Error;
 pub use lifecycle::{
-    lookup_account, split_reconcilable, transition, transition_many, AccountLookup, BulkOutcome,
-    CarrierCall, Ctx, Decision, Operation, PublicFields, Write,
+    lookup_account, operation_for_command, split_reconcilable, transition, transition_many,
+    AccountLookup, BulkOutcome, CarrierCall, Ctx, Decision, Operation, PublicFields, Write,
 };

@@ -118,6 +118,36 @@ impl Operation {
     }
 }
 
+/// The operation of a CLI command (`switchboard numbers get|create|reserve|activate|release|delete
+/// NUMBER [--account-id A] [--state S]`): `get` → [`Operation::Get`], `create` →
+/// [`Operation::Create`] (assign_to A, state S), `reserve` → [`Operation::Reserve`], `activate` →
+/// [`Operation::Move`] (to A), `release` → [`Operation::Release`], `delete` →
+/// [`Operation::Delete`]. `identify` is not a transition: it is [`lookup_account`].
+///
+/// # Errors
+/// [`Error::Invalid`] for any other command, or `--state` given to a command other than `create`.
+pub fn operation_for_command(
+    command: &str,
+    account_id: Option<&str>,
+    state: Option<NumberState>,
+) -> Result<Operation, Error> {
+    if state.is_some() && command != "create" {
+        return Err(Error::Invalid {
+            reason: format!("--state is only for create, not {command}"),
+        });
+    }
+    let assign_to = account_id.map(str::to_owned);
+    Ok(match command {
+        "get" => Operation::Get,
+        "create" => Operation::Create(Create { assign_to, state, ..Create::default() }),
+        "reserve" => Operation::Reserve { assign_to },
+        "activate" => Operation::Move(Move { assign_to, ..Move::default() }),
+        "release" => Operation::Release,
+        "delete" => Operation::Delete,
+        other => return Err(Error::Invalid { reason: format!("unknown numbers command {other}") }),
+    })
+}
+
 /// What every decision needs besides the document: who asks, the config, the accounts, the time.
 #[derive(Clone, Copy)]
 pub struct Ctx<'a> {
@@ -152,8 +182,8 @@ pub enum CarrierCall {
     },
 }
 
-/// One database write a decision implies (§7.1, §5.8). Databases are unencoded names, the form
-/// `docstore::DbName` takes.
+/// One database write a decision implies (§7.1, §5.8). Databases are unencoded names
+/// (`numbers/+1415`), the form the store's database names take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
     /// Write [`Decision::doc`] to its number database, compare-and-swap on `doc.rev` (no rev =

@@ -1246,3 +1246,23 @@ fn l_lookup_account() {
     assert!(matches!(look(AVAIL), Err(Error::Unassigned { .. })));
     assert_eq!(ok(INSVC).to_json()["account_id"], acc(RESELLER).as_str());
 }
+
+/// The CLI's commands map onto the operations.
+#[test]
+fn cli_commands() {
+    let a = acc(RESELLER);
+    assert_eq!(operation_for_command("get", None, None).unwrap(), Operation::Get);
+    assert_eq!(operation_for_command("activate", Some(a.as_str()), None).unwrap(), mv(RESELLER));
+    assert_eq!(
+        operation_for_command("create", Some(a.as_str()), Some(NumberState::Reserved)).unwrap(),
+        Operation::Create(Create { state: Some(NumberState::Reserved), ..create(acc_s(RESELLER)) })
+    );
+    assert_eq!(
+        operation_for_command("reserve", Some(a.as_str()), None).unwrap(),
+        reserve(Some(RESELLER))
+    );
+    assert_eq!(operation_for_command("release", None, None).unwrap(), Operation::Release);
+    assert_eq!(operation_for_command("delete", None, None).unwrap(), Operation::Delete);
+    assert!(operation_for_command("identify", None, None).is_err());
+    assert!(operation_for_command("reserve", None, Some(NumberState::Reserved)).is_err());
+}

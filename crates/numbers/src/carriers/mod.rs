@@ -155,7 +155,7 @@ impl Pool {
 }
 
 /// The storage the internal carriers need, supplied by the caller (the store layer implements it
-/// over docstore) so that this crate stays free of I/O.
+/// over the document store) so that this crate stays free of I/O.
 #[async_trait]
 pub trait NumberIndex: Send + Sync {
     /// Numbers in state `available` with module `module` whose id starts with `prefix`, in id

@@ -1,5 +1,5 @@
 //! An in-memory [`NumberIndex`] for the carrier tests (the store layer implements the real one
-//! over docstore and is tested against a CouchDB-compatible server).
+//! over the document store and is tested against a CouchDB-compatible server).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
