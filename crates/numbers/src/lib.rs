@@ -57,4 +57,5 @@ pub use error::Error;
 pub use lifecycle::{
     lookup_account, operation_for_command, split_reconcilable, transition, transition_many,
     AccountLookup, BulkOutcome, CarrierCall, Ctx, Decision, Operation, PublicFields, Write,
+    MAX_ATTEMPTS,
 };

@@ -6,6 +6,24 @@
 //! operations, §6.1 release) and the save decisions of `knm_phone_number.erl` (§7 dirty tracking,
 //! §8.2 MDN guard, §8.1 dry run). No I/O: the store layer performs the effects, compare-and-swaps
 //! on `_rev` and, on a conflict, re-reads and calls [`transition`] again with the new document.
+//!
+//! # For the store layer
+//! One attempt, repeated at most [`MAX_ATTEMPTS`] times while the number-database write conflicts:
+//! 1. read the number document (`NumberDoc::from_json`; a missing document is `None`; for a move
+//!    of an unknown number, the search cache's discovery record, §11.4);
+//! 2. `transition(number, current, op, ctx)`; an `Err` is the §9 answer, nothing was done;
+//! 3. [`Decision::carrier_call`]: resolve the module with `CarrierKind::from_module`; an unknown
+//!    module is skipped (acquire) or ignored (disconnect), as Kazoo does; otherwise call the
+//!    carrier and replace [`Decision::doc`] with what it returns (a refusal fails the number). If
+//!    a later attempt asks to acquire the same number from the same module again, reuse the first
+//!    acquisition rather than buying twice;
+//! 4. perform [`Decision::writes`] in order: [`Write::SaveNumber`] writes `doc.to_json()` with
+//!    `doc.rev` (a 409 goes back to step 1; a missing database is created, then the write
+//!    retried); the account copy is `doc.to_account_copy_json(rev in that database)`; deletions
+//!    use the revs found in each database.
+//!
+//! After the number-database write succeeded, the account-database steps are retried on their own
+//! conflicts (they are copies, §7.3) and never re-decide.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +35,10 @@ use crate::auth::{self, Accounts, AuthBy};
 use crate::config::Config;
 use crate::doc::{number_db, NumberDoc, NumberState, KNM_LOCAL, KNM_MDN};
 use crate::error::Error;
+
+/// How many times the store layer decides and writes before giving up on a contended number
+/// (each conflict on the number-database write re-reads and re-decides).
+pub const MAX_ATTEMPTS: u32 = 5;
 
 /// Public fields given with an operation: replace them all (crossbar POST/PUT) or merge (PATCH).
 #[derive(Debug, Clone, PartialEq)]

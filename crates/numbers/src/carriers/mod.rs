@@ -539,6 +539,12 @@ pub fn is_number_billable(doc: &NumberDoc) -> bool {
     CarrierKind::from_module(&doc.module_name).is_none_or(CarrierKind::is_billable)
 }
 
+/// `should_lookup_cnam/0` of a number's module, for `lookup_account`'s `inbound_cnam`; an unknown
+/// module looks CNAM up (§5.10).
+pub fn should_lookup_cnam(module_name: &str) -> bool {
+    CarrierKind::from_module(module_name).is_none_or(CarrierKind::should_lookup_cnam)
+}
+
 /// `Not available` helper shared by the internal carriers.
 pub(crate) fn not_available(kind: CarrierKind) -> Error {
     Error::NotAvailable { module: kind.module_name().to_owned() }
@@ -589,5 +595,6 @@ mod tests {
         assert!(is_number_billable(&doc));
         doc.module_name = "wnm_pacwest".into();
         assert!(is_number_billable(&doc));
+        assert!(should_lookup_cnam("knm_pacwest") && !should_lookup_cnam("knm_vitelity"));
     }
 }
