@@ -135,24 +135,9 @@ impl CouchServer {
 
     fn external() -> Option<CouchServer> {
         let raw = std::env::var("COUCHDB_URL").ok().filter(|s| !s.trim().is_empty())?;
-        let mut parsed = url::Url::parse(raw.trim())
-            .unwrap_or_else(|e| panic!("testkit: COUCHDB_URL={raw:?} is not a URL: {e}"));
-        let decode = |s: &str| {
-            percent_decode(s)
-                .unwrap_or_else(|| panic!("testkit: bad percent-encoding in COUCHDB_URL"))
-        };
-        let mut credentials = None;
-        if !parsed.username().is_empty() {
-            credentials =
-                Some((decode(parsed.username()), decode(parsed.password().unwrap_or(""))));
-        }
-        if let Ok(user) = std::env::var("COUCHDB_USER") {
-            let password = std::env::var("COUCHDB_PASSWORD").unwrap_or_default();
-            credentials = Some((user, password));
-        }
-        let _ = parsed.set_username("");
-        let _ = parsed.set_password(None);
-        let url = parsed.as_str().trim_end_matches('/').to_string();
+        let user = std::env::var("COUCHDB_USER").ok();
+        let password = std::env::var("COUCHDB_PASSWORD").ok();
+        let (url, credentials) = parse_external(&raw, user, password);
         Some(CouchServer { url, credentials, process: None })
     }
 
@@ -227,6 +212,30 @@ impl std::fmt::Debug for CouchServer {
             .field("has_credentials", &self.credentials.is_some())
             .finish()
     }
+}
+
+/// `COUCHDB_URL` (+ `COUCHDB_USER` / `COUCHDB_PASSWORD`, which win over credentials in the
+/// URL) → (URL without credentials or trailing slash, credentials).
+fn parse_external(
+    raw: &str,
+    user: Option<String>,
+    password: Option<String>,
+) -> (String, Option<(String, String)>) {
+    let mut parsed = url::Url::parse(raw.trim())
+        .unwrap_or_else(|e| panic!("testkit: COUCHDB_URL={raw:?} is not a URL: {e}"));
+    let decode = |s: &str| {
+        percent_decode(s).unwrap_or_else(|| panic!("testkit: bad percent-encoding in COUCHDB_URL"))
+    };
+    let mut credentials = None;
+    if !parsed.username().is_empty() {
+        credentials = Some((decode(parsed.username()), decode(parsed.password().unwrap_or(""))));
+    }
+    if let Some(user) = user {
+        credentials = Some((user, password.unwrap_or_default()));
+    }
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    (parsed.as_str().trim_end_matches('/').to_string(), credentials)
 }
 
 /// A log file the child writes to and we read from; its name is unlinked at once, so nothing
@@ -319,4 +328,28 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_external;
+
+    #[test]
+    fn external_urls_lose_credentials_and_trailing_slash() {
+        assert_eq!(
+            parse_external("http://127.0.0.1:5984/", None, None),
+            ("http://127.0.0.1:5984".to_string(), None)
+        );
+        assert_eq!(
+            parse_external(" https://ad%40min:p%3Ass@couch.example:6984/couch/ ", None, None),
+            (
+                "https://couch.example:6984/couch".to_string(),
+                Some(("ad@min".to_string(), "p:ss".to_string()))
+            )
+        );
+        assert_eq!(
+            parse_external("http://u:p@h:1", Some("admin".into()), Some("pw".into())),
+            ("http://h:1".to_string(), Some(("admin".to_string(), "pw".to_string())))
+        );
+    }
 }
