@@ -597,7 +597,24 @@ function streamFeed(req, res, db, p) {
       if (limitReached() || feed === 'longpoll') finish();
       else armTimeout();
     });
-    live.done.catch(fail);
+    // PouchDB completes a live feed by itself only when the db is destroyed under it.
+    live.done.then(() => {
+      if (!closed && !finishing) dbGone();
+    }, fail);
+  }
+
+  // The database was deleted while the feed was open: end the feed (stock kept it open with
+  // heartbeats forever), with CouchDB's 404 body as the last row on a continuous feed.
+  function dbGone() {
+    if (closed) return;
+    finishing = true;
+    if (feed === 'continuous') {
+      res.write(JSON.stringify({ error: 'not_found', reason: 'Database does not exist.' }) + '\n');
+    } else if (feed === 'longpoll') {
+      res.write('\n],\n"last_seq":' + JSON.stringify(lastSeq) + ',"pending":0}\n');
+    }
+    res.end();
+    cleanup();
   }
 
   run().catch(fail);

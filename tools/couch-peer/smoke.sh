@@ -123,6 +123,15 @@ expect "_find returns a bookmark" '"bookmark":"' "$F1"
 BM="$(printf '%s' "$F1" | sed -n 's/.*"bookmark":"\([^"]*\)".*/\1/p')"
 expect "_find bookmark pages on" '"_id":"d2"' "$(curl -s -XPOST "$DB/_find" "${J[@]}" -d '{"selector":{"n":{"$gt":0}},"limit":1,"bookmark":"'"$BM"'"}')"
 
+# --- deleting the db ends its open feeds
+curl -s -XPUT "$URL/doomed" >/dev/null
+curl -sN -D "$WORK/h3" "$URL/doomed/_changes?feed=continuous&heartbeat=200" >"$WORK/feed3" &
+FEED3=$!
+wait_for "$WORK/h3" "200 OK" || bad "doomed feed headers" "$(cat "$WORK/h3")"
+curl -s -XDELETE "$URL/doomed" >/dev/null
+if wait_for "$WORK/feed3" 'Database does not exist'; then ok "deleting a db ends its continuous feed"; else bad "feed ends on db delete" "$(cat "$WORK/feed3")"; fi
+wait $FEED3 2>/dev/null
+
 # --- abandoned feeds do not leak: open 50, drop them, writes still fast
 DROPPED=()
 for i in $(seq 1 50); do curl -s -m 0.3 "$DB/_changes?feed=continuous&include_docs=true&heartbeat=1000" >/dev/null & DROPPED+=($!); done
