@@ -777,9 +777,19 @@ impl NumberDoc {
     /// `features` (sorted names), and `_read_only {created, modified, state, used_by, features,
     /// carrier_module}` with empty values omitted.
     ///
-    /// `_read_only.features_available` needs the feature providers (§12), which are not part of
-    /// this crate; it is omitted.
+    /// `_read_only.features_available` depends on the requester and the reseller's config: use
+    /// [`NumberDoc::to_public_json_with_features`] with `features::available_features` to
+    /// include it; this form omits it.
     pub fn to_public_json(&self) -> Value {
+        self.public_json(None)
+    }
+
+    /// [`NumberDoc::to_public_json`] with `_read_only.features_available` (§10.2, §12.2).
+    pub fn to_public_json_with_features(&self, features_available: &[String]) -> Value {
+        self.public_json(Some(features_available))
+    }
+
+    fn public_json(&self, features_available: Option<&[String]>) -> Value {
         let mut root = Map::new();
         root.insert("id".into(), Value::from(self.id.as_str()));
         for (k, v) in &self.public {
@@ -802,6 +812,9 @@ impl NumberDoc {
         }
         if !features.is_empty() {
             ro.insert("features".into(), Value::from(features));
+        }
+        if let Some(available) = features_available.filter(|a| !a.is_empty()) {
+            ro.insert("features_available".into(), Value::from(available.to_vec()));
         }
         if let Some(carrier) = self.module_name.strip_prefix("knm_") {
             ro.insert("carrier_module".into(), Value::from(carrier));
@@ -1094,6 +1107,9 @@ mod tests {
         assert_eq!(p["_read_only"]["carrier_module"], "local");
         assert_eq!(p["_read_only"]["created"], 63_640_935_218_i64);
         assert!(p.get("pvt_state").is_none());
+        assert!(p["_read_only"].get("features_available").is_none());
+        let p = d.to_public_json_with_features(&["prepend".to_owned()]);
+        assert_eq!(p["_read_only"]["features_available"], json!(["prepend"]));
     }
 
     /// Bad input gets a clear error naming the document.

@@ -41,6 +41,7 @@ pub mod carriers;
 mod config;
 mod doc;
 mod error;
+pub mod features;
 pub mod generate;
 pub mod lifecycle;
 pub mod search;

@@ -1,0 +1,224 @@
+//! Which number features an account may use on a number (§12.2,
+//! `knm_providers:available_features/1`): allowed minus denied, from the number's own overrides,
+//! the reseller's `number_manager.features` config, then the system's.
+//!
+//! Only the lists: running the feature providers (§12.3–§12.4) is not part of this crate.
+
+use serde_json::Value;
+
+use crate::doc::NumberDoc;
+
+/// Every number feature (§12.1, `?KAZOO_NUMBER_FEATURES`), sorted.
+pub const ALL_FEATURES: [&str; 12] = [
+    "carrier_name",
+    "cnam",
+    "e911",
+    "failover",
+    "force_outbound",
+    "inbound_cnam",
+    "mms",
+    "outbound_cnam",
+    "port",
+    "prepend",
+    "ringback",
+    "sms",
+];
+
+/// Features provided by external services (`?EXTERNAL_NUMBER_FEATURES`), denied on unassigned and
+/// (by default) on local numbers.
+pub const EXTERNAL_FEATURES: [&str; 7] =
+    ["cnam", "e911", "inbound_cnam", "mms", "outbound_cnam", "port", "sms"];
+
+/// Features only admins may use (`?ADMIN_ONLY_FEATURES`).
+pub const ADMIN_ONLY_FEATURES: [&str; 1] = ["carrier_name"];
+
+/// The configuration the feature lists come from. `None` means "not set" at that level.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeaturePolicy {
+    /// System `number_manager.features.allow` (legacy key `providers`); `None` = every feature.
+    pub system_allow: Option<Vec<String>>,
+    /// The number owner's reseller `number_manager.features.allow`.
+    pub reseller_allow: Option<Vec<String>>,
+    /// The number owner's reseller `number_manager.features.deny`.
+    pub reseller_deny: Option<Vec<String>>,
+    /// System `number_manager.local_feature_override` (default false): when set, local numbers
+    /// are not denied the external features.
+    pub local_feature_override: bool,
+}
+
+fn string_list(v: Option<&Value>) -> Option<Vec<String>> {
+    v?.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+}
+
+impl FeaturePolicy {
+    /// Reads the system part from the `number_manager` system config document (its `default`
+    /// section, else top level): `features.allow` (legacy `providers`) and
+    /// `local_feature_override`.
+    pub fn from_system_config(doc: &Value) -> Self {
+        let section = doc.get("default");
+        let get = |key: &str| section.and_then(|s| s.get(key)).or_else(|| doc.get(key));
+        FeaturePolicy {
+            system_allow: string_list(get("features").and_then(|f| f.get("allow")))
+                .or_else(|| string_list(get("providers"))),
+            reseller_allow: None,
+            reseller_deny: None,
+            local_feature_override: get("local_feature_override")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        }
+    }
+
+    /// Adds the reseller's lists from its `configs_number_manager` account-config document
+    /// (`features.allow`, `features.deny`).
+    pub fn with_reseller_config(mut self, doc: &Value) -> Self {
+        let features = doc.get("features");
+        self.reseller_allow = string_list(features.and_then(|f| f.get("allow")));
+        self.reseller_deny = string_list(features.and_then(|f| f.get("deny")));
+        self
+    }
+}
+
+/// `legacy_provider_to_feature/1`: provider module names as features.
+pub fn legacy_provider_to_feature(name: &str) -> &str {
+    let name = name.strip_prefix("wnm_").or_else(|| name.strip_prefix("knm_")).unwrap_or(name);
+    match name {
+        "cnam_notifier" | "telnyx_cnam" | "vitelity_cnam" => "cnam",
+        "dash_e911" | "telnyx_e911" | "vitelity_e911" => "e911",
+        "port_notifier" => "port",
+        other => other,
+    }
+}
+
+fn is_local(doc: &NumberDoc) -> bool {
+    doc.is_local_or_mdn() || doc.features.contains_key("local")
+}
+
+/// §12.2 `list_available_features/1`: Allowed − Denied, sorted.
+///
+/// Allowed = the number's `pvt_features_allowed` if non-empty, else the reseller's allow list
+/// (assigned numbers), else the system's (default: all). Denied = the number's
+/// `pvt_features_denied` if non-empty, else (unassigned → all external; else the reseller's deny
+/// list, or, without one, all external for a local number unless `local_feature_override`) plus
+/// `failover` unless the number is used by `trunkstore`; `carrier_name` is always denied to
+/// non-admins.
+pub fn available_features(
+    doc: &NumberDoc,
+    policy: &FeaturePolicy,
+    auth_is_admin: bool,
+) -> Vec<String> {
+    let owned = |v: &[String]| v.to_vec();
+    let all = || ALL_FEATURES.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let external = || EXTERNAL_FEATURES.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let allowed: Vec<String> = if !doc.features_allowed.is_empty() {
+        owned(&doc.features_allowed)
+    } else {
+        match (&doc.assigned_to, &policy.reseller_allow) {
+            (Some(_), Some(list)) => list.clone(),
+            _ => policy.system_allow.clone().unwrap_or_else(all),
+        }
+    };
+    let mut denied: Vec<String> = if !doc.features_denied.is_empty() {
+        owned(&doc.features_denied)
+    } else {
+        let mut d = match (&doc.assigned_to, &policy.reseller_deny) {
+            (None, _) => external(),
+            (Some(_), Some(list)) => list.clone(),
+            (Some(_), None) if is_local(doc) && !policy.local_feature_override => external(),
+            (Some(_), None) => Vec::new(),
+        };
+        if doc.used_by.as_deref() != Some("trunkstore") {
+            d.push("failover".into());
+        }
+        d
+    };
+    if !auth_is_admin {
+        denied.extend(ADMIN_ONLY_FEATURES.iter().map(|s| (*s).to_owned()));
+    }
+    let denied: Vec<&str> = denied.iter().map(|f| legacy_provider_to_feature(f)).collect();
+    let mut out: Vec<String> = allowed
+        .iter()
+        .map(|f| legacy_provider_to_feature(f))
+        .filter(|f| !denied.contains(f))
+        .map(str::to_owned)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::path::PathBuf;
+
+    fn load(rel: &str) -> NumberDoc {
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/numbers").join(rel);
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        NumberDoc::from_json(&v, 1).unwrap()
+    }
+
+    fn docs() -> Vec<NumberDoc> {
+        vec![
+            load("fixturedb/numbers%2F%2B1555/docs/%2B15551233322.json"),
+            load("fixturedb/numbers%2F%2B1412/docs/%2B14122065197.json"),
+            load("priv-fixtures/old_vsn_5.1.json"),
+            load("fixturedb/numbers%2F%2B1812/docs/%2B18122154006.json"),
+            load("fixturedb/numbers%2F%2B1555/docs/%2B15551233324.json"),
+        ]
+    }
+
+    /// Vectors K14, K15: `force_outbound` is available on INSVC, BW, OLD5_1, VITELITY, MDN for
+    /// every requester; `carrier_name` only for admins.
+    #[test]
+    fn k14_k15_available_features() {
+        let policy = FeaturePolicy::default();
+        for doc in docs() {
+            for admin in [true, false] {
+                let avail = available_features(&doc, &policy, admin);
+                assert!(avail.iter().any(|f| f == "force_outbound"), "{} {avail:?}", doc.id);
+                assert_eq!(
+                    avail.iter().any(|f| f == "carrier_name"),
+                    admin,
+                    "{} {avail:?}",
+                    doc.id
+                );
+            }
+        }
+    }
+
+    /// §12.2: local numbers lose the external features unless overridden; unassigned numbers
+    /// always do; `failover` only for trunkstore; the number's own lists win.
+    #[test]
+    fn s12_2_lists() {
+        let insvc = &docs()[0];
+        let policy = FeaturePolicy::default();
+        let avail = available_features(insvc, &policy, false);
+        assert_eq!(avail, ["force_outbound", "prepend", "ringback"]);
+        let over = FeaturePolicy { local_feature_override: true, ..FeaturePolicy::default() };
+        assert!(available_features(insvc, &over, false).contains(&"e911".to_owned()));
+        let mut unassigned = insvc.clone();
+        unassigned.assigned_to = None;
+        assert!(!available_features(&unassigned, &over, false).contains(&"e911".to_owned()));
+        let mut trunk = insvc.clone();
+        trunk.used_by = Some("trunkstore".into());
+        assert!(available_features(&trunk, &policy, false).contains(&"failover".to_owned()));
+        let old5_1 = &docs()[2];
+        let avail = available_features(old5_1, &policy, false);
+        assert!(avail.contains(&"e911".to_owned()) && !avail.contains(&"failover".to_owned()));
+        let reseller = FeaturePolicy {
+            reseller_allow: Some(vec!["knm_cnam_notifier".into(), "prepend".into()]),
+            reseller_deny: Some(vec!["prepend".into()]),
+            ..FeaturePolicy::default()
+        };
+        assert_eq!(available_features(insvc, &reseller, true), ["cnam"]);
+        let from_cfg =
+            FeaturePolicy::from_system_config(&json!({"default": {"providers": ["knm_prepend"],
+            "local_feature_override": true}}))
+            .with_reseller_config(&json!({"features": {"deny": ["cnam"]}}));
+        assert_eq!(from_cfg.system_allow, Some(vec!["knm_prepend".to_owned()]));
+        assert!(from_cfg.local_feature_override);
+        assert_eq!(available_features(insvc, &from_cfg, false), ["prepend"]);
+    }
+}
