@@ -307,7 +307,8 @@ impl CouchStore {
     /// cookie mode and once more on a 401. Any status is returned; see [`Self::expect_ok`].
     async fn send(&self, req: &Req) -> Result<Response> {
         let cookie_mode = self.cookie_mode();
-        for attempt in 0..2 {
+        let mut relogged = false;
+        loop {
             if cookie_mode && self.inner.session.lock().expect("session lock").is_none() {
                 self.login().await?;
             }
@@ -331,15 +332,15 @@ impl CouchStore {
             let resp = builder.send().await.map_err(|e| self.transport_error(&req.path, &e))?;
             if cookie_mode {
                 self.remember_cookie(&resp);
-                if resp.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
+                if resp.status() == StatusCode::UNAUTHORIZED && !relogged {
                     // The session expired (or was never valid): log in again and retry once.
                     *self.inner.session.lock().expect("session lock") = None;
+                    relogged = true;
                     continue;
                 }
             }
             return Ok(resp);
         }
-        unreachable!("the second attempt always returns")
     }
 
     /// An ordinary request: with the configured timeout.

@@ -250,3 +250,63 @@ async fn basic_and_cookie_authentication() {
     }
     basic.delete_db(&db).await.unwrap();
 }
+
+/// A session cookie minted before the admin's password changed is no longer valid; CouchDB then
+/// treats the request as anonymous, and a members-only database answers 401. The store logs in
+/// again and retries once.
+#[tokio::test]
+async fn an_invalid_session_cookie_leads_to_a_new_login() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), r#"{"admins":{"admin":"p1"}}"#).unwrap();
+    let Some(server) = CouchServer::start_persistent(dir.path()) else {
+        eprintln!("COUCHDB_URL is set: no private server whose admin password may change, skipped");
+        return;
+    };
+    let url = server.url().to_owned();
+    let raw = reqwest::Client::new();
+    let admin = |method: reqwest::Method, path: &str, password: &str, body: &str| {
+        raw.request(method, format!("{url}/{path}"))
+            .basic_auth("admin", Some(password))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+    };
+    let db = unique_db("members-");
+    let mut basic = CouchConfig::from_url(&url).unwrap();
+    basic.user = Some("admin".into());
+    basic.password = Some("p1".into());
+    let basic_store = CouchStore::new(basic.clone()).unwrap();
+    basic_store.create_db(&db).await.unwrap();
+    basic_store.put(&db, json!({"_id": "d"})).await.unwrap();
+    let security = r#"{"members":{"names":["admin"],"roles":[]},"admins":{"names":[],"roles":[]}}"#;
+    let path = format!("{}/_security", db.as_str().replace('/', "%2F"));
+    let resp = admin(reqwest::Method::PUT, &path, "p1", security).send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+
+    let mut cookie = basic.clone();
+    cookie.auth = AuthMode::Cookie;
+    let cookie_store = CouchStore::new(cookie).unwrap();
+    assert!(cookie_store.get(&db, "d").await.unwrap().is_some(), "logged in with a cookie");
+    // A cookie of the same age as the store's, to show that it stops working.
+    let login = raw
+        .post(format!("{url}/_session"))
+        .header("Content-Type", "application/json")
+        .body(r#"{"name":"admin","password":"p1"}"#)
+        .send()
+        .await
+        .unwrap();
+    let old_cookie =
+        login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+
+    // Changing the password (and back) gives the admin a new salt: old cookies are void.
+    for (from, to) in [("p1", "\"p2\""), ("p2", "\"p1\"")] {
+        let resp =
+            admin(reqwest::Method::PUT, "_config/admins/admin", from, to).send().await.unwrap();
+        assert!(resp.status().is_success());
+    }
+    let doc_url = format!("{url}/{}/d", db.as_str().replace('/', "%2F"));
+    let stale = raw.get(&doc_url).header("Cookie", old_cookie).send().await.unwrap();
+    assert_eq!(stale.status().as_u16(), 401, "an old session cookie is refused");
+
+    assert!(cookie_store.get(&db, "d").await.unwrap().is_some(), "the store logged in again");
+    basic_store.delete_db(&db).await.unwrap();
+}
