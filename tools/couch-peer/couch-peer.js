@@ -108,6 +108,15 @@ function sendBadRequest(res, reason) {
   utils.sendJSON(res, 400, { error: 'bad_request', reason });
 }
 
+// Creating and deleting databases is for server admins (everyone, in admin party).
+function isServerAdmin(req) {
+  const ctx = req.couchSession && req.couchSession.userCtx;
+  return !ctx || (Array.isArray(ctx.roles) && ctx.roles.indexOf('_admin') !== -1);
+}
+function sendNotServerAdmin(res) {
+  utils.sendJSON(res, 401, { error: 'unauthorized', reason: 'You are not a server admin.' });
+}
+
 // --- CouchDB database-name rules -------------------------------------------
 const DB_NAME_RE = /^[a-z][a-z0-9_$()+/-]*$/;
 const SYSTEM_DBS = new Set(['_users', '_replicator', '_global_changes']);
@@ -180,6 +189,7 @@ patchModule('express-pouchdb/lib/routes/db', (original) => (app) => {
           'characters _, $, (, ), +, -, and / are allowed. Must begin with a letter.',
       });
     }
+    if (!isServerAdmin(req)) return sendNotServerAdmin(res);
     req.PouchDB.allDbs((err, dbs) => {
       if (err) return utils.sendError(res, err);
       if (dbs.indexOf(name) !== -1) {
@@ -193,18 +203,26 @@ patchModule('express-pouchdb/lib/routes/db', (original) => (app) => {
       } catch (e) {
         return utils.sendError(res, e, 500);
       }
-      // PouchDB.new() (not new PouchDB()) so the security plugins apply.
-      const db = req.PouchDB.new(name, utils.makeOpts(req));
-      db.info((e) => {
-        if (e) return utils.sendError(res, e, 412);
-        res.location('/' + encodeURIComponent(name));
-        utils.sendJSON(res, 201, { ok: true });
-      });
+      // PouchDB.new() (not new PouchDB()) so the security plugins apply. It returns the db,
+      // or a promise of it, which rejects with a 401 for a non-admin (stock left that
+      // rejection unhandled and the request hanging).
+      Promise.resolve(req.PouchDB.new(name, utils.makeOpts(req)))
+        .then((db) => db.info())
+        .then(
+          () => {
+            res.location('/' + encodeURIComponent(name));
+            utils.sendJSON(res, 201, { ok: true });
+          },
+          (e) => utils.sendError(res, e, 412),
+        );
     });
   });
 
   app.delete('/:db', (req, res, next) => {
     if (req.query.rev) return next(); // stock answers the "did you mean a doc?" 400
+    // Checked here: stock drops the db from its cache before its own check fails, and the
+    // db is then unusable even for admins.
+    if (!isServerAdmin(req)) return sendNotServerAdmin(res);
     req.PouchDB.allDbs((err, dbs) => {
       if (err) return utils.sendError(res, err);
       if (dbs.indexOf(req.params.db) === -1) return sendMissingDb(res);
