@@ -215,6 +215,7 @@ impl DocStore for EmbeddedStore {
     }
 
     async fn changes(&self, db: &DbName, query: &ChangesQuery) -> Result<ChangesPage> {
+        check_selector(query.selector.as_ref())?;
         let (db, query) = (db.clone(), query.clone());
         self.run(move |conn| {
             let row = sql::require_db(conn, &db)?;
@@ -246,6 +247,7 @@ impl DocStore for EmbeddedStore {
     }
 
     async fn open_feed(&self, db: &DbName, query: &FeedQuery) -> Result<FeedStream> {
+        check_selector(query.selector.as_ref())?;
         // Subscribe before reading the backlog, so no write can fall between the two.
         let events = self.inner.bus.subscribe();
         let (name, since) = (db.clone(), query.since.clone());
@@ -310,6 +312,14 @@ impl DocStore for EmbeddedStore {
         _query: &ViewQuery,
     ) -> Result<Vec<ViewRow>> {
         Err(Error::Unsupported { what: "views", backend: "embedded" })
+    }
+}
+
+/// A selector must be a JSON object, as CouchDB requires.
+fn check_selector(selector: Option<&Value>) -> Result<()> {
+    match selector {
+        None | Some(Value::Object(_)) => Ok(()),
+        Some(_) => Err(Error::BadRequest { reason: "Selector must be a JSON object".into() }),
     }
 }
 

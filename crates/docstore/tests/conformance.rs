@@ -676,6 +676,18 @@ mod embedded_only {
     }
 
     #[tokio::test]
+    async fn a_selector_must_be_an_object() {
+        let store = EmbeddedStore::in_memory().unwrap();
+        let db = DbName::new("offnet").unwrap();
+        store.create_db(&db).await.unwrap();
+        let query = ChangesQuery {
+            selector: Some(json!(["pvt_type"])),
+            ..ChangesQuery::since(Seq::zero())
+        };
+        assert_eq!(store.changes(&db, &query).await.unwrap_err().status(), 400);
+    }
+
+    #[tokio::test]
     async fn views_are_unsupported() {
         let store = EmbeddedStore::in_memory().unwrap();
         let db = DbName::new("offnet").unwrap();
