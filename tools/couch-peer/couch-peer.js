@@ -434,6 +434,11 @@ async function handleChanges(req, res) {
   }
   if (feed === 'live') feed = 'continuous';
 
+  // An EventSource reconnect resumes from the last `id:` it saw.
+  if (feed === 'eventsource' && q.since === undefined && req.get('Last-Event-ID')) {
+    const last = req.get('Last-Event-ID');
+    q.since = /^\d+$/.test(last) ? Number(last) : last;
+  }
   let since = parseSince(q);
   if (since === undefined) return sendBadRequest(res, "Malformed sequence supplied in 'since' parameter.");
 
