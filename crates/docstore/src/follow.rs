@@ -20,7 +20,9 @@
 //! follows is the database from the start. It is sent when a follower starts from sequence 0, when
 //! the database was deleted (then nothing follows until it exists again), recreated (its
 //! incarnation marker `_local/switchboard-incarnation` vanished or changed), or rewound (the server
-//! reports `update_seq` 0 while the follower stands further on).
+//! reports `update_seq` 0 while the follower stands further on). Sequences are not parsed, so only
+//! a literal `0` counts: a clustered CouchDB that silently replays from an older position (after a
+//! shard move, apache/couchdb#3788) shows as changes delivered again, which consumers tolerate.
 
 use std::collections::BTreeSet;
 use std::fmt;

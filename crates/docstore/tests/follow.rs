@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docstore::{
-    follow, watch_dbs, Checkpoints, CouchConfig, CouchStore, DbName, DbUpdateKind, EmbeddedStore,
-    Error, FileCheckpoints, FollowEvent, FollowOptions, Follower, FollowerState,
+    follow, watch_dbs, Checkpoint, Checkpoints, CouchConfig, CouchStore, DbName, DbUpdateKind,
+    EmbeddedStore, Error, FileCheckpoints, FollowEvent, FollowOptions, Follower, FollowerState,
     LocalDocCheckpoints, ResyncReason, SharedStore, WhenDbMissing,
 };
 use futures::StreamExt;
@@ -307,6 +307,39 @@ async fn couch_delete_and_recreate_resyncs() {
 #[tokio::test]
 async fn embedded_delete_and_recreate_resyncs() {
     delete_and_recreate(embedded()).await;
+}
+
+/// A checkpoint further on than the server's `update_seq` of 0, with the same incarnation marker
+/// (a restore that kept `_local` documents): the follower reports a rewind and replays from 0.
+/// Only servers whose empty databases report `update_seq` 0 (pouchdb) can show this; CouchDB 3 and
+/// the embedded store give `"0-…"` sequences, which the follower does not parse.
+async fn rewind_to_zero_resyncs(store: SharedStore) {
+    let db = unique_db("follow-rewind-");
+    store.create_db(&db).await.unwrap();
+    store.put_local(&db, "switchboard-incarnation", json!({ "uuid": "m1" })).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = Arc::new(FileCheckpoints::new(dir.path().join("cp.json")));
+    let stale =
+        Checkpoint { seq: docstore::Seq::from_json(json!(7)), incarnation: Some("m1".into()) };
+    file.save(&db, "rewind", &stale).await.unwrap();
+    let mut opts = fast("rewind");
+    opts.checkpoint = Some(file);
+    let mut follower = follow(store.clone(), db.clone(), opts);
+    let (ids, resyncs) = until_caught_up(&mut follower).await;
+    assert_eq!(resyncs, [ResyncReason::Rewound]);
+    assert!(ids.is_empty());
+    put(&store, &db, "fresh").await;
+    until_change(&mut follower, "fresh").await;
+    store.delete_db(&db).await.unwrap();
+}
+
+#[tokio::test]
+async fn couch_rewind_to_zero_resyncs() {
+    if CouchServer::shared().is_external() {
+        eprintln!("CouchDB 3's update_seq of an empty database is not 0: test skipped");
+        return;
+    }
+    rewind_to_zero_resyncs(couch()).await;
 }
 
 async fn missing_db_is_terminal(store: SharedStore) {
