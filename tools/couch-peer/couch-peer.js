@@ -18,6 +18,7 @@ const fs = require('fs');
 const http = require('http');
 const path = require('path');
 const events = require('events');
+const vm = require('vm');
 
 // ---------------------------------------------------------------------------
 // Never die on a stray promise rejection (stock express-pouchdb leaves several
@@ -391,7 +392,7 @@ async function buildFilter(db, q, body) {
       return { error: [400, { error: 'bad_request', reason: '`view` filter parameter is not provided.' }] };
     }
     const missing = await missingDdocFunction(db, parts[0], 'views', parts[1]);
-    if (missing) return { error: [404, missing] };
+    if (missing) return { error: ddocError(missing) };
     return { opts: { filter: '_view', view } };
   }
   const parts = name.split('/');
@@ -399,15 +400,22 @@ async function buildFilter(db, q, body) {
     return { error: [400, badFilter()] };
   }
   const missing = await missingDdocFunction(db, parts[0], 'filters', parts[1]);
-  if (missing) return { error: [404, missing] };
+  if (missing) return { error: ddocError(missing) };
   return { opts: { filter: name } };
+}
+
+function ddocError(body) {
+  const status = body.status || 404;
+  delete body.status;
+  return [status, body];
 }
 
 function badFilter() {
   return { error: 'bad_request', reason: '`filter` parameter is not correctly formatted' };
 }
 
-// null when _design/ddoc has section[fn], else CouchDB's 404 body.
+// null when _design/ddoc has a compilable section[fn], else CouchDB's error body (404, or a
+// `status: 400` compilation error).
 async function missingDdocFunction(db, ddoc, section, fn) {
   let doc;
   try {
@@ -419,6 +427,24 @@ async function missingDdocFunction(db, ddoc, section, fn) {
   const entry = doc[section][fn];
   if (!entry || (section === 'views' && !entry.map)) {
     return { error: 'not_found', reason: 'missing json key: ' + fn };
+  }
+  // PouchDB compiles the function inside a callback, where a syntax error escapes as an
+  // uncaught exception and the request hangs: check that it compiles first.
+  const source = section === 'views' ? entry.map : entry;
+  let compiled;
+  try {
+    compiled = vm.runInNewContext('(' + source + ')');
+  } catch (e) {
+    compiled = e;
+  }
+  if (typeof compiled !== 'function') {
+    // (errors from the vm context are not `instanceof Error` here)
+    const why = compiled && typeof compiled.message === 'string' ? compiled.message : 'not a function';
+    return {
+      status: 400,
+      error: 'compilation_error',
+      reason: 'Compilation of the ' + section.replace(/s$/, '') + ' function _design/' + ddoc + '/' + fn + ' failed: ' + why,
+    };
   }
   return null;
 }

@@ -112,6 +112,8 @@ expect "ddoc/name filter" '"id":"d1"' "$(curl -s "$DB/_changes?filter=f/carriers
 # --- bad filters answer and do not crash the server
 expect "missing ddoc filter -> 404" '{"error":"not_found","reason":"missing"} 404' "$(req "$DB/_changes?filter=nof/x")"
 expect "missing filter fn -> 404" 'missing json key: x' "$(curl -s "$DB/_changes?filter=f/x")"
+curl -s -XPUT "$DB/_design/broken" "${J[@]}" -d '{"filters":{"syntax":"function(doc){ return ( }"}}' >/dev/null
+expect "filter with a syntax error -> 400 compilation_error" '"error":"compilation_error"' "$(req -m 10 "$DB/_changes?filter=broken/syntax")"
 expect "malformed filter -> 400" ' 400' "$(req "$DB/_changes?filter=_bogus")"
 expect "_selector without selector -> 400" ' 400' "$(req -XPOST "$DB/_changes?filter=_selector" "${J[@]}" -d '{}')"
 expect "server alive after bad filters" '{"status":"ok","seeds":{}}' "$(curl -s "$URL/_up")"
