@@ -571,6 +571,42 @@ impl Drop for Follower {
 
 /// Follows `db` on `store`; see the module docs.
 ///
+/// # Example
+/// A consumer that rebuilds a table from a database and checkpoints what it has published:
+/// ```no_run
+/// # async fn example(store: docstore::SharedStore) -> docstore::Result<()> {
+/// use std::sync::Arc;
+/// use docstore::{follow, DbName, FollowEvent, FollowOptions, LocalDocCheckpoints};
+/// use futures::StreamExt;
+///
+/// let mut opts = FollowOptions::new("stepswitch");
+/// opts.checkpoint = Some(Arc::new(LocalDocCheckpoints::new(store.clone())));
+/// let mut follower = follow(store, DbName::new("offnet")?, opts);
+/// let (mut applied, mut live) = (None, false);
+/// while let Some(event) = follower.next().await {
+///     match event {
+///         FollowEvent::Resync { .. } => {
+///             /* forget everything built from offnet: the database follows from the start */
+///             live = false;
+///         }
+///         FollowEvent::Change(change) => {
+///             /* apply the change (idempotently: it may come twice) */
+///             applied = Some(change.seq);
+///         }
+///         FollowEvent::CaughtUp { .. } => live = true,
+///         FollowEvent::Failed(e) => return Err(e),
+///     }
+///     if live {
+///         /* publish the table (a real reactor debounces bursts), then checkpoint it */
+///         if let Some(seq) = applied.take() {
+///             follower.ack(seq);
+///         }
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Panics
 /// Outside a tokio runtime (the follower runs on spawned tasks).
 pub fn follow(store: SharedStore, db: DbName, opts: FollowOptions) -> Follower {
