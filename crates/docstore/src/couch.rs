@@ -168,11 +168,14 @@ struct Req {
     body: Option<Vec<u8>>,
     /// `None` for live feeds.
     timeout: Option<Duration>,
+    /// Ask for an uncompressed body: couch_rs's client always offers gzip, and a compressing
+    /// proxy (or stock pouchdb-server) would then hold a live feed's heartbeats in its buffer.
+    identity: bool,
 }
 
 impl Req {
     fn new(method: Method, path: String) -> Req {
-        Req { method, path, query: HashMap::new(), body: None, timeout: None }
+        Req { method, path, query: HashMap::new(), body: None, timeout: None, identity: false }
     }
     fn q(mut self, key: &str, value: impl Into<String>) -> Req {
         self.query.insert(key.to_owned(), value.into());
@@ -328,6 +331,9 @@ impl CouchStore {
             }
             if let Some(timeout) = req.timeout {
                 builder = builder.timeout(timeout);
+            }
+            if req.identity {
+                builder = builder.header(reqwest::header::ACCEPT_ENCODING, "identity");
             }
             let resp = builder.send().await.map_err(|e| self.transport_error(&req.path, &e))?;
             if cookie_mode {
@@ -786,6 +792,7 @@ impl DocStore for CouchStore {
         if let Some(selector) = &query.selector {
             req = req.q("filter", "_selector").json(&json!({ "selector": selector }));
         }
+        req.identity = true;
         // No total timeout on the feed; the response headers must still come in time.
         let wait = self.inner.config.request_timeout.max(query.heartbeat * 3);
         let resp = match tokio::time::timeout(wait, self.send(&req)).await {
@@ -820,10 +827,11 @@ impl DocStore for CouchStore {
     // couch_rs has no `_db_updates`.
     async fn db_updates(&self) -> Result<Option<DbUpdateStream>> {
         let heartbeat = DB_UPDATES_HEARTBEAT;
-        let req = Req::new(Method::GET, self.server_path("_db_updates"))
+        let mut req = Req::new(Method::GET, self.server_path("_db_updates"))
             .q("feed", "continuous")
             .q("since", "now")
             .q("heartbeat", heartbeat.as_millis().to_string());
+        req.identity = true;
         let wait = self.inner.config.request_timeout.max(heartbeat * 3);
         let resp = match tokio::time::timeout(wait, self.send(&req)).await {
             Ok(resp) => resp?,
