@@ -858,7 +858,9 @@ impl Runner {
                     }
                     Err(e) => return Err(e.into()),
                 }
-                // Another follower may have written its own marker at the same time: keep theirs.
+                // Another follower may have written its own marker at the same time: keep what
+                // is there now. (Two first-ever followers racing can still end with different
+                // markers; the loser then sees a "recreation" and replays once, which is safe.)
                 let marker = read(self.store.get_local(&self.db, INCARNATION_DOC).await?)
                     .unwrap_or_else(|| Arc::from(fresh));
                 if (self.trusted_position && self.has_position()) || self.incarnation.is_some() {

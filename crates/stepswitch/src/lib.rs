@@ -9,8 +9,11 @@
 //! - [`route`]: a [`RouteRequest`] against [`Tables`] → [`RouteAnswer`] with the [`Endpoint`]s
 //!   in final order (rules 15-30).
 //!
-//! This crate does not fetch documents and does no I/O; the reactor is the only module that
-//! talks to docstore. Rule numbers cite `kazoo-stepswitch.md`.
+//! Everything above is pure. The one I/O module is [`reactor`]: it follows `offnet`, the
+//! account databases, `system_config` and `accounts` through docstore, rebuilds only the table a
+//! change touches and swaps it in atomically ([`reactor::spawn`] → [`reactor::Routing`]);
+//! [`reactor::load_once`] reads the tables once for one-shot commands. Rule numbers cite
+//! `kazoo-stepswitch.md`.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -38,6 +41,7 @@ mod bridge;
 mod compile;
 mod config;
 mod formatters;
+pub mod reactor;
 mod resource;
 mod route;
 mod simple;
@@ -59,8 +63,8 @@ pub use route::{
 pub use table::{select_capture, Gateway, Proxy, Resource, RouteTable, Rule, Scope, Selected};
 
 /// Errors of this crate. Compilation and routing never fail as a whole (partial success is
-/// a [`Diagnostic`] list); only parsing a single document can.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// a [`Diagnostic`] list); only parsing a single document, and the reactor's reads, can.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The value is not a JSON object.
@@ -72,4 +76,18 @@ pub enum Error {
     /// A document without a non-empty string `_id`.
     #[error("document has no _id")]
     MissingId,
+    /// The store failed (the reactor's reads; [`reactor::load_once`]).
+    #[error(transparent)]
+    Store(#[from] docstore::Error),
+    /// A manual reload could not re-read a database; the previous table stays live.
+    #[error("cannot re-read {db}: {message}")]
+    Unavailable {
+        /// The database.
+        db: String,
+        /// The store's error, rendered.
+        message: String,
+    },
+    /// The reactor has stopped (shut down).
+    #[error("the routing reactor has stopped")]
+    Stopped,
 }

@@ -45,6 +45,10 @@ pub(crate) struct GlobalArgs {
 pub(crate) enum Command {
     /// List the databases of the store.
     Dbs,
+    /// Route one number against the resources, read once from the store.
+    Route(crate::cmd_route::RouteArgs),
+    /// Run the daemon: live routing tables and the HTTP API.
+    Serve(crate::serve::ServeArgs),
 }
 
 /// Runs one command.
@@ -56,6 +60,8 @@ pub(crate) async fn run(command: Command, global: &GlobalArgs) -> anyhow::Result
             let names: Vec<&str> = dbs.iter().map(|d| d.as_str()).collect();
             crate::output::print(global, &serde_json::json!({ "dbs": names }), || names.join("\n"));
         }
+        Command::Route(args) => return crate::cmd_route::run(&args, global, store).await,
+        Command::Serve(args) => return crate::serve::run(&args, store).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,11 @@
 //! The `switchboard` binary: parses the command line, opens the store and hands off to a command.
 //! It only wires; the behaviour lives in the library crates.
 
+mod api;
 mod cli;
+mod cmd_route;
 mod output;
+mod serve;
 mod store;
 
 use std::process::ExitCode;

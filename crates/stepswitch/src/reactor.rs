@@ -1,0 +1,991 @@
+//! The live reactor: follows the databases routing reads and keeps [`Tables`] current (§9).
+//!
+//! This is the only module of the crate that does I/O. One task per followed database runs one
+//! biased `tokio::select!` loop (shutdown first, then the change stream, then the debounce timer,
+//! then manual reload commands) over [`docstore::follow`]:
+//!
+//! | database | scope it feeds |
+//! |---|---|
+//! | `offnet` | the global table |
+//! | each `account/xx/yy/…` | that account's local table (plus its dedicated IPs from `dedicated_ips`, rule 8) |
+//! | `system_config` (`stepswitch`, `number_manager`) | the [`Config`]: every table is recompiled |
+//! | `accounts` | the [`AccountTree`] of the hunt-account check (no compile) |
+//!
+//! Account databases are discovered with [`docstore::watch_dbs`]: a new one gets its task (and
+//! a table once it holds a resource) without a restart; a deleted one drops its table.
+//!
+//! # Checkpoint semantics
+//! Nothing is checkpointed: startup is a rebuild from an empty table. Each task reads its whole
+//! database (`_all_docs` with `include_docs`, after noting the database's `update_seq`), builds,
+//! and then follows from that sequence (changes in between are applied twice, harmlessly). A
+//! [`FollowEvent::Resync`] other than the initial one (deleted, recreated, rewound database) is
+//! another full re-read of that scope.
+//!
+//! # Coalescing
+//! The first change of a burst arms a timer of [`ReactorOptions::debounce`] (default 50 ms); when
+//! it fires, the scope is compiled once with every change received by then. The timer is not
+//! pushed back by later changes, so a change is live within about `debounce` plus one build even
+//! under a constant stream. Changes to documents that are not resources (and never were) do not
+//! arm the timer.
+//!
+//! # Swapping
+//! Builds are serialized by one build lock (a config change recompiles every scope under it, so
+//! no table is ever published with a stale config); each build publishes a new [`Tables`] with
+//! `arc-swap`. Lookups ([`Routing::route`]) never take that lock: they load the current
+//! `Arc<Tables>` and never wait for a build.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use docstore::naming::{self, AccountId};
+use docstore::{
+    AllDocsQuery, DbName, DbUpdateKind, DocStore, FollowEvent, FollowOptions, ResyncReason, Seq,
+    SharedStore, WhenDbMissing,
+};
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::{compile, route, AccountTree, Config, Diagnostic, Error, Proxy, RouteAnswer};
+use crate::{RouteRequest, RouteTable, Scope, Tables};
+
+/// The database of dedicated IPs (Kazoo's `?KZ_DEDICATED_IP_DB`), read for local proxies.
+pub const DEDICATED_IPS_DB: &str = "dedicated_ips";
+/// `system_config/number_manager`'s document id.
+const NUMBER_MANAGER_DOC_ID: &str = "number_manager";
+/// Rows per `_all_docs` page of a full read.
+const PAGE: usize = 1000;
+/// The name the reactor's followers go by.
+const FOLLOWER_NAME: &str = "stepswitch";
+
+/// How the reactor runs. No `Default`: [`ReactorOptions::defaults`] documents every value.
+#[derive(Debug, Clone)]
+pub struct ReactorOptions {
+    /// How long the first change of a burst waits for more before the scope is rebuilt.
+    pub debounce: Duration,
+    /// The heartbeat asked of each live change feed (a silent feed is reconnected after three).
+    pub heartbeat: Duration,
+    /// How often the database list is polled for new or deleted account databases when the
+    /// server has no usable `_db_updates` feed.
+    pub discover_every: Duration,
+}
+
+impl ReactorOptions {
+    /// `debounce` 50 ms, `heartbeat` 10 s, `discover_every` 5 s.
+    pub fn defaults() -> ReactorOptions {
+        ReactorOptions {
+            debounce: Duration::from_millis(50),
+            heartbeat: Duration::from_secs(10),
+            discover_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One compile diagnostic, as the status reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CompileError {
+    /// The document (`_id`) the problem is in (`stepswitch` / `number_manager` for the config).
+    pub resource_id: String,
+    /// The field, e.g. `rules`.
+    pub field: String,
+    /// The position in the field's list, when there is one.
+    pub index: Option<usize>,
+    /// What was wrong and what was done about it.
+    pub message: String,
+}
+
+impl From<&Diagnostic> for CompileError {
+    fn from(d: &Diagnostic) -> CompileError {
+        CompileError {
+            resource_id: d.doc_id.clone(),
+            field: d.field.clone(),
+            index: d.index,
+            message: d.message.clone(),
+        }
+    }
+}
+
+/// The status of one route table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TableStatus {
+    /// `global` or `local`.
+    pub scope: &'static str,
+    /// The account of a local table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// Compiled resources (classifier copies counted).
+    pub resources: usize,
+    /// Rules of those resources.
+    pub rules: usize,
+    /// The database sequence the table reflects (opaque, as the server gave it).
+    pub last_seq: Option<Value>,
+    /// When the table was last built (RFC 3339, UTC).
+    pub built_at: Option<String>,
+    /// How long the last build took, in milliseconds.
+    pub build_ms: f64,
+    /// How many times the table was built.
+    pub builds: u64,
+    /// The diagnostics of the last build.
+    pub errors: Vec<CompileError>,
+}
+
+/// The status of one followed database.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceStatus {
+    /// The database.
+    pub db: String,
+    /// Whether the derived state reflects the database as of its last catch-up.
+    pub caught_up: bool,
+    /// The last read or feed error, if the latest attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// What [`Routing::status`] reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoutingStatus {
+    /// Every followed database has been read and built at least once and is caught up.
+    pub caught_up: bool,
+    /// Bumped on every swap (see [`Routing::generations`]).
+    pub generation: u64,
+    /// The route tables: the global one first, then local ones by account id.
+    pub tables: Vec<TableStatus>,
+    /// Diagnostics of `system_config/stepswitch` and `system_config/number_manager`.
+    pub config_errors: Vec<CompileError>,
+    /// Accounts known to the hunt-account check (docs of db `accounts`).
+    pub accounts: usize,
+    /// The followed databases.
+    pub sources: Vec<SourceStatus>,
+}
+
+/// What a task follows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Source {
+    Config,
+    Accounts,
+    Global,
+    Account(AccountId),
+}
+
+impl Source {
+    fn db(&self) -> DbName {
+        match self {
+            Source::Config => naming::system_config_db(),
+            Source::Accounts => naming::accounts_db(),
+            Source::Global => naming::offnet_db(),
+            Source::Account(id) => id.db_name(),
+        }
+    }
+
+    fn scope(&self) -> Option<Scope> {
+        match self {
+            Source::Global => Some(Scope::Global),
+            Source::Account(id) => Some(Scope::Local { account_id: id.as_str().to_owned() }),
+            _ => None,
+        }
+    }
+
+    /// Whether a document of this source's database is one it keeps.
+    fn keeps(&self, doc: &Value) -> bool {
+        let id = doc.get("_id").and_then(Value::as_str).unwrap_or("");
+        match self {
+            Source::Config => id == crate::STEPSWITCH_DOC_ID || id == NUMBER_MANAGER_DOC_ID,
+            Source::Accounts => !id.starts_with("_design/") && !id.is_empty(),
+            Source::Global | Source::Account(_) => crate::ResourceDoc::is_resource(doc),
+        }
+    }
+}
+
+/// A manual reload request; the reply comes after the rebuild.
+type Reply = oneshot::Sender<Result<(), Error>>;
+
+struct SourceHandle {
+    commands: mpsc::UnboundedSender<Reply>,
+    cancel: CancellationToken,
+}
+
+#[derive(Default)]
+struct TableBook {
+    last_seq: Option<Seq>,
+    built_at: Option<SystemTime>,
+    build_ms: f64,
+    builds: u64,
+    errors: Vec<CompileError>,
+}
+
+#[derive(Default)]
+struct Book {
+    tables: BTreeMap<Scope2, TableBook>,
+    sources: BTreeMap<Source, SourceStatus>,
+    config_errors: Vec<CompileError>,
+    /// The initial database listing is done and its sources spawned.
+    discovered: bool,
+    /// Account docs read from db `accounts`.
+    accounts: usize,
+}
+
+/// `Scope` ordered: global first, then accounts by id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Scope2 {
+    Global,
+    Local(String),
+}
+
+impl From<&Scope> for Scope2 {
+    fn from(s: &Scope) -> Scope2 {
+        match s {
+            Scope::Global => Scope2::Global,
+            Scope::Local { account_id } => Scope2::Local(account_id.clone()),
+        }
+    }
+}
+
+/// What the build lock guards: the inputs of every table, for config rebuilds.
+struct BuildState {
+    inputs: HashMap<Scope, ScopeInputs>,
+}
+
+#[derive(Clone)]
+struct ScopeInputs {
+    docs: Arc<Vec<Value>>,
+    proxies: Arc<Vec<Proxy>>,
+    last_seq: Option<Seq>,
+}
+
+struct Shared {
+    store: SharedStore,
+    options: ReactorOptions,
+    current: ArcSwap<Tables>,
+    build: tokio::sync::Mutex<BuildState>,
+    book: Mutex<Book>,
+    generation: watch::Sender<u64>,
+    shutdown: CancellationToken,
+    handles: Mutex<BTreeMap<Source, SourceHandle>>,
+    config_ready: watch::Sender<bool>,
+}
+
+/// A handle on the live routing tables; cheap to clone.
+#[derive(Clone)]
+pub struct Routing {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Routing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routing").field("generation", &*self.shared.generation.borrow()).finish()
+    }
+}
+
+/// Starts the reactor on `store`; it runs until `shutdown` is cancelled.
+///
+/// # Panics
+/// Outside a tokio runtime.
+pub fn spawn(store: SharedStore, options: ReactorOptions, shutdown: CancellationToken) -> Routing {
+    let (generation, _) = watch::channel(0);
+    let (config_ready, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        store,
+        options,
+        current: ArcSwap::from_pointee(Tables::new(Arc::new(Config::kazoo_defaults()))),
+        build: tokio::sync::Mutex::new(BuildState { inputs: HashMap::new() }),
+        book: Mutex::new(Book::default()),
+        generation,
+        shutdown,
+        handles: Mutex::new(BTreeMap::new()),
+        config_ready,
+    });
+    tokio::spawn(supervise(shared.clone()));
+    Routing { shared }
+}
+
+impl Routing {
+    /// Routes a request against the current tables (a lock-free load; never waits for a build).
+    pub fn route(&self, request: &RouteRequest) -> RouteAnswer {
+        route(&self.shared.current.load(), request)
+    }
+
+    /// The current tables.
+    pub fn tables(&self) -> Arc<Tables> {
+        self.shared.current.load_full()
+    }
+
+    /// Status of every table and followed database.
+    pub fn status(&self) -> RoutingStatus {
+        let tables = self.shared.current.load_full();
+        let generation = *self.shared.generation.borrow();
+        let book = self.shared.book.lock().expect("book lock");
+        let caught_up = book.discovered && book.sources.values().all(|s| s.caught_up);
+        let mut out = Vec::new();
+        for (scope, entry) in &book.tables {
+            let (kind, account_id, table) = match scope {
+                Scope2::Global => ("global", None, Some(&tables.global)),
+                Scope2::Local(id) => ("local", Some(id.clone()), tables.local.get(id)),
+            };
+            let Some(table) = table else { continue };
+            out.push(TableStatus {
+                scope: kind,
+                account_id,
+                resources: table.len(),
+                rules: table.resources().iter().map(|r| r.rules.len()).sum(),
+                last_seq: entry.last_seq.as_ref().map(|s| s.as_json().clone()),
+                built_at: entry.built_at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+                build_ms: entry.build_ms,
+                builds: entry.builds,
+                errors: entry.errors.clone(),
+            });
+        }
+        RoutingStatus {
+            caught_up,
+            generation,
+            tables: out,
+            config_errors: book.config_errors.clone(),
+            accounts: book.accounts,
+            sources: book.sources.values().cloned().collect(),
+        }
+    }
+
+    /// Whether every followed database has been read, built and caught up.
+    pub fn is_caught_up(&self) -> bool {
+        self.status().caught_up
+    }
+
+    /// Kazoo's `reload_resources/0` (`None`: re-reads `offnet`, and the system config) and
+    /// `reload_resources/1` (that account's database and dedicated IPs). Returns once the
+    /// rebuild is live.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the database cannot be read (the previous table stays live).
+    pub async fn reload(&self, account: Option<&AccountId>) -> Result<RoutingStatus, Error> {
+        let sources = match account {
+            None => vec![Source::Config, Source::Global],
+            Some(id) => {
+                let source = Source::Account(id.clone());
+                let known = self.shared.handles.lock().expect("handles lock").contains_key(&source);
+                if !known {
+                    // Not discovered yet: start following it now (if it exists).
+                    if !self.shared.store.db_exists(&id.db_name()).await? {
+                        return Err(Error::Store(docstore::Error::DbNotFound {
+                            db: id.db_name().to_string(),
+                        }));
+                    }
+                    let (tx, rx) = oneshot::channel();
+                    start_source(&self.shared, source, vec![tx]);
+                    wait_reply(rx).await?;
+                    return Ok(self.status());
+                }
+                vec![source]
+            }
+        };
+        self.reload_sources(sources).await?;
+        Ok(self.status())
+    }
+
+    /// Kazoo's `flush/0`: re-reads and rebuilds everything (the old tables answer meanwhile).
+    pub async fn flush(&self) {
+        let sources: Vec<Source> =
+            self.shared.handles.lock().expect("handles lock").keys().cloned().collect();
+        if let Err(err) = self.reload_sources(sources).await {
+            tracing::warn!(error = %err, "Flush: a database could not be re-read; its old table stays.");
+        }
+    }
+
+    /// A receiver of the generation counter, bumped on every swap: wait on it, never sleep.
+    pub fn generations(&self) -> watch::Receiver<u64> {
+        self.shared.generation.subscribe()
+    }
+
+    async fn reload_sources(&self, sources: Vec<Source>) -> Result<(), Error> {
+        let mut waits = Vec::new();
+        {
+            let handles = self.shared.handles.lock().expect("handles lock");
+            for source in sources {
+                if let Some(handle) = handles.get(&source) {
+                    let (tx, rx) = oneshot::channel();
+                    if handle.commands.send(tx).is_ok() {
+                        waits.push(rx);
+                    }
+                }
+            }
+        }
+        let mut first_err = None;
+        for rx in waits {
+            if let Err(err) = wait_reply(rx).await {
+                first_err.get_or_insert(err);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+async fn wait_reply(rx: oneshot::Receiver<Result<(), Error>>) -> Result<(), Error> {
+    rx.await.unwrap_or(Err(Error::Stopped))
+}
+
+/// Reads the tables once (no following), for one-shot commands: the system config, the
+/// accounts, `offnet` and, when given, one account's resources and dedicated IPs. Missing
+/// databases read as empty.
+///
+/// # Errors
+/// [`Error::Store`] when a database cannot be read.
+pub async fn load_once(
+    store: &dyn DocStore,
+    account: Option<&AccountId>,
+) -> Result<(Tables, Vec<Diagnostic>), Error> {
+    let (config_docs, _) = read_db(store, &Source::Config).await?;
+    let (config, mut diagnostics) = config_from(&config_docs);
+    let config = Arc::new(config);
+    let mut tables = Tables::new(config.clone());
+    let (account_docs, _) = read_db(store, &Source::Accounts).await?;
+    let (tree, _) = AccountTree::from_docs(&account_docs);
+    tables.accounts = Arc::new(tree);
+    let (offnet, _) = read_db(store, &Source::Global).await?;
+    let (table, mut more) = compile(Scope::Global, &offnet, &[], &config);
+    diagnostics.append(&mut more);
+    tables.set_table(Arc::new(table));
+    if let Some(id) = account {
+        let source = Source::Account(id.clone());
+        let (docs, _) = read_db(store, &source).await?;
+        let proxies = read_proxies(store, id).await?;
+        let scope = source.scope().expect("an account scope");
+        let (table, mut more) = compile(scope, &docs, &reduce(&proxies, &config), &config);
+        diagnostics.append(&mut more);
+        tables.set_table(Arc::new(table));
+    }
+    Ok((tables, diagnostics))
+}
+
+/// Reads every kept document of a source's database, noting `update_seq` first.
+/// `Ok((docs, None))` when the database does not exist.
+async fn read_db(
+    store: &dyn DocStore,
+    source: &Source,
+) -> Result<(Vec<Value>, Option<Seq>), Error> {
+    let db = source.db();
+    let seq = match store.db_info(&db).await {
+        Ok(info) => info.update_seq,
+        Err(docstore::Error::DbNotFound { .. }) => return Ok((Vec::new(), None)),
+        Err(err) => return Err(err.into()),
+    };
+    let mut docs = Vec::new();
+    let mut start: Option<String> = None;
+    loop {
+        let query = AllDocsQuery {
+            start_key: start.clone(),
+            skip: usize::from(start.is_some()),
+            limit: Some(PAGE),
+            include_docs: true,
+            ..AllDocsQuery::default()
+        };
+        let page = match store.all_docs(&db, &query).await {
+            Ok(page) => page,
+            Err(docstore::Error::DbNotFound { .. }) => return Ok((Vec::new(), None)),
+            Err(err) => return Err(err.into()),
+        };
+        let n = page.rows.len();
+        start = page.rows.last().map(|row| row.id.clone());
+        docs.extend(page.rows.into_iter().filter_map(|row| row.doc).filter(|d| source.keeps(d)));
+        if n < PAGE {
+            break;
+        }
+    }
+    Ok((docs, Some(seq)))
+}
+
+/// The account's dedicated IPs (`dedicated_ips` docs with `pvt_assigned_to`), in `_id` order.
+async fn read_proxies(store: &dyn DocStore, account: &AccountId) -> Result<Vec<Proxy>, Error> {
+    let db = DbName::new(DEDICATED_IPS_DB).expect("a valid name");
+    let query = AllDocsQuery { include_docs: true, ..AllDocsQuery::default() };
+    let page = match store.all_docs(&db, &query).await {
+        Ok(page) => page,
+        Err(docstore::Error::DbNotFound { .. }) => return Ok(Vec::new()),
+        Err(err) => return Err(err.into()),
+    };
+    Ok(page
+        .rows
+        .into_iter()
+        .filter_map(|row| row.doc)
+        .filter(|doc| doc.get("pvt_assigned_to").and_then(Value::as_str) == Some(account.as_str()))
+        .filter_map(|doc| {
+            let ip = doc.get("ip").and_then(Value::as_str)?.to_owned();
+            let zone = doc.get("zone").and_then(Value::as_str).unwrap_or("").to_owned();
+            Some(Proxy { zone, ip })
+        })
+        .collect())
+}
+
+/// Rule 8: only the first proxy unless `use_first_dedicated_proxy_only` is off.
+fn reduce(proxies: &[Proxy], config: &Config) -> Vec<Proxy> {
+    if config.use_first_dedicated_proxy_only {
+        proxies.iter().take(1).cloned().collect()
+    } else {
+        proxies.to_vec()
+    }
+}
+
+fn config_from(docs: &[Value]) -> (Config, Vec<Diagnostic>) {
+    let find = |id: &str| {
+        docs.iter()
+            .find(|d| d.get("_id").and_then(Value::as_str) == Some(id))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    Config::from_docs(&find(crate::STEPSWITCH_DOC_ID), &find(NUMBER_MANAGER_DOC_ID))
+}
+
+/// Reads config first (so tables are compiled once with it), then starts every source and
+/// watches for account databases.
+async fn supervise(shared: Arc<Shared>) {
+    start_source(&shared, Source::Config, Vec::new());
+    start_source(&shared, Source::Accounts, Vec::new());
+    start_source(&shared, Source::Global, Vec::new());
+    let is_account = |db: &DbName| db.as_str().starts_with(naming::ACCOUNT_PREFIX);
+    // The initial listing is ours, so that `caught_up` covers every account db that exists now.
+    let mut attempt = 0u32;
+    loop {
+        match shared.store.list_dbs().await {
+            Ok(dbs) => {
+                for db in dbs.iter().filter(|db| is_account(db)) {
+                    if let Ok(id) = AccountId::from_db_name(db) {
+                        start_source(&shared, Source::Account(id), Vec::new());
+                    }
+                }
+                break;
+            }
+            Err(err) => {
+                attempt += 1;
+                tracing::warn!(error = %err, attempt, "Cannot list databases; retrying.");
+                let wait = Duration::from_millis(100 * u64::from(attempt.min(50)));
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+    shared.book.lock().expect("book lock").discovered = true;
+    let mut watch =
+        docstore::watch_dbs(shared.store.clone(), is_account, shared.options.discover_every);
+    loop {
+        let update = tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => return,
+            update = watch.next() => update,
+        };
+        let Some(update) = update else { return };
+        let Ok(id) = AccountId::from_db_name(&update.db) else { continue };
+        match update.kind {
+            DbUpdateKind::Created => start_source(&shared, Source::Account(id), Vec::new()),
+            DbUpdateKind::Deleted => drop_account(&shared, &id).await,
+            DbUpdateKind::Updated => {}
+        }
+    }
+}
+
+/// Starts a source's task unless it runs; `replies` are answered after its first build.
+fn start_source(shared: &Arc<Shared>, source: Source, replies: Vec<Reply>) {
+    let mut handles = shared.handles.lock().expect("handles lock");
+    if let Some(handle) = handles.get(&source) {
+        for reply in replies {
+            let _ = handle.commands.send(reply);
+        }
+        return;
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let cancel = shared.shutdown.child_token();
+    handles.insert(source.clone(), SourceHandle { commands: tx, cancel: cancel.clone() });
+    shared.book.lock().expect("book lock").sources.insert(
+        source.clone(),
+        SourceStatus { db: source.db().to_string(), caught_up: false, last_error: None },
+    );
+    let task = SourceTask {
+        shared: shared.clone(),
+        source,
+        cancel,
+        commands: rx,
+        replies,
+        docs: BTreeMap::new(),
+        proxies: Arc::new(Vec::new()),
+        last_seq: None,
+    };
+    tokio::spawn(task.run());
+}
+
+/// An account database was deleted: stop its task, drop its table.
+async fn drop_account(shared: &Arc<Shared>, id: &AccountId) {
+    let source = Source::Account(id.clone());
+    if let Some(handle) = shared.handles.lock().expect("handles lock").remove(&source) {
+        handle.cancel.cancel();
+    }
+    let scope = source.scope().expect("an account scope");
+    let mut state = shared.build.lock().await;
+    state.inputs.remove(&scope);
+    let removed = {
+        let mut book = shared.book.lock().expect("book lock");
+        book.sources.remove(&source);
+        book.tables.remove(&Scope2::from(&scope)).is_some()
+    };
+    if removed || shared.current.load().local.contains_key(id.as_str()) {
+        shared.publish(|tables| {
+            tables.local.remove(id.as_str());
+        });
+    }
+    drop(state);
+}
+
+impl Shared {
+    /// Swaps in a changed copy of the current tables. Call with the build lock held.
+    fn publish(&self, change: impl FnOnce(&mut Tables)) {
+        let mut next = Tables::clone(&self.current.load());
+        change(&mut next);
+        self.current.store(Arc::new(next));
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn note_source(&self, source: &Source, change: impl FnOnce(&mut SourceStatus)) {
+        if let Some(status) = self.book.lock().expect("book lock").sources.get_mut(source) {
+            change(status);
+        }
+    }
+
+    /// Compiles one scope from its inputs with the current config and swaps it in.
+    async fn build_scope(&self, scope: Scope, inputs: ScopeInputs, cancel: &CancellationToken) {
+        let mut config_ready = self.config_ready.subscribe();
+        // Tables built before the config is read would be built twice.
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = config_ready.wait_for(|ready| *ready) => {}
+        }
+        let mut state = self.build.lock().await;
+        if cancel.is_cancelled() {
+            return;
+        }
+        let key = Scope2::from(&scope);
+        if let Scope::Local { account_id } = &scope {
+            if inputs.docs.is_empty() {
+                // Only accounts with resources have a table.
+                state.inputs.remove(&scope);
+                let had = self.book.lock().expect("book lock").tables.remove(&key).is_some();
+                if had || self.current.load().local.contains_key(account_id) {
+                    let account_id = account_id.clone();
+                    self.publish(move |tables| {
+                        tables.local.remove(&account_id);
+                    });
+                }
+                return;
+            }
+        }
+        state.inputs.insert(scope.clone(), inputs.clone());
+        let config = self.current.load().config.clone();
+        let (table, diagnostics, took) = compile_blocking(scope, inputs.clone(), config).await;
+        let table = Arc::new(table);
+        self.publish(|tables| tables.set_table(table));
+        self.note_build(key, inputs.last_seq, &diagnostics, took);
+        drop(state);
+    }
+
+    fn note_build(
+        &self,
+        key: Scope2,
+        seq: Option<Seq>,
+        diagnostics: &[Diagnostic],
+        took: Duration,
+    ) {
+        let mut book = self.book.lock().expect("book lock");
+        let entry = book.tables.entry(key).or_default();
+        entry.last_seq = seq;
+        entry.built_at = Some(SystemTime::now());
+        entry.build_ms = took.as_secs_f64() * 1000.0;
+        entry.builds += 1;
+        entry.errors = diagnostics.iter().map(CompileError::from).collect();
+    }
+
+    /// A new config: every table is recompiled with it and swapped in at once.
+    async fn build_config(&self, docs: &[Value]) {
+        let state = self.build.lock().await;
+        let (config, diagnostics) = config_from(docs);
+        let config = Arc::new(config);
+        let mut built = Vec::new();
+        let scopes: Vec<(Scope, ScopeInputs)> =
+            state.inputs.iter().map(|(s, i)| (s.clone(), i.clone())).collect();
+        for (scope, inputs) in scopes {
+            let seq = inputs.last_seq.clone();
+            let (table, diags, took) = compile_blocking(scope, inputs, config.clone()).await;
+            built.push((Arc::new(table), seq, diags, took));
+        }
+        let tables: Vec<Arc<RouteTable>> = built.iter().map(|b| b.0.clone()).collect();
+        let fresh_config = config.clone();
+        self.publish(move |current| {
+            current.config = fresh_config;
+            for table in tables {
+                current.set_table(table);
+            }
+        });
+        for (table, seq, diags, took) in built {
+            self.note_build(Scope2::from(table.scope()), seq, &diags, took);
+        }
+        self.book.lock().expect("book lock").config_errors =
+            diagnostics.iter().map(CompileError::from).collect();
+        self.config_ready.send_replace(true);
+        drop(state);
+    }
+
+    async fn build_accounts(&self, docs: &[Value]) {
+        let state = self.build.lock().await;
+        let (tree, diagnostics) = AccountTree::from_docs(docs);
+        for d in &diagnostics {
+            tracing::debug!(diagnostic = %d, "accounts db");
+        }
+        let tree = Arc::new(tree);
+        self.book.lock().expect("book lock").accounts = docs.len();
+        self.publish(move |tables| tables.accounts = tree);
+        drop(state);
+    }
+}
+
+async fn compile_blocking(
+    scope: Scope,
+    inputs: ScopeInputs,
+    config: Arc<Config>,
+) -> (RouteTable, Vec<Diagnostic>, Duration) {
+    let job = move || {
+        let started = Instant::now();
+        let proxies = reduce(&inputs.proxies, &config);
+        let (table, diagnostics) = compile(scope, &inputs.docs, &proxies, &config);
+        table.warm();
+        (table, diagnostics, started.elapsed())
+    };
+    tokio::task::spawn_blocking(job).await.expect("compiling a table does not panic")
+}
+
+/// How a follow loop ended.
+enum Next {
+    /// Re-read the database.
+    Reread,
+    /// Stop the task.
+    Stop,
+}
+
+struct SourceTask {
+    shared: Arc<Shared>,
+    source: Source,
+    cancel: CancellationToken,
+    commands: mpsc::UnboundedReceiver<Reply>,
+    /// Answered after the next build.
+    replies: Vec<Reply>,
+    /// The kept documents by `_id`.
+    docs: BTreeMap<String, Value>,
+    proxies: Arc<Vec<Proxy>>,
+    last_seq: Option<Seq>,
+}
+
+impl SourceTask {
+    async fn run(mut self) {
+        let mut attempt = 0u32;
+        let cancel = self.cancel.clone();
+        loop {
+            let read = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                read = self.read() => read,
+            };
+            let since = match read {
+                Ok(since) => {
+                    attempt = 0;
+                    self.build().await;
+                    if since.is_none() {
+                        // A missing database is caught up: it is empty until it exists.
+                        self.set_caught_up(true);
+                    }
+                    since
+                }
+                Err(err) => {
+                    attempt += 1;
+                    tracing::warn!(db = %self.source.db(), error = %err, attempt, "Cannot read; the old table stays, retrying.");
+                    let message = err.to_string();
+                    self.shared.note_source(&self.source, |s| {
+                        s.last_error = Some(message);
+                    });
+                    for reply in self.replies.drain(..) {
+                        let _ = reply.send(Err(Error::Unavailable {
+                            db: self.source.db().to_string(),
+                            message: err.to_string(),
+                        }));
+                    }
+                    let wait = Duration::from_millis(100) * attempt.min(100);
+                    tokio::select! {
+                        biased;
+                        _ = self.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                        reply = self.commands.recv() => match reply {
+                            Some(reply) => self.replies.push(reply),
+                            None => return,
+                        },
+                    }
+                    continue;
+                }
+            };
+            match self.follow(since).await {
+                Next::Reread => continue,
+                Next::Stop => return,
+            }
+        }
+    }
+
+    /// Full read: the kept docs and the sequence to follow from (`None`: the db is missing).
+    async fn read(&mut self) -> Result<Option<Seq>, Error> {
+        let store = self.shared.store.as_ref();
+        let (docs, seq) = read_db(store, &self.source).await?;
+        if let Source::Account(id) = &self.source {
+            self.proxies = Arc::new(read_proxies(store, id).await?);
+        }
+        self.docs = docs
+            .into_iter()
+            .filter_map(|d| Some((d.get("_id")?.as_str()?.to_owned(), d)))
+            .collect();
+        self.last_seq = seq.clone();
+        Ok(seq)
+    }
+
+    /// Applies one change; whether the derived state changed.
+    fn apply(&mut self, change: docstore::Change) -> bool {
+        self.last_seq = Some(change.seq.clone());
+        let keep = !change.deleted && change.doc.as_ref().is_some_and(|d| self.source.keeps(d));
+        if keep {
+            let doc = change.doc.expect("checked");
+            let same = self.docs.get(&change.id).and_then(|d| d.get("_rev")) == doc.get("_rev");
+            if same && doc.get("_rev").is_some() {
+                return false;
+            }
+            self.docs.insert(change.id, doc);
+            true
+        } else {
+            self.docs.remove(&change.id).is_some()
+        }
+    }
+
+    async fn build(&mut self) {
+        let docs: Vec<Value> = self.docs.values().cloned().collect();
+        match &self.source {
+            Source::Config => self.shared.build_config(&docs).await,
+            Source::Accounts => self.shared.build_accounts(&docs).await,
+            Source::Global | Source::Account(_) => {
+                let scope = self.source.scope().expect("a table scope");
+                let inputs = ScopeInputs {
+                    docs: Arc::new(docs),
+                    proxies: self.proxies.clone(),
+                    last_seq: self.last_seq.clone(),
+                };
+                self.shared.build_scope(scope, inputs, &self.cancel).await;
+            }
+        }
+        for reply in self.replies.drain(..) {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    fn set_caught_up(&self, caught_up: bool) {
+        self.shared.note_source(&self.source, |s| {
+            s.caught_up = caught_up;
+            if caught_up {
+                s.last_error = None;
+            }
+        });
+    }
+
+    /// Follows the database from `since` until a re-read is due or the task stops.
+    async fn follow(&mut self, since: Option<Seq>) -> Next {
+        let mut options = FollowOptions::new(FOLLOWER_NAME);
+        options.since = since.clone();
+        options.heartbeat = self.shared.options.heartbeat;
+        options.when_db_missing = WhenDbMissing::Wait;
+        let mut follower = docstore::follow(self.shared.store.clone(), self.source.db(), options);
+        let debounce = self.shared.options.debounce;
+        let mut dirty = false;
+        // Until the follower replays the database from its start, nothing is built.
+        let mut replaying = false;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Next::Stop,
+                event = follower.next() => match event {
+                    Some(FollowEvent::Change(change)) => {
+                        if self.apply(change) {
+                            dirty = true;
+                            if !replaying && deadline.is_none() {
+                                deadline = Some(tokio::time::Instant::now() + debounce);
+                            }
+                        }
+                    }
+                    Some(FollowEvent::CaughtUp { last_seq }) => {
+                        self.last_seq = Some(last_seq);
+                        if replaying {
+                            replaying = false;
+                            deadline = Some(tokio::time::Instant::now());
+                        }
+                        if !dirty {
+                            self.set_caught_up(true);
+                        }
+                    }
+                    Some(FollowEvent::Resync { reason: ResyncReason::Initial }) => {
+                        // The follower replays the database from sequence 0.
+                        self.docs.clear();
+                        dirty = true;
+                        replaying = true;
+                        deadline = None;
+                        self.set_caught_up(false);
+                    }
+                    Some(FollowEvent::Resync { reason }) => {
+                        tracing::info!(db = %self.source.db(), ?reason, "Re-reading after a resync.");
+                        self.set_caught_up(false);
+                        return Next::Reread;
+                    }
+                    Some(FollowEvent::Failed(err)) => {
+                        tracing::warn!(db = %self.source.db(), error = %err, "Change follower failed; re-reading.");
+                        let message = err.to_string();
+                        self.shared.note_source(&self.source, |s| {
+                            s.caught_up = false;
+                            s.last_error = Some(message);
+                        });
+                        tokio::select! {
+                            _ = self.cancel.cancelled() => return Next::Stop,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        return Next::Reread;
+                    }
+                    None => return Next::Reread,
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    deadline = None;
+                    dirty = false;
+                    self.build().await;
+                    self.set_caught_up(follower.status().get().caught_up);
+                    continue;
+                }
+                reply = self.commands.recv() => match reply {
+                    Some(reply) => {
+                        self.replies.push(reply);
+                        return Next::Reread;
+                    }
+                    None => return Next::Stop,
+                },
+            }
+            // A constant stream must not starve the timer.
+            if deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+                deadline = None;
+                dirty = false;
+                self.build().await;
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
