@@ -4,21 +4,27 @@
 //!
 //! # Adding a carrier
 //! One new file in this folder holding the carrier's config struct and its `impl Carrier`, and one
-//! arm in [`CarrierKind::carrier`] (the enum already names every Kazoo module). External carriers
-//! (`knm_telnyx`, `knm_vitelity`, `knm_voip_innovations`, `knm_bandwidth2`, `knm_other`,
-//! `knm_simwood`) are known names whose implementation is not in this build yet: they answer with
-//! [`Error::CarrierUnavailable`] (an honest refusal, not a silent success) until their file lands;
-//! their static properties (billable, local, CNAM, prefix length) are already Kazoo's.
+//! arm in [`CarrierKind::carrier`] (the enum already names every Kazoo module). The external
+//! carriers (`knm_telnyx`, `knm_vitelity`, `knm_voip_innovations`, `knm_bandwidth2`, `knm_other`,
+//! `knm_simwood`) talk to their APIs over HTTP with the client of [`CarrierCtx::http`] (a shared,
+//! TLS-verifying default when none is given), each reading its own `number_manager.<carrier>`
+//! section ([`CarrierCtx::config_for`]); their common plumbing is in `external.rs`.
 
+mod bandwidth2;
+mod external;
 mod inum;
 mod inventory;
 mod kazoo_stubs;
 mod local;
 mod managed;
 mod mdn;
+mod other;
 mod reserved;
 mod reserved_reseller;
-mod unavailable;
+mod simwood;
+mod telnyx;
+mod vitelity;
+mod voip_innovations;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,19 +34,26 @@ use e164::E164;
 use serde_json::{Map, Value};
 
 use crate::account::AccountId;
+use crate::auth::AuthBy;
 use crate::config::Config;
 use crate::doc::{NumberDoc, NumberState, INUM_DB, MANAGED_DB};
 use crate::error::Error;
 
+pub use bandwidth2::Bandwidth2;
+pub use external::{config_doc_id, Secret};
 pub use inum::Inum;
 pub use inventory::Inventory;
 pub use kazoo_stubs::KazooStub;
 pub use local::Local;
 pub use managed::Managed;
 pub use mdn::Mdn;
+pub use other::Other;
 pub use reserved::Reserved;
 pub use reserved_reseller::ReservedReseller;
-pub use unavailable::Unavailable;
+pub use simwood::Simwood;
+pub use telnyx::Telnyx;
+pub use vitelity::Vitelity;
+pub use voip_innovations::VoipInnovations;
 
 /// A search as a carrier receives it (`knm_search:options()`, §14.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +240,14 @@ pub struct CarrierCtx<'a> {
     pub carrier_config: &'a Value,
     /// Storage for the internal carriers.
     pub index: &'a dyn NumberIndex,
+    /// The HTTP client of the external carriers; `None`: a process-wide default client
+    /// (TLS verified, connect timeout 10 s; request timeouts are per carrier).
+    pub http: Option<&'a reqwest::Client>,
+    /// Each carrier's `number_manager.<carrier>` section by kind, for calls that reach several
+    /// carriers (the search fan-out); a kind missing here reads [`CarrierCtx::carrier_config`].
+    pub carrier_configs: Option<&'a BTreeMap<CarrierKind, Value>>,
+    /// Who performs the operation (`knm_bandwidth2` sends it as `CustomerOrderId`).
+    pub auth_by: Option<&'a AuthBy>,
 }
 
 static NULL: Value = Value::Null;
@@ -234,7 +255,15 @@ static NULL: Value = Value::Null;
 impl<'a> CarrierCtx<'a> {
     /// A context over `config` and `index`, not a dry run, without a carrier config section.
     pub fn new(config: &'a Config, index: &'a dyn NumberIndex) -> Self {
-        CarrierCtx { dry_run: false, config, carrier_config: &NULL, index }
+        CarrierCtx {
+            dry_run: false,
+            config,
+            carrier_config: &NULL,
+            index,
+            http: None,
+            carrier_configs: None,
+            auth_by: None,
+        }
     }
 
     /// The same context as a dry run (or not).
@@ -247,6 +276,31 @@ impl<'a> CarrierCtx<'a> {
     pub fn with_carrier_config(mut self, carrier_config: &'a Value) -> Self {
         self.carrier_config = carrier_config;
         self
+    }
+
+    /// The same context with the HTTP client the external carriers use.
+    pub fn with_http(mut self, client: &'a reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// The same context with every carrier's config section, by kind (see
+    /// [`config_doc_id`] for the documents they come from).
+    pub fn with_carrier_configs(mut self, configs: &'a BTreeMap<CarrierKind, Value>) -> Self {
+        self.carrier_configs = Some(configs);
+        self
+    }
+
+    /// The same context with the operation's `auth_by`.
+    pub fn with_auth_by(mut self, auth_by: &'a AuthBy) -> Self {
+        self.auth_by = Some(auth_by);
+        self
+    }
+
+    /// The config section of `kind`: its entry in [`CarrierCtx::carrier_configs`], else
+    /// [`CarrierCtx::carrier_config`].
+    pub fn config_for(&self, kind: CarrierKind) -> &'a Value {
+        self.carrier_configs.and_then(|m| m.get(&kind)).unwrap_or(self.carrier_config)
     }
 }
 
@@ -338,17 +392,17 @@ pub enum CarrierKind {
     ReservedReseller,
     /// `knm_inum`.
     Inum,
-    /// `knm_other` (external; not in this build yet).
+    /// `knm_other` (external).
     Other,
-    /// `knm_telnyx` (external; not in this build yet).
+    /// `knm_telnyx` (external).
     Telnyx,
-    /// `knm_vitelity` (external; not in this build yet).
+    /// `knm_vitelity` (external).
     Vitelity,
-    /// `knm_voip_innovations` (external; not in this build yet).
+    /// `knm_voip_innovations` (external).
     VoipInnovations,
-    /// `knm_bandwidth2` (external; not in this build yet). Legacy `knm_bandwidth` maps here.
+    /// `knm_bandwidth2` (external). Legacy `knm_bandwidth` maps here.
     Bandwidth2,
-    /// `knm_simwood` (external; not in this build yet).
+    /// `knm_simwood` (external).
     Simwood,
     /// `knm_didww` (a stub in Kazoo).
     Didww,
@@ -493,18 +547,10 @@ impl CarrierKind {
         }
     }
 
-    /// Whether this build has the module's implementation (false for the external carriers that
-    /// are not integrated yet).
+    /// Whether this build has the module's implementation: every kind has one (the external
+    /// carriers included); Kazoo's stubs behave as Kazoo's stubs do.
     pub fn is_available(self) -> bool {
-        !matches!(
-            self,
-            CarrierKind::Other
-                | CarrierKind::Telnyx
-                | CarrierKind::Vitelity
-                | CarrierKind::VoipInnovations
-                | CarrierKind::Bandwidth2
-                | CarrierKind::Simwood
-        )
+        true
     }
 
     /// The implementation.
@@ -517,12 +563,12 @@ impl CarrierKind {
             CarrierKind::Reserved => Box::new(Reserved),
             CarrierKind::ReservedReseller => Box::new(ReservedReseller),
             CarrierKind::Inum => Box::new(Inum),
-            CarrierKind::Other
-            | CarrierKind::Telnyx
-            | CarrierKind::Vitelity
-            | CarrierKind::VoipInnovations
-            | CarrierKind::Bandwidth2
-            | CarrierKind::Simwood => Box::new(Unavailable(self)),
+            CarrierKind::Other => Box::new(Other),
+            CarrierKind::Telnyx => Box::new(Telnyx),
+            CarrierKind::Vitelity => Box::new(Vitelity),
+            CarrierKind::VoipInnovations => Box::new(VoipInnovations),
+            CarrierKind::Bandwidth2 => Box::new(Bandwidth2),
+            CarrierKind::Simwood => Box::new(Simwood),
             stub => Box::new(KazooStub(stub)),
         }
     }
