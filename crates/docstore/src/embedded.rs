@@ -12,8 +12,9 @@
 //! `validate_doc_update` functions are not run.
 //!
 //! Several processes (the daemon and a CLI command) may open the same directory: SQLite's write
-//! lock serializes their writes, compare-and-swap holds across them, and a live feed notices another
-//! process's writes within a second (`db_updates` carries only this process's events).
+//! lock serializes their writes, compare-and-swap holds across them, and live feeds and
+//! `db_updates` see another process's writes within about a second (a per-store watcher compares
+//! update sequences when SQLite reports a foreign commit).
 //!
 //! Sequences are strings `"N-instance"` (opaque, like CouchDB 2+'s); a `since` from a database
 //! that was deleted and created again replays the new database from the start. All SQLite work runs
@@ -50,8 +51,8 @@ const BUS_CAPACITY: usize = 1024;
 /// How many rows a live feed reads from SQLite per round trip.
 const FEED_BATCH: usize = 500;
 
-/// How often an idle live feed looks at its database's update sequence, to notice writes made by
-/// another process on the same file (the in-process bus only carries this process's writes).
+/// How often a store on a file checks whether another process committed to it (SQLite's
+/// `data_version`), to put that process's database events on this process's bus.
 const EXTERNAL_POLL: Duration = Duration::from_secs(1);
 
 /// The embedded [`DocStore`]. Cheap to clone; clones share the database and the event bus.
@@ -64,6 +65,7 @@ struct Inner {
     conn: Mutex<Connection>,
     bus: broadcast::Sender<DbUpdate>,
     path: Option<PathBuf>,
+    watcher: tokio::sync::OnceCell<()>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -97,7 +99,8 @@ impl EmbeddedStore {
     fn with_connection(conn: Connection, path: Option<PathBuf>) -> Result<EmbeddedStore> {
         sql::init(&conn)?;
         let (bus, _) = broadcast::channel(BUS_CAPACITY);
-        Ok(EmbeddedStore { inner: Arc::new(Inner { conn: Mutex::new(conn), bus, path }) })
+        let watcher = tokio::sync::OnceCell::new();
+        Ok(EmbeddedStore { inner: Arc::new(Inner { conn: Mutex::new(conn), bus, path, watcher }) })
     }
 
     /// The SQLite file, `None` for an in-memory store.
@@ -133,6 +136,25 @@ impl EmbeddedStore {
         })
         .await
         .map_err(|e| Error::Embedded(Box::new(e)))?
+    }
+
+    /// Starts, once per store on a file, the task that notices other processes' commits and puts
+    /// their database events on the bus. It holds the store weakly and ends when the store is
+    /// dropped. The first snapshot is taken before this returns, so nothing committed after it is
+    /// missed.
+    async fn watch_other_processes(&self) -> Result<()> {
+        if self.inner.path.is_none() {
+            return Ok(());
+        }
+        self.inner
+            .watcher
+            .get_or_try_init(|| async {
+                let baseline = self.run(sql::snapshot).await?;
+                tokio::spawn(watch_file(Arc::downgrade(&self.inner), baseline));
+                Ok::<(), Error>(())
+            })
+            .await?;
+        Ok(())
     }
 
     fn publish(&self, db: &DbName, kind: DbUpdateKind) {
@@ -248,6 +270,7 @@ impl DocStore for EmbeddedStore {
 
     async fn open_feed(&self, db: &DbName, query: &FeedQuery) -> Result<FeedStream> {
         check_selector(query.selector.as_ref())?;
+        self.watch_other_processes().await?;
         // Subscribe before reading the backlog, so no write can fall between the two.
         let events = self.inner.bus.subscribe();
         let (name, since) = (db.clone(), query.since.clone());
@@ -277,6 +300,7 @@ impl DocStore for EmbeddedStore {
     async fn db_updates(
         &self,
     ) -> Result<Option<Pin<Box<dyn Stream<Item = Result<DbUpdate>> + Send>>>> {
+        self.watch_other_processes().await?;
         let events = self.inner.bus.subscribe();
         let stream = futures::stream::unfold(events, |mut events| async move {
             match events.recv().await {
@@ -337,14 +361,6 @@ struct LiveFeed {
 }
 
 impl LiveFeed {
-    /// Whether the database moved past `cursor`, or is gone, without a bus event: another process
-    /// wrote to the file. Errors count as "look again": the scan reports them.
-    async fn changed_elsewhere(&self, cursor: i64) -> bool {
-        let (db, db_id) = (self.db.clone(), self.db_id);
-        let row = self.store.run(move |conn| sql::db_row(conn, &db)).await;
-        !matches!(row, Ok(Some(row)) if row.id == db_id && row.update_seq <= cursor)
-    }
-
     async fn run(
         self,
         mut cursor: i64,
@@ -359,9 +375,6 @@ impl LiveFeed {
             it.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             it
         });
-        let mut poll =
-            tokio::time::interval_at(tokio::time::Instant::now() + EXTERNAL_POLL, EXTERNAL_POLL);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let (db, db_id, include_docs, selector) =
                 (self.db.clone(), self.db_id, self.include_docs, self.selector.clone());
@@ -428,12 +441,43 @@ impl LiveFeed {
                             return;
                         }
                     }
-                    _ = poll.tick() => {
-                        if self.changed_elsewhere(cursor).await {
-                            break;
-                        }
-                    }
                 }
+            }
+        }
+    }
+}
+
+/// The watcher of a store file: every [`EXTERNAL_POLL`], if SQLite says another connection
+/// committed (`PRAGMA data_version` moved), compares the databases' update sequences with the last
+/// snapshot and publishes the differences. Own writes are already on the bus; when both happen in
+/// one interval an own write may be announced twice, which readers tolerate (a feed re-reads from
+/// its cursor and finds nothing new).
+async fn watch_file(inner: std::sync::Weak<Inner>, mut last: sql::Snapshot) {
+    let mut interval = tokio::time::interval(EXTERNAL_POLL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let store = EmbeddedStore { inner };
+        let version = last.data_version;
+        let next = store
+            .run(move |conn| {
+                if sql::data_version(conn)? == version {
+                    return Ok(None);
+                }
+                sql::snapshot(conn).map(Some)
+            })
+            .await;
+        match next {
+            Ok(Some(next)) => {
+                for (db, kind) in sql::Snapshot::diff(&last, &next) {
+                    store.publish(&db, kind);
+                }
+                last = next;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, "Cannot check the embedded store file for other writers.")
             }
         }
     }

@@ -765,6 +765,19 @@ mod embedded_only {
         while !seen.iter().any(|id| id == "from-cli") {
             seen.push(change_id(&next_change(&mut feed).await).to_owned());
         }
+
+        // The daemon's database event stream hears about the CLI's new database too.
+        let mut updates = daemon.db_updates().await.unwrap().expect("the embedded store has a bus");
+        let numbers = DbName::new("numbers/+1415").unwrap();
+        cli.create_db(&numbers).await.unwrap();
+        loop {
+            let update =
+                tokio::time::timeout(WAIT, updates.next()).await.unwrap().unwrap().unwrap();
+            if update.db == numbers {
+                assert_eq!(update.kind, DbUpdateKind::Created);
+                break;
+            }
+        }
     }
 
     /// Data survives closing and reopening the store directory.

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::selector;
 use crate::types::{
-    AllDocsPage, AllDocsQuery, AllDocsRow, BulkItem, Change, DbInfo, DbName, Rev, Seq,
+    AllDocsPage, AllDocsQuery, AllDocsRow, BulkItem, Change, DbInfo, DbName, DbUpdateKind, Rev, Seq,
 };
 
 const SCHEMA: &str = "
@@ -98,6 +98,61 @@ pub(super) fn resolve_since(row: &DbRow, since: &Seq) -> Result<i64> {
         },
         _ => Err(malformed()),
     }
+}
+
+/// The update sequence of every database, and SQLite's `data_version` when it was taken.
+pub(super) struct Snapshot {
+    pub data_version: i64,
+    dbs: std::collections::BTreeMap<String, (i64, i64)>,
+}
+
+impl Snapshot {
+    /// The database events that lead from `old` to `new`.
+    pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<(DbName, DbUpdateKind)> {
+        let mut events = Vec::new();
+        let mut push = |name: &str, kind| {
+            if let Ok(db) = DbName::new(name) {
+                events.push((db, kind));
+            }
+        };
+        for (name, (id, _)) in &old.dbs {
+            if new.dbs.get(name).is_none_or(|(new_id, _)| new_id != id) {
+                push(name, DbUpdateKind::Deleted);
+            }
+        }
+        for (name, (id, seq)) in &new.dbs {
+            match old.dbs.get(name) {
+                Some((old_id, old_seq)) if old_id == id => {
+                    if old_seq != seq {
+                        push(name, DbUpdateKind::Updated);
+                    }
+                }
+                _ => {
+                    push(name, DbUpdateKind::Created);
+                    if *seq > 0 {
+                        push(name, DbUpdateKind::Updated);
+                    }
+                }
+            }
+        }
+        events
+    }
+}
+
+/// SQLite's counter of commits by other connections.
+pub(super) fn data_version(conn: &Connection) -> Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(sql_error)
+}
+
+pub(super) fn snapshot(conn: &mut Connection) -> Result<Snapshot> {
+    let data_version = data_version(conn)?;
+    let mut stmt = conn.prepare("SELECT name, db_id, update_seq FROM dbs").map_err(sql_error)?;
+    let dbs = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))))
+        .map_err(sql_error)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_error)?;
+    Ok(Snapshot { data_version, dbs })
 }
 
 pub(super) fn db_row(conn: &Connection, db: &DbName) -> Result<Option<DbRow>> {
@@ -558,4 +613,60 @@ pub(super) fn put_local(conn: &mut Connection, db: &DbName, name: &str, body: Va
     )
     .map_err(sql_error)?;
     tx.commit().map_err(sql_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(dbs: &[(&str, i64, i64)]) -> Snapshot {
+        let dbs = dbs.iter().map(|(name, id, seq)| (name.to_string(), (*id, *seq))).collect();
+        Snapshot { data_version: 0, dbs }
+    }
+
+    #[test]
+    fn snapshot_diff_names_every_event() {
+        let old = snap(&[("offnet", 1, 5), ("gone", 2, 1), ("same", 3, 7), ("recreated", 4, 9)]);
+        let new = snap(&[("offnet", 1, 6), ("same", 3, 7), ("recreated", 5, 0), ("new", 6, 2)]);
+        let events: Vec<(String, DbUpdateKind)> = Snapshot::diff(&old, &new)
+            .into_iter()
+            .map(|(db, kind)| (db.to_string(), kind))
+            .collect();
+        let expected = [
+            ("gone", DbUpdateKind::Deleted),
+            ("recreated", DbUpdateKind::Deleted),
+            ("new", DbUpdateKind::Created),
+            ("new", DbUpdateKind::Updated),
+            ("offnet", DbUpdateKind::Updated),
+            ("recreated", DbUpdateKind::Created),
+        ];
+        let expected: Vec<(String, DbUpdateKind)> =
+            expected.iter().map(|(db, kind)| (db.to_string(), *kind)).collect();
+        assert_eq!(events, expected);
+    }
+
+    #[test]
+    fn since_parsing() {
+        let row = DbRow { id: 1, instance: "abc".into(), update_seq: 9 };
+        let since = |v: Value| resolve_since(&row, &Seq::from_json(v));
+        assert_eq!(since(Value::from(0)).unwrap(), 0);
+        assert_eq!(since(Value::from("0")).unwrap(), 0);
+        assert_eq!(since(Value::from("now")).unwrap(), 9);
+        assert_eq!(since(Value::from("4-abc")).unwrap(), 4);
+        assert_eq!(since(Value::from("4-other")).unwrap(), 0);
+        assert_eq!(since(Value::from(4)).unwrap(), 4);
+        for bad in [Value::from("x-abc"), Value::from(-1), Value::Null, Value::from("abc")] {
+            assert_eq!(since(bad.clone()).unwrap_err().status(), 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn revs_are_deterministic_and_count_generations() {
+        let first = next_rev(None, false, r#"{"a":1}"#);
+        assert!(first.starts_with("1-") && first.len() == 34, "{first}");
+        assert_eq!(first, next_rev(None, false, r#"{"a":1}"#));
+        assert_ne!(first, next_rev(None, true, r#"{"a":1}"#));
+        let second = next_rev(Some(&first), false, r#"{"a":2}"#);
+        assert!(second.starts_with("2-"), "{second}");
+    }
 }
