@@ -76,7 +76,7 @@ impl fmt::Display for Secret {
 /// One carrier's config section read like `kapps_config`: the `default` sub-object when the
 /// document has one, top-level keys otherwise.
 pub(crate) struct Section<'a> {
-    doc: &'a str,
+    doc: String,
     section: Option<&'a Value>,
     top: &'a Value,
 }
@@ -85,14 +85,7 @@ impl<'a> Section<'a> {
     pub(crate) fn of(kind: CarrierKind, ctx: &CarrierCtx<'a>) -> Self {
         let top = ctx.config_for(kind);
         Section {
-            doc: match kind {
-                CarrierKind::Telnyx => "number_manager.telnyx",
-                CarrierKind::Vitelity => "number_manager.vitelity",
-                CarrierKind::VoipInnovations => "number_manager.voip_innovations",
-                CarrierKind::Bandwidth2 => "number_manager.bandwidth2",
-                CarrierKind::Other => "number_manager.other",
-                _ => "number_manager.simwood",
-            },
+            doc: config_doc_id(kind).unwrap_or_else(|| "number_manager".to_owned()),
             section: top.get("default").filter(|v| v.is_object()),
             top,
         }
@@ -473,5 +466,70 @@ pub(crate) mod testutil {
         assert!(matches!(res.reports[1].outcome, CarrierOutcome::Answered { rows: 1 }));
         assert_eq!(res.rows.len(), 1);
         assert_eq!(res.rows[0].number.as_str(), "+14158867900");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::Env;
+    use super::*;
+    use serde_json::json;
+
+    /// Config documents, the `default` section first, `kapps_config` truthiness, clear errors.
+    #[test]
+    fn sections() {
+        assert_eq!(config_doc_id(CarrierKind::Telnyx).as_deref(), Some("number_manager.telnyx"));
+        assert_eq!(
+            config_doc_id(CarrierKind::VoipInnovations).as_deref(),
+            Some("number_manager.voip_innovations")
+        );
+        assert_eq!(config_doc_id(CarrierKind::Local), None);
+        let env = Env::new(json!({"_id": "number_manager.telnyx", "user": "top",
+            "default": {"user": "u", "enable_provisioning": "false", "request_timeout_ms": "250"}}));
+        let ctx = env.ctx();
+        let s = Section::of(CarrierKind::Telnyx, &ctx);
+        assert_eq!(s.string("user").unwrap().as_deref(), Some("u"));
+        assert!(!s.boolean("enable_provisioning", true).unwrap());
+        assert_eq!(s.timeout().unwrap(), Duration::from_millis(250));
+        let env = Env::new(json!({"token": 5, "base_url": "ftp://x", "endpoints": "a"}));
+        let ctx = env.ctx();
+        let s = Section::of(CarrierKind::Telnyx, &ctx);
+        assert_eq!(s.secret("token").unwrap().expose(), "5");
+        assert_eq!(s.strings("endpoints").unwrap(), vec!["a".to_owned()]);
+        let err = s.base_url("base_url", "https://api.telnyx.com").unwrap_err();
+        assert!(err.to_string().contains("number_manager.telnyx.base_url"), "{err}");
+        assert_eq!(s.timeout().unwrap(), Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS));
+    }
+
+    /// Credentials never print.
+    #[test]
+    fn secrets_are_redacted() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    /// Country calling codes of normalized numbers.
+    #[test]
+    fn calling_codes() {
+        assert_eq!(calling_code("+14155550100"), Some("1"));
+        assert_eq!(calling_code("+441631"), Some("44"));
+        assert_eq!(calling_code("+353123"), Some("353"));
+        assert_eq!(calling_code("+7495"), Some("7"));
+        assert_eq!(calling_code("+"), None);
+    }
+
+    /// The small XML reader: namespaces dropped, text unescaped, broken input refused.
+    #[test]
+    fn xml_elements() {
+        let root = Element::parse(
+            "<?xml version='1.0'?><s:Env xmlns:s='x'><s:Body><a>1 &amp; 2</a><b/></s:Body></s:Env>",
+        )
+        .unwrap();
+        assert_eq!(root.name, "Env");
+        assert_eq!(root.at(&["Body", "a"]).unwrap().text, "1 & 2");
+        assert!(root.find("b").is_some());
+        assert!(Element::parse("<a><b></a>").is_err());
+        assert!(Element::parse("not xml").is_err());
     }
 }
