@@ -35,9 +35,10 @@ pub(crate) struct GlobalArgs {
     /// Print one JSON document on stdout (errors too, with a non-zero exit).
     #[arg(long, global = true)]
     pub(crate) json: bool,
-    /// Log filter for stderr (tracing's env-filter syntax).
-    #[arg(long, global = true, env = "SWITCHBOARD_LOG", default_value = "warn")]
-    pub(crate) log_level: String,
+    /// Log filter for stderr (tracing's env-filter syntax) [default: warn; `serve`: the
+    /// configuration file's `log.level`, else info].
+    #[arg(long, global = true, env = "SWITCHBOARD_LOG")]
+    pub(crate) log_level: Option<String>,
 }
 
 /// The commands.
@@ -48,11 +49,16 @@ pub(crate) enum Command {
     /// Route one number against the resources, read once from the store.
     Route(crate::cmd_route::RouteArgs),
     /// Run the daemon: live routing tables and the HTTP API.
-    Serve(crate::serve::ServeArgs),
+    Serve(crate::config::ServeArgs),
 }
 
 /// Runs one command.
 pub(crate) async fn run(command: Command, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    // The daemon resolves its own settings (a configuration file may name the store).
+    let command = match command {
+        Command::Serve(args) => return crate::serve::run(&args, global).await,
+        other => other,
+    };
     let store = crate::store::open(global).await?;
     match command {
         Command::Dbs => {
@@ -61,7 +67,7 @@ pub(crate) async fn run(command: Command, global: &GlobalArgs) -> anyhow::Result
             crate::output::print(global, &serde_json::json!({ "dbs": names }), || names.join("\n"));
         }
         Command::Route(args) => return crate::cmd_route::run(&args, global, store).await,
-        Command::Serve(args) => return crate::serve::run(&args, store).await,
+        Command::Serve(_) => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod cmd_route;
+mod config;
 mod output;
 mod serve;
 mod store;
@@ -14,7 +15,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_tracing(&cli.global);
+    // `serve` sets up logging once its settings (which may come from a file) are resolved.
+    if !matches!(cli.command, cli::Command::Serve(_)) {
+        init_tracing(cli.global.log_level.as_deref().unwrap_or("warn"));
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => return output::fail(&cli.global, &anyhow::Error::new(err)),
@@ -25,9 +29,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr so that `--json` output on stdout stays one clean document.
-fn init_tracing(global: &cli::GlobalArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&global.log_level)
+/// Logs go to stderr so that `--json` output on stdout stays one clean document. A filter that
+/// does not parse falls back to `info`.
+pub(crate) fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();

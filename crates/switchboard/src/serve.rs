@@ -1,56 +1,247 @@
-//! `switchboard serve`: the daemon. Opens the store, starts the routing reactor and serves the
-//! HTTP API until SIGTERM or ctrl-c.
+//! `switchboard serve`: the daemon. Resolves the settings, opens the store (seeding an empty
+//! embedded store with the demo documents), deploys the design documents, starts the reactors
+//! (routing, the API's account index) and serves the HTTP API until SIGTERM or ctrl-c.
+//!
+//! Shutdown: stop accepting connections, let in-flight requests (writes included) finish for up
+//! to 30 s, then stop the reactors and wait for their tasks to end.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Args;
-use docstore::SharedStore;
+use docstore::{DbName, DesignKind, FollowOptions, SharedStore};
+use futures::StreamExt;
+use serde_json::Value;
 use stepswitch::reactor::{self, ReactorOptions};
 use tokio_util::sync::CancellationToken;
 
-/// Options of `switchboard serve`.
-#[derive(Debug, Args)]
-pub(crate) struct ServeArgs {
-    /// Address to listen on, HOST:PORT (port 0 picks a free port; the line
-    /// `switchboard listening on http://ADDR` on stdout names it).
-    #[arg(long, default_value = "127.0.0.1:8000")]
-    pub(crate) listen: String,
-    /// How long the first change of a burst waits for more before its table is rebuilt.
-    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
-    pub(crate) debounce: Duration,
-    /// How often the database list is polled for new or deleted account databases (when the
-    /// server has no `_db_updates` feed).
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    pub(crate) discover_every: Duration,
+use crate::api::{self, auth::Auth, AppState, Inner, ReadyCheck};
+use crate::cli::GlobalArgs;
+use crate::config::{ServeArgs, Settings, StoreSettings, DEFAULT_SHUTDOWN_GRACE};
+
+/// The demo documents, compiled in (see `fixtures/demo/LICENSE-NOTE.txt`).
+const DEMO_SEED: &str = include_str!("../../../fixtures/demo/seed.json");
+
+/// Runs the daemon until SIGTERM or ctrl-c.
+pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let settings = Arc::new(Settings::resolve(global, args)?);
+    crate::init_tracing(&settings.log_level);
+    let store = match &settings.store {
+        StoreSettings::Couch { url, user, password } => {
+            crate::store::open_couch(url, user.as_deref(), password.as_deref())?
+        }
+        StoreSettings::Embedded { data_dir } => crate::store::open_embedded(data_dir)?,
+    };
+
+    let demo = match &settings.store {
+        StoreSettings::Embedded { .. } if settings.seed_demo => seed_demo(&store).await?,
+        _ => None,
+    };
+
+    let shutdown = CancellationToken::new();
+    let metrics = api::ops::install_metrics();
+
+    let deployed = Arc::new(AtomicBool::new(false));
+    let deploy_task = tokio::spawn(deploy_design_docs(store.clone(), deployed.clone()));
+
+    let mut options = ReactorOptions::defaults();
+    options.debounce = settings.debounce;
+    options.discover_every = settings.discover_every;
+    options.heartbeat = settings.feed_heartbeat;
+    let routing = reactor::spawn(store.clone(), options, shutdown.clone());
+
+    let auth = Arc::new(Auth::new(settings.token_lifetime));
+    let mut feed = FollowOptions::new("switchboard-api-accounts");
+    feed.heartbeat = settings.feed_heartbeat;
+    feed.backoff_base = settings.backoff_base;
+    feed.backoff_cap = settings.backoff_cap;
+    let accounts_task =
+        api::auth::spawn_account_follower(store.clone(), auth.clone(), feed, shutdown.clone());
+
+    let checks = vec![
+        ReadyCheck {
+            name: "routing",
+            ready: Box::new({
+                let routing = routing.clone();
+                move || routing.is_caught_up()
+            }),
+        },
+        ReadyCheck {
+            name: "accounts",
+            ready: Box::new({
+                let auth = auth.clone();
+                move || auth.is_caught_up()
+            }),
+        },
+        ReadyCheck {
+            name: "design_docs",
+            ready: Box::new({
+                let deployed = deployed.clone();
+                move || deployed.load(Ordering::Acquire)
+            }),
+        },
+    ];
+    let state = AppState::new(Inner {
+        store: store.clone(),
+        settings: settings.clone(),
+        auth,
+        routing,
+        metrics,
+        checks,
+    });
+    let app = api::router(&state);
+
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr().context("no local address")?;
+    print_banner(addr, &settings, demo.as_ref());
+
+    let stop = shutdown.clone();
+    let stopping = CancellationToken::new();
+    let stopping_signal = stopping.clone();
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = terminated() => {}
+                _ = stop.cancelled() => {}
+            }
+            stopping_signal.cancel();
+        });
+    let server = tokio::spawn(async move { server.await });
+    // In-flight requests get a grace period once the signal came; then the server is dropped.
+    let result = tokio::select! {
+        result = server => result.context("the HTTP server task failed")?.context("the HTTP server failed"),
+        _ = async {
+            stopping.cancelled().await;
+            tokio::time::sleep(DEFAULT_SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("in-flight requests did not finish within {DEFAULT_SHUTDOWN_GRACE:?}");
+            Ok(())
+        }
+    };
+    shutdown.cancel();
+    deploy_task.abort();
+    let _ = accounts_task.await;
+    tracing::info!("stopped");
+    result?;
+    Ok(ExitCode::SUCCESS)
 }
 
-/// Runs the daemon until SIGTERM or ctrl-c; in-flight requests finish first.
-pub(crate) async fn run(args: &ServeArgs, store: SharedStore) -> anyhow::Result<ExitCode> {
-    let shutdown = CancellationToken::new();
-    let mut options = ReactorOptions::defaults();
-    options.debounce = args.debounce;
-    options.discover_every = args.discover_every;
-    let routing = reactor::spawn(store, options, shutdown.clone());
-    let app = crate::api::router(routing);
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr().context("no local address")?;
-    println!("switchboard listening on http://{addr}");
-    let _ = std::io::stdout().flush();
-    let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            terminated().await;
-            stop.cancel();
+/// What the demo seeding reports.
+struct Demo {
+    api_key: String,
+    account_id: String,
+    sub_account_id: String,
+    seeded: bool,
+}
+
+/// Writes the demo documents into an embedded store whose `accounts` database does not exist
+/// yet; reports the demo key either way when the demo account is present.
+async fn seed_demo(store: &SharedStore) -> anyhow::Result<Option<Demo>> {
+    let seed: Value = serde_json::from_str(DEMO_SEED).context("fixtures/demo/seed.json")?;
+    let text = |key: &str| seed.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let demo = Demo {
+        api_key: text("demo_api_key"),
+        account_id: text("demo_account_id"),
+        sub_account_id: text("demo_sub_account_id"),
+        seeded: false,
+    };
+    let accounts = docstore::naming::accounts_db();
+    if store.db_exists(&accounts).await? {
+        let present = store.get(&accounts, &demo.account_id).await?.is_some();
+        return Ok(present.then_some(demo));
+    }
+    let dbs = seed.get("dbs").and_then(Value::as_object).context("seed.json has no dbs")?;
+    // `accounts` last: its existence marks a finished seed.
+    let mut names: Vec<&String> = dbs.keys().collect();
+    names.sort_by_key(|n| n.as_str() == docstore::naming::ACCOUNTS);
+    for name in names {
+        let db = DbName::new(name.as_str()).with_context(|| format!("seed db {name}"))?;
+        store.ensure_db(&db).await?;
+        let docs = dbs[name.as_str()].as_array().cloned().unwrap_or_default();
+        for item in store.bulk_docs(&db, docs).await? {
+            if let Err(err) = item.outcome {
+                if !matches!(err, docstore::Error::Conflict { .. }) {
+                    return Err(err).with_context(|| format!("seeding {name}/{}", item.id));
+                }
+            }
+        }
+    }
+    Ok(Some(Demo { seeded: true, ..demo }))
+}
+
+/// Deploys Switchboard's design documents into `offnet`, every account database and every
+/// number database that exist now.
+async fn deploy_design_docs(store: SharedStore, done: Arc<AtomicBool>) {
+    let dbs = match store.list_dbs().await {
+        Ok(dbs) => dbs,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot list databases to deploy design documents");
+            return;
+        }
+    };
+    let targets: Vec<(DbName, DesignKind)> =
+        dbs.into_iter().filter_map(|db| DesignKind::for_db(&db).map(|k| (db, k))).collect();
+    let count = targets.len();
+    let failures = futures::stream::iter(targets)
+        .map(|(db, kind)| {
+            let store = store.clone();
+            async move {
+                match docstore::deploy(store.as_ref(), &db, kind).await {
+                    Ok(report) if !report.written.is_empty() => {
+                        tracing::info!(db = %db, written = ?report.written, "design documents deployed");
+                        0
+                    }
+                    Ok(_) => 0,
+                    Err(err) => {
+                        tracing::warn!(db = %db, error = %err, "cannot deploy design documents");
+                        1
+                    }
+                }
+            }
         })
-        .await
-        .context("the HTTP server failed")?;
-    shutdown.cancel();
-    Ok(ExitCode::SUCCESS)
+        .buffer_unordered(8)
+        .fold(0usize, |n, f| async move { n + f })
+        .await;
+    tracing::info!(databases = count, failures, "design documents checked");
+    done.store(true, Ordering::Release);
+}
+
+fn print_banner(addr: SocketAddr, settings: &Settings, demo: Option<&Demo>) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "switchboard listening on http://{addr}");
+    match &settings.store {
+        StoreSettings::Couch { url, .. } => {
+            let shown = url.split('@').next_back().unwrap_or(url);
+            let _ = writeln!(out, "store: CouchDB at {shown}");
+        }
+        StoreSettings::Embedded { data_dir } => {
+            let _ = writeln!(out, "store: embedded, {}", data_dir.display());
+        }
+    }
+    if let Some(demo) = demo {
+        let how = if demo.seeded { "seeded" } else { "present" };
+        let _ = writeln!(
+            out,
+            "demo data {how}: superduper admin account {} (api key {}), sub-account {}",
+            demo.account_id, demo.api_key, demo.sub_account_id
+        );
+        let _ = writeln!(
+            out,
+            "try: curl -s -X PUT http://{addr}/v2/api_auth -d '{{\"data\": {{\"api_key\": \"{}\"}}}}'",
+            demo.api_key
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "try: curl -s http://{addr}/healthz   (then PUT /v2/api_auth with an account's pvt_api_key)"
+        );
+    }
+    let _ = out.flush();
 }
 
 /// Resolves on SIGTERM (Unix) or ctrl-c.
@@ -73,5 +264,5 @@ async fn terminated() {
         _ = ctrl_c => {}
         _ = term => {}
     }
-    tracing::info!("Shutting down.");
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
 }

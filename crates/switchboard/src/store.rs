@@ -10,19 +10,37 @@ use crate::cli::GlobalArgs;
 /// Opens the store: `--couch-url` (with optional `--couch-user`/`--couch-password`), else the
 /// embedded store in `--data-dir` or the default data dir.
 pub(crate) async fn open(global: &GlobalArgs) -> anyhow::Result<SharedStore> {
-    if let Some(url) = &global.couch_url {
-        let mut config = CouchConfig::from_url(url).context("bad --couch-url")?;
-        if let Some(user) = &global.couch_user {
-            config.user = Some(user.clone());
+    match &global.couch_url {
+        Some(url) => {
+            open_couch(url, global.couch_user.as_deref(), global.couch_password.as_deref())
         }
-        if let Some(password) = &global.couch_password {
-            config.password = Some(password.clone());
+        None => {
+            let dir = global.data_dir.clone().unwrap_or_else(EmbeddedStore::default_dir);
+            open_embedded(&dir)
         }
-        let store = CouchStore::new(config).context("cannot set up the CouchDB client")?;
-        return Ok(Arc::new(store));
     }
-    let dir = global.data_dir.clone().unwrap_or_else(EmbeddedStore::default_dir);
-    let store = EmbeddedStore::open(&dir)
+}
+
+/// A CouchDB store; `user`/`password` override credentials in the URL.
+pub(crate) fn open_couch(
+    url: &str,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> anyhow::Result<SharedStore> {
+    let mut config = CouchConfig::from_url(url).context("bad CouchDB URL")?;
+    if let Some(user) = user {
+        config.user = Some(user.to_owned());
+    }
+    if let Some(password) = password {
+        config.password = Some(password.to_owned());
+    }
+    let store = CouchStore::new(config).context("cannot set up the CouchDB client")?;
+    Ok(Arc::new(store))
+}
+
+/// The embedded store in `dir`.
+pub(crate) fn open_embedded(dir: &std::path::Path) -> anyhow::Result<SharedStore> {
+    let store = EmbeddedStore::open(dir)
         .with_context(|| format!("cannot open the embedded store in {}", dir.display()))?;
     Ok(Arc::new(store))
 }

@@ -1,10 +1,27 @@
-//! The HTTP API: one router per area, merged here.
+//! The HTTP API, shaped like Kazoo's Crossbar: one route table ([`routes`]) from which both the
+//! router and `/v2/openapi.json` are built, the Crossbar envelope ([`envelope`]), the one
+//! error mapping ([`error`]), auth ([`auth`]) and one module per area.
 
+pub(crate) mod auth;
+mod connectivity;
+mod docs;
+pub(crate) mod envelope;
+pub(crate) mod error;
+pub(crate) mod ops;
+mod resources;
+pub(crate) mod routes;
+mod schema;
+mod state;
 mod stepswitch;
 
+use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
-/// Every route the daemon serves.
-pub(crate) fn router(routing: ::stepswitch::reactor::Routing) -> Router {
-    Router::new().merge(self::stepswitch::router(routing))
+pub(crate) use state::{AppState, Inner, ReadyCheck};
+
+/// Every route the daemon serves, with the request-id/metrics middleware and the body limit.
+pub(crate) fn router(state: &AppState) -> Router {
+    routes::router(state)
+        .layer(axum::middleware::from_fn(ops::request_layer))
+        .layer(DefaultBodyLimit::max(state.settings.max_body_size))
 }

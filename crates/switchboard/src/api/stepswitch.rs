@@ -2,32 +2,51 @@
 
 use ::stepswitch::reactor::Routing;
 use ::stepswitch::RouteRequest;
+
+use super::envelope::Envelope;
+use super::error::ApiError;
+use super::routes::{endpoint, Endpoint};
+use super::AppState;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use docstore::AccountId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// The stepswitch routes.
-pub(crate) fn router(routing: Routing) -> Router {
-    Router::new()
-        .route("/v2/stepswitch/route", post(route))
-        .route("/v2/stepswitch/status", get(status))
-        .route("/v2/stepswitch/reload", post(reload))
-        .route("/v2/stepswitch/flush", post(flush))
-        .with_state(routing)
+/// The stepswitch endpoints of the route table: served without a token to trusted networks,
+/// with a superduper admin's token from anywhere else (see `ops::trusted_or_superduper`).
+pub(crate) fn endpoints(state: &AppState) -> Vec<Endpoint> {
+    let r = state.routing.clone();
+    vec![
+        endpoint!(r, POST "/v2/stepswitch/route", Trusted, "routing", Some("offnet_req"), "Route a dialled number (body: an offnet_req)", route),
+        endpoint!(r, GET "/v2/stepswitch/status", Trusted, "routing", None, "Route tables, their diagnostics and feed state", status),
+        endpoint!(r, POST "/v2/stepswitch/reload", Trusted, "routing", None, "Rebuild the global table (or ?account_id=A's)", reload),
+        endpoint!(r, POST "/v2/stepswitch/flush", Trusted, "routing", None, "Re-read and rebuild every table", flush),
+    ]
 }
 
 fn success(data: impl serde::Serialize) -> Response {
-    Json(json!({ "status": "success", "data": data })).into_response()
+    match serde_json::to_value(data) {
+        Ok(data) => Envelope::ok(data).into_response(),
+        Err(err) => ApiError::Internal(err.to_string()).into_response(),
+    }
 }
 
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
-    (code, Json(json!({ "status": "error", "message": message.into() }))).into_response()
+    let key = match code {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "bad_identifier",
+        StatusCode::SERVICE_UNAVAILABLE => "datastore_unreachable",
+        _ => "error",
+    };
+    ApiError::Custom {
+        status: code,
+        message: key.into(),
+        data: json!({ "message": message.into() }),
+    }
+    .into_response()
 }
 
 fn bad_request(message: impl Into<String>) -> Response {

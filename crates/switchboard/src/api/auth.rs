@@ -1,0 +1,462 @@
+//! Authentication and account scoping: `PUT /v2/api_auth` (an account's `pvt_api_key` for a
+//! token), the in-memory token table, and the rule that a token of account A may act on A and
+//! its descendants (`pvt_tree`), a superduper admin (`pvt_superduper_admin`) on everything.
+//!
+//! Accounts are read from db `accounts` into memory and kept live with a change follower, so
+//! this works the same on CouchDB and the embedded store (no views). Tokens live only in memory:
+//! a restart invalidates them all.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use docstore::{FollowEvent, FollowOptions, SharedStore, WhenDbMissing};
+use futures::StreamExt;
+use rand::RngCore;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::envelope::{CrossbarBody, Envelope, RequestId, AUTH_TOKEN_HEADER};
+use super::error::ApiError;
+use super::AppState;
+
+/// What the API needs to know of an account document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AccountEntry {
+    /// The account id (`_id`).
+    pub(crate) id: String,
+    /// `name`.
+    pub(crate) name: Option<String>,
+    /// `pvt_api_key`.
+    pub(crate) api_key: Option<String>,
+    /// `pvt_tree`: the ancestors, root first.
+    pub(crate) tree: Vec<String>,
+    /// `pvt_superduper_admin`.
+    pub(crate) superduper: bool,
+    /// `pvt_enabled` (absent means enabled, as in Kazoo).
+    pub(crate) enabled: bool,
+    /// `pvt_reseller_id`.
+    pub(crate) reseller_id: Option<String>,
+    /// `pvt_reseller` / `is_reseller`.
+    pub(crate) is_reseller: bool,
+}
+
+impl AccountEntry {
+    /// Reads an account document; `None` for design docs and documents of another type.
+    pub(crate) fn from_doc(doc: &Value) -> Option<AccountEntry> {
+        let id = doc.get("_id")?.as_str()?;
+        if id.starts_with("_design/") {
+            return None;
+        }
+        if doc.get("pvt_type").and_then(Value::as_str).is_some_and(|t| t != "account") {
+            return None;
+        }
+        let string = |key: &str| doc.get(key).and_then(Value::as_str).map(str::to_owned);
+        let flag = |key: &str| doc.get(key).and_then(Value::as_bool).unwrap_or(false);
+        Some(AccountEntry {
+            id: id.to_owned(),
+            name: string("name"),
+            api_key: string("pvt_api_key").filter(|k| !k.is_empty()),
+            tree: doc
+                .get("pvt_tree")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default(),
+            superduper: flag("pvt_superduper_admin"),
+            enabled: doc.get("pvt_enabled").and_then(Value::as_bool).unwrap_or(true),
+            reseller_id: string("pvt_reseller_id"),
+            is_reseller: flag("pvt_reseller") || flag("is_reseller"),
+        })
+    }
+}
+
+/// The accounts, by id, as the follower last saw them.
+#[derive(Debug, Default)]
+pub(crate) struct AccountIndex {
+    by_id: HashMap<String, AccountEntry>,
+}
+
+impl AccountIndex {
+    fn upsert(&mut self, entry: AccountEntry) {
+        self.by_id.insert(entry.id.clone(), entry);
+    }
+
+    fn remove(&mut self, id: &str) {
+        self.by_id.remove(id);
+    }
+
+    /// The account with this id.
+    pub(crate) fn get(&self, id: &str) -> Option<&AccountEntry> {
+        self.by_id.get(id)
+    }
+
+    /// The accounts whose `pvt_api_key` is `key`. Kazoo's fixtures give several accounts one
+    /// key; the one highest in the tree (fewest ancestors) wins, then the smallest id, so the
+    /// answer does not depend on hash order.
+    pub(crate) fn by_api_key(&self, key: &str) -> Option<&AccountEntry> {
+        self.by_id
+            .values()
+            .filter(|a| a.api_key.as_deref() == Some(key))
+            .min_by(|a, b| a.tree.len().cmp(&b.tree.len()).then_with(|| a.id.cmp(&b.id)))
+    }
+
+    /// How many accounts are known.
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+}
+
+/// One issued token.
+#[derive(Debug, Clone)]
+struct TokenInfo {
+    account_id: String,
+    expires: Instant,
+}
+
+/// Accounts and tokens.
+#[derive(Debug)]
+pub(crate) struct Auth {
+    accounts: RwLock<AccountIndex>,
+    tokens: RwLock<HashMap<String, TokenInfo>>,
+    lifetime: Duration,
+    caught_up: watch::Sender<bool>,
+}
+
+/// Who a request is from: the token's account.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    /// The token's account.
+    pub(crate) account_id: String,
+    /// Whether that account is a superduper admin.
+    pub(crate) superduper: bool,
+}
+
+impl Auth {
+    /// An empty table; tokens last `lifetime`.
+    pub(crate) fn new(lifetime: Duration) -> Auth {
+        Auth {
+            accounts: RwLock::new(AccountIndex::default()),
+            tokens: RwLock::new(HashMap::new()),
+            lifetime,
+            caught_up: watch::channel(false).0,
+        }
+    }
+
+    /// Whether the accounts follower has read the whole `accounts` db at least once.
+    pub(crate) fn is_caught_up(&self) -> bool {
+        *self.caught_up.borrow()
+    }
+
+    /// How many accounts are known.
+    pub(crate) fn account_count(&self) -> usize {
+        self.accounts.read().expect("accounts lock").len()
+    }
+
+    /// An account entry, cloned.
+    pub(crate) fn account(&self, id: &str) -> Option<AccountEntry> {
+        self.accounts.read().expect("accounts lock").get(id).cloned()
+    }
+
+    /// Applies one account document (or its deletion).
+    pub(crate) fn apply(&self, id: &str, doc: Option<&Value>) {
+        let mut accounts = self.accounts.write().expect("accounts lock");
+        match doc.and_then(AccountEntry::from_doc) {
+            Some(entry) => accounts.upsert(entry),
+            None => accounts.remove(id),
+        }
+    }
+
+    fn clear(&self) {
+        *self.accounts.write().expect("accounts lock") = AccountIndex::default();
+    }
+
+    /// Issues a token for the account whose api key this is.
+    ///
+    /// # Errors
+    /// 401 for an unknown key or a disabled account.
+    pub(crate) fn login(&self, api_key: &str) -> Result<(String, AccountEntry), ApiError> {
+        let account = {
+            let accounts = self.accounts.read().expect("accounts lock");
+            accounts.by_api_key(api_key).cloned()
+        };
+        let Some(account) = account else {
+            return Err(ApiError::InvalidCredentials("no account has this api key"));
+        };
+        if !account.enabled {
+            return Err(ApiError::InvalidCredentials("the account is disabled"));
+        }
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let token = hex::encode(bytes);
+        let now = Instant::now();
+        let mut tokens = self.tokens.write().expect("tokens lock");
+        tokens.retain(|_, t| t.expires > now);
+        tokens.insert(
+            token.clone(),
+            TokenInfo { account_id: account.id.clone(), expires: now + self.lifetime },
+        );
+        Ok((token, account))
+    }
+
+    /// The caller a token stands for.
+    ///
+    /// # Errors
+    /// 401 for a missing, unknown or expired token, or one whose account is gone or disabled.
+    pub(crate) fn caller(&self, token: Option<&str>) -> Result<Caller, ApiError> {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Err(ApiError::InvalidCredentials("no X-Auth-Token header"));
+        };
+        let info = self.tokens.read().expect("tokens lock").get(token).cloned();
+        let Some(info) = info else {
+            return Err(ApiError::InvalidCredentials("unknown auth token"));
+        };
+        if info.expires <= Instant::now() {
+            self.tokens.write().expect("tokens lock").remove(token);
+            return Err(ApiError::InvalidCredentials("the auth token has expired"));
+        }
+        match self.account(&info.account_id) {
+            Some(account) if account.enabled => {
+                Ok(Caller { account_id: account.id, superduper: account.superduper })
+            }
+            Some(_) => Err(ApiError::InvalidCredentials("the account is disabled")),
+            None => Err(ApiError::InvalidCredentials("the token's account no longer exists")),
+        }
+    }
+
+    /// Whether `caller` may act on account `target`: itself, a descendant (`target`'s
+    /// `pvt_tree` names the caller) or anything for a superduper admin.
+    ///
+    /// # Errors
+    /// 403 for an account outside the caller's tree; 404 for an unknown account when the
+    /// caller could see it (a superduper admin), 403 otherwise (so a foreign token learns
+    /// nothing about which accounts exist).
+    pub(crate) fn authorize(&self, caller: &Caller, target: &str) -> Result<(), ApiError> {
+        let account = self.account(target);
+        match account {
+            None if caller.superduper => Err(ApiError::BadIdentifier(target.to_owned())),
+            None => Err(ApiError::Forbidden(format!("account {target} is not in your tree"))),
+            Some(_) if caller.superduper || caller.account_id == target => Ok(()),
+            Some(account) if account.tree.iter().any(|a| *a == caller.account_id) => Ok(()),
+            Some(_) => Err(ApiError::Forbidden(format!("account {target} is not in your tree"))),
+        }
+    }
+
+    /// Refuses anyone but a superduper admin.
+    ///
+    /// # Errors
+    /// 403.
+    pub(crate) fn require_superduper(caller: &Caller) -> Result<(), ApiError> {
+        if caller.superduper {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("only a superduper admin may do this".into()))
+        }
+    }
+}
+
+/// Keeps `auth`'s account index live: follows db `accounts` from the start (its catch-up reads
+/// every account, as `_all_docs` would), forgetting everything on a resync. Waits for the
+/// database if it does not exist yet.
+pub(crate) fn spawn_account_follower(
+    store: SharedStore,
+    auth: Arc<Auth>,
+    feed: FollowOptions,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut options = feed;
+        options.name = "switchboard-api-accounts".into();
+        options.include_docs = true;
+        options.checkpoint = None;
+        options.since = None;
+        options.when_db_missing = WhenDbMissing::Wait;
+        let mut follower = docstore::follow(store, docstore::naming::accounts_db(), options);
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                event = follower.next() => event,
+            };
+            match event {
+                None => break,
+                Some(FollowEvent::Change(change)) => {
+                    let doc = if change.deleted { None } else { change.doc.as_ref() };
+                    auth.apply(&change.id, doc);
+                }
+                Some(FollowEvent::CaughtUp { .. }) => {
+                    auth.caught_up.send_replace(true);
+                }
+                Some(FollowEvent::Resync { reason }) => {
+                    tracing::info!(?reason, "accounts: resync, re-reading every account");
+                    auth.clear();
+                }
+                Some(FollowEvent::Failed(err)) => {
+                    tracing::error!(error = %err, "accounts follower stopped: auth is frozen");
+                    break;
+                }
+            }
+        }
+    })
+}
+
+/// The token of a request: `X-Auth-Token`, else `Authorization: Bearer …`.
+pub(crate) fn token_of(parts: &Parts) -> Option<String> {
+    if let Some(v) = parts.headers.get(AUTH_TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
+        return Some(v.trim().to_owned());
+    }
+    parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|v| v.trim().to_owned())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state.auth.caller(token_of(parts).as_deref())
+    }
+}
+
+/// `PUT /v2/api_auth` with `{"data": {"api_key": K}}`: 201 with the token in `auth_token` and
+/// the account's summary in `data` (Kazoo's `cb_api_auth`).
+pub(crate) async fn api_auth(
+    State(state): State<AppState>,
+    request_id: RequestId,
+    CrossbarBody(body): CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    let api_key = match body.get("api_key") {
+        Some(Value::String(k)) if !k.is_empty() => k.clone(),
+        Some(Value::String(_)) => {
+            return Err(ApiError::validation(
+                "api_key",
+                "minLength",
+                "Value must be at least 1 characters",
+            ))
+        }
+        Some(_) => {
+            return Err(ApiError::validation("api_key", "type", "Value is not of type string"))
+        }
+        None => {
+            return Err(ApiError::validation(
+                "api_key",
+                "required",
+                "Field is required but missing",
+            ))
+        }
+    };
+    if !state.auth.is_caught_up() {
+        return Err(ApiError::Datastore {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            key: "datastore_unreachable",
+            cause: "the accounts are still being read; try again shortly".into(),
+        });
+    }
+    let (token, account) = state.auth.login(&api_key)?;
+    metrics::counter!("switchboard_api_auth_total").increment(1);
+    let data = json!({
+        "account_id": account.id,
+        "account_name": account.name,
+        "is_reseller": account.is_reseller,
+        "reseller_id": account.reseller_id,
+        "apps": [],
+    });
+    Ok(Envelope::created(data).with_auth_token(token).with_request_id(&request_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth_with(docs: &[Value]) -> Auth {
+        let auth = Auth::new(Duration::from_secs(60));
+        for doc in docs {
+            auth.apply(doc["_id"].as_str().unwrap(), Some(doc));
+        }
+        auth
+    }
+
+    fn account(id: &str, key: &str, tree: &[&str], superduper: bool) -> Value {
+        json!({"_id": id, "pvt_type": "account", "pvt_api_key": key, "pvt_tree": tree,
+               "pvt_superduper_admin": superduper, "name": id})
+    }
+
+    #[test]
+    fn tokens_scope_to_the_tree() {
+        let auth = auth_with(&[
+            account("root", "k-root", &[], true),
+            account("reseller", "k-res", &["root"], false),
+            account("child", "k-child", &["root", "reseller"], false),
+            account("other", "k-other", &["root"], false),
+        ]);
+        let (token, entry) = auth.login("k-res").unwrap();
+        assert_eq!(entry.id, "reseller");
+        let caller = auth.caller(Some(&token)).unwrap();
+        assert!(auth.authorize(&caller, "reseller").is_ok());
+        assert!(auth.authorize(&caller, "child").is_ok());
+        assert!(matches!(auth.authorize(&caller, "other"), Err(ApiError::Forbidden(_))));
+        assert!(matches!(auth.authorize(&caller, "root"), Err(ApiError::Forbidden(_))));
+        assert!(matches!(auth.authorize(&caller, "nope"), Err(ApiError::Forbidden(_))));
+
+        let (admin, _) = auth.login("k-root").unwrap();
+        let admin = auth.caller(Some(&admin)).unwrap();
+        assert!(auth.authorize(&admin, "other").is_ok());
+        assert!(matches!(auth.authorize(&admin, "nope"), Err(ApiError::BadIdentifier(_))));
+        assert!(Auth::require_superduper(&admin).is_ok());
+        assert!(Auth::require_superduper(&caller).is_err());
+    }
+
+    #[test]
+    fn bad_keys_and_tokens_are_401() {
+        let auth = auth_with(&[account("a", "k", &[], false)]);
+        assert!(matches!(auth.login("wrong"), Err(ApiError::InvalidCredentials(_))));
+        assert!(matches!(auth.caller(None), Err(ApiError::InvalidCredentials(_))));
+        assert!(matches!(auth.caller(Some("made-up")), Err(ApiError::InvalidCredentials(_))));
+    }
+
+    #[test]
+    fn tokens_expire() {
+        let auth = Auth::new(Duration::from_millis(1));
+        auth.apply("a", Some(&account("a", "k", &[], false)));
+        let (token, _) = auth.login("k").unwrap();
+        // Expiry is checked against Instant::now(): wait until the deadline has passed.
+        let deadline = Instant::now() + Duration::from_millis(1);
+        while Instant::now() <= deadline {
+            std::hint::spin_loop();
+        }
+        assert!(matches!(auth.caller(Some(&token)), Err(ApiError::InvalidCredentials(_))));
+    }
+
+    #[test]
+    fn deleted_and_disabled_accounts_lose_access() {
+        let auth = auth_with(&[account("a", "k", &[], false)]);
+        let (token, _) = auth.login("k").unwrap();
+        let mut disabled = account("a", "k", &[], false);
+        disabled["pvt_enabled"] = json!(false);
+        auth.apply("a", Some(&disabled));
+        assert!(auth.caller(Some(&token)).is_err());
+        assert!(auth.login("k").is_err());
+        auth.apply("a", None);
+        assert!(auth.caller(Some(&token)).is_err());
+    }
+
+    #[test]
+    fn shared_keys_pick_the_top_account() {
+        let auth = auth_with(&[
+            account(
+                "account0000000000000000000000002",
+                "k",
+                &["account0000000000000000000000001"],
+                false,
+            ),
+            account("account0000000000000000000000001", "k", &[], true),
+        ]);
+        assert_eq!(auth.login("k").unwrap().1.id, "account0000000000000000000000001");
+    }
+}

@@ -1,0 +1,314 @@
+//! The one place where library errors become Crossbar error envelopes, with the status codes,
+//! `message` keys and `data` objects Kazoo's `cb_context:add_system_error/2,3` gives them.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+use super::envelope::{error_body, REQUEST_ID_HEADER};
+
+/// Kazoo's field → rule → `{"message": …}` map of validation errors.
+pub(crate) type ValidationErrors = Map<String, Value>;
+
+/// Every way an API request fails.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    /// 400 `parse_error`: the body is not the JSON we need.
+    ParseError(String),
+    /// 400 with a message: a bad query parameter, an id that cannot be.
+    BadRequest(String),
+    /// 400 `validation error` with Kazoo's field → rule → message data.
+    Validation(ValidationErrors),
+    /// 401 `invalid_credentials`: no, unknown or expired token; wrong api key.
+    InvalidCredentials(&'static str),
+    /// 403 `forbidden`: the token is fine, the account is not one it may act on.
+    Forbidden(String),
+    /// 404 `bad_identifier`: no such document (or account).
+    BadIdentifier(String),
+    /// 404 `not_found`: no such route.
+    NotFound,
+    /// 405 `invalid_method`.
+    InvalidMethod,
+    /// 409 `datastore_conflict`: a stale `_rev`, or the document exists already.
+    Conflict(String),
+    /// 413: the body is larger than `api.max_body_size`.
+    PayloadTooLarge,
+    /// 503 `datastore_missing`, `datastore_unreachable`, `datastore_fault`: the store failed.
+    Datastore {
+        /// The HTTP status.
+        status: StatusCode,
+        /// Kazoo's error key.
+        key: &'static str,
+        /// What happened.
+        cause: String,
+    },
+    /// An error whose envelope a spec fixes (the number manager's §15.5 shape, say).
+    Custom {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The envelope's `message`.
+        message: String,
+        /// The envelope's `data`.
+        data: Value,
+    },
+    /// 500 `unspecified_fault`: a defect; the cause is logged and returned.
+    Internal(String),
+}
+
+impl ApiError {
+    /// A single validation error on `field` (dotted path) for `rule`.
+    pub(crate) fn validation(field: &str, rule: &str, message: impl Into<String>) -> ApiError {
+        let mut errors = Map::new();
+        add_validation(&mut errors, field, rule, message.into(), None);
+        ApiError::Validation(errors)
+    }
+
+    /// The status, envelope `message` and `data` of this error.
+    pub(crate) fn parts(&self) -> (StatusCode, String, Value) {
+        match self {
+            ApiError::ParseError(detail) => (
+                StatusCode::BAD_REQUEST,
+                "parse_error".into(),
+                json!({"message": "failed to parse request body", "cause": detail}),
+            ),
+            ApiError::BadRequest(detail) => {
+                (StatusCode::BAD_REQUEST, "bad_request".into(), json!({ "message": detail }))
+            }
+            ApiError::Validation(errors) => {
+                (StatusCode::BAD_REQUEST, "validation error".into(), Value::Object(errors.clone()))
+            }
+            ApiError::InvalidCredentials(why) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials".into(),
+                json!({"message": "invalid credentials", "cause": why}),
+            ),
+            ApiError::Forbidden(why) => (
+                StatusCode::FORBIDDEN,
+                "forbidden".into(),
+                json!({"message": "forbidden", "cause": why}),
+            ),
+            ApiError::BadIdentifier(id) => (
+                StatusCode::NOT_FOUND,
+                "bad_identifier".into(),
+                json!({"message": "bad identifier", "cause": id}),
+            ),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found".into(),
+                json!({"message": "not found: no such route"}),
+            ),
+            ApiError::InvalidMethod => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_method".into(),
+                json!({"message": "invalid method"}),
+            ),
+            ApiError::Conflict(detail) => (
+                StatusCode::CONFLICT,
+                "datastore_conflict".into(),
+                json!({"message": "conflicting documents", "cause": detail}),
+            ),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large".into(),
+                json!({"message": "the request body is larger than api.max_body_size allows"}),
+            ),
+            ApiError::Datastore { status, key, cause } => {
+                (*status, (*key).into(), json!({"message": key.replace('_', " "), "cause": cause}))
+            }
+            ApiError::Custom { status, message, data } => (*status, message.clone(), data.clone()),
+            ApiError::Internal(cause) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unspecified_fault".into(),
+                json!({"message": "unspecified fault", "cause": cause}),
+            ),
+        }
+    }
+
+    /// The response, echoing `request_id`.
+    pub(crate) fn into_response_with_id(self, request_id: &str) -> Response {
+        let (status, message, data) = self.parts();
+        if status.is_server_error() {
+            tracing::error!(%status, %message, %data, request_id, "request failed");
+        }
+        metrics::counter!("switchboard_api_errors_total", "status" => status.as_u16().to_string())
+            .increment(1);
+        let mut response =
+            (status, axum::Json(error_body(status, &message, data, request_id))).into_response();
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        response
+    }
+}
+
+/// Adds `{field: {rule: {"message": message[, "target": target]}}}` to `errors`.
+pub(crate) fn add_validation(
+    errors: &mut ValidationErrors,
+    field: &str,
+    rule: &str,
+    message: String,
+    target: Option<Value>,
+) {
+    let entry = errors.entry(field.to_owned()).or_insert_with(|| json!({}));
+    let mut detail = Map::new();
+    detail.insert("message".into(), Value::String(message));
+    if let Some(target) = target {
+        detail.insert("target".into(), target);
+    }
+    if let Some(rules) = entry.as_object_mut() {
+        rules.insert(rule.to_owned(), Value::Object(detail));
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.into_response_with_id(&super::envelope::current_request_id())
+    }
+}
+
+impl From<docstore::Error> for ApiError {
+    fn from(err: docstore::Error) -> ApiError {
+        use docstore::Error as E;
+        match err {
+            E::Conflict { db, id } => ApiError::Conflict(format!("document {id} in {db} changed")),
+            E::DocNotFound { id, .. } => ApiError::BadIdentifier(id),
+            E::DbNotFound { db } => ApiError::Datastore {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                key: "datastore_missing",
+                cause: format!("database {db} does not exist"),
+            },
+            E::BadRequest { reason } => ApiError::BadRequest(reason),
+            E::IllegalDbName { name, reason } => {
+                ApiError::BadRequest(format!("illegal database name {name:?}: {reason}"))
+            }
+            E::Forbidden { reason } => ApiError::Custom {
+                status: StatusCode::BAD_REQUEST,
+                message: "validation error".into(),
+                data: json!({"document": {"validate_doc_update": {"message": reason}}}),
+            },
+            e @ (E::Transport { .. } | E::Timeout { .. }) => ApiError::Datastore {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                key: "datastore_unreachable",
+                cause: e.to_string(),
+            },
+            e => ApiError::Datastore {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                key: "datastore_fault",
+                cause: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> ApiError {
+        match err.downcast::<docstore::Error>() {
+            Ok(store) => ApiError::from(store),
+            Err(err) => ApiError::Internal(format!("{err:#}")),
+        }
+    }
+}
+
+/// Maps JSON-schema validation errors to Kazoo's field → rule → message shape
+/// (`kz_json_schema:validation_error/3`): the field is the dotted instance path (the missing
+/// property itself for `required`), the rule is the schema keyword.
+pub(crate) fn schema_errors<'a>(
+    errors: impl Iterator<Item = jsonschema::ValidationError<'a>>,
+) -> ValidationErrors {
+    use jsonschema::error::ValidationErrorKind as K;
+    let mut out = Map::new();
+    for error in errors {
+        let path: Vec<String> = (&error.instance_path)
+            .into_iter()
+            .map(|chunk| match chunk {
+                jsonschema::paths::LocationSegment::Property(p) => {
+                    p.replace("~1", "/").replace("~0", "~")
+                }
+                jsonschema::paths::LocationSegment::Index(i) => i.to_string(),
+            })
+            .collect();
+        let mut field = path.join(".");
+        let (rule, message, target): (&str, String, Option<Value>) = match &error.kind {
+            K::Required { property } => {
+                let name =
+                    property.as_str().map(str::to_owned).unwrap_or_else(|| property.to_string());
+                field = if field.is_empty() { name } else { format!("{field}.{name}") };
+                ("required", "Field is required but missing".into(), None)
+            }
+            K::Type { kind } => {
+                let wanted = match kind {
+                    jsonschema::error::TypeKind::Single(t) => t.to_string(),
+                    jsonschema::error::TypeKind::Multiple(ts) => {
+                        ts.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" or ")
+                    }
+                };
+                ("type", format!("Value is not of type {wanted}"), Some(Value::String(wanted)))
+            }
+            K::Enum { options } => (
+                "enum",
+                "Value not found in enumerated list of values".into(),
+                Some(options.clone()),
+            ),
+            K::Minimum { limit } => {
+                ("minimum", format!("Value must be at least {limit}"), Some(limit.clone()))
+            }
+            K::Maximum { limit } => {
+                ("maximum", format!("Value must be at most {limit}"), Some(limit.clone()))
+            }
+            K::MinLength { limit } => (
+                "minLength",
+                format!("Value must be at least {limit} characters"),
+                Some(json!(limit)),
+            ),
+            K::MaxLength { limit } => (
+                "maxLength",
+                format!("String must not be more than {limit} characters"),
+                Some(json!(limit)),
+            ),
+            K::MinItems { limit } => (
+                "minItems",
+                format!("The list must have at least {limit} items"),
+                Some(json!(limit)),
+            ),
+            K::MaxItems { limit } => {
+                ("maxItems", format!("The list is more than {limit} items"), Some(json!(limit)))
+            }
+            K::UniqueItems => ("uniqueItems", "List of items is not unique".into(), None),
+            K::Pattern { pattern } => (
+                "pattern",
+                format!("Failed to match pattern '{pattern}'"),
+                Some(Value::String(pattern.clone())),
+            ),
+            K::AdditionalProperties { unexpected } => (
+                "additionalProperties",
+                format!("Unexpected properties: {}", unexpected.join(", ")),
+                None,
+            ),
+            other => (keyword_of(other), error.to_string(), None),
+        };
+        let field = if field.is_empty() { "document".to_owned() } else { field };
+        add_validation(&mut out, &field, rule, message, target);
+    }
+    out
+}
+
+/// The schema keyword of the remaining error kinds.
+fn keyword_of(kind: &jsonschema::error::ValidationErrorKind) -> &'static str {
+    use jsonschema::error::ValidationErrorKind as K;
+    match kind {
+        K::AnyOf { .. } => "anyOf",
+        K::OneOfNotValid { .. } | K::OneOfMultipleValid { .. } => "oneOf",
+        K::Not { .. } => "not",
+        K::Constant { .. } => "const",
+        K::Format { .. } => "format",
+        K::MultipleOf { .. } => "multipleOf",
+        K::ExclusiveMinimum { .. } => "exclusiveMinimum",
+        K::ExclusiveMaximum { .. } => "exclusiveMaximum",
+        K::MinProperties { .. } => "minProperties",
+        K::MaxProperties { .. } => "maxProperties",
+        K::Contains { .. } => "contains",
+        K::PropertyNames { .. } => "propertyNames",
+        K::FalseSchema => "false",
+        _ => "schema",
+    }
+}

@@ -1,0 +1,202 @@
+//! Operations endpoints: `/metrics` (Prometheus text), `/healthz` (ready only when every
+//! reactor has caught up with its feeds), and the middlewares every request passes: request
+//! id, HTTP metrics, and the trusted-network check in front of the routing endpoints.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+
+use super::auth::token_of;
+use super::envelope::{RequestId, CURRENT_REQUEST_ID};
+use super::error::ApiError;
+use super::AppState;
+
+/// Installs the global Prometheus recorder and describes our metrics. `None` if a recorder is
+/// already installed (a second daemon in one process, as tests may do).
+pub(crate) fn install_metrics() -> Option<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ])
+        .ok()?
+        .install_recorder()
+        .ok()?;
+    metrics::describe_counter!(
+        "switchboard_http_requests_total",
+        "HTTP requests by route, method and status"
+    );
+    metrics::describe_histogram!(
+        "switchboard_http_request_duration_seconds",
+        "HTTP request latency by route"
+    );
+    metrics::describe_counter!(
+        "switchboard_route_lookups_total",
+        "route lookups served (POST /v2/stepswitch/route)"
+    );
+    metrics::describe_counter!("switchboard_api_errors_total", "API error replies by status");
+    metrics::describe_counter!("switchboard_api_writes_total", "documents written through the API");
+    metrics::describe_counter!("switchboard_api_auth_total", "tokens issued");
+    metrics::describe_gauge!("switchboard_routing_generation", "route table swaps since start");
+    metrics::describe_gauge!(
+        "switchboard_routing_table_builds",
+        "builds of each route table (reloads)"
+    );
+    metrics::describe_gauge!(
+        "switchboard_routing_table_build_seconds",
+        "duration of each table's last build"
+    );
+    metrics::describe_gauge!(
+        "switchboard_routing_table_errors",
+        "compile diagnostics of each table's last build"
+    );
+    metrics::describe_gauge!(
+        "switchboard_feed_caught_up",
+        "1 when a followed database is caught up (feed lag 0), else 0"
+    );
+    metrics::describe_gauge!(
+        "switchboard_feed_errors",
+        "1 when a followed database's last read failed"
+    );
+    metrics::describe_gauge!("switchboard_accounts_known", "accounts in the API's account index");
+    Some(handle)
+}
+
+/// Sets the gauges that are read from the reactors' status at scrape time.
+fn refresh_gauges(state: &AppState) {
+    let status = state.routing.status();
+    metrics::gauge!("switchboard_routing_generation").set(status.generation as f64);
+    for table in &status.tables {
+        let account = table.account_id.clone().unwrap_or_default();
+        let labels = [("scope", table.scope.to_string()), ("account_id", account)];
+        metrics::gauge!("switchboard_routing_table_builds", &labels).set(table.builds as f64);
+        metrics::gauge!("switchboard_routing_table_build_seconds", &labels)
+            .set(table.build_ms / 1000.0);
+        metrics::gauge!("switchboard_routing_table_errors", &labels).set(table.errors.len() as f64);
+    }
+    for source in &status.sources {
+        let labels = [("db", source.db.clone())];
+        metrics::gauge!("switchboard_feed_caught_up", &labels).set(if source.caught_up {
+            1.0
+        } else {
+            0.0
+        });
+        metrics::gauge!("switchboard_feed_errors", &labels).set(if source.last_error.is_some() {
+            1.0
+        } else {
+            0.0
+        });
+    }
+    let accounts = [("db", "accounts (api)".to_string())];
+    metrics::gauge!("switchboard_feed_caught_up", &accounts).set(if state.auth.is_caught_up() {
+        1.0
+    } else {
+        0.0
+    });
+    metrics::gauge!("switchboard_accounts_known").set(state.auth.account_count() as f64);
+}
+
+/// `GET /metrics`.
+pub(crate) async fn metrics_endpoint(State(state): State<AppState>) -> Response {
+    refresh_gauges(&state);
+    match &state.metrics {
+        Some(handle) => {
+            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render())
+                .into_response()
+        }
+        None => ApiError::Internal("the metrics recorder is not installed in this process".into())
+            .into_response(),
+    }
+}
+
+/// `GET /healthz`: 200 `{"status": "ready"}` when every reactor has caught up, else 503 with
+/// the ones still catching up.
+pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
+    let mut waiting = Vec::new();
+    let mut checks = serde_json::Map::new();
+    for check in &state.checks {
+        let ready = (check.ready)();
+        checks.insert(check.name.into(), json!(ready));
+        if !ready {
+            waiting.push(check.name);
+        }
+    }
+    let body = json!({
+        "status": if waiting.is_empty() { "ready" } else { "starting" },
+        "checks": checks,
+        "backend": state.store.backend(),
+    });
+    let status = if waiting.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
+}
+
+/// Gives every request an id (the client's `X-Request-ID` or a new one) that every reply
+/// echoes, and counts and times the request by its route.
+pub(crate) async fn request_layer(mut req: Request, next: Next) -> Response {
+    let id = RequestId::from_headers(req.headers());
+    req.extensions_mut().insert(id.clone());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = CURRENT_REQUEST_ID.scope(id.0.clone(), next.run(req)).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("switchboard_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("switchboard_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// In front of the routing endpoints: clients from a trusted network pass; anyone else needs a
+/// superduper admin's token (401 without a valid token, 403 with another account's).
+pub(crate) async fn trusted_or_superduper(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let is_lookup = req.uri().path().ends_with("/stepswitch/route");
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let trusted = peer.is_some_and(|ip| state.settings.is_trusted(ip));
+    if !trusted {
+        let (parts, body) = req.into_parts();
+        let caller = match state.auth.caller(token_of(&parts).as_deref()) {
+            Ok(caller) => caller,
+            Err(err) => return err.into_response(),
+        };
+        if !caller.superduper {
+            return ApiError::Forbidden(
+                "the routing endpoints need a trusted network or a superduper admin's token".into(),
+            )
+            .into_response();
+        }
+        let req = Request::from_parts(parts, body);
+        return count_lookup(is_lookup, next.run(req).await);
+    }
+    count_lookup(is_lookup, next.run(req).await)
+}
+
+fn count_lookup(is_lookup: bool, response: Response) -> Response {
+    if is_lookup && response.status().is_success() {
+        metrics::counter!("switchboard_route_lookups_total").increment(1);
+    }
+    response
+}
+
+/// The 404 of an unknown route, in Crossbar's shape.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// The 405 of a known path with another method, in Crossbar's shape.
+pub(crate) async fn invalid_method() -> ApiError {
+    ApiError::InvalidMethod
+}

@@ -1,0 +1,270 @@
+//! `/v2/resources[/{id}]` (global carriers in db `offnet`, superduper admins only) and
+//! `/v2/accounts/{A}/resources[/{id}]` (an account's local carriers): Kazoo's `cb_resources`
+//! CRUD, validated against `resources.json`. Routing sees a write through the change feed, like
+//! any other edit of the database.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use docstore::{AccountId, DesignKind};
+use serde_json::{json, Value};
+
+use super::auth::{Auth, Caller};
+use super::docs::{self, Kind, Place, UpdateMode};
+use super::envelope::{CrossbarBody, Envelope, RequestId};
+use super::error::ApiError;
+use super::schema::Schema;
+use super::AppState;
+
+const GLOBAL: Kind =
+    Kind { pvt_type: "resource", schema: Schema::Resources, design: DesignKind::Offnet };
+const LOCAL: Kind =
+    Kind { pvt_type: "resource", schema: Schema::Resources, design: DesignKind::Account };
+
+/// Where global resources live, after checking the caller is a superduper admin.
+fn global_place(caller: &Caller) -> Result<Place, ApiError> {
+    Auth::require_superduper(caller)?;
+    Ok(Place { db: docstore::naming::offnet_db(), account: None })
+}
+
+/// An account's database, after checking the caller may act on it.
+pub(crate) fn account_place(
+    state: &AppState,
+    caller: &Caller,
+    account: &str,
+) -> Result<Place, ApiError> {
+    state.auth.authorize(caller, account)?;
+    let id = AccountId::new(account).map_err(|_| {
+        ApiError::BadRequest(format!(
+            "account {account} has no database: its id is not 32 lowercase hex characters"
+        ))
+    })?;
+    Ok(Place { db: id.db_name(), account: Some(id) })
+}
+
+/// The summary row of a resource in a listing (Kazoo's `resources/crossbar_listing`).
+fn summary(doc: &Value) -> Value {
+    json!({
+        "id": doc.get("id"),
+        "name": doc.get("name"),
+        "enabled": doc.get("enabled").cloned().unwrap_or(Value::Bool(true)),
+        "emergency": doc.get("emergency").cloned().unwrap_or(Value::Bool(false)),
+        "weight_cost": doc.get("weight_cost"),
+        "flags": doc.get("flags").cloned().unwrap_or_else(|| json!([])),
+    })
+}
+
+async fn list(
+    state: &AppState,
+    place: Place,
+    kind: Kind,
+    rid: &RequestId,
+) -> Result<Envelope, ApiError> {
+    let docs = docs::list(&state.store, &place, kind).await?;
+    Ok(Envelope::ok(Value::Array(docs.iter().map(summary).collect())).with_request_id(rid))
+}
+
+async fn get_one(
+    state: &AppState,
+    place: Place,
+    kind: Kind,
+    id: &str,
+    rid: &RequestId,
+) -> Result<Envelope, ApiError> {
+    let doc = docs::read(&state.store, &place, kind, id).await?;
+    Ok(doc_envelope(&doc).with_request_id(rid))
+}
+
+/// The reply for one document: its public view, `revision` = its `_rev`.
+pub(crate) fn doc_envelope(doc: &Value) -> Envelope {
+    Envelope::ok(docs::public(doc)).with_revision(doc.get("_rev").and_then(Value::as_str))
+}
+
+async fn create(
+    state: &AppState,
+    place: Place,
+    kind: Kind,
+    body: CrossbarBody,
+    rid: &RequestId,
+) -> Result<Envelope, ApiError> {
+    let doc = docs::create(&state.store, &place, kind, body.0).await?;
+    metrics::counter!("switchboard_api_writes_total", "kind" => "resource", "op" => "create")
+        .increment(1);
+    Ok(doc_envelope(&doc).with_status(axum::http::StatusCode::CREATED).with_request_id(rid))
+}
+
+async fn update(
+    state: &AppState,
+    place: Place,
+    kind: Kind,
+    id: &str,
+    headers: &HeaderMap,
+    body: CrossbarBody,
+    mode: UpdateMode,
+    rid: &RequestId,
+) -> Result<Envelope, ApiError> {
+    let current = docs::read(&state.store, &place, kind, id).await?;
+    docs::check_rev(&current, docs::if_match(headers).as_deref())?;
+    let next = docs::updated(&current, &place, kind, body.0, mode)?;
+    let doc = docs::write(&state.store, &place, next).await?;
+    let op = if mode == UpdateMode::Replace { "replace" } else { "merge" };
+    metrics::counter!("switchboard_api_writes_total", "kind" => "resource", "op" => op)
+        .increment(1);
+    Ok(doc_envelope(&doc).with_request_id(rid))
+}
+
+async fn delete(
+    state: &AppState,
+    place: Place,
+    kind: Kind,
+    id: &str,
+    headers: &HeaderMap,
+    rid: &RequestId,
+) -> Result<Envelope, ApiError> {
+    let current = docs::read(&state.store, &place, kind, id).await?;
+    docs::check_rev(&current, docs::if_match(headers).as_deref())?;
+    docs::remove(&state.store, &place, &current).await?;
+    metrics::counter!("switchboard_api_writes_total", "kind" => "resource", "op" => "delete")
+        .increment(1);
+    Ok(doc_envelope(&current).with_request_id(rid))
+}
+
+/// `GET /v2/resources`.
+pub(crate) async fn global_list(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+) -> Result<Envelope, ApiError> {
+    list(&s, global_place(&caller)?, GLOBAL, &rid).await
+}
+
+/// `PUT /v2/resources`.
+pub(crate) async fn global_create(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    body: CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    create(&s, global_place(&caller)?, GLOBAL, body, &rid).await
+}
+
+/// `GET /v2/resources/{id}`.
+pub(crate) async fn global_get(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path(id): Path<String>,
+) -> Result<Envelope, ApiError> {
+    get_one(&s, global_place(&caller)?, GLOBAL, &id, &rid).await
+}
+
+/// `POST /v2/resources/{id}`.
+pub(crate) async fn global_post(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    update(&s, global_place(&caller)?, GLOBAL, &id, &headers, body, UpdateMode::Replace, &rid).await
+}
+
+/// `PATCH /v2/resources/{id}`.
+pub(crate) async fn global_patch(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    update(&s, global_place(&caller)?, GLOBAL, &id, &headers, body, UpdateMode::Merge, &rid).await
+}
+
+/// `DELETE /v2/resources/{id}`.
+pub(crate) async fn global_delete(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Envelope, ApiError> {
+    delete(&s, global_place(&caller)?, GLOBAL, &id, &headers, &rid).await
+}
+
+/// `GET /v2/accounts/{A}/resources`.
+pub(crate) async fn local_list(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path(a): Path<String>,
+) -> Result<Envelope, ApiError> {
+    list(&s, account_place(&s, &caller, &a)?, LOCAL, &rid).await
+}
+
+/// `PUT /v2/accounts/{A}/resources`.
+pub(crate) async fn local_create(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path(a): Path<String>,
+    body: CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    create(&s, account_place(&s, &caller, &a)?, LOCAL, body, &rid).await
+}
+
+/// `GET /v2/accounts/{A}/resources/{id}`.
+pub(crate) async fn local_get(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path((a, id)): Path<(String, String)>,
+) -> Result<Envelope, ApiError> {
+    get_one(&s, account_place(&s, &caller, &a)?, LOCAL, &id, &rid).await
+}
+
+/// `POST /v2/accounts/{A}/resources/{id}`.
+pub(crate) async fn local_post(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path((a, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    update(
+        &s,
+        account_place(&s, &caller, &a)?,
+        LOCAL,
+        &id,
+        &headers,
+        body,
+        UpdateMode::Replace,
+        &rid,
+    )
+    .await
+}
+
+/// `PATCH /v2/accounts/{A}/resources/{id}`.
+pub(crate) async fn local_patch(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path((a, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    update(&s, account_place(&s, &caller, &a)?, LOCAL, &id, &headers, body, UpdateMode::Merge, &rid)
+        .await
+}
+
+/// `DELETE /v2/accounts/{A}/resources/{id}`.
+pub(crate) async fn local_delete(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path((a, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Envelope, ApiError> {
+    delete(&s, account_place(&s, &caller, &a)?, LOCAL, &id, &headers, &rid).await
+}
