@@ -1,0 +1,740 @@
+//! End-to-end tests of `switchboard serve`: the real binary against the CouchDB-compatible test
+//! server (testkit's couch-peer, or `COUCHDB_URL`), driven over HTTP like a Kazoo client would.
+//! For each route: a success, an auth failure, a cross-account attempt and bad input; a direct
+//! document edit (as in Fauxton) seen through the API and by routing; and the README's demo run
+//! on a fresh embedded data dir.
+//!
+//! One daemon serves every test of this binary (loopback is *not* trusted there, so the routing
+//! endpoints need a superduper token); each test makes its own accounts with random ids.
+//! Waits are on conditions with generous upper bounds, never sleep-then-assert.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use testkit::CouchServer;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A running `switchboard serve`; SIGTERMed on drop.
+struct Daemon {
+    child: Child,
+    base: String,
+    banner: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts the binary with `args` and reads its banner up to the `try:` line.
+    fn start(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.args(args)
+            .env_remove("COUCHDB_URL")
+            .env_remove("SWITCHBOARD_CONFIG")
+            .env_remove("SWITCHBOARD_DATA_DIR")
+            .env("SWITCHBOARD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        #[cfg(target_os = "linux")]
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            // The daemon dies with the test process, even on a panic or abort.
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("start the switchboard binary");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    // Nobody listens any more: keep draining so the daemon never blocks.
+                    continue;
+                }
+            }
+        });
+        let mut banner = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no banner from switchboard serve; got {banner:?}"));
+            let done = line.starts_with("try:");
+            banner.push(line);
+            if done {
+                break;
+            }
+        }
+        let base = banner
+            .iter()
+            .find_map(|l| l.strip_prefix("switchboard listening on "))
+            .expect("the banner names the address")
+            .to_owned();
+        Daemon { child, base, banner }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().expect("wait for switchboard")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.stop();
+        }
+    }
+}
+
+/// The shared world: couch-peer, the root (superduper) account, the daemon.
+struct World {
+    couch: String,
+    daemon: Daemon,
+    root_id: String,
+    root_key: String,
+}
+
+fn hex_id() -> String {
+    let mut id = String::new();
+    while id.len() < 32 {
+        id.push_str(&format!("{:016x}", rand_u64()));
+    }
+    id.truncate(32);
+    id
+}
+
+fn rand_u64() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos() ^ (std::process::id() as u128));
+    h.finish()
+}
+
+fn enc(db: &str) -> String {
+    db.replace('/', "%2F").replace('+', "%2B")
+}
+
+fn account_db(id: &str) -> String {
+    format!("account/{}/{}/{}", &id[..2], &id[2..4], &id[4..])
+}
+
+/// Blocking CouchDB writes for setup (the "Fauxton" side).
+fn couch(method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
+    let text = body.map(|b| b.to_string());
+    let (status, body) =
+        testkit::http_request(method, url, text.as_deref()).expect("couch request");
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+fn couch_put_doc(couch_url: &str, db: &str, doc: &Value) -> String {
+    let _ = couch("PUT", &format!("{couch_url}/{}", enc(db)), None);
+    let id = doc["_id"].as_str().unwrap();
+    let (status, body) = couch("PUT", &format!("{couch_url}/{}/{}", enc(db), enc(id)), Some(doc));
+    assert!(status == 201 || status == 202, "PUT {db}/{id}: {status} {body}");
+    body["rev"].as_str().unwrap().to_owned()
+}
+
+fn couch_get_doc(couch_url: &str, db: &str, id: &str) -> Value {
+    let (status, body) = couch("GET", &format!("{couch_url}/{}/{}", enc(db), enc(id)), None);
+    assert_eq!(status, 200, "GET {db}/{id}: {body}");
+    body
+}
+
+fn make_account(couch_url: &str, id: &str, key: &str, tree: &[&str], superduper: bool) {
+    let doc = json!({
+        "_id": id, "name": format!("test {id}"), "pvt_type": "account", "pvt_api_key": key,
+        "pvt_tree": tree, "pvt_superduper_admin": superduper, "pvt_enabled": true,
+        "pvt_account_id": id, "pvt_account_db": enc(&account_db(id)),
+    });
+    couch_put_doc(couch_url, "accounts", &doc);
+    let _ = couch("PUT", &format!("{couch_url}/{}", enc(&account_db(id))), None);
+}
+
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let server = CouchServer::shared();
+        let mut couch_url = server.url().to_owned();
+        if let Some((user, password)) = server.credentials() {
+            couch_url = couch_url.replacen("://", &format!("://{user}:{password}@"), 1);
+        }
+        let root = hex_id();
+        let root_key = format!("root-{}", hex_id());
+        make_account(&couch_url, &root, &root_key, &[], true);
+        let daemon = Daemon::start(
+            &[
+                "serve",
+                "--couch-url",
+                &couch_url,
+                "--listen",
+                "127.0.0.1:0",
+                "--trusted-networks",
+                "192.0.2.0/24",
+                "--max-body-size",
+                "64KiB",
+            ],
+            &[],
+        );
+        World { couch: couch_url, daemon, root_id: root, root_key }
+    })
+}
+
+/// One HTTP exchange with the daemon: the status and the JSON body.
+async fn call(
+    method: Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    call_raw(method, url, token, body.map(|b| b.to_string()), &[]).await
+}
+
+async fn call_raw(
+    method: Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<String>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    static CLIENT: OnceLock<Client> = OnceLock::new();
+    let client = CLIENT.get_or_init(Client::new);
+    let mut req = client.request(method, url);
+    if let Some(token) = token {
+        req = req.header("X-Auth-Token", token);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(body) = body {
+        req = req.header("Content-Type", "application/json").body(body);
+    }
+    let resp = req.send().await.expect("request to switchboard");
+    let status = resp.status();
+    let text = resp.text().await.expect("response body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Logs in with an api key, waiting (bounded) until the daemon's account index has the account.
+async fn login(key: &str) -> String {
+    let w = world();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = call(
+            Method::PUT,
+            &w.daemon.url("/v2/api_auth"),
+            None,
+            Some(json!({"data": {"api_key": key}})),
+        )
+        .await;
+        if status == StatusCode::CREATED {
+            let token = body["auth_token"].as_str().unwrap().to_owned();
+            assert!(!token.is_empty());
+            return token;
+        }
+        assert!(Instant::now() < deadline, "login never succeeded: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A fresh account tree under root: (A, A's token, B (A's sibling), B's token).
+async fn two_accounts() -> (String, String, String, String) {
+    let w = world();
+    let root = w.root_id.clone();
+    let (a, b) = (hex_id(), hex_id());
+    let (ka, kb) = (format!("key-{}", hex_id()), format!("key-{}", hex_id()));
+    make_account(&w.couch, &a, &ka, &[&root], false);
+    make_account(&w.couch, &b, &kb, &[&root], false);
+    (a, login(&ka).await, b, login(&kb).await)
+}
+
+async fn root_token() -> String {
+    login(&world().root_key).await
+}
+
+fn resource_body(name: &str) -> Value {
+    json!({"data": {"name": name, "rules": ["^\\+1(\\d{10})$"], "gateways": [{"server": format!("{name}.example.com")}]}})
+}
+
+fn assert_envelope(body: &Value) {
+    assert_eq!(body["status"], "success", "{body}");
+    assert!(body["request_id"].as_str().is_some_and(|s| !s.is_empty()), "{body}");
+    assert!(body["revision"].is_string(), "{body}");
+    assert!(body.get("data").is_some(), "{body}");
+}
+
+fn assert_error(body: &Value, code: u16) {
+    assert_eq!(body["status"], "error", "{body}");
+    assert_eq!(body["error"], code.to_string(), "{body}");
+    assert!(body["message"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn api_auth_success_bad_key_and_bad_input() {
+    let w = world();
+    let url = w.daemon.url("/v2/api_auth");
+    let (status, body) =
+        call(Method::PUT, &url, None, Some(json!({"data": {"api_key": w.root_key}}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_envelope(&body);
+    assert!(!body["auth_token"].as_str().unwrap().is_empty());
+    assert!(body["data"]["account_id"].is_string());
+
+    let (status, body) =
+        call(Method::PUT, &url, None, Some(json!({"data": {"api_key": "nope"}}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_error(&body, 401);
+    assert_eq!(body["message"], "invalid_credentials");
+
+    let (status, body) = call_raw(Method::PUT, &url, None, Some("{\"data\": ".into()), &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, 400);
+    assert_eq!(body["message"], "parse_error");
+
+    let (status, body) = call(Method::PUT, &url, None, Some(json!({"data": {}}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["data"]["api_key"]["required"]["message"], "Field is required but missing");
+
+    // A made-up token on an account route is a 401.
+    let (status, body) =
+        call(Method::GET, &w.daemon.url("/v2/resources"), Some("made-up"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_error(&body, 401);
+}
+
+#[tokio::test]
+async fn global_resources_crud_auth_and_bad_input() {
+    let w = world();
+    let root = root_token().await;
+    let (_, a_token, _, _) = two_accounts().await;
+    let list = w.daemon.url("/v2/resources");
+
+    // Success: create, read, replace, merge, list, delete.
+    let (status, body) = call(Method::PUT, &list, Some(&root), Some(resource_body("g1"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_envelope(&body);
+    let id = body["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    assert_eq!(body["data"]["weight_cost"], 50, "schema default filled in");
+    assert!(body["data"].get("pvt_type").is_none(), "private fields are not shown");
+    let stored = couch_get_doc(&w.couch, "offnet", &id);
+    assert_eq!(stored["pvt_type"], "resource");
+    assert!(stored["pvt_created"].as_u64().unwrap() > 63_000_000_000);
+    let one = w.daemon.url(&format!("/v2/resources/{id}"));
+    let (status, body) = call(Method::GET, &one, Some(&root), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["revision"], stored["_rev"]);
+    let (status, body) =
+        call(Method::PATCH, &one, Some(&root), Some(json!({"data": {"weight_cost": 7}}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["weight_cost"], 7);
+    assert_eq!(body["data"]["name"], "g1");
+    let (status, body) =
+        call(Method::POST, &one, Some(&root), Some(resource_body("g1-renamed"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["name"], "g1-renamed");
+    assert_eq!(body["data"]["weight_cost"], 50, "POST replaces");
+    let (status, body) = call(Method::GET, &list, Some(&root), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["data"].as_array().unwrap().iter().any(|r| r["id"] == id.as_str()));
+
+    // Stale revision: 409, nothing written.
+    let (status, body) = call_raw(
+        Method::PATCH,
+        &one,
+        Some(&root),
+        Some(json!({"data": {"weight_cost": 1}}).to_string()),
+        &[("If-Match", "1-stale")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["message"], "datastore_conflict");
+
+    // Auth: no token 401, a non-admin 403.
+    let (status, _) = call(Method::GET, &list, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(Method::PUT, &list, Some(&a_token), Some(resource_body("x"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error(&body, 403);
+
+    // Bad input: schema violations (field → rule → message), malformed JSON, oversized body,
+    // unknown id. Nothing is written.
+    let before =
+        call(Method::GET, &list, Some(&root), None).await.1["data"].as_array().unwrap().len();
+    let (status, body) = call(
+        Method::PUT,
+        &list,
+        Some(&root),
+        Some(json!({"data": {"name": "x", "weight_cost": 500}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["message"], "validation error");
+    assert_eq!(body["data"]["gateways"]["required"]["message"], "Field is required but missing");
+    assert!(body["data"]["weight_cost"]["maximum"]["message"].is_string(), "{body}");
+    let (status, body) = call_raw(Method::PUT, &list, Some(&root), Some("{nope".into()), &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["message"], "parse_error");
+    let huge = json!({"data": {"name": "x".repeat(70 * 1024), "gateways": [{"server": "s"}]}});
+    let (status, _) = call(Method::PUT, &list, Some(&root), Some(huge)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let after =
+        call(Method::GET, &list, Some(&root), None).await.1["data"].as_array().unwrap().len();
+    assert_eq!(before, after, "refused writes leave nothing behind");
+    let (status, body) = call(
+        Method::GET,
+        &w.daemon.url("/v2/resources/ffffffffffffffffffffffffffffffff"),
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["message"], "bad_identifier");
+
+    let (status, _) = call(Method::DELETE, &one, Some(&root), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(Method::GET, &one, Some(&root), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn local_resources_crud_auth_cross_account_and_bad_input() {
+    let w = world();
+    let (a, a_token, b, b_token) = two_accounts().await;
+    let list = w.daemon.url(&format!("/v2/accounts/{a}/resources"));
+    let (status, body) =
+        call(Method::PUT, &list, Some(&a_token), Some(resource_body("local1"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["data"]["id"].as_str().unwrap().to_owned();
+    let stored = couch_get_doc(&w.couch, &account_db(&a), &id);
+    assert_eq!(stored["pvt_account_id"], a.as_str());
+    let one = w.daemon.url(&format!("/v2/accounts/{a}/resources/{id}"));
+    let (status, body) =
+        call(Method::PATCH, &one, Some(&a_token), Some(json!({"data": {"flags": ["fax"]}}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["flags"], json!(["fax"]));
+    let (status, body) = call(Method::GET, &list, Some(&a_token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"].as_array().unwrap().len(), 1);
+
+    // The superduper admin may act on any account.
+    let root = root_token().await;
+    let (status, _) = call(Method::GET, &one, Some(&root), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Cross-account: B may not read or write A's resources, nor A B's.
+    let (status, body) = call(Method::GET, &one, Some(&b_token), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error(&body, 403);
+    let (status, _) = call(Method::PUT, &list, Some(&b_token), Some(resource_body("evil"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(Method::DELETE, &one, Some(&b_token), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(
+        Method::GET,
+        &w.daemon.url(&format!("/v2/accounts/{b}/resources")),
+        Some(&a_token),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Auth failure.
+    let (status, _) = call(Method::GET, &list, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Bad input.
+    let (status, body) = call(
+        Method::POST,
+        &one,
+        Some(&a_token),
+        Some(json!({"data": {"name": "", "gateways": [{}]}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["data"]["gateways.0.server"]["required"].is_object(), "{body}");
+    assert!(body["data"]["name"]["minLength"].is_object(), "{body}");
+    let unchanged = couch_get_doc(&w.couch, &account_db(&a), &id);
+    assert_eq!(unchanged["flags"], json!(["fax"]), "nothing half-written");
+
+    let (status, _) = call(Method::DELETE, &one, Some(&a_token), None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+fn number_doc(number: &str, owner: &str, state: &str) -> Value {
+    json!({"_id": number, "pvt_type": "number", "pvt_state": state, "pvt_assigned_to": owner,
+           "pvt_module_name": "knm_local", "pvt_created": 63700000000u64, "pvt_modified": 63700000000u64,
+           "pvt_db_name": enc(&format!("numbers/{}", &number[..5]))})
+}
+
+fn random_number() -> String {
+    format!("+1555{:07}", rand_u64() % 10_000_000)
+}
+
+#[tokio::test]
+async fn connectivity_marks_owned_dids_and_refuses_foreign_ones() {
+    let w = world();
+    let (a, a_token, b, b_token) = two_accounts().await;
+    let (mine, theirs) = (random_number(), random_number());
+    let ndb = format!("numbers/{}", &mine[..5]);
+    couch_put_doc(&w.couch, &ndb, &number_doc(&mine, &a, "in_service"));
+    couch_put_doc(&w.couch, &ndb, &number_doc(&theirs, &b, "in_service"));
+    let list = w.daemon.url(&format!("/v2/accounts/{a}/connectivity"));
+    let body = |did: &str| {
+        json!({"data": {"name": "pbx", "servers": [{
+        "auth": {"auth_method": "IP", "ip": "192.0.2.10"}, "DIDs": {did: {}}}]}})
+    };
+
+    let (status, created) = call(Method::PUT, &list, Some(&a_token), Some(body(&mine))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(couch_get_doc(&w.couch, &account_db(&a), &id)["pvt_type"], "sys_info");
+    assert_eq!(couch_get_doc(&w.couch, &ndb, &mine)["pvt_used_by"], "trunkstore");
+    let one = w.daemon.url(&format!("/v2/accounts/{a}/connectivity/{id}"));
+    let (status, got) = call(Method::GET, &one, Some(&a_token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(got["data"]["servers"][0]["DIDs"].get(&mine).is_some());
+
+    // A number A does not own: validation error naming the DID, nothing written.
+    let (status, refused) = call(Method::PUT, &list, Some(&a_token), Some(body(&theirs))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let field = format!("servers.0.DIDs.{theirs}");
+    assert!(refused["data"][&field]["not_owned"]["message"].is_string(), "{refused}");
+    let (_, listed) = call(Method::GET, &list, Some(&a_token), None).await;
+    assert_eq!(listed["data"], json!([id]));
+    let theirs_doc = couch_get_doc(&w.couch, &ndb, &theirs);
+    assert!(theirs_doc.get("pvt_used_by").is_none(), "{theirs_doc}");
+    // Schema violations too.
+    let (status, refused) = call(
+        Method::PUT,
+        &list,
+        Some(&a_token),
+        Some(json!({"data": {"servers": [{"name": "no auth"}]}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(refused["data"]["servers.0.auth"]["required"].is_object(), "{refused}");
+
+    // Cross-account and auth failures.
+    let (status, _) = call(Method::GET, &one, Some(&b_token), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(
+        Method::PUT,
+        &w.daemon.url(&format!("/v2/accounts/{b}/connectivity")),
+        Some(&a_token),
+        Some(body(&theirs)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(Method::GET, &list, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Removing the DID releases the number; deleting the document too.
+    let (status, patched) = call(Method::POST, &one, Some(&a_token), Some(json!({"data": {"name": "pbx", "servers": [{"auth": {"auth_method": "IP", "ip": "192.0.2.10"}}]}}))).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert!(couch_get_doc(&w.couch, &ndb, &mine).get("pvt_used_by").is_none());
+    let (status, _) = call(Method::PATCH, &one, Some(&a_token), Some(json!({"data": {"servers": [{"auth": {"auth_method": "IP"}, "DIDs": {mine.as_str(): {}}}]}}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(couch_get_doc(&w.couch, &ndb, &mine)["pvt_used_by"], "trunkstore");
+    let (status, _) = call(Method::DELETE, &one, Some(&a_token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(couch_get_doc(&w.couch, &ndb, &mine).get("pvt_used_by").is_none());
+}
+
+#[tokio::test]
+async fn a_direct_document_edit_is_seen_through_the_api_and_by_routing() {
+    let w = world();
+    let root = root_token().await;
+    // A Fauxton-style edit: a resource written straight into offnet.
+    let id = hex_id();
+    let prefix = format!("{}", 200 + rand_u64() % 700);
+    let doc = json!({"_id": id, "pvt_type": "resource", "name": "fauxton", "enabled": true,
+        "weight_cost": 1, "rules": [format!("^\\+1({prefix}\\d{{7}})$")],
+        "gateways": [{"server": "fauxton.example.com", "enabled": true}]});
+    let rev = couch_put_doc(&w.couch, "offnet", &doc);
+    let (status, body) =
+        call(Method::GET, &w.daemon.url(&format!("/v2/resources/{id}")), Some(&root), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["name"], "fauxton");
+    assert_eq!(body["revision"], rev.as_str());
+
+    // Routing picks it up through the change feed (loopback is not trusted in this daemon:
+    // the superduper token lets the request through).
+    let number = format!("+1{prefix}5550100");
+    let route = w.daemon.url("/v2/stepswitch/route");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) =
+            call(Method::POST, &route, Some(&root), Some(json!({"To-DID": number}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body.to_string().contains("fauxton.example.com") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "routing never saw the edit: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn routing_needs_a_trusted_network_or_a_superduper_token() {
+    let w = world();
+    let (_, a_token, _, _) = two_accounts().await;
+    let root = root_token().await;
+    let route = w.daemon.url("/v2/stepswitch/route");
+    let (status, body) =
+        call(Method::POST, &route, None, Some(json!({"To-DID": "+14155550100"}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_error(&body, 401);
+    let (status, _) =
+        call(Method::POST, &route, Some(&a_token), Some(json!({"To-DID": "+14155550100"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) =
+        call(Method::POST, &route, Some(&root), Some(json!({"To-DID": "+14155550100"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_envelope(&body);
+    let (status, body) = call(Method::POST, &route, Some(&root), Some(json!({"Flags": "x"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, 400);
+    let (status, body) =
+        call(Method::GET, &w.daemon.url("/v2/stepswitch/status"), Some(&root), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) =
+        call(Method::GET, &w.daemon.url("/v2/stepswitch/status"), Some(&a_token), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = call(
+        Method::POST,
+        &w.daemon.url("/v2/stepswitch/reload?account_id=bad"),
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
+async fn operations_endpoints() {
+    let w = world();
+    // Ready once every reactor caught up (bounded wait on the condition).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = call(Method::GET, &w.daemon.url("/healthz"), None, None).await;
+        if status == StatusCode::OK {
+            assert_eq!(body["status"], "ready");
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(Instant::now() < deadline, "never ready: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = root_token().await;
+    let resp = reqwest::get(w.daemon.url("/metrics")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("switchboard_http_requests_total"), "{text}");
+    assert!(text.contains("switchboard_routing_generation"), "{text}");
+
+    let (status, doc) = call(Method::GET, &w.daemon.url("/v2/openapi.json"), None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/v2/api_auth",
+        "/v2/resources/{resource_id}",
+        "/v2/accounts/{account_id}/connectivity",
+        "/v2/stepswitch/route",
+        "/healthz",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
+    }
+    // An unknown route: Crossbar's 404 envelope.
+    let (status, body) = call(Method::GET, &w.daemon.url("/v2/nope"), None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, 404);
+}
+
+/// The README's run command: `switchboard serve` on a fresh data dir seeds the demo documents,
+/// prints the address, the demo key and an example request, and answers it.
+#[tokio::test]
+async fn the_demo_run_starts_and_answers_on_a_fresh_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut daemon = Daemon::start(
+        &["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    let banner = daemon.banner.join("\n");
+    assert!(banner.contains("demo data seeded"), "{banner}");
+    let key = banner
+        .split("api key ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("the banner prints the demo api key")
+        .to_owned();
+    assert!(banner.contains("curl"), "{banner}");
+    let (status, body) = call(
+        Method::PUT,
+        &daemon.url("/v2/api_auth"),
+        None,
+        Some(json!({"data": {"api_key": key}})),
+    )
+    .await;
+    let deadline = Instant::now() + WAIT;
+    let mut answer = (status, body);
+    while answer.0 == StatusCode::SERVICE_UNAVAILABLE && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        answer = call(
+            Method::PUT,
+            &daemon.url("/v2/api_auth"),
+            None,
+            Some(json!({"data": {"api_key": key}})),
+        )
+        .await;
+    }
+    assert_eq!(answer.0, StatusCode::CREATED, "{}", answer.1);
+    let token = answer.1["auth_token"].as_str().unwrap().to_owned();
+    let (status, body) = call(Method::GET, &daemon.url("/v2/resources"), Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"].as_array().unwrap().len(), 2, "the two demo carriers: {body}");
+    // Loopback is trusted by default: the switch needs no token to route.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = call(
+            Method::POST,
+            &daemon.url("/v2/stepswitch/route"),
+            None,
+            Some(json!({"To-DID": "+14155550100"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body.to_string().contains("carrier-b.demo.switchboard.local") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the demo carriers never routed: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let exit = daemon.stop();
+    assert!(exit.success(), "SIGTERM is a clean exit: {exit:?}");
+
+    // A second start on the same dir does not seed again and still answers.
+    let mut again = Daemon::start(
+        &["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    assert!(again.banner.join("\n").contains("demo data present"), "{:?}", again.banner);
+    assert!(again.stop().success());
+}
