@@ -681,8 +681,8 @@ impl Shared {
         let config = self.current.load().config.clone();
         let (table, diagnostics, took) = compile_blocking(scope, inputs.clone(), config).await;
         let table = Arc::new(table);
-        self.publish(|tables| tables.set_table(table));
         self.note_build(key, inputs.last_seq, &diagnostics, took);
+        self.publish(|tables| tables.set_table(table));
         drop(state);
     }
 
@@ -715,19 +715,19 @@ impl Shared {
             let (table, diags, took) = compile_blocking(scope, inputs, config.clone()).await;
             built.push((Arc::new(table), seq, diags, took));
         }
-        let tables: Vec<Arc<RouteTable>> = built.iter().map(|b| b.0.clone()).collect();
-        let fresh_config = config.clone();
+        let mut tables: Vec<Arc<RouteTable>> = Vec::with_capacity(built.len());
+        for (table, seq, diags, took) in built {
+            self.note_build(Scope2::from(table.scope()), seq, &diags, took);
+            tables.push(table);
+        }
+        self.book.lock().expect("book lock").config_errors =
+            diagnostics.iter().map(CompileError::from).collect();
         self.publish(move |current| {
-            current.config = fresh_config;
+            current.config = config;
             for table in tables {
                 current.set_table(table);
             }
         });
-        for (table, seq, diags, took) in built {
-            self.note_build(Scope2::from(table.scope()), seq, &diags, took);
-        }
-        self.book.lock().expect("book lock").config_errors =
-            diagnostics.iter().map(CompileError::from).collect();
         self.config_ready.send_replace(true);
         drop(state);
     }
@@ -907,6 +907,8 @@ impl SourceTask {
         // Until the follower replays the database from its start, nothing is built.
         let mut replaying = false;
         let mut deadline: Option<tokio::time::Instant> = None;
+        // The feed has delivered its backlog (the follower's `CaughtUp`).
+        let mut feed_caught_up = false;
         loop {
             tokio::select! {
                 biased;
@@ -921,6 +923,7 @@ impl SourceTask {
                         }
                     }
                     Some(FollowEvent::CaughtUp { last_seq }) => {
+                        feed_caught_up = true;
                         self.last_seq = Some(last_seq);
                         if replaying {
                             replaying = false;
@@ -935,6 +938,7 @@ impl SourceTask {
                         self.docs.clear();
                         dirty = true;
                         replaying = true;
+                        feed_caught_up = false;
                         deadline = None;
                         self.set_caught_up(false);
                     }
@@ -962,7 +966,7 @@ impl SourceTask {
                     deadline = None;
                     dirty = false;
                     self.build().await;
-                    self.set_caught_up(follower.status().get().caught_up);
+                    self.set_caught_up(feed_caught_up);
                     continue;
                 }
                 reply = self.commands.recv() => match reply {
@@ -978,6 +982,7 @@ impl SourceTask {
                 deadline = None;
                 dirty = false;
                 self.build().await;
+                self.set_caught_up(feed_caught_up);
             }
         }
     }

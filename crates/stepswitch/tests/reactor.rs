@@ -1,0 +1,365 @@
+//! The routing reactor against the embedded store and a private couch-peer (`testkit`): live
+//! edits without a reload, bad regexes in the status, burst coalescing, only the touched table
+//! rebuilt, account database discovery and deletion, config changes, manual reload and flush.
+//!
+//! No assertion is about timing: every wait is for a condition on the reactor (woken by its
+//! generation counter) with a generous upper bound; counts of builds are asserted afterwards.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use docstore::{AccountId, CouchConfig, CouchStore, DbName, EmbeddedStore, SharedStore};
+use serde_json::{json, Value};
+use stepswitch::reactor::{self, ReactorOptions, Routing, RoutingStatus, TableStatus};
+use stepswitch::RouteRequest;
+use testkit::CouchServer;
+use tokio_util::sync::CancellationToken;
+
+/// The upper bound of every wait (the machine is shared).
+const WAIT: Duration = Duration::from_secs(60);
+
+const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
+const PARENT: &str = "fedcba9876543210fedcba9876543210";
+
+fn offnet() -> DbName {
+    docstore::naming::offnet_db()
+}
+
+fn options(debounce_ms: u64) -> ReactorOptions {
+    let mut options = ReactorOptions::defaults();
+    options.debounce = Duration::from_millis(debounce_ms);
+    options.heartbeat = Duration::from_millis(500);
+    options.discover_every = Duration::from_millis(200);
+    options
+}
+
+/// A resource doc routing NANP numbers to `server`.
+fn resource(id: &str, server: &str, rules: Value) -> Value {
+    json!({
+        "_id": id, "pvt_type": "resource", "name": id, "weight_cost": 10,
+        "rules": rules, "gateways": [{"server": server, "enabled": true}]
+    })
+}
+
+struct Running {
+    routing: Routing,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn start(store: &SharedStore, options: ReactorOptions) -> Running {
+    let shutdown = CancellationToken::new();
+    let routing = reactor::spawn(store.clone(), options, shutdown.clone());
+    Running { routing, shutdown }
+}
+
+/// Waits (on the generation counter, never a fixed sleep) until `done` holds.
+async fn wait_for(routing: &Routing, what: &str, mut done: impl FnMut(&Routing) -> bool) {
+    let mut generations = routing.generations();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if done(routing) {
+            return;
+        }
+        // Status-only changes (caught_up) do not bump the generation: re-check now and then.
+        let tick = tokio::time::Instant::now() + Duration::from_millis(100);
+        let until = tick.min(deadline);
+        let _ = tokio::time::timeout_at(until, generations.changed()).await;
+        if tokio::time::Instant::now() >= deadline {
+            assert!(done(routing), "timed out waiting for {what}; status {:#?}", routing.status());
+            return;
+        }
+    }
+}
+
+fn routes(routing: &Routing, number: &str) -> Vec<String> {
+    routing
+        .route(&RouteRequest::new(number))
+        .endpoints
+        .iter()
+        .map(|ep| ep["Route"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn table<'a>(status: &'a RoutingStatus, account: Option<&str>) -> Option<&'a TableStatus> {
+    status.tables.iter().find(|t| t.account_id.as_deref() == account)
+}
+
+fn builds(routing: &Routing, account: Option<&str>) -> u64 {
+    table(&routing.status(), account).map_or(0, |t| t.builds)
+}
+
+async fn put(store: &SharedStore, db: &DbName, doc: Value) -> String {
+    store.put(db, doc).await.expect("put").0
+}
+
+async fn caught_up(routing: &Routing) {
+    wait_for(routing, "caught up", Routing::is_caught_up).await;
+}
+
+// ---- bodies, one per behaviour, run on each backend --------------------------------------
+
+async fn live_edit_delete_and_bad_regex(store: SharedStore) {
+    store.ensure_db(&offnet()).await.expect("offnet");
+    let running = start(&store, options(20));
+    let routing = &running.routing;
+    caught_up(routing).await;
+    assert!(routes(routing, "+14155550100").is_empty());
+
+    let rev =
+        put(&store, &offnet(), resource("carrier-a", "a.example.com", json!(["^\\+1(\\d{10})$"])))
+            .await;
+    wait_for(routing, "the new resource", |r| !routes(r, "+14155550100").is_empty()).await;
+    assert_eq!(routes(routing, "+14155550100"), ["sip:4155550100@a.example.com"]);
+
+    // Edit in place: no reload call.
+    let mut edited = resource("carrier-a", "b.example.com", json!(["^\\+1(\\d{10})$"]));
+    edited["_rev"] = json!(rev);
+    let rev = put(&store, &offnet(), edited).await;
+    wait_for(routing, "the edit", |r| {
+        routes(r, "+14155550100") == ["sip:4155550100@b.example.com"]
+    })
+    .await;
+
+    // A bad regex: reported with resource, field and index; the other rule still routes.
+    let mut bad =
+        resource("carrier-a", "b.example.com", json!(["^\\+1(415\\d{7}$", "^\\+1(\\d{10})$"]));
+    bad["_rev"] = json!(rev);
+    let rev = put(&store, &offnet(), bad).await;
+    wait_for(routing, "the bad regex in the status", |r| {
+        table(&r.status(), None).is_some_and(|t| !t.errors.is_empty())
+    })
+    .await;
+    let status = routing.status();
+    let global = table(&status, None).expect("global table");
+    let error = &global.errors[0];
+    assert_eq!(
+        (error.resource_id.as_str(), error.field.as_str(), error.index),
+        ("carrier-a", "rules", Some(0)),
+        "{error:?}"
+    );
+    assert_eq!(global.resources, 1);
+    assert_eq!(routes(routing, "+14155550100"), ["sip:4155550100@b.example.com"]);
+    let json = serde_json::to_value(&status).expect("status serializes");
+    assert_eq!(json["tables"][0]["scope"], "global");
+    assert_eq!(json["tables"][0]["errors"][0]["resource_id"], "carrier-a");
+
+    // Delete: gone.
+    store.delete(&offnet(), "carrier-a", &docstore::Rev(rev)).await.expect("delete");
+    wait_for(routing, "the deletion", |r| routes(r, "+14155550100").is_empty()).await;
+    assert_eq!(table(&routing.status(), None).map(|t| t.resources), Some(0));
+}
+
+async fn burst_coalesces_into_few_builds(store: SharedStore) {
+    store.ensure_db(&offnet()).await.expect("offnet");
+    // A long debounce: the whole burst lands in one window however slowly the feed delivers.
+    let running = start(&store, options(400));
+    let routing = &running.routing;
+    caught_up(routing).await;
+    let before = builds(routing, None);
+    let docs: Vec<Value> = (0..50)
+        .map(|i| {
+            resource(
+                &format!("burst-{i:02}"),
+                &format!("gw{i}.example.com"),
+                json!(["^\\+1(\\d{10})$"]),
+            )
+        })
+        .collect();
+    for item in store.bulk_docs(&offnet(), docs).await.expect("bulk") {
+        item.outcome.expect("written");
+    }
+    wait_for(routing, "all 50 resources", |r| {
+        table(&r.status(), None).is_some_and(|t| t.resources == 50)
+    })
+    .await;
+    let rebuilds = builds(routing, None) - before;
+    assert!((1..=3).contains(&rebuilds), "50 writes took {rebuilds} rebuilds");
+    assert_eq!(routes(routing, "+14155550100").len(), 50);
+}
+
+async fn accounts_discovered_local_routing_and_only_touched_table(store: SharedStore) {
+    store.ensure_db(&offnet()).await.expect("offnet");
+    put(&store, &offnet(), resource("global-a", "global.example.com", json!(["^\\+1(\\d{10})$"])))
+        .await;
+    let accounts = docstore::naming::accounts_db();
+    store.ensure_db(&accounts).await.expect("accounts");
+    put(&store, &accounts, json!({"_id": ACCOUNT, "pvt_type": "account", "pvt_tree": [PARENT]}))
+        .await;
+    put(&store, &accounts, json!({"_id": PARENT, "pvt_type": "account", "pvt_tree": []})).await;
+    let running = start(&store, options(20));
+    let routing = &running.routing;
+    caught_up(routing).await;
+    let global_builds = builds(routing, None);
+    assert!(global_builds >= 1);
+
+    // A new account db with a resource: discovered without a restart.
+    let parent = AccountId::new(PARENT).expect("id");
+    store.create_db(&parent.db_name()).await.expect("account db");
+    let rev = put(
+        &store,
+        &parent.db_name(),
+        resource("local-a", "local.example.com", json!(["^\\+1(\\d{10})$"])),
+    )
+    .await;
+    wait_for(routing, "the parent's local table", |r| table(&r.status(), Some(PARENT)).is_some())
+        .await;
+    let mut request = RouteRequest::new("+14155550100");
+    request.account_id = Some(ACCOUNT.into());
+    request.hunt_account_id = Some(PARENT.into());
+    let answer = routing.route(&request);
+    let got: Vec<&str> = answer.endpoints.iter().filter_map(|ep| ep["Route"].as_str()).collect();
+    assert_eq!(got, ["sip:4155550100@local.example.com"]);
+    // The hunt account must be the account or an ancestor (rule 15).
+    request.account_id = Some(PARENT.into());
+    request.hunt_account_id = Some(ACCOUNT.into());
+    assert!(routing.route(&request).endpoints.is_empty());
+
+    // Only the touched table is rebuilt.
+    let local_builds = builds(routing, Some(PARENT));
+    let mut edited = resource("local-a", "local2.example.com", json!(["^\\+1(\\d{10})$"]));
+    edited["_rev"] = json!(rev);
+    put(&store, &parent.db_name(), edited).await;
+    wait_for(routing, "the local edit", |r| builds(r, Some(PARENT)) > local_builds).await;
+    assert_eq!(builds(routing, None), global_builds, "the global table was rebuilt");
+    assert_eq!(routes(routing, "+14155550100"), ["sip:4155550100@global.example.com"]);
+
+    // A deleted account db drops its table.
+    store.delete_db(&parent.db_name()).await.expect("delete db");
+    wait_for(routing, "the dropped table", |r| {
+        table(&r.status(), Some(PARENT)).is_none() && !r.tables().local.contains_key(PARENT)
+    })
+    .await;
+    request.account_id = Some(ACCOUNT.into());
+    request.hunt_account_id = Some(PARENT.into());
+    assert!(routing.route(&request).endpoints.is_empty());
+}
+
+async fn system_config_change_rebuilds(store: SharedStore) {
+    store.ensure_db(&offnet()).await.expect("offnet");
+    // No weight_cost: the weight comes from default_weight (rule 12).
+    let mut doc = resource("no-weight", "w.example.com", json!(["^\\+1(\\d{10})$"]));
+    doc.as_object_mut().expect("object").remove("weight_cost");
+    put(&store, &offnet(), doc).await;
+    let running = start(&store, options(20));
+    let routing = &running.routing;
+    caught_up(routing).await;
+    assert_eq!(routing.tables().global.resources()[0].weight, 3);
+    let config = docstore::naming::system_config_db();
+    store.ensure_db(&config).await.expect("system_config");
+    put(&store, &config, json!({"_id": "stepswitch", "default": {"default_weight": 7, "default_progress_timeout": "soon"}})).await;
+    wait_for(routing, "the new default weight", |r| {
+        r.tables().global.resources().first().is_some_and(|res| res.weight == 7)
+    })
+    .await;
+    let status = routing.status();
+    assert_eq!(status.config_errors.len(), 1, "{:?}", status.config_errors);
+    assert_eq!(status.config_errors[0].field, "default_progress_timeout");
+    assert_eq!(routing.tables().config.default_weight, 7);
+}
+
+async fn reload_and_flush(store: SharedStore) {
+    store.ensure_db(&offnet()).await.expect("offnet");
+    put(&store, &offnet(), resource("carrier-r", "r.example.com", json!(["^\\+1(\\d{10})$"])))
+        .await;
+    let mut opts = options(20);
+    // Discovery is slow here, so that a reload is what finds the account.
+    opts.discover_every = Duration::from_secs(3600);
+    let running = start(&store, opts);
+    let routing = &running.routing;
+    caught_up(routing).await;
+
+    let before = builds(routing, None);
+    let status = routing.reload(None).await.expect("reload/0");
+    assert!(table(&status, None).expect("global").builds > before);
+
+    // reload/1 of an account db created after startup: read now, table live on return.
+    let account = AccountId::new(ACCOUNT).expect("id");
+    let unknown = routing.reload(Some(&account)).await;
+    assert!(
+        matches!(unknown, Err(stepswitch::Error::Store(docstore::Error::DbNotFound { .. }))),
+        "{unknown:?}"
+    );
+    store.create_db(&account.db_name()).await.expect("account db");
+    put(
+        &store,
+        &account.db_name(),
+        resource("local-r", "lr.example.com", json!(["^\\+1(\\d{10})$"])),
+    )
+    .await;
+    let status = routing.reload(Some(&account)).await.expect("reload/1");
+    assert_eq!(table(&status, Some(ACCOUNT)).map(|t| t.resources), Some(1));
+
+    let (global, local) = (builds(routing, None), builds(routing, Some(ACCOUNT)));
+    routing.flush().await;
+    assert!(builds(routing, None) > global);
+    assert!(builds(routing, Some(ACCOUNT)) > local);
+    assert_eq!(routes(routing, "+14155550100"), ["sip:4155550100@r.example.com"]);
+}
+
+// ---- backends ---------------------------------------------------------------------------
+
+fn embedded() -> SharedStore {
+    Arc::new(EmbeddedStore::in_memory().expect("embedded store"))
+}
+
+/// A private couch-peer (the database names are Kazoo's fixed ones, so tests cannot share a
+/// server). `None` when `COUCHDB_URL` points at an external server.
+struct Couch {
+    _server: CouchServer,
+    _dir: tempfile::TempDir,
+    store: SharedStore,
+}
+
+fn couch() -> Option<Couch> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = PathBuf::from(dir.path());
+    let Some(server) = CouchServer::start_persistent(&path) else {
+        eprintln!("COUCHDB_URL is set: the reactor's couch tests need a private server; skipped");
+        return None;
+    };
+    let mut config = CouchConfig::from_url(server.url()).expect("url");
+    if let Some((user, password)) = server.credentials() {
+        config.user = Some(user);
+        config.password = Some(password);
+    }
+    let store: SharedStore = Arc::new(CouchStore::new(config).expect("couch store"));
+    Some(Couch { _server: server, _dir: dir, store })
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod embedded_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::embedded()).await;
+                }
+            )*
+        }
+        mod couch_peer {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(couch) = super::couch() {
+                        super::$name(couch.store.clone()).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    live_edit_delete_and_bad_regex,
+    burst_coalesces_into_few_builds,
+    accounts_discovered_local_routing_and_only_touched_table,
+    system_config_change_rebuilds,
+    reload_and_flush,
+);
