@@ -5,14 +5,18 @@
 //! - [`DocStore`]: the contract (databases, documents with `_rev` compare-and-swap, `_bulk_docs`,
 //!   `_all_docs`, the normal and live change feeds, `_local` checkpoint docs, views where the backend
 //!   has them).
-//! - [`CouchStore`] (CouchDB over HTTP, built from a [`CouchConfig`]) and the embedded store: the two
-//!   backends.
+//! - [`CouchStore`] (CouchDB over HTTP, built from a [`CouchConfig`]) and [`EmbeddedStore`] (one
+//!   SQLite file, no server): the two backends.
 //! - [`follow`]: a resumable, checkpointed stream of one database's changes ([`FollowEvent`]), with
 //!   reconnects, heartbeat liveness and explicit resyncs; [`watch_dbs`] discovers databases.
 //! - [`DbName`], [`Seq`], [`Rev`]: names, opaque update sequences and revisions as types.
 //! - [`Error`]: the one error type of this crate.
 //!
-//! This crate knows nothing about resources or numbers: it moves JSON documents.
+//! - [`naming`] (Kazoo's database names, [`AccountId`]), [`selector`] (Mango matching) and
+//!   [`deploy`] (our design documents, idempotently).
+//!
+//! This crate knows Kazoo's database names but nothing about what resources or numbers mean: it
+//! moves JSON documents.
 
 #![deny(missing_docs)]
 
