@@ -398,8 +398,16 @@ mod tests {
             .respond_with(xml(fixture("bandwidth2_find_by_npa.xml")))
             .mount(&server)
             .await;
+        search()
+            .and(query_param("tollFreeWildCardPattern", "8**"))
+            .and(query_param("enableTNDetail", "false"))
+            .respond_with(xml(fixture("bandwidth2_find_tollfree.xml")))
+            .mount(&server)
+            .await;
         let env = Env::new(section(&server));
         let ctx = env.ctx();
+        let found = Bandwidth2.find_numbers(&SearchQuery::new("+18**", 3), &ctx).await.unwrap();
+        assert_eq!(found.rows().len(), 15);
         let found = Bandwidth2.find_numbers(&SearchQuery::new("+1973", 2), &ctx).await.unwrap();
         assert_eq!(numbers(&found), ["+19733705112", "+19733705183"]);
         let found = Bandwidth2.find_numbers(&SearchQuery::new("+1855", 15), &ctx).await.unwrap();
@@ -411,7 +419,7 @@ mod tests {
             Value::Object(found.rows()[0].carrier_data.clone()),
             json!({"rate_center": {"name": "MENDHAM", "lata": "224", "state": "NJ"}})
         );
-        let auth = server.received_requests().await.unwrap()[0].headers["authorization"].clone();
+        let auth = server.received_requests().await.unwrap()[1].headers["authorization"].clone();
         assert!(auth.to_str().unwrap().starts_with("Basic "));
     }
 

@@ -39,6 +39,13 @@ pub fn config_doc_id(kind: CarrierKind) -> Option<String> {
     }
 }
 
+/// The carrier whose settings document `doc_id` is (`number_manager.telnyx` → `knm_telnyx`), the
+/// inverse of [`config_doc_id`]; the store uses it to build [`CarrierCtx::with_carrier_configs`].
+pub fn config_kind(doc_id: &str) -> Option<CarrierKind> {
+    let name = doc_id.strip_prefix("number_manager.")?;
+    CarrierKind::from_module(&format!("knm_{name}")).filter(|k| config_doc_id(*k).is_some())
+}
+
 /// A credential (token, password, login): shown as `***` by `Debug` and `Display`, readable
 /// only through [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -484,6 +491,14 @@ mod tests {
             Some("number_manager.voip_innovations")
         );
         assert_eq!(config_doc_id(CarrierKind::Local), None);
+        for kind in CarrierKind::ALL {
+            if let Some(id) = config_doc_id(kind) {
+                assert_eq!(config_kind(&id), Some(kind));
+            }
+        }
+        assert_eq!(config_kind("number_manager.bandwidth"), Some(CarrierKind::Bandwidth2));
+        assert_eq!(config_kind("number_manager.local"), None);
+        assert_eq!(config_kind("number_manager"), None);
         let env = Env::new(json!({"_id": "number_manager.telnyx", "user": "top",
             "default": {"user": "u", "enable_provisioning": "false", "request_timeout_ms": "250"}}));
         let ctx = env.ctx();

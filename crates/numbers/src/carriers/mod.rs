@@ -40,7 +40,7 @@ use crate::doc::{NumberDoc, NumberState, INUM_DB, MANAGED_DB};
 use crate::error::Error;
 
 pub use bandwidth2::Bandwidth2;
-pub use external::{config_doc_id, Secret};
+pub use external::{config_doc_id, config_kind, Secret};
 pub use inum::Inum;
 pub use inventory::Inventory;
 pub use kazoo_stubs::KazooStub;

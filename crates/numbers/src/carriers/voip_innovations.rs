@@ -370,9 +370,14 @@ mod tests {
             fixture("voip_innovations_release_response.xml"),
         )
         .await;
+        let released = fixture("voip_innovations_release_response.xml")
+            .replace("4352154974", "4352154006")
+            .replace("<statusCode>106231</statusCode>", "<statusCode>100</statusCode>");
+        answer(&server, "releaseDID", "<tns:tn>4352154006</tns:tn>", released).await;
         let env = Env::new(section(&server));
         let n = doc("+14352154006", KIND);
         assert_eq!(VoipInnovations.acquire_number(n.clone(), &env.ctx()).await.unwrap(), n);
+        assert_eq!(VoipInnovations.disconnect_number(n.clone(), &env.ctx()).await.unwrap(), n);
         let err = VoipInnovations
             .disconnect_number(doc("+14352154974", KIND), &env.ctx())
             .await
