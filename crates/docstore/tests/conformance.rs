@@ -421,6 +421,17 @@ async fn changes_selector_filter(store: &dyn DocStore, ns: &str) {
     let ids: Vec<&str> = page.results.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["r1"]);
 
+    // Tombstones carry `_deleted`, so a selector can let deletions through (the follower does).
+    let r1 = store.get(&db, "r1").await.unwrap().unwrap();
+    store.delete(&db, "r1", &rev_of(&r1)).await.unwrap();
+    let with_deletions = ChangesQuery {
+        selector: Some(json!({"$or": [{"weight_cost": {"$gt": 50}}, {"_deleted": true}]})),
+        ..ChangesQuery::since(Seq::zero())
+    };
+    let page = store.changes(&db, &with_deletions).await.unwrap();
+    let rows: Vec<(&str, bool)> = page.results.iter().map(|c| (c.id.as_str(), c.deleted)).collect();
+    assert_eq!(rows, [("r2", false), ("r1", true)]);
+
     // The live feed applies the selector to new writes too.
     let feed_query = FeedQuery {
         since: page.last_seq.clone(),
