@@ -78,7 +78,7 @@ fn match_operator(op: &str, arg: &Value, value: &Value) -> bool {
         }),
         "$type" => arg.as_str().is_some_and(|t| type_name(value) == t),
         "$regex" => match (arg.as_str(), value.as_str()) {
-            (Some(pattern), Some(s)) => regex::Regex::new(pattern).is_ok_and(|re| re.is_match(s)),
+            (Some(pattern), Some(s)) => regex_matches(pattern, s),
             _ => false,
         },
         "$mod" => match (as_array(arg), value.as_i64()) {
@@ -108,6 +108,31 @@ fn match_operator(op: &str, arg: &Value, value: &Value) -> bool {
         },
         _ => false,
     }
+}
+
+/// How many compiled `$regex` patterns each thread keeps: a feed applies the same selector to
+/// every row, so compiling once per pattern matters.
+const REGEX_CACHE_SIZE: usize = 64;
+
+thread_local! {
+    static REGEX_CACHE: std::cell::RefCell<Vec<(String, Option<regex::Regex>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn regex_matches(pattern: &str, s: &str) -> bool {
+    REGEX_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((_, compiled)) = cache.iter().find(|(p, _)| p == pattern) {
+            return compiled.as_ref().is_some_and(|re| re.is_match(s));
+        }
+        let compiled = regex::Regex::new(pattern).ok();
+        let result = compiled.as_ref().is_some_and(|re| re.is_match(s));
+        if cache.len() >= REGEX_CACHE_SIZE {
+            cache.remove(0);
+        }
+        cache.push((pattern.to_owned(), compiled));
+        result
+    })
 }
 
 fn as_array(v: &Value) -> Option<&[Value]> {
