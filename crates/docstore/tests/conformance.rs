@@ -698,6 +698,18 @@ mod embedded_only {
         assert_eq!(store.changes(&db, &query).await.unwrap_err().status(), 400);
     }
 
+    /// CouchDB's generated ids are 32 lowercase hex characters; ours too.
+    #[tokio::test]
+    async fn generated_ids_are_32_hex() {
+        let store = EmbeddedStore::in_memory().unwrap();
+        let db = DbName::new("offnet").unwrap();
+        store.create_db(&db).await.unwrap();
+        let items = store.bulk_docs(&db, vec![json!({"pvt_type": "resource"})]).await.unwrap();
+        let id = &items[0].id;
+        assert_eq!(id.len(), 32, "{id}");
+        assert!(id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')), "{id}");
+    }
+
     #[tokio::test]
     async fn views_are_unsupported() {
         let store = EmbeddedStore::in_memory().unwrap();
