@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 /// Whether `doc` matches the Mango `selector`.
 ///
 /// Supported: implicit `$eq`, `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`,
-/// `$exists`, `$type`, `$regex`, `$mod`, `$size`, `$all`, `$elemMatch`, `$allMatch`, `$and`, `$or`,
+/// `$exists`, `$type`, `$regex`, `$beginsWith`, `$mod`, `$size`, `$all`, `$elemMatch`, `$allMatch`, `$and`, `$or`,
 /// `$nor`, `$not`; dotted field paths (`a.b.c`, `\.` for a literal dot, numeric segments index
 /// arrays) and nested objects as paths (`{"a": {"b": 1}}` is `{"a.b": 1}`).
 pub fn matches(selector: &Value, doc: &Value) -> bool {
@@ -79,6 +79,10 @@ fn match_operator(op: &str, arg: &Value, value: &Value) -> bool {
         "$type" => arg.as_str().is_some_and(|t| type_name(value) == t),
         "$regex" => match (arg.as_str(), value.as_str()) {
             (Some(pattern), Some(s)) => regex_matches(pattern, s),
+            _ => false,
+        },
+        "$beginsWith" => match (arg.as_str(), value.as_str()) {
+            (Some(prefix), Some(s)) => s.starts_with(prefix),
             _ => false,
         },
         "$mod" => match (as_array(arg), value.as_i64()) {
@@ -323,6 +327,8 @@ mod tests {
         check(json!({"_id": {"$regex": "^\\+44"}}), false);
         check(json!({"weight": {"$regex": "7"}}), false); // only strings
         check(json!({"_id": {"$regex": "("}}), false); // broken pattern
+        check(json!({"_id": {"$beginsWith": "+1415"}}), true);
+        check(json!({"_id": {"$beginsWith": "+44"}}), false);
         check(json!({"weight": {"$mod": [4, 3]}}), true);
         check(json!({"weight": {"$mod": [0, 3]}}), false);
     }
