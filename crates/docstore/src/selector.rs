@@ -21,8 +21,8 @@ use serde_json::{Map, Value};
 /// Whether `doc` matches the Mango `selector`.
 ///
 /// Supported: implicit `$eq`, `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`,
-/// `$exists`, `$type`, `$regex`, `$beginsWith`, `$mod`, `$size`, `$all`, `$elemMatch`, `$allMatch`, `$and`, `$or`,
-/// `$nor`, `$not`; dotted field paths (`a.b.c`, `\.` for a literal dot, numeric segments index
+/// `$exists`, `$type`, `$regex`, `$beginsWith`, `$mod`, `$size`, `$all`, `$elemMatch`,
+/// `$allMatch`, `$and`, `$or`, `$nor`, `$not`; dotted field paths (`a.b.c`, `\.` for a literal dot, numeric segments index
 /// arrays) and nested objects as paths (`{"a": {"b": 1}}` is `{"a.b": 1}`).
 pub fn matches(selector: &Value, doc: &Value) -> bool {
     match_cond(selector, Some(doc))
