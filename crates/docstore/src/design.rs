@@ -1,10 +1,10 @@
 //! The design documents Switchboard deploys next to Kazoo's, and their idempotent deployment.
 //!
 //! The documents live in the workspace's `design_docs/` folder, one sub-folder per kind of target
-//! database (`offnet/`, `account/`, `numbers/`), and are compiled in with `include_str!`. They carry
-//! the views Kazoo's tools query (`resources/listing_by_id`, `numbers/status`, …; kazoo-stepswitch.md
-//! §2, kazoo-numbers.md §13) and `validate_doc_update` functions that refuse malformed resource and
-//! number documents with a `forbidden` message a Fauxton user sees.
+//! database (`offnet/`, `account/`, `numbers/`), and are compiled in with `include_str!`. They
+//! carry the views Kazoo's tools query (`resources/listing_by_id`, `numbers/status`, …;
+//! kazoo-stepswitch.md §2, kazoo-numbers.md §13) and `validate_doc_update` functions that refuse
+//! malformed resource and number documents with a `forbidden` message a Fauxton user sees.
 //!
 //! As in Kazoo's own `priv/couchdb` files, a function may be written as an array of lines; the
 //! lines are joined with `\n` before the document is stored, because CouchDB wants strings.

@@ -1,10 +1,11 @@
-//! Kazoo's database naming: account ids and their databases, number databases, the global databases.
+//! Kazoo's database naming: account ids and their databases, number databases, global databases.
 //!
-//! Kazoo keeps one database per account (`account/ab/cd/ef0123…`), one per 5-character number prefix
-//! (`numbers/+1415`) and a few global ones (`offnet`, `accounts`, `system_config`, …). On the wire
-//! the `/` and `+` are percent-encoded (`account%2Fab%2Fcd%2Fef0123…`, `numbers%2F%2B1415`): Kazoo
-//! calls that the *encoded* form and uses it in logs, documents (`pvt_db_name`) and APIs. Inside
-//! Switchboard a [`DbName`] is always unencoded; [`encoded`] and [`decode_db_name`] convert.
+//! Kazoo keeps one database per account (`account/ab/cd/ef0123…`), one per 5-character number
+//! prefix (`numbers/+1415`) and a few global ones (`offnet`, `accounts`, `system_config`, …).
+//! On the wire the `/` and `+` are percent-encoded (`account%2Fab%2Fcd%2Fef0123…`,
+//! `numbers%2F%2B1415`): Kazoo calls that the *encoded* form and uses it in logs, documents
+//! (`pvt_db_name`) and APIs. Inside Switchboard a [`DbName`] is always unencoded; [`encoded`] and
+//! [`decode_db_name`] convert.
 
 use std::fmt;
 use std::str::FromStr;

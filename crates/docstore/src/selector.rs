@@ -2,9 +2,9 @@
 //!
 //! Used by the embedded store's change feeds and by the follower as a client-side filter. The
 //! semantics follow CouchDB's `mango_selector.erl`:
-//! - a field that is missing matches nothing except `{"$exists": false}`; combinators nested inside a
-//!   field condition (`{"a": {"$not": …}}`) apply to the field's condition, so `$not` of a missing
-//!   field matches;
+//! - a field that is missing matches nothing except `{"$exists": false}`; combinators nested
+//!   inside a field condition (`{"a": {"$not": …}}`) apply to the field's condition, so `$not` of
+//!   a missing field matches;
 //! - comparisons (`$gt`, `$lt`, …) use CouchDB's collation across types:
 //!   `null < false < true < numbers < strings < arrays < objects`; strings compare by code point
 //!   (CouchDB uses ICU for strings; the two agree on ASCII);
@@ -22,8 +22,9 @@ use serde_json::{Map, Value};
 ///
 /// Supported: implicit `$eq`, `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`, `$in`, `$nin`,
 /// `$exists`, `$type`, `$regex`, `$beginsWith`, `$mod`, `$size`, `$all`, `$elemMatch`,
-/// `$allMatch`, `$and`, `$or`, `$nor`, `$not`; dotted field paths (`a.b.c`, `\.` for a literal dot, numeric segments index
-/// arrays) and nested objects as paths (`{"a": {"b": 1}}` is `{"a.b": 1}`).
+/// `$allMatch`, `$and`, `$or`, `$nor`, `$not`; dotted field paths (`a.b.c`, `\.` for a literal
+/// dot, numeric segments index arrays) and nested objects as paths (`{"a": {"b": 1}}` is
+/// `{"a.b": 1}`).
 pub fn matches(selector: &Value, doc: &Value) -> bool {
     match_cond(selector, Some(doc))
 }

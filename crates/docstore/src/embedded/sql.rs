@@ -398,8 +398,9 @@ fn write_checked(
     Ok(Rev(new_rev))
 }
 
-/// `N-md5`: the generation after `previous`, hashed over the previous rev, the deletion flag and the
-/// body, so the same edit of the same revision gives the same rev (as CouchDB's are deterministic).
+/// `N-md5`: the generation after `previous`, hashed over the previous rev, the deletion flag and
+/// the body, so the same edit of the same revision gives the same rev (CouchDB's revs are
+/// deterministic too).
 fn next_rev(previous: Option<&str>, deleted: bool, body_json: &str) -> String {
     let generation = previous.and_then(|p| Rev(p.to_owned()).generation()).unwrap_or(0) + 1;
     let mut hasher = Md5::new();
@@ -491,7 +492,8 @@ pub(super) fn all_docs(conn: &Connection, db: &DbName, q: &AllDocsQuery) -> Resu
         Some(start) => conn
             .query_row(
                 &format!(
-                    "SELECT COUNT(*) FROM docs WHERE db_id = ?1 AND deleted = 0 AND id {before_op} ?2"
+                    "SELECT COUNT(*) FROM docs \
+                     WHERE db_id = ?1 AND deleted = 0 AND id {before_op} ?2"
                 ),
                 params![row.id, start],
                 |r| r.get(0),
@@ -527,7 +529,8 @@ pub(super) fn scan_changes(
 ) -> Result<Scan> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT seq, id, rev, deleted, body FROM docs WHERE db_id = ?1 AND seq > ?2 ORDER BY seq",
+            "SELECT seq, id, rev, deleted, body FROM docs \
+             WHERE db_id = ?1 AND seq > ?2 ORDER BY seq",
         )
         .map_err(sql_error)?;
     let mut cursor = stmt.query(params![row.id, since]).map_err(sql_error)?;
