@@ -29,6 +29,7 @@ const DEMO_SEED: &str = include_str!("../../../fixtures/demo/seed.json");
 pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let settings = Arc::new(Settings::resolve(global, args)?);
     crate::init_tracing(&settings.log_level);
+    let termination = Termination::install();
     let store = match &settings.store {
         StoreSettings::Couch { url, user, password } => {
             crate::store::open_couch(url, user.as_deref(), password.as_deref())?
@@ -106,7 +107,7 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             tokio::select! {
-                _ = terminated() => {}
+                _ = termination.wait() => {}
                 _ = stop.cancelled() => {}
             }
             stopping_signal.cancel();
@@ -244,25 +245,41 @@ fn print_banner(addr: SocketAddr, settings: &Settings, demo: Option<&Demo>) {
     let _ = out.flush();
 }
 
-/// Resolves on SIGTERM (Unix) or ctrl-c.
-async fn terminated() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A SIGTERM/ctrl-c listener, registered when built (so a signal that arrives before the server
+/// runs is not lost to the default action).
+struct Termination {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Termination {
+    fn install() -> Termination {
+        Termination {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
-    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+
+    /// Resolves on SIGTERM (Unix) or ctrl-c.
+    async fn wait(mut self) {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match self.term.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    }
 }
