@@ -114,6 +114,17 @@ pub enum Operation {
     Release,
     /// §5.8 hard delete (superduper admins only).
     Delete,
+    /// §5.9 `reconcile` (Kazoo 4.3 only): forces the number into `in_service` for `assign_to`,
+    /// as the system, without the transition table; public fields are merged. Quirk kept: a
+    /// number not in the database is returned as a new `in_service` record and **not saved**.
+    Reconcile {
+        /// The owner (required; an account id).
+        assign_to: Option<String>,
+        /// `module_name` to set, if any.
+        module_name: Option<String>,
+        /// Public fields to merge.
+        public_fields: Option<Map<String, Value>>,
+    },
     /// A raw §4.5 transition to `target` (the crawler's aging → available, port completion, …).
     ChangeState {
         /// The target state.
@@ -135,6 +146,7 @@ impl Operation {
             Operation::AssignToApp { .. } => "assign_to_app",
             Operation::Release => "release",
             Operation::Delete => "delete",
+            Operation::Reconcile { .. } => "reconcile",
             Operation::ChangeState { .. } => "change_state",
         }
     }
@@ -773,6 +785,37 @@ pub fn transition(
             let existing = loaded(number, current)?;
             gate(existing, None, ctx)?;
             Ok(finish_delete(existing.clone(), false, ctx))
+        }
+        Operation::Reconcile { assign_to, module_name, public_fields } => {
+            let assign_to = parse_assign_to(assign_to.as_deref())?;
+            let system = Ctx { auth_by: Some(&AuthBy::System), ..*ctx };
+            let mut doc = match current {
+                Some(existing) => existing.clone(),
+                None => NumberDoc::new(
+                    number,
+                    NumberState::InService,
+                    module_name.as_deref().unwrap_or(&ctx.config.available_module_name),
+                    ctx.now,
+                ),
+            };
+            doc.set_assigned_to(Some(assign_to));
+            if let Some(fields) = public_fields {
+                doc.merge_public(fields);
+            }
+            doc.state = NumberState::InService;
+            if let Some(m) = module_name {
+                doc.set_module_name(m);
+            }
+            match current {
+                Some(existing) => finish_save(Some(existing), doc, false, &system),
+                None => Ok(Decision {
+                    doc,
+                    dirty: true,
+                    carrier_call: None,
+                    writes: Vec::new(),
+                    dry_run: ctx.dry_run,
+                }),
+            }
         }
         Operation::ChangeState { target, assign_to } => {
             let existing = loaded(number, current)?;

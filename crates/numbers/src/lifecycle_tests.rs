@@ -1266,3 +1266,61 @@ fn cli_commands() {
     assert!(operation_for_command("identify", None, None).is_err());
     assert!(operation_for_command("reserve", None, Some(NumberState::Reserved)).is_err());
 }
+
+// ---------------------------------------------------------------------------------------------
+// §I reconcile (4.3 only)
+
+fn reconcile(to: Option<u8>, module: Option<&str>) -> Operation {
+    Operation::Reconcile {
+        assign_to: to.and_then(acc_s),
+        module_name: module.map(str::to_owned),
+        public_fields: None,
+    }
+}
+
+/// Vectors I2–I6, §5.9 quirk (unknown numbers are not saved).
+#[test]
+fn i_reconcile() {
+    check_err(
+        "I2",
+        run(AVAIL, &reconcile(None, None), Auth::System, PLAIN),
+        400,
+        "assign_failure",
+        Some("field_undefined"),
+    );
+    check_ok(
+        "I3",
+        run(AVAIL, &reconcile(Some(RESELLER), None), Auth::Acc(CHILD), PLAIN),
+        Want {
+            state: Some(NumberState::InService),
+            assigned: Some(Some(RESELLER)),
+            dirty: Some(true),
+            ..Want::default()
+        },
+    );
+    check_ok(
+        "I4",
+        run(BW, &reconcile(Some(RESELLER), None), Auth::System, PLAIN),
+        Want { module: Some("knm_bandwidth2"), ..Want::default() },
+    );
+    check_ok(
+        "I5",
+        run(BW, &reconcile(Some(RESELLER), Some("knm_mdn")), Auth::System, PLAIN),
+        Want { module: Some("knm_mdn"), features: Some(&["local"]), ..Want::default() },
+    );
+    check_ok(
+        "I6",
+        run(MDN, &reconcile(Some(MASTER), None), Auth::System, MDN_RUN),
+        Want { state: Some(NumberState::InService), dirty: Some(true), ..Want::default() },
+    );
+    let d = check_ok(
+        "§5.9 quirk",
+        run(NEW, &reconcile(Some(RESELLER), None), Auth::System, PLAIN),
+        Want {
+            state: Some(NumberState::InService),
+            assigned: Some(Some(RESELLER)),
+            ..Want::default()
+        },
+    );
+    assert!(d.is_noop(), "an unknown number is returned but not saved");
+}
