@@ -39,12 +39,15 @@ mod account;
 pub mod auth;
 pub mod carriers;
 mod config;
+pub mod crawler;
 mod doc;
 mod error;
 pub mod features;
 pub mod generate;
+pub mod inbound;
 pub mod lifecycle;
 pub mod search;
+pub mod store;
 
 pub use account::AccountId;
 pub use auth::{AccountInfo, AccountMap, Accounts, AuthBy};

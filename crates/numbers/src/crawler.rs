@@ -1,0 +1,272 @@
+//! The lifecycle reactor (§6.3, `knm_number_crawler.erl`): over every number database, documents
+//! in state `deleted` are hard-deleted, `discovery` records older than `discovery_expiry_d` days
+//! are deleted, and `aging` numbers whose `pvt_modified` is more than `aging_expiry_d` days old
+//! become `available` (and `pvt_modified` becomes now).
+//!
+//! Every action is a compare-and-swap on the `_rev` that was read: when another instance (or a
+//! user) changed the document in between, the write is refused, the crawler re-reads and checks
+//! again, so two crawlers running at once never apply one action twice and never undo a newer
+//! change. The timestamps come from the documents only, so [`Crawler::run_once`] takes `now` and
+//! is deterministic under test.
+
+use std::time::Duration;
+
+use docstore::{AllDocsQuery, DbName, Rev, SharedStore};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::doc::{NumberDoc, NumberState, INUM_DB, MANAGED_DB};
+use crate::error::Error;
+use crate::lifecycle::MAX_ATTEMPTS;
+use crate::store::{db_error, now_gregorian, number_dbs};
+
+const DAY: i64 = 86_400;
+const PAGE: usize = 500;
+
+/// The crawler's settings (system_config `tasks`, §17).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrawlerConfig {
+    /// `tasks.discovery_expiry_d` (default 1).
+    pub discovery_expiry_d: i64,
+    /// `tasks.aging_expiry_d` (default 90).
+    pub aging_expiry_d: i64,
+    /// `tasks.crawler_timer_ms` (default one day): the pause between runs of
+    /// [`Crawler::spawn`].
+    pub crawler_timer: Duration,
+}
+
+impl Default for CrawlerConfig {
+    fn default() -> Self {
+        CrawlerConfig {
+            discovery_expiry_d: 1,
+            aging_expiry_d: 90,
+            crawler_timer: Duration::from_secs(86_400),
+        }
+    }
+}
+
+impl CrawlerConfig {
+    /// Reads the `tasks` system_config document (`default` section or top level); missing keys
+    /// keep their defaults, values of the wrong type are refused.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key.
+    pub fn from_tasks_config(doc: &Value) -> Result<Self, Error> {
+        let section = doc.get("default");
+        let get = |k: &str| section.and_then(|s| s.get(k)).or_else(|| doc.get(k));
+        let int = |k: &str, d: i64| -> Result<i64, Error> {
+            match get(k) {
+                None | Some(Value::Null) => Ok(d),
+                Some(v) => v.as_i64().filter(|n| *n >= 0).ok_or_else(|| Error::Config {
+                    key: format!("tasks.{k}"),
+                    reason: "must be a non-negative integer".into(),
+                }),
+            }
+        };
+        let defaults = CrawlerConfig::default();
+        Ok(CrawlerConfig {
+            discovery_expiry_d: int("discovery_expiry_d", defaults.discovery_expiry_d)?,
+            aging_expiry_d: int("aging_expiry_d", defaults.aging_expiry_d)?,
+            crawler_timer: Duration::from_millis(
+                u64::try_from(int("crawler_timer_ms", 86_400_000)?).unwrap_or(86_400_000),
+            ),
+        })
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrawlReport {
+    /// Number databases crawled.
+    pub dbs: usize,
+    /// Documents looked at.
+    pub docs: usize,
+    /// `aging` → `available`.
+    pub aged_to_available: Vec<String>,
+    /// Expired `discovery` records deleted.
+    pub purged_discovery: Vec<String>,
+    /// `deleted` documents removed.
+    pub purged_deleted: Vec<String>,
+    /// Actions not taken because the document changed first (re-checked; another instance or a
+    /// user got there first).
+    pub lost_races: usize,
+    /// Documents that could not be read as number documents (left alone).
+    pub unreadable: usize,
+}
+
+/// What to do with one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Delete,
+    PurgeDiscovery,
+    Age,
+}
+
+/// The lifecycle reactor over a store.
+#[derive(Clone)]
+pub struct Crawler {
+    store: SharedStore,
+    config: CrawlerConfig,
+}
+
+impl Crawler {
+    /// A crawler over `store`.
+    pub fn new(store: SharedStore, config: CrawlerConfig) -> Self {
+        Crawler { store, config }
+    }
+
+    /// A crawler configured from `system_config/tasks` (defaults when missing).
+    ///
+    /// # Errors
+    /// A storage failure or a badly typed setting.
+    pub async fn from_store(store: SharedStore) -> Result<Self, Error> {
+        let sys = docstore::naming::system_config_db();
+        let config = match store.get(&sys, "tasks").await {
+            Ok(Some(doc)) => CrawlerConfig::from_tasks_config(&doc)?,
+            Ok(None) | Err(docstore::Error::DbNotFound { .. }) => CrawlerConfig::default(),
+            Err(e) => return Err(db_error(&e)),
+        };
+        Ok(Crawler::new(store, config))
+    }
+
+    fn action(&self, doc: &NumberDoc, now: i64) -> Option<Action> {
+        match doc.state {
+            NumberState::Deleted => Some(Action::Delete),
+            NumberState::Discovery if doc.modified + self.config.discovery_expiry_d * DAY < now => {
+                Some(Action::PurgeDiscovery)
+            }
+            NumberState::Aging if doc.modified + self.config.aging_expiry_d * DAY < now => {
+                Some(Action::Age)
+            }
+            _ => None,
+        }
+    }
+
+    /// One pass over every number database (pools excluded) at time `now` (Gregorian seconds).
+    ///
+    /// # Errors
+    /// A storage failure other than a lost race (listing, reading, writing).
+    pub async fn run_once(&self, now: i64) -> Result<CrawlReport, Error> {
+        let mut report = CrawlReport::default();
+        for db in number_dbs(&self.store).await? {
+            if db.as_str() == MANAGED_DB || db.as_str() == INUM_DB {
+                continue;
+            }
+            report.dbs += 1;
+            self.crawl_db(&db, now, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    async fn crawl_db(&self, db: &DbName, now: i64, report: &mut CrawlReport) -> Result<(), Error> {
+        let mut query =
+            AllDocsQuery { include_docs: true, limit: Some(PAGE), ..Default::default() };
+        loop {
+            let page = match self.store.all_docs(db, &query).await {
+                Ok(p) => p,
+                Err(docstore::Error::DbNotFound { .. }) => return Ok(()),
+                Err(e) => return Err(db_error(&e)),
+            };
+            for row in &page.rows {
+                if row.id.starts_with("_design/") {
+                    continue;
+                }
+                let Some(raw) = &row.doc else { continue };
+                report.docs += 1;
+                self.handle(db, raw.clone(), now, report).await?;
+            }
+            match page.rows.last() {
+                Some(last) if page.rows.len() == PAGE => {
+                    query.start_key = Some(last.id.clone());
+                    query.skip = 1;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Decides and acts on one document; a refused write re-reads and decides again.
+    async fn handle(
+        &self,
+        db: &DbName,
+        mut raw: Value,
+        now: i64,
+        report: &mut CrawlReport,
+    ) -> Result<(), Error> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let doc = match NumberDoc::from_json(&raw, now) {
+                Ok(d) => d,
+                Err(_) => {
+                    report.unreadable += 1;
+                    return Ok(());
+                }
+            };
+            let Some(action) = self.action(&doc, now) else {
+                if attempt > 0 {
+                    report.lost_races += 1;
+                }
+                return Ok(());
+            };
+            let id = doc.id.as_str().to_owned();
+            let rev = Rev(doc.rev.clone().unwrap_or_default());
+            let result = match action {
+                Action::Delete | Action::PurgeDiscovery => {
+                    self.store.delete(db, &id, &rev).await.map(drop)
+                }
+                Action::Age => {
+                    let mut aged = doc.clone();
+                    aged.state = NumberState::Available;
+                    aged.modified = now;
+                    self.store.put(db, aged.to_json()).await.map(drop)
+                }
+            };
+            match result {
+                Ok(()) => {
+                    match action {
+                        Action::Delete => report.purged_deleted.push(id),
+                        Action::PurgeDiscovery => report.purged_discovery.push(id),
+                        Action::Age => report.aged_to_available.push(id),
+                    }
+                    return Ok(());
+                }
+                Err(docstore::Error::Conflict { .. } | docstore::Error::DocNotFound { .. }) => {
+                    match self.store.get(db, &id).await {
+                        Ok(Some(v)) => raw = v,
+                        Ok(None) | Err(docstore::Error::DbNotFound { .. }) => {
+                            report.lost_races += 1;
+                            return Ok(());
+                        }
+                        Err(e) => return Err(db_error(&e)),
+                    }
+                }
+                Err(e) => return Err(db_error(&e)),
+            }
+        }
+        report.lost_races += 1;
+        Ok(())
+    }
+
+    /// Runs [`Crawler::run_once`] now and then every `crawler_timer`, until the handle is
+    /// aborted; failures are logged and the next run tried.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn spawn(self) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                match self.run_once(now_gregorian()).await {
+                    Ok(r) => tracing::info!(
+                        dbs = r.dbs,
+                        aged = r.aged_to_available.len(),
+                        discovery = r.purged_discovery.len(),
+                        deleted = r.purged_deleted.len(),
+                        lost_races = r.lost_races,
+                        "number crawler run done"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "number crawler run failed"),
+                }
+                tokio::time::sleep(self.config.crawler_timer).await;
+            }
+        })
+    }
+}
