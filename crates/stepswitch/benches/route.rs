@@ -13,7 +13,15 @@ use e164::Pattern;
 use serde_json::{json, Value};
 use stepswitch::{compile, route, Config, ResourceDoc, RouteRequest, RouteTable, Scope, Tables};
 
-const SIZES: [usize; 4] = [100, 1_000, 10_000, 100_000];
+const ALL_SIZES: [usize; 4] = [100, 1_000, 10_000, 100_000];
+
+/// `STEPSWITCH_BENCH_SIZES=10000,100000` restricts the sizes (for profiling runs).
+fn sizes() -> Vec<usize> {
+    match std::env::var("STEPSWITCH_BENCH_SIZES") {
+        Ok(list) => list.split(',').filter_map(|it| it.trim().parse().ok()).collect(),
+        Err(_) => ALL_SIZES.to_vec(),
+    }
+}
 /// The naive scan is measured up to this size (its eager regex compile needs ~GBs beyond).
 const NAIVE_MAX: usize = 10_000;
 
@@ -172,6 +180,15 @@ fn tables_for(table: RouteTable, config: &Config) -> Tables {
     tables
 }
 
+/// CPU time of this thread: unlike wall time it excludes preemption, which dominates the tail
+/// on a shared, loaded machine.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 fn percentile(sorted: &[Duration], pct: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * pct).round() as usize;
     sorted[idx]
@@ -181,13 +198,22 @@ fn percentile(sorted: &[Duration], pct: f64) -> Duration {
 fn latency_report() {
     let config = Config::kazoo_defaults();
     println!("stepswitch latency report (per lookup, warm tables)");
-    println!("size      compile_ms  warm_ms  select_p50_ns select_p99_ns route_p50_ns route_p99_ns  endpoints/lookup");
-    for n in SIZES {
+    println!(
+        "wall = Instant per lookup; cpu = CLOCK_THREAD_CPUTIME_ID per lookup (excludes preemption)"
+    );
+    println!("size      compile_ms compile_docs_ms warm_ms | select wall p50/p99 ns | select cpu p50/p99 ns | route wall p50/p99 ns | route cpu p50/p99 ns | endpoints/lookup");
+    for n in sizes() {
         let docs = generate(n);
         let started = Instant::now();
         let (table, diagnostics) = compile(Scope::Global, &docs, &[], &config);
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let typed: Vec<ResourceDoc> =
+            docs.iter().map(|doc| ResourceDoc::from_json(doc).unwrap().0).collect();
+        let started = Instant::now();
+        let (again, _) = stepswitch::compile_docs(Scope::Global, &typed, &[], &config);
+        let compile_docs_ms = started.elapsed().as_secs_f64() * 1e3;
+        drop(again);
         let started = Instant::now();
         table.warm();
         let warm_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -196,27 +222,37 @@ fn latency_report() {
         let flags: Vec<String> = Vec::new();
         let mut select_times = Vec::with_capacity(numbers.len());
         let mut route_times = Vec::with_capacity(numbers.len());
+        let mut select_cpu = Vec::with_capacity(numbers.len());
+        let mut route_cpu = Vec::with_capacity(numbers.len());
         let mut n_endpoints = 0usize;
         for number in &numbers {
             let class = config.converters.classifier_for(number).map(|it| it.name.as_str());
+            let cpu = thread_cpu();
             let started = Instant::now();
             let selected = tables.global.select(number, class, &flags, None);
             select_times.push(started.elapsed());
+            select_cpu.push(thread_cpu().saturating_sub(cpu));
             black_box(selected);
             let request = RouteRequest::new(number.clone());
+            let cpu = thread_cpu();
             let started = Instant::now();
             let answer = route(&tables, &request);
             route_times.push(started.elapsed());
+            route_cpu.push(thread_cpu().saturating_sub(cpu));
             n_endpoints += answer.endpoints.len();
         }
-        select_times.sort();
-        route_times.sort();
+        for list in [&mut select_times, &mut route_times, &mut select_cpu, &mut route_cpu] {
+            list.sort();
+        }
+        let pair = |list: &[Duration]| {
+            format!("{}/{}", percentile(list, 0.5).as_nanos(), percentile(list, 0.99).as_nanos())
+        };
         println!(
-            "{n:<9} {compile_ms:>10.1} {warm_ms:>8.1} {:>14} {:>13} {:>12} {:>12}  {:>8.2}",
-            percentile(&select_times, 0.5).as_nanos(),
-            percentile(&select_times, 0.99).as_nanos(),
-            percentile(&route_times, 0.5).as_nanos(),
-            percentile(&route_times, 0.99).as_nanos(),
+            "{n:<9} {compile_ms:>10.1} {compile_docs_ms:>15.1} {warm_ms:>7.1} | {:>21} | {:>20} | {:>21} | {:>20} | {:.2}",
+            pair(&select_times),
+            pair(&select_cpu),
+            pair(&route_times),
+            pair(&route_cpu),
             n_endpoints as f64 / numbers.len() as f64,
         );
     }
@@ -225,8 +261,11 @@ fn latency_report() {
 fn bench_lookup(c: &mut Criterion) {
     let config = Config::kazoo_defaults();
     let mut group = c.benchmark_group("lookup");
-    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    for n in SIZES {
+    group
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(30);
+    for n in sizes() {
         let docs = generate(n);
         let (table, _) = compile(Scope::Global, &docs, &[], &config);
         table.warm();
@@ -268,12 +307,14 @@ fn bench_lookup(c: &mut Criterion) {
                 let indexed_numbers: Vec<String> = indexed.into_iter().map(|it| it.1).collect();
                 assert_eq!(indexed_numbers, scanned, "{number}");
             }
+            group.sample_size(10);
             group.bench_function(BenchmarkId::new("naive_linear_scan", n), |b| {
                 b.iter(|| {
                     k = (k + 1) % numbers.len();
                     black_box(naive_select(&naive, &config, &numbers[k], &flags))
                 })
             });
+            group.sample_size(30);
         }
     }
     group.finish();
@@ -286,7 +327,7 @@ fn bench_compile(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    for n in SIZES {
+    for n in sizes() {
         let docs = generate(n);
         group.bench_function(BenchmarkId::new("compile", n), |b| {
             b.iter(|| black_box(compile(Scope::Global, &docs, &[], &config)))
@@ -297,6 +338,9 @@ fn bench_compile(c: &mut Criterion) {
 
 fn main() {
     latency_report();
+    if std::env::var_os("STEPSWITCH_BENCH_LATENCY_ONLY").is_some() {
+        return;
+    }
     let mut criterion = Criterion::default().configure_from_args();
     bench_lookup(&mut criterion);
     bench_compile(&mut criterion);

@@ -227,9 +227,11 @@ impl Builder {
                 Ok(compiled) => {
                     let cell = OnceLock::new();
                     let _ = cell.set(Some(compiled));
+                    let prefixes = superset_prefixes(source)
+                        .or_else(|| required_literal_prefix(source).map(|prefix| vec![prefix]));
                     self.patterns.push((
                         RulePattern { source: source.to_owned(), simple: None, compiled: cell },
-                        None,
+                        prefixes,
                     ));
                     Ok(id)
                 }
@@ -261,6 +263,131 @@ impl Builder {
         }
         rules
     }
+}
+
+/// Index prefixes for a rule only the PCRE fallback understands: the same rule with its
+/// lookarounds removed, backreferences widened to `.*` and atomic/possessive forms relaxed
+/// matches a superset of texts, so its anchored literal prefixes are still required.
+fn superset_prefixes(source: &str) -> Option<Vec<Vec<u8>>> {
+    let widened = widen_for_index(source)?;
+    let hir = regex_syntax::Parser::new().parse(&widened).ok()?;
+    if !hir.properties().look_set_prefix().contains(Look::Start) {
+        return None;
+    }
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    seq.literals().map(|lits| lits.iter().map(|lit| lit.as_bytes().to_vec()).collect())
+}
+
+fn widen_for_index(source: &str) -> Option<String> {
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len());
+    let mut idx = 0;
+    let mut in_class = false;
+    let mut last_escaped = false;
+    while idx < chars.len() {
+        let ch = chars[idx];
+        let was_escaped = std::mem::replace(&mut last_escaped, false);
+        if ch == '\\' {
+            last_escaped = true;
+            let next = *chars.get(idx + 1)?;
+            if !in_class && next.is_ascii_digit() && next != '0' {
+                out.push_str("(?:.*)");
+            } else {
+                out.push(ch);
+                out.push(next);
+            }
+            idx += 2;
+            continue;
+        }
+        if in_class {
+            in_class = ch != ']';
+            out.push(ch);
+            idx += 1;
+            continue;
+        }
+        let ahead: String = chars[idx..chars.len().min(idx + 4)].iter().collect();
+        if ahead.starts_with("(?=")
+            || ahead.starts_with("(?!")
+            || ahead.starts_with("(?<=")
+            || ahead.starts_with("(?<!")
+        {
+            // Skip the whole lookaround group.
+            let mut depth = 0usize;
+            let mut class = false;
+            while idx < chars.len() {
+                match chars[idx] {
+                    '\\' => idx += 1,
+                    '[' if !class => class = true,
+                    ']' if class => class = false,
+                    '(' if !class => depth += 1,
+                    ')' if !class => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                idx += 1;
+            }
+            idx += 1;
+            continue;
+        }
+        if ahead.starts_with("(?>") {
+            out.push_str("(?:");
+            idx += 3;
+            continue;
+        }
+        if ch == '+' && idx > 0 && matches!(chars[idx - 1], '+' | '*' | '?' | '}') && !was_escaped {
+            // Possessive quantifier: drop the `+`.
+            idx += 1;
+            continue;
+        }
+        if ch == '[' {
+            in_class = true;
+            if chars.get(idx + 1) == Some(&']') {
+                out.push_str("[]");
+                idx += 2;
+                continue;
+            }
+        }
+        out.push(ch);
+        idx += 1;
+    }
+    Some(out)
+}
+
+/// The literal text right after a leading `^` that every match must start with, for rules
+/// only the PCRE fallback understands (e.g. `^\+1(?!900)\d{10}$` → `+1`). Conservative: any
+/// `|` in the pattern, or no leading `^`, gives `None` (the rule is then evaluated for every
+/// lookup); a literal followed by a quantifier that may skip it is dropped.
+fn required_literal_prefix(source: &str) -> Option<Vec<u8>> {
+    let rest = source.strip_prefix('^')?;
+    if source.contains('|') {
+        return None;
+    }
+    let bytes = rest.as_bytes();
+    let mut prefix = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let (literal, width) = match bytes[pos] {
+            b'\\' => match bytes.get(pos + 1) {
+                Some(escaped) if escaped.is_ascii_punctuation() => (*escaped, 2),
+                _ => break,
+            },
+            byte if byte.is_ascii_alphanumeric() => (byte, 1),
+            _ => break,
+        };
+        if matches!(bytes.get(pos + width), Some(b'?' | b'*' | b'{')) {
+            break;
+        }
+        prefix.push(literal);
+        pos += width;
+        if matches!(bytes.get(pos), Some(b'+')) {
+            break;
+        }
+    }
+    Some(prefix)
 }
 
 fn base_resource(
@@ -679,6 +806,28 @@ mod tests {
         assert!(!local.resources()[0].global);
         let (global, _) = compile(Scope::Global, &[doc], &[proxy], &config());
         assert!(global.resources()[0].proxies.is_empty() && global.resources()[0].global);
+    }
+
+    #[test]
+    fn required_literal_prefix_of_fallback_rules() {
+        let check = |source: &str, expected: Option<&str>| {
+            let got = required_literal_prefix(source);
+            assert_eq!(got.as_deref(), expected.map(str::as_bytes), "{source}");
+        };
+        check(r"^\+1(?!900)(\d{10})$", Some("+1"));
+        let widened = |source: &str| {
+            superset_prefixes(source).map(|set| {
+                set.into_iter().map(|it| String::from_utf8(it).unwrap()).collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(widened(r"^\+1(?!900)(415\d{7})$"), Some(vec!["+1415".to_owned()]));
+        assert_eq!(widened(r"^12(\d)\1(?<=5)"), Some(vec!["12".to_owned()]));
+        assert_eq!(widened(r"5(?=5)"), None);
+        check(r"^\+12?(?=3)", Some("+1"));
+        check(r"^1+(?=3)", Some("1"));
+        check(r"^(\d)\1", Some(""));
+        check(r"^a(?=b)|c", None);
+        check(r"(?<=1)2", None);
     }
 
     #[test]

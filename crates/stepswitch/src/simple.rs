@@ -41,6 +41,11 @@ pub(crate) struct SimplePattern {
     anchored_end: bool,
     nodes: Vec<Node>,
     n_groups: usize,
+    /// Shortest and longest possible match, in bytes (`None`: unbounded).
+    min_len: usize,
+    max_len: Option<usize>,
+    /// The byte every match starts with, when the pattern begins with a literal.
+    first_byte: Option<u8>,
 }
 
 impl SimplePattern {
@@ -58,7 +63,20 @@ impl SimplePattern {
             return None;
         }
         let nodes = alts.into_iter().next()?;
-        Some(SimplePattern { anchored_start, anchored_end, nodes, n_groups: parser.n_groups })
+        let (min_len, max_len) = seq_len(&nodes);
+        let first_byte = match nodes.first() {
+            Some(Node::Lit(byte)) => Some(*byte),
+            _ => None,
+        };
+        Some(SimplePattern {
+            anchored_start,
+            anchored_end,
+            nodes,
+            n_groups: parser.n_groups,
+            min_len,
+            max_len,
+            first_byte,
+        })
     }
 
     /// Literal prefixes every match starts with at offset 0, or `None` when the pattern is not
@@ -75,9 +93,23 @@ impl SimplePattern {
     /// ASCII text (the caller sends anything else to the regex engines).
     pub(crate) fn captures(&self, text: &str) -> Option<CaptureList> {
         let bytes = text.as_bytes();
-        let last_start = if self.anchored_start { 0 } else { bytes.len() };
+        // Cheap rejections before any backtracking: length bounds and the first literal.
+        if bytes.len() < self.min_len {
+            return None;
+        }
+        if self.anchored_start
+            && self.anchored_end
+            && self.max_len.is_some_and(|max| bytes.len() > max)
+        {
+            return None;
+        }
+        let last_start = if self.anchored_start { 0 } else { bytes.len() - self.min_len };
+        let mut caps: Caps = vec![None; self.n_groups + 1];
         for start in 0..=last_start {
-            let mut caps: Vec<Option<(usize, usize)>> = vec![None; self.n_groups + 1];
+            if self.first_byte.is_some_and(|first| bytes.get(start) != Some(&first)) {
+                continue;
+            }
+            caps.iter_mut().for_each(|it| *it = None);
             let anchored_end = self.anchored_end;
             let mut end_pos = None;
             let mut accept = |pos: usize, _: &mut Caps| {
@@ -418,6 +450,34 @@ fn match_repeat(
         return true;
     }
     try_more(caps, accept)
+}
+
+/// Shortest and longest match of a node sequence.
+fn seq_len(nodes: &[Node]) -> (usize, Option<usize>) {
+    nodes.iter().map(node_len).fold((0, Some(0)), |(min, max), (node_min, node_max)| {
+        (min + node_min, max.zip(node_max).map(|(a, b)| a + b))
+    })
+}
+
+fn node_len(node: &Node) -> (usize, Option<usize>) {
+    match node {
+        Node::Lit(_) | Node::Class(_) => (1, Some(1)),
+        Node::Group { alts, .. } => {
+            let lens: Vec<(usize, Option<usize>)> = alts.iter().map(|alt| seq_len(alt)).collect();
+            let min = lens.iter().map(|it| it.0).min().unwrap_or(0);
+            let max = lens.iter().try_fold(0usize, |acc, it| it.1.map(|max| acc.max(max)));
+            (min, max)
+        }
+        Node::Repeat { node, min, max, .. } => {
+            let (inner_min, inner_max) = node_len(node);
+            let max = match (max, inner_max) {
+                (Some(count), Some(len)) => Some(*count as usize * len),
+                (_, Some(0)) => Some(0),
+                _ => None,
+            };
+            (*min as usize * inner_min, max)
+        }
+    }
 }
 
 /// Prefix literals of a node sequence; the flag says whether the sequence was fully literal

@@ -377,62 +377,48 @@ pub fn select_capture(list: &[Option<std::ops::Range<usize>>]) -> std::ops::Rang
     best.unwrap_or(whole)
 }
 
-/// A byte trie of anchored literal rule prefixes → resources.
+/// Anchored literal rule prefixes → resources: a hash map keyed by the literal, plus the set
+/// of literal lengths present, so a lookup probes one key per distinct length (typically a
+/// handful) instead of walking or scanning. Compact: one entry per distinct prefix.
 #[derive(Debug, Default)]
 pub(crate) struct PrefixTrie {
-    nodes: Vec<TrieNode>,
-}
-
-#[derive(Debug, Default)]
-struct TrieNode {
-    children: Vec<(u8, u32)>,
-    resources: Vec<u32>,
+    by_prefix: HashMap<Box<[u8]>, Vec<u32>>,
+    /// Distinct prefix lengths, ascending.
+    lengths: Vec<usize>,
 }
 
 impl PrefixTrie {
     pub(crate) fn new() -> PrefixTrie {
-        PrefixTrie { nodes: vec![TrieNode::default()] }
+        PrefixTrie::default()
     }
 
     pub(crate) fn insert(&mut self, prefix: &[u8], resource: u32) {
-        let mut node = 0usize;
-        for &byte in prefix {
-            let found = self.nodes[node].children.iter().find(|(b, _)| *b == byte).map(|it| it.1);
-            node = match found {
-                Some(child) => child as usize,
-                None => {
-                    let child = self.nodes.len();
-                    self.nodes.push(TrieNode::default());
-                    self.nodes[node].children.push((byte, child as u32));
-                    child
-                }
-            };
-        }
-        let list = &mut self.nodes[node].resources;
+        let list = self.by_prefix.entry(prefix.into()).or_default();
         if list.last() != Some(&resource) {
             list.push(resource);
         }
     }
 
     pub(crate) fn finish(&mut self) {
-        for node in &mut self.nodes {
-            node.resources.sort_unstable();
-            node.resources.dedup();
-            node.resources.shrink_to_fit();
-            node.children.sort_unstable();
+        let mut lengths: Vec<usize> = Vec::new();
+        for (prefix, list) in &mut self.by_prefix {
+            list.sort_unstable();
+            list.dedup();
+            list.shrink_to_fit();
+            lengths.push(prefix.len());
         }
+        lengths.sort_unstable();
+        lengths.dedup();
+        self.lengths = lengths;
     }
 
     fn collect(&self, text: &[u8], out: &mut Vec<u32>) {
-        let mut node = &self.nodes[0];
-        out.extend_from_slice(&node.resources);
-        for byte in text {
-            match node.children.iter().find(|(b, _)| b == byte) {
-                Some((_, child)) => {
-                    node = &self.nodes[*child as usize];
-                    out.extend_from_slice(&node.resources);
-                }
-                None => break,
+        for &len in &self.lengths {
+            if len > text.len() {
+                break;
+            }
+            if let Some(list) = self.by_prefix.get(&text[..len]) {
+                out.extend_from_slice(list);
             }
         }
     }
@@ -441,13 +427,11 @@ impl PrefixTrie {
 impl RouteTable {
     /// A table with no resources (startup is a reload from an empty table).
     pub fn empty(scope: Scope) -> RouteTable {
-        let mut index = PrefixTrie::new();
-        index.finish();
         RouteTable {
             scope,
             resources: Vec::new(),
             patterns: Vec::new(),
-            index,
+            index: PrefixTrie::new(),
             by_classifier: HashMap::new(),
         }
     }
