@@ -153,9 +153,16 @@ fn couch_put_doc(couch_url: &str, db: &str, doc: &Value) -> String {
 }
 
 fn couch_get_doc(couch_url: &str, db: &str, id: &str) -> Value {
-    let (status, body) = couch("GET", &format!("{couch_url}/{}/{}", enc(db), enc(id)), None);
-    assert_eq!(status, 200, "GET {db}/{id}: {body}");
-    body
+    // Through `_all_docs` with keys: ids with `+` survive no URL-decoding quirks there.
+    let (status, body) = couch(
+        "POST",
+        &format!("{couch_url}/{}/_all_docs?include_docs=true", enc(db)),
+        Some(&json!({ "keys": [id] })),
+    );
+    assert_eq!(status, 200, "_all_docs of {db}: {body}");
+    let doc = body["rows"][0]["doc"].clone();
+    assert!(doc.is_object(), "{db}/{id} not found: {body}");
+    doc
 }
 
 fn make_account(couch_url: &str, id: &str, key: &str, tree: &[&str], superduper: bool) {
@@ -302,6 +309,7 @@ fn assert_error(body: &Value, code: u16) {
 async fn api_auth_success_bad_key_and_bad_input() {
     let w = world();
     let url = w.daemon.url("/v2/api_auth");
+    let _ = login(&w.root_key).await; // waits until the account index has caught up
     let (status, body) =
         call(Method::PUT, &url, None, Some(json!({"data": {"api_key": w.root_key}}))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -624,6 +632,10 @@ async fn routing_needs_a_trusted_network_or_a_superduper_token() {
     let (status, body) = call(Method::POST, &route, Some(&root), Some(json!({"Flags": "x"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_error(&body, 400);
+    let huge = json!({"To-DID": "+14155550100", "pad": "x".repeat(70 * 1024)});
+    let (status, body) = call(Method::POST, &route, Some(&root), Some(huge)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_error(&body, 413);
     let (status, body) =
         call(Method::GET, &w.daemon.url("/v2/stepswitch/status"), Some(&root), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -749,4 +761,91 @@ async fn the_demo_run_starts_and_answers_on_a_fresh_data_dir() {
     );
     assert!(again.banner.join("\n").contains("demo data present"), "{:?}", again.banner);
     assert!(again.stop().success());
+}
+
+#[tokio::test]
+async fn phone_numbers_lifecycle_auth_cross_account_and_bad_input() {
+    let w = world();
+    let root = root_token().await;
+    let (a, a_token, b, b_token) = two_accounts().await;
+    let number = random_number();
+    let one = w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/{number}"));
+
+    // The superduper admin creates the number for A (§15.2 PUT: create, default in_service).
+    let (status, body) =
+        call(Method::PUT, &one, Some(&root), Some(json!({"data": {"my_field": "x"}}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_envelope(&body);
+    assert_eq!(body["data"]["id"], number.as_str());
+    assert_eq!(body["data"]["state"], "in_service", "{body}");
+    assert_eq!(body["data"]["my_field"], "x");
+    let stored = couch_get_doc(&w.couch, &format!("numbers/{}", &number[..5]), &number);
+    assert_eq!(stored["pvt_assigned_to"], a.as_str());
+
+    // A reads, merges a field, identifies and lists it.
+    let (status, body) = call(Method::GET, &one, Some(&a_token), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) =
+        call(Method::PATCH, &one, Some(&a_token), Some(json!({"data": {"other": 1}}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["my_field"], "x");
+    assert_eq!(body["data"]["other"], 1);
+    let (status, body) = call(Method::GET, &format!("{one}/identify"), Some(&a_token), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["account_id"], a.as_str());
+    let (status, body) = call(
+        Method::GET,
+        &w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers")),
+        Some(&a_token),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["data"]["numbers"].get(&number).is_some(), "{body}");
+
+    // Cross-account: B may not act through A's path; auth failure without a token.
+    let (status, body) = call(Method::GET, &one, Some(&b_token), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = call(Method::DELETE, &one, Some(&b_token), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let theirs = w.daemon.url(&format!("/v2/accounts/{b}/phone_numbers/{number}/activate"));
+    let (status, body) =
+        call(Method::PUT, &theirs, Some(&b_token), Some(json!({"data": {}}))).await;
+    assert!(status.is_client_error(), "B cannot take A's number: {status} {body}");
+    assert_error(&body, status.as_u16());
+    let (status, _) = call(Method::GET, &one, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Bad input: malformed JSON, a bad state, a number that does not exist.
+    let (status, body) = call_raw(Method::POST, &one, Some(&a_token), Some("{".into()), &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = call(
+        Method::PUT,
+        &w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/{}", random_number())),
+        Some(&root),
+        Some(json!({"data": {"create_with_state": "bogus"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let missing = w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/{}", random_number()));
+    let (status, body) = call(Method::GET, &missing, Some(&a_token), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["message"], "bad_identifier");
+    assert_eq!(body["data"]["not_found"], "The number could not be found");
+
+    // Release: the number leaves A.
+    let (status, body) = call(Method::DELETE, &one, Some(&a_token), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A knm_local number is deleted on release (§6.1); any other leaves A's hands.
+    let db = enc(&format!("numbers/{}", &number[..5]));
+    let (_, rows) = couch(
+        "POST",
+        &format!("{}/{db}/_all_docs?include_docs=true", w.couch),
+        Some(&json!({ "keys": [number] })),
+    );
+    let row = &rows["rows"][0];
+    let gone = row["value"]["deleted"] == true;
+    assert!(gone || row["doc"]["pvt_assigned_to"] != a.as_str(), "{row}");
+    let (status, _) = call(Method::GET, &one, Some(&a_token), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "released");
 }

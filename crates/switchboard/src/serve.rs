@@ -1,6 +1,6 @@
 //! `switchboard serve`: the daemon. Resolves the settings, opens the store (seeding an empty
 //! embedded store with the demo documents), deploys the design documents, starts the reactors
-//! (routing, the API's account index) and serves the HTTP API until SIGTERM or ctrl-c.
+//! (routing, the numbers inbound table and lifecycle crawler, the API's account index) and serves the HTTP API until SIGTERM or ctrl-c.
 //!
 //! Shutdown: stop accepting connections, let in-flight requests (writes included) finish for up
 //! to 30 s, then stop the reactors and wait for their tasks to end.
@@ -54,6 +54,24 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     options.heartbeat = settings.feed_heartbeat;
     let routing = reactor::spawn(store.clone(), options, shutdown.clone());
 
+    // The number reactors: the live inbound table and the lifecycle crawler (§6.3).
+    let number_store = numbers::store::NumberStore::from_store(store.clone())
+        .await
+        .context("cannot read the number manager's configuration and the accounts")?;
+    let inbound = numbers::inbound::InboundTable::start(
+        store.clone(),
+        number_store.config().clone(),
+        number_store.accounts().clone(),
+        numbers::inbound::InboundOptions {
+            heartbeat: settings.feed_heartbeat,
+            poll_dbs_every: settings.discover_every,
+        },
+    );
+    let crawler = numbers::crawler::Crawler::from_store(store.clone())
+        .await
+        .context("cannot read system_config/tasks for the number crawler")?
+        .spawn();
+
     let auth = Arc::new(Auth::new(settings.token_lifetime));
     let mut feed = FollowOptions::new("switchboard-api-accounts");
     feed.heartbeat = settings.feed_heartbeat;
@@ -78,6 +96,13 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
             }),
         },
         ReadyCheck {
+            name: "numbers_inbound",
+            ready: Box::new({
+                let inbound = inbound.clone();
+                move || inbound.is_caught_up()
+            }),
+        },
+        ReadyCheck {
             name: "design_docs",
             ready: Box::new({
                 let deployed = deployed.clone();
@@ -92,6 +117,8 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
         routing,
         metrics,
         checks,
+        numbers: api::phone_numbers::cache(),
+        inbound: Some(inbound),
     });
     let app = api::router(&state);
 
@@ -126,6 +153,7 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     };
     shutdown.cancel();
     deploy_task.abort();
+    crawler.abort();
     let _ = accounts_task.await;
     tracing::info!("stopped");
     result?;

@@ -124,6 +124,7 @@ pub(crate) struct Auth {
     tokens: RwLock<HashMap<String, TokenInfo>>,
     lifetime: Duration,
     caught_up: watch::Sender<bool>,
+    version: std::sync::atomic::AtomicU64,
 }
 
 /// Who a request is from: the token's account.
@@ -143,6 +144,7 @@ impl Auth {
             tokens: RwLock::new(HashMap::new()),
             lifetime,
             caught_up: watch::channel(false).0,
+            version: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -161,8 +163,14 @@ impl Auth {
         self.accounts.read().expect("accounts lock").get(id).cloned()
     }
 
+    /// Bumped on every account change: caches derived from the accounts compare it.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Applies one account document (or its deletion).
     pub(crate) fn apply(&self, id: &str, doc: Option<&Value>) {
+        self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let mut accounts = self.accounts.write().expect("accounts lock");
         match doc.and_then(AccountEntry::from_doc) {
             Some(entry) => accounts.upsert(entry),
@@ -171,6 +179,7 @@ impl Auth {
     }
 
     fn clear(&self) {
+        self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         *self.accounts.write().expect("accounts lock") = AccountIndex::default();
     }
 
@@ -240,7 +249,7 @@ impl Auth {
             None if caller.superduper => Err(ApiError::BadIdentifier(target.to_owned())),
             None => Err(ApiError::Forbidden(format!("account {target} is not in your tree"))),
             Some(_) if caller.superduper || caller.account_id == target => Ok(()),
-            Some(account) if account.tree.iter().any(|a| *a == caller.account_id) => Ok(()),
+            Some(account) if account.tree.contains(&caller.account_id) => Ok(()),
             Some(_) => Err(ApiError::Forbidden(format!("account {target} is not in your tree"))),
         }
     }

@@ -296,8 +296,8 @@ pub(crate) fn schema_errors<'a>(
 fn keyword_of(kind: &jsonschema::error::ValidationErrorKind) -> &'static str {
     use jsonschema::error::ValidationErrorKind as K;
     match kind {
-        K::AnyOf { .. } => "anyOf",
-        K::OneOfNotValid { .. } | K::OneOfMultipleValid { .. } => "oneOf",
+        K::AnyOf => "anyOf",
+        K::OneOfNotValid | K::OneOfMultipleValid => "oneOf",
         K::Not { .. } => "not",
         K::Constant { .. } => "const",
         K::Format { .. } => "format",
@@ -306,7 +306,7 @@ fn keyword_of(kind: &jsonschema::error::ValidationErrorKind) -> &'static str {
         K::ExclusiveMaximum { .. } => "exclusiveMaximum",
         K::MinProperties { .. } => "minProperties",
         K::MaxProperties { .. } => "maxProperties",
-        K::Contains { .. } => "contains",
+        K::Contains => "contains",
         K::PropertyNames { .. } => "propertyNames",
         K::FalseSchema => "false",
         _ => "schema",

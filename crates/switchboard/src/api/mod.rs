@@ -8,6 +8,7 @@ mod docs;
 pub(crate) mod envelope;
 pub(crate) mod error;
 pub(crate) mod ops;
+pub(crate) mod phone_numbers;
 mod resources;
 pub(crate) mod routes;
 mod schema;

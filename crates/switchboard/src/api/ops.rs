@@ -42,6 +42,10 @@ pub(crate) fn install_metrics() -> Option<PrometheusHandle> {
     metrics::describe_counter!("switchboard_api_errors_total", "API error replies by status");
     metrics::describe_counter!("switchboard_api_writes_total", "documents written through the API");
     metrics::describe_counter!("switchboard_api_auth_total", "tokens issued");
+    metrics::describe_counter!(
+        "switchboard_number_transitions_total",
+        "number operations performed through the API, by operation"
+    );
     metrics::describe_gauge!("switchboard_routing_generation", "route table swaps since start");
     metrics::describe_gauge!(
         "switchboard_routing_table_builds",
@@ -64,6 +68,15 @@ pub(crate) fn install_metrics() -> Option<PrometheusHandle> {
         "1 when a followed database's last read failed"
     );
     metrics::describe_gauge!("switchboard_accounts_known", "accounts in the API's account index");
+    metrics::describe_gauge!("switchboard_inbound_numbers", "numbers in the live inbound table");
+    metrics::describe_gauge!(
+        "switchboard_inbound_changes_applied",
+        "number changes applied to the inbound table since start"
+    );
+    metrics::describe_gauge!(
+        "switchboard_inbound_dbs_catching_up",
+        "number databases whose backlog is still being read (feed lag)"
+    );
     Some(handle)
 }
 
@@ -99,6 +112,13 @@ fn refresh_gauges(state: &AppState) {
         0.0
     });
     metrics::gauge!("switchboard_accounts_known").set(state.auth.account_count() as f64);
+    if let Some(inbound) = &state.inbound {
+        let status = inbound.status();
+        metrics::gauge!("switchboard_inbound_numbers").set(status.numbers as f64);
+        metrics::gauge!("switchboard_inbound_changes_applied").set(status.changes_applied as f64);
+        let pending = status.dbs.saturating_sub(status.dbs_caught_up);
+        metrics::gauge!("switchboard_inbound_dbs_catching_up").set(pending as f64);
+    }
 }
 
 /// `GET /metrics`.
@@ -148,12 +168,41 @@ pub(crate) async fn request_layer(mut req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let started = Instant::now();
     let response = CURRENT_REQUEST_ID.scope(id.0.clone(), next.run(req)).await;
+    let response = crossbar_shaped(response, &id.0).await;
     let status = response.status().as_u16().to_string();
     metrics::counter!("switchboard_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("switchboard_http_request_duration_seconds", "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// An error reply that axum's own extractors produced (plain text: a refused query string, an
+/// oversized body read as raw bytes) becomes a Crossbar error envelope with the same status.
+async fn crossbar_shaped(response: Response, request_id: &str) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), 64 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::InvalidMethod,
+        _ => ApiError::Custom {
+            status,
+            message: "bad_request".into(),
+            data: json!({ "message": text }),
+        },
+    };
+    error.into_response_with_id(request_id)
 }
 
 /// In front of the routing endpoints: clients from a trusted network pass; anyone else needs a

@@ -100,7 +100,6 @@ async fn update(
     headers: &HeaderMap,
     body: CrossbarBody,
     mode: UpdateMode,
-    rid: &RequestId,
 ) -> Result<Envelope, ApiError> {
     let current = docs::read(&state.store, &place, kind, id).await?;
     docs::check_rev(&current, docs::if_match(headers).as_deref())?;
@@ -109,7 +108,8 @@ async fn update(
     let op = if mode == UpdateMode::Replace { "replace" } else { "merge" };
     metrics::counter!("switchboard_api_writes_total", "kind" => "resource", "op" => op)
         .increment(1);
-    Ok(doc_envelope(&doc).with_request_id(rid))
+    // The request id comes from the request-id middleware (task-local).
+    Ok(doc_envelope(&doc))
 }
 
 async fn delete(
@@ -161,24 +161,22 @@ pub(crate) async fn global_get(
 pub(crate) async fn global_post(
     State(s): State<AppState>,
     caller: Caller,
-    rid: RequestId,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    update(&s, global_place(&caller)?, GLOBAL, &id, &headers, body, UpdateMode::Replace, &rid).await
+    update(&s, global_place(&caller)?, GLOBAL, &id, &headers, body, UpdateMode::Replace).await
 }
 
 /// `PATCH /v2/resources/{id}`.
 pub(crate) async fn global_patch(
     State(s): State<AppState>,
     caller: Caller,
-    rid: RequestId,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    update(&s, global_place(&caller)?, GLOBAL, &id, &headers, body, UpdateMode::Merge, &rid).await
+    update(&s, global_place(&caller)?, GLOBAL, &id, &headers, body, UpdateMode::Merge).await
 }
 
 /// `DELETE /v2/resources/{id}`.
@@ -227,35 +225,23 @@ pub(crate) async fn local_get(
 pub(crate) async fn local_post(
     State(s): State<AppState>,
     caller: Caller,
-    rid: RequestId,
     Path((a, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    update(
-        &s,
-        account_place(&s, &caller, &a)?,
-        LOCAL,
-        &id,
-        &headers,
-        body,
-        UpdateMode::Replace,
-        &rid,
-    )
-    .await
+    update(&s, account_place(&s, &caller, &a)?, LOCAL, &id, &headers, body, UpdateMode::Replace)
+        .await
 }
 
 /// `PATCH /v2/accounts/{A}/resources/{id}`.
 pub(crate) async fn local_patch(
     State(s): State<AppState>,
     caller: Caller,
-    rid: RequestId,
     Path((a, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    update(&s, account_place(&s, &caller, &a)?, LOCAL, &id, &headers, body, UpdateMode::Merge, &rid)
-        .await
+    update(&s, account_place(&s, &caller, &a)?, LOCAL, &id, &headers, body, UpdateMode::Merge).await
 }
 
 /// `DELETE /v2/accounts/{A}/resources/{id}`.

@@ -6,7 +6,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{self, MethodRouter};
 use serde_json::{json, Map, Value};
 
-use super::{auth, connectivity, ops, resources, stepswitch, AppState};
+use super::{auth, connectivity, ops, phone_numbers, resources, stepswitch, AppState};
 
 /// Who may call an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +103,15 @@ pub(crate) fn table(state: &AppState) -> Vec<Endpoint> {
         endpoint!(s, POST "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", conn, "Replace a connectivity document", connectivity::post),
         endpoint!(s, PATCH "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", conn, "Merge fields into a connectivity document", connectivity::patch),
         endpoint!(s, DELETE "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", None, "Delete a connectivity document; its DIDs are released", connectivity::delete),
+        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers", Token, "phone_numbers", None, "The account's numbers", phone_numbers::list),
+        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", None, "A number's public JSON (get)", phone_numbers::get_one),
+        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", Some("phone_numbers"), "Create a number assigned to the account (state create_with_state, default in_service)", phone_numbers::create),
+        endpoint!(s, POST "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", Some("phone_numbers"), "Replace a number's public fields", phone_numbers::post),
+        endpoint!(s, PATCH "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", Some("phone_numbers"), "Merge into a number's public fields", phone_numbers::patch),
+        endpoint!(s, DELETE "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", None, "Release a number (?hard=true: delete, superduper admins)", phone_numbers::delete),
+        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}/activate", Token, "phone_numbers", Some("phone_numbers"), "Move a number to the account (in_service)", phone_numbers::activate),
+        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}/reserve", Token, "phone_numbers", None, "Reserve a number for the account", phone_numbers::reserve),
+        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/{number}/identify", Token, "phone_numbers", None, "The account a number belongs to", phone_numbers::identify),
         endpoint!(s, GET "/metrics", Public, "operations", None, "Prometheus metrics", ops::metrics_endpoint),
         endpoint!(s, GET "/healthz", Public, "operations", None, "Ready when every reactor has caught up (else 503)", ops::healthz),
         endpoint!(s, GET "/v2/openapi.json", Public, "operations", None, "This document", openapi_endpoint),
@@ -273,6 +282,8 @@ mod tests {
             routing,
             metrics: None,
             checks: vec![ReadyCheck { name: "test", ready: Box::new(|| true) }],
+            numbers: crate::api::phone_numbers::cache(),
+            inbound: None,
         });
         let doc = openapi(&table(&state));
         let app = crate::api::router(&state);
@@ -287,7 +298,8 @@ mod tests {
             let concrete = path
                 .replace("{account_id}", "acc00000000000000000000000000001")
                 .replace("{resource_id}", "r1")
-                .replace("{connectivity_id}", "c1");
+                .replace("{connectivity_id}", "c1")
+                .replace("{number}", "+14155550100");
             for method in item.as_object().unwrap().keys() {
                 let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
                 let resp = client
@@ -303,7 +315,7 @@ mod tests {
                 operations += 1;
             }
         }
-        assert!(operations >= 25, "{operations}");
+        assert!(operations >= 34, "{operations}");
         let resp = client.get(format!("http://{addr}/v2/undocumented")).send().await.unwrap();
         assert_eq!(resp.status(), reqwest::StatusCode::NOT_FOUND);
         let body: Value = resp.json().await.unwrap();
@@ -330,6 +342,8 @@ mod tests {
                 routing,
                 metrics: None,
                 checks: Vec::new(),
+                numbers: crate::api::phone_numbers::cache(),
+                inbound: None,
             });
             let doc = openapi(&table(&state));
             assert_eq!(doc["openapi"], "3.0.3");

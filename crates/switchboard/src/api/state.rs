@@ -37,6 +37,10 @@ pub(crate) struct Inner {
     pub(crate) metrics: Option<PrometheusHandle>,
     /// The reactors `/healthz` waits for.
     pub(crate) checks: Vec<ReadyCheck>,
+    /// The number store layer of the phone_numbers routes.
+    pub(crate) numbers: Arc<super::phone_numbers::NumbersCache>,
+    /// The live inbound number table (for metrics and health).
+    pub(crate) inbound: Option<numbers::inbound::InboundTable>,
 }
 
 impl AppState {

@@ -1,0 +1,344 @@
+//! `/v2/accounts/{A}/phone_numbers[/{N}[/activate|/reserve|/identify]]`: Kazoo's
+//! `cb_phone_numbers_v2` single-number routes (kazoo-numbers.md §15.2) over the `numbers` store
+//! layer, with §15.3-15.7's status codes and bodies. Every write is a `numbers::store`
+//! transition (read, decide, CAS write, re-decide on conflict) performed with `auth_by` = the
+//! token's account (§15.1).
+//!
+//! Not served (yet): the unauthenticated search (`GET /v2/phone_numbers`), collections,
+//! `port`, carriers_info, classifiers, check, locality, prefix and fix; and dry runs with
+//! `accept_charges` (no services/billing here: every write is performed, never quoted).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use docstore::{AllDocsQuery, DbName};
+use numbers::lifecycle::{Create, Move, PublicFields, Update};
+use numbers::store::{NumberStore, RunOptions};
+use numbers::{AuthBy, NumberState, Operation};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tokio::sync::Mutex;
+
+use super::auth::{Auth, Caller};
+use super::envelope::{CrossbarBody, Envelope, RequestId};
+use super::error::ApiError;
+use super::AppState;
+
+/// The number store layer, rebuilt (config and accounts re-read) when the account index
+/// changed since it was built.
+#[derive(Default)]
+pub(crate) struct NumbersCache {
+    cached: Mutex<Option<(u64, NumberStore)>>,
+}
+
+impl NumbersCache {
+    async fn get(&self, state: &AppState) -> Result<NumberStore, ApiError> {
+        let version = state.auth.version();
+        let mut cached = self.cached.lock().await;
+        if let Some((v, store)) = cached.as_ref() {
+            if *v == version {
+                return Ok(store.clone());
+            }
+        }
+        let store = NumberStore::from_store(state.store.clone()).await.map_err(knm_error)?;
+        *cached = Some((version, store.clone()));
+        Ok(store)
+    }
+}
+
+/// §15.5-15.7: a number-manager error as Crossbar shapes it.
+fn knm_error(err: numbers::Error) -> ApiError {
+    match &err {
+        numbers::Error::NotFound { .. } => ApiError::Custom {
+            status: StatusCode::NOT_FOUND,
+            message: "bad_identifier".into(),
+            data: json!({"message": "bad identifier", "not_found": "The number could not be found"}),
+        },
+        numbers::Error::NotInService { number, account }
+        | numbers::Error::AccountDisabled { number, account } => {
+            let cause = if matches!(err, numbers::Error::NotInService { .. }) {
+                "not_in_service"
+            } else {
+                "account_disabled"
+            };
+            ApiError::Custom {
+                status: StatusCode::BAD_REQUEST,
+                message: "client error".into(),
+                data: json!({"cause": cause, "account_id": account, "number": number}),
+            }
+        }
+        _ => {
+            let body = err.to_json();
+            let status =
+                StatusCode::from_u16(err.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let message = body.get("error").and_then(Value::as_str).unwrap_or("error").to_owned();
+            ApiError::Custom { status, message, data: body }
+        }
+    }
+}
+
+/// The token's account as `auth_by`, after checking it may act on `account`.
+fn auth_by(state: &AppState, caller: &Caller, account: &str) -> Result<AuthBy, ApiError> {
+    state.auth.authorize(caller, account)?;
+    AuthBy::parse(&caller.account_id).map_err(knm_error)
+}
+
+async fn number_store(state: &AppState) -> Result<NumberStore, ApiError> {
+    state.numbers.get(state).await
+}
+
+fn normalize(store: &NumberStore, raw: &str) -> Result<e164::E164, ApiError> {
+    store.normalize(raw).map_err(knm_error)
+}
+
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    account: &str,
+    raw: &str,
+    op: Operation,
+) -> Result<Envelope, ApiError> {
+    let by = auth_by(state, caller, account)?;
+    let store = number_store(state).await?;
+    let number = normalize(&store, raw)?;
+    let name = op.name();
+    let decision = apply(store, number, op, RunOptions::by(by)).await?;
+    metrics::counter!("switchboard_number_transitions_total", "op" => name).increment(1);
+    Ok(Envelope::ok(decision.doc.to_public_json()).with_revision(decision.doc.rev.as_deref()))
+}
+
+/// `NumberStore::apply` on a blocking thread: its future holds a `&dyn Accounts` (not `Sync`)
+/// across awaits, so it cannot run on the multi-threaded scheduler as a `Send` task; the
+/// blocking thread drives it to completion on the same runtime.
+async fn apply(
+    store: NumberStore,
+    number: e164::E164,
+    op: Operation,
+    opts: RunOptions,
+) -> Result<numbers::Decision, ApiError> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        handle.block_on(async move { store.apply(&number, &op, &opts).await })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the number operation panicked: {e}")))?
+    .map_err(knm_error)
+}
+
+/// The public fields of a body: everything but private keys and `id`.
+fn public_fields(mut body: Map<String, Value>) -> Map<String, Value> {
+    body.retain(|k, _| !k.starts_with('_') && !k.starts_with("pvt_") && k != "id");
+    body
+}
+
+/// `GET /v2/accounts/{A}/phone_numbers`: the numbers whose account-database copy `A` holds,
+/// `{numbers: {number: {state, assigned_to, used_by, features, …}}}` (§13.3's listing).
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path(a): Path<String>,
+) -> Result<Envelope, ApiError> {
+    s.auth.authorize(&caller, &a)?;
+    let account = docstore::AccountId::new(&a).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let db: DbName = account.db_name();
+    let mut numbers = Map::new();
+    let mut start: Option<String> = None;
+    loop {
+        let query = AllDocsQuery {
+            start_key: start.clone(),
+            skip: usize::from(start.is_some()),
+            limit: Some(1000),
+            include_docs: true,
+            ..AllDocsQuery::default()
+        };
+        let page = match s.store.all_docs(&db, &query).await {
+            Ok(page) => page,
+            Err(docstore::Error::DbNotFound { .. }) => break,
+            Err(e) => return Err(e.into()),
+        };
+        for row in &page.rows {
+            let Some(doc) = &row.doc else { continue };
+            if doc.get("pvt_type").and_then(Value::as_str) != Some("number") {
+                continue;
+            }
+            let field = |k: &str| doc.get(k).cloned().unwrap_or(Value::Null);
+            numbers.insert(
+                row.id.clone(),
+                json!({
+                    "state": doc.get("pvt_state").or_else(|| doc.get("pvt_number_state")).cloned().unwrap_or(Value::Null),
+                    "assigned_to": field("pvt_assigned_to"),
+                    "used_by": doc.get("pvt_used_by").cloned().unwrap_or(Value::String(String::new())),
+                    "features": field("pvt_features"),
+                    "created": field("pvt_created"),
+                    "updated": field("pvt_modified"),
+                }),
+            );
+        }
+        if page.rows.len() < 1000 {
+            break;
+        }
+        start = page.rows.last().map(|r| r.id.clone());
+    }
+    Ok(Envelope::ok(json!({"numbers": numbers})).with_request_id(&rid))
+}
+
+/// `GET /v2/accounts/{A}/phone_numbers/{N}`: `get` (§15.2: ownership by A is not checked, the
+/// read gate of §3.6 is).
+pub(crate) async fn get_one(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path((a, n)): Path<(String, String)>,
+) -> Result<Envelope, ApiError> {
+    Ok(run(&s, &caller, &a, &n, Operation::Get).await?.with_request_id(&rid))
+}
+
+/// `PUT /v2/accounts/{A}/phone_numbers/{N}`: `create` assigned to A, state `create_with_state`
+/// (default in_service), public fields = the body minus `create_with_state`.
+pub(crate) async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path((a, n)): Path<(String, String)>,
+    CrossbarBody(mut body): CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    let state = match body.remove("create_with_state") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(text.parse::<NumberState>().map_err(|_| {
+            ApiError::validation(
+                "create_with_state",
+                "enum",
+                format!("{text} is not a number state"),
+            )
+        })?),
+        Some(_) => {
+            return Err(ApiError::validation(
+                "create_with_state",
+                "type",
+                "Value is not of type string",
+            ))
+        }
+    };
+    let op = Operation::Create(Create {
+        assign_to: Some(a.clone()),
+        state,
+        public_fields: Some(public_fields(body)),
+        ..Create::default()
+    });
+    let reply = run(&s, &caller, &a, &n, op).await?;
+    Ok(reply.with_status(StatusCode::CREATED).with_request_id(&rid))
+}
+
+/// `POST /v2/accounts/{A}/phone_numbers/{N}`: `update`, the body replaces the public fields.
+pub(crate) async fn post(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path((a, n)): Path<(String, String)>,
+    CrossbarBody(body): CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    let op = Operation::Update(Update {
+        public_fields: Some(PublicFields::Replace(public_fields(body))),
+        ..Update::default()
+    });
+    Ok(run(&s, &caller, &a, &n, op).await?.with_request_id(&rid))
+}
+
+/// `PATCH /v2/accounts/{A}/phone_numbers/{N}`: `update`, the body is merged in.
+pub(crate) async fn patch(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path((a, n)): Path<(String, String)>,
+    CrossbarBody(body): CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    let op = Operation::Update(Update {
+        public_fields: Some(PublicFields::Merge(public_fields(body))),
+        ..Update::default()
+    });
+    Ok(run(&s, &caller, &a, &n, op).await?.with_request_id(&rid))
+}
+
+/// `?hard=true`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct DeleteQuery {
+    #[serde(default)]
+    hard: bool,
+}
+
+/// `DELETE /v2/accounts/{A}/phone_numbers/{N}`: `release`; `?hard=true` by a superduper admin
+/// deletes. Releasing an `available` number is a 404 (§15.7).
+pub(crate) async fn delete(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path((a, n)): Path<(String, String)>,
+    Query(q): Query<DeleteQuery>,
+) -> Result<Envelope, ApiError> {
+    let op = if q.hard {
+        Auth::require_superduper(&caller)?;
+        Operation::Delete
+    } else {
+        Operation::Release
+    };
+    match run(&s, &caller, &a, &n, op).await {
+        Err(ApiError::Custom { data, .. })
+            if data.get("cause").and_then(Value::as_str) == Some("from available to released") =>
+        {
+            Err(knm_error(numbers::Error::NotFound { number: n }))
+        }
+        other => Ok(other?.with_request_id(&rid)),
+    }
+}
+
+/// `PUT /v2/accounts/{A}/phone_numbers/{N}/activate`: `move` to A, the body as public fields.
+pub(crate) async fn activate(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path((a, n)): Path<(String, String)>,
+    CrossbarBody(body): CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    let fields = public_fields(body);
+    let op = Operation::Move(Move {
+        assign_to: Some(a.clone()),
+        public_fields: (!fields.is_empty()).then_some(PublicFields::Merge(fields)),
+        ..Move::default()
+    });
+    Ok(run(&s, &caller, &a, &n, op).await?.with_request_id(&rid))
+}
+
+/// `PUT /v2/accounts/{A}/phone_numbers/{N}/reserve`: `reserve` for A.
+pub(crate) async fn reserve(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path((a, n)): Path<(String, String)>,
+) -> Result<Envelope, ApiError> {
+    let op = Operation::Reserve { assign_to: Some(a.clone()) };
+    Ok(run(&s, &caller, &a, &n, op).await?.with_request_id(&rid))
+}
+
+/// `GET /v2/accounts/{A}/phone_numbers/{N}/identify`: `{account_id, number}` of the owner.
+pub(crate) async fn identify(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path((a, n)): Path<(String, String)>,
+) -> Result<Envelope, ApiError> {
+    s.auth.authorize(&caller, &a)?;
+    let store = number_store(&s).await?;
+    let number = normalize(&store, &n)?;
+    let found = store.lookup_account(&number).await.map_err(knm_error)?;
+    Ok(Envelope::ok(
+        json!({"account_id": found.account_id.as_str(), "number": found.number.as_str()}),
+    )
+    .with_request_id(&rid))
+}
+
+/// The cache, shared through the app state.
+pub(crate) fn cache() -> Arc<NumbersCache> {
+    Arc::new(NumbersCache::default())
+}
