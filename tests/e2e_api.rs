@@ -827,6 +827,10 @@ async fn phone_numbers_lifecycle_auth_cross_account_and_bad_input() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) =
+        call(Method::PATCH, &one, Some(&a_token), Some(json!({"data": {"e911": "nope"}}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["data"]["e911"]["type"]["message"].is_string(), "{body}");
     let missing = w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/{}", random_number()));
     let (status, body) = call(Method::GET, &missing, Some(&a_token), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
@@ -848,4 +852,63 @@ async fn phone_numbers_lifecycle_auth_cross_account_and_bad_input() {
     assert!(gone || row["doc"]["pvt_assigned_to"] != a.as_str(), "{row}");
     let (status, _) = call(Method::GET, &one, Some(&a_token), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "released");
+}
+
+/// A configuration file sets the store, the listen address and the token lifetime; an expired
+/// token is a 401.
+#[tokio::test]
+async fn a_config_file_is_honoured_and_tokens_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[embedded]\ndata_dir = {:?}\n[api]\nlisten = \"127.0.0.1:0\"\ntoken_lifetime = \"1s\"\n[log]\nlevel = \"warn\"\n",
+            dir.path().join("data").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&["serve", "--config", config.to_str().unwrap()], &[]);
+    let banner = daemon.banner.join("\n");
+    assert!(banner.contains(dir.path().join("data").to_str().unwrap()), "{banner}");
+    let key = banner.split("api key ").nth(1).and_then(|r| r.split(')').next()).unwrap().to_owned();
+    let deadline = Instant::now() + WAIT;
+    let token = loop {
+        let (status, body) = call(
+            Method::PUT,
+            &daemon.url("/v2/api_auth"),
+            None,
+            Some(json!({"data": {"api_key": key}})),
+        )
+        .await;
+        if status == StatusCode::CREATED {
+            break body["auth_token"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The token works, then (1 s later) it does not: wait on that condition, bounded.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) =
+            call(Method::GET, &daemon.url("/v2/resources"), Some(&token), None).await;
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(body["message"], "invalid_credentials");
+            break;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(Instant::now() < deadline, "the token never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(daemon.stop().success());
+
+    // A typo in the file: the daemon refuses to start and names the key.
+    std::fs::write(&config, "[api]\nlisen = \"127.0.0.1:0\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lisen"), "{stderr}");
 }

@@ -23,6 +23,7 @@ use tokio::sync::Mutex;
 use super::auth::{Auth, Caller};
 use super::envelope::{CrossbarBody, Envelope, RequestId};
 use super::error::ApiError;
+use super::schema::Schema;
 use super::AppState;
 
 /// The number store layer, rebuilt (config and accounts re-read) when the account index
@@ -204,6 +205,7 @@ pub(crate) async fn create(
     Path((a, n)): Path<(String, String)>,
     CrossbarBody(mut body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
+    Schema::PhoneNumbers.check(&body)?;
     let state = match body.remove("create_with_state") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => Some(text.parse::<NumberState>().map_err(|_| {
@@ -239,6 +241,7 @@ pub(crate) async fn post(
     Path((a, n)): Path<(String, String)>,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
+    Schema::PhoneNumbers.check(&body)?;
     let op = Operation::Update(Update {
         public_fields: Some(PublicFields::Replace(public_fields(body))),
         ..Update::default()
@@ -254,6 +257,7 @@ pub(crate) async fn patch(
     Path((a, n)): Path<(String, String)>,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
+    Schema::PhoneNumbers.check(&body)?;
     let op = Operation::Update(Update {
         public_fields: Some(PublicFields::Merge(public_fields(body))),
         ..Update::default()
@@ -301,6 +305,7 @@ pub(crate) async fn activate(
     Path((a, n)): Path<(String, String)>,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
+    Schema::PhoneNumbers.check(&body)?;
     let fields = public_fields(body);
     let op = Operation::Move(Move {
         assign_to: Some(a.clone()),
