@@ -837,6 +837,21 @@ async fn phone_numbers_lifecycle_auth_cross_account_and_bad_input() {
     assert_eq!(body["message"], "bad_identifier");
     assert_eq!(body["data"]["not_found"], "The number could not be found");
 
+    // Port-in and search (the search needs no token; a short prefix is refused).
+    let ported = w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/{}/port", random_number()));
+    let (status, body) = call(Method::PUT, &ported, Some(&root), Some(json!({"data": {}}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["data"]["state"], "port_in", "{body}");
+    let (status, body) =
+        call(Method::GET, &w.daemon.url("/v2/phone_numbers?prefix=1555&quantity=5"), None, None)
+            .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["data"].is_array(), "{body}");
+    let (status, body) =
+        call(Method::GET, &w.daemon.url("/v2/phone_numbers?prefix=1"), None, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["data"]["prefix"]["minLength"].is_object(), "{body}");
+
     // Release: the number leaves A.
     let (status, body) = call(Method::DELETE, &one, Some(&a_token), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -4,8 +4,7 @@
 //! transition (read, decide, CAS write, re-decide on conflict) performed with `auth_by` = the
 //! token's account (§15.1).
 //!
-//! Not served (yet): the unauthenticated search (`GET /v2/phone_numbers`), collections,
-//! `port`, carriers_info, classifiers, check, locality, prefix and fix; and dry runs with
+//! Not served (yet): collections, carriers_info, classifiers, check, locality, prefix and fix; and dry runs with
 //! `accept_charges` (no services/billing here: every write is performed, never quoted).
 
 use std::sync::Arc;
@@ -109,22 +108,30 @@ async fn run(
     Ok(Envelope::ok(decision.doc.to_public_json()).with_revision(decision.doc.rev.as_deref()))
 }
 
-/// `NumberStore::apply` on a blocking thread: its future holds a `&dyn Accounts` (not `Sync`)
-/// across awaits, so it cannot run on the multi-threaded scheduler as a `Send` task; the
-/// blocking thread drives it to completion on the same runtime.
+/// Runs a `numbers::store` future on a blocking thread of the same runtime: those futures hold
+/// a `&dyn Accounts` (not `Sync`) across awaits, so they are not `Send` and cannot be spawned on
+/// the multi-threaded scheduler; the blocking thread drives each one to completion.
+async fn on_blocking<F, Fut, T>(make: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(make()))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the number operation panicked: {e}")))
+}
+
 async fn apply(
     store: NumberStore,
     number: e164::E164,
     op: Operation,
     opts: RunOptions,
 ) -> Result<numbers::Decision, ApiError> {
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        handle.block_on(async move { store.apply(&number, &op, &opts).await })
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("the number operation panicked: {e}")))?
-    .map_err(knm_error)
+    on_blocking(move || async move { store.apply(&number, &op, &opts).await })
+        .await?
+        .map_err(knm_error)
 }
 
 /// The public fields of a body: everything but private keys and `id`.
@@ -341,6 +348,71 @@ pub(crate) async fn identify(
         json!({"account_id": found.account_id.as_str(), "number": found.number.as_str()}),
     )
     .with_request_id(&rid))
+}
+
+/// `GET /v2/phone_numbers?prefix=&quantity=`: search the configured carriers (§11). Like
+/// Kazoo's, this route needs no token.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SearchQuery {
+    prefix: Option<String>,
+    quantity: Option<String>,
+}
+
+/// Kazoo's `find_numbers` schema: `prefix` 3..10 characters, `quantity` at least 1.
+pub(crate) async fn search(
+    State(s): State<AppState>,
+    rid: RequestId,
+    Query(q): Query<SearchQuery>,
+) -> Result<Envelope, ApiError> {
+    let prefix = match q.prefix {
+        None => {
+            return Err(ApiError::validation("prefix", "required", "Field is required but missing"))
+        }
+        Some(p) if p.chars().count() < 3 => {
+            return Err(ApiError::validation(
+                "prefix",
+                "minLength",
+                "Value must be at least 3 characters",
+            ))
+        }
+        Some(p) if p.chars().count() > 10 => {
+            return Err(ApiError::validation(
+                "prefix",
+                "maxLength",
+                "String must not be more than 10 characters",
+            ))
+        }
+        Some(p) => p,
+    };
+    let quantity = match q.quantity.as_deref().map(str::parse::<usize>) {
+        None => 1,
+        Some(Ok(n)) if n >= 1 => n,
+        Some(_) => {
+            return Err(ApiError::validation("quantity", "minimum", "Value must be at least 1"))
+        }
+    };
+    let store = number_store(&s).await?;
+    let rows = on_blocking(move || async move { store.search(&prefix, quantity).await }).await?;
+    Ok(Envelope::ok(Value::Array(rows)).with_request_id(&rid))
+}
+
+/// `PUT /v2/accounts/{A}/phone_numbers/{N}/port`: `create` in state `port_in`.
+pub(crate) async fn port(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path((a, n)): Path<(String, String)>,
+    CrossbarBody(body): CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    Schema::PhoneNumbers.check(&body)?;
+    let op = Operation::Create(Create {
+        assign_to: Some(a.clone()),
+        state: Some(NumberState::PortIn),
+        public_fields: Some(public_fields(body)),
+        ..Create::default()
+    });
+    let reply = run(&s, &caller, &a, &n, op).await?;
+    Ok(reply.with_status(StatusCode::CREATED).with_request_id(&rid))
 }
 
 /// The cache, shared through the app state.

@@ -103,6 +103,8 @@ pub(crate) fn table(state: &AppState) -> Vec<Endpoint> {
         endpoint!(s, POST "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", conn, "Replace a connectivity document", connectivity::post),
         endpoint!(s, PATCH "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", conn, "Merge fields into a connectivity document", connectivity::patch),
         endpoint!(s, DELETE "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", None, "Delete a connectivity document; its DIDs are released", connectivity::delete),
+        endpoint!(s, GET "/v2/phone_numbers", Public, "phone_numbers", None, "Search the carriers for numbers (?prefix=&quantity=)", phone_numbers::search),
+        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}/port", Token, "phone_numbers", Some("phone_numbers"), "Create a number in state port_in", phone_numbers::port),
         endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers", Token, "phone_numbers", None, "The account's numbers", phone_numbers::list),
         endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", None, "A number's public JSON (get)", phone_numbers::get_one),
         endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", Some("phone_numbers"), "Create a number assigned to the account (state create_with_state, default in_service)", phone_numbers::create),
@@ -315,7 +317,7 @@ mod tests {
                 operations += 1;
             }
         }
-        assert!(operations >= 34, "{operations}");
+        assert!(operations >= 36, "{operations}");
         let resp = client.get(format!("http://{addr}/v2/undocumented")).send().await.unwrap();
         assert_eq!(resp.status(), reqwest::StatusCode::NOT_FOUND);
         let body: Value = resp.json().await.unwrap();
