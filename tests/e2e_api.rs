@@ -837,6 +837,33 @@ async fn phone_numbers_lifecycle_auth_cross_account_and_bad_input() {
     assert_eq!(body["message"], "bad_identifier");
     assert_eq!(body["data"]["not_found"], "The number could not be found");
 
+    // Collections: 200 with per-number results, even for the ones that fail (§15.3).
+    let coll = w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/collection"));
+    let (n1, n2) = (random_number(), random_number());
+    let (status, body) = call(
+        Method::PUT,
+        &coll,
+        Some(&root),
+        Some(json!({"data": {"numbers": [n1, n2, "nope"], "tag": "bulk"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["success"][&n1]["tag"], "bulk", "{body}");
+    assert!(body["data"]["success"].get(&n2).is_some(), "{body}");
+    assert!(body["data"]["error"].get("nope").is_some(), "{body}");
+    let (status, body) =
+        call(Method::PUT, &coll, Some(&root), Some(json!({"data": {"numbers": []}}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["data"]["numbers"]["minimum"].is_object(), "{body}");
+    let (status, _) =
+        call(Method::PUT, &coll, Some(&b_token), Some(json!({"data": {"numbers": [n1]}}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) =
+        call(Method::DELETE, &coll, Some(&a_token), Some(json!({"data": {"numbers": [n1, n2]}})))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["data"]["success"].get(&n1).is_some(), "{body}");
+
     // Port-in and search (the search needs no token; a short prefix is refused).
     let ported = w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/{}/port", random_number()));
     let (status, body) = call(Method::PUT, &ported, Some(&root), Some(json!({"data": {}}))).await;

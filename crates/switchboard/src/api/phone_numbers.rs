@@ -4,7 +4,7 @@
 //! transition (read, decide, CAS write, re-decide on conflict) performed with `auth_by` = the
 //! token's account (§15.1).
 //!
-//! Not served (yet): collections, carriers_info, classifiers, check, locality, prefix and fix; and dry runs with
+//! Not served (yet): carriers_info, classifiers, check, locality, prefix and fix; and dry runs with
 //! `accept_charges` (no services/billing here: every write is performed, never quoted).
 
 use std::sync::Arc;
@@ -413,6 +413,155 @@ pub(crate) async fn port(
     });
     let reply = run(&s, &caller, &a, &n, op).await?;
     Ok(reply.with_status(StatusCode::CREATED).with_request_id(&rid))
+}
+
+/// What a collection request does to each number.
+#[derive(Debug, Clone, Copy)]
+enum Bulk {
+    Create,
+    Replace,
+    Merge,
+    Release,
+    Activate,
+}
+
+/// `numbers` of a collection body (§15.1: required, a non-empty list of strings, unique after
+/// normalization), the rest of the body being public fields.
+fn collection_numbers(
+    store: &NumberStore,
+    body: &mut Map<String, Value>,
+) -> Result<Vec<String>, ApiError> {
+    let list = match body.remove("numbers") {
+        None => {
+            return Err(ApiError::validation(
+                "numbers",
+                "required",
+                "Field is required but missing",
+            ))
+        }
+        Some(Value::Array(list)) => list,
+        Some(_) => {
+            return Err(ApiError::validation("numbers", "type", "Value is not of type array"))
+        }
+    };
+    if list.is_empty() {
+        return Err(ApiError::validation(
+            "numbers",
+            "minimum",
+            "The list must have at least 1 items",
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::with_capacity(list.len());
+    for item in list {
+        let Value::String(raw) = item else {
+            return Err(ApiError::validation("numbers", "type", "Every item must be a string"));
+        };
+        let key =
+            store.normalize(&raw).map(|n| n.as_str().to_owned()).unwrap_or_else(|_| raw.clone());
+        if !seen.insert(key) {
+            return Err(ApiError::validation(
+                "numbers",
+                "uniqueItems",
+                "List of items is not unique",
+            ));
+        }
+        out.push(raw);
+    }
+    Ok(out)
+}
+
+async fn collection(
+    s: &AppState,
+    caller: &Caller,
+    a: &str,
+    mut body: Map<String, Value>,
+    bulk: Bulk,
+) -> Result<Envelope, ApiError> {
+    let by = auth_by(s, caller, a)?;
+    let store = number_store(s).await?;
+    let inputs = collection_numbers(&store, &mut body)?;
+    Schema::PhoneNumbers.check(&body)?;
+    let fields = public_fields(body);
+    let assign_to = Some(a.to_owned());
+    let op = match bulk {
+        Bulk::Create => Operation::Create(Create {
+            assign_to,
+            public_fields: Some(fields),
+            ..Create::default()
+        }),
+        Bulk::Replace => Operation::Update(Update {
+            public_fields: Some(PublicFields::Replace(fields)),
+            ..Update::default()
+        }),
+        Bulk::Merge => Operation::Update(Update {
+            public_fields: Some(PublicFields::Merge(fields)),
+            ..Update::default()
+        }),
+        Bulk::Release => Operation::Release,
+        Bulk::Activate => Operation::Move(Move {
+            assign_to,
+            public_fields: (!fields.is_empty()).then_some(PublicFields::Merge(fields)),
+            ..Move::default()
+        }),
+    };
+    let opts = RunOptions::by(by);
+    let outcome =
+        on_blocking(move || async move { store.apply_many(&inputs, &op, &opts).await }).await?;
+    metrics::counter!("switchboard_number_transitions_total", "op" => "collection")
+        .increment(outcome.ok.len() as u64);
+    // §15.3: 200 with the per-number results, even when every number failed.
+    Ok(Envelope::ok(outcome.to_json()))
+}
+
+/// `PUT /v2/accounts/{A}/phone_numbers/collection`: create each number for A.
+pub(crate) async fn collection_create(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(a): Path<String>,
+    CrossbarBody(body): CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    collection(&s, &caller, &a, body, Bulk::Create).await
+}
+
+/// `POST /v2/accounts/{A}/phone_numbers/collection`: replace each number's public fields.
+pub(crate) async fn collection_post(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(a): Path<String>,
+    CrossbarBody(body): CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    collection(&s, &caller, &a, body, Bulk::Replace).await
+}
+
+/// `PATCH /v2/accounts/{A}/phone_numbers/collection`: merge into each number's public fields.
+pub(crate) async fn collection_patch(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(a): Path<String>,
+    CrossbarBody(body): CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    collection(&s, &caller, &a, body, Bulk::Merge).await
+}
+
+/// `DELETE /v2/accounts/{A}/phone_numbers/collection`: release each number.
+pub(crate) async fn collection_delete(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(a): Path<String>,
+    CrossbarBody(body): CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    collection(&s, &caller, &a, body, Bulk::Release).await
+}
+
+/// `PUT /v2/accounts/{A}/phone_numbers/collection/activate`: move each number to A.
+pub(crate) async fn collection_activate(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(a): Path<String>,
+    CrossbarBody(body): CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    collection(&s, &caller, &a, body, Bulk::Activate).await
 }
 
 /// The cache, shared through the app state.

@@ -106,6 +106,11 @@ pub(crate) fn table(state: &AppState) -> Vec<Endpoint> {
         endpoint!(s, GET "/v2/phone_numbers", Public, "phone_numbers", None, "Search the carriers for numbers (?prefix=&quantity=)", phone_numbers::search),
         endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}/port", Token, "phone_numbers", Some("phone_numbers"), "Create a number in state port_in", phone_numbers::port),
         endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers", Token, "phone_numbers", None, "The account's numbers", phone_numbers::list),
+        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", Some("phone_numbers"), "Create many numbers ({numbers: [...], ...public fields})", phone_numbers::collection_create),
+        endpoint!(s, POST "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", Some("phone_numbers"), "Replace the public fields of many numbers", phone_numbers::collection_post),
+        endpoint!(s, PATCH "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", Some("phone_numbers"), "Merge into the public fields of many numbers", phone_numbers::collection_patch),
+        endpoint!(s, DELETE "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", Some("phone_numbers"), "Release many numbers", phone_numbers::collection_delete),
+        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/collection/activate", Token, "phone_numbers", Some("phone_numbers"), "Move many numbers to the account", phone_numbers::collection_activate),
         endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", None, "A number's public JSON (get)", phone_numbers::get_one),
         endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", Some("phone_numbers"), "Create a number assigned to the account (state create_with_state, default in_service)", phone_numbers::create),
         endpoint!(s, POST "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", Some("phone_numbers"), "Replace a number's public fields", phone_numbers::post),
@@ -317,7 +322,7 @@ mod tests {
                 operations += 1;
             }
         }
-        assert!(operations >= 36, "{operations}");
+        assert!(operations >= 41, "{operations}");
         let resp = client.get(format!("http://{addr}/v2/undocumented")).send().await.unwrap();
         assert_eq!(resp.status(), reqwest::StatusCode::NOT_FOUND);
         let body: Value = resp.json().await.unwrap();
