@@ -697,18 +697,39 @@ impl NumberStore {
     }
 
     /// §11 search over the configured carriers (system-wide, no account): public rows
-    /// `{number, state, module}`, at most `quantity`.
+    /// `{number, state, module}`, at most `quantity`. `prefix` without `+` is a US prefix
+    /// (`415` and `1415` both search `+1415`).
     pub async fn search(&self, prefix: &str, quantity: usize) -> Vec<Value> {
-        let prefix = match self.converters.to_e164(prefix) {
-            Some(n) => n.into_string(),
-            None if prefix.starts_with('+') => prefix.to_owned(),
-            None => format!("+{prefix}"),
+        self.search_for(prefix, quantity, None).await
+    }
+
+    /// [`NumberStore::search`] on behalf of `account` (Kazoo's `account_id`; its `reseller_id`
+    /// from the accounts): the internal carriers (`knm_local`, …) only answer searches made for
+    /// an account, as in Kazoo.
+    pub async fn search_for(
+        &self,
+        prefix: &str,
+        quantity: usize,
+        account: Option<&AccountId>,
+    ) -> Vec<Value> {
+        // §11: the country's dial code (US, +1) ++ the prefix typed; a `+…` prefix is used as is.
+        let prefix = if prefix.starts_with('+') {
+            prefix.to_owned()
+        } else {
+            format!("+1{}", prefix.strip_prefix('1').filter(|p| p.len() >= 3).unwrap_or(prefix))
         };
-        let (kinds, _) = crate::search::available_carriers(&self.config, None, None, None);
+        let reseller = account.and_then(|a| {
+            crate::auth::Accounts::get(&*self.accounts, a).and_then(|i| i.reseller_id.clone())
+        });
+        let (kinds, _) =
+            crate::search::available_carriers(&self.config, account, reseller.as_ref(), None);
+        let mut query = SearchQuery::new(prefix, quantity);
+        query.account_id = account.cloned();
+        query.reseller_id = reseller;
         let index = self.index();
         let auth = AuthBy::System;
         let ctx = self.carrier_ctx(&index, &auth);
-        let results = crate::search::find(&kinds, &SearchQuery::new(prefix, quantity), &ctx).await;
+        let results = crate::search::find(&kinds, &query, &ctx).await;
         results
             .rows
             .iter()

@@ -50,6 +50,9 @@ pub(crate) enum Command {
     Route(crate::cmd_route::RouteArgs),
     /// Run the daemon: live routing tables and the HTTP API.
     Serve(crate::config::ServeArgs),
+    /// Phone numbers: get, create, reserve, activate, release, delete, identify, generate,
+    /// import, search (Kazoo's number manager).
+    Numbers(crate::cmd_numbers::NumbersArgs),
 }
 
 /// Runs one command.
@@ -67,6 +70,7 @@ pub(crate) async fn run(command: Command, global: &GlobalArgs) -> anyhow::Result
             crate::output::print(global, &serde_json::json!({ "dbs": names }), || names.join("\n"));
         }
         Command::Route(args) => return crate::cmd_route::run(&args, global, store).await,
+        Command::Numbers(args) => return crate::cmd_numbers::run(&args, global, store).await,
         Command::Serve(_) => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod cmd_numbers;
 mod cmd_route;
 mod config;
 mod output;
