@@ -864,6 +864,25 @@ async fn phone_numbers_lifecycle_auth_cross_account_and_bad_input() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["data"]["success"].get(&n1).is_some(), "{body}");
 
+    // Classifiers.
+    let (status, body) = call(
+        Method::GET,
+        &w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/classifiers/+18005550100")),
+        Some(&a_token),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["name"], "tollfree_us", "{body}");
+    let (status, body) = call(
+        Method::GET,
+        &w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/classifiers")),
+        Some(&b_token),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
     // Port-in and search (the search needs no token; a short prefix is refused).
     let ported = w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/{}/port", random_number()));
     let (status, body) = call(Method::PUT, &ported, Some(&root), Some(json!({"data": {}}))).await;

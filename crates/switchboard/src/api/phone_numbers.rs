@@ -564,6 +564,56 @@ pub(crate) async fn collection_activate(
     collection(&s, &caller, &a, body, Bulk::Activate).await
 }
 
+fn classifier_json(c: &e164::Classifier) -> Map<String, Value> {
+    let mut out = c.extra.clone();
+    out.insert("friendly_name".into(), Value::String(c.friendly_name.clone()));
+    out.insert("regex".into(), Value::String(c.pattern.as_str().to_owned()));
+    if c.emergency {
+        out.insert("emergency".into(), Value::Bool(true));
+    }
+    if let Some(pp) = &c.pretty_print {
+        out.insert("pretty_print".into(), Value::String(pp.clone()));
+    }
+    out
+}
+
+/// `GET /v2/accounts/{A}/phone_numbers/classifiers`: every classifier, by name.
+pub(crate) async fn classifiers(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(a): Path<String>,
+) -> Result<Envelope, ApiError> {
+    s.auth.authorize(&caller, &a)?;
+    let store = number_store(&s).await?;
+    let all: Map<String, Value> = store
+        .converters()
+        .classifiers()
+        .iter()
+        .map(|c| (c.name.clone(), Value::Object(classifier_json(c))))
+        .collect();
+    Ok(Envelope::ok(Value::Object(all)))
+}
+
+/// `GET /v2/accounts/{A}/phone_numbers/classifiers/{N}`: the classifier `N` matches, with
+/// `number`, `e164` and `name`; 404 when none does.
+pub(crate) async fn classify(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((a, n)): Path<(String, String)>,
+) -> Result<Envelope, ApiError> {
+    s.auth.authorize(&caller, &a)?;
+    let store = number_store(&s).await?;
+    let converters = store.converters();
+    let Some(found) = converters.classifier_for(&n) else {
+        return Err(ApiError::BadIdentifier(format!("no classifier matches {n}")));
+    };
+    let mut data = classifier_json(found);
+    data.insert("name".into(), Value::String(found.name.clone()));
+    data.insert("number".into(), Value::String(n.clone()));
+    data.insert("e164".into(), Value::String(converters.normalize(&n)));
+    Ok(Envelope::ok(Value::Object(data)))
+}
+
 /// The cache, shared through the app state.
 pub(crate) fn cache() -> Arc<NumbersCache> {
     Arc::new(NumbersCache::default())

@@ -111,6 +111,8 @@ pub(crate) fn table(state: &AppState) -> Vec<Endpoint> {
         endpoint!(s, PATCH "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", Some("phone_numbers"), "Merge into the public fields of many numbers", phone_numbers::collection_patch),
         endpoint!(s, DELETE "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", Some("phone_numbers"), "Release many numbers", phone_numbers::collection_delete),
         endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/collection/activate", Token, "phone_numbers", Some("phone_numbers"), "Move many numbers to the account", phone_numbers::collection_activate),
+        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/classifiers", Token, "phone_numbers", None, "Every number classifier", phone_numbers::classifiers),
+        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/classifiers/{number}", Token, "phone_numbers", None, "The classifier a number matches", phone_numbers::classify),
         endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", None, "A number's public JSON (get)", phone_numbers::get_one),
         endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", Some("phone_numbers"), "Create a number assigned to the account (state create_with_state, default in_service)", phone_numbers::create),
         endpoint!(s, POST "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", Some("phone_numbers"), "Replace a number's public fields", phone_numbers::post),
@@ -322,7 +324,7 @@ mod tests {
                 operations += 1;
             }
         }
-        assert!(operations >= 41, "{operations}");
+        assert!(operations >= 43, "{operations}");
         let resp = client.get(format!("http://{addr}/v2/undocumented")).send().await.unwrap();
         assert_eq!(resp.status(), reqwest::StatusCode::NOT_FOUND);
         let body: Value = resp.json().await.unwrap();
