@@ -188,6 +188,33 @@ impl Source {
         }
     }
 
+    /// The part of a kept document the source needs (account docs: `_id`, `_rev`, `pvt_tree`).
+    fn slim(&self, doc: Value) -> Value {
+        match self {
+            Source::Accounts => {
+                let mut slim = serde_json::Map::new();
+                for key in ["_id", "_rev", "pvt_tree"] {
+                    if let Some(value) = doc.get(key) {
+                        slim.insert(key.to_owned(), value.clone());
+                    }
+                }
+                Value::Object(slim)
+            }
+            _ => doc,
+        }
+    }
+
+    /// The feed selector: account databases hold mostly other documents, so only resources
+    /// (and deletions) are sent. A document whose `pvt_type` is edited away from `resource`
+    /// is then not seen until the next full read (Kazoo soft-deletes with `pvt_deleted`, which
+    /// keeps `pvt_type` and is seen).
+    fn selector(&self) -> Option<Value> {
+        match self {
+            Source::Account(_) => Some(serde_json::json!({"pvt_type": "resource"})),
+            _ => None,
+        }
+    }
+
     /// Whether a document of this source's database is one it keeps.
     fn keeps(&self, doc: &Value) -> bool {
         let id = doc.get("_id").and_then(Value::as_str).unwrap_or("");
@@ -486,7 +513,13 @@ async fn read_db(
         };
         let n = page.rows.len();
         start = page.rows.last().map(|row| row.id.clone());
-        docs.extend(page.rows.into_iter().filter_map(|row| row.doc).filter(|d| source.keeps(d)));
+        docs.extend(
+            page.rows
+                .into_iter()
+                .filter_map(|row| row.doc)
+                .filter(|d| source.keeps(d))
+                .map(|d| source.slim(d)),
+        );
         if n < PAGE {
             break;
         }
@@ -854,7 +887,7 @@ impl SourceTask {
         self.last_seq = Some(change.seq.clone());
         let keep = !change.deleted && change.doc.as_ref().is_some_and(|d| self.source.keeps(d));
         if keep {
-            let doc = change.doc.expect("checked");
+            let doc = self.source.slim(change.doc.expect("checked"));
             let same = self.docs.get(&change.id).and_then(|d| d.get("_rev")) == doc.get("_rev");
             if same && doc.get("_rev").is_some() {
                 return false;
@@ -901,6 +934,7 @@ impl SourceTask {
         options.since = since.clone();
         options.heartbeat = self.shared.options.heartbeat;
         options.when_db_missing = WhenDbMissing::Wait;
+        options.selector = self.source.selector();
         let mut follower = docstore::follow(self.shared.store.clone(), self.source.db(), options);
         let debounce = self.shared.options.debounce;
         let mut dirty = false;

@@ -1,0 +1,170 @@
+//! Live-reload measurements of the routing reactor against a private couch-peer (testkit):
+//!
+//! 1. change-to-live latency: from just before a `PUT` of an edited offnet resource to the
+//!    first route answer that shows the edit, over `EDITS` edits, with the default 50 ms
+//!    debounce and with a 1 ms one (what the debounce costs);
+//! 2. resident memory (VmRSS) across 1,000 manual reloads (`Routing::reload(None)`) and 1,000
+//!    live edits of a 1,000-resource `offnet`.
+//!
+//! Run: `cargo bench -p stepswitch --bench reactor_live` (prints a table; figures are recorded
+//! in docs/PERFORMANCE.md). Needs Node.js for couch-peer, like the tests.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use docstore::{CouchConfig, CouchStore, DbName, SharedStore};
+use serde_json::{json, Value};
+use stepswitch::reactor::{self, ReactorOptions, Routing};
+use stepswitch::RouteRequest;
+use testkit::CouchServer;
+use tokio_util::sync::CancellationToken;
+
+const RESOURCES: usize = 1_000;
+const EDITS: usize = 200;
+const RELOADS: usize = 1_000;
+
+fn resource(i: usize, server: &str) -> Value {
+    json!({
+        "_id": format!("res-{i:05}"), "pvt_type": "resource", "name": format!("carrier {i}"),
+        "weight_cost": if i == 0 { 1 } else { 2 + i % 50 },
+        "rules": [format!("^\\+1(2{:02}\\d{{7}})$", i % 100), format!("^\\+44({i:05}\\d{{5}})$")],
+        "gateways": [{"server": server, "enabled": true}]
+    })
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn first_route(routing: &Routing, number: &str) -> Option<String> {
+    let answer = routing.route(&RouteRequest::new(number));
+    answer.endpoints.first().and_then(|ep| ep["Route"].as_str()).map(str::to_owned)
+}
+
+/// Waits on the generation counter until `number` routes to a Route containing `server`.
+async fn until_live(routing: &Routing, number: &str, server: &str) {
+    let mut generations = routing.generations();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !first_route(routing, number).is_some_and(|r| r.contains(server)) {
+        let waited = tokio::time::timeout_at(deadline, generations.changed()).await;
+        assert!(waited.is_ok(), "edit not live within 60 s");
+    }
+}
+
+async fn seed(store: &SharedStore, offnet: &DbName) -> Vec<String> {
+    store.ensure_db(offnet).await.expect("offnet");
+    let docs: Vec<Value> = (0..RESOURCES).map(|i| resource(i, "seed.example.com")).collect();
+    let mut revs = Vec::new();
+    for item in store.bulk_docs(offnet, docs).await.expect("bulk") {
+        revs.push(item.outcome.expect("seeded").0);
+    }
+    revs
+}
+
+async fn latency(store: &SharedStore, debounce: Duration, revs: &mut [String]) -> Vec<Duration> {
+    let offnet = docstore::naming::offnet_db();
+    let shutdown = CancellationToken::new();
+    let mut options = ReactorOptions::defaults();
+    options.debounce = debounce;
+    let routing = reactor::spawn(store.clone(), options, shutdown.clone());
+    let mut generations = routing.generations();
+    while !routing.is_caught_up() {
+        let _ = tokio::time::timeout(Duration::from_millis(50), generations.changed()).await;
+    }
+    let mut took = Vec::with_capacity(EDITS);
+    for n in 0..EDITS {
+        // Resource 0 is the cheapest for +1200…: weight 1.
+        let server = format!("edit-{}-{n}.example.com", debounce.as_millis());
+        let mut doc = resource(0, &server);
+        doc["_rev"] = json!(revs[0]);
+        let started = Instant::now();
+        revs[0] = store.put(&offnet, doc).await.expect("edit").0;
+        until_live(&routing, "+12005550100", &server).await;
+        took.push(started.elapsed());
+    }
+    shutdown.cancel();
+    took.sort();
+    took
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(server) = CouchServer::start_persistent(dir.path()) else {
+        eprintln!("COUCHDB_URL is set: this bench needs a private couch-peer");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store: SharedStore = Arc::new(
+            CouchStore::new(CouchConfig::from_url(server.url()).expect("url")).expect("store"),
+        );
+        let offnet = docstore::naming::offnet_db();
+        let mut revs = seed(&store, &offnet).await;
+
+        println!(
+            "change-to-live latency, couch-peer, offnet of {RESOURCES} resources, {EDITS} edits"
+        );
+        println!("| debounce | p50 | p90 | p99 | max |");
+        println!("| --- | --- | --- | --- | --- |");
+        for debounce in [Duration::from_millis(50), Duration::from_millis(1)] {
+            let took = latency(&store, debounce, &mut revs).await;
+            println!(
+                "| {debounce:?} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |",
+                percentile(&took, 0.5).as_secs_f64() * 1e3,
+                percentile(&took, 0.9).as_secs_f64() * 1e3,
+                percentile(&took, 0.99).as_secs_f64() * 1e3,
+                took.last().expect("samples").as_secs_f64() * 1e3,
+            );
+        }
+
+        let shutdown = CancellationToken::new();
+        let routing = reactor::spawn(store.clone(), ReactorOptions::defaults(), shutdown.clone());
+        let mut generations = routing.generations();
+        while !routing.is_caught_up() {
+            let _ = tokio::time::timeout(Duration::from_millis(50), generations.changed()).await;
+        }
+        println!();
+        println!("VmRSS across {RELOADS} reloads (reload_resources/0) of {RESOURCES} resources");
+        println!("| reloads | VmRSS |");
+        println!("| --- | --- |");
+        println!("| 0 | {} MiB |", rss_kib() / 1024);
+        let started = Instant::now();
+        for n in 1..=RELOADS {
+            routing.reload(None).await.expect("reload");
+            if [10, 100, 250, 500, 750, 1000].contains(&n) {
+                println!("| {n} | {} MiB |", rss_kib() / 1024);
+            }
+        }
+        let per = started.elapsed() / RELOADS as u32;
+        println!("(one reload = full `_all_docs` read + compile + swap: {per:?})");
+
+        println!();
+        println!("VmRSS across {RELOADS} live edits (one resource each, default debounce)");
+        println!("| edits | VmRSS |");
+        println!("| --- | --- |");
+        for n in 1..=RELOADS {
+            let server = format!("rss-{n}.example.com");
+            let mut doc = resource(0, &server);
+            doc["_rev"] = json!(revs[0]);
+            revs[0] = store.put(&offnet, doc).await.expect("edit").0;
+            until_live(&routing, "+12005550100", &server).await;
+            if [10, 100, 250, 500, 750, 1000].contains(&n) {
+                println!("| {n} | {} MiB |", rss_kib() / 1024);
+            }
+        }
+        shutdown.cancel();
+    });
+}
