@@ -610,6 +610,27 @@ async fn a_direct_document_edit_is_seen_through_the_api_and_by_routing() {
         assert!(Instant::now() < deadline, "routing never saw the edit: {body}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // And the other way round: an API write is a document write routing sees the same way.
+    let (status, body) = call(
+        Method::PATCH,
+        &w.daemon.url(&format!("/v2/resources/{id}")),
+        Some(&root),
+        Some(json!({"data": {"gateways": [{"server": "via-api.example.com", "enabled": true}]}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) =
+            call(Method::POST, &route, Some(&root), Some(json!({"To-DID": number}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body.to_string().contains("via-api.example.com") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "routing never saw the API write: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
