@@ -303,6 +303,56 @@ async fn reload_and_flush(store: SharedStore) {
     assert_eq!(routes(routing, "+14155550100"), ["sip:4155550100@r.example.com"]);
 }
 
+async fn local_tables_carry_dedicated_ips(store: SharedStore) {
+    // Rule 8: the account's dedicated IPs (db `dedicated_ips`), only the first by default;
+    // rule 47: reload/1 re-reads them (their changes are not followed, rule 46).
+    let ips = DbName::new(reactor::DEDICATED_IPS_DB).expect("name");
+    store.ensure_db(&ips).await.expect("dedicated_ips");
+    let ip = |id: &str, addr: &str, zone: &str| json!({"_id": id, "pvt_type": "dedicated_ip", "ip": addr, "zone": zone, "pvt_assigned_to": PARENT});
+    put(&store, &ips, ip("ip-1", "10.0.0.1", "east")).await;
+    put(&store, &ips, ip("ip-2", "10.0.0.2", "west")).await;
+    put(
+        &store,
+        &ips,
+        json!({"_id": "ip-3", "ip": "10.0.0.3", "zone": "x", "pvt_assigned_to": ACCOUNT}),
+    )
+    .await;
+    let parent = AccountId::new(PARENT).expect("id");
+    store.create_db(&parent.db_name()).await.expect("account db");
+    put(
+        &store,
+        &parent.db_name(),
+        resource("local-p", "p.example.com", json!(["^\\+1(\\d{10})$"])),
+    )
+    .await;
+    let running = start(&store, options(20));
+    let routing = &running.routing;
+    wait_for(routing, "the local table", |r| table(&r.status(), Some(PARENT)).is_some()).await;
+    let mut request = RouteRequest::new("+14155550100");
+    request.account_id = Some(PARENT.into());
+    request.hunt_account_id = Some(PARENT.into());
+    let proxies = |routing: &Routing| -> Vec<(String, String)> {
+        routing
+            .route(&request)
+            .endpoints
+            .iter()
+            .map(|ep| {
+                let text = |k: &str| ep.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                (text("Proxy-Zone"), text("Proxy-IP"))
+            })
+            .collect()
+    };
+    assert_eq!(proxies(routing), [("east".to_owned(), "10.0.0.1".to_owned())]);
+
+    let rev = store.get(&ips, "ip-1").await.expect("get").expect("doc")["_rev"].clone();
+    store
+        .delete(&ips, "ip-1", &docstore::Rev(rev.as_str().expect("rev").to_owned()))
+        .await
+        .expect("delete");
+    routing.reload(Some(&parent)).await.expect("reload/1");
+    assert_eq!(proxies(routing), [("west".to_owned(), "10.0.0.2".to_owned())]);
+}
+
 // ---- backends ---------------------------------------------------------------------------
 
 fn embedded() -> SharedStore {
@@ -362,4 +412,5 @@ on_both!(
     accounts_discovered_local_routing_and_only_touched_table,
     system_config_change_rebuilds,
     reload_and_flush,
+    local_tables_carry_dedicated_ips,
 );
