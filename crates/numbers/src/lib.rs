@@ -11,9 +11,14 @@
 //!   Kazoo module names; [`search`] fans a search out to the configured carriers (§11).
 //! - [`generate`]: managed / inum number generation and CSV import for `knm_inventory` (§16.1).
 //!
-//! This crate does not read or write CouchDB: the store layer loads documents, calls
-//! [`transition`], performs the effects with `_rev` compare-and-swap, and on a conflict re-reads
-//! and decides again. Carrier storage needs go through the caller's [`NumberIndex`].
+//! - [`store`]: the I/O edge over a `docstore::SharedStore` — [`store::NumberStore`] loads
+//!   documents, calls [`transition`], performs the effects with `_rev` compare-and-swap, and on
+//!   a conflict re-reads and decides again; bulk generation/import; [`store::StoreIndex`] is the
+//!   [`NumberIndex`] the internal carriers use.
+//! - [`inbound`]: the live number → account table (`identify`, stepswitch's on-net check);
+//!   [`crawler`]: the §6.3 lifecycle reactor.
+//!
+//! Everything above [`store`] is pure: it decides, it does not read or write CouchDB.
 //!
 //! ```
 //! use numbers::{transition, AccountMap, AuthBy, Config, Ctx, NumberDoc, NumberState, Operation};

@@ -280,3 +280,26 @@ async fn creates_missing_db(store: SharedStore) {
     assert!(raw(&store, &dbn, "_design/numbers").await.is_some());
 }
 both_backends!(s1_5_missing_db, super::creates_missing_db);
+
+/// The store layer's futures are `Send`: the daemon runs them on its multi-threaded runtime.
+#[test]
+fn futures_are_send() {
+    fn assert_send<T: Send>(_: T) {}
+    let ns = numbers::store::NumberStore::new(
+        embedded(),
+        numbers::Config::kazoo_defaults(),
+        numbers::AccountMap::new(),
+    );
+    let number = n(AVAIL);
+    let opts = RunOptions::default();
+    let acct = acc(RESELLER);
+    let progress = |_: usize| {};
+    assert_send(ns.apply(&number, &Operation::Get, &opts));
+    assert_send(ns.apply_many(&[AVAIL], &Operation::Get, &opts));
+    assert_send(ns.lookup_account(&number));
+    assert_send(ns.search("415", 1));
+    assert_send(ns.search_for("415", 1, Some(&acct)));
+    assert_send(ns.generate(numbers::carriers::Pool::Managed, &acct, 14155550000, 1, &progress));
+    assert_send(ns.import_csv(&b"number\n"[..], &progress));
+    assert_send(ns.load(&number));
+}

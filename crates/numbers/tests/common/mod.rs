@@ -120,12 +120,12 @@ macro_rules! both_backends {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn embedded() {
-                $body(crate::common::embedded()).await;
+                $body($crate::common::embedded()).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn couchdb() {
-                let _guard = crate::common::FIXTURE_LOCK.lock().await;
-                $body(crate::common::couch()).await;
+                let _guard = $crate::common::FIXTURE_LOCK.lock().await;
+                $body($crate::common::couch()).await;
             }
         }
     };
