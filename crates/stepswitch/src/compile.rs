@@ -169,7 +169,17 @@ pub fn compile_docs(
         }
     }
     index.finish();
-    let patterns = builder.patterns.into_iter().map(|(pattern, _)| pattern).collect();
+    let patterns = builder
+        .patterns
+        .into_iter()
+        .map(|(mut pattern, prefixes)| {
+            // An empty prefix in the set means "no constraint": no prefilter then.
+            if let Some(prefixes) = prefixes.filter(|set| set.iter().all(|it| !it.is_empty())) {
+                pattern.prefixes = prefixes.into_iter().map(Vec::into_boxed_slice).collect();
+            }
+            pattern
+        })
+        .collect();
     (RouteTable { scope, resources, patterns, index, by_classifier }, diagnostics)
 }
 
@@ -200,6 +210,7 @@ impl Builder {
                 source: source.to_owned(),
                 simple: Some(simple),
                 compiled: OnceLock::new(),
+                prefixes: Box::default(),
             };
             self.patterns.push((pattern, prefixes));
             return Ok(id);
@@ -217,6 +228,7 @@ impl Builder {
                     source: source.to_owned(),
                     simple: None,
                     compiled: OnceLock::new(),
+                    prefixes: Box::default(),
                 };
                 self.patterns.push((pattern, prefixes));
                 Ok(id)
@@ -230,7 +242,12 @@ impl Builder {
                     let prefixes = superset_prefixes(source)
                         .or_else(|| required_literal_prefix(source).map(|prefix| vec![prefix]));
                     self.patterns.push((
-                        RulePattern { source: source.to_owned(), simple: None, compiled: cell },
+                        RulePattern {
+                            source: source.to_owned(),
+                            simple: None,
+                            compiled: cell,
+                            prefixes: Box::default(),
+                        },
                         prefixes,
                     ));
                     Ok(id)

@@ -53,6 +53,11 @@ pub(crate) struct RulePattern {
     pub(crate) source: String,
     pub(crate) simple: Option<SimplePattern>,
     pub(crate) compiled: OnceLock<Option<Pattern>>,
+    /// The literal prefixes every match starts with (the same set the index is keyed by);
+    /// empty when the rule has no usable prefix. Checked before any matcher runs, so a
+    /// candidate resource's other rules (and always-evaluated unindexed resources) cost a
+    /// byte comparison instead of a backtracking match.
+    pub(crate) prefixes: Box<[Box<[u8]>]>,
 }
 
 impl RulePattern {
@@ -61,6 +66,11 @@ impl RulePattern {
     }
 
     pub(crate) fn captures(&self, text: &str) -> Option<CaptureList> {
+        if !self.prefixes.is_empty()
+            && !self.prefixes.iter().any(|prefix| text.as_bytes().starts_with(prefix))
+        {
+            return None;
+        }
         match &self.simple {
             Some(simple) if text.is_ascii() => simple.captures(text),
             _ => self.get()?.captures(text),
