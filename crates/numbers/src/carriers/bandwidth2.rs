@@ -11,7 +11,6 @@
 //! `order_poll_max_attempts` (30) and `order_poll_deadline_ms` (120000). Disconnect makes no call
 //! (Kazoo's neither).
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -19,9 +18,7 @@ use e164::E164;
 use serde_json::{Map, Value};
 
 use super::external::{self, by_carrier, xml_escape, Element, Provisioning, Secret, Section};
-use super::{
-    check_not_implemented, Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery,
-};
+use super::{Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery};
 use crate::auth::AuthBy;
 use crate::doc::{gregorian_seconds, NumberDoc, NumberState};
 use crate::error::Error;
@@ -332,14 +329,6 @@ impl Carrier for Bandwidth2 {
         _ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
         Ok(doc)
-    }
-
-    async fn check_numbers(
-        &self,
-        _numbers: &[E164],
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<BTreeMap<String, String>, Error> {
-        Err(check_not_implemented())
     }
 }
 

@@ -2,14 +2,11 @@
 //! searched per account (falling back to the reseller, offset reset), rows `available`; disconnect
 //! puts the pool document back to `released` with no owner and an empty history.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
-use e164::E164;
 use serde_json::{Map, Value};
 
 use super::managed::{acquire_fields, find_in_pool, update_pool};
-use super::{check_not_implemented, Carrier, CarrierCtx, CarrierKind, Found, Pool, SearchQuery};
+use super::{Carrier, CarrierCtx, CarrierKind, Found, Pool, SearchQuery};
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
@@ -55,14 +52,6 @@ impl Carrier for Inum {
         update_pool(CarrierKind::Inum, Pool::Inum, &doc, fields, ctx).await?;
         Ok(doc)
     }
-
-    async fn check_numbers(
-        &self,
-        _numbers: &[E164],
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<BTreeMap<String, String>, Error> {
-        Err(check_not_implemented())
-    }
 }
 
 #[cfg(test)]
@@ -70,6 +59,7 @@ mod tests {
     use super::*;
     use crate::carriers::testindex::{acc, MemoryIndex};
     use crate::config::Config;
+    use e164::E164;
 
     /// §14.1: inum without account → []; rows `available`; disconnect → released.
     #[tokio::test]

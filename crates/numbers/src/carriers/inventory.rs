@@ -1,13 +1,10 @@
 //! `knm_inventory` (§14.1): like `knm_local`, for numbers imported into the system's inventory
 //! (module `knm_inventory`; not local, not billable). Import is [`crate::generate::parse_inventory_csv`].
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
-use e164::E164;
 
 use super::local::find_in_number_db;
-use super::{check_not_implemented, Carrier, CarrierCtx, CarrierKind, Found, SearchQuery};
+use super::{Carrier, CarrierCtx, CarrierKind, Found, SearchQuery};
 use crate::doc::NumberDoc;
 use crate::error::Error;
 
@@ -43,14 +40,6 @@ impl Carrier for Inventory {
         _ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
         Ok(doc)
-    }
-
-    async fn check_numbers(
-        &self,
-        _numbers: &[E164],
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<BTreeMap<String, String>, Error> {
-        Err(check_not_implemented())
     }
 }
 

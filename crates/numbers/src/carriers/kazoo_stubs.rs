@@ -3,12 +3,9 @@
 //! `knm_windstream`, `knm_ziron`, 4.3 `knm_voxbone`), with Kazoo's own behaviour (§14.1): search
 //! finds nothing, acquire fails `by_carrier not_implemented`, disconnect does nothing.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
-use e164::E164;
 
-use super::{check_not_implemented, Carrier, CarrierCtx, CarrierKind, Found, SearchQuery};
+use super::{Carrier, CarrierCtx, CarrierKind, Found, SearchQuery};
 use crate::doc::NumberDoc;
 use crate::error::Error;
 
@@ -48,13 +45,5 @@ impl Carrier for KazooStub {
         _ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
         Ok(doc)
-    }
-
-    async fn check_numbers(
-        &self,
-        _numbers: &[E164],
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<BTreeMap<String, String>, Error> {
-        Err(check_not_implemented())
     }
 }

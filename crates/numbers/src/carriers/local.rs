@@ -1,15 +1,9 @@
 //! `knm_local` (§14.1): numbers already in the system's number databases, state `available`,
 //! module `knm_local`; nothing to buy or give back.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
-use e164::E164;
 
-use super::{
-    check_not_implemented, not_available, Carrier, CarrierCtx, CarrierKind, Found, FoundNumber,
-    SearchQuery,
-};
+use super::{not_available, Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery};
 use crate::doc::NumberDoc;
 use crate::error::Error;
 
@@ -81,14 +75,6 @@ impl Carrier for Local {
         _ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
         Ok(doc)
-    }
-
-    async fn check_numbers(
-        &self,
-        _numbers: &[E164],
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<BTreeMap<String, String>, Error> {
-        Err(check_not_implemented())
     }
 }
 

@@ -2,15 +2,12 @@
 //! (maintenance `generate_numbers`, §16.1); searched per account, falling back to the reseller;
 //! acquiring or disconnecting updates the pool document.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
-use e164::E164;
 use serde_json::{Map, Value};
 
 use super::{
-    check_not_implemented, not_available, plus_prefix, Carrier, CarrierCtx, CarrierKind, Found,
-    FoundNumber, Pool, SearchQuery,
+    not_available, plus_prefix, Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, Pool,
+    SearchQuery,
 };
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
@@ -112,14 +109,6 @@ impl Carrier for Managed {
         fields.insert("pvt_assigned_to".into(), Value::Null);
         update_pool(CarrierKind::Managed, Pool::Managed, &doc, fields, ctx).await?;
         Ok(doc)
-    }
-
-    async fn check_numbers(
-        &self,
-        _numbers: &[E164],
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<BTreeMap<String, String>, Error> {
-        Err(check_not_implemented())
     }
 }
 

@@ -1,14 +1,9 @@
 //! `knm_mdn` (§14.1): mobile numbers (MDNs) provisioned by an external mobile system; nothing to
 //! search, buy or give back.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
-use e164::E164;
 
-use super::{
-    check_not_implemented, not_available, Carrier, CarrierCtx, CarrierKind, Found, SearchQuery,
-};
+use super::{not_available, Carrier, CarrierCtx, CarrierKind, Found, SearchQuery};
 use crate::doc::NumberDoc;
 use crate::error::Error;
 
@@ -44,14 +39,6 @@ impl Carrier for Mdn {
         _ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
         Ok(doc)
-    }
-
-    async fn check_numbers(
-        &self,
-        _numbers: &[E164],
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<BTreeMap<String, String>, Error> {
-        Err(check_not_implemented())
     }
 }
 

@@ -363,15 +363,18 @@ pub trait Carrier: Send + Sync {
         ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error>;
 
-    /// `check_numbers(Nums)`: status per number as the carrier reports it.
+    /// `check_numbers(Nums)`: status per number as the carrier reports it. The default is
+    /// Kazoo's answer of every module that cannot check (all but `knm_other`).
     ///
     /// # Errors
-    /// `not_implemented` for modules that cannot check (all internal ones).
+    /// `not_implemented` for modules that cannot check.
     async fn check_numbers(
         &self,
-        numbers: &[E164],
-        ctx: &CarrierCtx<'_>,
-    ) -> Result<BTreeMap<String, String>, Error>;
+        _numbers: &[E164],
+        _ctx: &CarrierCtx<'_>,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        Err(check_not_implemented())
+    }
 }
 
 /// Every Kazoo carrier module name this build knows, closed. Legacy names are mapped by

@@ -1,15 +1,9 @@
 //! `knm_reserved` (§14.1): numbers reserved in the searching account's own database (view
 //! `numbers/list_reserved`), offered with their real state and module; nothing to buy.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
-use e164::E164;
 
-use super::{
-    check_not_implemented, not_available, Carrier, CarrierCtx, CarrierKind, Found, FoundNumber,
-    SearchQuery,
-};
+use super::{not_available, Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery};
 use crate::account::AccountId;
 use crate::doc::NumberDoc;
 use crate::error::Error;
@@ -84,14 +78,6 @@ impl Carrier for Reserved {
         _ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
         Ok(doc)
-    }
-
-    async fn check_numbers(
-        &self,
-        _numbers: &[E164],
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<BTreeMap<String, String>, Error> {
-        Err(check_not_implemented())
     }
 }
 

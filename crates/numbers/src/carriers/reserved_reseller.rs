@@ -2,15 +2,10 @@
 //! database. Kazoo's paging recursion swaps two arguments (§18.2 quirk), so it never finds a
 //! second page; this implementation pages correctly (listed in `docs/kazoo-compat.md`).
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
-use e164::E164;
 
 use super::reserved::find_reserved;
-use super::{
-    check_not_implemented, not_available, Carrier, CarrierCtx, CarrierKind, Found, SearchQuery,
-};
+use super::{not_available, Carrier, CarrierCtx, CarrierKind, Found, SearchQuery};
 use crate::doc::NumberDoc;
 use crate::error::Error;
 
@@ -51,14 +46,6 @@ impl Carrier for ReservedReseller {
         _ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
         Ok(doc)
-    }
-
-    async fn check_numbers(
-        &self,
-        _numbers: &[E164],
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<BTreeMap<String, String>, Error> {
-        Err(check_not_implemented())
     }
 }
 

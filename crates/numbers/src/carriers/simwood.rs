@@ -8,16 +8,12 @@
 //! here. Unlike Kazoo, a non-2xx answer to a purchase or release is a refusal (Kazoo counted any
 //! HTTP reply as success), and found numbers get their `+`.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use e164::E164;
 use serde_json::Value;
 
 use super::external::{self, by_carrier, Secret, Section};
-use super::{
-    check_not_implemented, Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery,
-};
+use super::{Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery};
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
@@ -167,14 +163,6 @@ impl Carrier for Simwood {
         let num = doc.id.digits().to_owned();
         config.call(ctx, &num, reqwest::Method::DELETE, &format!("allocated/{num}")).await?;
         Ok(doc)
-    }
-
-    async fn check_numbers(
-        &self,
-        _numbers: &[E164],
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<BTreeMap<String, String>, Error> {
-        Err(check_not_implemented())
     }
 }
 

@@ -7,16 +7,12 @@
 //! `monthly_recurring_cost` (1.0), `request_timeout_ms` (30000). Disconnect makes no call
 //! (Kazoo's neither).
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use e164::E164;
 use serde_json::{json, Map, Value};
 
 use super::external::{self, by_carrier, Provisioning, Secret, Section};
-use super::{
-    check_not_implemented, Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery,
-};
+use super::{Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery};
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
@@ -284,14 +280,6 @@ impl Carrier for Telnyx {
         let config = TelnyxConfig::from_section(ctx)?;
         config.provisioning.skip_call(KIND, doc.id.as_str())?;
         Ok(doc)
-    }
-
-    async fn check_numbers(
-        &self,
-        _numbers: &[E164],
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<BTreeMap<String, String>, Error> {
-        Err(check_not_implemented())
     }
 }
 

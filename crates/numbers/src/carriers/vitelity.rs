@@ -8,7 +8,6 @@
 //! `provider`, `cnam`, and `request_timeout_ms` (30000). Vitelity has no provisioning switches in
 //! Kazoo and gets none here.
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use async_trait::async_trait;
@@ -16,9 +15,7 @@ use e164::{Converters, E164};
 use serde_json::{Map, Value};
 
 use super::external::{self, by_carrier, Element, Secret, Section};
-use super::{
-    check_not_implemented, Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery,
-};
+use super::{Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery};
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
@@ -261,14 +258,6 @@ impl Carrier for Vitelity {
             [("did", external::to_npan(number).to_owned()), ("cmd", "removedid".to_owned())];
         config.query(ctx, number, &params).await?;
         Ok(doc)
-    }
-
-    async fn check_numbers(
-        &self,
-        _numbers: &[E164],
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<BTreeMap<String, String>, Error> {
-        Err(check_not_implemented())
     }
 }
 

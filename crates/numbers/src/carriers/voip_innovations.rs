@@ -10,16 +10,12 @@
 //! `api_url` (overrides either URL), `request_timeout_ms` (30000). TLS is verified (Kazoo does
 //! not verify it for this carrier).
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use e164::E164;
 use serde_json::{Map, Value};
 
 use super::external::{self, by_carrier, xml_escape, Element, Provisioning, Secret, Section};
-use super::{
-    check_not_implemented, Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery,
-};
+use super::{Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery};
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
@@ -259,14 +255,6 @@ impl Carrier for VoipInnovations {
         let root = config.soap(ctx, number, "releaseDID", &params).await?;
         did_status(&root, "releaseDID", number)?;
         Ok(doc)
-    }
-
-    async fn check_numbers(
-        &self,
-        _numbers: &[E164],
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<BTreeMap<String, String>, Error> {
-        Err(check_not_implemented())
     }
 }
 
