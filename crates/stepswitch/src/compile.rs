@@ -154,14 +154,15 @@ pub fn compile_docs(
         if res.rules.is_empty() {
             // Rule 21: never matches, so it needs no index entry.
         }
-        for rule in &res.rules {
+        for (pos, rule) in res.rules.iter().enumerate() {
+            let pos = pos as u32;
             match &builder.patterns[rule.pattern as usize].1 {
                 Some(prefixes) => {
                     for prefix in prefixes {
-                        index.insert(prefix, idx);
+                        index.insert(prefix, idx, pos);
                     }
                 }
-                None => index.insert(b"", idx),
+                None => index.insert(b"", idx, pos),
             }
         }
         if let Some(class) = &res.classifier {

@@ -1,10 +1,11 @@
 //! The compiled route table of one scope (global `offnet`, or one account) and its fast lookup.
 //!
-//! Lookups do not scan every resource: each rule's anchored literal prefixes (from
-//! `regex-syntax`'s prefix extractor) are indexed in a byte trie, so a lookup walks the dialled
-//! number once and evaluates only the rules of resources whose prefix it passed. Rules with no
-//! usable prefix (unanchored, alternations the extractor cannot bound, lookaround) sit at the
-//! trie root and are always evaluated — correctness never depends on the index.
+//! Lookups do not scan every resource: each rule's anchored literal prefixes (from the simple
+//! matcher or `regex-syntax`'s prefix extractor) key a hash index of (resource, rule) pairs, so
+//! a lookup probes one key per distinct prefix length and evaluates only the rules whose prefix
+//! the number starts with. Rules with no usable prefix (unanchored, alternations the extractor
+//! cannot bound) sit under the empty key and are always evaluated — a rule left out of the hits
+//! cannot match, so the answer is the same as trying every rule of every resource.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -71,6 +72,11 @@ impl RulePattern {
         {
             return None;
         }
+        self.captures_unfiltered(text)
+    }
+
+    /// [`RulePattern::captures`] without the prefix check (the index already did it).
+    pub(crate) fn captures_unfiltered(&self, text: &str) -> Option<CaptureList> {
         match &self.simple {
             Some(simple) if text.is_ascii() => simple.captures(text),
             _ => self.get()?.captures(text),
@@ -271,21 +277,36 @@ impl RouteTable {
         flags: &[String],
         caller_id: Option<&str>,
     ) -> Vec<Selected<'_>> {
-        let mut candidates: Vec<u32> = Vec::new();
-        self.index.collect(number.as_bytes(), &mut candidates);
-        if candidates.is_empty() {
+        // Index hits are (resource, rule position) pairs: only rules whose literal prefix the
+        // number starts with (or that have none) can match, so the others are never touched.
+        let mut hits: Vec<u64> = Vec::with_capacity(32);
+        self.index.collect(number.as_bytes(), &mut hits);
+        if hits.is_empty() {
             return Vec::new();
         }
-        candidates.sort_unstable();
-        candidates.dedup();
+        // Sorted: by resource (view order), then by rule position (evaluation order).
+        hits.sort_unstable();
+        hits.dedup();
         let bucket = self.bucket(classification, flags);
         let mut chosen: Vec<(i64, u32, String)> = Vec::new();
-        for idx in candidates {
+        let mut rest = hits.as_slice();
+        while let Some(&first) = rest.first() {
+            let idx = (first >> 32) as u32;
+            let n = rest.iter().take_while(|hit| (**hit >> 32) as u32 == idx).count();
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
             let res = &self.resources[idx as usize];
             if !passes_flags(res, flags) || !bucket.admits(res) {
                 continue;
             }
-            let Some(matched) = self.first_match(&res.rules, number) else { continue };
+            // Rule 20: the first rule in evaluation order that matches; the rules not hit
+            // cannot match (their prefixes are not in the number).
+            let found = group.iter().find_map(|hit| {
+                let rule = &res.rules[(*hit & 0xFFFF_FFFF) as usize];
+                let list = self.patterns[rule.pattern as usize].captures_unfiltered(number)?;
+                Some(number[select_capture(&list)].to_owned())
+            });
+            let Some(matched) = found else { continue };
             if !res.cid_rules.is_empty() {
                 match caller_id {
                     Some(cid) if self.first_match(&res.cid_rules, cid).is_some() => {}
@@ -387,12 +408,15 @@ pub fn select_capture(list: &[Option<std::ops::Range<usize>>]) -> std::ops::Rang
     best.unwrap_or(whole)
 }
 
-/// Anchored literal rule prefixes → resources: a hash map keyed by the literal, plus the set
+/// Anchored literal rule prefixes → rules: a hash map keyed by the literal, plus the set
 /// of literal lengths present, so a lookup probes one key per distinct length (typically a
 /// handful) instead of walking or scanning. Compact: one entry per distinct prefix.
+///
+/// Entries are `resource << 32 | rule position` (position in the resource's `rules`, i.e.
+/// evaluation order), so sorting the hits orders them by resource, then by rule.
 #[derive(Debug, Default)]
 pub(crate) struct PrefixTrie {
-    by_prefix: HashMap<Box<[u8]>, Vec<u32>>,
+    by_prefix: HashMap<Box<[u8]>, Vec<u64>>,
     /// Distinct prefix lengths, ascending.
     lengths: Vec<usize>,
 }
@@ -402,10 +426,11 @@ impl PrefixTrie {
         PrefixTrie::default()
     }
 
-    pub(crate) fn insert(&mut self, prefix: &[u8], resource: u32) {
+    pub(crate) fn insert(&mut self, prefix: &[u8], resource: u32, rule: u32) {
+        let entry = (u64::from(resource) << 32) | u64::from(rule);
         let list = self.by_prefix.entry(prefix.into()).or_default();
-        if list.last() != Some(&resource) {
-            list.push(resource);
+        if list.last() != Some(&entry) {
+            list.push(entry);
         }
     }
 
@@ -422,7 +447,7 @@ impl PrefixTrie {
         self.lengths = lengths;
     }
 
-    fn collect(&self, text: &[u8], out: &mut Vec<u32>) {
+    fn collect(&self, text: &[u8], out: &mut Vec<u64>) {
         for &len in &self.lengths {
             if len > text.len() {
                 break;
