@@ -484,7 +484,32 @@ fn node_len(node: &Node) -> (usize, Option<usize>) {
 /// (every string in the set is a complete match of the sequence).
 fn seq_prefixes(nodes: &[Node]) -> (Vec<Vec<u8>>, bool) {
     let mut set: Vec<Vec<u8>> = vec![Vec::new()];
+    // Appending one byte to every member keeps them distinct but may change their order
+    // (`1` < `12`, `13` > `123`): sort again before the set is used or returned.
+    let mut unsorted = false;
+    let finish = |mut set: Vec<Vec<u8>>, unsorted: bool| {
+        if unsorted {
+            set.sort();
+        }
+        set
+    };
     for node in nodes {
+        // Fast path for the common literal runs (`+1415...`): append in place instead of
+        // building one-byte sets and crossing them (same result as `cross` with one member).
+        if let Node::Lit(byte) = node {
+            if set.iter().any(|it| it.len() + 1 > MAX_PREFIX_LEN) {
+                return (finish(set, unsorted), false);
+            }
+            for member in &mut set {
+                member.push(*byte);
+            }
+            unsorted |= set.len() > 1;
+            continue;
+        }
+        if unsorted {
+            set.sort();
+            unsorted = false;
+        }
         let (part, exact) = node_prefixes(node);
         let Some(part) = part else { return (set, false) };
         let crossed = cross(&set, &part);
@@ -494,7 +519,7 @@ fn seq_prefixes(nodes: &[Node]) -> (Vec<Vec<u8>>, bool) {
             return (set, false);
         }
     }
-    (set, true)
+    (finish(set, unsorted), true)
 }
 
 /// `None`: the node starts with something that is not a finite literal set.
