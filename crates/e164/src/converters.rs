@@ -241,6 +241,9 @@ impl Converters {
 
     /// `knm_converters:is_reconcilable/1` (rule 53): the normalized number matches `reconcile_regex`.
     pub fn is_reconcilable(&self, number: &str) -> bool {
+        if number.starts_with('+') {
+            return self.reconcile.is_match(number);
+        }
         self.reconcile.is_match(&self.normalize(number))
     }
 
@@ -255,6 +258,10 @@ impl Converters {
 
     /// Like [`Converters::classify`] but returns the classifier itself (no allocation).
     pub fn classifier_for(&self, number: &str) -> Option<&Classifier> {
+        if number.starts_with('+') {
+            // `normalize` returns it unchanged: skip the copy (this runs on every lookup).
+            return self.classifier_for_normalized(number);
+        }
         let normalized = self.normalize(number);
         self.classifier_for_normalized(&normalized)
     }
