@@ -373,18 +373,22 @@ pub fn dial_string(gateway: &Gateway, number_match: &str) -> String {
     if let Some(route) = &gateway.route {
         return route.clone();
     }
-    let port = match gateway.port {
-        Some(port) if port != 0 && port != 5060 => format!(":{port}"),
-        _ => String::new(),
-    };
-    format!(
-        "sip:{}{}{}@{}{}",
-        gateway.prefix,
-        number_match,
-        gateway.suffix,
-        gateway.server.as_deref().unwrap_or(""),
-        port
-    )
+    let server = gateway.server.as_deref().unwrap_or("");
+    // Built by hand (one allocation, no formatting machinery): this runs per endpoint.
+    let mut out = String::with_capacity(
+        4 + gateway.prefix.len() + number_match.len() + gateway.suffix.len() + 1 + server.len() + 8,
+    );
+    out.push_str("sip:");
+    out.push_str(&gateway.prefix);
+    out.push_str(number_match);
+    out.push_str(&gateway.suffix);
+    out.push('@');
+    out.push_str(server);
+    if let Some(port) = gateway.port.filter(|port| *port != 0 && *port != 5060) {
+        use std::fmt::Write as _;
+        let _ = write!(out, ":{port}");
+    }
+    out
 }
 
 /// `props:filter_empty/1`: Kazoo drops undefined, `""`, `[]`, `{}`, `false` and `0` values.
@@ -424,7 +428,9 @@ fn gateway_endpoint(resource: &Resource, gateway: &Gateway, ctx: &EndpointContex
     } else {
         (request.outbound_caller_id_name.clone(), request.outbound_caller_id_number.clone())
     };
-    let mut ccvs = gateway.ccvs.clone();
+    // Sized up front: growing an `IndexMap` reallocates and re-indexes it several times.
+    let mut ccvs = Map::with_capacity(gateway.ccvs.len() + 16);
+    ccvs.extend(gateway.ccvs.iter().map(|(key, value)| (key.clone(), value.clone())));
     if gateway.emergency {
         ccvs.insert("Emergency-Resource".into(), Value::String("true".into()));
     }
@@ -468,7 +474,7 @@ fn gateway_endpoint(resource: &Resource, gateway: &Gateway, ctx: &EndpointContex
             "Caller-Privacy-Hide-Number",
         );
 
-    let mut ep = Endpoint::new();
+    let mut ep = Endpoint::with_capacity(32);
     push(&mut ep, "Route", Value::String(dial_string(gateway, matched)));
     push(&mut ep, "Outbound-Callee-ID-Name", Value::String(matched.to_owned()));
     push(&mut ep, "Outbound-Callee-ID-Number", Value::String(matched.to_owned()));
