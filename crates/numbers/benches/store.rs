@@ -1,0 +1,156 @@
+//! Benchmarks of the store layer, the inbound table and bulk generation (figures in
+//! docs/PERFORMANCE.md "## numbers"):
+//! - `inbound/lookup_1m`: one lookup in a table of 1,000,000 numbers;
+//! - `inbound/build_from_docs_100k`: the in-memory build from 100,000 number documents (JSON);
+//! - `inbound/start_embedded_100k`: start a live table over an embedded store holding 100,000
+//!   numbers in 10 databases and wait until it has caught up;
+//! - `transition/{embedded,couchdb}`: one transition (read + CAS write + account copy);
+//! - `generate/couchdb_2000`: `generate_numbers` of 2,000 pool numbers through `_bulk_docs`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use docstore::{CouchConfig, CouchStore, DbName, EmbeddedStore, SharedStore};
+use e164::E164;
+use numbers::carriers::Pool;
+use numbers::inbound::{InboundOptions, InboundTable};
+use numbers::store::{NumberStore, RunOptions};
+use numbers::{AccountId, AccountMap, Config, NumberDoc, NumberState, Operation};
+use serde_json::Value;
+
+const OWNER: &str = "account0000000000000000000000002";
+
+fn doc_json(i: u64) -> Value {
+    let number = E164::new(format!("+1{}", 2_000_000_000 + i * 7)).unwrap();
+    let mut doc = NumberDoc::new(&number, NumberState::InService, "knm_local", 63_700_000_000);
+    doc.assigned_to = Some(AccountId::parse(OWNER).unwrap());
+    doc.used_by = Some("callflow".into());
+    doc.to_json()
+}
+
+fn couch() -> SharedStore {
+    let server = testkit::CouchServer::shared();
+    let mut config = CouchConfig::from_url(server.url()).unwrap();
+    if let Some((u, p)) = server.credentials() {
+        config.user = Some(u);
+        config.password = Some(p);
+    }
+    Arc::new(CouchStore::new(config).unwrap())
+}
+
+fn inbound(c: &mut Criterion) {
+    let mut g = c.benchmark_group("inbound");
+    let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
+    let started = Instant::now();
+    for i in 0..1_000_000 {
+        table.apply_doc(&doc_json(i));
+    }
+    eprintln!("inbound: built a 1,000,000-number table from documents in {:?}", started.elapsed());
+    let probes: Vec<E164> =
+        (0..1024).map(|i| E164::new(format!("+1{}", 2_000_000_000 + i * 977 * 7)).unwrap()).collect();
+    let mut k = 0usize;
+    g.bench_function("lookup_1m", |b| {
+        b.iter(|| {
+            k = (k + 1) & 1023;
+            black_box(table.lookup(&probes[k]))
+        })
+    });
+    drop(table);
+
+    let docs: Vec<Value> = (0..100_000).map(doc_json).collect();
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(docs.len() as u64));
+    g.bench_function("build_from_docs_100k", |b| {
+        b.iter(|| {
+            let t = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
+            for d in &docs {
+                t.apply_doc(d);
+            }
+            black_box(t.len())
+        })
+    });
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store: SharedStore = Arc::new(EmbeddedStore::in_memory().unwrap());
+    rt.block_on(async {
+        let mut by_db: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+        for d in docs {
+            let id = d["_id"].as_str().unwrap().to_owned();
+            by_db.entry(numbers::number_db(&id).unwrap()).or_default().push(d);
+        }
+        for (db, docs) in by_db {
+            let db = DbName::new(db).unwrap();
+            store.ensure_db(&db).await.unwrap();
+            for chunk in docs.chunks(5000) {
+                store.bulk_docs(&db, chunk.to_vec()).await.unwrap();
+            }
+        }
+    });
+    g.bench_function("start_embedded_100k", |b| {
+        b.to_async(&rt).iter(|| async {
+            let t = InboundTable::start(
+                store.clone(),
+                Config::kazoo_defaults(),
+                AccountMap::new(),
+                InboundOptions::default(),
+            );
+            t.wait_caught_up().await;
+            assert_eq!(t.len(), 100_000);
+        })
+    });
+    g.finish();
+}
+
+fn transition(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut g = c.benchmark_group("transition");
+    for (name, store) in [
+        ("embedded", Arc::new(EmbeddedStore::in_memory().unwrap()) as SharedStore),
+        ("couchdb", couch()),
+    ] {
+        let ns = NumberStore::new(store.clone(), Config::kazoo_defaults(), AccountMap::new());
+        let number = E164::new("+19995550100").unwrap();
+        rt.block_on(async {
+            let owner = AccountId::parse(OWNER).unwrap();
+            let _ = store.ensure_db(&DbName::new(owner.db_name()).unwrap()).await;
+            let create = Operation::Create(numbers::lifecycle::Create {
+                assign_to: Some(OWNER.into()),
+                ..Default::default()
+            });
+            let _ = ns.apply(&number, &create, &RunOptions::default()).await;
+        });
+        let flip = AtomicU64::new(0);
+        g.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let app = if flip.fetch_add(1, Ordering::Relaxed) % 2 == 0 { "a" } else { "b" };
+                let op = Operation::AssignToApp { used_by: Some(app.into()) };
+                ns.apply(&number, &op, &RunOptions::default()).await.unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+fn generate(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ns = NumberStore::new(couch(), Config::kazoo_defaults(), AccountMap::new());
+    let owner = AccountId::parse(OWNER).unwrap();
+    let next = AtomicU64::new(0);
+    let mut g = c.benchmark_group("generate");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Elements(2000));
+    g.bench_function("couchdb_2000", |b| {
+        b.to_async(&rt).iter(|| async {
+            let start = 17_000_000_000 + next.fetch_add(2000, Ordering::Relaxed);
+            let r = ns.generate(Pool::Managed, &owner, start, 2000, &|_| {}).await.unwrap();
+            assert_eq!(r.saved.len(), 2000);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, inbound, transition, generate);
+criterion_main!(benches);
