@@ -48,8 +48,9 @@ fn inbound(c: &mut Criterion) {
         table.apply_doc(&doc_json(i));
     }
     eprintln!("inbound: built a 1,000,000-number table from documents in {:?}", started.elapsed());
-    let probes: Vec<E164> =
-        (0..1024).map(|i| E164::new(format!("+1{}", 2_000_000_000 + i * 977 * 7)).unwrap()).collect();
+    let probes: Vec<E164> = (0..1024)
+        .map(|i| E164::new(format!("+1{}", 2_000_000_000 + i * 977 * 7)).unwrap())
+        .collect();
     let mut k = 0usize;
     g.bench_function("lookup_1m", |b| {
         b.iter(|| {
@@ -124,7 +125,8 @@ fn transition(c: &mut Criterion) {
         let flip = AtomicU64::new(0);
         g.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {
-                let app = if flip.fetch_add(1, Ordering::Relaxed) % 2 == 0 { "a" } else { "b" };
+                let app =
+                    if flip.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) { "a" } else { "b" };
                 let op = Operation::AssignToApp { used_by: Some(app.into()) };
                 ns.apply(&number, &op, &RunOptions::default()).await.unwrap()
             })
