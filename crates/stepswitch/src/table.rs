@@ -428,9 +428,17 @@ impl PrefixTrie {
 
     pub(crate) fn insert(&mut self, prefix: &[u8], resource: u32, rule: u32) {
         let entry = (u64::from(resource) << 32) | u64::from(rule);
-        let list = self.by_prefix.entry(prefix.into()).or_default();
-        if list.last() != Some(&entry) {
-            list.push(entry);
+        // Look up before inserting: most prefixes are shared, and `entry` would allocate the
+        // boxed key on every call.
+        match self.by_prefix.get_mut(prefix) {
+            Some(list) => {
+                if list.last() != Some(&entry) {
+                    list.push(entry);
+                }
+            }
+            None => {
+                self.by_prefix.insert(prefix.into(), vec![entry]);
+            }
         }
     }
 
