@@ -159,10 +159,10 @@ pub fn compile_docs(
             match &builder.patterns[rule.pattern as usize].1 {
                 Some(prefixes) => {
                     for prefix in prefixes {
-                        index.insert(prefix, idx, pos);
+                        index.insert(prefix, idx, pos, rule.pattern);
                     }
                 }
-                None => index.insert(b"", idx, pos),
+                None => index.insert(b"", idx, pos, rule.pattern),
             }
         }
         if let Some(class) = &res.classifier {

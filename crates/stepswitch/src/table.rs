@@ -279,7 +279,7 @@ impl RouteTable {
     ) -> Vec<Selected<'_>> {
         // Index hits are (resource, rule position) pairs: only rules whose literal prefix the
         // number starts with (or that have none) can match, so the others are never touched.
-        let mut hits: Vec<u64> = Vec::with_capacity(32);
+        let mut hits: Vec<Hit> = Vec::with_capacity(32);
         self.index.collect(number.as_bytes(), &mut hits);
         if hits.is_empty() {
             return Vec::new();
@@ -291,8 +291,8 @@ impl RouteTable {
         let mut chosen: Vec<(i64, u32, String)> = Vec::new();
         let mut rest = hits.as_slice();
         while let Some(&first) = rest.first() {
-            let idx = (first >> 32) as u32;
-            let n = rest.iter().take_while(|hit| (**hit >> 32) as u32 == idx).count();
+            let idx = (first.0 >> 32) as u32;
+            let n = rest.iter().take_while(|hit| (hit.0 >> 32) as u32 == idx).count();
             let (group, tail) = rest.split_at(n);
             rest = tail;
             let res = &self.resources[idx as usize];
@@ -301,9 +301,8 @@ impl RouteTable {
             }
             // Rule 20: the first rule in evaluation order that matches; the rules not hit
             // cannot match (their prefixes are not in the number).
-            let found = group.iter().find_map(|hit| {
-                let rule = &res.rules[(*hit & 0xFFFF_FFFF) as usize];
-                let list = self.patterns[rule.pattern as usize].captures_unfiltered(number)?;
+            let found = group.iter().find_map(|&(_, pattern)| {
+                let list = self.patterns[pattern as usize].captures_unfiltered(number)?;
                 Some(number[select_capture(&list)].to_owned())
             });
             let Some(matched) = found else { continue };
@@ -408,15 +407,19 @@ pub fn select_capture(list: &[Option<std::ops::Range<usize>>]) -> std::ops::Rang
     best.unwrap_or(whole)
 }
 
+/// An index entry: `(resource << 32 | rule position, pattern id)`.
+type Hit = (u64, PatternId);
+
 /// Anchored literal rule prefixes → rules: a hash map keyed by the literal, plus the set
 /// of literal lengths present, so a lookup probes one key per distinct length (typically a
 /// handful) instead of walking or scanning. Compact: one entry per distinct prefix.
 ///
 /// Entries are `resource << 32 | rule position` (position in the resource's `rules`, i.e.
-/// evaluation order), so sorting the hits orders them by resource, then by rule.
+/// evaluation order), so sorting the hits orders them by resource, then by rule; the rule's
+/// pattern id rides along so a lookup need not read the resource's rule list.
 #[derive(Debug, Default)]
 pub(crate) struct PrefixTrie {
-    by_prefix: HashMap<Box<[u8]>, Vec<u64>>,
+    by_prefix: HashMap<Box<[u8]>, Vec<Hit>>,
     /// Distinct prefix lengths, ascending.
     lengths: Vec<usize>,
 }
@@ -426,8 +429,8 @@ impl PrefixTrie {
         PrefixTrie::default()
     }
 
-    pub(crate) fn insert(&mut self, prefix: &[u8], resource: u32, rule: u32) {
-        let entry = (u64::from(resource) << 32) | u64::from(rule);
+    pub(crate) fn insert(&mut self, prefix: &[u8], resource: u32, rule: u32, pattern: PatternId) {
+        let entry = ((u64::from(resource) << 32) | u64::from(rule), pattern);
         // Look up before inserting: most prefixes are shared, and `entry` would allocate the
         // boxed key on every call.
         match self.by_prefix.get_mut(prefix) {
@@ -455,7 +458,7 @@ impl PrefixTrie {
         self.lengths = lengths;
     }
 
-    fn collect(&self, text: &[u8], out: &mut Vec<u64>) {
+    fn collect(&self, text: &[u8], out: &mut Vec<Hit>) {
         for &len in &self.lengths {
             if len > text.len() {
                 break;
