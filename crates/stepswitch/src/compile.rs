@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::resource::{diag, is_true, GatewayDoc, PrivacyOptions, ResourceDoc};
 use crate::simple::SimplePattern;
 use crate::table::{
-    Gateway, PatternId, PrefixTrie, Proxy, Resource, RouteTable, Rule, RulePattern, Scope,
+    Gateway, Hot, PatternId, PrefixTrie, Proxy, Resource, RouteTable, Rule, RulePattern, Scope,
 };
 use crate::Diagnostic;
 
@@ -181,7 +181,8 @@ pub fn compile_docs(
             pattern
         })
         .collect();
-    (RouteTable { scope, resources, patterns, index, by_classifier }, diagnostics)
+    let hot = resources.iter().map(Hot::of).collect();
+    (RouteTable { scope, resources, patterns, index, by_classifier, hot }, diagnostics)
 }
 
 /// Interns rule regexes and their literal prefixes.

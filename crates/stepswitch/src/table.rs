@@ -215,6 +215,29 @@ pub struct RouteTable {
     pub(crate) patterns: Vec<RulePattern>,
     pub(crate) index: PrefixTrie,
     pub(crate) by_classifier: HashMap<String, Vec<u32>>,
+    /// Per resource (same order), what select checks before it needs the resource itself:
+    /// kept dense so a lookup does not pull each candidate's large `Resource` into cache.
+    pub(crate) hot: Vec<Hot>,
+}
+
+/// The fields of a [`Resource`] that every candidate is checked against.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hot {
+    pub(crate) weight: i64,
+    pub(crate) require_flags: bool,
+    pub(crate) unclassified: bool,
+    pub(crate) has_cid_rules: bool,
+}
+
+impl Hot {
+    pub(crate) fn of(res: &Resource) -> Hot {
+        Hot {
+            weight: res.weight,
+            require_flags: res.require_flags,
+            unclassified: res.classifier.is_none(),
+            has_cid_rules: !res.cid_rules.is_empty(),
+        }
+    }
 }
 
 /// A resource chosen for a number: the resource and the text its rule matched (rule 20).
@@ -295,9 +318,18 @@ impl RouteTable {
             let n = rest.iter().take_while(|hit| (hit.0 >> 32) as u32 == idx).count();
             let (group, tail) = rest.split_at(n);
             rest = tail;
-            let res = &self.resources[idx as usize];
-            if !passes_flags(res, flags) || !bucket.admits(res) {
-                continue;
+            let hot = &self.hot[idx as usize];
+            // The common case (no request flags, unclassified bucket) is decided from `hot`.
+            let quick = flags.is_empty() && matches!(bucket, Bucket::Unclassified);
+            if quick {
+                if hot.require_flags || !hot.unclassified {
+                    continue;
+                }
+            } else {
+                let res = &self.resources[idx as usize];
+                if !passes_flags(res, flags) || !bucket.admits(res) {
+                    continue;
+                }
             }
             // Rule 20: the first rule in evaluation order that matches; the rules not hit
             // cannot match (their prefixes are not in the number).
@@ -306,13 +338,14 @@ impl RouteTable {
                 Some(number[select_capture(&list)].to_owned())
             });
             let Some(matched) = found else { continue };
-            if !res.cid_rules.is_empty() {
+            if hot.has_cid_rules {
+                let res = &self.resources[idx as usize];
                 match caller_id {
                     Some(cid) if self.first_match(&res.cid_rules, cid).is_some() => {}
                     _ => continue,
                 }
             }
-            chosen.push((res.weight, idx, matched));
+            chosen.push((hot.weight, idx, matched));
         }
         // Rule 19 + rule 28: stable weight sort of the candidates in view order (no flags) or
         // in reverse view order (with flags).
@@ -479,6 +512,7 @@ impl RouteTable {
             patterns: Vec::new(),
             index: PrefixTrie::new(),
             by_classifier: HashMap::new(),
+            hot: Vec::new(),
         }
     }
 }
