@@ -108,30 +108,13 @@ async fn run(
     Ok(Envelope::ok(decision.doc.to_public_json()).with_revision(decision.doc.rev.as_deref()))
 }
 
-/// Runs a `numbers::store` future on a blocking thread of the same runtime: those futures hold
-/// a `&dyn Accounts` (not `Sync`) across awaits, so they are not `Send` and cannot be spawned on
-/// the multi-threaded scheduler; the blocking thread drives each one to completion.
-async fn on_blocking<F, Fut, T>(make: F) -> Result<T, ApiError>
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = T>,
-    T: Send + 'static,
-{
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || handle.block_on(make()))
-        .await
-        .map_err(|e| ApiError::Internal(format!("the number operation panicked: {e}")))
-}
-
 async fn apply(
     store: NumberStore,
     number: e164::E164,
     op: Operation,
     opts: RunOptions,
 ) -> Result<numbers::Decision, ApiError> {
-    on_blocking(move || async move { store.apply(&number, &op, &opts).await })
-        .await?
-        .map_err(knm_error)
+    store.apply(&number, &op, &opts).await.map_err(knm_error)
 }
 
 /// The public fields of a body: everything but private keys and `id`.
@@ -392,7 +375,7 @@ pub(crate) async fn search(
         }
     };
     let store = number_store(&s).await?;
-    let rows = on_blocking(move || async move { store.search(&prefix, quantity).await }).await?;
+    let rows = store.search(&prefix, quantity).await;
     Ok(Envelope::ok(Value::Array(rows)).with_request_id(&rid))
 }
 
@@ -506,8 +489,7 @@ async fn collection(
         }),
     };
     let opts = RunOptions::by(by);
-    let outcome =
-        on_blocking(move || async move { store.apply_many(&inputs, &op, &opts).await }).await?;
+    let outcome = store.apply_many(&inputs, &op, &opts).await;
     metrics::counter!("switchboard_number_transitions_total", "op" => "collection")
         .increment(outcome.ok.len() as u64);
     // §15.3: 200 with the per-number results, even when every number failed.
