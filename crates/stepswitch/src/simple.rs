@@ -104,12 +104,19 @@ impl SimplePattern {
             return None;
         }
         let last_start = if self.anchored_start { 0 } else { bytes.len() - self.min_len };
-        let mut caps: Caps = vec![None; self.n_groups + 1];
-        for start in 0..=last_start {
+        // `...$` with a bounded length can only match starting within `max_len` of the end.
+        let first_start = match (self.anchored_start, self.anchored_end, self.max_len) {
+            (false, true, Some(max)) => bytes.len().saturating_sub(max),
+            _ => 0,
+        };
+        // Allocated on the first start worth trying (most calls reject before that).
+        let mut caps: Caps = Vec::new();
+        for start in first_start..=last_start {
             if self.first_byte.is_some_and(|first| bytes.get(start) != Some(&first)) {
                 continue;
             }
-            caps.iter_mut().for_each(|it| *it = None);
+            caps.clear();
+            caps.resize(self.n_groups + 1, None);
             let anchored_end = self.anchored_end;
             let mut end_pos = None;
             let mut accept = |pos: usize, _: &mut Caps| {
