@@ -701,6 +701,8 @@ async fn operations_endpoints() {
         "/v2/api_auth",
         "/v2/resources/{resource_id}",
         "/v2/accounts/{account_id}/connectivity",
+        "/v2/accounts/{account_id}/phone_numbers/carriers_info",
+        "/v2/accounts/{account_id}/phone_numbers/check",
         "/v2/stepswitch/route",
         "/healthz",
     ] {
@@ -903,6 +905,70 @@ async fn phone_numbers_lifecycle_auth_cross_account_and_bad_input() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // carriers_info (§11.6): default carriers knm_local (prefix 10, min 15); the superduper
+    // admin may create in every state, a plain account in none (§3.8).
+    let info = w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/carriers_info"));
+    let (status, body) = call(Method::GET, &info, Some(&root), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_envelope(&body);
+    assert_eq!(body["data"]["maximal_prefix_length"], 10, "{body}");
+    let usable = body["data"]["usable_carriers"].as_array().expect("usable_carriers");
+    assert!(usable.contains(&json!("local")), "{body}");
+    assert!(!usable.iter().any(|c| c.as_str().is_some_and(|c| c.starts_with("reserved"))));
+    assert!(!usable.iter().any(|c| c.as_str().is_some_and(|c| c.starts_with("knm_"))));
+    let states = body["data"]["usable_creation_states"].as_array().expect("states");
+    for st in ["in_service", "reserved", "available"] {
+        assert!(states.contains(&json!(st)), "{body}");
+    }
+    let (status, body) = call(Method::GET, &info, Some(&a_token), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["usable_creation_states"], json!([]), "{body}");
+    let (status, body) = call(Method::GET, &info, Some(&b_token), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_error(&body, 403);
+    let (status, body) = call(Method::GET, &info, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_error(&body, 401);
+
+    // check (§11.5, vectors O7-O8): knm_local cannot check, so every number (deduplicated
+    // after normalization) is "error"; an input that cannot be normalized is "error" too.
+    let check = w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/check"));
+    // An exchange digit of 2-9, so that the ten-digit form normalizes to the same NANP number.
+    let n3 = format!("+1555{}{:06}", 2 + rand_u64() % 8, rand_u64() % 1_000_000);
+    let (status, body) = call(
+        Method::POST,
+        &check,
+        Some(&a_token),
+        Some(json!({"data": {"numbers": [n3, n3.clone(), n3[2..].to_owned(), "nope"]}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_envelope(&body);
+    assert_eq!(body["data"], json!({(n3.clone()): "error", "nope": "error"}), "{body}");
+    let (status, body) =
+        call(Method::POST, &check, Some(&b_token), Some(json!({"data": {"numbers": [n3]}}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_error(&body, 403);
+    let (status, body) =
+        call(Method::POST, &check, None, Some(json!({"data": {"numbers": [n3]}}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_error(&body, 401);
+    for (data, rule) in [
+        (json!({}), "required"),
+        (json!({"numbers": []}), "minimum"),
+        (json!({"numbers": "+15551230000"}), "type"),
+        (json!({"numbers": [1]}), "type"),
+    ] {
+        let (status, body) =
+            call(Method::POST, &check, Some(&a_token), Some(json!({ "data": data }))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{data}: {body}");
+        assert_error(&body, 400);
+        assert!(body["data"]["numbers"][rule]["message"].is_string(), "{data}: {body}");
+    }
+    let (status, body) =
+        call_raw(Method::POST, &check, Some(&a_token), Some("{".into()), &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
     // Port-in and search (the search needs no token; a short prefix is refused).
     let ported = w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/{}/port", random_number()));

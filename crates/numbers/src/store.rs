@@ -703,6 +703,27 @@ impl NumberStore {
         self.search_for(prefix, quantity, None).await
     }
 
+    /// §11.5 `check(Numbers)` over the system `carrier_modules`, in order, on behalf of
+    /// `auth_by`: `{number: status}`, every number `"error"` when no carrier can check (the
+    /// default `knm_local` cannot).
+    pub async fn check(&self, numbers: &[E164], auth_by: &AuthBy) -> BTreeMap<String, String> {
+        let (kinds, _) = crate::search::available_carriers(&self.config, None, None, None);
+        let index = self.index();
+        let ctx = self.carrier_ctx(&index, auth_by);
+        crate::search::check(numbers, &kinds, &ctx).await
+    }
+
+    /// §11.6 `info(AuthAccountId, AccountId, ResellerId)`: the carriers of `account` (its
+    /// reseller read from the accounts) as `{maximal_prefix_length, usable_carriers,
+    /// usable_creation_states}`, the creation states being those `auth_by` may use (§3.8).
+    pub fn carriers_info(&self, account: &AccountId, auth_by: &AuthBy) -> Value {
+        let reseller = crate::auth::Accounts::get(&*self.accounts, account)
+            .and_then(|i| i.reseller_id.clone());
+        let (kinds, _) =
+            crate::search::available_carriers(&self.config, Some(account), reseller.as_ref(), None);
+        crate::search::carriers_info(&kinds, &*self.accounts, Some(auth_by))
+    }
+
     /// [`NumberStore::search`] on behalf of `account` (Kazoo's `account_id`; its `reseller_id`
     /// from the accounts): the internal carriers (`knm_local`, …) only answer searches made for
     /// an account, as in Kazoo.

@@ -4,8 +4,8 @@
 //! transition (read, decide, CAS write, re-decide on conflict) performed with `auth_by` = the
 //! token's account (§15.1).
 //!
-//! Not served (yet): carriers_info, classifiers, check, locality, prefix and fix; and dry runs with
-//! `accept_charges` (no services/billing here: every write is performed, never quoted).
+//! Not served (yet): locality, prefix and fix; and dry runs with `accept_charges` (no
+//! services/billing here: every write is performed, never quoted).
 
 use std::sync::Arc;
 
@@ -594,6 +594,81 @@ pub(crate) async fn classify(
     data.insert("number".into(), Value::String(n.clone()));
     data.insert("e164".into(), Value::String(converters.normalize(&n)));
     Ok(Envelope::ok(Value::Object(data)))
+}
+
+/// `GET /v2/accounts/{A}/phone_numbers/carriers_info`: §11.6 `info(auth account, A, A's
+/// reseller)`: `{maximal_prefix_length, usable_carriers, usable_creation_states}`.
+pub(crate) async fn carriers_info(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path(a): Path<String>,
+) -> Result<Envelope, ApiError> {
+    let by = auth_by(&s, &caller, &a)?;
+    let account = numbers::AccountId::parse(&a).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let store = number_store(&s).await?;
+    Ok(Envelope::ok(store.carriers_info(&account, &by)).with_request_id(&rid))
+}
+
+/// `numbers` of a check body: required, a non-empty list of strings (duplicates are allowed,
+/// §11.5 removes them after normalization).
+fn check_numbers(body: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
+    let list = match body.get("numbers") {
+        None => {
+            return Err(ApiError::validation(
+                "numbers",
+                "required",
+                "Field is required but missing",
+            ))
+        }
+        Some(Value::Array(list)) => list,
+        Some(_) => {
+            return Err(ApiError::validation("numbers", "type", "Value is not of type array"))
+        }
+    };
+    if list.is_empty() {
+        return Err(ApiError::validation(
+            "numbers",
+            "minimum",
+            "The list must have at least 1 items",
+        ));
+    }
+    list.iter()
+        .map(|item| match item {
+            Value::String(raw) => Ok(raw.clone()),
+            _ => Err(ApiError::validation("numbers", "type", "Every item must be a string")),
+        })
+        .collect()
+}
+
+/// `POST /v2/accounts/{A}/phone_numbers/check` with `{"data": {"numbers": [...]}}`: §11.5
+/// `check(Numbers)` over the system `carrier_modules`: `{number: status}`, the first carrier
+/// that can check deciding; with none (the default `knm_local` cannot) every number is
+/// `"error"`. An input that cannot be normalized is `"error"` under the input as given.
+pub(crate) async fn check(
+    State(s): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path(a): Path<String>,
+    CrossbarBody(body): CrossbarBody,
+) -> Result<Envelope, ApiError> {
+    let by = auth_by(&s, &caller, &a)?;
+    let inputs = check_numbers(&body)?;
+    let store = number_store(&s).await?;
+    let mut valid = Vec::with_capacity(inputs.len());
+    let mut out = Map::new();
+    for raw in inputs {
+        match store.normalize(&raw) {
+            Ok(number) => valid.push(number),
+            Err(_) => {
+                out.insert(raw, Value::from("error"));
+            }
+        }
+    }
+    for (number, status) in store.check(&valid, &by).await {
+        out.insert(number, Value::String(status));
+    }
+    Ok(Envelope::ok(Value::Object(out)).with_request_id(&rid))
 }
 
 /// The cache, shared through the app state.

@@ -111,6 +111,8 @@ pub(crate) fn table(state: &AppState) -> Vec<Endpoint> {
         endpoint!(s, PATCH "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", Some("phone_numbers"), "Merge into the public fields of many numbers", phone_numbers::collection_patch),
         endpoint!(s, DELETE "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", Some("phone_numbers"), "Release many numbers", phone_numbers::collection_delete),
         endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/collection/activate", Token, "phone_numbers", Some("phone_numbers"), "Move many numbers to the account", phone_numbers::collection_activate),
+        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/carriers_info", Token, "phone_numbers", None, "The account's carriers: maximal prefix length, usable carriers and creation states", phone_numbers::carriers_info),
+        endpoint!(s, POST "/v2/accounts/{account_id}/phone_numbers/check", Token, "phone_numbers", Some("phone_numbers"), "Ask the configured carriers for each number's status ({numbers: [...]})", phone_numbers::check),
         endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/classifiers", Token, "phone_numbers", None, "Every number classifier", phone_numbers::classifiers),
         endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/classifiers/{number}", Token, "phone_numbers", None, "The classifier a number matches", phone_numbers::classify),
         endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", None, "A number's public JSON (get)", phone_numbers::get_one),
