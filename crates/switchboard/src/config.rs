@@ -1,6 +1,6 @@
 //! The daemon's settings: one TOML file, environment variables and flags, merged with the
 //! precedence flags > environment > file > defaults. Every key and its default is documented in
-//! `docs/CONFIGURATION.md`; [`Settings::resolve`] is the only place that merges them.
+//! the README's "Configuration" section; [`Settings::resolve`] is the only place that merges them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,7 @@ pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// The flags of `switchboard serve` (the store flags and `--log-level` are global).
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct ServeArgs {
-    /// TOML configuration file (see docs/CONFIGURATION.md).
+    /// TOML configuration file (see the README's "Configuration" section).
     #[arg(long, env = CONFIG_ENV)]
     pub(crate) config: Option<PathBuf>,
     /// Address the HTTP API listens on [default: 127.0.0.1:8000].
