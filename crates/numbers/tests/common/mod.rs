@@ -130,3 +130,122 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// The number copies in Kazoo's fixturedb account databases (`account%2F…/docs/+*.json`), by
+/// account: byte-identical to the number documents, so they are rebuilt from those.
+pub const KAZOO_ACCOUNT_COPIES: [(&str, &[&str]); 2] = [
+    (
+        RESELLER,
+        &[
+            "+12014370855",
+            "+12014370856",
+            "+12014370857",
+            "+12156774700",
+            "+13977031888",
+            "+14082141750",
+            "+14082141751",
+            "+14122065197",
+            "+14242424247",
+            "+14242424248",
+            "+14252151007",
+            "+14252151008",
+            "+14252151009",
+            "+14252151010",
+            "+14352154006",
+            "+15045551226",
+            "+15045551227",
+            "+15551233322",
+            "+15551233324",
+            "+15551233337",
+            "+15551255693",
+            "+18005551212",
+            "+18122154006",
+            "+19377038880",
+            "+19377038881",
+        ],
+    ),
+    (CHILD, &["+13977031887"]),
+];
+
+/// The fixture accounts whose databases the loaders create.
+pub const FIXTURE_ACCOUNTS: [&str; 4] =
+    [MASTER, RESELLER, CHILD, "account0000000000000000000000004"];
+
+/// The fixturedb document of `number` (`_rev` dropped), if it is one of Kazoo's.
+pub fn fixture_number_doc(number: &str) -> Option<Value> {
+    let db = numbers::encoded_number_db(number)?;
+    let file = fixturedb_dir().join(db).join("docs").join(format!("%2B{}.json", &number[1..]));
+    let mut v: Value = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+    v.as_object_mut()?.remove("_rev");
+    Some(v)
+}
+
+/// [`load_fixturedb`] plus what Kazoo's fixturedb keeps in the account databases: the number
+/// copies ([`KAZOO_ACCOUNT_COPIES`]) and the `configs_number_manager` account configs of MASTER
+/// and CHILD (CHILD's `carrier_modules = [knm_local, knm_bandwidth2]`).
+pub async fn load_kazoo_fixturedb(store: &SharedStore) {
+    load_fixturedb(store).await;
+    for (account, ids) in KAZOO_ACCOUNT_COPIES {
+        let docs: Vec<Value> = ids.iter().map(|id| fixture_number_doc(id).unwrap()).collect();
+        let adb = db(&acc(account).db_name());
+        for item in store.bulk_docs(&adb, docs).await.unwrap() {
+            item.outcome.unwrap_or_else(|e| panic!("copy {} in {adb}: {e}", item.id));
+        }
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/kazoo-accounts");
+    for account in [MASTER, CHILD] {
+        let file = dir.join(format!("{account}.configs_number_manager.json"));
+        let mut v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("_rev");
+        store.put(&db(&acc(account).db_name()), v).await.unwrap();
+    }
+}
+
+/// A store layer over `store` with [`load_kazoo_fixturedb`] loaded.
+pub async fn kazoo_store(store: SharedStore) -> NumberStore {
+    load_kazoo_fixturedb(&store).await;
+    NumberStore::from_store(store).await.expect("number store")
+}
+
+/// Deletes `id` from `db_name` if it is there.
+pub async fn remove(store: &SharedStore, db_name: &str, id: &str) {
+    if let Some(doc) = raw(store, db_name, id).await {
+        let rev = doc["_rev"].as_str().unwrap().to_owned();
+        store.delete(&db(db_name), id, &docstore::Rev(rev)).await.unwrap();
+    }
+}
+
+/// Writes `doc` as the current version of its `_id` in `db_name` (over whatever is stored).
+pub async fn overwrite(store: &SharedStore, db_name: &str, mut doc: Value) {
+    let id = doc["_id"].as_str().unwrap().to_owned();
+    match raw(store, db_name, &id).await {
+        Some(cur) => doc["_rev"] = cur["_rev"].clone(),
+        None => {
+            doc.as_object_mut().unwrap().remove("_rev");
+        }
+    }
+    if let Err(docstore::Error::DbNotFound { .. }) = store.put(&db(db_name), doc.clone()).await {
+        store.create_db(&db(db_name)).await.unwrap();
+        docstore::deploy(&**store, &db(db_name), docstore::DesignKind::Numbers).await.unwrap();
+        store.put(&db(db_name), doc).await.unwrap();
+    }
+}
+
+/// Puts `number` back as [`load_kazoo_fixturedb`] left it: its fixture document (or no document
+/// for a number Kazoo's fixturedb does not hold) and exactly the account copies Kazoo has.
+pub async fn reset_number(store: &SharedStore, number: &str) {
+    let ndb = numbers::number_db(number).unwrap();
+    match fixture_number_doc(number) {
+        Some(doc) => overwrite(store, &ndb, doc).await,
+        None => remove(store, &ndb, number).await,
+    }
+    for account in FIXTURE_ACCOUNTS {
+        let adb = acc(account).db_name();
+        let kazoo_has =
+            KAZOO_ACCOUNT_COPIES.iter().any(|(a, ids)| *a == account && ids.contains(&number));
+        match fixture_number_doc(number).filter(|_| kazoo_has) {
+            Some(doc) => overwrite(store, &adb, doc).await,
+            None => remove(store, &adb, number).await,
+        }
+    }
+}
