@@ -715,13 +715,89 @@ impl NumberStore {
 
     /// §11.6 `info(AuthAccountId, AccountId, ResellerId)`: the carriers of `account` (its
     /// reseller read from the accounts) as `{maximal_prefix_length, usable_carriers,
-    /// usable_creation_states}`, the creation states being those `auth_by` may use (§3.8).
+    /// usable_creation_states}`, the creation states being those `auth_by` may use (§3.8). The
+    /// reseller's account config is not read here: [`NumberStore::carriers_info_for`] does.
     pub fn carriers_info(&self, account: &AccountId, auth_by: &AuthBy) -> Value {
         let reseller = crate::auth::Accounts::get(&*self.accounts, account)
             .and_then(|i| i.reseller_id.clone());
         let (kinds, _) =
             crate::search::available_carriers(&self.config, Some(account), reseller.as_ref(), None);
         crate::search::carriers_info(&kinds, &*self.accounts, Some(auth_by))
+    }
+
+    /// §11.6 `info(AuthAccountId, AccountId, ResellerId)` with Kazoo's arguments: the carriers of
+    /// §11.3 for `account` and `reseller` (the reseller's account-config `carrier_modules` when
+    /// set, see [`NumberStore::account_carrier_modules`]), as [`NumberStore::carriers_info`]
+    /// returns them.
+    ///
+    /// # Errors
+    /// A storage failure reading the reseller's account config.
+    pub async fn carriers_info_for(
+        &self,
+        account: Option<&AccountId>,
+        reseller: Option<&AccountId>,
+        auth_by: &AuthBy,
+    ) -> Result<Value, Error> {
+        let kinds = self.carriers_for(account, reseller).await?;
+        Ok(crate::search::carriers_info(&kinds, &*self.accounts, Some(auth_by)))
+    }
+
+    /// `carrier_modules` of `account`'s `number_manager` account config (document
+    /// `configs_number_manager` in its account database, as `kapps_account_config` keeps it);
+    /// `None` when unset (or no such database).
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn account_carrier_modules(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<Vec<String>>, Error> {
+        let db = db_name(&account.db_name())?;
+        match self.store.get(&db, "configs_number_manager").await {
+            Ok(Some(doc)) => Ok(doc.get("carrier_modules").and_then(Value::as_array).map(|a| {
+                a.iter().filter_map(Value::as_str).map(str::to_owned).collect::<Vec<_>>()
+            })),
+            Ok(None) | Err(docstore::Error::DbNotFound { .. }) => Ok(None),
+            Err(e) => Err(db_error(&e)),
+        }
+    }
+
+    /// §11.3 for `account` and `reseller`, the reseller's account config included.
+    async fn carriers_for(
+        &self,
+        account: Option<&AccountId>,
+        reseller: Option<&AccountId>,
+    ) -> Result<Vec<CarrierKind>, Error> {
+        let modules = match (account, reseller) {
+            (Some(_), Some(r)) => self.account_carrier_modules(r).await?,
+            _ => None,
+        };
+        let (kinds, dropped) =
+            crate::search::available_carriers(&self.config, account, reseller, modules.as_deref());
+        if !dropped.is_empty() {
+            tracing::debug!(?dropped, "carrier modules this build does not know");
+        }
+        Ok(kinds)
+    }
+
+    /// §11.1 `first/1` for a whole [`SearchQuery`] (country, `blocks`, account and reseller as
+    /// given): every row of the carriers of §11.3 (the reseller's account config included) and
+    /// how each carrier answered. A failure reading the reseller's config falls back to the
+    /// system `carrier_modules` (logged).
+    pub async fn find(&self, query: &SearchQuery) -> crate::search::SearchResults {
+        let account = query.account_id.as_ref();
+        let reseller = query.reseller_id.as_ref();
+        let kinds = match self.carriers_for(account, reseller).await {
+            Ok(kinds) => kinds,
+            Err(e) => {
+                tracing::warn!(error = %e, "reseller carrier_modules unreadable; system ones used");
+                crate::search::available_carriers(&self.config, account, reseller, None).0
+            }
+        };
+        let index = self.index();
+        let auth = AuthBy::System;
+        let ctx = self.carrier_ctx(&index, &auth);
+        crate::search::find(&kinds, query, &ctx).await
     }
 
     /// [`NumberStore::search`] on behalf of `account` (Kazoo's `account_id`; its `reseller_id`
@@ -742,15 +818,10 @@ impl NumberStore {
         let reseller = account.and_then(|a| {
             crate::auth::Accounts::get(&*self.accounts, a).and_then(|i| i.reseller_id.clone())
         });
-        let (kinds, _) =
-            crate::search::available_carriers(&self.config, account, reseller.as_ref(), None);
         let mut query = SearchQuery::new(prefix, quantity);
         query.account_id = account.cloned();
         query.reseller_id = reseller;
-        let index = self.index();
-        let auth = AuthBy::System;
-        let ctx = self.carrier_ctx(&index, &auth);
-        let results = crate::search::find(&kinds, &query, &ctx).await;
+        let results = self.find(&query).await;
         results
             .rows
             .iter()
