@@ -1,9 +1,20 @@
-//! The `number_manager` system config keys the lifecycle and the carriers read (§17).
+//! The `number_manager` system config keys the lifecycle, the carriers and the feature providers
+//! read (§17), plus the resellers' `number_manager` account configs the providers consult (§12).
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::account::AccountId;
+use crate::auth::Accounts;
 use crate::doc::NumberState;
 use crate::error::Error;
+use crate::features::FeaturePolicy;
+
+/// Kazoo's default `cnam_provider` (`knm_providers.erl`).
+pub const DEFAULT_CNAM_PROVIDER: &str = "knm_cnam_notifier";
+/// Kazoo's default `e911_provider` (`knm_providers.erl`).
+pub const DEFAULT_E911_PROVIDER: &str = "knm_dash_e911";
 
 /// `system_config/number_manager`, the keys this crate uses. No `Default`: build it with
 /// [`Config::kazoo_defaults`] or [`Config::from_system_config`] and pass it explicitly.
@@ -35,6 +46,30 @@ pub struct Config {
     pub force_port_in_outbound: bool,
     /// `force_port_out_outbound` (default true) (§12.6).
     pub force_port_out_outbound: bool,
+    /// `features.allow` (legacy key `providers`) (§12.2); `None` = every feature.
+    pub features_allow: Option<Vec<String>>,
+    /// `features.deny` (§12.2): what `get_from_reseller` falls back to when the reseller sets no
+    /// deny list; `None` = not set.
+    pub features_deny: Option<Vec<String>>,
+    /// `local_feature_override` (default false) (§12.2).
+    pub local_feature_override: bool,
+    /// `cnam_provider` (default `knm_cnam_notifier`): the system fallback of the resellers' key
+    /// (§12.3).
+    pub cnam_provider: String,
+    /// `e911_provider` (default `knm_dash_e911`) (§12.3).
+    pub e911_provider: String,
+    /// The resellers' `number_manager` account configs (`configs_number_manager` in the reseller's
+    /// account database), by reseller: `cnam_provider`, `e911_provider`, `features.allow/deny`.
+    /// Empty by default; the store layer fills it ([`Config::with_reseller_config`]).
+    pub reseller_configs: BTreeMap<AccountId, Value>,
+    /// Each carrier module's `features` section (`number_manager.<carrier>` → `features`), by
+    /// module name: `sms` / `mms` are only available on carriers with `features.<im>.enabled`
+    /// (§12.2). Empty by default.
+    pub carrier_features: BTreeMap<String, Value>,
+    /// The feature providers' own system config sections by document id
+    /// (`number_manager.dash_e911`: `emergency_provisioning_url`, `auth_username`,
+    /// `auth_password`, `request_timeout_ms`). Empty by default.
+    pub provider_configs: BTreeMap<String, Value>,
 }
 
 impl Config {
@@ -54,6 +89,14 @@ impl Config {
             force_local_outbound: true,
             force_port_in_outbound: true,
             force_port_out_outbound: true,
+            features_allow: None,
+            features_deny: None,
+            local_feature_override: false,
+            cnam_provider: DEFAULT_CNAM_PROVIDER.into(),
+            e911_provider: DEFAULT_E911_PROVIDER.into(),
+            reseller_configs: BTreeMap::new(),
+            carrier_features: BTreeMap::new(),
+            provider_configs: BTreeMap::new(),
         }
     }
 
@@ -101,6 +144,26 @@ impl Config {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(bad("carrier_modules", "expected a list of module names")),
         };
+        let strings = |key: &str, v: Option<&Value>| -> Result<Option<Vec<String>>, Error> {
+            match v {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|i| {
+                        i.as_str().map(str::to_owned).ok_or_else(|| bad(key, "expected strings"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some),
+                Some(_) => Err(bad(key, "expected a list of feature names")),
+            }
+        };
+        let features = get("features");
+        let features_allow = match strings("features.allow", features.and_then(|f| f.get("allow")))?
+        {
+            Some(list) => Some(list),
+            None => strings("providers", get("providers"))?,
+        };
+        let features_deny = strings("features.deny", features.and_then(|f| f.get("deny")))?;
         let released_state = string("released_state", "available")?
             .parse()
             .map_err(|_| bad("released_state", "not a number state"))?;
@@ -124,8 +187,89 @@ impl Config {
             force_local_outbound: boolean("force_local_outbound", d.force_local_outbound)?,
             force_port_in_outbound: boolean("force_port_in_outbound", d.force_port_in_outbound)?,
             force_port_out_outbound: boolean("force_port_out_outbound", d.force_port_out_outbound)?,
+            features_allow,
+            features_deny,
+            local_feature_override: boolean("local_feature_override", false)?,
+            cnam_provider: string("cnam_provider", DEFAULT_CNAM_PROVIDER)?,
+            e911_provider: string("e911_provider", DEFAULT_E911_PROVIDER)?,
+            reseller_configs: BTreeMap::new(),
+            carrier_features: BTreeMap::new(),
+            provider_configs: BTreeMap::new(),
         })
     }
+
+    /// Adds a reseller's `configs_number_manager` account-config document (§12.3).
+    pub fn with_reseller_config(mut self, reseller: AccountId, doc: Value) -> Self {
+        self.reseller_configs.insert(reseller, doc);
+        self
+    }
+
+    /// The reseller config `owner`'s settings come from (`kapps_account_config:get_from_reseller`):
+    /// the config of the owner's reseller (`pvt_reseller_id`), unless the owner is its own
+    /// reseller (then: the system config).
+    fn reseller_config(
+        &self,
+        owner: Option<&AccountId>,
+        accounts: &dyn Accounts,
+    ) -> Option<&Value> {
+        let owner = owner?;
+        let reseller = accounts.get(owner)?.reseller_id.as_ref()?;
+        if reseller == owner {
+            return None;
+        }
+        self.reseller_configs.get(reseller)
+    }
+
+    /// §12.3 provider of `cnam` / `e911` features for a number owned by `owner`: the reseller's
+    /// `cnam_provider` / `e911_provider`, else the system's, else Kazoo's default.
+    pub fn provider_for(
+        &self,
+        key: ProviderKey,
+        owner: Option<&AccountId>,
+        accounts: &dyn Accounts,
+    ) -> String {
+        let (name, system) = match key {
+            ProviderKey::Cnam => ("cnam_provider", &self.cnam_provider),
+            ProviderKey::E911 => ("e911_provider", &self.e911_provider),
+        };
+        self.reseller_config(owner, accounts)
+            .and_then(|c| c.get(name))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map_or_else(|| system.clone(), str::to_owned)
+    }
+
+    /// §12.2 the feature lists for a number owned by `owner`: the system `features.allow`,
+    /// the reseller's `features.allow` / `features.deny` (each falling back to the system's, as
+    /// `get_from_reseller` does) and `local_feature_override`.
+    pub fn feature_policy(
+        &self,
+        owner: Option<&AccountId>,
+        accounts: &dyn Accounts,
+    ) -> FeaturePolicy {
+        let reseller = self.reseller_config(owner, accounts).and_then(|c| c.get("features"));
+        let list = |key: &str| -> Option<Vec<String>> {
+            reseller
+                .and_then(|f| f.get(key))
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        };
+        FeaturePolicy {
+            system_allow: self.features_allow.clone(),
+            reseller_allow: list("allow").or_else(|| self.features_allow.clone()),
+            reseller_deny: list("deny").or_else(|| self.features_deny.clone()),
+            local_feature_override: self.local_feature_override,
+        }
+    }
+}
+
+/// The two features whose provider module is configurable (§12.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKey {
+    /// `cnam`, `inbound_cnam`, `outbound_cnam` → `cnam_provider`.
+    Cnam,
+    /// `e911` → `e911_provider`.
+    E911,
 }
 
 #[cfg(test)]

@@ -2,11 +2,14 @@
 //! `knm_providers:available_features/1`): allowed minus denied, from the number's own overrides,
 //! the reseller's `number_manager.features` config, then the system's.
 //!
-//! Only the lists: running the feature providers (§12.3–§12.4) is not part of this crate.
+//! These are the lists; [`crate::providers`] runs the feature providers on save (§12.3–§12.4)
+//! and uses them to refuse (403) or strip what is denied.
 
 use serde_json::Value;
 
-use crate::doc::NumberDoc;
+use crate::auth::Accounts;
+use crate::config::Config;
+use crate::doc::{NumberDoc, NumberState};
 
 /// Every number feature (§12.1, `?KAZOO_NUMBER_FEATURES`), sorted.
 pub const ALL_FEATURES: [&str; 12] = [
@@ -28,6 +31,11 @@ pub const ALL_FEATURES: [&str; 12] = [
 /// (by default) on local numbers.
 pub const EXTERNAL_FEATURES: [&str; 7] =
     ["cnam", "e911", "inbound_cnam", "mms", "outbound_cnam", "port", "sms"];
+
+/// Features whose availability also asks the provider (`?PROVIDERS_WITH_AVAILABLE`): `sms`,
+/// `mms` are only available on an assigned `in_service` number whose carrier's config enables
+/// them (`number_manager.<carrier>` → `features.<im>.enabled`, `knm_im:available/2`).
+pub const IM_FEATURES: [&str; 2] = ["mms", "sms"];
 
 /// Features only admins may use (`?ADMIN_ONLY_FEATURES`).
 pub const ADMIN_ONLY_FEATURES: [&str; 1] = ["carrier_name"];
@@ -93,32 +101,33 @@ fn is_local(doc: &NumberDoc) -> bool {
     doc.is_local_or_mdn() || doc.features.contains_key("local")
 }
 
-/// §12.2 `list_available_features/1`: Allowed − Denied, sorted.
-///
-/// Allowed = the number's `pvt_features_allowed` if non-empty, else the reseller's allow list
-/// (assigned numbers), else the system's (default: all). Denied = the number's
+/// §12.2 `list_allowed_features/1`: the number's `pvt_features_allowed` if non-empty, else the
+/// reseller's allow list (assigned numbers), else the system's (default: all). Not yet mapped
+/// from legacy provider names.
+fn allowed_list(doc: &NumberDoc, policy: &FeaturePolicy) -> Vec<String> {
+    let all = || ALL_FEATURES.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    if !doc.features_allowed.is_empty() {
+        return doc.features_allowed.clone();
+    }
+    match (&doc.assigned_to, &policy.reseller_allow) {
+        (Some(_), Some(list)) => list.clone(),
+        _ => policy.system_allow.clone().unwrap_or_else(all),
+    }
+}
+
+/// §12.2 `features_denied/1` (`list_denied_features/1`, cleansed): the number's
 /// `pvt_features_denied` if non-empty, else (unassigned → all external; else the reseller's deny
 /// list, or, without one, all external for a local number unless `local_feature_override`) plus
-/// `failover` unless the number is used by `trunkstore`; `carrier_name` is always denied to
-/// non-admins.
-pub fn available_features(
+/// `failover` unless the number is used by `trunkstore`; `carrier_name` for non-admins. Legacy
+/// provider names are mapped to features; sorted, unique.
+pub fn denied_features(
     doc: &NumberDoc,
     policy: &FeaturePolicy,
     auth_is_admin: bool,
 ) -> Vec<String> {
-    let owned = |v: &[String]| v.to_vec();
-    let all = || ALL_FEATURES.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     let external = || EXTERNAL_FEATURES.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    let allowed: Vec<String> = if !doc.features_allowed.is_empty() {
-        owned(&doc.features_allowed)
-    } else {
-        match (&doc.assigned_to, &policy.reseller_allow) {
-            (Some(_), Some(list)) => list.clone(),
-            _ => policy.system_allow.clone().unwrap_or_else(all),
-        }
-    };
     let mut denied: Vec<String> = if !doc.features_denied.is_empty() {
-        owned(&doc.features_denied)
+        doc.features_denied.clone()
     } else {
         let mut d = match (&doc.assigned_to, &policy.reseller_deny) {
             (None, _) => external(),
@@ -134,16 +143,59 @@ pub fn available_features(
     if !auth_is_admin {
         denied.extend(ADMIN_ONLY_FEATURES.iter().map(|s| (*s).to_owned()));
     }
-    let denied: Vec<&str> = denied.iter().map(|f| legacy_provider_to_feature(f)).collect();
-    let mut out: Vec<String> = allowed
+    let mut out: Vec<String> =
+        denied.iter().map(|f| legacy_provider_to_feature(f).to_owned()).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// §12.2 `list_available_features/1`: Allowed − Denied, sorted (see [`denied_features`] for
+/// Denied). `sms` / `mms` are not filtered here: see [`available_features_for`].
+pub fn available_features(
+    doc: &NumberDoc,
+    policy: &FeaturePolicy,
+    auth_is_admin: bool,
+) -> Vec<String> {
+    let denied = denied_features(doc, policy, auth_is_admin);
+    let mut out: Vec<String> = allowed_list(doc, policy)
         .iter()
         .map(|f| legacy_provider_to_feature(f))
-        .filter(|f| !denied.contains(f))
+        .filter(|f| !denied.iter().any(|d| d == f))
         .map(str::to_owned)
         .collect();
     out.sort();
     out.dedup();
     out
+}
+
+/// `knm_providers:available_features/1` in full: [`available_features`] with the policy of the
+/// number's owner ([`Config::feature_policy`]), then `sms` / `mms` kept only when available
+/// ([`IM_FEATURES`]): state `in_service`, assigned, and the carrier's `features.<im>.enabled`
+/// true in [`Config::carrier_features`]. (Kazoo also asks the account's service plan
+/// (`kz_services_im:is_enabled`); Switchboard has no service plans, that check is not made.)
+pub fn available_features_for(
+    doc: &NumberDoc,
+    config: &Config,
+    accounts: &dyn Accounts,
+    auth_is_admin: bool,
+) -> Vec<String> {
+    let policy = config.feature_policy(doc.assigned_to.as_ref(), accounts);
+    let mut out = available_features(doc, &policy, auth_is_admin);
+    out.retain(|f| !IM_FEATURES.contains(&f.as_str()) || im_available(doc, config, f));
+    out
+}
+
+/// `knm_im:available/2`.
+fn im_available(doc: &NumberDoc, config: &Config, im: &str) -> bool {
+    doc.state == NumberState::InService
+        && doc.assigned_to.is_some()
+        && config
+            .carrier_features
+            .get(&doc.module_name)
+            .and_then(|f| f.get(im))
+            .and_then(|i| i.get("enabled"))
+            .is_some_and(|e| e == &Value::Bool(true) || e == &Value::from("true"))
 }
 
 #[cfg(test)]

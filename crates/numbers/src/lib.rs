@@ -10,6 +10,9 @@
 //! - [`Carrier`] / [`CarrierKind`]: the carrier-module contract (§14) and the closed set of
 //!   Kazoo module names; [`search`] fans a search out to the configured carriers (§11).
 //! - [`generate`]: managed / inum number generation and CSV import for `knm_inventory` (§16.1).
+//! - [`features`] / [`providers`]: which features a number may have (§12.2) and the feature
+//!   providers run on every save (§12.3–§12.4) — the document they produce, and the external
+//!   calls (Telnyx / Dash e911, Telnyx CNAM) as [`ProviderCall`]s the store layer performs.
 //!
 //! - [`store`]: the I/O edge over a `docstore::SharedStore` — [`store::NumberStore`] loads
 //!   documents, calls [`transition`], performs the effects with `_rev` compare-and-swap, and on
@@ -51,6 +54,7 @@ pub mod features;
 pub mod generate;
 pub mod inbound;
 pub mod lifecycle;
+pub mod providers;
 pub mod search;
 pub mod store;
 
@@ -68,3 +72,4 @@ pub use lifecycle::{
     AccountLookup, BulkOutcome, CarrierCall, Ctx, Decision, Operation, PublicFields, Write,
     MAX_ATTEMPTS,
 };
+pub use providers::{FeatureCtx, Provider, ProviderCall};

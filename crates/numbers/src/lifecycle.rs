@@ -17,6 +17,10 @@
 //!    carrier and replace [`Decision::doc`] with what it returns (a refusal fails the number). If
 //!    a later attempt asks to acquire the same number from the same module again, reuse the first
 //!    acquisition rather than buying twice;
+//! 3. then each of [`Decision::provider_calls`] (§12.4) with [`ProviderCall::perform`], replacing
+//!    [`Decision::doc`] with what it returns (a refusal fails the number, nothing is written);
+//!    on a later attempt, a call identical to one already made is not made again
+//!    ([`ProviderCall::reapply`]);
 //! 4. perform [`Decision::writes`] in order: [`Write::SaveNumber`] writes `doc.to_json()` with
 //!    `doc.rev` (a 409 goes back to step 1; a missing database is created, then the write
 //!    retried); the account copy is `doc.to_account_copy_json(rev in that database)`; deletions
@@ -35,6 +39,7 @@ use crate::auth::{self, Accounts, AuthBy};
 use crate::config::Config;
 use crate::doc::{number_db, NumberDoc, NumberState, KNM_LOCAL, KNM_MDN};
 use crate::error::Error;
+use crate::providers::{self, FeatureCtx, ProviderCall};
 
 /// How many times the store layer decides and writes before giving up on a contended number
 /// (each conflict on the number-database write re-reads and re-decides).
@@ -86,6 +91,12 @@ pub struct Update {
     pub public_fields: Option<PublicFields>,
     /// `ported_in` to set.
     pub ported_in: Option<bool>,
+    /// `used_by` to set (`set_used_by/2`), if any: the maintenance "fix" of §16.2 sets the app
+    /// found in the account's callflow / trunkstore views.
+    pub used_by: Option<String>,
+    /// `remove_denied_features/1` before saving (§16.2 fix, vectors M13, M15): features the
+    /// number may no longer have are dropped instead of failing the save with 403.
+    pub remove_denied_features: bool,
 }
 
 /// One operation of §5 on one number.
@@ -261,6 +272,10 @@ pub struct Decision {
     pub dirty: bool,
     /// The carrier call to make first, if any (never under dry run).
     pub carrier_call: Option<CarrierCall>,
+    /// The feature providers' external calls (§12.4: Telnyx / Dash e911, Telnyx CNAM), made in
+    /// order after the carrier call and before the writes; each may change [`Decision::doc`]
+    /// (see [`ProviderCall::perform`]). Never under dry run.
+    pub provider_calls: Vec<ProviderCall>,
     /// The writes, in order (empty under dry run, and when nothing changed).
     pub writes: Vec<Write>,
     /// Whether this was a dry run (§8.1).
@@ -270,7 +285,15 @@ pub struct Decision {
 impl Decision {
     /// Whether the decision changes nothing in storage.
     pub fn is_noop(&self) -> bool {
-        self.carrier_call.is_none() && self.writes.is_empty()
+        self.carrier_call.is_none() && self.provider_calls.is_empty() && self.writes.is_empty()
+    }
+
+    /// Attaches the providers' calls (dropped under dry run, §8.1).
+    fn with_provider_calls(mut self, calls: Vec<ProviderCall>) -> Self {
+        if !self.dry_run {
+            self.provider_calls = calls;
+        }
+        self
     }
 
     /// The public JSON of the resulting document (§10.2).
@@ -525,15 +548,29 @@ fn finish_save(
         doc.modified = ctx.now;
     }
     if ctx.dry_run {
-        return Ok(Decision { doc, dirty, carrier_call: None, writes: Vec::new(), dry_run: true });
+        return Ok(Decision {
+            doc,
+            dirty,
+            carrier_call: None,
+            provider_calls: Vec::new(),
+            writes: Vec::new(),
+            dry_run: true,
+        });
     }
     if !dirty {
-        return Ok(Decision { doc, dirty, carrier_call: None, writes: Vec::new(), dry_run: false });
+        return Ok(Decision {
+            doc,
+            dirty,
+            carrier_call: None,
+            provider_calls: Vec::new(),
+            writes: Vec::new(),
+            dry_run: false,
+        });
     }
     mdn_guard(&doc, ctx)?;
     let carrier_call = acquire.then(|| CarrierCall::Acquire { module: doc.module_name.clone() });
     let writes = save_writes(&doc);
-    Ok(Decision { doc, dirty, carrier_call, writes, dry_run: false })
+    Ok(Decision { doc, dirty, carrier_call, provider_calls: Vec::new(), writes, dry_run: false })
 }
 
 /// Finishes a hard delete: state `deleted`, never saved, documents removed (unless dry run).
@@ -545,6 +582,7 @@ fn finish_delete(mut doc: NumberDoc, disconnect: bool, ctx: &Ctx<'_>) -> Decisio
             doc,
             dirty: true,
             carrier_call: None,
+            provider_calls: Vec::new(),
             writes: Vec::new(),
             dry_run: true,
         };
@@ -552,7 +590,7 @@ fn finish_delete(mut doc: NumberDoc, disconnect: bool, ctx: &Ctx<'_>) -> Decisio
     let carrier_call =
         disconnect.then(|| CarrierCall::Disconnect { module: doc.module_name.clone() });
     let writes = delete_writes(&doc);
-    Decision { doc, dirty: true, carrier_call, writes, dry_run: false }
+    Decision { doc, dirty: true, carrier_call, provider_calls: Vec::new(), writes, dry_run: false }
 }
 
 fn apply_public(doc: &mut NumberDoc, fields: Option<&PublicFields>) {
@@ -625,7 +663,8 @@ fn create(
                 doc.replace_public(fields);
             }
             let acquire = apply_transition(&mut doc, target, Some(&assign_to), ctx)?;
-            finish_save(None, doc, acquire, ctx)
+            let calls = providers::save(&mut doc, &FeatureCtx::from_lifecycle(ctx))?;
+            Ok(finish_save(None, doc, acquire, ctx)?.with_provider_calls(calls))
         }
         Some(existing) => {
             // ensure_can_load_to_create/1
@@ -646,7 +685,8 @@ fn create(
                 doc.replace_public(fields);
             }
             let acquire = apply_transition(&mut doc, target, Some(&assign_to), ctx)?;
-            finish_save(Some(existing), doc, acquire, ctx)
+            let calls = providers::save(&mut doc, &FeatureCtx::from_lifecycle(ctx))?;
+            Ok(finish_save(Some(existing), doc, acquire, ctx)?.with_provider_calls(calls))
         }
     }
 }
@@ -669,6 +709,18 @@ fn release(number: &E164, current: Option<&NumberDoc>, ctx: &Ctx<'_>) -> Result<
         ));
     }
     authorize(existing, None, ctx)?;
+    // Step 5 (run first, see docs/kazoo-compat.md): the providers' delete over the features the
+    // number had — Kazoo runs it after step 4 reset them, so it never de-provisions anything.
+    let calls = providers::delete(&mut existing.clone(), &FeatureCtx::from_lifecycle(ctx))?;
+    release_steps(existing, released_state, ctx).map(|d| d.with_provider_calls(calls))
+}
+
+/// §6.1 steps 4 and 6–8 of [`release`].
+fn release_steps(
+    existing: &NumberDoc,
+    released_state: NumberState,
+    ctx: &Ctx<'_>,
+) -> Result<Decision, Error> {
     let mut doc = existing.clone();
     // Step 4: reset features and public fields.
     doc.reset_features();
@@ -728,6 +780,7 @@ pub fn transition(
                 doc: doc.clone(),
                 dirty: doc.migrated(),
                 carrier_call: None,
+                provider_calls: Vec::new(),
                 writes: Vec::new(),
                 dry_run: ctx.dry_run,
             })
@@ -748,7 +801,9 @@ pub fn transition(
             }
             let acquire =
                 apply_transition(&mut doc, NumberState::InService, Some(&assign_to), ctx)?;
-            finish_save(current.filter(|d| d.rev.is_some()), doc, acquire, ctx)
+            let calls = providers::save(&mut doc, &FeatureCtx::from_lifecycle(ctx))?;
+            Ok(finish_save(current.filter(|d| d.rev.is_some()), doc, acquire, ctx)?
+                .with_provider_calls(calls))
         }
         Operation::Reserve { assign_to } => {
             let existing = loaded(number, current)?;
@@ -757,7 +812,9 @@ pub fn transition(
             let assign_to = parse_assign_to(assign_to.as_deref())?;
             let mut doc = existing.clone();
             let acquire = apply_transition(&mut doc, NumberState::Reserved, Some(&assign_to), ctx)?;
-            finish_save(current.filter(|d| d.rev.is_some()), doc, acquire, ctx)
+            let calls = providers::save(&mut doc, &FeatureCtx::from_lifecycle(ctx))?;
+            Ok(finish_save(current.filter(|d| d.rev.is_some()), doc, acquire, ctx)?
+                .with_provider_calls(calls))
         }
         Operation::Update(u) => {
             let existing = loaded(number, current)?;
@@ -767,7 +824,15 @@ pub fn transition(
             if let Some(p) = u.ported_in {
                 doc.ported_in = p;
             }
-            finish_save(Some(existing), doc, false, ctx)
+            if let Some(app) = u.used_by.as_ref().filter(|a| !a.is_empty()) {
+                doc.used_by = Some(app.clone());
+            }
+            let fctx = FeatureCtx::from_lifecycle(ctx);
+            if u.remove_denied_features {
+                providers::remove_denied_features(&mut doc, &fctx);
+            }
+            let calls = providers::save(&mut doc, &fctx)?;
+            Ok(finish_save(Some(existing), doc, false, ctx)?.with_provider_calls(calls))
         }
         Operation::AssignToApp { used_by } => {
             let existing = loaded(number, current)?;
@@ -784,7 +849,9 @@ pub fn transition(
             }
             let existing = loaded(number, current)?;
             gate(existing, None, ctx)?;
-            Ok(finish_delete(existing.clone(), false, ctx))
+            let mut doc = existing.clone();
+            let calls = providers::delete(&mut doc, &FeatureCtx::from_lifecycle(ctx))?;
+            Ok(finish_delete(existing.clone(), false, ctx).with_provider_calls(calls))
         }
         Operation::Reconcile { assign_to, module_name, public_fields } => {
             let assign_to = parse_assign_to(assign_to.as_deref())?;
@@ -812,6 +879,7 @@ pub fn transition(
                     doc,
                     dirty: true,
                     carrier_call: None,
+                    provider_calls: Vec::new(),
                     writes: Vec::new(),
                     dry_run: ctx.dry_run,
                 }),

@@ -44,6 +44,7 @@ use crate::lifecycle::{
     lookup_account, split_reconcilable, transition, AccountLookup, BulkOutcome, CarrierCall, Ctx,
     Decision, Operation, Write, MAX_ATTEMPTS,
 };
+use crate::providers::ProviderCall;
 
 /// How many documents go into one `_bulk_docs` request of a generation or import.
 pub const BULK_CHUNK: usize = 1000;
@@ -158,6 +159,7 @@ impl NumberStore {
                 carrier_configs.insert(kind, section);
             }
         }
+        let config = load_feature_configs(&store, config, &accounts, &carrier_configs).await?;
         let mut me = NumberStore::new(store, config, accounts);
         me.carrier_configs = Arc::new(carrier_configs);
         Ok(me)
@@ -245,6 +247,7 @@ impl NumberStore {
     ) -> Result<Decision, Error> {
         let mut acquired: Option<(String, NumberDoc)> = None;
         let mut disconnected: Option<String> = None;
+        let mut provided: Vec<(ProviderCall, NumberDoc)> = Vec::new();
         for _attempt in 0..MAX_ATTEMPTS {
             let current = self.load(number).await?;
             // The context borrows `dyn Accounts` (not `Sync`): keep it out of the awaits.
@@ -264,6 +267,7 @@ impl NumberStore {
             }
             self.carrier_call(&mut decision, &opts.auth_by, &mut acquired, &mut disconnected)
                 .await?;
+            self.provider_calls(&mut decision, &opts.auth_by, &mut provided).await?;
             match self.perform(&mut decision).await? {
                 Performed::Done => return Ok(decision),
                 Performed::Conflict => {
@@ -422,6 +426,32 @@ impl NumberStore {
                 decision.doc = doc;
             }
             None => {}
+        }
+        Ok(())
+    }
+
+    /// The feature providers' external calls (§12.4), in order, after the carrier call; a call
+    /// already made by an earlier attempt is not made again, its outcome is reapplied.
+    async fn provider_calls(
+        &self,
+        decision: &mut Decision,
+        auth_by: &AuthBy,
+        provided: &mut Vec<(ProviderCall, NumberDoc)>,
+    ) -> Result<(), Error> {
+        let index = self.index();
+        let ctx = self.carrier_ctx(&index, auth_by);
+        for call in decision.provider_calls.clone() {
+            let rev = decision.doc.rev.clone();
+            let mut doc = match provided.iter().find(|(c, _)| *c == call) {
+                Some((_, earlier)) => call.reapply(earlier, decision.doc.clone()),
+                None => {
+                    let done = call.perform(decision.doc.clone(), &ctx).await?;
+                    provided.push((call, done.clone()));
+                    done
+                }
+            };
+            doc.rev = rev;
+            decision.doc = doc;
         }
         Ok(())
     }
@@ -878,6 +908,50 @@ pub async fn load_accounts(store: &SharedStore) -> Result<AccountMap, Error> {
             _ => return Ok(map),
         }
     }
+}
+
+/// What the feature providers read besides `system_config/number_manager` (§12): each reseller's
+/// `configs_number_manager` account config (for the accounts' `pvt_reseller_id`s), the Dash
+/// e911 section `number_manager.dash_e911`, and each carrier section's `features` (sms/mms).
+///
+/// # Errors
+/// A storage failure other than a missing database or document.
+async fn load_feature_configs(
+    store: &SharedStore,
+    mut config: Config,
+    accounts: &AccountMap,
+    carrier_configs: &BTreeMap<CarrierKind, Value>,
+) -> Result<Config, Error> {
+    // The resellers named by the accounts (`AccountMap` is a lookup, not a list: re-read).
+    let all = docs_in_range(store, &docstore::naming::accounts_db(), "", "\u{fff0}").await?;
+    let resellers: BTreeSet<AccountId> = all
+        .iter()
+        .filter_map(|d| AccountInfo::from_json(d).ok())
+        .filter_map(|a| a.reseller_id.filter(|r| *r != a.id))
+        .filter(|r| crate::auth::Accounts::get(accounts, r).is_some())
+        .collect();
+    for reseller in resellers {
+        match store.get(&db_name(&reseller.db_name())?, "configs_number_manager").await {
+            Ok(Some(doc)) => config = config.with_reseller_config(reseller, doc),
+            Ok(None) | Err(docstore::Error::DbNotFound { .. }) => {}
+            Err(e) => return Err(db_error(&e)),
+        }
+    }
+    let sys = docstore::naming::system_config_db();
+    let id = crate::providers::dash_e911::CONFIG_DOC;
+    match store.get(&sys, id).await {
+        Ok(Some(doc)) => {
+            config.provider_configs.insert(id.to_owned(), doc);
+        }
+        Ok(None) | Err(docstore::Error::DbNotFound { .. }) => {}
+        Err(e) => return Err(db_error(&e)),
+    }
+    for (kind, section) in carrier_configs {
+        if let Some(features) = section.get("features") {
+            config.carrier_features.insert(kind.module_name().to_owned(), features.clone());
+        }
+    }
+    Ok(config)
 }
 
 /// Every number database of the store (`numbers/…`), pools included.

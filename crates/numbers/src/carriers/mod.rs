@@ -11,7 +11,7 @@
 //! section ([`CarrierCtx::config_for`]); their common plumbing is in `external.rs`.
 
 mod bandwidth2;
-mod external;
+pub(crate) mod external;
 mod inum;
 mod inventory;
 mod kazoo_stubs;
