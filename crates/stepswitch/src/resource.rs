@@ -264,15 +264,14 @@ impl ResourceDoc {
         let Value::Object(object) = doc else {
             return Err(Error::NotAnObject { what: "resource document".into() });
         };
-        let id = match object.get("_id") {
-            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+        let id: &str = match object.get("_id") {
+            Some(Value::String(id)) if !id.is_empty() => id,
             _ => return Err(Error::MissingId),
         };
         let mut diagnostics = Vec::new();
-        let mut rd = Reader::new(object, &id, "", &mut diagnostics);
-        rd.skip(&["_id", "_rev"]);
+        let mut rd = Reader::new(object, DOC_KEYS, id, Prefix::Text(""), &mut diagnostics);
         let mut res = ResourceDoc {
-            id: id.clone(),
+            id: id.to_owned(),
             name: rd.string("name"),
             enabled: rd.bool("enabled").unwrap_or(true),
             weight_cost: rd.int("weight_cost"),
@@ -309,13 +308,13 @@ impl ResourceDoc {
         };
         if let Some(options) = rd.object("caller_id_options") {
             res.caller_id_options =
-                caller_id_options(options, &id, "caller_id_options.", rd.diagnostics);
+                caller_id_options(options, id, "caller_id_options.", rd.diagnostics);
         }
         if let Some(privacy) = rd.object("privacy") {
-            res.privacy = privacy_options(privacy, &id, "privacy.", rd.diagnostics);
+            res.privacy = privacy_options(privacy, id, "privacy.", rd.diagnostics);
         }
         if let Some(media) = rd.object("media") {
-            res.media = media_options(media, &id, "media.", rd.diagnostics);
+            res.media = media_options(media, id, "media.", rd.diagnostics);
         }
         if let Some(classifiers) = rd.object("classifiers") {
             let mut out = Vec::with_capacity(classifiers.len());
@@ -323,14 +322,15 @@ impl ResourceDoc {
                 let prefix = format!("classifiers.{name}.");
                 let Value::Object(value) = value else {
                     rd.diagnostics.push(diag(
-                        &id,
+                        id,
                         &format!("classifiers.{name}"),
                         Some(index),
                         "not an object; classifier skipped",
                     ));
                     continue;
                 };
-                let mut cr = Reader::new(value, &id, &prefix, rd.diagnostics);
+                let mut cr =
+                    Reader::new(value, CLASSIFIER_KEYS, id, Prefix::Text(&prefix), rd.diagnostics);
                 let classifier = ResourceClassifier {
                     name: name.clone(),
                     enabled: cr.bool("enabled"),
@@ -347,13 +347,14 @@ impl ResourceDoc {
             res.classifiers = Some(out);
         }
         if let Some(gateways) = rd.array("gateways") {
+            res.gateways.reserve_exact(gateways.len());
             for (index, gateway) in gateways.iter().enumerate() {
                 match gateway {
                     Value::Object(gateway) => {
-                        res.gateways.push(gateway_doc(gateway, &id, index, rd.diagnostics))
+                        res.gateways.push(gateway_doc(gateway, id, index, rd.diagnostics))
                     }
                     _ => rd.diagnostics.push(diag(
-                        &id,
+                        id,
                         "gateways",
                         Some(index),
                         "not an object; gateway skipped",
@@ -372,8 +373,8 @@ fn gateway_doc(
     index: usize,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> GatewayDoc {
-    let prefix = format!("gateways[{index}].");
-    let mut rd = Reader::new(object, id, &prefix, diagnostics);
+    // The field prefix (`gateways[<index>].`) is only formatted when a diagnostic needs it.
+    let mut rd = Reader::new(object, GATEWAY_KEYS, id, Prefix::Gateway(index), diagnostics);
     let mut gw = GatewayDoc {
         enabled: rd.bool("enabled").unwrap_or(true),
         server: rd.string("server"),
@@ -407,19 +408,24 @@ fn gateway_doc(
         privacy_mode: rd.string("privacy_mode"),
         ..GatewayDoc::default()
     };
+    let prefix = || format!("gateways[{index}].");
     if let Some(media) = rd.object("media") {
-        gw.media = media_options(media, id, &format!("{prefix}media."), rd.diagnostics);
+        gw.media = media_options(media, id, &format!("{}media.", prefix()), rd.diagnostics);
     }
     if let Some(options) = rd.object("caller_id_options") {
-        gw.caller_id_options =
-            caller_id_options(options, id, &format!("{prefix}caller_id_options."), rd.diagnostics);
+        gw.caller_id_options = caller_id_options(
+            options,
+            id,
+            &format!("{}caller_id_options.", prefix()),
+            rd.diagnostics,
+        );
     }
     if let Some(privacy) = rd.object("privacy") {
-        gw.privacy = privacy_options(privacy, id, &format!("{prefix}privacy."), rd.diagnostics);
+        gw.privacy = privacy_options(privacy, id, &format!("{}privacy.", prefix()), rd.diagnostics);
     }
     if let Some(params) = rd.object("invite_parameters") {
-        let field = format!("{prefix}invite_parameters.");
-        let mut pr = Reader::new(params, id, &field, rd.diagnostics);
+        let field = format!("{}invite_parameters.", prefix());
+        let mut pr = Reader::new(params, INVITE_KEYS, id, Prefix::Text(&field), rd.diagnostics);
         let static_params = pr.strings("static").unwrap_or_default();
         let mut dynamic = Vec::new();
         if let Some(items) = pr.array("dynamic") {
@@ -470,7 +476,7 @@ fn caller_id_options(
     prefix: &str,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> CallerIdOptions {
-    let mut rd = Reader::new(object, id, prefix, diagnostics);
+    let mut rd = Reader::new(object, CALLER_ID_KEYS, id, Prefix::Text(prefix), diagnostics);
     let kind = rd.string("type");
     let privacy_method = rd.string("privacy_method");
     let outbound_privacy = rd.value("outbound_privacy");
@@ -483,7 +489,7 @@ fn privacy_options(
     prefix: &str,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> PrivacyOptions {
-    let mut rd = Reader::new(object, id, prefix, diagnostics);
+    let mut rd = Reader::new(object, PRIVACY_KEYS, id, Prefix::Text(prefix), diagnostics);
     let method = rd.string("method");
     let hide_name = rd.value("hide_name");
     let hide_number = rd.value("hide_number");
@@ -496,7 +502,7 @@ fn media_options(
     prefix: &str,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Media {
-    let mut rd = Reader::new(object, id, prefix, diagnostics);
+    let mut rd = Reader::new(object, MEDIA_KEYS, id, Prefix::Text(prefix), diagnostics);
     let fax_option = rd.bool("fax_option");
     let bypass_media = rd.bool("bypass_media");
     let rtcp_mux = match rd.value("rtcp_mux") {
@@ -521,7 +527,9 @@ fn codec_list(
 ) -> Option<Vec<String>> {
     match object.get("codecs") {
         None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => Some(string_items(items, id, field, diagnostics)),
+        Some(Value::Array(items)) => {
+            Some(string_items(items, id, || field.to_owned(), diagnostics))
+        }
         Some(other) => {
             diagnostics.push(diag(id, field, None, &format!("not a list: {other}")));
             None
@@ -529,10 +537,11 @@ fn codec_list(
     }
 }
 
+/// The string items of a list; `field` names the list in a diagnostic (formatted only then).
 fn string_items(
     items: &[Value],
     id: &str,
-    field: &str,
+    field: impl Fn() -> String,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<String> {
     let mut out = Vec::with_capacity(items.len());
@@ -541,7 +550,7 @@ fn string_items(
             Value::String(text) => out.push(text.clone()),
             other => diagnostics.push(diag(
                 id,
-                field,
+                &field(),
                 Some(index),
                 &format!("not a string: {other}; item skipped"),
             )),
@@ -568,36 +577,167 @@ pub(crate) fn diag(id: &str, field: &str, index: Option<usize>, message: &str) -
     }
 }
 
-/// Reads typed fields out of one JSON object, remembering which keys it consumed.
+/// Top-level keys of a resource document, in the order `from_json` reads them.
+const DOC_KEYS: &[&str] = &[
+    "_id",
+    "_rev",
+    "name",
+    "enabled",
+    "weight_cost",
+    "grace_period",
+    "flags",
+    "require_flags",
+    "ignore_flags",
+    "rules",
+    "cid_rules",
+    "rules_test",
+    "emergency",
+    "format_from_uri",
+    "from_uri_realm",
+    "from_account_realm",
+    "formatters",
+    "privacy_mode",
+    "flat_rate_whitelist",
+    "flat_rate_blacklist",
+    "template_name",
+    "pvt_type",
+    "gateway_strategy",
+    "caller_id_options",
+    "privacy",
+    "media",
+    "classifiers",
+    "gateways",
+];
+/// Keys of a `classifiers.<name>` object, in reading order.
+const CLASSIFIER_KEYS: &[&str] =
+    &["enabled", "regex", "weight_cost", "emergency", "prefix", "suffix"];
+/// Keys of a `gateways[]` entry, in reading order.
+const GATEWAY_KEYS: &[&str] = &[
+    "enabled",
+    "server",
+    "port",
+    "route",
+    "prefix",
+    "suffix",
+    "realm",
+    "username",
+    "password",
+    "invite_format",
+    "caller_id_type",
+    "codecs",
+    "bypass_media",
+    "progress_timeout",
+    "endpoint_type",
+    "channel_selection",
+    "span",
+    "interface",
+    "skype_interface",
+    "skype_rr",
+    "route_id",
+    "custom_sip_headers",
+    "custom_channel_vars",
+    "custom_sip_interface",
+    "format_from_uri",
+    "from_uri_realm",
+    "from_account_realm",
+    "emergency",
+    "force_port",
+    "privacy_mode",
+    "media",
+    "caller_id_options",
+    "privacy",
+    "invite_parameters",
+];
+/// Keys of `invite_parameters`.
+const INVITE_KEYS: &[&str] = &["static", "dynamic"];
+/// Keys of `caller_id_options`.
+const CALLER_ID_KEYS: &[&str] = &["type", "privacy_method", "outbound_privacy"];
+/// Keys of `privacy`.
+const PRIVACY_KEYS: &[&str] = &["method", "hide_name", "hide_number"];
+/// Keys of `media`.
+const MEDIA_KEYS: &[&str] = &["fax_option", "bypass_media", "rtcp_mux", "audio", "video"];
+/// The most keys one [`Reader`] knows.
+const MAX_KEYS: usize = 40;
+
+/// The position of `key` in `keys` (length and first byte checked before the bytes).
+fn slot_of(keys: &[&str], key: &str) -> Option<usize> {
+    let first = key.as_bytes().first();
+    keys.iter().position(|it| it.len() == key.len() && it.as_bytes().first() == first && *it == key)
+}
+
+/// How the fields a [`Reader`] reports on are named: `<text><key>`, or
+/// `gateways[<index>].<key>` (formatted only when a diagnostic is raised).
+#[derive(Clone, Copy)]
+enum Prefix<'a> {
+    Text(&'a str),
+    Gateway(usize),
+}
+
+impl Prefix<'_> {
+    fn field(self, key: &str) -> String {
+        match self {
+            Prefix::Text(prefix) => format!("{prefix}{key}"),
+            Prefix::Gateway(index) => format!("gateways[{index}].{key}"),
+        }
+    }
+}
+
+/// Reads typed fields out of one JSON object whose known keys are listed up front.
+///
+/// One pass over the object's entries files each known key's value in its slot (no hashing
+/// per field read); the keys not in the list are what [`Reader::finish`] keeps as `extra`.
 struct Reader<'a> {
     object: &'a Map<String, Value>,
+    keys: &'static [&'static str],
+    slots: [Option<&'a Value>; MAX_KEYS],
+    /// Whether the object has a key not in `keys`.
+    unknown: bool,
+    /// Where the next read is expected in `keys` (reads follow the list's order).
+    next: usize,
     id: &'a str,
-    prefix: &'a str,
-    seen: Vec<&'a str>,
+    prefix: Prefix<'a>,
     diagnostics: &'a mut Vec<Diagnostic>,
 }
 
 impl<'a> Reader<'a> {
     fn new(
         object: &'a Map<String, Value>,
+        keys: &'static [&'static str],
         id: &'a str,
-        prefix: &'a str,
+        prefix: Prefix<'a>,
         diagnostics: &'a mut Vec<Diagnostic>,
     ) -> Reader<'a> {
-        Reader { object, id, prefix, seen: Vec::new(), diagnostics }
-    }
-
-    fn skip(&mut self, keys: &[&'static str]) {
-        self.seen.extend_from_slice(keys);
+        debug_assert!(keys.len() <= MAX_KEYS);
+        let mut slots = [None; MAX_KEYS];
+        let mut unknown = false;
+        for (key, value) in object {
+            match slot_of(keys, key) {
+                Some(slot) => slots[slot] = Some(value),
+                None => unknown = true,
+            }
+        }
+        Reader { object, keys, slots, unknown, next: 0, id, prefix, diagnostics }
     }
 
     fn report(&mut self, key: &str, index: Option<usize>, message: &str) {
-        self.diagnostics.push(diag(self.id, &format!("{}{key}", self.prefix), index, message));
+        self.diagnostics.push(diag(self.id, &self.prefix.field(key), index, message));
     }
 
     fn get(&mut self, key: &'static str) -> Option<&'a Value> {
-        self.seen.push(key);
-        match self.object.get(key) {
+        // Reads follow the list's order, so the expected slot is nearly always the next one
+        // (and the same literal, so the pointers are equal).
+        let slot = match self.keys.get(self.next) {
+            Some(expected) if std::ptr::eq(*expected, key) || *expected == key => self.next,
+            _ => match slot_of(self.keys, key) {
+                Some(slot) => slot,
+                None => {
+                    debug_assert!(false, "{key} is not in the reader's key list");
+                    return self.object.get(key).filter(|value| !value.is_null());
+                }
+            },
+        };
+        self.next = slot + 1;
+        match self.slots[slot] {
             None | Some(Value::Null) => None,
             Some(value) => Some(value),
         }
@@ -652,8 +792,8 @@ impl<'a> Reader<'a> {
     fn strings(&mut self, key: &'static str) -> Option<Vec<String>> {
         match self.get(key)? {
             Value::Array(items) => {
-                let field = format!("{}{key}", self.prefix);
-                Some(string_items(items, self.id, &field, self.diagnostics))
+                let prefix = self.prefix;
+                Some(string_items(items, self.id, || prefix.field(key), self.diagnostics))
             }
             other => {
                 let message = format!("not a list: {other}; ignored");
@@ -687,9 +827,12 @@ impl<'a> Reader<'a> {
 
     /// The keys nobody asked for.
     fn finish(self) -> Map<String, Value> {
+        if !self.unknown {
+            return Map::new();
+        }
         self.object
             .iter()
-            .filter(|(key, _)| !self.seen.contains(&key.as_str()))
+            .filter(|(key, _)| !self.keys.contains(&key.as_str()))
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect()
     }

@@ -22,16 +22,45 @@ enum Node {
     Lit(u8),
     /// A byte set (256 bits).
     Class([u64; 4]),
+    /// The alternatives `alts[first..first + count]` of the pattern's [`Prog`].
     Group {
-        alts: Vec<Vec<Node>>,
+        first: u32,
+        count: u32,
         capture: Option<usize>,
     },
+    /// Repeats `nodes[node]` of the pattern's [`Prog`].
     Repeat {
-        node: Box<Node>,
+        node: u32,
         min: u32,
         max: Option<u32>,
         greedy: bool,
     },
+}
+
+/// A parsed pattern's nodes in two flat tables (two allocations per pattern, however deeply
+/// it nests): every sequence is a contiguous run of `nodes`, and `alts` lists each group
+/// alternative's run; the last entry of `alts` is the top-level sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Prog {
+    nodes: Box<[Node]>,
+    alts: Box<[(u32, u32)]>,
+}
+
+impl Prog {
+    /// The nodes of the run `(start, len)`.
+    fn seq(&self, (start, len): (u32, u32)) -> &[Node] {
+        &self.nodes[start as usize..(start + len) as usize]
+    }
+
+    /// The top-level sequence.
+    fn top(&self) -> &[Node] {
+        self.seq(self.alts[self.alts.len() - 1])
+    }
+
+    /// The alternatives of a group.
+    fn group(&self, first: u32, count: u32) -> &[(u32, u32)] {
+        &self.alts[first as usize..(first + count) as usize]
+    }
 }
 
 /// A parsed rule in the simple subset.
@@ -39,7 +68,7 @@ enum Node {
 pub(crate) struct SimplePattern {
     anchored_start: bool,
     anchored_end: bool,
-    nodes: Vec<Node>,
+    prog: Prog,
     n_groups: usize,
     /// Shortest and longest possible match, in bytes (`None`: unbounded).
     min_len: usize,
@@ -55,23 +84,39 @@ impl SimplePattern {
         if !source.is_ascii() {
             return None;
         }
-        let mut parser = Parser { bytes, pos: 0, n_groups: 0 };
+        // The parser's tables are per-thread scratch space, reused from one rule to the next;
+        // the pattern gets exact-size copies.
+        SCRATCH.with(|cell| {
+            let mut parser = Parser { bytes, pos: 0, n_groups: 0, scratch: cell.take() };
+            parser.scratch.clear();
+            let parsed = SimplePattern::parse_with(&mut parser);
+            cell.set(parser.scratch);
+            parsed
+        })
+    }
+
+    fn parse_with(parser: &mut Parser<'_>) -> Option<SimplePattern> {
         let anchored_start = parser.eat(b'^');
-        let (alts, anchored_end) = parser.alternatives(0)?;
-        if parser.pos != bytes.len() || alts.len() != 1 {
+        let (alt_base, anchored_end) = parser.alternatives(0)?;
+        let scratch = &mut parser.scratch;
+        if parser.pos != parser.bytes.len() || scratch.pending_alts.len() - alt_base != 1 {
             // Top-level alternation (`^a|b`) changes what `^` anchors: leave it to regex.
             return None;
         }
-        let nodes = alts.into_iter().next()?;
-        let (min_len, max_len) = seq_len(&nodes);
-        let first_byte = match nodes.first() {
+        // The top-level sequence goes last in `alts`.
+        let top = scratch.pending_alts.pop()?;
+        scratch.alts.push(top);
+        let prog =
+            Prog { nodes: Box::from(&scratch.nodes[..]), alts: Box::from(&scratch.alts[..]) };
+        let (min_len, max_len) = seq_len(&prog, prog.top());
+        let first_byte = match prog.top().first() {
             Some(Node::Lit(byte)) => Some(*byte),
             _ => None,
         };
         Some(SimplePattern {
             anchored_start,
             anchored_end,
-            nodes,
+            prog,
             n_groups: parser.n_groups,
             min_len,
             max_len,
@@ -79,14 +124,20 @@ impl SimplePattern {
         })
     }
 
-    /// Literal prefixes every match starts with at offset 0, or `None` when the pattern is not
-    /// anchored at the start. An empty string in the set means "no constraint".
-    pub(crate) fn prefixes(&self) -> Option<Vec<Vec<u8>>> {
+    /// Literal prefixes every match starts with at offset 0 (ascending), or `None` when the
+    /// pattern is not anchored at the start. An empty string in the set means "no constraint".
+    pub(crate) fn prefix_keys(&self) -> Option<Box<[Box<[u8]>]>> {
         if !self.anchored_start {
             return None;
         }
-        let (set, _) = seq_prefixes(&self.nodes);
-        Some(set)
+        let (set, _) = seq_prefixes(&self.prog, self.prog.top());
+        Some(set.iter().map(|lit| Box::from(lit.as_slice())).collect())
+    }
+
+    /// [`SimplePattern::prefix_keys`] as plain vectors.
+    #[cfg(test)]
+    pub(crate) fn prefixes(&self) -> Option<Vec<Vec<u8>>> {
+        self.prefix_keys().map(|set| set.iter().map(|it| it.to_vec()).collect())
     }
 
     /// The first match in Erlang capture-list shape (trailing unset groups dropped); only for
@@ -126,7 +177,7 @@ impl SimplePattern {
                 }
                 ok
             };
-            if match_seq(&self.nodes, bytes, start, &mut caps, &mut accept) {
+            if match_seq(&self.prog, self.prog.top(), bytes, start, &mut caps, &mut accept) {
                 caps[0] = end_pos.map(|end| (start, end));
                 let mut list: CaptureList =
                     caps.into_iter().map(|it| it.map(|(s, e)| s..e)).collect();
@@ -144,6 +195,34 @@ struct Parser<'a> {
     bytes: &'a [u8],
     pos: usize,
     n_groups: usize,
+    scratch: Scratch,
+}
+
+/// The tables a [`Parser`] builds.
+#[derive(Default)]
+struct Scratch {
+    /// The pattern's node table: finished sequences and repeated atoms.
+    nodes: Vec<Node>,
+    /// The pattern's alternative table: finished groups' alternatives, group by group.
+    alts: Vec<(u32, u32)>,
+    /// Nodes of the sequences still being parsed (outer ones below inner ones).
+    pending: Vec<Node>,
+    /// Finished alternatives of the groups still being parsed.
+    pending_alts: Vec<(u32, u32)>,
+}
+
+impl Scratch {
+    fn clear(&mut self) {
+        self.nodes.clear();
+        self.alts.clear();
+        self.pending.clear();
+        self.pending_alts.clear();
+    }
+}
+
+thread_local! {
+    /// [`SimplePattern::parse`]'s reusable tables.
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
 }
 
 impl Parser<'_> {
@@ -161,29 +240,46 @@ impl Parser<'_> {
     }
 
     /// Alternatives up to `)` (depth > 0) or the end; at depth 0 a final `$` is consumed and
-    /// reported.
-    fn alternatives(&mut self, depth: usize) -> Option<(Vec<Vec<Node>>, bool)> {
-        let mut alts = vec![Vec::new()];
+    /// reported. The alternatives are `pending_alts[base..]`, `base` being what is returned.
+    fn alternatives(&mut self, depth: usize) -> Option<(usize, bool)> {
+        let base = self.scratch.pending_alts.len();
+        let seq = self.scratch.pending.len();
         loop {
             match self.peek() {
-                None => return (depth == 0).then_some((alts, false)),
-                Some(b')') => return (depth > 0).then_some((alts, false)),
+                None => {
+                    self.finish_seq(seq);
+                    return (depth == 0).then_some((base, false));
+                }
+                Some(b')') => {
+                    self.finish_seq(seq);
+                    return (depth > 0).then_some((base, false));
+                }
                 Some(b'$') => {
                     self.pos += 1;
+                    self.finish_seq(seq);
                     // `$` only as the very last byte of the pattern.
-                    return (depth == 0 && self.pos == self.bytes.len()).then_some((alts, true));
+                    return (depth == 0 && self.pos == self.bytes.len()).then_some((base, true));
                 }
                 Some(b'|') => {
                     self.pos += 1;
-                    alts.push(Vec::new());
+                    self.finish_seq(seq);
                 }
                 Some(_) => {
                     let atom = self.atom(depth)?;
                     let node = self.quantifier(atom)?;
-                    alts.last_mut()?.push(node);
+                    self.scratch.pending.push(node);
                 }
             }
         }
+    }
+
+    /// Moves the sequence `pending[start..]` into the node table as one alternative.
+    fn finish_seq(&mut self, start: usize) {
+        let scratch = &mut self.scratch;
+        let first = scratch.nodes.len() as u32;
+        let len = (scratch.pending.len() - start) as u32;
+        scratch.nodes.extend(scratch.pending.drain(start..));
+        scratch.pending_alts.push((first, len));
     }
 
     fn atom(&mut self, depth: usize) -> Option<Node> {
@@ -200,11 +296,15 @@ impl Parser<'_> {
                     self.n_groups += 1;
                     Some(self.n_groups)
                 };
-                let (alts, _) = self.alternatives(depth + 1)?;
+                let (base, _) = self.alternatives(depth + 1)?;
                 if !self.eat(b')') {
                     return None;
                 }
-                Some(Node::Group { alts, capture })
+                let scratch = &mut self.scratch;
+                let first = scratch.alts.len() as u32;
+                let count = (scratch.pending_alts.len() - base) as u32;
+                scratch.alts.extend(scratch.pending_alts.drain(base..));
+                Some(Node::Group { first, count, capture })
             }
             b'[' => self.class(),
             b'.' => {
@@ -326,19 +426,31 @@ impl Parser<'_> {
         }
         // Repeating a repetition more than once could backtrack badly, and a repeated group
         // that can match nothing has engine-specific captures; leave both to the regex engines.
-        let empty_alt = matches!(&atom, Node::Group { alts, .. } if alts.iter().any(Vec::is_empty));
-        if (contains_repeat(&atom) && max != Some(1)) || empty_alt {
+        let empty_alt = matches!(&atom, Node::Group { first, count, .. }
+            if self.scratch.alts[*first as usize..(first + count) as usize]
+                .iter()
+                .any(|alt| alt.1 == 0));
+        if (self.contains_repeat(&atom) && max != Some(1)) || empty_alt {
             return None;
         }
-        Some(Node::Repeat { node: Box::new(atom), min, max, greedy })
+        let node = self.scratch.nodes.len() as u32;
+        self.scratch.nodes.push(atom);
+        Some(Node::Repeat { node, min, max, greedy })
     }
-}
 
-fn contains_repeat(node: &Node) -> bool {
-    match node {
-        Node::Repeat { .. } => true,
-        Node::Group { alts, .. } => alts.iter().flatten().any(contains_repeat),
-        _ => false,
+    fn contains_repeat(&self, node: &Node) -> bool {
+        match node {
+            Node::Repeat { .. } => true,
+            Node::Group { first, count, .. } => {
+                let Scratch { nodes, alts, .. } = &self.scratch;
+                alts[*first as usize..(first + count) as usize].iter().any(|&(start, len)| {
+                    nodes[start as usize..(start + len) as usize]
+                        .iter()
+                        .any(|it| self.contains_repeat(it))
+                })
+            }
+            _ => false,
+        }
     }
 }
 
@@ -369,6 +481,7 @@ type Caps = Vec<Option<(usize, usize)>>;
 /// Matches `nodes` at `pos`, then asks `accept` about the end position (continuation style,
 /// so backtracking explores exactly PCRE's priority order).
 fn match_seq(
+    prog: &Prog,
     nodes: &[Node],
     text: &[u8],
     pos: usize,
@@ -380,21 +493,23 @@ fn match_seq(
     };
     match first {
         Node::Lit(byte) => {
-            text.get(pos) == Some(byte) && match_seq(rest, text, pos + 1, caps, accept)
+            text.get(pos) == Some(byte) && match_seq(prog, rest, text, pos + 1, caps, accept)
         }
         Node::Class(set) => match text.get(pos) {
-            Some(byte) if contains(set, *byte) => match_seq(rest, text, pos + 1, caps, accept),
+            Some(byte) if contains(set, *byte) => {
+                match_seq(prog, rest, text, pos + 1, caps, accept)
+            }
             _ => false,
         },
-        Node::Group { alts, capture } => {
+        Node::Group { first, count, capture } => {
             let capture = *capture;
-            for alt in alts {
+            for &alt in prog.group(*first, *count) {
                 let saved = capture.map(|idx| caps[idx]);
                 let mut then = |end: usize, caps: &mut Caps| {
                     if let Some(idx) = capture {
                         caps[idx] = Some((pos, end));
                     }
-                    if match_seq(rest, text, end, caps, accept) {
+                    if match_seq(prog, rest, text, end, caps, accept) {
                         return true;
                     }
                     if let (Some(idx), Some(saved)) = (capture, saved) {
@@ -402,7 +517,7 @@ fn match_seq(
                     }
                     false
                 };
-                if match_seq(alt, text, pos, caps, &mut then) {
+                if match_seq(prog, prog.seq(alt), text, pos, caps, &mut then) {
                     return true;
                 }
                 if let (Some(idx), Some(saved)) = (capture, saved) {
@@ -412,7 +527,8 @@ fn match_seq(
             false
         }
         Node::Repeat { node, min, max, greedy } => {
-            match_repeat(node, *min, *max, *greedy, 0, rest, text, pos, caps, accept)
+            let node = &prog.nodes[*node as usize];
+            match_repeat(prog, node, *min, *max, *greedy, 0, rest, text, pos, caps, accept)
         }
     }
 }
@@ -420,6 +536,7 @@ fn match_seq(
 /// Repetition with PCRE priority: greedy tries one more first, lazy tries stopping first.
 #[allow(clippy::too_many_arguments)]
 fn match_repeat(
+    prog: &Prog,
     node: &Node,
     min: u32,
     max: Option<u32>,
@@ -442,41 +559,48 @@ fn match_repeat(
             if end == pos && count >= min {
                 return false;
             }
-            match_repeat(node, min, max, greedy, count + 1, rest, text, end, caps, accept)
+            match_repeat(prog, node, min, max, greedy, count + 1, rest, text, end, caps, accept)
         };
-        match_seq(std::slice::from_ref(node), text, pos, caps, &mut then)
+        match_seq(prog, std::slice::from_ref(node), text, pos, caps, &mut then)
     };
     // The order of the two attempts is the whole difference between greedy and lazy.
     if greedy {
         if try_more(caps, accept) {
             return true;
         }
-        return can_stop && match_seq(rest, text, pos, caps, accept);
+        return can_stop && match_seq(prog, rest, text, pos, caps, accept);
     }
-    if can_stop && match_seq(rest, text, pos, caps, accept) {
+    if can_stop && match_seq(prog, rest, text, pos, caps, accept) {
         return true;
     }
     try_more(caps, accept)
 }
 
 /// Shortest and longest match of a node sequence.
-fn seq_len(nodes: &[Node]) -> (usize, Option<usize>) {
-    nodes.iter().map(node_len).fold((0, Some(0)), |(min, max), (node_min, node_max)| {
-        (min + node_min, max.zip(node_max).map(|(a, b)| a + b))
-    })
+fn seq_len(prog: &Prog, nodes: &[Node]) -> (usize, Option<usize>) {
+    nodes
+        .iter()
+        .map(|node| node_len(prog, node))
+        .fold((0, Some(0)), |(min, max), (node_min, node_max)| {
+            (min + node_min, max.zip(node_max).map(|(a, b)| a + b))
+        })
 }
 
-fn node_len(node: &Node) -> (usize, Option<usize>) {
+fn node_len(prog: &Prog, node: &Node) -> (usize, Option<usize>) {
     match node {
         Node::Lit(_) | Node::Class(_) => (1, Some(1)),
-        Node::Group { alts, .. } => {
-            let lens: Vec<(usize, Option<usize>)> = alts.iter().map(|alt| seq_len(alt)).collect();
-            let min = lens.iter().map(|it| it.0).min().unwrap_or(0);
-            let max = lens.iter().try_fold(0usize, |acc, it| it.1.map(|max| acc.max(max)));
-            (min, max)
+        Node::Group { first, count, .. } => {
+            let mut min: Option<usize> = None;
+            let mut max = Some(0usize);
+            for &alt in prog.group(*first, *count) {
+                let (alt_min, alt_max) = seq_len(prog, prog.seq(alt));
+                min = Some(min.map_or(alt_min, |it| it.min(alt_min)));
+                max = max.zip(alt_max).map(|(acc, it)| acc.max(it));
+            }
+            (min.unwrap_or(0), max)
         }
         Node::Repeat { node, min, max, .. } => {
-            let (inner_min, inner_max) = node_len(node);
+            let (inner_min, inner_max) = node_len(prog, &prog.nodes[*node as usize]);
             let max = match (max, inner_max) {
                 (Some(count), Some(len)) => Some(*count as usize * len),
                 (_, Some(0)) => Some(0),
@@ -487,14 +611,140 @@ fn node_len(node: &Node) -> (usize, Option<usize>) {
     }
 }
 
+/// One literal prefix, stored inline (prefix sets are built and crossed without a heap
+/// allocation per member). Bytes past `len` are always zero.
+#[derive(Clone, Copy)]
+struct Lit {
+    len: u8,
+    bytes: [u8; MAX_PREFIX_LEN],
+}
+
+impl Lit {
+    const EMPTY: Lit = Lit { len: 0, bytes: [0; MAX_PREFIX_LEN] };
+
+    fn of(byte: u8) -> Lit {
+        let mut lit = Lit::EMPTY;
+        lit.push(byte);
+        lit
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len()]
+    }
+
+    /// Appends a byte; the caller has checked the length limit.
+    fn push(&mut self, byte: u8) {
+        self.bytes[self.len()] = byte;
+        self.len += 1;
+    }
+
+    /// Appends `other`; the caller has checked the length limit.
+    fn extend(&mut self, other: &Lit) {
+        let start = self.len();
+        self.bytes[start..start + other.len()].copy_from_slice(other.as_slice());
+        self.len += other.len;
+    }
+}
+
+impl PartialEq for Lit {
+    fn eq(&self, other: &Lit) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Lit {}
+
+impl PartialOrd for Lit {
+    fn partial_cmp(&self, other: &Lit) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Lit {
+    /// Byte order of the literals (what sorting `Vec<u8>`s gives).
+    fn cmp(&self, other: &Lit) -> std::cmp::Ordering {
+        self.as_slice().cmp(other.as_slice())
+    }
+}
+
+/// A set holding one literal (built with `push`: `vec![..]` of an all-zero value would be a
+/// `calloc`).
+fn one(lit: Lit) -> Vec<Lit> {
+    let mut set = Vec::with_capacity(4);
+    set.push(lit);
+    set
+}
+
+/// The set holding only the empty literal.
+fn empty_set() -> Vec<Lit> {
+    one(Lit::EMPTY)
+}
+
+/// [`seq_prefixes`] while the set stays a single literal (the usual `^\+1415(\d{7})$`
+/// shapes), without building sets: appends to `lit` and returns the `exact` flag, or `None`
+/// when a node would branch the set (then the caller runs the general algorithm, whose
+/// result this equals whenever it answers).
+fn single_prefix(prog: &Prog, nodes: &[Node], lit: &mut Lit) -> Option<bool> {
+    for node in nodes {
+        let byte = match node {
+            Node::Lit(byte) => *byte,
+            Node::Class(set) => match single_member(set) {
+                Some(only) => only,
+                None => return Some(false),
+            },
+            Node::Group { first, count: 1, .. } => {
+                let mut inner = Lit::EMPTY;
+                let exact = single_prefix(prog, prog.seq(prog.alts[*first as usize]), &mut inner)?;
+                if lit.len() + inner.len() > MAX_PREFIX_LEN {
+                    return Some(false);
+                }
+                lit.extend(&inner);
+                if !exact {
+                    return Some(false);
+                }
+                continue;
+            }
+            Node::Repeat { node, .. } => match &prog.nodes[*node as usize] {
+                // A repeated class that is not a single byte stops the prefix, whatever the
+                // count (`\d{4}`).
+                Node::Class(set) if single_member(set).is_none() => return Some(false),
+                _ => return None,
+            },
+            Node::Group { .. } => return None,
+        };
+        if lit.len() + 1 > MAX_PREFIX_LEN {
+            return Some(false);
+        }
+        lit.push(byte);
+    }
+    Some(true)
+}
+
+/// The only member of a byte set that has exactly one, ASCII, member.
+fn single_member(set: &[u64; 4]) -> Option<u8> {
+    let mut members = (0u8..=127).filter(|b| contains(set, *b));
+    match (members.next(), members.next(), set[2..].iter().all(|it| *it == 0)) {
+        (Some(only), None, true) => Some(only),
+        _ => None,
+    }
+}
+
 /// Prefix literals of a node sequence; the flag says whether the sequence was fully literal
 /// (every string in the set is a complete match of the sequence).
-fn seq_prefixes(nodes: &[Node]) -> (Vec<Vec<u8>>, bool) {
-    let mut set: Vec<Vec<u8>> = vec![Vec::new()];
+fn seq_prefixes(prog: &Prog, nodes: &[Node]) -> (Vec<Lit>, bool) {
+    let mut lit = Lit::EMPTY;
+    if let Some(exact) = single_prefix(prog, nodes, &mut lit) {
+        return (one(lit), exact);
+    }
+    let mut set: Vec<Lit> = empty_set();
     // Appending one byte to every member keeps them distinct but may change their order
     // (`1` < `12`, `13` > `123`): sort again before the set is used or returned.
     let mut unsorted = false;
-    let finish = |mut set: Vec<Vec<u8>>, unsorted: bool| {
+    let finish = |mut set: Vec<Lit>, unsorted: bool| {
         if unsorted {
             set.sort();
         }
@@ -517,7 +767,7 @@ fn seq_prefixes(nodes: &[Node]) -> (Vec<Vec<u8>>, bool) {
             set.sort();
             unsorted = false;
         }
-        let (part, exact) = node_prefixes(node);
+        let (part, exact) = node_prefixes(prog, node);
         let Some(part) = part else { return (set, false) };
         let crossed = cross(&set, &part);
         let Some(crossed) = crossed else { return (set, false) };
@@ -530,23 +780,20 @@ fn seq_prefixes(nodes: &[Node]) -> (Vec<Vec<u8>>, bool) {
 }
 
 /// `None`: the node starts with something that is not a finite literal set.
-fn node_prefixes(node: &Node) -> (Option<Vec<Vec<u8>>>, bool) {
+fn node_prefixes(prog: &Prog, node: &Node) -> (Option<Vec<Lit>>, bool) {
     match node {
-        Node::Lit(byte) => (Some(vec![vec![*byte]]), true),
+        Node::Lit(byte) => (Some(one(Lit::of(*byte))), true),
         // A class ends the prefix (expanding `\d` into ten keys buys little selectivity and
         // costs ten times the index entries), unless it has a single member.
-        Node::Class(set) => {
-            let mut members = (0u8..=127).filter(|b| contains(set, *b));
-            match (members.next(), members.next(), set[2..].iter().all(|it| *it == 0)) {
-                (Some(only), None, true) => (Some(vec![vec![only]]), true),
-                _ => (None, false),
-            }
-        }
-        Node::Group { alts, .. } => {
-            let mut union: Vec<Vec<u8>> = Vec::new();
+        Node::Class(set) => match single_member(set) {
+            Some(only) => (Some(one(Lit::of(only))), true),
+            None => (None, false),
+        },
+        Node::Group { first, count, .. } => {
+            let mut union: Vec<Lit> = Vec::new();
             let mut exact = true;
-            for alt in alts {
-                let (set, alt_exact) = seq_prefixes(alt);
+            for &alt in prog.group(*first, *count) {
+                let (set, alt_exact) = seq_prefixes(prog, prog.seq(alt));
                 exact &= alt_exact;
                 union.extend(set);
             }
@@ -558,18 +805,18 @@ fn node_prefixes(node: &Node) -> (Option<Vec<Vec<u8>>>, bool) {
             (Some(union), exact)
         }
         Node::Repeat { node, min, max, .. } => {
-            let (inner, inner_exact) = node_prefixes(node);
+            let (inner, inner_exact) = node_prefixes(prog, &prog.nodes[*node as usize]);
             let Some(inner) = inner else { return (None, false) };
             match (min, max) {
                 // Optional: "nothing" or one copy; exact only when one copy is all it can be.
                 (0, Some(1)) => {
-                    let mut set = vec![Vec::new()];
+                    let mut set = empty_set();
                     set.extend(inner);
                     (Some(set), inner_exact)
                 }
-                (0, _) => (Some(vec![Vec::new()]), false),
+                (0, _) => (Some(empty_set()), false),
                 (min, max) => {
-                    let mut set = vec![Vec::new()];
+                    let mut set = empty_set();
                     for _ in 0..*min {
                         match cross(&set, &inner) {
                             Some(next) => set = next,
@@ -584,7 +831,7 @@ fn node_prefixes(node: &Node) -> (Option<Vec<Vec<u8>>>, bool) {
 }
 
 /// Every `a ++ b`; `None` when the result would exceed the limits.
-fn cross(left: &[Vec<u8>], right: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> {
+fn cross(left: &[Lit], right: &[Lit]) -> Option<Vec<Lit>> {
     if left.len() * right.len() > MAX_PREFIXES {
         return None;
     }
@@ -594,8 +841,8 @@ fn cross(left: &[Vec<u8>], right: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> {
             if a.len() + b.len() > MAX_PREFIX_LEN {
                 return None;
             }
-            let mut joined = a.clone();
-            joined.extend_from_slice(b);
+            let mut joined = *a;
+            joined.extend(b);
             out.push(joined);
         }
     }

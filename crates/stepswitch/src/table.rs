@@ -51,7 +51,7 @@ pub(crate) type PatternId = u32;
 /// regex engine compiled on first use (validity is checked at table compile time).
 #[derive(Debug)]
 pub(crate) struct RulePattern {
-    pub(crate) source: String,
+    pub(crate) source: std::sync::Arc<str>,
     pub(crate) simple: Option<SimplePattern>,
     pub(crate) compiled: OnceLock<Option<Pattern>>,
     /// The literal prefixes every match starts with (the same set the index is keyed by);
@@ -452,7 +452,7 @@ type Hit = (u64, PatternId);
 /// pattern id rides along so a lookup need not read the resource's rule list.
 #[derive(Debug, Default)]
 pub(crate) struct PrefixTrie {
-    by_prefix: HashMap<Box<[u8]>, Vec<Hit>>,
+    by_prefix: HashMap<Box<[u8]>, Vec<Hit>, crate::compile::FastBuild>,
     /// Distinct prefix lengths, ascending.
     lengths: Vec<usize>,
 }

@@ -1,0 +1,148 @@
+//! Where `compile()` spends its time: `ResourceDoc::from_json`, `compile_docs`, and the whole
+//! `compile()` on the same generated resources as `benches/route.rs` (per resource one
+//! rate-centre rule pair of its own, a NANP rule shared by 4, an international rule shared by 8,
+//! two gateways).
+//!
+//! Run: `CARGO_TARGET_DIR=target-lead cargo bench -p stepswitch --bench compile_parts`;
+//! `STEPSWITCH_BENCH_SIZES=10000` picks the sizes, `STEPSWITCH_BENCH_ROUNDS=20` the repetitions.
+//! Prints the min and median wall and thread-CPU time of each part (a plain harness, so that `perf record`
+//! sees only compile work).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use stepswitch::{compile, compile_docs, Config, ResourceDoc, Scope};
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    match std::env::var(name) {
+        Ok(list) => list.split(',').filter_map(|it| it.trim().parse().ok()).collect(),
+        Err(_) => default.to_vec(),
+    }
+}
+
+/// SplitMix64, as in `benches/route.rs`.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn npa_nxx(seed: u64) -> (u64, u64) {
+    let h = mix(seed);
+    (200 + h % 800, 200 + (h / 800) % 800)
+}
+
+/// The generator of `benches/route.rs`, unchanged.
+fn generate(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let i = i as u64;
+            let (npa, nxx) = npa_nxx(i);
+            let (npa4, nxx4) = npa_nxx(1_000_000 + i / 4);
+            let intl = (i / 8) % 100_000;
+            let mut rules = vec![
+                format!("^\\+1({npa}{nxx}\\d{{4}})$"),
+                format!("^(?:\\+?1)?({npa}{nxx}\\d{{4}})$"),
+                format!("^\\+1({npa4}{nxx4}\\d{{4}})$"),
+                format!("^\\+(44{intl:05}\\d{{4,5}})$"),
+            ];
+            if i < 5 {
+                rules.push(format!("{npa}{nxx}99$"));
+                rules.push(format!("^\\+1(?!900)({npa}{nxx}98\\d\\d)$"));
+            }
+            let flags: Vec<&str> = if i.is_multiple_of(10) { vec!["fax"] } else { vec![] };
+            json!({
+                "_id": format!("{:032x}", mix(i ^ 0xABCD) as u128 * 0x1_0000_0001),
+                "pvt_type": "resource",
+                "name": format!("carrier {i}"),
+                "weight_cost": 1 + (mix(i) % 50),
+                "flags": flags,
+                "rules": rules,
+                "gateways": [
+                    {"server": format!("gw{i}a.example.net"), "username": "u", "password": "p"},
+                    {"server": format!("gw{i}b.example.net"), "port": 5080}
+                ]
+            })
+        })
+        .collect()
+}
+
+/// CPU time of this thread (excludes preemption by the other processes on a shared machine).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// (min wall, median wall, min cpu, median cpu) over `rounds` runs.
+fn time<T>(rounds: usize, mut run: impl FnMut() -> T) -> [Duration; 4] {
+    let mut wall = Vec::with_capacity(rounds);
+    let mut cpu = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let cpu_start = thread_cpu();
+        let started = Instant::now();
+        let out = run();
+        wall.push(started.elapsed());
+        cpu.push(thread_cpu().saturating_sub(cpu_start));
+        drop(black_box(out));
+    }
+    wall.sort();
+    cpu.sort();
+    [wall[0], wall[rounds / 2], cpu[0], cpu[rounds / 2]]
+}
+
+fn main() {
+    let config = Config::kazoo_defaults();
+    let rounds = env_list("STEPSWITCH_BENCH_ROUNDS", &[15])[0].max(1);
+    let only = std::env::var("STEPSWITCH_BENCH_PART").ok();
+    let wanted = |part: &str| only.as_deref().is_none_or(|it| it == part);
+    println!(
+        "part          size     wall min / median ms   cpu min / median ms  ({rounds} rounds, drop not timed)"
+    );
+    for n in env_list("STEPSWITCH_BENCH_SIZES", &[10_000]) {
+        let docs = generate(n);
+        let typed: Vec<ResourceDoc> =
+            docs.iter().map(|doc| ResourceDoc::from_json(doc).unwrap().0).collect();
+        let (table, diagnostics) = compile(Scope::Global, &docs, &[], &config);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        assert_eq!(table.len(), n);
+        drop(table);
+        let show = |part: &str, [a, b, c, d]: [Duration; 4]| {
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            println!(
+                "{part:<13} {n:<8} {:>8.1} / {:<8.1}      {:>8.1} / {:<8.1}",
+                ms(a),
+                ms(b),
+                ms(c),
+                ms(d)
+            );
+        };
+        if wanted("from_json") {
+            show(
+                "from_json",
+                time(rounds, || {
+                    docs.iter().map(|doc| ResourceDoc::from_json(doc).unwrap()).collect::<Vec<_>>()
+                }),
+            );
+        }
+        if wanted("compile_docs") {
+            show(
+                "compile_docs",
+                time(rounds, || compile_docs(Scope::Global, &typed, &[], &config)),
+            );
+        }
+        if wanted("compile") {
+            show("compile", time(rounds, || compile(Scope::Global, &docs, &[], &config)));
+        }
+        if wanted("compile+drop") {
+            // What criterion's `compile` figure measures: the table is dropped inside the loop.
+            show(
+                "compile+drop",
+                time(rounds, || drop(black_box(compile(Scope::Global, &docs, &[], &config)))),
+            );
+        }
+    }
+}
