@@ -294,4 +294,46 @@ mod tests {
         let e = Config::from_system_config(&json!({"default": {"should_age": "yes"}})).unwrap_err();
         assert!(e.to_string().contains("should_age"), "{e}");
     }
+
+    /// §12.2–§12.3: the feature keys; `providers` is the legacy `features.allow`; a reseller's
+    /// account config wins over the system for the numbers of its sub-accounts, not for itself.
+    #[test]
+    fn s12_feature_keys_and_reseller_configs() {
+        use crate::auth::tests::{acc, fixture_accounts};
+        let c = Config::from_system_config(&json!({"default": {"providers": ["knm_prepend"],
+            "features": {"deny": ["port"]}, "local_feature_override": true,
+            "e911_provider": "knm_telnyx_e911"}}))
+        .unwrap();
+        assert_eq!(c.features_allow, Some(vec!["knm_prepend".to_owned()]));
+        assert_eq!(c.features_deny, Some(vec!["port".to_owned()]));
+        assert!(c.local_feature_override);
+        assert_eq!(
+            (c.cnam_provider.as_str(), c.e911_provider.as_str()),
+            (DEFAULT_CNAM_PROVIDER, "knm_telnyx_e911")
+        );
+        let e = Config::from_system_config(&json!({"features": {"allow": "cnam"}})).unwrap_err();
+        assert!(e.to_string().contains("features.allow"), "{e}");
+
+        let accounts = fixture_accounts();
+        let c = Config::kazoo_defaults().with_reseller_config(
+            acc(1),
+            json!({"cnam_provider": "knm_telnyx_cnam", "features": {"deny": ["e911"]}}),
+        );
+        // RESELLER's reseller is MASTER; MASTER is its own reseller (system config).
+        assert_eq!(c.provider_for(ProviderKey::Cnam, Some(&acc(2)), &accounts), "knm_telnyx_cnam");
+        assert_eq!(
+            c.provider_for(ProviderKey::Cnam, Some(&acc(1)), &accounts),
+            DEFAULT_CNAM_PROVIDER
+        );
+        assert_eq!(
+            c.provider_for(ProviderKey::E911, Some(&acc(2)), &accounts),
+            DEFAULT_E911_PROVIDER
+        );
+        assert_eq!(c.provider_for(ProviderKey::Cnam, None, &accounts), DEFAULT_CNAM_PROVIDER);
+        assert_eq!(
+            c.feature_policy(Some(&acc(2)), &accounts).reseller_deny,
+            Some(vec!["e911".to_owned()])
+        );
+        assert_eq!(c.feature_policy(Some(&acc(1)), &accounts).reseller_deny, None);
+    }
 }

@@ -138,8 +138,9 @@ impl NumberStore {
     }
 
     /// A store layer configured from the store itself: `system_config/number_manager` (Kazoo's
-    /// defaults when missing), every account of the `accounts` database (none when missing) and
-    /// each carrier's `number_manager.<carrier>` section.
+    /// defaults when missing), every account of the `accounts` database (none when missing),
+    /// each carrier's `number_manager.<carrier>` section, and what the feature providers read
+    /// (the resellers' `configs_number_manager`, `number_manager.dash_e911`; §12.3).
     ///
     /// # Errors
     /// A storage failure, or a config value of the wrong type.
