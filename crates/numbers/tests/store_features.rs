@@ -478,3 +478,75 @@ async fn dash(store: SharedStore) {
     server.verify().await;
 }
 both_backends!(dash_e911_store, super::dash);
+
+/// Holds the first matching request until the test says go (a signal, no sleeps): the window in
+/// which a concurrent writer changes the number.
+struct Gate {
+    reached: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    go: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    body: String,
+}
+
+impl wiremock::Respond for Gate {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        if let Some(reached) = self.reached.lock().unwrap().take() {
+            reached.send(()).unwrap();
+            self.go.lock().unwrap().recv_timeout(std::time::Duration::from_secs(120)).unwrap();
+        }
+        ResponseTemplate::new(200).set_body_string(self.body.clone())
+    }
+}
+
+/// §7.1 + §12.4: the number changes while Telnyx provisions its e911 address; the store's write
+/// conflicts and it decides again, but the address is not created twice: the first call's
+/// `address_id` is reapplied (`ProviderCall::reapply`).
+async fn provider_call_not_repeated(store: SharedStore) {
+    let server = MockServer::start().await;
+    let (reached_tx, reached_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel();
+    Mock::given(method("POST"))
+        .and(path("/origination/e911_addresses"))
+        .respond_with(Gate {
+            reached: std::sync::Mutex::new(Some(reached_tx)),
+            go: std::sync::Mutex::new(go_rx),
+            body: fixture("carriers/telnyx_create_e911.json"),
+        })
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path_regex(format!("{DID_PATH}/e911_settings$")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string(fixture("carriers/telnyx_activate_e911.json")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let ns = setup(&store, &server).await;
+    let first = {
+        let ns = ns.clone();
+        tokio::spawn(async move {
+            ns.apply(&n(TELNYX), &create_for(RESELLER, json!({"e911": e911_k3()})), &by(MASTER))
+                .await
+        })
+    };
+    tokio::task::spawn_blocking(move || {
+        reached_rx.recv_timeout(std::time::Duration::from_secs(120))
+    })
+    .await
+    .unwrap()
+    .expect("the e911 request reached Telnyx");
+    // Meanwhile another writer changes the number.
+    let app = Operation::AssignToApp { used_by: Some("callflow".into()) };
+    ns.apply(&n(TELNYX), &app, &RunOptions::default()).await.unwrap();
+    go_tx.send(()).unwrap();
+    let d = first.await.unwrap().unwrap();
+    assert_eq!(d.doc.state, NumberState::InService);
+    let doc = stored(&store, TELNYX).await;
+    assert_eq!(doc["pvt_carrier_data"]["address_id"], ADDRESS);
+    assert_eq!(doc["pvt_features"]["e911"], e911_k3());
+    assert_eq!(doc["pvt_used_by"], "callflow", "the re-decision started from the other write");
+    server.verify().await;
+}
+both_backends!(s7_1_provider_call_not_repeated, super::provider_call_not_repeated);
