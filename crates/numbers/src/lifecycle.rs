@@ -1,6 +1,11 @@
 //! The number lifecycle as a pure decision: given the stored document (if any), an operation and
 //! its context, [`transition`] returns the resulting document and the side effects it implies
-//! (carrier call, writes), or the §9 error.
+//! (carrier call, feature-provider calls, writes), or the §9 error.
+//!
+//! Where Kazoo's `save_numbers` runs `knm_providers:save` — create, move, reserve, update — the
+//! feature providers run on the would-be document before the dirty test ([`crate::providers`],
+//! §12.3), so an unchanged replace stays a no-op; release and hard delete run the providers'
+//! delete; `assign_to_app`, reconcile and raw state changes are plain saves, as in Kazoo.
 //!
 //! This is `knm_number_states.erl` (the §4.5 table), `knm_numbers.erl` / `knm_number.erl` (the §5
 //! operations, §6.1 release) and the save decisions of `knm_phone_number.erl` (§7 dirty tracking,

@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::carriers::external::{self, xml_escape, Element, Secret};
-use crate::carriers::{CarrierCtx, CarrierKind};
+use crate::carriers::CarrierCtx;
 use crate::doc::NumberDoc;
 use crate::error::Error;
 
@@ -222,16 +222,21 @@ impl<'a> DashApi<'a> {
             .header("Content-Type", "text/xml")
             .basic_auth(self.user.expose(), Some(self.password.expose()))
             .body(body);
-        // The carrier kind only names the log line; Dash is no carrier module.
-        let reply = external::send(CarrierKind::Bandwidth2, number, req, self.timeout)
-            .await
-            .map_err(|_| "unreachable".to_owned())?;
-        match reply.status {
+        let unreachable = |e: reqwest::Error| {
+            let e = e.without_url();
+            tracing::warn!(number, verb, error = %e, "dash e911 unreachable");
+            "unreachable".to_owned()
+        };
+        let resp = req.timeout(self.timeout).send().await.map_err(unreachable)?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.map_err(unreachable)?;
+        tracing::debug!(number, verb, status, "dash e911 answered");
+        match status {
             401 => Err("authentication".into()),
             403 => Err("authorization".into()),
             404 => Err("not_found".into()),
             500 | 503 => Err("server_error".into()),
-            _ => Element::parse(&reply.body).map_err(|_| "empty_response".into()),
+            _ => Element::parse(&body).map_err(|_| "empty_response".into()),
         }
     }
 }
