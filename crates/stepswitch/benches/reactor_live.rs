@@ -47,7 +47,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn first_route(routing: &Routing, number: &str) -> Option<String> {
     let answer = routing.route(&RouteRequest::new(number));
-    answer.endpoints.first().and_then(|ep| ep["Route"].as_str()).map(str::to_owned)
+    answer.endpoints.first().map(stepswitch::Endpoint::dial_string)
 }
 
 /// Waits on the generation counter until `number` routes to a Route containing `server`.

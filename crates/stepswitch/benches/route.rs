@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion};
 use e164::Pattern;
 use serde_json::{json, Value};
-use stepswitch::{compile, route, Config, ResourceDoc, RouteRequest, RouteTable, Scope, Tables};
+use stepswitch::{
+    compile, route, Config, ResourceDoc, RouteAnswer, RouteRequest, RouteTable, Scope, Tables,
+};
 
 const ALL_SIZES: [usize; 4] = [100, 1_000, 10_000, 100_000];
 
@@ -194,14 +196,61 @@ fn percentile(sorted: &[Duration], pct: f64) -> Duration {
     sorted[idx]
 }
 
+/// Percentiles of one timed pass: wall (`Instant`) and this thread's CPU time per call.
+struct Pass {
+    wall: Vec<Duration>,
+    cpu: Vec<Duration>,
+}
+
+impl Pass {
+    fn new(n: usize) -> Pass {
+        Pass { wall: Vec::with_capacity(n), cpu: Vec::with_capacity(n) }
+    }
+
+    /// Times `f` once.
+    fn time<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let cpu = thread_cpu();
+        let started = Instant::now();
+        let out = f();
+        self.wall.push(started.elapsed());
+        self.cpu.push(thread_cpu().saturating_sub(cpu));
+        out
+    }
+
+    /// `wall p50/p99 | cpu p50/p99` in ns.
+    fn summary(mut self) -> String {
+        self.wall.sort();
+        self.cpu.sort();
+        let pair = |list: &[Duration]| {
+            format!("{}/{}", percentile(list, 0.5).as_nanos(), percentile(list, 0.99).as_nanos())
+        };
+        format!("{:>11} {:>11}", pair(&self.wall), pair(&self.cpu))
+    }
+}
+
 /// Per-lookup latency percentiles (criterion reports means; the p99 target needs the tail).
+///
+/// Three separate passes over the same numbers, so no pass runs on caches another one just
+/// warmed for the same number: `select` (`RouteTable::select` alone, classification outside
+/// the timed call), `route` (the full lookup: normalize, classify, select, build the typed
+/// endpoints; dropping the answer is outside the timed call) and `json` (rendering an answer's
+/// endpoints to Kazoo's JSON objects with `Endpoint::to_json`, the edge cost).
 fn latency_report() {
     let config = Config::kazoo_defaults();
     println!("stepswitch latency report (per lookup, warm tables)");
     println!(
-        "wall = Instant per lookup; cpu = CLOCK_THREAD_CPUTIME_ID per lookup (excludes preemption)"
+        "wall = Instant per call; cpu = CLOCK_THREAD_CPUTIME_ID per call (excludes preemption); p50/p99 in ns"
     );
-    println!("size      compile_ms compile_docs_ms warm_ms | select wall p50/p99 ns | select cpu p50/p99 ns | route wall p50/p99 ns | route cpu p50/p99 ns | endpoints/lookup");
+    println!(
+        "{:<8} {:>10} {:>15} {:>7} | {:>23} | {:>23} | {:>23} | endpoints/lookup",
+        "size",
+        "compile_ms",
+        "compile_docs_ms",
+        "warm_ms",
+        "select wall / cpu",
+        "route wall / cpu",
+        "json wall / cpu"
+    );
     for n in sizes() {
         let docs = generate(n);
         let started = Instant::now();
@@ -219,40 +268,36 @@ fn latency_report() {
         let warm_ms = started.elapsed().as_secs_f64() * 1e3;
         let tables = tables_for(table, &config);
         let numbers = lookup_numbers(n, 20_000);
+        let classes: Vec<Option<&str>> = numbers
+            .iter()
+            .map(|number| config.converters.classifier_for(number).map(|it| it.name.as_str()))
+            .collect();
+        let requests: Vec<RouteRequest> =
+            numbers.iter().map(|it| RouteRequest::new(it.clone())).collect();
         let flags: Vec<String> = Vec::new();
-        let mut select_times = Vec::with_capacity(numbers.len());
-        let mut route_times = Vec::with_capacity(numbers.len());
-        let mut select_cpu = Vec::with_capacity(numbers.len());
-        let mut route_cpu = Vec::with_capacity(numbers.len());
-        let mut n_endpoints = 0usize;
-        for number in &numbers {
-            let class = config.converters.classifier_for(number).map(|it| it.name.as_str());
-            let cpu = thread_cpu();
-            let started = Instant::now();
-            let selected = tables.global.select(number, class, &flags, None);
-            select_times.push(started.elapsed());
-            select_cpu.push(thread_cpu().saturating_sub(cpu));
+        let mut select = Pass::new(numbers.len());
+        for (number, class) in numbers.iter().zip(&classes) {
+            let selected = select.time(|| tables.global.select(number, *class, &flags, None));
             black_box(selected);
-            let request = RouteRequest::new(number.clone());
-            let cpu = thread_cpu();
-            let started = Instant::now();
-            let answer = route(&tables, &request);
-            route_times.push(started.elapsed());
-            route_cpu.push(thread_cpu().saturating_sub(cpu));
+        }
+        let mut lookup = Pass::new(numbers.len());
+        let mut n_endpoints = 0usize;
+        for request in &requests {
+            let answer = lookup.time(|| route(&tables, request));
             n_endpoints += answer.endpoints.len();
+            black_box(answer);
         }
-        for list in [&mut select_times, &mut route_times, &mut select_cpu, &mut route_cpu] {
-            list.sort();
+        let mut json = Pass::new(numbers.len());
+        for request in &requests {
+            let answer = route(&tables, request);
+            let rendered = json.time(|| answer.endpoints_json());
+            black_box(rendered);
         }
-        let pair = |list: &[Duration]| {
-            format!("{}/{}", percentile(list, 0.5).as_nanos(), percentile(list, 0.99).as_nanos())
-        };
         println!(
-            "{n:<9} {compile_ms:>10.1} {compile_docs_ms:>15.1} {warm_ms:>7.1} | {:>21} | {:>20} | {:>21} | {:>20} | {:.2}",
-            pair(&select_times),
-            pair(&select_cpu),
-            pair(&route_times),
-            pair(&route_cpu),
+            "{n:<8} {compile_ms:>10.1} {compile_docs_ms:>15.1} {warm_ms:>7.1} | {} | {} | {} | {:.2}",
+            select.summary(),
+            lookup.summary(),
+            json.summary(),
             n_endpoints as f64 / numbers.len() as f64,
         );
     }
@@ -283,12 +328,21 @@ fn bench_lookup(c: &mut Criterion) {
         });
         let requests: Vec<RouteRequest> =
             numbers.iter().map(|it| RouteRequest::new(it.clone())).collect();
-        group.bench_function(BenchmarkId::new("indexed_route_json", n), |b| {
+        group.bench_function(BenchmarkId::new("indexed_route", n), |b| {
             b.iter(|| {
                 k = (k + 1) % requests.len();
                 black_box(route(&tables, &requests[k]))
             })
         });
+        let answers: Vec<RouteAnswer> =
+            requests.iter().map(|request| route(&tables, request)).collect();
+        group.bench_function(BenchmarkId::new("render_json", n), |b| {
+            b.iter(|| {
+                k = (k + 1) % answers.len();
+                black_box(answers[k].endpoints_json())
+            })
+        });
+        drop(answers);
         if n <= NAIVE_MAX {
             let naive = naive_compile(&docs, &config);
             // Same answers as the index (resources and matched numbers, in order).
@@ -298,7 +352,7 @@ fn bench_lookup(c: &mut Criterion) {
                     .global
                     .select(number, class, &flags, None)
                     .into_iter()
-                    .map(|it| (it.resource.name.clone().unwrap_or_default(), it.matched))
+                    .map(|it| (it.resource.name.clone().unwrap_or_default(), it.matched.to_owned()))
                     .collect();
                 let scanned: Vec<String> = naive_select(&naive, &config, number, &flags)
                     .into_iter()

@@ -4,15 +4,24 @@
 use serde_json::{Map, Value};
 
 use crate::config::Config;
-use crate::route::{is_emergency_endpoint, Endpoint};
+use crate::endpoint::EndpointJson;
+use crate::resource::is_true;
 
-/// Rule 35 (`avoid_privacy_if_emergency_call/2`): when any endpoint is an emergency endpoint,
-/// privacy is forced off on every endpoint (`Privacy-Method: "none"`, hide flags false).
+/// Rule 35 (`avoid_privacy_if_emergency_call/2`): when any endpoint is an emergency endpoint
+/// (CCV `Emergency-Resource` true), privacy is forced off on every endpoint
+/// (`Privacy-Method: "none"`, hide flags false).
 ///
+/// Works on the endpoints' JSON, as the bridge sends them (`RouteAnswer::endpoints_json`).
 /// The endpoint order is kept (bug 63 fixed: Kazoo reverses it, trying the highest weight
 /// first on emergency calls). Returns whether anything was changed.
-pub fn avoid_privacy_if_emergency(endpoints: &mut [Endpoint]) -> bool {
-    if !endpoints.iter().any(is_emergency_endpoint) {
+pub fn avoid_privacy_if_emergency(endpoints: &mut [EndpointJson]) -> bool {
+    let emergency = |endpoint: &EndpointJson| {
+        endpoint
+            .get("Custom-Channel-Vars")
+            .and_then(|ccvs| ccvs.get("Emergency-Resource"))
+            .is_some_and(|it| is_true(Some(it)))
+    };
+    if !endpoints.iter().any(emergency) {
         return false;
     }
     for endpoint in endpoints.iter_mut() {
@@ -100,7 +109,7 @@ mod tests {
 
     use super::*;
 
-    fn endpoint(emergency: &str, method: &str, hide: bool) -> Endpoint {
+    fn endpoint(emergency: &str, method: &str, hide: bool) -> EndpointJson {
         // Vector A3 endpoint template.
         let value = json!({
             "Route": "sip:911@testing.zswitch.net", "To-DID": "911",

@@ -7,7 +7,8 @@
 //! - [`compile`]: one scope's documents → a [`RouteTable`] plus [`Diagnostic`]s (rules 9-14).
 //! - [`RouteTable`]: the compiled resources with a literal-prefix index for fast lookups.
 //! - [`route`]: a [`RouteRequest`] against [`Tables`] → [`RouteAnswer`] with the [`Endpoint`]s
-//!   in final order (rules 15-30).
+//!   in final order (rules 15-30); an endpoint is a cheap typed handle whose
+//!   [`Endpoint::to_json`] is Kazoo's endpoint object.
 //!
 //! Everything above is pure. The one I/O module is [`reactor`]: it follows `offnet`, the
 //! account databases, `system_config` and `accounts` through docstore, rebuilds only the table a
@@ -32,7 +33,7 @@
 //! let mut tables = Tables::new(Arc::new(config));
 //! tables.set_table(Arc::new(table));
 //! let answer = route(&tables, &RouteRequest::new("+14155550100"));
-//! let routes: Vec<_> = answer.endpoints.iter().map(|ep| ep["Route"].as_str().unwrap()).collect();
+//! let routes: Vec<String> = answer.endpoints.iter().map(|ep| ep.dial_string()).collect();
 //! assert_eq!(routes, ["sip:5550100@b.example.com", "sip:4155550100@a.example.com"]);
 //! ```
 #![deny(missing_docs)]
@@ -40,6 +41,7 @@
 mod bridge;
 mod compile;
 mod config;
+mod endpoint;
 mod formatters;
 pub mod reactor;
 mod resource;
@@ -51,13 +53,14 @@ pub use bridge::{avoid_privacy_if_emergency, correct_shortdial, ShortdialInput};
 pub use compile::{compile, compile_docs};
 pub use config::{Config, STEPSWITCH_DOC_ID};
 pub use e164::Diagnostic;
+pub use endpoint::{Endpoint, EndpointJson};
 pub use formatters::{apply_formatters, Direction};
 pub use resource::{
     CallerIdOptions, DynamicParameter, GatewayDoc, GatewayStrategy, InviteParameters, Media,
     PrivacyOptions, ResourceClassifier, ResourceDoc,
 };
 pub use route::{
-    is_emergency_endpoint, is_emergency_test_call, reverse_lookup, route, AccountTree, Endpoint,
+    is_emergency_endpoint, is_emergency_test_call, reverse_lookup, route, AccountTree,
     InboundRequest, ReverseMatch, RouteAnswer, RouteRequest, Tables,
 };
 pub use table::{select_capture, Gateway, Proxy, Resource, RouteTable, Rule, Scope, Selected};

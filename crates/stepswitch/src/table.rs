@@ -79,7 +79,15 @@ impl RulePattern {
     pub(crate) fn captures_unfiltered(&self, text: &str) -> Option<CaptureList> {
         match &self.simple {
             Some(simple) if text.is_ascii() => simple.captures(text),
-            _ => self.get()?.captures(text),
+            _ => {
+                // Most tries fail: `is_match` answers those without allocating capture slots.
+                let pattern = self.get()?;
+                if pattern.is_match(text) {
+                    pattern.captures(text)
+                } else {
+                    None
+                }
+            }
         }
     }
 }
@@ -224,29 +232,45 @@ pub struct RouteTable {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Hot {
     pub(crate) weight: i64,
+    /// What `route()` needs to lay out a selected resource's endpoints, so that a lookup
+    /// never loads the resource or its gateways (the endpoints read them when rendered).
+    pub(crate) gateways: u32,
+    pub(crate) proxies: u32,
     pub(crate) require_flags: bool,
     pub(crate) unclassified: bool,
     pub(crate) has_cid_rules: bool,
+    pub(crate) random_gateways: bool,
+    /// Some gateway has `invite_parameters` (rule 29).
+    pub(crate) invite_parameters: bool,
 }
 
 impl Hot {
     pub(crate) fn of(res: &Resource) -> Hot {
         Hot {
             weight: res.weight,
+            gateways: res.gateways.len() as u32,
+            proxies: res.proxies.len() as u32,
             require_flags: res.require_flags,
             unclassified: res.classifier.is_none(),
             has_cid_rules: !res.cid_rules.is_empty(),
+            random_gateways: res.gateway_strategy == GatewayStrategy::Random,
+            invite_parameters: res.gateways.iter().any(|gw| gw.invite_parameters.is_some()),
         }
     }
 }
 
-/// A resource chosen for a number: the resource and the text its rule matched (rule 20).
+/// A resource chosen for a number: the resource and the part of the number its rule matched
+/// (rule 20). `'t` is the table's lifetime, `'n` the number's.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Selected<'t> {
+pub struct Selected<'t, 'n> {
     /// The resource.
     pub resource: &'t Resource,
-    /// "NumberMatch": the selected capture (rule 20).
-    pub matched: String,
+    /// Its position in [`RouteTable::resources`].
+    pub index: usize,
+    /// "NumberMatch": the selected capture (rule 20), a slice of the number looked up.
+    pub matched: &'n str,
+    /// Where `matched` is in the number looked up.
+    pub span: std::ops::Range<usize>,
 }
 
 impl RouteTable {
@@ -293,17 +317,34 @@ impl RouteTable {
     ///
     /// `classification` is `classify(number)`; `caller_id` is what `cid_rules` are matched
     /// against (a resource with `cid_rules` never matches an absent caller id: bug 65 fixed).
-    pub fn select(
-        &self,
-        number: &str,
+    pub fn select<'t, 'n>(
+        &'t self,
+        number: &'n str,
         classification: Option<&str>,
         flags: &[String],
         caller_id: Option<&str>,
-    ) -> Vec<Selected<'_>> {
+    ) -> Vec<Selected<'t, 'n>> {
         // Index hits are (resource, rule position) pairs: only rules whose literal prefix the
         // number starts with (or that have none) can match, so the others are never touched.
-        let mut hits: Vec<Hit> = Vec::with_capacity(32);
-        self.index.collect(number.as_bytes(), &mut hits);
+        // The hit buffer is reused across lookups on this thread (no allocation per lookup).
+        HITS.with(|cell| {
+            let mut hits = cell.take();
+            hits.clear();
+            let selected = self.select_with(&mut hits, number, classification, flags, caller_id);
+            cell.set(hits);
+            selected
+        })
+    }
+
+    fn select_with<'t, 'n>(
+        &'t self,
+        hits: &mut Vec<Hit>,
+        number: &'n str,
+        classification: Option<&str>,
+        flags: &[String],
+        caller_id: Option<&str>,
+    ) -> Vec<Selected<'t, 'n>> {
+        self.index.collect(number.as_bytes(), hits);
         if hits.is_empty() {
             return Vec::new();
         }
@@ -311,7 +352,10 @@ impl RouteTable {
         hits.sort_unstable();
         hits.dedup();
         let bucket = self.bucket(classification, flags);
-        let mut chosen: Vec<(i64, u32, String)> = Vec::new();
+        // The common case (no request flags, unclassified bucket) is decided from `hot`.
+        let quick = flags.is_empty() && matches!(bucket, Bucket::Unclassified);
+        let mut chosen: Vec<Selected<'t, 'n>> = Vec::new();
+        let mut memo = Memo::default();
         let mut rest = hits.as_slice();
         while let Some(&first) = rest.first() {
             let idx = (first.0 >> 32) as u32;
@@ -319,8 +363,6 @@ impl RouteTable {
             let (group, tail) = rest.split_at(n);
             rest = tail;
             let hot = &self.hot[idx as usize];
-            // The common case (no request flags, unclassified bucket) is decided from `hot`.
-            let quick = flags.is_empty() && matches!(bucket, Bucket::Unclassified);
             if quick {
                 if hot.require_flags || !hot.unclassified {
                     continue;
@@ -332,32 +374,39 @@ impl RouteTable {
                 }
             }
             // Rule 20: the first rule in evaluation order that matches; the rules not hit
-            // cannot match (their prefixes are not in the number).
+            // cannot match (their prefixes are not in the number). A rule shared by several
+            // resources is run once per lookup.
             let found = group.iter().find_map(|&(_, pattern)| {
-                let list = self.patterns[pattern as usize].captures_unfiltered(number)?;
-                Some(number[select_capture(&list)].to_owned())
+                memo.get(pattern, || {
+                    let list = self.patterns[pattern as usize].captures_unfiltered(number)?;
+                    Some(select_capture(&list))
+                })
             });
-            let Some(matched) = found else { continue };
+            let Some(span) = found else { continue };
+            let resource = &self.resources[idx as usize];
             if hot.has_cid_rules {
-                let res = &self.resources[idx as usize];
                 match caller_id {
-                    Some(cid) if self.first_match(&res.cid_rules, cid).is_some() => {}
+                    Some(cid) if self.first_match(&resource.cid_rules, cid).is_some() => {}
                     _ => continue,
                 }
             }
-            chosen.push((hot.weight, idx, matched));
+            if chosen.capacity() == 0 {
+                chosen.reserve(8);
+            }
+            chosen.push(Selected {
+                resource,
+                index: idx as usize,
+                matched: &number[span.clone()],
+                span,
+            });
         }
         // Rule 19 + rule 28: stable weight sort of the candidates in view order (no flags) or
-        // in reverse view order (with flags).
-        if flags.is_empty() {
-            chosen.sort_by_key(|(weight, idx, _)| (*weight, *idx));
-        } else {
-            chosen.sort_by_key(|(weight, idx, _)| (*weight, std::cmp::Reverse(*idx)));
+        // in reverse view order (with flags). Candidates are in view order already.
+        if !flags.is_empty() {
+            chosen.reverse();
         }
+        chosen.sort_by_key(|sel| self.hot[sel.index].weight);
         chosen
-            .into_iter()
-            .map(|(_, idx, matched)| Selected { resource: &self.resources[idx as usize], matched })
-            .collect()
     }
 
     /// Rule 41: whether any of `rules_test` of resource `id` matches `to_did`.
@@ -440,8 +489,41 @@ pub fn select_capture(list: &[Option<std::ops::Range<usize>>]) -> std::ops::Rang
     best.unwrap_or(whole)
 }
 
+/// The outcome of the patterns one lookup has run (a rule shared by a group of resources is
+/// one pattern): the first [`Memo::SLOTS`] patterns are remembered, later ones just run.
+#[derive(Default)]
+struct Memo {
+    len: usize,
+    slots: [(PatternId, Option<std::ops::Range<usize>>); Memo::SLOTS],
+}
+
+impl Memo {
+    const SLOTS: usize = 16;
+
+    fn get(
+        &mut self,
+        pattern: PatternId,
+        run: impl FnOnce() -> Option<std::ops::Range<usize>>,
+    ) -> Option<std::ops::Range<usize>> {
+        if let Some((_, found)) = self.slots[..self.len].iter().find(|it| it.0 == pattern) {
+            return found.clone();
+        }
+        let found = run();
+        if self.len < Memo::SLOTS {
+            self.slots[self.len] = (pattern, found.clone());
+            self.len += 1;
+        }
+        found
+    }
+}
+
 /// An index entry: `(resource << 32 | rule position, pattern id)`.
 type Hit = (u64, PatternId);
+
+thread_local! {
+    /// [`RouteTable::select`]'s reusable hit buffer.
+    static HITS: std::cell::Cell<Vec<Hit>> = const { std::cell::Cell::new(Vec::new()) };
+}
 
 /// Anchored literal rule prefixes → rules: a hash map keyed by the literal, plus the set
 /// of literal lengths present, so a lookup probes one key per distinct length (typically a

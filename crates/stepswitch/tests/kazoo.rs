@@ -32,7 +32,7 @@ fn global_tables(docs: &[Value]) -> Tables {
 /// `(Resource-ID, Route, To-DID, Weight)` of each endpoint, the vectors' convention.
 fn summary(tables: &Tables, request: &RouteRequest) -> Vec<(String, String, String, i64)> {
     route(tables, request)
-        .endpoints
+        .endpoints_json()
         .iter()
         .map(|ep| {
             (
@@ -183,7 +183,7 @@ fn a2_invite_parameters(gateway_change: Value, request_change: (&str, &str, &str
     // The fixture's own To-DID (+14158867900, did_us) reaches the fixture's first gateway.
     let answer = route(&tables, &request);
     assert_eq!(answer.endpoints.len(), 1);
-    answer.endpoints[0]["SIP-Invite-Parameters"]
+    answer.endpoints[0].to_json()["SIP-Invite-Parameters"]
         .as_array()
         .map(|items| items.iter().map(|it| it.as_str().unwrap().to_owned()).collect())
         .unwrap_or_default()
@@ -259,7 +259,7 @@ fn fixture_global_json_routes_offnet_req() {
     assert_eq!(answer.number, "+14158867900");
     assert_eq!(answer.classification.as_deref(), Some("did_us"));
     assert_eq!(answer.endpoints.len(), 1);
-    let ep = Value::Object(answer.endpoints[0].clone());
+    let ep = Value::Object(answer.endpoints[0].to_json());
     // Rule 25: the gateway `route` is used verbatim; rule 20: longest group of did_us.
     assert_eq!(ep["Route"], json!("+14158867900@2600hz.local"));
     assert_eq!(ep["To-DID"], json!("4158867900"));
@@ -549,14 +549,14 @@ fn rule_27_proxies() {
         ..RouteRequest::new("+14155550100")
     };
     let answer = route(&tables, &request);
-    let got: Vec<(&str, &str)> = answer
-        .endpoints
+    let endpoints = answer.endpoints_json();
+    let got: Vec<(&str, &str)> = endpoints
         .iter()
         .map(|ep| (ep["Proxy-Zone"].as_str().unwrap(), ep["Proxy-IP"].as_str().unwrap()))
         .collect();
     assert_eq!(got, vec![("east", "10.0.0.1"), ("west", "10.0.0.2")]);
     // Local resources carry no Global-Resource CCV (false is dropped like Kazoo's filter_empty).
-    assert!(answer.endpoints[0]["Custom-Channel-Vars"].get("Global-Resource").is_none());
+    assert!(endpoints[0]["Custom-Channel-Vars"].get("Global-Resource").is_none());
 }
 
 #[test]
@@ -574,7 +574,7 @@ fn rule_30a_t38_and_emergency_marking_rule_35() {
     };
     let answer = route(&tables, &request);
     assert!(answer.is_emergency());
-    let ep = &answer.endpoints[0];
+    let ep = &answer.endpoints[0].to_json();
     assert_eq!(ep["Custom-Channel-Vars"]["Emergency-Resource"], json!("true"));
     assert_eq!(ep["Outbound-Caller-ID-Number"], json!("+14158867999"));
     assert_eq!(ep["Enable-T38-Fax"], json!(true));
@@ -588,7 +588,8 @@ fn bug_73_no_caller_id_no_origination() {
     let tables = global_tables(&[res("r", 3, &["^\\+1(\\d{10})$"], json!({}))]);
     let answer = route(&tables, &RouteRequest::new("4155550100"));
     assert_eq!(answer.number, "+14155550100");
-    let ccvs = &answer.endpoints[0]["Custom-Channel-Vars"];
+    let ep = answer.endpoints[0].to_json();
+    let ccvs = &ep["Custom-Channel-Vars"];
     assert!(ccvs.get("E164-Origination").is_none());
     assert_eq!(ccvs["Original-Number"], json!("4155550100"));
 }

@@ -81,7 +81,7 @@ async fn wait_for(routing: &Routing, what: &str, mut done: impl FnMut(&Routing) 
 fn routes(routing: &Routing, number: &str) -> Vec<String> {
     routing
         .route(&RouteRequest::new(number))
-        .endpoints
+        .endpoints_json()
         .iter()
         .map(|ep| ep["Route"].as_str().unwrap_or_default().to_owned())
         .collect()
@@ -214,7 +214,8 @@ async fn accounts_discovered_local_routing_and_only_touched_table(store: SharedS
     request.account_id = Some(ACCOUNT.into());
     request.hunt_account_id = Some(PARENT.into());
     let answer = routing.route(&request);
-    let got: Vec<&str> = answer.endpoints.iter().filter_map(|ep| ep["Route"].as_str()).collect();
+    let endpoints = answer.endpoints_json();
+    let got: Vec<&str> = endpoints.iter().filter_map(|ep| ep["Route"].as_str()).collect();
     assert_eq!(got, ["sip:4155550100@local.example.com"]);
     // The hunt account must be the account or an ancestor (rule 15).
     request.account_id = Some(PARENT.into());
@@ -334,7 +335,7 @@ async fn local_tables_carry_dedicated_ips(store: SharedStore) {
     let proxies = |routing: &Routing| -> Vec<(String, String)> {
         routing
             .route(&request)
-            .endpoints
+            .endpoints_json()
             .iter()
             .map(|ep| {
                 let text = |k: &str| ep.get(k).and_then(Value::as_str).unwrap_or("").to_owned();

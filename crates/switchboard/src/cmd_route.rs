@@ -85,6 +85,7 @@ fn human(answer: &RouteAnswer) -> String {
         .iter()
         .enumerate()
         .map(|(i, ep)| {
+            let ep = ep.to_json();
             let ccvs = ep.get("Custom-Channel-Vars");
             [
                 (i + 1).to_string(),
