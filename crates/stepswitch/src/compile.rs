@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock};
 
+use rayon::prelude::*;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::Look;
 use serde_json::{Map, Value};
@@ -16,7 +17,8 @@ use crate::config::Config;
 use crate::resource::{diag, is_true, GatewayDoc, PrivacyOptions, ResourceDoc};
 use crate::simple::SimplePattern;
 use crate::table::{
-    Gateway, Hot, PatternId, PrefixTrie, Proxy, Resource, RouteTable, Rule, RulePattern, Scope,
+    Gateway, Hot, PatternId, PrefixTrie, Proxy, Resource, RouteTable, Rule, RulePattern, RuleText,
+    Scope,
 };
 use crate::Diagnostic;
 
@@ -36,11 +38,12 @@ pub fn compile(
 ) -> (RouteTable, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let mut typed = Vec::with_capacity(docs.len());
-    for doc in docs {
-        if !ResourceDoc::is_resource(doc) {
-            continue;
-        }
-        match ResourceDoc::from_json(doc) {
+    // Parsed in parallel for large inputs; collected in input order.
+    let parsed =
+        map_ordered(docs, |doc| ResourceDoc::is_resource(doc).then(|| ResourceDoc::from_json(doc)));
+    for (doc, parsed) in docs.iter().zip(parsed) {
+        let Some(parsed) = parsed else { continue };
+        match parsed {
             Ok((res, mut doc_diagnostics)) => {
                 diagnostics.append(&mut doc_diagnostics);
                 typed.push(res);
@@ -53,6 +56,10 @@ pub fn compile(
     }
     let (table, mut more) = compile_docs(scope, &typed, proxies, config);
     diagnostics.append(&mut more);
+    // The parsed documents are many small allocations: free them on the pool too.
+    if typed.len() >= PARALLEL_MIN {
+        typed.into_par_iter().for_each(drop);
+    }
     (table, diagnostics)
 }
 
@@ -78,77 +85,33 @@ pub fn compile_docs(
     }
     let global = scope.is_global();
     let proxies: Vec<Proxy> = if global { Vec::new() } else { proxies.to_vec() };
+    // Every distinct rule text, in first-use order (so pattern ids never depend on
+    // threads), analysed in parallel for large tables.
     let mut builder = Builder::default();
-    let mut resources = Vec::with_capacity(deduped.len());
     for &doc in &deduped {
-        // Rule 13: disabled documents are skipped.
-        if !doc.enabled {
-            continue;
-        }
-        match &doc.classifiers {
-            None => {
-                let base =
-                    base_resource(doc, global, &proxies, config, &mut builder, &mut diagnostics);
-                resources.push(base);
-            }
-            Some(classifiers) => {
-                // Rule 14: one copy per classifier known to the system; the doc itself is not
-                // loaded, and `"classifiers": {}` yields nothing.
-                for (class_idx, classifier) in classifiers.iter().enumerate() {
-                    let Some(system) = config.converters.classifier(&classifier.name) else {
-                        diagnostics.push(diag(
-                            &doc.id,
-                            &format!("classifiers.{}", classifier.name),
-                            Some(class_idx),
-                            "not a system classifier (number_manager.classifiers); ignored as Kazoo does",
-                        ));
-                        continue;
-                    };
-                    let regex = classifier
-                        .regex
-                        .clone()
-                        .unwrap_or_else(|| system.pattern.as_str().to_owned());
-                    let mut copy = doc.clone();
-                    copy.id = format!("{}-{}", doc.id, classifier.name);
-                    copy.name = Some(format!(
-                        "{} - {}",
-                        doc.name.as_deref().unwrap_or(""),
-                        classifier.name
-                    ));
-                    copy.rules = vec![regex];
-                    if classifier.weight_cost.is_some() {
-                        copy.weight_cost = classifier.weight_cost;
-                    }
-                    copy.emergency = if classifier.name == "emergency" {
-                        classifier.emergency.unwrap_or(true)
-                    } else {
-                        classifier.emergency.unwrap_or(system.emergency || doc.emergency)
-                    };
-                    for gateway in &mut copy.gateways {
-                        if let Some(prefix) = &classifier.prefix {
-                            gateway.prefix = Some(prefix.clone());
-                        }
-                        if let Some(suffix) = &classifier.suffix {
-                            gateway.suffix = Some(suffix.clone());
-                        }
-                    }
-                    let mut res = base_resource(
-                        &copy,
-                        global,
-                        &proxies,
-                        config,
-                        &mut builder,
-                        &mut diagnostics,
-                    );
-                    res.doc_id = doc.id.clone();
-                    res.classifier = Some(classifier.name.clone());
-                    res.classifier_enable = classifier.enabled.unwrap_or(true);
-                    resources.push(res);
-                }
-            }
-        }
+        builder.note_doc(doc, config);
     }
-    let mut index = PrefixTrie::new();
+    builder.analyze_all();
+    // The resources of each document, built in parallel for large tables and collected in
+    // view order with their diagnostics.
+    let built = map_ordered(&deduped, |doc| doc_resources(doc, global, &proxies, config, &builder));
+    let mut resources = Vec::with_capacity(deduped.len());
+    for (mut doc_resources, mut doc_diagnostics) in built {
+        resources.append(&mut doc_resources);
+        diagnostics.append(&mut doc_diagnostics);
+    }
+    // Room for every key once (shared prefixes make the real count smaller).
+    let n_keys = builder
+        .keys
+        .iter()
+        .zip(&builder.patterns)
+        .map(|(keys, pattern)| match keys {
+            IndexKeys::Unindexed => 1,
+            IndexKeys::Prefixes => pattern.prefixes.len(),
+            IndexKeys::Own(keys) => keys.len(),
+        })
+        .sum();
+    let mut index = PrefixTrie::with_capacity(n_keys);
     let mut by_classifier: HashMap<String, Vec<u32>> = HashMap::new();
     for (idx, res) in resources.iter().enumerate() {
         let idx = idx as u32;
@@ -179,14 +142,103 @@ pub fn compile_docs(
     (RouteTable { scope, resources, patterns, index, by_classifier, hot }, diagnostics)
 }
 
+/// Inputs at least this long are processed on rayon's pool (smaller ones are not worth the
+/// hand-off).
+const PARALLEL_MIN: usize = 256;
+
+/// `items.map(f)` in order: on rayon's pool when there are many items, inline otherwise.
+fn map_ordered<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+    if items.len() < PARALLEL_MIN {
+        items.iter().map(f).collect()
+    } else {
+        items.par_iter().map(f).collect()
+    }
+}
+
+/// The resources one (deduplicated, view-ordered) document yields, and its diagnostics.
+fn doc_resources(
+    doc: &ResourceDoc,
+    global: bool,
+    proxies: &[Proxy],
+    config: &Config,
+    builder: &Builder,
+) -> (Vec<Resource>, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let mut resources = Vec::new();
+    // Rule 13: disabled documents are skipped.
+    if !doc.enabled {
+        return (resources, diagnostics);
+    }
+    match &doc.classifiers {
+        None => {
+            resources.push(base_resource(doc, global, proxies, config, builder, &mut diagnostics));
+        }
+        Some(classifiers) => {
+            // Rule 14: one copy per classifier known to the system; the doc itself is not
+            // loaded, and `"classifiers": {}` yields nothing.
+            for (class_idx, classifier) in classifiers.iter().enumerate() {
+                let Some(system) = config.converters.classifier(&classifier.name) else {
+                    diagnostics.push(diag(
+                        &doc.id,
+                        &format!("classifiers.{}", classifier.name),
+                        Some(class_idx),
+                        "not a system classifier (number_manager.classifiers); ignored as Kazoo does",
+                    ));
+                    continue;
+                };
+                let regex =
+                    classifier.regex.clone().unwrap_or_else(|| system.pattern.as_str().to_owned());
+                let mut copy = doc.clone();
+                copy.id = format!("{}-{}", doc.id, classifier.name);
+                copy.name =
+                    Some(format!("{} - {}", doc.name.as_deref().unwrap_or(""), classifier.name));
+                copy.rules = vec![regex];
+                if classifier.weight_cost.is_some() {
+                    copy.weight_cost = classifier.weight_cost;
+                }
+                copy.emergency = if classifier.name == "emergency" {
+                    classifier.emergency.unwrap_or(true)
+                } else {
+                    classifier.emergency.unwrap_or(system.emergency || doc.emergency)
+                };
+                for gateway in &mut copy.gateways {
+                    if let Some(prefix) = &classifier.prefix {
+                        gateway.prefix = Some(prefix.clone());
+                    }
+                    if let Some(suffix) = &classifier.suffix {
+                        gateway.suffix = Some(suffix.clone());
+                    }
+                }
+                let mut res =
+                    base_resource(&copy, global, proxies, config, builder, &mut diagnostics);
+                res.doc_id = doc.id.clone();
+                res.classifier = Some(classifier.name.clone());
+                res.classifier_enable = classifier.enabled.unwrap_or(true);
+                resources.push(res);
+            }
+        }
+    }
+    (resources, diagnostics)
+}
+
 /// Interns rule regexes and their literal prefixes.
+///
+/// Two phases: [`Builder::note_doc`] lists every distinct rule text in the order the
+/// resources use them (the walk mirrors [`doc_resources`]), [`Builder::analyze_all`] parses
+/// them (in parallel) and numbers the valid ones in that order; [`Builder::rules`] then only
+/// looks them up, from any thread.
 #[derive(Default)]
 struct Builder {
     /// Each distinct rule regex; its `prefixes` are set when they can serve as a prefilter.
     patterns: Vec<RulePattern>,
     /// Per pattern (same order), the literal prefixes the index files it under.
     keys: Vec<IndexKeys>,
-    by_source: HashMap<Arc<str>, Result<PatternId, String>, FastBuild>,
+    /// Each distinct rule text → its position in `sources` and `results`.
+    by_source: HashMap<Arc<str>, usize, FastBuild>,
+    /// Distinct rule texts in first-use order.
+    sources: Vec<Arc<str>>,
+    /// Per rule text: its pattern id, or the compile error message.
+    results: Vec<Result<PatternId, String>>,
 }
 
 /// The index keys of one pattern.
@@ -201,81 +253,73 @@ enum IndexKeys {
 }
 
 impl Builder {
-    /// Interns `source`; `Err` carries the compile error message.
-    fn intern(&mut self, source: &str) -> Result<PatternId, String> {
-        if let Some(known) = self.by_source.get(source) {
-            return known.clone();
+    /// Notes the rule texts of one document in the order [`doc_resources`] uses them.
+    fn note_doc(&mut self, doc: &ResourceDoc, config: &Config) {
+        if !doc.enabled {
+            return;
         }
-        let source: Arc<str> = Arc::from(source);
-        let result = self.analyze(&source);
-        self.by_source.insert(source, result.clone());
-        result
+        match &doc.classifiers {
+            None => self.note(&doc.rules),
+            Some(classifiers) => {
+                for classifier in classifiers {
+                    let Some(system) = config.converters.classifier(&classifier.name) else {
+                        continue;
+                    };
+                    let regex = classifier.regex.as_deref().unwrap_or(system.pattern.as_str());
+                    self.note_one(regex);
+                    self.note(&doc.cid_rules);
+                    self.note(&doc.rules_test);
+                }
+                return;
+            }
+        }
+        self.note(&doc.cid_rules);
+        self.note(&doc.rules_test);
     }
 
-    /// Adds a pattern with the anchored literal prefixes every match starts with (`None`: not
-    /// anchored, or no finite set).
-    fn push(&mut self, mut pattern: RulePattern, prefixes: Option<Box<[Box<[u8]>]>>) -> PatternId {
-        let id = self.patterns.len() as PatternId;
-        let keys = match prefixes {
-            None => IndexKeys::Unindexed,
-            Some(set) => {
-                // An empty prefix in the set means "no constraint": no prefilter then.
-                if set.iter().all(|it| !it.is_empty()) {
-                    pattern.prefixes = set;
-                    IndexKeys::Prefixes
-                } else {
-                    IndexKeys::Own(set)
-                }
-            }
-        };
-        self.patterns.push(pattern);
-        self.keys.push(keys);
-        id
+    /// Notes a rule list in evaluation order (reverse document order, rule 10).
+    fn note(&mut self, sources: &[String]) {
+        for source in sources.iter().rev() {
+            self.note_one(source);
+        }
     }
 
-    fn analyze(&mut self, source: &Arc<str>) -> Result<PatternId, String> {
-        let pattern = |simple, compiled| RulePattern {
-            source: Arc::clone(source),
-            simple,
-            compiled,
-            prefixes: Box::default(),
-        };
-        // Fast path: the rule shapes carriers write, parsed and indexed without regex-syntax.
-        if let Some(simple) = SimplePattern::parse(source) {
-            let prefixes = simple.prefix_keys();
-            return Ok(self.push(pattern(Some(simple), OnceLock::new()), prefixes));
+    fn note_one(&mut self, source: &str) {
+        if !self.by_source.contains_key(source) {
+            let source: Arc<str> = Arc::from(source);
+            self.by_source.insert(Arc::clone(&source), self.sources.len());
+            self.sources.push(source);
         }
-        match regex_syntax::Parser::new().parse(source) {
-            Ok(hir) => {
-                let prefixes = if hir.properties().look_set_prefix().contains(Look::Start) {
-                    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
-                    seq.literals()
-                        .map(|lits| lits.iter().map(|lit| Box::from(lit.as_bytes())).collect())
-                } else {
-                    None
-                };
-                Ok(self.push(pattern(None, OnceLock::new()), prefixes))
-            }
-            // Not valid for the `regex` crate: lookaround, backreferences... compile it now
-            // with the PCRE-capable fallback, or report it.
-            Err(_) => match e164::Pattern::new(source) {
-                Ok(compiled) => {
-                    let cell = OnceLock::new();
-                    let _ = cell.set(Some(compiled));
-                    let prefixes = superset_prefixes(source)
-                        .or_else(|| required_literal_prefix(source).map(|prefix| vec![prefix]))
-                        .map(|set| set.into_iter().map(Vec::into_boxed_slice).collect());
-                    Ok(self.push(pattern(None, cell), prefixes))
-                }
-                Err(err) => Err(err.to_string()),
-            },
+    }
+
+    /// Parses every noted rule text and numbers the valid ones in first-use order.
+    fn analyze_all(&mut self) {
+        let analyzed = map_ordered(&self.sources, analyze);
+        self.patterns.reserve_exact(analyzed.len());
+        self.keys.reserve_exact(analyzed.len());
+        self.results.reserve_exact(analyzed.len());
+        for result in analyzed {
+            self.results.push(result.map(|(pattern, keys)| {
+                let id = self.patterns.len() as PatternId;
+                self.patterns.push(pattern);
+                self.keys.push(keys);
+                id
+            }));
         }
+    }
+
+    /// The pattern id of a noted rule text; `Err` carries the compile error message.
+    fn lookup(&self, source: &str) -> Result<PatternId, String> {
+        let slot = self.by_source.get(source).copied();
+        // `note_doc` walks the documents exactly as `doc_resources` does.
+        let slot = slot.expect("every rule text is noted before the resources are built");
+        self.results[slot].clone()
     }
 
     /// Rule 10: compiles a rule list into evaluation order (reverse document order), reporting
     /// and skipping rules that do not compile.
     fn rules(
-        &mut self,
+        &self,
         id: &str,
         field: &str,
         sources: &[String],
@@ -283,8 +327,11 @@ impl Builder {
     ) -> Vec<Rule> {
         let mut rules = Vec::with_capacity(sources.len());
         for (doc_index, source) in sources.iter().enumerate().rev() {
-            match self.intern(source) {
-                Ok(pattern) => rules.push(Rule { source: source.clone(), doc_index, pattern }),
+            match self.lookup(source) {
+                Ok(pattern) => {
+                    let source = Arc::clone(&self.patterns[pattern as usize].source);
+                    rules.push(Rule { source: RuleText::from(source), doc_index, pattern });
+                }
                 Err(message) => diagnostics.push(diag(
                     id,
                     field,
@@ -294,6 +341,69 @@ impl Builder {
             }
         }
         rules
+    }
+}
+
+/// A pattern with the index keys its anchored literal prefixes give (`None`: not anchored, or
+/// no finite set); the prefixes serve as the pattern's prefilter when none is empty.
+fn with_keys(
+    mut pattern: RulePattern,
+    prefixes: Option<Box<[Box<[u8]>]>>,
+) -> (RulePattern, IndexKeys) {
+    let keys = match prefixes {
+        None => IndexKeys::Unindexed,
+        Some(set) => {
+            // An empty prefix in the set means "no constraint": no prefilter then.
+            if set.iter().all(|it| !it.is_empty()) {
+                pattern.prefixes = set;
+                IndexKeys::Prefixes
+            } else {
+                IndexKeys::Own(set)
+            }
+        }
+    };
+    (pattern, keys)
+}
+
+/// Parses one rule text: the simple matcher's subset, else the `regex` crate's syntax (the
+/// engine is built on first use), else the PCRE-capable fallback (built now); `Err` carries
+/// the compile error message.
+fn analyze(source: &Arc<str>) -> Result<(RulePattern, IndexKeys), String> {
+    let pattern = |simple, compiled| RulePattern {
+        source: Arc::clone(source),
+        simple,
+        compiled,
+        prefixes: Box::default(),
+    };
+    // Fast path: the rule shapes carriers write, parsed and indexed without regex-syntax.
+    if let Some(simple) = SimplePattern::parse(source) {
+        let prefixes = simple.prefix_keys();
+        return Ok(with_keys(pattern(Some(simple), OnceLock::new()), prefixes));
+    }
+    match regex_syntax::Parser::new().parse(source) {
+        Ok(hir) => {
+            let prefixes = if hir.properties().look_set_prefix().contains(Look::Start) {
+                let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+                seq.literals()
+                    .map(|lits| lits.iter().map(|lit| Box::from(lit.as_bytes())).collect())
+            } else {
+                None
+            };
+            Ok(with_keys(pattern(None, OnceLock::new()), prefixes))
+        }
+        // Not valid for the `regex` crate: lookaround, backreferences... compile it now
+        // with the PCRE-capable fallback, or report it.
+        Err(_) => match e164::Pattern::new(source) {
+            Ok(compiled) => {
+                let cell = OnceLock::new();
+                let _ = cell.set(Some(compiled));
+                let prefixes = superset_prefixes(source)
+                    .or_else(|| required_literal_prefix(source).map(|prefix| vec![prefix]))
+                    .map(|set| set.into_iter().map(Vec::into_boxed_slice).collect());
+                Ok(with_keys(pattern(None, cell), prefixes))
+            }
+            Err(err) => Err(err.to_string()),
+        },
     }
 }
 
@@ -427,7 +537,7 @@ fn base_resource(
     global: bool,
     proxies: &[Proxy],
     config: &Config,
-    builder: &mut Builder,
+    builder: &Builder,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Resource {
     let rules = builder.rules(&doc.id, "rules", &doc.rules, diagnostics);

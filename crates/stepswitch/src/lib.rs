@@ -63,7 +63,9 @@ pub use route::{
     is_emergency_endpoint, is_emergency_test_call, reverse_lookup, route, AccountTree,
     InboundRequest, ReverseMatch, RouteAnswer, RouteRequest, Tables,
 };
-pub use table::{select_capture, Gateway, Proxy, Resource, RouteTable, Rule, Scope, Selected};
+pub use table::{
+    select_capture, Gateway, Proxy, Resource, RouteTable, Rule, RuleText, Scope, Selected,
+};
 
 /// Errors of this crate. Compilation and routing never fail as a whole (partial success is
 /// a [`Diagnostic`] list); only parsing a single document, and the reactor's reads, can.

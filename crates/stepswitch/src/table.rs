@@ -96,10 +96,96 @@ impl RulePattern {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     /// The regex as written.
-    pub source: String,
+    pub source: RuleText,
     /// Its index in the document's list (rule 10 evaluates highest index first).
     pub doc_index: usize,
     pub(crate) pattern: PatternId,
+}
+
+/// The text of a rule regex as written, shared by every rule with that text and by the
+/// table's compiled pattern (a clone is a reference-count increment). Reads as a `str`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleText(std::sync::Arc<str>);
+
+impl RuleText {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<std::sync::Arc<str>> for RuleText {
+    fn from(text: std::sync::Arc<str>) -> RuleText {
+        RuleText(text)
+    }
+}
+
+impl From<&str> for RuleText {
+    fn from(text: &str) -> RuleText {
+        RuleText(text.into())
+    }
+}
+
+impl std::ops::Deref for RuleText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for RuleText {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for RuleText {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RuleText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for RuleText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for RuleText {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for RuleText {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for RuleText {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<RuleText> for str {
+    fn eq(&self, other: &RuleText) -> bool {
+        self == &*other.0
+    }
+}
+
+impl PartialEq<RuleText> for &str {
+    fn eq(&self, other: &RuleText) -> bool {
+        *self == &*other.0
+    }
 }
 
 /// A gateway after compilation: document values with resource and config defaults applied
@@ -542,6 +628,14 @@ pub(crate) struct PrefixTrie {
 impl PrefixTrie {
     pub(crate) fn new() -> PrefixTrie {
         PrefixTrie::default()
+    }
+
+    /// An empty index with room for `keys` distinct prefixes.
+    pub(crate) fn with_capacity(keys: usize) -> PrefixTrie {
+        PrefixTrie {
+            by_prefix: HashMap::with_capacity_and_hasher(keys, Default::default()),
+            lengths: Vec::new(),
+        }
     }
 
     pub(crate) fn insert(&mut self, prefix: &[u8], resource: u32, rule: u32, pattern: PatternId) {
