@@ -451,6 +451,24 @@ async fn o_info_check(store: SharedStore) {
     for s in ["in_service", "reserved", "available"] {
         assert!(o3["usable_creation_states"].as_array().unwrap().contains(&json!(s)), "O3 {s}");
     }
+    // §11.3: a search for CHILD as its own reseller asks the same carriers, in Kazoo's order.
+    let mut q = SearchQuery::new("+1415", 1);
+    q.account_id = Some(acc(CHILD));
+    q.reseller_id = Some(acc(CHILD));
+    let asked: Vec<CarrierKind> = ns.find(&q).await.reports.iter().map(|r| r.module).collect();
+    assert_eq!(
+        asked,
+        [
+            CarrierKind::Reserved,
+            CarrierKind::ReservedReseller,
+            CarrierKind::Local,
+            CarrierKind::Bandwidth2
+        ],
+        "§11.3"
+    );
+    q.reseller_id = Some(acc(RESELLER));
+    let asked: Vec<CarrierKind> = ns.find(&q).await.reports.iter().map(|r| r.module).collect();
+    assert!(!asked.contains(&CarrierKind::Bandwidth2), "§11.3: RESELLER has no account config");
     // O4 / O5
     let o4 = info(CHILD, Some(CHILD), RESELLER).await;
     assert_eq!(o4["usable_creation_states"], json!(["in_service", "reserved"]), "O4");
