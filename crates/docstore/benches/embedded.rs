@@ -86,6 +86,7 @@ fn bench(c: &mut Criterion) {
         include_docs: true,
         selector: None,
         heartbeat: Duration::from_secs(60),
+        fields: None,
     };
     let mut feed = runtime.block_on(store.open_feed(&feed_db, &query)).unwrap();
     let mut n = 0usize;

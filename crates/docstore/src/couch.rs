@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::store::{DocStore, FeedStream};
 use crate::types::{
     AllDocsPage, AllDocsQuery, AllDocsRow, BulkItem, Change, ChangesPage, ChangesQuery, DbInfo,
-    DbName, DbUpdate, DbUpdateKind, FeedEvent, FeedQuery, Rev, Seq, ViewQuery, ViewRow,
+    DbName, DbUpdate, DbUpdateKind, FeedEvent, FeedQuery, Fields, Rev, Seq, ViewQuery, ViewRow,
 };
 
 /// Database names are encoded like couch_rs does (`numbers/+1415` → `numbers%2F%2B1415`).
@@ -450,8 +450,12 @@ fn rev_from_write(v: &Value, what: &str) -> Result<Rev> {
         .ok_or_else(|| decode_err(what, format!("no rev in {v}")))
 }
 
-/// One change row in CouchDB's wire shape, decoded with couch_rs's own type.
-fn change_from_row(row: Value, what: &str) -> Result<Change> {
+/// One change row in CouchDB's wire shape, decoded with couch_rs's own type. CouchDB cannot
+/// project `_changes` documents: `fields` trims them here.
+fn change_from_row(mut row: Value, what: &str, fields: Option<&Fields>) -> Result<Change> {
+    if let (Some(fields), Some(doc)) = (fields, row.get_mut("doc")) {
+        fields.apply(doc);
+    }
     let event: couch_rs::types::changes::ChangeEvent =
         serde_json::from_value(row).map_err(|e| decode_err(what, e))?;
     let rev = event
@@ -502,7 +506,7 @@ where
 }
 
 /// Parses one line of a continuous `_changes` feed.
-fn parse_feed_line(line: &[u8], db: &DbName) -> Result<FeedEvent> {
+fn parse_feed_line(line: &[u8], db: &DbName, fields: Option<&Fields>) -> Result<FeedEvent> {
     let text = std::str::from_utf8(line).map_err(|e| decode_err(format!("feed of {db}"), e))?;
     if text.trim().is_empty() {
         return Ok(FeedEvent::Heartbeat);
@@ -523,7 +527,7 @@ fn parse_feed_line(line: &[u8], db: &DbName) -> Result<FeedEvent> {
             return Ok(FeedEvent::End { last_seq: seq_of(last_seq) });
         }
     }
-    change_from_row(row, &format!("change row of {db}")).map(FeedEvent::Change)
+    change_from_row(row, &format!("change row of {db}"), fields).map(FeedEvent::Change)
 }
 
 type DbUpdateStream = Pin<Box<dyn Stream<Item = Result<DbUpdate>> + Send>>;
@@ -765,7 +769,7 @@ impl DocStore for CouchStore {
         let results = match v.get_mut("results").map(Value::take) {
             Some(Value::Array(rows)) => rows
                 .into_iter()
-                .map(|row| change_from_row(row, &what))
+                .map(|row| change_from_row(row, &what, query.fields.as_ref()))
                 .collect::<Result<Vec<_>>>()?,
             _ => return Err(decode_err(what, "no results")),
         };
@@ -803,18 +807,20 @@ impl DocStore for CouchStore {
         let db = db.clone();
         let store = self.clone();
         let path = req.path;
+        let fields = query.fields.clone();
         let lines = Box::pin(body_lines(resp.bytes_stream()));
         // The connection is over after `End` or an error: the stream stops there.
         let events = futures::stream::unfold(Some(lines), move |state| {
             let store = store.clone();
             let path = path.clone();
             let db = db.clone();
+            let fields = fields.clone();
             async move {
                 let mut lines = state?;
                 match lines.next().await? {
                     Err(e) => Some((Err(store.transport_error(&path, &e)), None)),
                     Ok(line) => {
-                        let event = parse_feed_line(&line, &db);
+                        let event = parse_feed_line(&line, &db, fields.as_ref());
                         let more = matches!(event, Ok(FeedEvent::Change(_) | FeedEvent::Heartbeat));
                         Some((event, more.then_some(lines)))
                     }
@@ -1053,9 +1059,9 @@ mod tests {
     #[test]
     fn feed_lines_parse_into_events() {
         let db = DbName::new("offnet").unwrap();
-        assert_eq!(parse_feed_line(b"", &db).unwrap(), FeedEvent::Heartbeat);
+        assert_eq!(parse_feed_line(b"", &db, None).unwrap(), FeedEvent::Heartbeat);
         let row = br#"{"seq":"3-g1A","id":"r1","changes":[{"rev":"2-ab"}],"deleted":true,"doc":{"_id":"r1"}}"#;
-        match parse_feed_line(row, &db).unwrap() {
+        match parse_feed_line(row, &db, None).unwrap() {
             FeedEvent::Change(c) => {
                 assert_eq!(c.seq, Seq::from_json(json!("3-g1A")));
                 assert_eq!(c.rev.as_str(), "2-ab");
@@ -1065,10 +1071,10 @@ mod tests {
             other => panic!("not a change: {other:?}"),
         }
         assert_eq!(
-            parse_feed_line(br#"{"last_seq":7,"pending":0}"#, &db).unwrap(),
+            parse_feed_line(br#"{"last_seq":7,"pending":0}"#, &db, None).unwrap(),
             FeedEvent::End { last_seq: Seq::from_json(json!(7)) }
         );
-        assert!(parse_feed_line(br#"{"error":"unauthorized","reason":"no"}"#, &db).is_err());
-        assert!(parse_feed_line(b"{not json", &db).is_err());
+        assert!(parse_feed_line(br#"{"error":"unauthorized","reason":"no"}"#, &db, None).is_err());
+        assert!(parse_feed_line(b"{not json", &db, None).is_err());
     }
 }

@@ -157,6 +157,32 @@ impl EmbeddedStore {
         Ok(())
     }
 
+    /// A `_changes` page without a selector: the rows are read under the connection lock and
+    /// decoded after it is released, so that other readers and writers (and the next page of
+    /// another follower) do not wait for JSON parsing.
+    async fn changes_unfiltered(&self, db: &DbName, query: &ChangesQuery) -> Result<ChangesPage> {
+        let (name, since, limit, include_docs) =
+            (db.clone(), query.since.clone(), query.limit, query.include_docs);
+        let (raw, instance, last_seq, pending) = self
+            .run(move |conn| {
+                let row = sql::require_db(conn, &name)?;
+                let since = sql::resolve_since(&row, &since)?;
+                let raw = sql::scan_changes_raw(conn, &row, since, limit, include_docs)?;
+                let (last_seq, pending) = if raw.hit_limit {
+                    (row.seq(raw.last_scanned), sql::count_after(conn, &row, raw.last_scanned)?)
+                } else {
+                    (row.seq(row.update_seq.max(since)), 0)
+                };
+                Ok((raw, row.instance, last_seq, pending))
+            })
+            .await?;
+        let fields = query.fields.clone();
+        let scan = tokio::task::spawn_blocking(move || raw.decode(&instance, fields.as_ref()))
+            .await
+            .map_err(|e| Error::Embedded(Box::new(e)))??;
+        Ok(ChangesPage { results: scan.rows, last_seq, pending: Some(pending) })
+    }
+
     fn publish(&self, db: &DbName, kind: DbUpdateKind) {
         // No subscriber is not an error: nobody is listening.
         let _ = self.inner.bus.send(DbUpdate { db: db.clone(), kind });
@@ -238,6 +264,9 @@ impl DocStore for EmbeddedStore {
 
     async fn changes(&self, db: &DbName, query: &ChangesQuery) -> Result<ChangesPage> {
         check_selector(query.selector.as_ref())?;
+        if query.selector.is_none() {
+            return self.changes_unfiltered(db, query).await;
+        }
         let (db, query) = (db.clone(), query.clone());
         self.run(move |conn| {
             let row = sql::require_db(conn, &db)?;
@@ -249,6 +278,7 @@ impl DocStore for EmbeddedStore {
                 query.limit,
                 query.include_docs,
                 query.selector.as_ref(),
+                query.fields.as_ref(),
             )?;
             if scan.hit_limit {
                 let pending = sql::count_after(conn, &row, scan.last_scanned)?;
@@ -289,6 +319,7 @@ impl DocStore for EmbeddedStore {
             instance,
             include_docs: query.include_docs,
             selector: query.selector.clone(),
+            fields: query.fields.clone(),
             heartbeat: query.heartbeat,
         };
         tokio::spawn(feed.run(start, events, tx));
@@ -357,6 +388,7 @@ struct LiveFeed {
     instance: String,
     include_docs: bool,
     selector: Option<Value>,
+    fields: Option<crate::types::Fields>,
     heartbeat: Duration,
 }
 
@@ -376,8 +408,13 @@ impl LiveFeed {
             it
         });
         loop {
-            let (db, db_id, include_docs, selector) =
-                (self.db.clone(), self.db_id, self.include_docs, self.selector.clone());
+            let (db, db_id, include_docs, selector, fields) = (
+                self.db.clone(),
+                self.db_id,
+                self.include_docs,
+                self.selector.clone(),
+                self.fields.clone(),
+            );
             let scanned = self
                 .store
                 .run(move |conn| {
@@ -391,6 +428,7 @@ impl LiveFeed {
                         Some(FEED_BATCH),
                         include_docs,
                         selector.as_ref(),
+                        fields.as_ref(),
                     )?;
                     Ok(Some(scan))
                 })

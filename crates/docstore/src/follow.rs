@@ -42,7 +42,7 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::store::SharedStore;
 use crate::types::{
-    Change, ChangesQuery, DbName, DbUpdate, DbUpdateKind, FeedEvent, FeedQuery, Seq,
+    Change, ChangesQuery, DbName, DbUpdate, DbUpdateKind, FeedEvent, FeedQuery, Fields, Seq,
 };
 
 /// The `_local` document (without `_local/`) holding a database's incarnation uuid.
@@ -126,6 +126,10 @@ pub struct FollowOptions {
     pub when_db_missing: WhenDbMissing,
     /// Changes per catch-up request. Default 5000 (fewer round trips; one page stays a few MB).
     pub catch_up_batch: usize,
+    /// Deliver only these fields of each document ([`Fields`]: a projection, `_id`, `_rev` and
+    /// `_deleted` always kept), for consumers that read a few fields of large documents. The
+    /// selector, if any, still sees whole documents. Default none (whole documents).
+    pub fields: Option<Fields>,
     /// While live, check this often that the database still exists with the same incarnation
     /// marker (one small `GET`). Not every server ends a live feed when its database is deleted
     /// (pouchdb-server keeps sending heartbeats), so this is how deletion and recreation are seen
@@ -148,6 +152,7 @@ impl FollowOptions {
             checkpoint: None,
             when_db_missing: WhenDbMissing::Fail,
             catch_up_batch: 5000,
+            fields: None,
             verify_every: Duration::from_secs(30),
         }
     }
@@ -184,6 +189,7 @@ impl fmt::Debug for FollowOptions {
             .field("checkpoint", &self.checkpoint.as_ref().map(|_| "Checkpoints"))
             .field("when_db_missing", &self.when_db_missing)
             .field("catch_up_batch", &self.catch_up_batch)
+            .field("fields", &self.fields)
             .field("verify_every", &self.verify_every)
             .finish()
     }
@@ -898,6 +904,7 @@ impl Runner {
                 limit: Some(batch),
                 include_docs: self.wire_include_docs(),
                 selector: self.wire_selector(),
+                fields: self.wire_fields(),
             };
             let page = match self.store.changes(&self.db, &query).await {
                 Ok(page) => page,
@@ -911,15 +918,21 @@ impl Runner {
             };
             self.heard();
             let n = page.results.len();
+            let mut delivered = false;
             for change in page.results {
-                self.deliver(change).await?;
+                delivered |= self.deliver(change, false).await?;
             }
             self.since = page.last_seq;
             self.trusted_position = true;
             let since = self.since.clone();
+            // The status is updated once per page, not per change: a catch-up page is thousands.
+            let now = Instant::now();
             self.status.send_modify(|s| {
                 s.pending = page.pending;
                 s.last_seq = Some(since);
+                if delivered {
+                    s.last_change_at = Some(now);
+                }
             });
             if n < batch || page.pending == Some(0) {
                 break;
@@ -938,6 +951,16 @@ impl Runner {
         self.opts.include_docs || self.filter_here
     }
 
+    /// The projection asked of the server: none while filtering here (the selector needs whole
+    /// documents; [`Runner::deliver`] projects after matching).
+    fn wire_fields(&self) -> Option<Fields> {
+        if self.filter_here {
+            None
+        } else {
+            self.opts.fields.clone()
+        }
+    }
+
     fn wire_selector(&self) -> Option<Value> {
         if self.filter_here {
             None
@@ -954,6 +977,7 @@ impl Runner {
             limit: Some(1),
             include_docs: false,
             selector: self.opts.selector.clone(),
+            fields: None,
         };
         match self.store.changes(&self.db, &probe).await {
             Ok(_) => {
@@ -966,7 +990,9 @@ impl Runner {
         }
     }
 
-    async fn deliver(&mut self, mut change: Change) -> Result<(), Halt> {
+    /// Sends one change on (unless the selector, applied here, drops it) and, with
+    /// `update_status`, records it in the status. Returns whether it was sent.
+    async fn deliver(&mut self, mut change: Change, update_status: bool) -> Result<bool, Halt> {
         if self.filter_here {
             let selector = self.opts.selector.as_ref().expect("filtering here needs a selector");
             let wanted = change.deleted
@@ -974,14 +1000,21 @@ impl Runner {
             if !self.opts.include_docs {
                 change.doc = None;
             }
+            if let (Some(fields), Some(doc)) = (&self.opts.fields, change.doc.as_mut()) {
+                fields.apply(doc);
+            }
             if !wanted {
                 self.since = change.seq;
                 self.trusted_position = true;
-                return Ok(());
+                return Ok(false);
             }
         }
         self.since = change.seq.clone();
         self.trusted_position = true;
+        if !update_status {
+            self.emit(FollowEvent::Change(change)).await?;
+            return Ok(true);
+        }
         let seq = change.seq.clone();
         self.emit(FollowEvent::Change(change)).await?;
         let now = Instant::now();
@@ -990,7 +1023,7 @@ impl Runner {
             s.last_change_at = Some(now);
             s.last_heard_at = Some(now);
         });
-        Ok(())
+        Ok(true)
     }
 
     async fn live(&mut self) -> Result<std::convert::Infallible, Halt> {
@@ -1000,6 +1033,7 @@ impl Runner {
             include_docs: self.wire_include_docs(),
             selector: self.wire_selector(),
             heartbeat: self.opts.heartbeat,
+            fields: self.wire_fields(),
         };
         let missed = self.opts.missed_heartbeats;
         let dead = |db: &DbName| Error::Timeout {
@@ -1041,7 +1075,9 @@ impl Runner {
                 }
                 Ok(Some(Err(e))) => return Err(e.into()),
                 Ok(Some(Ok(FeedEvent::Heartbeat))) => self.heard(),
-                Ok(Some(Ok(FeedEvent::Change(change)))) => self.deliver(change).await?,
+                Ok(Some(Ok(FeedEvent::Change(change)))) => {
+                    self.deliver(change, true).await?;
+                }
                 Ok(Some(Ok(FeedEvent::End { last_seq }))) => {
                     // The server closed the feed (its timeout, or the database was deleted): the
                     // next connection's checks tell which.

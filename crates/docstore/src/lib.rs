@@ -43,5 +43,5 @@ pub use naming::AccountId;
 pub use store::{DocStore, FeedStream, SharedStore};
 pub use types::{
     AllDocsPage, AllDocsQuery, AllDocsRow, BulkItem, Change, ChangesPage, ChangesQuery, DbInfo,
-    DbName, DbUpdate, DbUpdateKind, FeedEvent, FeedQuery, Rev, Seq, ViewQuery, ViewRow,
+    DbName, DbUpdate, DbUpdateKind, FeedEvent, FeedQuery, Fields, Rev, Seq, ViewQuery, ViewRow,
 };

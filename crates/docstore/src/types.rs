@@ -201,6 +201,137 @@ pub struct AllDocsPage {
     pub rows: Vec<AllDocsRow>,
 }
 
+/// A projection of documents in a change feed, like Mango's `fields`: the named top-level fields
+/// plus `_id`, `_rev` and `_deleted`, which are always kept. A consumer that reads a few fields of
+/// large documents asks for them, and the store decodes no more than that: the embedded store
+/// skips the other fields while parsing, CouchDB (whose `_changes` cannot project) sends whole
+/// documents that are trimmed on arrival. A selector is matched against the whole document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fields(std::sync::Arc<[String]>);
+
+impl Fields {
+    /// A projection on `fields` (`_id`, `_rev` and `_deleted` need not be named).
+    pub fn new<I, S>(fields: I) -> Fields
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut all: Vec<String> = ["_id", "_rev", "_deleted"].map(String::from).into();
+        for f in fields {
+            let f = f.into();
+            if !all.contains(&f) {
+                all.push(f);
+            }
+        }
+        Fields(all.into())
+    }
+
+    /// The kept field names, `_id`, `_rev` and `_deleted` first.
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+
+    /// Whether `name` is kept.
+    pub fn keeps(&self, name: &str) -> bool {
+        self.0.iter().any(|f| f == name)
+    }
+
+    /// Drops the fields of `doc` (an object) that are not kept.
+    pub fn apply(&self, doc: &mut Value) {
+        if let Value::Object(map) = doc {
+            map.retain(|k, _| self.keeps(k));
+        }
+    }
+
+    /// Parses a JSON object, keeping only these fields: the others are skipped by the parser,
+    /// never built.
+    ///
+    /// # Errors
+    /// The parser's, when `json` is not a JSON object.
+    pub fn parse(&self, json: &str) -> serde_json::Result<serde_json::Map<String, Value>> {
+        self.parse_into(json, serde_json::Map::new())
+    }
+
+    /// [`Fields::parse`] into `map`, after the fields it already holds (a field of `json`
+    /// replaces one of `map` with the same name).
+    pub(crate) fn parse_into(
+        &self,
+        json: &str,
+        map: serde_json::Map<String, Value>,
+    ) -> serde_json::Result<serde_json::Map<String, Value>> {
+        use serde::de::DeserializeSeed;
+        let mut de = serde_json::Deserializer::from_str(json);
+        let map = project::Object(self.names(), map).deserialize(&mut de)?;
+        de.end()?;
+        Ok(map)
+    }
+}
+
+mod project {
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    /// A JSON object with only the named fields, added to a map.
+    pub(super) struct Object<'f>(pub(super) &'f [String], pub(super) Map<String, Value>);
+
+    impl<'de> DeserializeSeed<'de> for Object<'_> {
+        type Value = Map<String, Value>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Object<'_> {
+        type Value = Map<String, Value>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = self.1;
+            while let Some(kept) = map.next_key_seed(Key(self.0))? {
+                match kept {
+                    Some(i) => {
+                        let value: Value = map.next_value()?;
+                        out.insert(self.0[i].clone(), value);
+                    }
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    /// A key: the index of the field it names, if kept.
+    struct Key<'f>(&'f [String]);
+
+    impl<'de> DeserializeSeed<'de> for Key<'_> {
+        type Value = Option<usize>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl Visitor<'_> for Key<'_> {
+        type Value = Option<usize>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a field name")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(self.0.iter().position(|f| f == v))
+        }
+    }
+}
+
 /// One row of a change feed: the latest revision of one document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
@@ -227,12 +358,15 @@ pub struct ChangesQuery {
     pub include_docs: bool,
     /// `filter=_selector` with this Mango selector.
     pub selector: Option<Value>,
+    /// Deliver only these top-level fields of each document; see [`Fields`]. `None`: whole
+    /// documents.
+    pub fields: Option<Fields>,
 }
 
 impl ChangesQuery {
-    /// All changes since `since`, with documents.
+    /// All changes since `since`, with whole documents.
     pub fn since(since: Seq) -> Self {
-        ChangesQuery { since, limit: None, include_docs: true, selector: None }
+        ChangesQuery { since, limit: None, include_docs: true, selector: None, fields: None }
     }
 }
 
@@ -258,6 +392,9 @@ pub struct FeedQuery {
     pub selector: Option<Value>,
     /// Ask the server for a heartbeat (a blank line) at this interval.
     pub heartbeat: std::time::Duration,
+    /// Deliver only these top-level fields of each document; see [`Fields`]. `None`: whole
+    /// documents.
+    pub fields: Option<Fields>,
 }
 
 /// What a live feed connection yields.
@@ -329,6 +466,26 @@ pub struct ViewRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_parse_keeps_only_the_named_fields() {
+        let fields = Fields::new(["a", "b\"q", "a"]);
+        assert_eq!(fields.names(), ["_id", "_rev", "_deleted", "a", "b\"q"]);
+        let json = r#"{"_id": "x", "a": {"n": [1, {"m": null}]}, "skip": {"deep": ["\"}", 2.5]},
+            "b\"q": "esc\u00e9", "c": true, "a": 7}"#;
+        let map = fields.parse(json).unwrap();
+        let full: serde_json::Map<String, Value> = serde_json::from_str(json).unwrap();
+        let mut expected = full.clone();
+        expected.retain(|k, _| fields.keeps(k));
+        assert_eq!(map, expected, "the same as parsing everything, then trimming");
+        assert_eq!(map["a"], Value::from(7), "a repeated key: the last one wins, as serde_json");
+        let mut doc = Value::Object(full);
+        fields.apply(&mut doc);
+        assert_eq!(doc, Value::Object(expected));
+        assert!(fields.parse("[1]").is_err());
+        assert!(fields.parse(r#"{"a": 1} x"#).is_err());
+        assert!(fields.parse(r#"{"a": 1"#).is_err());
+    }
 
     #[test]
     fn db_names_follow_couchdb_rules() {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use docstore::{
     deploy, AllDocsQuery, ChangesQuery, CouchConfig, CouchStore, DbName, DbUpdateKind, DesignKind,
-    DocStore, EmbeddedStore, Error, FeedEvent, FeedQuery, FeedStream, Rev, Seq,
+    DocStore, EmbeddedStore, Error, FeedEvent, FeedQuery, FeedStream, Fields, Rev, Seq,
 };
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -438,12 +438,69 @@ async fn changes_selector_filter(store: &dyn DocStore, ns: &str) {
         include_docs: true,
         selector: Some(json!({"pvt_type": "resource"})),
         heartbeat: Duration::from_secs(5),
+        fields: None,
     };
     let mut feed = store.open_feed(&db, &feed_query).await.unwrap();
     store.put(&db, json!({"_id": "n2", "pvt_type": "number"})).await.unwrap();
     store.put(&db, json!({"_id": "r3", "pvt_type": "resource"})).await.unwrap();
     let event = next_change(&mut feed).await;
     assert_eq!(change_id(&event), "r3");
+    drop(feed);
+    drop_db(store, &db).await;
+}
+
+/// A projection (`fields`) keeps the named fields plus `_id`, `_rev` and `_deleted`, in pages,
+/// paged scans and the live feed; a selector still sees the whole document.
+async fn changes_fields_projection(store: &dyn DocStore, ns: &str) {
+    let db = fresh_db(store, ns, "fields").await;
+    let big = json!({"_id": "+15550001", "pvt_state": "in_service", "pvt_type": "number",
+        "pvt_features": {"cnam": {"display_name": "A \"quoted\" name"}}, "notes": ["x", {"y": 1}],
+        "pvt_carrier_data": {"deep": {"deeper": [1, 2, 3]}}});
+    store
+        .bulk_docs(&db, vec![big.clone(), json!({"_id": "gone", "pvt_state": "x"})])
+        .await
+        .unwrap();
+    let gone = store.get(&db, "gone").await.unwrap().unwrap();
+    store.delete(&db, "gone", &rev_of(&gone)).await.unwrap();
+    let fields = Fields::new(["pvt_state", "pvt_features", "missing"]);
+    let query = ChangesQuery { fields: Some(fields.clone()), ..ChangesQuery::since(Seq::zero()) };
+    let page = store.changes(&db, &query).await.unwrap();
+    let docs: Vec<&Value> = page.results.iter().filter_map(|c| c.doc.as_ref()).collect();
+    assert_eq!(docs.len(), 2);
+    let kept = docs[0].as_object().unwrap();
+    let mut keys: Vec<&str> = kept.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["_id", "_rev", "pvt_features", "pvt_state"]);
+    assert_eq!(kept["pvt_features"], big["pvt_features"]);
+    assert_eq!(docs[1]["_deleted"], json!(true));
+    assert_eq!(docs[1]["_id"], json!("gone"));
+
+    // One row per page: the projection holds across pages.
+    let one = ChangesQuery { limit: Some(1), ..query.clone() };
+    let first = store.changes(&db, &one).await.unwrap();
+    assert_eq!(first.results.len(), 1);
+    assert!(first.results[0].doc.as_ref().unwrap().get("notes").is_none());
+
+    // The selector matches on a field the projection drops.
+    let selected = ChangesQuery { selector: Some(json!({"pvt_type": "number"})), ..query.clone() };
+    let page = store.changes(&db, &selected).await.unwrap();
+    assert_eq!(page.results.len(), 1);
+    assert!(page.results[0].doc.as_ref().unwrap().get("pvt_type").is_none());
+
+    let feed_query = FeedQuery {
+        since: page.last_seq.clone(),
+        include_docs: true,
+        selector: None,
+        heartbeat: Duration::from_secs(5),
+        fields: Some(fields),
+    };
+    let mut feed = store.open_feed(&db, &feed_query).await.unwrap();
+    store.put(&db, json!({"_id": "live", "pvt_state": "reserved", "other": 1})).await.unwrap();
+    let event = next_change(&mut feed).await;
+    let FeedEvent::Change(change) = event else { panic!("expected a change, got {event:?}") };
+    let doc = change.doc.expect("a document");
+    assert_eq!(doc["pvt_state"], json!("reserved"));
+    assert!(doc.get("other").is_none());
     drop(feed);
     drop_db(store, &db).await;
 }
@@ -458,6 +515,7 @@ async fn live_feed_backlog_then_writes(store: &dyn DocStore, ns: &str) {
         include_docs: true,
         selector: None,
         heartbeat: Duration::from_millis(200),
+        fields: None,
     };
     let mut feed = store.open_feed(&db, &query).await.unwrap();
     assert_eq!(change_id(&next_change(&mut feed).await), "before-1");
@@ -491,6 +549,7 @@ async fn live_feed_since_now(store: &dyn DocStore, ns: &str) {
         include_docs: false,
         selector: None,
         heartbeat: Duration::from_secs(5),
+        fields: None,
     };
     let mut feed = store.open_feed(&db, &query).await.unwrap();
     store.put(&db, json!({"_id": "new"})).await.unwrap();
@@ -572,6 +631,7 @@ macro_rules! conformance {
                 get_many_with_missing,
                 changes_order_dedup_and_resume,
                 changes_selector_filter,
+                changes_fields_projection,
                 live_feed_backlog_then_writes,
                 live_feed_since_now,
                 local_docs_stay_out_of_listings,
@@ -733,6 +793,7 @@ mod embedded_only {
             include_docs: false,
             selector: None,
             heartbeat: Duration::from_secs(5),
+            fields: None,
         };
         let mut feed = store.open_feed(&db, &query).await.unwrap();
         store.delete_db(&db).await.unwrap();
@@ -773,6 +834,7 @@ mod embedded_only {
             include_docs: false,
             selector: None,
             heartbeat: Duration::from_secs(5),
+            fields: None,
         };
         let mut feed = daemon.open_feed(&db, &query).await.unwrap();
 

@@ -150,6 +150,7 @@ async fn the_live_feed_brings_heartbeats_and_changes() {
         include_docs: true,
         selector: None,
         heartbeat: Duration::from_millis(100),
+        fields: None,
     };
     let mut feed = store.open_feed(&db, &query).await.unwrap();
     let first = tokio::time::timeout(WAIT, feed.next()).await.unwrap().unwrap().unwrap();

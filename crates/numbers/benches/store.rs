@@ -1,7 +1,11 @@
 //! Benchmarks of the store layer, the inbound table and bulk generation (figures in
 //! docs/PERFORMANCE.md "## numbers"):
-//! - `inbound/lookup_1m`: one lookup in a table of 1,000,000 numbers;
-//! - `inbound/build_from_docs_100k`: the in-memory build from 100,000 number documents (JSON);
+//! - `inbound/lookup_1m`: one lookup in a table of 1,000,000 numbers (in 100 number databases),
+//!   probes in random order over the whole table, half hits and half misses;
+//!   `inbound/is_on_net_1m` the same without taking a reference to the entry;
+//!   `inbound/lookup_1m_1024_hot` the former pattern (1,024 hits, cycled: they stay in cache);
+//! - `inbound/build_from_docs_100k`: the in-memory build from 100,000 number documents (JSON,
+//!   `apply_docs`: one swap);
 //! - `inbound/start_embedded_100k`: start a live table over an embedded store holding 100,000
 //!   numbers in 10 databases and wait until it has caught up;
 //! - `transition/{embedded,couchdb}`: one transition (read + CAS write + account copy);
@@ -23,8 +27,11 @@ use serde_json::Value;
 const OWNER: &str = "account0000000000000000000000002";
 
 fn doc_json(i: u64) -> Value {
-    let number = E164::new(format!("+1{}", 2_000_000_000 + i * 7)).unwrap();
-    let mut doc = NumberDoc::new(&number, NumberState::InService, "knm_local", 63_700_000_000);
+    doc_json_for(&E164::new(format!("+1{}", 2_000_000_000 + i * 7)).unwrap())
+}
+
+fn doc_json_for(number: &E164) -> Value {
+    let mut doc = NumberDoc::new(number, NumberState::InService, "knm_local", 63_700_000_000);
     doc.assigned_to = Some(AccountId::parse(OWNER).unwrap());
     doc.used_by = Some("callflow".into());
     doc.to_json()
@@ -40,22 +47,73 @@ fn couch() -> SharedStore {
     Arc::new(CouchStore::new(config).unwrap())
 }
 
+/// Number `i` of a table spread over 100 number databases (`+1201…` to `+1300…`).
+fn spread_number(i: u64) -> E164 {
+    E164::new(format!("+1{}{:07}", 201 + i % 100, (i / 100) * 3 % 10_000_000)).unwrap()
+}
+
+/// A small xorshift generator: reproducible probe orders without a dependency.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
 fn inbound(c: &mut Criterion) {
     let mut g = c.benchmark_group("inbound");
+    const N: u64 = 1_000_000;
+    let docs: Vec<Value> = (0..N).map(|i| doc_json_for(&spread_number(i))).collect();
     let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
     let started = Instant::now();
-    for i in 0..1_000_000 {
-        table.apply_doc(&doc_json(i));
-    }
-    eprintln!("inbound: built a 1,000,000-number table from documents in {:?}", started.elapsed());
-    let probes: Vec<E164> = (0..1024)
-        .map(|i| E164::new(format!("+1{}", 2_000_000_000 + i * 977 * 7)).unwrap())
+    table.apply_docs(&docs);
+    eprintln!(
+        "inbound: built a 1,000,000-number table from documents (apply_docs) in {:?}",
+        started.elapsed()
+    );
+    drop(docs);
+    assert_eq!(table.len(), N as usize);
+    // 2^20 probes in random order over the whole table: half numbers it has, half numbers of the
+    // same databases that it does not have (the line numbers are multiples of 3; these are not).
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let probes: Vec<E164> = (0..1u64 << 20)
+        .map(|_| {
+            let r = rng.next();
+            let i = r % N;
+            if r >> 63 == 0 {
+                spread_number(i)
+            } else {
+                let hit = spread_number(i);
+                E164::new(format!("+{}", hit.digits().parse::<u64>().unwrap() + 1)).unwrap()
+            }
+        })
         .collect();
+    let hits = probes.iter().filter(|p| table.lookup(p).is_some()).count();
+    eprintln!("inbound: {} probes, {hits} hits", probes.len());
+    let mask = probes.len() - 1;
     let mut k = 0usize;
     g.bench_function("lookup_1m", |b| {
         b.iter(|| {
-            k = (k + 1) & 1023;
+            k = (k + 1) & mask;
             black_box(table.lookup(&probes[k]))
+        })
+    });
+    g.bench_function("is_on_net_1m", |b| {
+        b.iter(|| {
+            k = (k + 1) & mask;
+            black_box(table.is_on_net(&probes[k]))
+        })
+    });
+    // The former benchmark's pattern: 1,024 probes, all hits, cycled (they stay in cache).
+    let hot: Vec<E164> = (0..1024).map(|i| spread_number(i * 977)).collect();
+    g.bench_function("lookup_1m_1024_hot", |b| {
+        b.iter(|| {
+            k = (k + 1) & 1023;
+            black_box(table.lookup(&hot[k]))
         })
     });
     drop(table);
@@ -66,9 +124,7 @@ fn inbound(c: &mut Criterion) {
     g.bench_function("build_from_docs_100k", |b| {
         b.iter(|| {
             let t = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
-            for d in &docs {
-                t.apply_doc(d);
-            }
+            t.apply_docs(&docs);
             black_box(t.len())
         })
     });

@@ -5,20 +5,36 @@
 //! [`InboundTable::start`] lists the number databases once, follows each with
 //! [`docstore::follow`] (from the start, so a fresh process rebuilds the table) and watches for
 //! databases that come and go with [`docstore::watch_dbs`]. The pools (`numbers/managed`,
-//! `numbers/inum`) hold pool records, not routable numbers, and are not read. Lookups are
-//! lock-free reads of a [`DashMap`] (sharded, readers never wait for a writer of another shard)
-//! and never wait for a reload; a change is visible as soon as its row is applied.
+//! `numbers/inum`) hold pool records, not routable numbers, and are not read. The followers ask
+//! for the fields the table reads only ([`TABLE_FIELDS`]), so the store does not decode the rest
+//! of each document.
+//!
+//! # Reads never wait
+//! The table is an immutable snapshot behind an atomic pointer ([`arc_swap`]): a lookup loads the
+//! pointer, finds the number's partition (its number database: the first four digits) and probes
+//! one hash map keyed by the number's digits as an integer. Writers build the next snapshot and
+//! swap it in; a lookup never takes a lock and never waits for a writer.
+//!
+//! A partition is a large `base` map and a small `delta` of recent changes (a removal is a `None`
+//! in the delta) that a lookup checks first. A change copies only the delta of its partition; when
+//! the delta outgrows [`delta_cap`] of its base, the partition is rebuilt into one map. A burst of
+//! change rows coalesces into one swap, and a database's first read (its backlog up to
+//! [`FollowEvent::CaughtUp`]) is collected aside and swapped in at once, as one new partition.
 //!
 //! Delivery is at least once: applying a change twice is harmless (last write wins per number,
 //! and the feed delivers a document's changes in order).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
-use docstore::{follow, watch_dbs, DbName, DbUpdateKind, FollowEvent, FollowOptions, SharedStore};
+use docstore::{
+    follow, watch_dbs, Change, DbName, DbUpdateKind, Fields, FollowEvent, FollowOptions,
+    ResyncReason, SharedStore,
+};
 use e164::E164;
 use futures::StreamExt;
 use serde_json::Value;
@@ -28,9 +44,39 @@ use tokio::task::JoinHandle;
 use crate::account::AccountId;
 use crate::auth::{AccountMap, AuthBy};
 use crate::config::Config;
-use crate::doc::{number_db, NumberDoc, NumberState, INUM_DB, MANAGED_DB};
+use crate::doc::{NumberDoc, NumberState, INUM_DB, MANAGED_DB};
 use crate::error::Error;
 use crate::lifecycle::{lookup_account, AccountLookup, Ctx};
+
+/// The fields of a number document the table reads (besides `_id`, `_rev`, `_deleted`): every
+/// field [`NumberDoc::from_json`] reads except the public fields and unknown private ones. The
+/// public fields only matter for a 3.22 document whose `pvt_features` is still a list; the table
+/// reads such a document whole (one extra `GET`).
+pub const TABLE_FIELDS: &[&str] = &[
+    "pvt_state",
+    "pvt_number_state",
+    "pvt_assigned_to",
+    "pvt_previously_assigned_to",
+    "pvt_used_by",
+    "pvt_module_name",
+    "pvt_features",
+    "pvt_features_allowed",
+    "pvt_features_denied",
+    "pvt_reserve_history",
+    "pvt_carrier_data",
+    "pvt_ported_in",
+    "pvt_region",
+    "pvt_created",
+    "pvt_modified",
+];
+
+/// Change rows a follower applies in one swap at most (a burst coalesces up to this).
+const BURST: usize = 2048;
+
+/// Changes per catch-up page (the follower's default is 5,000).
+const CATCH_UP_PAGE: usize = 10_000;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What the table knows about one number.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,13 +91,17 @@ pub struct InboundEntry {
     pub features: Vec<String>,
     /// `pvt_module_name`.
     pub module: String,
-    /// The whole document, for `identify`'s routing properties.
+    /// The document as the table reads it, for `identify`'s routing properties: the private
+    /// fields of [`TABLE_FIELDS`]; the public fields ([`NumberDoc::public`]) and unknown private
+    /// fields ([`NumberDoc::extra`]) are not kept.
     pub doc: NumberDoc,
 }
 
 impl InboundEntry {
-    /// The entry of a number document.
-    pub fn from_doc(doc: NumberDoc) -> Self {
+    /// The entry of a number document (its public and unknown private fields are dropped).
+    pub fn from_doc(mut doc: NumberDoc) -> Self {
+        doc.public = serde_json::Map::new();
+        doc.extra = serde_json::Map::new();
         InboundEntry {
             account: doc.assigned_to.clone(),
             state: doc.state,
@@ -91,9 +141,173 @@ pub struct InboundStatus {
     pub changes_applied: u64,
 }
 
+/// A number as a key: its digits as an integer, with the digit count above them (so `+01` and
+/// `+1` differ). E.164 numbers have at most 15 digits, below 2^50.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key(u64);
+
+impl Key {
+    const LEN_SHIFT: u32 = 50;
+
+    /// The key of `+digits`; `None` for anything else.
+    fn of(number: &str) -> Option<Key> {
+        let digits = number.strip_prefix('+')?.as_bytes();
+        if digits.is_empty() || digits.len() > E164::MAX_DIGITS {
+            return None;
+        }
+        let mut value = 0u64;
+        for &b in digits {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + u64::from(b - b'0');
+        }
+        Some(Key(((digits.len() as u64) << Self::LEN_SHIFT) | value))
+    }
+
+    fn len(self) -> u32 {
+        (self.0 >> Self::LEN_SHIFT) as u32
+    }
+
+    fn value(self) -> u64 {
+        self.0 & ((1 << Self::LEN_SHIFT) - 1)
+    }
+
+    /// The partition: the number database (`numbers/+` and the first four digits, as
+    /// [`crate::number_db`]); numbers of fewer than four digits get partitions of their own.
+    fn part(self) -> Part {
+        let (len, value) = (self.len(), self.value());
+        if len >= 4 {
+            Part((value / 10u64.pow(len - 4)) as u16)
+        } else {
+            Part(10_000 + (len as u16) * 1000 + value as u16)
+        }
+    }
+}
+
+/// A partition of the table: one number database's numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Part(u16);
+
+impl Part {
+    /// The partition of number database `db` (`numbers/+1415`), if it is one.
+    fn of_db(db: &str) -> Option<Part> {
+        let prefix = db.strip_prefix("numbers/")?;
+        if prefix.len() != 5 {
+            return None;
+        }
+        let key = Key::of(prefix)?;
+        (key.len() == 4).then(|| key.part())
+    }
+}
+
+/// The delta of a partition whose base holds `base` numbers may hold this many changes before the
+/// partition is rebuilt: `2·√base`, at least 1,024 (2,000 for a million numbers). A change copies
+/// the delta and a rebuild the base, once per `delta_cap` changes: with this cap a single change
+/// costs about as much in either, a few thousand entry copies at most.
+fn delta_cap(base: usize) -> usize {
+    (2 * base.isqrt()).max(1024)
+}
+
+type Slot = Option<Arc<InboundEntry>>;
+
+/// One partition: `base` plus the changes since (`delta`, checked first).
+#[derive(Clone, Default)]
+struct Partition {
+    base: Arc<FastMap<u64, Arc<InboundEntry>>>,
+    delta: Arc<FastMap<u64, Slot>>,
+    len: usize,
+}
+
+impl Partition {
+    #[inline]
+    fn get(&self, key: Key) -> Option<&Arc<InboundEntry>> {
+        if !self.delta.is_empty() {
+            if let Some(slot) = self.delta.get(&key.0) {
+                return slot.as_ref();
+            }
+        }
+        self.base.get(&key.0)
+    }
+
+    /// This partition with `changes` applied (in order: the last change of a key wins).
+    fn with(&self, changes: Vec<(Key, Slot)>) -> Partition {
+        if self.delta.len() + changes.len() > delta_cap(self.base.len()) {
+            let mut base = (*self.base).clone();
+            for (k, slot) in self.delta.iter() {
+                match slot {
+                    Some(e) => base.insert(*k, e.clone()),
+                    None => base.remove(k),
+                };
+            }
+            for (key, slot) in changes {
+                match slot {
+                    Some(e) => base.insert(key.0, e),
+                    None => base.remove(&key.0),
+                };
+            }
+            return Partition::from_entries(base);
+        }
+        let mut len = self.len;
+        let mut delta = (*self.delta).clone();
+        for (key, slot) in changes {
+            // `changes` may repeat a key: count against what the earlier ones left.
+            let before = match delta.get(&key.0) {
+                Some(s) => s.is_some(),
+                None => self.base.contains_key(&key.0),
+            };
+            let after = slot.is_some();
+            len = len + usize::from(after) - usize::from(before);
+            if slot.is_none() && !self.base.contains_key(&key.0) {
+                delta.remove(&key.0);
+            } else {
+                delta.insert(key.0, slot);
+            }
+        }
+        Partition { base: self.base.clone(), delta: Arc::new(delta), len }
+    }
+
+    /// A partition of exactly these entries.
+    fn from_entries(entries: FastMap<u64, Arc<InboundEntry>>) -> Partition {
+        let len = entries.len();
+        Partition { base: Arc::new(entries), delta: Arc::default(), len }
+    }
+}
+
+/// What lookups read: every partition, immutable.
+#[derive(Clone, Default)]
+struct Snapshot {
+    parts: FastMap<Part, Partition>,
+    len: usize,
+}
+
+impl Snapshot {
+    #[inline]
+    fn get(&self, key: Key) -> Option<&Arc<InboundEntry>> {
+        self.parts.get(&key.part())?.get(key)
+    }
+}
+
+/// Changes waiting for one swap: per key, the entry or `None` (removed), in arrival order.
+#[derive(Default)]
+struct Batch {
+    changes: Vec<(Key, Slot)>,
+    /// Replace the partition of this database by the `Some` changes of its keys (a database read
+    /// from the start); changes of other partitions are applied as usual.
+    replace: Option<Part>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.replace.is_none()
+    }
+}
+
 #[derive(Default)]
 struct State {
-    map: DashMap<Box<str>, Arc<InboundEntry>>,
+    snap: ArcSwap<Snapshot>,
+    /// Serializes writers (lookups never take it).
+    write: Mutex<()>,
     /// Followed databases → caught up at least once.
     dbs: DashMap<String, bool>,
     listed: AtomicBool,
@@ -106,8 +320,85 @@ impl State {
         self.listed.load(Ordering::Acquire) && self.dbs.iter().all(|e| *e.value())
     }
 
+    /// Applies `batch` in one swap.
+    fn publish(&self, batch: Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        let _writer = self.write.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = self.snap.load_full();
+        let mut next = Snapshot { parts: current.parts.clone(), len: current.len };
+        let mut by_part: FastMap<Part, Vec<(Key, Slot)>> = FastMap::default();
+        let mut replaced: FastMap<u64, Arc<InboundEntry>> = FastMap::default();
+        for (key, slot) in batch.changes {
+            let part = key.part();
+            if Some(part) == batch.replace {
+                match slot {
+                    Some(e) => replaced.insert(key.0, e),
+                    None => replaced.remove(&key.0),
+                };
+            } else {
+                by_part.entry(part).or_default().push((key, slot));
+            }
+        }
+        if let Some(part) = batch.replace {
+            if let Some(old) = next.parts.remove(&part) {
+                next.len -= old.len;
+            }
+            if !replaced.is_empty() {
+                let partition = Partition::from_entries(replaced);
+                next.len += partition.len;
+                next.parts.insert(part, partition);
+            }
+        }
+        for (part, changes) in by_part {
+            let old = next.parts.remove(&part).unwrap_or_default();
+            next.len -= old.len;
+            let partition = old.with(changes);
+            next.len += partition.len;
+            if partition.len > 0 || !partition.delta.is_empty() {
+                next.parts.insert(part, partition);
+            }
+        }
+        self.snap.store(Arc::new(next));
+    }
+
+    /// Drops the numbers of database `db`.
     fn forget_db(&self, db: &str) {
-        self.map.retain(|k, _| number_db(k).as_deref() != Some(db));
+        if let Some(part) = Part::of_db(db) {
+            self.publish(Batch { changes: Vec::new(), replace: Some(part) });
+        }
+    }
+}
+
+/// What one stored document means for the table.
+enum Parsed {
+    /// Not for the table (a design document, an id that is not a number).
+    Skip,
+    /// The number's entry: `None` removes it (deleted, or unreadable).
+    Set(Key, Slot),
+    /// A 3.22 document whose features are derived from its public fields: read it whole.
+    NeedsWholeDoc(Key),
+}
+
+/// Reads one stored document (whole, or projected on [`TABLE_FIELDS`] when `projected`).
+fn parse_doc(doc: &Value, projected: bool) -> Parsed {
+    let Some(id) = doc.get("_id").and_then(Value::as_str) else { return Parsed::Skip };
+    let Some(key) = Key::of(id) else { return Parsed::Skip };
+    if doc.get("_deleted").and_then(Value::as_bool) == Some(true) {
+        return Parsed::Set(key, None);
+    }
+    if projected
+        && doc.get("pvt_features").is_some_and(|f| f.as_array().is_some_and(|l| !l.is_empty()))
+    {
+        return Parsed::NeedsWholeDoc(key);
+    }
+    match NumberDoc::from_json(doc, 0) {
+        Ok(d) => Parsed::Set(key, Some(Arc::new(InboundEntry::from_doc(d)))),
+        Err(e) => {
+            tracing::warn!(id, error = %e, "inbound table: not a number document; skipped");
+            Parsed::Set(key, None)
+        }
     }
 }
 
@@ -188,14 +479,34 @@ impl InboundTable {
         }
     }
 
-    /// The entry of `number`, if the table has one.
+    /// The entry of `number`, if the table has one (a shared handle: one reference-count
+    /// increment; [`InboundTable::with_entry`] reads without it).
+    #[inline]
     pub fn lookup(&self, number: &E164) -> Option<Arc<InboundEntry>> {
-        self.state.map.get(number.as_str()).map(|e| e.value().clone())
+        self.lookup_str(number.as_str())
     }
 
     /// The entry of a number given as text (already normalized).
+    #[inline]
     pub fn lookup_str(&self, number: &str) -> Option<Arc<InboundEntry>> {
-        self.state.map.get(number).map(|e| e.value().clone())
+        let key = Key::of(number)?;
+        self.state.snap.load().get(key).cloned()
+    }
+
+    /// Calls `f` with the entry of `number` (or `None`), borrowed from the current snapshot: no
+    /// reference count is touched. Keep `f` short: the snapshot it reads stays alive until `f`
+    /// returns.
+    #[inline]
+    pub fn with_entry<R>(&self, number: &E164, f: impl FnOnce(Option<&InboundEntry>) -> R) -> R {
+        let snap = self.state.snap.load();
+        f(Key::of(number.as_str()).and_then(|key| snap.get(key)).map(|e| &**e))
+    }
+
+    /// Whether calls to `number` stay on the network ([`InboundEntry::is_on_net`]; `false` for a
+    /// number the table does not have).
+    #[inline]
+    pub fn is_on_net(&self, number: &E164) -> bool {
+        self.with_entry(number, |e| e.is_some_and(InboundEntry::is_on_net))
     }
 
     /// §5.10 `lookup_account` from the table (port requests are not in the table: a number only
@@ -220,41 +531,44 @@ impl InboundTable {
     }
 
     /// Applies one stored document (a change row): number documents are (re)placed, deleted
-    /// ones (`_deleted`) removed; design documents and unreadable documents are ignored.
+    /// ones (`_deleted`) removed; design documents and unreadable documents are ignored. Visible
+    /// to lookups when this returns.
     pub fn apply_doc(&self, doc: &Value) {
-        let Some(id) = doc.get("_id").and_then(Value::as_str) else { return };
-        if id.starts_with("_design/") {
-            return;
-        }
-        if doc.get("_deleted").and_then(Value::as_bool) == Some(true) {
-            self.state.map.remove(id);
-            return;
-        }
-        match NumberDoc::from_json(doc, 0) {
-            Ok(d) => {
-                self.state.map.insert(id.into(), Arc::new(InboundEntry::from_doc(d)));
+        self.apply_docs(std::slice::from_ref(doc));
+    }
+
+    /// [`InboundTable::apply_doc`] for many documents, in order, in one swap.
+    pub fn apply_docs(&self, docs: &[Value]) {
+        let mut batch = Batch::default();
+        for doc in docs {
+            match parse_doc(doc, false) {
+                Parsed::Skip => continue,
+                Parsed::Set(key, slot) => batch.changes.push((key, slot)),
+                // Only a projected document asks for the whole one.
+                Parsed::NeedsWholeDoc(_) => continue,
             }
-            Err(e) => {
-                tracing::warn!(id, error = %e, "inbound table: not a number document; skipped");
-                self.state.map.remove(id);
-            }
+            self.state.changes.fetch_add(1, Ordering::Relaxed);
         }
-        self.state.changes.fetch_add(1, Ordering::Relaxed);
+        self.state.publish(batch);
+        self.state.notify.notify_waiters();
     }
 
     /// Removes a number.
     pub fn remove(&self, number: &str) {
-        self.state.map.remove(number);
+        if let Some(key) = Key::of(number) {
+            self.state.publish(Batch { changes: vec![(key, None)], replace: None });
+            self.state.notify.notify_waiters();
+        }
     }
 
     /// Numbers in the table.
     pub fn len(&self) -> usize {
-        self.state.map.len()
+        self.state.snap.load().len
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.state.map.is_empty()
+        self.len() == 0
     }
 
     /// Whether every number database has been read up to its live feed (a table that is not
@@ -295,7 +609,7 @@ impl InboundTable {
         let dbs = self.state.dbs.len();
         let dbs_caught_up = self.state.dbs.iter().filter(|e| *e.value()).count();
         InboundStatus {
-            numbers: self.state.map.len(),
+            numbers: self.len(),
             dbs,
             dbs_caught_up,
             caught_up: self.state.caught_up(),
@@ -304,46 +618,96 @@ impl InboundTable {
     }
 }
 
+/// One database's follower: applies its change rows in bursts, and its reads from the start
+/// (the first one, and any resync) in one swap when they are complete.
+async fn follow_db(store: SharedStore, state: Arc<State>, db: DbName, heartbeat: Duration) {
+    let name = db.as_str().to_owned();
+    let part = Part::of_db(&name);
+    let mut fo = FollowOptions::new("inbound");
+    fo.heartbeat = heartbeat;
+    fo.catch_up_batch = CATCH_UP_PAGE;
+    fo.fields = Some(Fields::new(TABLE_FIELDS.iter().copied()));
+    let mut feed = follow(store.clone(), db.clone(), fo).ready_chunks(BURST);
+    // Collects a read from the start until `CaughtUp`; `None` while live.
+    let mut replay: Option<Batch> = None;
+    while let Some(events) = feed.next().await {
+        let mut live = Batch::default();
+        for event in events {
+            match event {
+                FollowEvent::Change(c) => {
+                    let target = replay.as_mut().unwrap_or(&mut live);
+                    if let Some(change) = read_change(&store, &db, c).await {
+                        target.changes.push(change);
+                        state.changes.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                FollowEvent::Resync { reason } => {
+                    state.publish(std::mem::take(&mut live));
+                    if reason == ResyncReason::Deleted {
+                        // Nothing follows until the database exists again.
+                        state.forget_db(&name);
+                    }
+                    // Until the replay is complete, lookups see the numbers as they were.
+                    replay = Some(Batch { changes: Vec::new(), replace: part });
+                }
+                FollowEvent::CaughtUp { .. } => {
+                    state.publish(std::mem::take(&mut live));
+                    if let Some(batch) = replay.take() {
+                        state.publish(batch);
+                    }
+                    state.dbs.insert(name.clone(), true);
+                }
+                FollowEvent::Failed(e) => {
+                    tracing::warn!(db = name, error = %e, "inbound table: follower stopped");
+                    state.publish(live);
+                    // What was read is still news: keep it, without dropping what was not.
+                    if let Some(mut batch) = replay.take() {
+                        batch.replace = None;
+                        state.publish(batch);
+                    }
+                    state.notify.notify_waiters();
+                    return;
+                }
+            }
+        }
+        state.publish(live);
+        state.notify.notify_waiters();
+    }
+}
+
+/// What a change row means for the table (`None`: nothing).
+async fn read_change(store: &SharedStore, db: &DbName, c: Change) -> Option<(Key, Slot)> {
+    if c.deleted {
+        return Key::of(&c.id).map(|key| (key, None));
+    }
+    let doc = c.doc?;
+    match parse_doc(&doc, true) {
+        Parsed::Skip => None,
+        Parsed::Set(key, slot) => Some((key, slot)),
+        Parsed::NeedsWholeDoc(key) => match store.get(db, &c.id).await {
+            Ok(Some(whole)) => match parse_doc(&whole, false) {
+                Parsed::Set(key, slot) => Some((key, slot)),
+                _ => None,
+            },
+            // Deleted since: its deletion row follows.
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(id = c.id, error = %e, "inbound table: cannot read a 3.22 number document; skipped");
+                Some((key, None))
+            }
+        },
+    }
+}
+
 async fn run(store: SharedStore, state: Arc<State>, opts: InboundOptions) {
     let mut followers: HashMap<String, Aborting> = HashMap::new();
-    let table_for = |state: &Arc<State>| InboundTable {
-        state: state.clone(),
-        config: Arc::new(Config::kazoo_defaults()),
-        accounts: Arc::new(AccountMap::new()),
-        _tasks: Arc::new(TaskGuard(None)),
-    };
     let spawn = |db: DbName, followers: &mut HashMap<String, Aborting>| {
         if followers.contains_key(db.as_str()) {
             return;
         }
         state.dbs.insert(db.as_str().to_owned(), false);
-        let table = table_for(&state);
-        let store = store.clone();
-        let mut fo = FollowOptions::new("inbound");
-        fo.heartbeat = opts.heartbeat;
-        let name = db.as_str().to_owned();
-        let key = name.clone();
-        let handle = tokio::spawn(async move {
-            let mut feed = follow(store, db, fo);
-            while let Some(event) = feed.next().await {
-                match event {
-                    FollowEvent::Change(c) => match (&c.doc, c.deleted) {
-                        (_, true) => table.remove(&c.id),
-                        (Some(doc), false) => table.apply_doc(doc),
-                        (None, false) => {}
-                    },
-                    FollowEvent::Resync { .. } => table.state.forget_db(&name),
-                    FollowEvent::CaughtUp { .. } => {
-                        table.state.dbs.insert(name.clone(), true);
-                    }
-                    FollowEvent::Failed(e) => {
-                        tracing::warn!(db = name, error = %e, "inbound table: follower stopped");
-                        break;
-                    }
-                }
-                table.state.notify.notify_waiters();
-            }
-        });
+        let key = db.as_str().to_owned();
+        let handle = tokio::spawn(follow_db(store.clone(), state.clone(), db, opts.heartbeat));
         followers.insert(key, Aborting(handle));
     };
     // The databases there are now, then the ones that come and go.
@@ -386,5 +750,84 @@ struct Aborting(JoinHandle<()>);
 impl Drop for Aborting {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc::number_db;
+
+    #[test]
+    fn keys_are_the_digits_and_their_count() {
+        let k = Key::of("+14155550100").unwrap();
+        assert_eq!((k.len(), k.value()), (11, 14_155_550_100));
+        assert_ne!(Key::of("+01"), Key::of("+1"));
+        assert_eq!(Key::of("+999999999999999").unwrap().len(), 15);
+        for bad in ["", "+", "14155550100", "+1415x", "+1234567890123456", "+-1"] {
+            assert_eq!(Key::of(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn partitions_are_number_databases() {
+        for number in ["+14155550100", "+1415", "+441234", "+0001"] {
+            let db = number_db(number).unwrap();
+            assert_eq!(Part::of_db(&db), Some(Key::of(number).unwrap().part()), "{number}");
+        }
+        assert_ne!(Key::of("+123").unwrap().part(), Key::of("+1230").unwrap().part());
+        assert_ne!(Key::of("+12").unwrap().part(), Key::of("+012").unwrap().part());
+        assert_eq!(Part::of_db("numbers/managed"), None);
+        assert_eq!(Part::of_db("numbers/+14"), None);
+    }
+
+    fn doc(number: &str, state: &str) -> Value {
+        serde_json::json!({"_id": number, "pvt_state": state, "pvt_module_name": "knm_local",
+            "pvt_assigned_to": "account0000000000000000000000002"})
+    }
+
+    #[test]
+    fn deltas_fold_into_the_base_and_counts_hold() {
+        let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
+        // Enough numbers in one partition to rebuild it several times.
+        let docs: Vec<Value> =
+            (0..5000).map(|i| doc(&format!("+1415{i:07}"), "in_service")).collect();
+        for chunk in docs.chunks(700) {
+            table.apply_docs(chunk);
+        }
+        assert_eq!(table.len(), 5000);
+        for i in (0..5000).step_by(3) {
+            table.remove(&format!("+1415{i:07}"));
+        }
+        table.remove("+14159999999");
+        table.apply_doc(&serde_json::json!({"_id": "+14150000001", "_deleted": true}));
+        table.apply_doc(&doc("+14150000001", "reserved"));
+        table.apply_doc(&doc("+14150000002", "released"));
+        let expected = (0..5000).filter(|i| i % 3 != 0).count();
+        assert_eq!(table.len(), expected);
+        let n = |s: &str| E164::new(s).unwrap();
+        assert!(table.lookup(&n("+14150000000")).is_none());
+        assert_eq!(table.lookup(&n("+14150000001")).unwrap().state, NumberState::Reserved);
+        assert!(table.is_on_net(&n("+14150000001")));
+        assert!(!table.is_on_net(&n("+14150000002")));
+        assert!(!table.is_on_net(&n("+14150000003")), "removed");
+        assert!(table.with_entry(&n("+14150000004"), |e| e.is_some()));
+        // Forgetting a database drops its partition only.
+        table.apply_doc(&doc("+12125550100", "in_service"));
+        table.state.forget_db("numbers/+1415");
+        assert_eq!(table.len(), 1);
+        assert!(table.lookup(&n("+12125550100")).is_some());
+    }
+
+    #[test]
+    fn a_projected_322_document_is_read_whole() {
+        let legacy = serde_json::json!({"_id": "+14155550100", "pvt_state": "in_service",
+            "pvt_features": ["force_outbound"]});
+        assert!(matches!(parse_doc(&legacy, true), Parsed::NeedsWholeDoc(_)));
+        assert!(matches!(parse_doc(&legacy, false), Parsed::Set(_, Some(_))));
+        let current = doc("+14155550100", "in_service");
+        assert!(matches!(parse_doc(&current, true), Parsed::Set(_, Some(_))));
+        let design = serde_json::json!({"_id": "_design/numbers"});
+        assert!(matches!(parse_doc(&design, true), Parsed::Skip));
     }
 }

@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::selector;
 use crate::types::{
-    AllDocsPage, AllDocsQuery, AllDocsRow, BulkItem, Change, DbInfo, DbName, DbUpdateKind, Rev, Seq,
+    AllDocsPage, AllDocsQuery, AllDocsRow, BulkItem, Change, DbInfo, DbName, DbUpdateKind, Fields,
+    Rev, Seq,
 };
 
 const SCHEMA: &str = "
@@ -222,17 +223,37 @@ pub(super) fn db_info(conn: &Connection, db: &DbName) -> Result<DbInfo> {
 
 /// Rebuilds the document as CouchDB returns it: `_id`, `_rev`, (`_deleted`), then the body.
 fn assemble(id: &str, rev: &str, deleted: bool, body: &str) -> Result<Value> {
-    let stored: Map<String, Value> = serde_json::from_str(body).map_err(|e| Error::Decode {
+    assemble_fields(id, rev, deleted, body, None)
+}
+
+/// [`assemble`], parsing only the `fields` of the body when given.
+fn assemble_fields(
+    id: &str,
+    rev: &str,
+    deleted: bool,
+    body: &str,
+    fields: Option<&Fields>,
+) -> Result<Value> {
+    let decode_err = |e: serde_json::Error| Error::Decode {
         what: format!("stored document {id}"),
         message: e.to_string(),
-    })?;
-    let mut doc = Map::with_capacity(stored.len() + 3);
+    };
+    // Sized up front: growing a map re-allocates (a projection holds its few fields at most).
+    let mut doc = Map::with_capacity(fields.map_or(16, |f| f.names().len().min(24)));
     doc.insert("_id".into(), Value::from(id));
     doc.insert("_rev".into(), Value::from(rev));
     if deleted {
         doc.insert("_deleted".into(), Value::Bool(true));
     }
-    doc.extend(stored);
+    let doc = match fields {
+        // Parsed straight into the document, skipping what is not kept.
+        Some(fields) => fields.parse_into(body, doc).map_err(decode_err)?,
+        None => {
+            let stored: Map<String, Value> = serde_json::from_str(body).map_err(decode_err)?;
+            doc.extend(stored);
+            doc
+        }
+    };
     Ok(Value::Object(doc))
 }
 
@@ -526,6 +547,7 @@ pub(super) fn scan_changes(
     limit: Option<usize>,
     include_docs: bool,
     selector: Option<&Value>,
+    fields: Option<&Fields>,
 ) -> Result<Scan> {
     let mut stmt = conn
         .prepare_cached(
@@ -547,11 +569,14 @@ pub(super) fn scan_changes(
         let body: String = r.get(4).map_err(sql_error)?;
         scan.last_scanned = seq;
         let needs_doc = include_docs || selector.is_some();
-        let doc = if needs_doc { Some(assemble(&id, &rev, deleted, &body)?) } else { None };
+        let mut doc = if needs_doc { Some(assemble(&id, &rev, deleted, &body)?) } else { None };
         if let (Some(selector), Some(doc)) = (selector, &doc) {
             if !selector::matches(selector, doc) {
                 continue;
             }
+        }
+        if let (Some(fields), Some(doc)) = (fields, doc.as_mut()) {
+            fields.apply(doc);
         }
         scan.rows.push(Change {
             seq: row.seq(seq),
@@ -566,6 +591,88 @@ pub(super) fn scan_changes(
         }
     }
     Ok(scan)
+}
+
+/// One change row as stored: decoded by [`RawScan::decode`] after the connection lock is released.
+pub(super) struct RawChange {
+    seq: i64,
+    id: String,
+    rev: String,
+    deleted: bool,
+    body: Option<String>,
+}
+
+/// The rows of an unfiltered change scan, not yet decoded.
+pub(super) struct RawScan {
+    pub rows: Vec<RawChange>,
+    pub last_scanned: i64,
+    pub hit_limit: bool,
+}
+
+/// The changes of database `row` after `since`, at most `limit`, without a selector: only the
+/// SQLite reads, so that the caller can decode (the CPU part) without holding the connection.
+pub(super) fn scan_changes_raw(
+    conn: &Connection,
+    row: &DbRow,
+    since: i64,
+    limit: Option<usize>,
+    include_docs: bool,
+) -> Result<RawScan> {
+    let limit = limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
+    let mut scan = RawScan { rows: Vec::new(), last_scanned: since, hit_limit: false };
+    if limit == 0 {
+        scan.hit_limit = true;
+        return Ok(scan);
+    }
+    let sql = if include_docs {
+        "SELECT seq, id, rev, deleted, body FROM docs \
+         WHERE db_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+    } else {
+        "SELECT seq, id, rev, deleted, NULL FROM docs \
+         WHERE db_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+    };
+    let mut stmt = conn.prepare_cached(sql).map_err(sql_error)?;
+    let mut cursor = stmt.query(params![row.id, since, limit]).map_err(sql_error)?;
+    while let Some(r) = cursor.next().map_err(sql_error)? {
+        scan.rows.push(RawChange {
+            seq: r.get(0).map_err(sql_error)?,
+            id: r.get(1).map_err(sql_error)?,
+            rev: r.get(2).map_err(sql_error)?,
+            deleted: r.get(3).map_err(sql_error)?,
+            body: r.get(4).map_err(sql_error)?,
+        });
+    }
+    if let Some(last) = scan.rows.last() {
+        scan.last_scanned = last.seq;
+    }
+    scan.hit_limit = i64::try_from(scan.rows.len()).is_ok_and(|n| n >= limit);
+    Ok(scan)
+}
+
+impl RawScan {
+    /// Decodes the rows (their `fields` only, when given) into a [`Scan`].
+    pub(super) fn decode(self, instance: &str, fields: Option<&Fields>) -> Result<Scan> {
+        let rows = self
+            .rows
+            .into_iter()
+            .map(|raw| {
+                let doc = match &raw.body {
+                    Some(body) => {
+                        Some(assemble_fields(&raw.id, &raw.rev, raw.deleted, body, fields)?)
+                    }
+                    None => None,
+                };
+                Ok(Change {
+                    seq: make_seq(raw.seq, instance),
+                    id: raw.id,
+                    rev: Rev(raw.rev),
+                    deleted: raw.deleted,
+                    doc,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Scan { rows, last_scanned: self.last_scanned, hit_limit: self.hit_limit })
+    }
 }
 
 /// How many changes come after `seq`.
