@@ -744,16 +744,19 @@ impl NumberStore {
         crate::search::check(numbers, &kinds, &ctx).await
     }
 
-    /// §11.6 `info(AuthAccountId, AccountId, ResellerId)`: the carriers of `account` (its
-    /// reseller read from the accounts) as `{maximal_prefix_length, usable_carriers,
-    /// usable_creation_states}`, the creation states being those `auth_by` may use (§3.8). The
-    /// reseller's account config is not read here: [`NumberStore::carriers_info_for`] does.
-    pub fn carriers_info(&self, account: &AccountId, auth_by: &AuthBy) -> Value {
+    /// §11.6 `info(AuthAccountId, AccountId, ResellerId)` as Crossbar's `carriers_info` calls it:
+    /// the carriers of `account`, its reseller read from the accounts (and that reseller's
+    /// account-config `carrier_modules` honoured, see [`NumberStore::carriers_info_for`]), as
+    /// `{maximal_prefix_length, usable_carriers, usable_creation_states}`, the creation states
+    /// being those `auth_by` may use (§3.8).
+    pub async fn carriers_info(
+        &self,
+        account: &AccountId,
+        auth_by: &AuthBy,
+    ) -> Result<Value, Error> {
         let reseller = crate::auth::Accounts::get(&*self.accounts, account)
             .and_then(|i| i.reseller_id.clone());
-        let (kinds, _) =
-            crate::search::available_carriers(&self.config, Some(account), reseller.as_ref(), None);
-        crate::search::carriers_info(&kinds, &*self.accounts, Some(auth_by))
+        self.carriers_info_for(Some(account), reseller.as_ref(), auth_by).await
     }
 
     /// §11.6 `info(AuthAccountId, AccountId, ResellerId)` with Kazoo's arguments: the carriers of

@@ -435,11 +435,19 @@ async fn o_info_check(store: SharedStore) {
     };
     // O1
     assert_eq!(info(RESELLER, Some(RESELLER), MASTER).await["maximal_prefix_length"], 10, "O1");
-    assert_eq!(ns.carriers_info(&acc(RESELLER), &by(MASTER))["maximal_prefix_length"], 10, "O1");
+    assert_eq!(
+        ns.carriers_info(&acc(RESELLER), &by(MASTER)).await.unwrap()["maximal_prefix_length"],
+        10,
+        "O1"
+    );
     // O2
     assert_eq!(info(CHILD, Some(RESELLER), MASTER).await["maximal_prefix_length"], 10, "O2");
     assert_eq!(info(CHILD, None, MASTER).await["maximal_prefix_length"], 10, "O2");
-    assert_eq!(ns.carriers_info(&acc(CHILD), &by(MASTER))["maximal_prefix_length"], 10, "O2");
+    assert_eq!(
+        ns.carriers_info(&acc(CHILD), &by(MASTER)).await.unwrap()["maximal_prefix_length"],
+        10,
+        "O2"
+    );
     // O3: CHILD's account config (configs_number_manager) adds knm_bandwidth2.
     assert_eq!(
         ns.account_carrier_modules(&acc(CHILD)).await.unwrap(),

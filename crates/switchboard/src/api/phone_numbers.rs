@@ -607,7 +607,8 @@ pub(crate) async fn carriers_info(
     let by = auth_by(&s, &caller, &a)?;
     let account = numbers::AccountId::parse(&a).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let store = number_store(&s).await?;
-    Ok(Envelope::ok(store.carriers_info(&account, &by)).with_request_id(&rid))
+    let info = store.carriers_info(&account, &by).await.map_err(knm_error)?;
+    Ok(Envelope::ok(info).with_request_id(&rid))
 }
 
 /// `numbers` of a check body: required, a non-empty list of strings (duplicates are allowed,
