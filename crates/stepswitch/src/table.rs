@@ -621,8 +621,19 @@ thread_local! {
 #[derive(Debug, Default)]
 pub(crate) struct PrefixTrie {
     by_prefix: HashMap<Box<[u8]>, Vec<Hit>, crate::compile::FastBuild>,
-    /// Distinct prefix lengths, ascending.
-    lengths: Vec<usize>,
+    /// Distinct prefix lengths, ascending, each with a filter on its keys' first two bytes.
+    lengths: Vec<Length>,
+}
+
+/// One distinct key length of a [`PrefixTrie`].
+#[derive(Debug)]
+struct Length {
+    len: usize,
+    /// For keys of two bytes or more: bit `b0 << 8 | b1` is set when a key of this length
+    /// starts with `b0 b1`. A lookup skips the probe (a hash-table cache miss or two at 10k+
+    /// resources) when its number's first two bytes are not set; the few bitmap lines that
+    /// numbers share (`+1`, `+4`...) stay in cache.
+    first2: Option<Box<[u64; 1024]>>,
 }
 
 impl PrefixTrie {
@@ -664,19 +675,41 @@ impl PrefixTrie {
         }
         lengths.sort_unstable();
         lengths.dedup();
-        self.lengths = lengths;
+        self.lengths = lengths
+            .into_iter()
+            .map(|len| Length { len, first2: (len >= 2).then(|| Box::new([0; 1024])) })
+            .collect();
+        for prefix in self.by_prefix.keys().map(std::borrow::Borrow::<[u8]>::borrow) {
+            let length = self.lengths.iter_mut().find(|it| it.len == prefix.len());
+            if let Some(first2) = length.and_then(|it| it.first2.as_mut()) {
+                let bit = first2_bit(prefix);
+                first2[bit >> 6] |= 1 << (bit & 63);
+            }
+        }
     }
 
     fn collect(&self, text: &[u8], out: &mut Vec<Hit>) {
-        for &len in &self.lengths {
+        for length in &self.lengths {
+            let len = length.len;
             if len > text.len() {
                 break;
+            }
+            if let Some(first2) = &length.first2 {
+                let bit = first2_bit(text);
+                if first2[bit >> 6] & (1 << (bit & 63)) == 0 {
+                    continue;
+                }
             }
             if let Some(list) = self.by_prefix.get(&text[..len]) {
                 out.extend_from_slice(list);
             }
         }
     }
+}
+
+/// The [`Length::first2`] bit of a text of two bytes or more.
+fn first2_bit(text: &[u8]) -> usize {
+    (usize::from(text[0]) << 8) | usize::from(text[1])
 }
 
 impl RouteTable {
