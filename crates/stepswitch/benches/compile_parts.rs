@@ -5,7 +5,8 @@
 //!
 //! Run: `CARGO_TARGET_DIR=target-lead cargo bench -p stepswitch --bench compile_parts`;
 //! `STEPSWITCH_BENCH_SIZES=10000` picks the sizes, `STEPSWITCH_BENCH_ROUNDS=20` the repetitions.
-//! Prints the min and median wall and thread-CPU time of each part (a plain harness, so that `perf record`
+//! Prints the min and median wall time and process CPU time (all threads) of each part;
+//! `RAYON_NUM_THREADS=1` gives the serial figures (a plain harness, so that `perf record`
 //! sees only compile work).
 
 use std::hint::black_box;
@@ -69,11 +70,12 @@ fn generate(n: usize) -> Vec<Value> {
         .collect()
 }
 
-/// CPU time of this thread (excludes preemption by the other processes on a shared machine).
-fn thread_cpu() -> Duration {
+/// CPU time of this process, all threads (rayon's workers included): the work done, which
+/// preemption by the other processes on a shared machine does not inflate.
+fn process_cpu() -> Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
@@ -82,11 +84,11 @@ fn time<T>(rounds: usize, mut run: impl FnMut() -> T) -> [Duration; 4] {
     let mut wall = Vec::with_capacity(rounds);
     let mut cpu = Vec::with_capacity(rounds);
     for _ in 0..rounds {
-        let cpu_start = thread_cpu();
+        let cpu_start = process_cpu();
         let started = Instant::now();
         let out = run();
         wall.push(started.elapsed());
-        cpu.push(thread_cpu().saturating_sub(cpu_start));
+        cpu.push(process_cpu().saturating_sub(cpu_start));
         drop(black_box(out));
     }
     wall.sort();
@@ -100,7 +102,7 @@ fn main() {
     let only = std::env::var("STEPSWITCH_BENCH_PART").ok();
     let wanted = |part: &str| only.as_deref().is_none_or(|it| it == part);
     println!(
-        "part          size     wall min / median ms   cpu min / median ms  ({rounds} rounds, drop not timed)"
+        "part          size     wall min / median ms   cpu (all threads) min / median ms  ({rounds} rounds)"
     );
     for n in env_list("STEPSWITCH_BENCH_SIZES", &[10_000]) {
         let docs = generate(n);

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::resource::{diag, is_true, GatewayDoc, PrivacyOptions, ResourceDoc};
-use crate::simple::SimplePattern;
+use crate::simple::{PrefixSet, SimplePattern};
 use crate::table::{
     Gateway, Hot, PatternId, PrefixTrie, Proxy, Resource, RouteTable, Rule, RulePattern, RuleText,
     Scope,
@@ -228,15 +228,15 @@ fn doc_resources(
 /// them (in parallel) and numbers the valid ones in that order; [`Builder::rules`] then only
 /// looks them up, from any thread.
 #[derive(Default)]
-struct Builder {
+struct Builder<'a> {
     /// Each distinct rule regex; its `prefixes` are set when they can serve as a prefilter.
     patterns: Vec<RulePattern>,
     /// Per pattern (same order), the literal prefixes the index files it under.
     keys: Vec<IndexKeys>,
     /// Each distinct rule text → its position in `sources` and `results`.
-    by_source: HashMap<Arc<str>, usize, FastBuild>,
+    by_source: HashMap<&'a str, usize, FastBuild>,
     /// Distinct rule texts in first-use order.
-    sources: Vec<Arc<str>>,
+    sources: Vec<&'a str>,
     /// Per rule text: its pattern id, or the compile error message.
     results: Vec<Result<PatternId, String>>,
 }
@@ -249,12 +249,12 @@ enum IndexKeys {
     Prefixes,
     /// A prefix set that contains the empty string ("no constraint"), so it is no prefilter
     /// but still the set of keys.
-    Own(Box<[Box<[u8]>]>),
+    Own(PrefixSet),
 }
 
-impl Builder {
+impl<'a> Builder<'a> {
     /// Notes the rule texts of one document in the order [`doc_resources`] uses them.
-    fn note_doc(&mut self, doc: &ResourceDoc, config: &Config) {
+    fn note_doc(&mut self, doc: &'a ResourceDoc, config: &'a Config) {
         if !doc.enabled {
             return;
         }
@@ -278,23 +278,22 @@ impl Builder {
     }
 
     /// Notes a rule list in evaluation order (reverse document order, rule 10).
-    fn note(&mut self, sources: &[String]) {
+    fn note(&mut self, sources: &'a [String]) {
         for source in sources.iter().rev() {
             self.note_one(source);
         }
     }
 
-    fn note_one(&mut self, source: &str) {
-        if !self.by_source.contains_key(source) {
-            let source: Arc<str> = Arc::from(source);
-            self.by_source.insert(Arc::clone(&source), self.sources.len());
+    fn note_one(&mut self, source: &'a str) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.by_source.entry(source) {
+            slot.insert(self.sources.len());
             self.sources.push(source);
         }
     }
 
     /// Parses every noted rule text and numbers the valid ones in first-use order.
     fn analyze_all(&mut self) {
-        let analyzed = map_ordered(&self.sources, analyze);
+        let analyzed = map_ordered(&self.sources, |source| analyze(source));
         self.patterns.reserve_exact(analyzed.len());
         self.keys.reserve_exact(analyzed.len());
         self.results.reserve_exact(analyzed.len());
@@ -346,10 +345,7 @@ impl Builder {
 
 /// A pattern with the index keys its anchored literal prefixes give (`None`: not anchored, or
 /// no finite set); the prefixes serve as the pattern's prefilter when none is empty.
-fn with_keys(
-    mut pattern: RulePattern,
-    prefixes: Option<Box<[Box<[u8]>]>>,
-) -> (RulePattern, IndexKeys) {
+fn with_keys(mut pattern: RulePattern, prefixes: Option<PrefixSet>) -> (RulePattern, IndexKeys) {
     let keys = match prefixes {
         None => IndexKeys::Unindexed,
         Some(set) => {
@@ -368,12 +364,12 @@ fn with_keys(
 /// Parses one rule text: the simple matcher's subset, else the `regex` crate's syntax (the
 /// engine is built on first use), else the PCRE-capable fallback (built now); `Err` carries
 /// the compile error message.
-fn analyze(source: &Arc<str>) -> Result<(RulePattern, IndexKeys), String> {
+fn analyze(source: &str) -> Result<(RulePattern, IndexKeys), String> {
     let pattern = |simple, compiled| RulePattern {
-        source: Arc::clone(source),
+        source: Arc::from(source),
         simple,
         compiled,
-        prefixes: Box::default(),
+        prefixes: PrefixSet::default(),
     };
     // Fast path: the rule shapes carriers write, parsed and indexed without regex-syntax.
     if let Some(simple) = SimplePattern::parse(source) {
@@ -385,7 +381,7 @@ fn analyze(source: &Arc<str>) -> Result<(RulePattern, IndexKeys), String> {
             let prefixes = if hir.properties().look_set_prefix().contains(Look::Start) {
                 let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
                 seq.literals()
-                    .map(|lits| lits.iter().map(|lit| Box::from(lit.as_bytes())).collect())
+                    .map(|lits| PrefixSet::from_slices(lits.iter().map(|lit| lit.as_bytes())))
             } else {
                 None
             };
@@ -399,7 +395,7 @@ fn analyze(source: &Arc<str>) -> Result<(RulePattern, IndexKeys), String> {
                 let _ = cell.set(Some(compiled));
                 let prefixes = superset_prefixes(source)
                     .or_else(|| required_literal_prefix(source).map(|prefix| vec![prefix]))
-                    .map(|set| set.into_iter().map(Vec::into_boxed_slice).collect());
+                    .map(|set| PrefixSet::from_slices(set.iter().map(Vec::as_slice)));
                 Ok(with_keys(pattern(None, cell), prefixes))
             }
             Err(err) => Err(err.to_string()),

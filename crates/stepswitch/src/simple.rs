@@ -126,12 +126,12 @@ impl SimplePattern {
 
     /// Literal prefixes every match starts with at offset 0 (ascending), or `None` when the
     /// pattern is not anchored at the start. An empty string in the set means "no constraint".
-    pub(crate) fn prefix_keys(&self) -> Option<Box<[Box<[u8]>]>> {
+    pub(crate) fn prefix_keys(&self) -> Option<PrefixSet> {
         if !self.anchored_start {
             return None;
         }
         let (set, _) = seq_prefixes(&self.prog, self.prog.top());
-        Some(set.iter().map(|lit| Box::from(lit.as_slice())).collect())
+        Some(PrefixSet::from_slices(set.iter().map(Lit::as_slice)))
     }
 
     /// [`SimplePattern::prefix_keys`] as plain vectors.
@@ -608,6 +608,59 @@ fn node_len(prog: &Prog, node: &Node) -> (usize, Option<usize>) {
             };
             (*min as usize * inner_min, max)
         }
+    }
+}
+
+/// Literal prefixes in one allocation: each is a length byte followed by its bytes. A prefix
+/// longer than 255 bytes is cut (a cut prefix is still one every match starts with).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PrefixSet(Box<[u8]>);
+
+impl PrefixSet {
+    /// The set of `items`, in their order.
+    pub(crate) fn from_slices<'a, I>(items: I) -> PrefixSet
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+        I::IntoIter: Clone,
+    {
+        let items = items.into_iter();
+        let size = items.clone().map(|it| 1 + it.len().min(255)).sum();
+        let mut buf = Vec::with_capacity(size);
+        for item in items {
+            let item = &item[..item.len().min(255)];
+            buf.push(item.len() as u8);
+            buf.extend_from_slice(item);
+        }
+        PrefixSet(buf.into_boxed_slice())
+    }
+
+    /// Whether the set has no prefix at all (`{""}` is not empty).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The number of prefixes.
+    pub(crate) fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// The prefixes, in order.
+    pub(crate) fn iter(&self) -> PrefixIter<'_> {
+        PrefixIter(&self.0)
+    }
+}
+
+/// The prefixes of a [`PrefixSet`].
+pub(crate) struct PrefixIter<'a>(&'a [u8]);
+
+impl<'a> Iterator for PrefixIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let (&len, rest) = self.0.split_first()?;
+        let (item, rest) = rest.split_at(usize::from(len));
+        self.0 = rest;
+        Some(item)
     }
 }
 

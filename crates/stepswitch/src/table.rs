@@ -58,7 +58,7 @@ pub(crate) struct RulePattern {
     /// empty when the rule has no usable prefix. Checked before any matcher runs, so a
     /// candidate resource's other rules (and always-evaluated unindexed resources) cost a
     /// byte comparison instead of a backtracking match.
-    pub(crate) prefixes: Box<[Box<[u8]>]>,
+    pub(crate) prefixes: crate::simple::PrefixSet,
 }
 
 impl RulePattern {
@@ -620,7 +620,7 @@ thread_local! {
 /// pattern id rides along so a lookup need not read the resource's rule list.
 #[derive(Debug, Default)]
 pub(crate) struct PrefixTrie {
-    by_prefix: HashMap<Box<[u8]>, Vec<Hit>, crate::compile::FastBuild>,
+    by_prefix: HashMap<Key, Vec<Hit>, crate::compile::FastBuild>,
     /// Distinct prefix lengths, ascending, each with a filter on its keys' first two bytes.
     lengths: Vec<Length>,
 }
@@ -634,6 +634,62 @@ struct Length {
     /// resources) when its number's first two bytes are not set; the few bitmap lines that
     /// numbers share (`+1`, `+4`...) stay in cache.
     first2: Option<Box<[u64; 1024]>>,
+}
+
+/// Index keys longer than this are cut to their first `KEY_LEN` bytes: the index stays a
+/// superset filter (every hit still goes through the rule's matcher), and keys need no
+/// allocation of their own.
+const KEY_LEN: usize = 24;
+
+/// A literal prefix of at most [`KEY_LEN`] bytes, stored inline. Hashes and compares as the
+/// byte slice it holds, so the index is probed with plain `&[u8]`s.
+#[derive(Clone, Copy)]
+struct Key {
+    len: u8,
+    bytes: [u8; KEY_LEN],
+}
+
+impl Key {
+    /// `prefix` must be at most [`KEY_LEN`] bytes.
+    fn new(prefix: &[u8]) -> Key {
+        let mut bytes = [0; KEY_LEN];
+        bytes[..prefix.len()].copy_from_slice(prefix);
+        Key { len: prefix.len() as u8, bytes }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Key").field(&self.as_slice()).finish()
+    }
 }
 
 impl PrefixTrie {
@@ -651,8 +707,7 @@ impl PrefixTrie {
 
     pub(crate) fn insert(&mut self, prefix: &[u8], resource: u32, rule: u32, pattern: PatternId) {
         let entry = ((u64::from(resource) << 32) | u64::from(rule), pattern);
-        // Look up before inserting: most prefixes are shared, and `entry` would allocate the
-        // boxed key on every call.
+        let prefix = &prefix[..prefix.len().min(KEY_LEN)];
         match self.by_prefix.get_mut(prefix) {
             Some(list) => {
                 if list.last() != Some(&entry) {
@@ -660,7 +715,7 @@ impl PrefixTrie {
                 }
             }
             None => {
-                self.by_prefix.insert(prefix.into(), vec![entry]);
+                self.by_prefix.insert(Key::new(prefix), vec![entry]);
             }
         }
     }
