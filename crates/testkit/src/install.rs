@@ -7,10 +7,20 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
-/// `<repo>/tools/couch-peer`, found from this crate's manifest directory.
+/// `<repo>/tools/couch-peer`. Found first from the running test's `CARGO_MANIFEST_DIR` (cargo
+/// sets it at run time to the package under test, somewhere below the repo root), then from
+/// this crate's manifest directory at build time. The run-time lookup matters when a target
+/// directory is shared by two checkouts: cargo may reuse a testkit built in the other one, whose
+/// build-time path then names the wrong (or a deleted) repo.
 pub(crate) fn couch_peer_dir() -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = repo.join("tools/couch-peer");
+    let at_run_time = std::env::var_os("CARGO_MANIFEST_DIR").and_then(|dir| {
+        Path::new(&dir)
+            .ancestors()
+            .map(|a| a.join("tools/couch-peer"))
+            .find(|d| d.join("couch-peer.js").is_file())
+    });
+    let dir = at_run_time
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/couch-peer"));
     dir.canonicalize().unwrap_or(dir)
 }
 
