@@ -805,9 +805,15 @@ async fn phone_numbers_lifecycle_auth_cross_account_and_bad_input() {
     let stored = couch_get_doc(&w.couch, &format!("numbers/{}", &number[..5]), &number);
     assert_eq!(stored["pvt_assigned_to"], a.as_str());
 
-    // A reads, merges a field, identifies and lists it.
+    // A reads, merges a field, identifies and lists it. The features A may set (§12.2) are in
+    // `_read_only.features_available`: force_outbound always (vector K14), carrier_name only
+    // for admins (K15), and no external feature on a local number.
     let (status, body) = call(Method::GET, &one, Some(&a_token), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let available = body["data"]["_read_only"]["features_available"].as_array().expect("list");
+    assert!(available.contains(&json!("force_outbound")), "{body}");
+    assert!(!available.contains(&json!("carrier_name")), "{body}");
+    assert!(!available.contains(&json!("e911")), "{body}");
     let (status, body) =
         call(Method::PATCH, &one, Some(&a_token), Some(json!({"data": {"other": 1}}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");

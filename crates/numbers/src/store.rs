@@ -181,6 +181,16 @@ impl NumberStore {
         &self.accounts
     }
 
+    /// The public JSON of `doc` (§10.2) as `auth_by` sees it: [`NumberDoc::to_public_json`] plus
+    /// `_read_only.features_available`, the features that requester may set on this number
+    /// (§12.2, with the owner's reseller config and the carriers' sms/mms settings).
+    pub fn public_json(&self, doc: &NumberDoc, auth_by: &AuthBy) -> Value {
+        let is_admin = crate::auth::is_admin(&*self.accounts, auth_by);
+        let available =
+            crate::features::available_features_for(doc, &self.config, &*self.accounts, is_admin);
+        doc.to_public_json_with_features(&available)
+    }
+
     /// The normalization rules (§1.1).
     pub fn converters(&self) -> &Converters {
         &self.converters

@@ -182,8 +182,9 @@ pub(crate) async fn run(
             Some(a) => AuthBy::parse(a).map_err(knm_error)?,
             None => AuthBy::System,
         };
-        let opts = RunOptions { dry_run: op.dry_run, ..RunOptions::by(auth_by) };
-        numbers.apply(&number, &operation, &opts).await.map_err(knm_error)?.to_public_json()
+        let opts = RunOptions { dry_run: op.dry_run, ..RunOptions::by(auth_by.clone()) };
+        let decision = numbers.apply(&number, &operation, &opts).await.map_err(knm_error)?;
+        numbers.public_json(&decision.doc, &auth_by)
     };
     output::print(global, &value, || pretty(&value));
     Ok(ExitCode::SUCCESS)

@@ -103,9 +103,10 @@ async fn run(
     let store = number_store(state).await?;
     let number = normalize(&store, raw)?;
     let name = op.name();
-    let decision = apply(store, number, op, RunOptions::by(by)).await?;
+    let decision = apply(store.clone(), number, op, RunOptions::by(by.clone())).await?;
     metrics::counter!("switchboard_number_transitions_total", "op" => name).increment(1);
-    Ok(Envelope::ok(decision.doc.to_public_json()).with_revision(decision.doc.rev.as_deref()))
+    let public = store.public_json(&decision.doc, &by);
+    Ok(Envelope::ok(public).with_revision(decision.doc.rev.as_deref()))
 }
 
 async fn apply(
