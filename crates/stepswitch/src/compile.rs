@@ -4,6 +4,7 @@
 //! reactor can rebuild only the table a change touches. Compilation never fails as a whole:
 //! a document or a rule that cannot be used is reported as a [`Diagnostic`] and left out.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock};
@@ -620,7 +621,7 @@ struct GatewayDefaults {
     fax_option: bool,
     codecs: Vec<String>,
     bypass_media: bool,
-    privacy_method: String,
+    privacy_method: &'static str,
     hide_name: bool,
     hide_number: bool,
 }
@@ -631,10 +632,12 @@ fn gateway(
     defaults: &GatewayDefaults,
     config: &Config,
 ) -> Gateway {
-    let endpoint_type =
-        gw.endpoint_type.clone().filter(|it| !it.is_empty()).unwrap_or_else(|| "sip".into());
+    let endpoint_type = shared(
+        gw.endpoint_type.as_deref().filter(|it| !it.is_empty()).unwrap_or("sip"),
+        &["sip", "freetdm", "skype", "amqp"],
+    );
     let mut endpoint_options = Map::new();
-    match endpoint_type.as_str() {
+    match &*endpoint_type {
         "freetdm" => {
             insert_some(&mut endpoint_options, "Span", gw.span.clone());
             endpoint_options.insert(
@@ -655,7 +658,7 @@ fn gateway(
         &gw.privacy,
         gw.privacy_mode.as_deref(),
         &gw.extra,
-        &defaults.privacy_method,
+        defaults.privacy_method,
     );
     let hide_name = defaults.hide_name
         || should_hide(
@@ -685,7 +688,10 @@ fn gateway(
         ccvs: outbound(gw.custom_channel_vars.as_ref()),
         sip_headers: outbound(gw.custom_sip_headers.as_ref()),
         sip_interface: gw.custom_sip_interface.clone().filter(|it| !it.is_empty()),
-        invite_format: gw.invite_format.clone().unwrap_or_else(|| "route".into()),
+        invite_format: shared(
+            gw.invite_format.as_deref().unwrap_or("route"),
+            &["route", "username", "e164", "npan", "1npan", "loopback", "strip_plus"],
+        ),
         format_from_uri: gw.format_from_uri.unwrap_or(defaults.format_from_uri),
         from_uri_realm: gw
             .from_uri_realm
@@ -706,14 +712,16 @@ fn gateway(
         prefix: gw.prefix.clone().unwrap_or_else(|| config.default_prefix.clone()),
         suffix: gw.suffix.clone().unwrap_or_else(|| config.default_suffix.clone()),
         rtcp_mux: gw.media.rtcp_mux.clone().or_else(|| config.default_rtcp_mux.clone()),
-        caller_id_type: gw
-            .caller_id_type
-            .clone()
-            .filter(|it| !it.is_empty())
-            .unwrap_or_else(|| config.default_caller_id_type.clone()),
+        caller_id_type: shared(
+            gw.caller_id_type
+                .as_deref()
+                .filter(|it| !it.is_empty())
+                .unwrap_or(&config.default_caller_id_type),
+            &["external", "internal", "emergency"],
+        ),
         progress_timeout: gw.progress_timeout.unwrap_or(config.default_progress_timeout),
         endpoint_options,
-        privacy_method: method,
+        privacy_method: Cow::Borrowed(method),
         privacy_hide_name: hide_name,
         privacy_hide_number: hide_number,
         invite_parameters: gw.invite_parameters.clone(),
@@ -751,7 +759,7 @@ fn privacy_method(
     mode: Option<&str>,
     extra: &Map<String, Value>,
     default: &str,
-) -> String {
+) -> &'static str {
     let first = cid
         .privacy_method
         .as_deref()
@@ -760,9 +768,18 @@ fn privacy_method(
         .or(mode)
         .unwrap_or(default);
     if first == "sip" {
-        "sip".into()
+        "sip"
     } else {
-        "kazoo".into()
+        "kazoo"
+    }
+}
+
+/// `text` as a shared static string when it is one of `known` (the usual values: no
+/// allocation per gateway), else an owned copy.
+fn shared(text: &str, known: &[&'static str]) -> Cow<'static, str> {
+    match known.iter().find(|it| **it == text) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(text.to_owned()),
     }
 }
 

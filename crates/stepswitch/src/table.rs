@@ -195,7 +195,7 @@ pub struct Gateway {
     /// Position in the document's `gateways` list.
     pub doc_index: usize,
     /// `endpoint_type`, default `sip`.
-    pub endpoint_type: String,
+    pub endpoint_type: std::borrow::Cow<'static, str>,
     /// `server`.
     pub server: Option<String>,
     /// `port`.
@@ -213,7 +213,7 @@ pub struct Gateway {
     /// `custom_sip_interface`.
     pub sip_interface: Option<String>,
     /// `invite_format`, default `route`.
-    pub invite_format: String,
+    pub invite_format: std::borrow::Cow<'static, str>,
     /// `format_from_uri`, default the resource's.
     pub format_from_uri: bool,
     /// `from_uri_realm`, default the resource's.
@@ -239,13 +239,13 @@ pub struct Gateway {
     /// `media.rtcp_mux` or `ss.default_rtcp_mux`.
     pub rtcp_mux: Option<String>,
     /// `caller_id_type`, default `ss.default_caller_id_type`.
-    pub caller_id_type: String,
+    pub caller_id_type: std::borrow::Cow<'static, str>,
     /// `progress_timeout`, default `ss.default_progress_timeout`.
     pub progress_timeout: i64,
     /// `Endpoint-Options` by endpoint type.
     pub endpoint_options: Map<String, Value>,
     /// Privacy method (`sip` or `kazoo`).
-    pub privacy_method: String,
+    pub privacy_method: std::borrow::Cow<'static, str>,
     /// Hide the caller's name.
     pub privacy_hide_name: bool,
     /// Hide the caller's number (from the number keys: bug 62 fixed).

@@ -238,8 +238,8 @@ fn gateway_endpoint(resource: &Resource, gateway: &Gateway, ctx: &EndpointContex
     push(&mut ep, "Outbound-Callee-ID-Name", Value::String(matched.to_owned()));
     push(&mut ep, "Outbound-Callee-ID-Number", Value::String(matched.to_owned()));
     push(&mut ep, "To-DID", Value::String(matched.to_owned()));
-    push(&mut ep, "Invite-Format", Value::String(gateway.invite_format.clone()));
-    push(&mut ep, "Caller-ID-Type", Value::String(gateway.caller_id_type.clone()));
+    push(&mut ep, "Invite-Format", Value::String(gateway.invite_format.to_string()));
+    push(&mut ep, "Caller-ID-Type", Value::String(gateway.caller_id_type.to_string()));
     push(&mut ep, "Bypass-Media", Value::Bool(gateway.bypass_media));
     push(
         &mut ep,
@@ -251,7 +251,7 @@ fn gateway_endpoint(resource: &Resource, gateway: &Gateway, ctx: &EndpointContex
     push(&mut ep, "Auth-Realm", opt(&gateway.realm));
     push(&mut ep, "Custom-SIP-Headers", Value::Object(gateway.sip_headers.clone()));
     push(&mut ep, "SIP-Interface", opt(&gateway.sip_interface));
-    push(&mut ep, "Endpoint-Type", Value::String(gateway.endpoint_type.clone()));
+    push(&mut ep, "Endpoint-Type", Value::String(gateway.endpoint_type.to_string()));
     push(&mut ep, "Endpoint-Options", Value::Object(gateway.endpoint_options.clone()));
     push(&mut ep, "Endpoint-Progress-Timeout", Value::String(gateway.progress_timeout.to_string()));
     push(&mut ep, "Custom-Channel-Vars", Value::Object(ccvs));
@@ -262,7 +262,7 @@ fn gateway_endpoint(resource: &Resource, gateway: &Gateway, ctx: &EndpointContex
         "SIP-Invite-Parameters",
         Value::Array(invite_parameters(gateway, request).into_iter().map(Value::String).collect()),
     );
-    push(&mut ep, "Privacy-Method", Value::String(gateway.privacy_method.clone()));
+    push(&mut ep, "Privacy-Method", Value::String(gateway.privacy_method.to_string()));
     push(&mut ep, "Privacy-Hide-Name", Value::Bool(hide_name));
     push(&mut ep, "Privacy-Hide-Number", Value::Bool(hide_number));
     if request.flags.iter().any(|it| it == "fax") {
