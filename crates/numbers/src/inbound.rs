@@ -12,8 +12,9 @@
 //! # Reads never wait
 //! The table is an immutable snapshot behind an atomic pointer ([`arc_swap`]): a lookup loads the
 //! pointer, finds the number's partition (its number database: the first four digits) and probes
-//! one hash map keyed by the number's digits as an integer. Writers build the next snapshot and
-//! swap it in; a lookup never takes a lock and never waits for a writer.
+//! one open-addressing array keyed by the number's digits as an integer (one cache line, usually;
+//! the on-net flag sits next to the key). Writers build the next snapshot and swap it in; a lookup
+//! never takes a lock and never waits for a writer.
 //!
 //! A partition is a large `base` map and a small `delta` of recent changes (a removal is a `None`
 //! in the delta) that a lookup checks first. A change copies only the delta of its partition; when
@@ -211,10 +212,92 @@ fn delta_cap(base: usize) -> usize {
 
 type Slot = Option<Arc<InboundEntry>>;
 
+/// A partition's base: an immutable open-addressing map, built once. A power-of-two array of
+/// keys, at most two thirds full, probed linearly from a multiplicative hash of the key, so a
+/// lookup usually reads one cache line of eight keys; the entries sit in a parallel array. A key
+/// slot holds the key (0: empty; no key is 0, its digit count is at least 1) with the entry's
+/// on-net flag in the top bit: the on-net check reads the key array only.
+struct Base {
+    keys: Box<[u64]>,
+    entries: Box<[Option<Arc<InboundEntry>>]>,
+    shift: u32,
+    len: usize,
+}
+
+impl Base {
+    const ON_NET: u64 = 1 << 63;
+
+    fn build(entries: FastMap<u64, Arc<InboundEntry>>) -> Base {
+        let capacity = (entries.len() * 3 / 2 + 1).next_power_of_two().max(16);
+        let mut keys = vec![0u64; capacity];
+        let mut slots: Vec<Option<Arc<InboundEntry>>> = vec![None; capacity];
+        let shift = 64 - capacity.trailing_zeros();
+        let mask = capacity - 1;
+        let len = entries.len();
+        for (key, entry) in entries {
+            let tag = if entry.is_on_net() { Self::ON_NET } else { 0 };
+            let mut i = Self::home(key, shift);
+            while keys[i] != 0 {
+                i = (i + 1) & mask;
+            }
+            keys[i] = key | tag;
+            slots[i] = Some(entry);
+        }
+        Base { keys: keys.into_boxed_slice(), entries: slots.into_boxed_slice(), shift, len }
+    }
+
+    #[inline]
+    fn home(key: u64, shift: u32) -> usize {
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> shift) as usize
+    }
+
+    /// The slot of `key` and its tagged key.
+    #[inline]
+    fn slot(&self, key: u64) -> Option<(usize, u64)> {
+        let mask = self.keys.len() - 1;
+        let mut i = Self::home(key, self.shift);
+        loop {
+            let tagged = self.keys[i];
+            match tagged & !Self::ON_NET {
+                0 => return None,
+                k if k == key => return Some((i, tagged)),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    #[inline]
+    fn get(&self, key: u64) -> Option<&Arc<InboundEntry>> {
+        self.slot(key).and_then(|(i, _)| self.entries[i].as_ref())
+    }
+
+    #[inline]
+    fn is_on_net(&self, key: u64) -> bool {
+        self.slot(key).is_some_and(|(_, tagged)| tagged & Self::ON_NET != 0)
+    }
+
+    fn contains_key(&self, key: u64) -> bool {
+        self.slot(key).is_some()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, &Arc<InboundEntry>)> {
+        self.keys
+            .iter()
+            .zip(self.entries.iter())
+            .filter_map(|(k, e)| Some((k & !Self::ON_NET, e.as_ref()?)))
+    }
+}
+
+impl Default for Base {
+    fn default() -> Self {
+        Base::build(FastMap::default())
+    }
+}
+
 /// One partition: `base` plus the changes since (`delta`, checked first).
 #[derive(Clone, Default)]
 struct Partition {
-    base: Arc<FastMap<u64, Arc<InboundEntry>>>,
+    base: Arc<Base>,
     delta: Arc<FastMap<u64, Slot>>,
     len: usize,
 }
@@ -227,26 +310,35 @@ impl Partition {
                 return slot.as_ref();
             }
         }
-        self.base.get(&key.0)
+        self.base.get(key.0)
+    }
+
+    /// Whether the number is on net, reading its entry only if it changed since the last
+    /// rebuild.
+    #[inline]
+    fn is_on_net(&self, key: Key) -> bool {
+        if !self.delta.is_empty() {
+            if let Some(slot) = self.delta.get(&key.0) {
+                return slot.as_ref().is_some_and(|e| e.is_on_net());
+            }
+        }
+        self.base.is_on_net(key.0)
     }
 
     /// This partition with `changes` applied (in order: the last change of a key wins).
     fn with(&self, changes: Vec<(Key, Slot)>) -> Partition {
-        if self.delta.len() + changes.len() > delta_cap(self.base.len()) {
-            let mut base = (*self.base).clone();
-            for (k, slot) in self.delta.iter() {
+        if self.delta.len() + changes.len() > delta_cap(self.base.len) {
+            let mut all: FastMap<u64, Arc<InboundEntry>> = FastMap::default();
+            all.reserve(self.base.len + changes.len());
+            all.extend(self.base.iter().map(|(k, e)| (k, e.clone())));
+            let delta = self.delta.iter().map(|(k, slot)| (*k, slot.clone()));
+            for (key, slot) in delta.chain(changes.into_iter().map(|(k, slot)| (k.0, slot))) {
                 match slot {
-                    Some(e) => base.insert(*k, e.clone()),
-                    None => base.remove(k),
+                    Some(e) => all.insert(key, e),
+                    None => all.remove(&key),
                 };
             }
-            for (key, slot) in changes {
-                match slot {
-                    Some(e) => base.insert(key.0, e),
-                    None => base.remove(&key.0),
-                };
-            }
-            return Partition::from_entries(base);
+            return Partition::from_entries(all);
         }
         let mut len = self.len;
         let mut delta = (*self.delta).clone();
@@ -254,11 +346,11 @@ impl Partition {
             // `changes` may repeat a key: count against what the earlier ones left.
             let before = match delta.get(&key.0) {
                 Some(s) => s.is_some(),
-                None => self.base.contains_key(&key.0),
+                None => self.base.contains_key(key.0),
             };
             let after = slot.is_some();
             len = len + usize::from(after) - usize::from(before);
-            if slot.is_none() && !self.base.contains_key(&key.0) {
+            if slot.is_none() && !self.base.contains_key(key.0) {
                 delta.remove(&key.0);
             } else {
                 delta.insert(key.0, slot);
@@ -270,7 +362,7 @@ impl Partition {
     /// A partition of exactly these entries.
     fn from_entries(entries: FastMap<u64, Arc<InboundEntry>>) -> Partition {
         let len = entries.len();
-        Partition { base: Arc::new(entries), delta: Arc::default(), len }
+        Partition { base: Arc::new(Base::build(entries)), delta: Arc::default(), len }
     }
 }
 
@@ -285,6 +377,11 @@ impl Snapshot {
     #[inline]
     fn get(&self, key: Key) -> Option<&Arc<InboundEntry>> {
         self.parts.get(&key.part())?.get(key)
+    }
+
+    #[inline]
+    fn is_on_net(&self, key: Key) -> bool {
+        self.parts.get(&key.part()).is_some_and(|p| p.is_on_net(key))
     }
 }
 
@@ -503,10 +600,11 @@ impl InboundTable {
     }
 
     /// Whether calls to `number` stay on the network ([`InboundEntry::is_on_net`]; `false` for a
-    /// number the table does not have).
+    /// number the table does not have). The table keeps this flag next to the key: the entry
+    /// itself is not read.
     #[inline]
     pub fn is_on_net(&self, number: &E164) -> bool {
-        self.with_entry(number, |e| e.is_some_and(InboundEntry::is_on_net))
+        Key::of(number.as_str()).is_some_and(|key| self.state.snap.load().is_on_net(key))
     }
 
     /// §5.10 `lookup_account` from the table (port requests are not in the table: a number only
@@ -817,6 +915,33 @@ mod tests {
         table.state.forget_db("numbers/+1415");
         assert_eq!(table.len(), 1);
         assert!(table.lookup(&n("+12125550100")).is_some());
+    }
+
+    #[test]
+    fn the_base_finds_every_key_and_no_other() {
+        let entry = |state: &str| {
+            let d = NumberDoc::from_json(&doc("+14155550100", state), 0).unwrap();
+            Arc::new(InboundEntry::from_doc(d))
+        };
+        let (on, off) = (entry("in_service"), entry("released"));
+        let keys: Vec<u64> =
+            (0..3000u64).map(|i| Key::of(&format!("+1415{:07}", i * 7)).unwrap().0).collect();
+        let map: FastMap<u64, Arc<InboundEntry>> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (*k, if i % 2 == 0 { on.clone() } else { off.clone() }))
+            .collect();
+        let base = Base::build(map);
+        assert_eq!((base.len, base.iter().count()), (3000, 3000));
+        for (i, k) in keys.iter().enumerate() {
+            assert!(base.get(*k).is_some());
+            assert_eq!(base.is_on_net(*k), i % 2 == 0);
+        }
+        for i in 0..3000u64 {
+            let miss = Key::of(&format!("+1415{:07}", i * 7 + 1)).unwrap().0;
+            assert!(base.get(miss).is_none() && !base.contains_key(miss));
+        }
+        assert!(Base::default().get(keys[0]).is_none());
     }
 
     #[test]
