@@ -92,6 +92,14 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// This process's resident memory (`VmRSS`).
+fn rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l[6..].trim().to_owned()))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn load_avg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -105,8 +113,9 @@ async fn timed(what: &str, store: &SharedStore, n: usize, runs: usize) {
         assert_eq!(len, n, "every number in the table");
         eprintln!(
             "{what}: run {run}: {n} numbers in {took:.2?} ({:.0} docs/s; this process's CPU time \
-             {cpu:.2?}), load average {}",
+             {cpu:.2?}; resident after dropping the table {}), load average {}",
             n as f64 / took.as_secs_f64(),
+            rss(),
             load_avg()
         );
         times.push(took);
