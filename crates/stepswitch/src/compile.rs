@@ -38,28 +38,27 @@ pub fn compile(
     config: &Config,
 ) -> (RouteTable, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
-    let mut typed = Vec::with_capacity(docs.len());
     // Parsed in parallel for large inputs; collected in input order.
-    let parsed =
+    let mut parsed =
         map_ordered(docs, |doc| ResourceDoc::is_resource(doc).then(|| ResourceDoc::from_json(doc)));
-    for (doc, parsed) in docs.iter().zip(parsed) {
-        let Some(parsed) = parsed else { continue };
+    for (doc, parsed) in docs.iter().zip(&mut parsed) {
         match parsed {
-            Ok((res, mut doc_diagnostics)) => {
-                diagnostics.append(&mut doc_diagnostics);
-                typed.push(res);
-            }
-            Err(err) => {
+            None => {}
+            Some(Ok((_, doc_diagnostics))) => diagnostics.append(doc_diagnostics),
+            Some(Err(err)) => {
                 let id = doc.get("_id").and_then(Value::as_str).unwrap_or("");
                 diagnostics.push(diag(id, "", None, &format!("{err}; document skipped")));
             }
         }
     }
-    let (table, mut more) = compile_docs(scope, &typed, proxies, config);
+    // The documents stay where they were parsed (no copy of ~4 KiB each).
+    let typed: Vec<&ResourceDoc> =
+        parsed.iter().filter_map(|it| it.as_ref()?.as_ref().ok()).map(|(res, _)| res).collect();
+    let (table, mut more) = compile_refs(scope, typed, proxies, config);
     diagnostics.append(&mut more);
     // The parsed documents are many small allocations: free them on the pool too.
-    if typed.len() >= PARALLEL_MIN {
-        typed.into_par_iter().for_each(drop);
+    if parsed.len() >= PARALLEL_MIN {
+        parsed.into_par_iter().for_each(drop);
     }
     (table, diagnostics)
 }
@@ -72,9 +71,18 @@ pub fn compile_docs(
     proxies: &[Proxy],
     config: &Config,
 ) -> (RouteTable, Vec<Diagnostic>) {
+    compile_refs(scope, docs.iter().collect(), proxies, config)
+}
+
+/// [`compile_docs`] over references to the documents, in input order.
+fn compile_refs(
+    scope: Scope,
+    mut docs: Vec<&ResourceDoc>,
+    proxies: &[Proxy],
+    config: &Config,
+) -> (RouteTable, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     // Rule 7: view rows in `_id` order (byte order = ICU collation for Kazoo's ids).
-    let mut docs: Vec<&ResourceDoc> = docs.iter().collect();
     docs.sort_by(|a, b| a.id.cmp(&b.id));
     let mut deduped: Vec<&ResourceDoc> = Vec::with_capacity(docs.len());
     for doc in docs {
@@ -97,8 +105,11 @@ pub fn compile_docs(
     // view order with their diagnostics.
     let built = map_ordered(&deduped, |doc| doc_resources(doc, global, &proxies, config, &builder));
     let mut resources = Vec::with_capacity(deduped.len());
-    for (mut doc_resources, mut doc_diagnostics) in built {
-        resources.append(&mut doc_resources);
+    for (doc_resources, mut doc_diagnostics) in built {
+        match doc_resources {
+            Built::One(res) => resources.push(res),
+            Built::Many(mut copies) => resources.append(&mut copies),
+        }
         diagnostics.append(&mut doc_diagnostics);
     }
     // Room for every key once (shared prefixes make the real count smaller).
@@ -163,16 +174,17 @@ fn doc_resources(
     proxies: &[Proxy],
     config: &Config,
     builder: &Builder,
-) -> (Vec<Resource>, Vec<Diagnostic>) {
+) -> (Built, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let mut resources = Vec::new();
     // Rule 13: disabled documents are skipped.
     if !doc.enabled {
-        return (resources, diagnostics);
+        return (Built::Many(resources), diagnostics);
     }
     match &doc.classifiers {
         None => {
-            resources.push(base_resource(doc, global, proxies, config, builder, &mut diagnostics));
+            let res = base_resource(doc, global, proxies, config, builder, &mut diagnostics);
+            return (Built::One(res), diagnostics);
         }
         Some(classifiers) => {
             // Rule 14: one copy per classifier known to the system; the doc itself is not
@@ -219,7 +231,15 @@ fn doc_resources(
             }
         }
     }
-    (resources, diagnostics)
+    (Built::Many(resources), diagnostics)
+}
+
+/// The resources of one document: the document itself, or its classifier copies (rule 14).
+/// Inline, so the usual single resource costs no allocation of its own on the way.
+#[allow(clippy::large_enum_variant)]
+enum Built {
+    One(Resource),
+    Many(Vec<Resource>),
 }
 
 /// Interns rule regexes and their literal prefixes.
