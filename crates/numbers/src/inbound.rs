@@ -152,18 +152,35 @@ impl Key {
 
     /// The key of `+digits`; `None` for anything else.
     fn of(number: &str) -> Option<Key> {
+        Self::with_part(number).map(|(key, _)| key)
+    }
+
+    /// The key of `+digits` and its partition ([`Key::part`], read on the way: lookups need
+    /// both and a division is slower than the parse).
+    #[inline]
+    fn with_part(number: &str) -> Option<(Key, Part)> {
         let digits = number.strip_prefix('+')?.as_bytes();
         if digits.is_empty() || digits.len() > E164::MAX_DIGITS {
             return None;
         }
         let mut value = 0u64;
-        for &b in digits {
+        let mut prefix = 0u64;
+        for (i, &b) in digits.iter().enumerate() {
             if !b.is_ascii_digit() {
                 return None;
             }
             value = value * 10 + u64::from(b - b'0');
+            if i == 3 {
+                prefix = value;
+            }
         }
-        Some(Key(((digits.len() as u64) << Self::LEN_SHIFT) | value))
+        let key = Key(((digits.len() as u64) << Self::LEN_SHIFT) | value);
+        let part = if digits.len() >= 4 {
+            Part(prefix as u16)
+        } else {
+            Part(10_000 + (digits.len() as u16) * 1000 + value as u16)
+        };
+        Some((key, part))
     }
 
     fn len(self) -> u32 {
@@ -375,13 +392,13 @@ struct Snapshot {
 
 impl Snapshot {
     #[inline]
-    fn get(&self, key: Key) -> Option<&Arc<InboundEntry>> {
-        self.parts.get(&key.part())?.get(key)
+    fn get(&self, (key, part): (Key, Part)) -> Option<&Arc<InboundEntry>> {
+        self.parts.get(&part)?.get(key)
     }
 
     #[inline]
-    fn is_on_net(&self, key: Key) -> bool {
-        self.parts.get(&key.part()).is_some_and(|p| p.is_on_net(key))
+    fn is_on_net(&self, (key, part): (Key, Part)) -> bool {
+        self.parts.get(&part).is_some_and(|p| p.is_on_net(key))
     }
 }
 
@@ -586,7 +603,7 @@ impl InboundTable {
     /// The entry of a number given as text (already normalized).
     #[inline]
     pub fn lookup_str(&self, number: &str) -> Option<Arc<InboundEntry>> {
-        let key = Key::of(number)?;
+        let key = Key::with_part(number)?;
         self.state.snap.load().get(key).cloned()
     }
 
@@ -596,7 +613,7 @@ impl InboundTable {
     #[inline]
     pub fn with_entry<R>(&self, number: &E164, f: impl FnOnce(Option<&InboundEntry>) -> R) -> R {
         let snap = self.state.snap.load();
-        f(Key::of(number.as_str()).and_then(|key| snap.get(key)).map(|e| &**e))
+        f(Key::with_part(number.as_str()).and_then(|key| snap.get(key)).map(|e| &**e))
     }
 
     /// Whether calls to `number` stay on the network ([`InboundEntry::is_on_net`]; `false` for a
@@ -604,7 +621,7 @@ impl InboundTable {
     /// itself is not read.
     #[inline]
     pub fn is_on_net(&self, number: &E164) -> bool {
-        Key::of(number.as_str()).is_some_and(|key| self.state.snap.load().is_on_net(key))
+        Key::with_part(number.as_str()).is_some_and(|key| self.state.snap.load().is_on_net(key))
     }
 
     /// §5.10 `lookup_account` from the table (port requests are not in the table: a number only
@@ -875,6 +892,10 @@ mod tests {
         }
         assert_ne!(Key::of("+123").unwrap().part(), Key::of("+1230").unwrap().part());
         assert_ne!(Key::of("+12").unwrap().part(), Key::of("+012").unwrap().part());
+        for number in ["+1", "+12", "+123", "+1234", "+012345", "+999999999999999"] {
+            let (key, part) = Key::with_part(number).unwrap();
+            assert_eq!(part, key.part(), "{number}");
+        }
         assert_eq!(Part::of_db("numbers/managed"), None);
         assert_eq!(Part::of_db("numbers/+14"), None);
     }
