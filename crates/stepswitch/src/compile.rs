@@ -97,13 +97,23 @@ fn compile_refs(
     // Every distinct rule text, in first-use order (so pattern ids never depend on
     // threads), analysed in parallel for large tables.
     let mut builder = Builder::default();
+    let mut doc_starts = Vec::with_capacity(deduped.len() + 1);
     for &doc in &deduped {
+        doc_starts.push(builder.doc_slots.len());
         builder.note_doc(doc, config);
     }
+    doc_starts.push(builder.doc_slots.len());
     builder.analyze_all();
     // The resources of each document, built in parallel for large tables and collected in
-    // view order with their diagnostics.
-    let built = map_ordered(&deduped, |doc| doc_resources(doc, global, &proxies, config, &builder));
+    // view order with their diagnostics; each document gets the slots its walk noted.
+    let jobs: Vec<(&ResourceDoc, &[u32])> = deduped
+        .iter()
+        .zip(doc_starts.windows(2))
+        .map(|(doc, range)| (*doc, &builder.doc_slots[range[0]..range[1]]))
+        .collect();
+    let built = map_ordered(&jobs, |(doc, slots)| {
+        doc_resources(doc, &mut slots.iter(), global, &proxies, config, &builder)
+    });
     let mut resources = Vec::with_capacity(deduped.len());
     for (doc_resources, mut doc_diagnostics) in built {
         match doc_resources {
@@ -170,6 +180,7 @@ fn map_ordered<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send)
 /// The resources one (deduplicated, view-ordered) document yields, and its diagnostics.
 fn doc_resources(
     doc: &ResourceDoc,
+    slots: &mut Slots<'_>,
     global: bool,
     proxies: &[Proxy],
     config: &Config,
@@ -183,7 +194,7 @@ fn doc_resources(
     }
     match &doc.classifiers {
         None => {
-            let res = base_resource(doc, global, proxies, config, builder, &mut diagnostics);
+            let res = base_resource(doc, slots, global, proxies, config, builder, &mut diagnostics);
             return (Built::One(res), diagnostics);
         }
         Some(classifiers) => {
@@ -223,7 +234,7 @@ fn doc_resources(
                     }
                 }
                 let mut res =
-                    base_resource(&copy, global, proxies, config, builder, &mut diagnostics);
+                    base_resource(&copy, slots, global, proxies, config, builder, &mut diagnostics);
                 res.doc_id = doc.id.clone();
                 res.classifier = Some(classifier.name.clone());
                 res.classifier_enable = classifier.enabled.unwrap_or(true);
@@ -244,10 +255,10 @@ enum Built {
 
 /// Interns rule regexes and their literal prefixes.
 ///
-/// Two phases: [`Builder::note_doc`] lists every distinct rule text in the order the
-/// resources use them (the walk mirrors [`doc_resources`]), [`Builder::analyze_all`] parses
-/// them (in parallel) and numbers the valid ones in that order; [`Builder::rules`] then only
-/// looks them up, from any thread.
+/// Two phases: [`Builder::note_doc`] lists every rule use in the order the resources make
+/// them (the walk mirrors [`doc_resources`]) and numbers the distinct texts by first use,
+/// [`Builder::analyze_all`] parses the texts (in parallel) and numbers the valid ones in that
+/// order; [`Builder::rules`] then takes each use's result by position, from any thread.
 #[derive(Default)]
 struct Builder<'a> {
     /// Each distinct rule regex; its `prefixes` are set when they can serve as a prefilter.
@@ -260,7 +271,14 @@ struct Builder<'a> {
     sources: Vec<&'a str>,
     /// Per rule text: its pattern id, or the compile error message.
     results: Vec<Result<PatternId, String>>,
+    /// Per pattern id: its shared text (what each [`Rule`] holds).
+    texts: Vec<Arc<str>>,
+    /// Every rule use, in walk order: the position of its text in `sources`.
+    doc_slots: Vec<u32>,
 }
+
+/// A document's rule uses, in walk order (see [`Builder::note_doc`]).
+type Slots<'s> = std::slice::Iter<'s, u32>;
 
 /// The index keys of one pattern.
 enum IndexKeys {
@@ -306,10 +324,16 @@ impl<'a> Builder<'a> {
     }
 
     fn note_one(&mut self, source: &'a str) {
-        if let std::collections::hash_map::Entry::Vacant(slot) = self.by_source.entry(source) {
-            slot.insert(self.sources.len());
-            self.sources.push(source);
-        }
+        let slot = match self.by_source.entry(source) {
+            std::collections::hash_map::Entry::Occupied(known) => *known.get(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let new = self.sources.len();
+                slot.insert(new);
+                self.sources.push(source);
+                new
+            }
+        };
+        self.doc_slots.push(slot as u32);
     }
 
     /// Parses every noted rule text and numbers the valid ones in first-use order.
@@ -321,6 +345,7 @@ impl<'a> Builder<'a> {
         for result in analyzed {
             self.results.push(result.map(|(pattern, keys)| {
                 let id = self.patterns.len() as PatternId;
+                self.texts.push(Arc::clone(&pattern.source));
                 self.patterns.push(pattern);
                 self.keys.push(keys);
                 id
@@ -328,28 +353,29 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// The pattern id of a noted rule text; `Err` carries the compile error message.
-    fn lookup(&self, source: &str) -> Result<PatternId, String> {
-        let slot = self.by_source.get(source).copied();
-        // `note_doc` walks the documents exactly as `doc_resources` does.
-        let slot = slot.expect("every rule text is noted before the resources are built");
-        self.results[slot].clone()
-    }
-
     /// Rule 10: compiles a rule list into evaluation order (reverse document order), reporting
     /// and skipping rules that do not compile.
+    ///
+    /// `slots` are the document's noted rule uses; this list's are next (`note_doc` walks the
+    /// documents exactly as `doc_resources` does).
     fn rules(
         &self,
         id: &str,
         field: &str,
         sources: &[String],
+        slots: &mut Slots<'_>,
         diagnostics: &mut Vec<Diagnostic>,
     ) -> Vec<Rule> {
         let mut rules = Vec::with_capacity(sources.len());
         for (doc_index, source) in sources.iter().enumerate().rev() {
-            match self.lookup(source) {
+            let slot =
+                *slots.next().expect("every rule use is noted before the resources are built")
+                    as usize;
+            debug_assert_eq!(self.sources[slot], source.as_str(), "rule uses out of step");
+            match &self.results[slot] {
                 Ok(pattern) => {
-                    let source = Arc::clone(&self.patterns[pattern as usize].source);
+                    let pattern = *pattern;
+                    let source = Arc::clone(&self.texts[pattern as usize]);
                     rules.push(Rule { source: RuleText::from(source), doc_index, pattern });
                 }
                 Err(message) => diagnostics.push(diag(
@@ -413,7 +439,7 @@ fn analyze(source: &str) -> Result<(RulePattern, IndexKeys), String> {
         Err(_) => match e164::Pattern::new(source) {
             Ok(compiled) => {
                 let cell = OnceLock::new();
-                let _ = cell.set(Some(compiled));
+                let _ = cell.set(Some(Box::new(compiled)));
                 let prefixes = superset_prefixes(source)
                     .or_else(|| required_literal_prefix(source).map(|prefix| vec![prefix]))
                     .map(|set| PrefixSet::from_slices(set.iter().map(Vec::as_slice)));
@@ -551,15 +577,16 @@ fn required_literal_prefix(source: &str) -> Option<Vec<u8>> {
 
 fn base_resource(
     doc: &ResourceDoc,
+    slots: &mut Slots<'_>,
     global: bool,
     proxies: &[Proxy],
     config: &Config,
     builder: &Builder,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Resource {
-    let rules = builder.rules(&doc.id, "rules", &doc.rules, diagnostics);
-    let cid_rules = builder.rules(&doc.id, "cid_rules", &doc.cid_rules, diagnostics);
-    let rules_test = builder.rules(&doc.id, "rules_test", &doc.rules_test, diagnostics);
+    let rules = builder.rules(&doc.id, "rules", &doc.rules, slots, diagnostics);
+    let cid_rules = builder.rules(&doc.id, "cid_rules", &doc.cid_rules, slots, diagnostics);
+    let rules_test = builder.rules(&doc.id, "rules_test", &doc.rules_test, slots, diagnostics);
     // Rule 12: default, then clamp to 1..=100.
     let weight = doc.weight_cost.unwrap_or(config.default_weight).clamp(1, 100);
     let grace_period = doc.grace_period.unwrap_or(config.default_weight).clamp(0, 100);

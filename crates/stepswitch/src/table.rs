@@ -53,7 +53,8 @@ pub(crate) type PatternId = u32;
 pub(crate) struct RulePattern {
     pub(crate) source: std::sync::Arc<str>,
     pub(crate) simple: Option<SimplePattern>,
-    pub(crate) compiled: OnceLock<Option<Pattern>>,
+    /// Boxed: most rules never need an engine, and a table holds tens of thousands of them.
+    pub(crate) compiled: OnceLock<Option<Box<Pattern>>>,
     /// The literal prefixes every match starts with (the same set the index is keyed by);
     /// empty when the rule has no usable prefix. Checked before any matcher runs, so a
     /// candidate resource's other rules (and always-evaluated unindexed resources) cost a
@@ -63,7 +64,7 @@ pub(crate) struct RulePattern {
 
 impl RulePattern {
     pub(crate) fn get(&self) -> Option<&Pattern> {
-        self.compiled.get_or_init(|| Pattern::new(&self.source).ok()).as_ref()
+        self.compiled.get_or_init(|| Pattern::new(&self.source).ok().map(Box::new)).as_deref()
     }
 
     pub(crate) fn captures(&self, text: &str) -> Option<CaptureList> {
