@@ -22,6 +22,10 @@
 //! change rows coalesces into one swap, and a database's first read (its backlog up to
 //! [`FollowEvent::CaughtUp`]) is collected aside and swapped in at once, as one new partition.
 //!
+//! A deleted number database leaves the table (when its follower or the database watcher sees the
+//! deletion, whichever is first); a database deleted and created again is read again from the
+//! start, and its numbers replaced in one swap when that read is complete.
+//!
 //! Delivery is at least once: applying a change twice is harmless (last write wins per number,
 //! and the feed delivers a document's changes in order).
 
@@ -34,7 +38,7 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use docstore::{
     follow, watch_dbs, Change, DbName, DbUpdateKind, Fields, FollowEvent, FollowOptions,
-    ResyncReason, SharedStore,
+    ResyncReason, SharedStore, WhenDbMissing,
 };
 use e164::E164;
 use futures::StreamExt;
@@ -742,6 +746,10 @@ async fn follow_db(store: SharedStore, state: Arc<State>, db: DbName, heartbeat:
     fo.heartbeat = heartbeat;
     fo.catch_up_batch = CATCH_UP_PAGE;
     fo.fields = Some(Fields::new(TABLE_FIELDS.iter().copied()));
+    // A deleted database may come back before the database watcher notices it went: the
+    // follower waits for it (and replays it) rather than stopping. The watcher stops it when it
+    // does see the deletion.
+    fo.when_db_missing = WhenDbMissing::Wait;
     let mut feed = follow(store.clone(), db.clone(), fo).ready_chunks(BURST);
     // Collects a read from the start until `CaughtUp`; `None` while live.
     let mut replay: Option<Batch> = None;
@@ -764,6 +772,9 @@ async fn follow_db(store: SharedStore, state: Arc<State>, db: DbName, heartbeat:
                     }
                     // Until the replay is complete, lookups see the numbers as they were.
                     replay = Some(Batch { changes: Vec::new(), replace: part });
+                    if matches!(reason, ResyncReason::Recreated | ResyncReason::Rewound) {
+                        state.dbs.insert(name.clone(), false);
+                    }
                 }
                 FollowEvent::CaughtUp { .. } => {
                     state.publish(std::mem::take(&mut live));

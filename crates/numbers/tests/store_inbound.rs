@@ -77,6 +77,52 @@ async fn live_table(store: SharedStore) {
 }
 both_backends!(live, super::live_table);
 
+/// A deleted number database leaves the table and a recreated one is read again; a 3.22 document
+/// whose features are still a list (derived from its public fields, which the followers do not
+/// fetch) is read whole.
+async fn db_lifecycle(store: SharedStore) {
+    let area = fresh_area(&store).await;
+    let db = docstore::DbName::new(format!("numbers/{area}")).unwrap();
+    store.ensure_db(&db).await.unwrap();
+    let (plain, legacy) = (n(&format!("{area}5550100")), n(&format!("{area}5550101")));
+    let plain_doc = serde_json::json!({"_id": plain.as_str(), "pvt_state": "in_service",
+        "pvt_module_name": "knm_local", "pvt_assigned_to": RESELLER, "pvt_used_by": "callflow",
+        "my_key": "my string"});
+    let legacy_doc = serde_json::json!({"_id": legacy.as_str(), "pvt_state": "in_service",
+        "pvt_module_name": "wnm_bandwidth", "pvt_assigned_to": RESELLER,
+        "pvt_features": ["force_outbound", "prepend"], "force_outbound": true,
+        "prepend": {"enabled": true, "name": "ACME"}});
+    store.bulk_docs(&db, vec![plain_doc.clone(), legacy_doc]).await.unwrap();
+    let opts = InboundOptions {
+        heartbeat: Duration::from_millis(500),
+        poll_dbs_every: Duration::from_millis(200),
+    };
+    let table =
+        InboundTable::start(store.clone(), Config::kazoo_defaults(), AccountMap::new(), opts);
+    tokio::time::timeout(BOUND, table.wait_caught_up()).await.expect("caught up");
+    assert!(table.is_on_net(&plain));
+    assert!(table.with_entry(&plain, |e| e.unwrap().doc.public.is_empty()));
+    let l = table.identify(&legacy).unwrap();
+    assert!(l.force_outbound, "force_outbound from the public field of a 3.22 document");
+    assert_eq!(l.prepend.as_deref(), Some("ACME"));
+    assert_eq!(table.lookup(&legacy).unwrap().module, "knm_bandwidth2");
+
+    store.delete_db(&db).await.unwrap();
+    tokio::time::timeout(BOUND, table.wait_for(&plain, |e| e.is_none()))
+        .await
+        .expect("a deleted database leaves the table");
+    assert!(table.lookup(&legacy).is_none());
+
+    store.ensure_db(&db).await.unwrap();
+    store.bulk_docs(&db, vec![plain_doc]).await.unwrap();
+    tokio::time::timeout(BOUND, table.wait_for(&plain, |e| e.is_some()))
+        .await
+        .expect("a recreated database is read again");
+    assert!(table.lookup(&legacy).is_none());
+    store.delete_db(&db).await.unwrap();
+}
+both_backends!(lifecycle_of_dbs, super::db_lifecycle);
+
 /// The static form: built from documents in hand.
 #[test]
 fn static_table() {
