@@ -193,7 +193,8 @@ pub struct NumberDoc {
     migrated: bool,
 }
 
-fn non_empty(v: Option<&Value>) -> Option<&Value> {
+/// `kz_json:get_ne_value/2`: the value unless absent, `null`, `""`, `[]` or `{}`.
+pub(crate) fn non_empty(v: Option<&Value>) -> Option<&Value> {
     match v? {
         Value::Null => None,
         Value::String(s) if s.is_empty() => None,

@@ -464,16 +464,7 @@ fn prune(obj: &mut Map<String, Value>, path: &[&str]) {
     }
 }
 
-/// `kz_json:get_ne_value/2`: the value unless absent, `null`, `""`, `[]` or `{}`.
-pub(crate) fn non_empty(v: Option<&Value>) -> Option<&Value> {
-    match v? {
-        Value::Null => None,
-        Value::String(s) if s.is_empty() => None,
-        Value::Array(a) if a.is_empty() => None,
-        Value::Object(o) if o.is_empty() => None,
-        other => Some(other),
-    }
-}
+pub(crate) use crate::doc::non_empty;
 
 /// `kz_term:is_empty/1`: absent, `null`, `false`, `0`, `0.0`, `""`, `"0"`, `"false"`, `"NULL"`,
 /// `"undefined"`, `[]`, `{}`.
