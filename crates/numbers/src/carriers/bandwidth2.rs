@@ -335,7 +335,9 @@ impl Carrier for Bandwidth2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::carriers::external::testutil::{doc, fixture, slow_carrier_is_left_behind, Env};
+    use crate::carriers::external::testutil::{
+        doc, fixture, numbers, slow_carrier_is_left_behind, Env,
+    };
     use serde_json::json;
     use wiremock::matchers::{
         body_string_contains, header, header_exists, method, path, query_param,
@@ -355,10 +357,6 @@ mod tests {
 
     fn xml(body: String) -> ResponseTemplate {
         ResponseTemplate::new(200).set_body_raw(body, "application/xml")
-    }
-
-    fn numbers(found: &Found) -> Vec<&str> {
-        found.rows().iter().map(|r| r.number.as_str()).collect()
     }
 
     /// Vectors N17–N18 (area code, toll-free) and the NPA-NXX and detail forms.

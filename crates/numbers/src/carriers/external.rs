@@ -409,6 +409,11 @@ pub(crate) mod testutil {
     use crate::config::Config;
     use crate::doc::{NumberDoc, NumberState};
 
+    /// The numbers a search found, in order.
+    pub(crate) fn numbers(found: &crate::carriers::Found) -> Vec<&str> {
+        found.rows().iter().map(|r| r.number.as_str()).collect()
+    }
+
     /// A body from `fixtures/numbers/carriers/`.
     pub(crate) fn fixture(name: &str) -> String {
         let path = format!("{}/../../fixtures/numbers/carriers/{name}", env!("CARGO_MANIFEST_DIR"));

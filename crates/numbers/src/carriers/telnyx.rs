@@ -286,7 +286,9 @@ impl Carrier for Telnyx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::carriers::external::testutil::{doc, fixture, slow_carrier_is_left_behind, Env};
+    use crate::carriers::external::testutil::{
+        doc, fixture, numbers, slow_carrier_is_left_behind, Env,
+    };
     use wiremock::matchers::{body_partial_json, header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -306,10 +308,6 @@ mod tests {
             )
             .mount(server)
             .await;
-    }
-
-    fn numbers(found: &Found) -> Vec<&str> {
-        found.rows().iter().map(|r| r.number.as_str()).collect()
     }
 
     /// Vectors N6–N8: NPA(+NXX), toll-free and international searches, truncated to `limit`.

@@ -264,7 +264,9 @@ impl Carrier for Vitelity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::carriers::external::testutil::{doc, fixture, slow_carrier_is_left_behind, Env};
+    use crate::carriers::external::testutil::{
+        doc, fixture, numbers, slow_carrier_is_left_behind, Env,
+    };
     use serde_json::json;
     use wiremock::matchers::{method, path, query_param};
     use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -284,10 +286,6 @@ mod tests {
             .respond_with(ResponseTemplate::new(200).set_body_string(body))
             .mount(server)
             .await;
-    }
-
-    fn numbers(found: &Found) -> Vec<&str> {
-        found.rows().iter().map(|r| r.number.as_str()).collect()
     }
 
     /// Vectors N10–N12: toll-free, NPA-NXX and NPA searches.

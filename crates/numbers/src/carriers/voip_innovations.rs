@@ -261,7 +261,9 @@ impl Carrier for VoipInnovations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::carriers::external::testutil::{doc, fixture, slow_carrier_is_left_behind, Env};
+    use crate::carriers::external::testutil::{
+        doc, fixture, numbers, slow_carrier_is_left_behind, Env,
+    };
     use serde_json::json;
     use wiremock::matchers::{body_string_contains, header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -283,10 +285,6 @@ mod tests {
             .respond_with(ResponseTemplate::new(200).set_body_string(body))
             .mount(server)
             .await;
-    }
-
-    fn numbers(found: &Found) -> Vec<&str> {
-        found.rows().iter().map(|r| r.number.as_str()).collect()
     }
 
     /// Vectors N13–N14 and the NPA-NXX form.
