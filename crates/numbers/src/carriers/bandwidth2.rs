@@ -322,14 +322,6 @@ impl Carrier for Bandwidth2 {
         }
         Ok(doc)
     }
-
-    async fn disconnect_number(
-        &self,
-        doc: NumberDoc,
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<NumberDoc, Error> {
-        Ok(doc)
-    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@ use async_trait::async_trait;
 
 use super::local::find_in_number_db;
 use super::{Carrier, CarrierCtx, CarrierKind, Found, SearchQuery};
-use crate::doc::NumberDoc;
 use crate::error::Error;
 
 /// `knm_inventory`.
@@ -24,22 +23,6 @@ impl Carrier for Inventory {
         ctx: &CarrierCtx<'_>,
     ) -> Result<Found, Error> {
         find_in_number_db(CarrierKind::Inventory, query, ctx).await
-    }
-
-    async fn acquire_number(
-        &self,
-        doc: NumberDoc,
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<NumberDoc, Error> {
-        Ok(doc)
-    }
-
-    async fn disconnect_number(
-        &self,
-        doc: NumberDoc,
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<NumberDoc, Error> {
-        Ok(doc)
     }
 }
 

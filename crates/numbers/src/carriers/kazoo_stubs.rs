@@ -38,12 +38,4 @@ impl Carrier for KazooStub {
             number: doc.id.to_string(),
         })
     }
-
-    async fn disconnect_number(
-        &self,
-        doc: NumberDoc,
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<NumberDoc, Error> {
-        Ok(doc)
-    }
 }

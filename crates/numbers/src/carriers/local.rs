@@ -4,7 +4,6 @@
 use async_trait::async_trait;
 
 use super::{not_available, Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery};
-use crate::doc::NumberDoc;
 use crate::error::Error;
 
 /// `knm_local`.
@@ -59,22 +58,6 @@ impl Carrier for Local {
         ctx: &CarrierCtx<'_>,
     ) -> Result<Found, Error> {
         find_in_number_db(CarrierKind::Local, query, ctx).await
-    }
-
-    async fn acquire_number(
-        &self,
-        doc: NumberDoc,
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<NumberDoc, Error> {
-        Ok(doc)
-    }
-
-    async fn disconnect_number(
-        &self,
-        doc: NumberDoc,
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<NumberDoc, Error> {
-        Ok(doc)
     }
 }
 

@@ -4,7 +4,6 @@
 use async_trait::async_trait;
 
 use super::{not_available, Carrier, CarrierCtx, CarrierKind, Found, SearchQuery};
-use crate::doc::NumberDoc;
 use crate::error::Error;
 
 /// `knm_mdn`.
@@ -23,22 +22,6 @@ impl Carrier for Mdn {
         _ctx: &CarrierCtx<'_>,
     ) -> Result<Found, Error> {
         Err(not_available(CarrierKind::Mdn))
-    }
-
-    async fn acquire_number(
-        &self,
-        doc: NumberDoc,
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<NumberDoc, Error> {
-        Ok(doc)
-    }
-
-    async fn disconnect_number(
-        &self,
-        doc: NumberDoc,
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<NumberDoc, Error> {
-        Ok(doc)
     }
 }
 

@@ -343,25 +343,32 @@ pub trait Carrier: Send + Sync {
 
     /// `acquire_number(N)`: buys or claims the number; may update `pvt_carrier_data`. Never
     /// called under dry run by the lifecycle; implementations must still honour
-    /// [`CarrierCtx::dry_run`].
+    /// [`CarrierCtx::dry_run`]. The default has nothing to buy and returns the number as it is
+    /// (knm_local, knm_inventory, knm_mdn, knm_reserved, knm_reserved_reseller).
     ///
     /// # Errors
     /// The carrier's refusal (`by_carrier`, `unspecified`), or a store failure.
     async fn acquire_number(
         &self,
         doc: NumberDoc,
-        ctx: &CarrierCtx<'_>,
-    ) -> Result<NumberDoc, Error>;
+        _ctx: &CarrierCtx<'_>,
+    ) -> Result<NumberDoc, Error> {
+        Ok(doc)
+    }
 
-    /// `disconnect_number(N)`: gives the number back to the carrier.
+    /// `disconnect_number(N)`: gives the number back to the carrier. The default has nothing
+    /// to give back and returns the number as it is (the internal modules, knm_bandwidth2,
+    /// knm_other and the Kazoo modules not ported here).
     ///
     /// # Errors
     /// The carrier's refusal (fails the release of that number), or a store failure.
     async fn disconnect_number(
         &self,
         doc: NumberDoc,
-        ctx: &CarrierCtx<'_>,
-    ) -> Result<NumberDoc, Error>;
+        _ctx: &CarrierCtx<'_>,
+    ) -> Result<NumberDoc, Error> {
+        Ok(doc)
+    }
 
     /// `check_numbers(Nums)`: status per number as the carrier reports it. The default is
     /// Kazoo's answer of every module that cannot check (all but `knm_other`).

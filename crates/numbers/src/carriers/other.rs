@@ -186,14 +186,6 @@ impl Carrier for Other {
         Ok(doc)
     }
 
-    async fn disconnect_number(
-        &self,
-        doc: NumberDoc,
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<NumberDoc, Error> {
-        Ok(doc)
-    }
-
     async fn check_numbers(
         &self,
         numbers: &[E164],

@@ -5,7 +5,6 @@ use async_trait::async_trait;
 
 use super::{not_available, Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery};
 use crate::account::AccountId;
-use crate::doc::NumberDoc;
 use crate::error::Error;
 
 /// `knm_reserved`.
@@ -62,22 +61,6 @@ impl Carrier for Reserved {
             None => Err(not_available(CarrierKind::Reserved)),
             Some(account) => find_reserved(CarrierKind::Reserved, account, query, ctx).await,
         }
-    }
-
-    async fn acquire_number(
-        &self,
-        doc: NumberDoc,
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<NumberDoc, Error> {
-        Ok(doc)
-    }
-
-    async fn disconnect_number(
-        &self,
-        doc: NumberDoc,
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<NumberDoc, Error> {
-        Ok(doc)
     }
 }
 

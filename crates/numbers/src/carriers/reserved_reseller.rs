@@ -6,7 +6,6 @@ use async_trait::async_trait;
 
 use super::reserved::find_reserved;
 use super::{not_available, Carrier, CarrierCtx, CarrierKind, Found, SearchQuery};
-use crate::doc::NumberDoc;
 use crate::error::Error;
 
 /// `knm_reserved_reseller`.
@@ -30,22 +29,6 @@ impl Carrier for ReservedReseller {
                 find_reserved(CarrierKind::ReservedReseller, reseller, query, ctx).await
             }
         }
-    }
-
-    async fn acquire_number(
-        &self,
-        doc: NumberDoc,
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<NumberDoc, Error> {
-        Ok(doc)
-    }
-
-    async fn disconnect_number(
-        &self,
-        doc: NumberDoc,
-        _ctx: &CarrierCtx<'_>,
-    ) -> Result<NumberDoc, Error> {
-        Ok(doc)
     }
 }
 
