@@ -274,11 +274,9 @@ mod tests {
         crate::config::Settings::resolve(&global, &crate::config::ServeArgs::default()).unwrap()
     }
 
-    /// Every path and method of `/v2/openapi.json` is served by the router (a request reaches a
-    /// handler: anything but the fallback's `not_found` and 405), and a path outside the
-    /// document is not.
-    #[tokio::test]
-    async fn the_router_serves_exactly_the_documented_operations() {
+    /// The daemon's state over an in-memory embedded store, with a routing reactor (stopped by
+    /// cancelling the returned token). Call inside a Tokio runtime.
+    fn state_over_memory(checks: Vec<ReadyCheck>) -> (AppState, CancellationToken) {
         let store: SharedStore = Arc::new(EmbeddedStore::in_memory().unwrap());
         let shutdown = CancellationToken::new();
         let routing = ::stepswitch::reactor::spawn(
@@ -292,10 +290,20 @@ mod tests {
             auth: Arc::new(Auth::new(Duration::from_secs(60))),
             routing,
             metrics: None,
-            checks: vec![ReadyCheck { name: "test", ready: Box::new(|| true) }],
+            checks,
             numbers: crate::api::phone_numbers::cache(),
             inbound: None,
         });
+        (state, shutdown)
+    }
+
+    /// Every path and method of `/v2/openapi.json` is served by the router (a request reaches a
+    /// handler: anything but the fallback's `not_found` and 405), and a path outside the
+    /// document is not.
+    #[tokio::test]
+    async fn the_router_serves_exactly_the_documented_operations() {
+        let (state, shutdown) =
+            state_over_memory(vec![ReadyCheck { name: "test", ready: Box::new(|| true) }]);
         let doc = openapi(&table(&state));
         let app = crate::api::router(&state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -339,23 +347,7 @@ mod tests {
         // The document's shape does not depend on the handlers: check it on the table's paths.
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
-            let store: SharedStore = Arc::new(EmbeddedStore::in_memory().unwrap());
-            let shutdown = CancellationToken::new();
-            let routing = ::stepswitch::reactor::spawn(
-                store.clone(),
-                ::stepswitch::reactor::ReactorOptions::defaults(),
-                shutdown.clone(),
-            );
-            let state = AppState::new(Inner {
-                store,
-                settings: Arc::new(settings()),
-                auth: Arc::new(Auth::new(Duration::from_secs(60))),
-                routing,
-                metrics: None,
-                checks: Vec::new(),
-                numbers: crate::api::phone_numbers::cache(),
-                inbound: None,
-            });
+            let (state, shutdown) = state_over_memory(Vec::new());
             let doc = openapi(&table(&state));
             assert_eq!(doc["openapi"], "3.0.3");
             let mut ids = std::collections::BTreeSet::new();
