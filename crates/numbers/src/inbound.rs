@@ -47,7 +47,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::account::AccountId;
-use crate::auth::{AccountMap, AuthBy};
+use crate::auth::AccountMap;
 use crate::config::Config;
 use crate::doc::{NumberDoc, NumberState, INUM_DB, MANAGED_DB};
 use crate::error::Error;
@@ -634,14 +634,7 @@ impl InboundTable {
         let entry = self.lookup(number);
         let doc = entry.as_ref().map(|e| &e.doc);
         let cnam = entry.as_ref().is_none_or(|e| crate::carriers::should_lookup_cnam(&e.module));
-        let ctx = Ctx {
-            config: &self.config,
-            accounts: &*self.accounts,
-            auth_by: Some(&AuthBy::System),
-            dry_run: false,
-            mdn_run: false,
-            now: crate::store::now_gregorian(),
-        };
+        let ctx = Ctx::system(&self.config, &*self.accounts, crate::store::now_gregorian());
         lookup_account(number, doc, None, cnam, &ctx)
     }
 

@@ -215,6 +215,21 @@ pub struct Ctx<'a> {
     pub now: i64,
 }
 
+impl<'a> Ctx<'a> {
+    /// The context of an internal read on Kazoo's behalf (`auth_by` system, no dry or mdn run),
+    /// as `lookup_account` runs.
+    pub fn system(config: &'a Config, accounts: &'a dyn Accounts, now: i64) -> Ctx<'a> {
+        Ctx {
+            config,
+            accounts,
+            auth_by: Some(&AuthBy::System),
+            dry_run: false,
+            mdn_run: false,
+            now,
+        }
+    }
+}
+
 /// A call the store must make to the number's carrier module (§4.4, §6.1 step 7) before writing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CarrierCall {

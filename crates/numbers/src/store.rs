@@ -332,14 +332,7 @@ impl NumberStore {
             _ => None,
         };
         let cnam = doc.as_ref().is_none_or(|d| crate::carriers::should_lookup_cnam(&d.module_name));
-        let ctx = Ctx {
-            config: &self.config,
-            accounts: &*self.accounts,
-            auth_by: Some(&AuthBy::System),
-            dry_run: false,
-            mdn_run: false,
-            now: now_gregorian(),
-        };
+        let ctx = Ctx::system(&self.config, &*self.accounts, now_gregorian());
         lookup_account(number, doc.as_ref(), port_owner.as_ref(), cnam, &ctx)
     }
 
