@@ -134,11 +134,11 @@ impl FromStr for NumberState {
 }
 
 /// The unencoded number database of a normalized number (§1.4 `knm_converters:to_db/1`):
-/// `numbers/` + the first 5 bytes (`+14158867900` → `numbers/+1415`). `None` under 5 bytes.
+/// `numbers/` + the first 5 bytes (`+14158867900` → `numbers/+1415`). `None` under 5 bytes (or
+/// when that is no valid database name). The naming itself is docstore's
+/// ([`docstore::naming::numbers_db`]).
 pub fn number_db(number: &str) -> Option<String> {
-    let prefix = number.as_bytes().get(..5)?;
-    let prefix = std::str::from_utf8(prefix).ok()?;
-    Some(format!("numbers/{prefix}"))
+    docstore::naming::numbers_db(number).map(|db| db.as_str().to_owned())
 }
 
 /// The URL-encoded number database as Kazoo writes it in `pvt_db_name` (`numbers%2F%2B1415`).
