@@ -37,29 +37,62 @@ pub fn compile(
     proxies: &[Proxy],
     config: &Config,
 ) -> (RouteTable, Vec<Diagnostic>) {
-    let mut diagnostics = Vec::new();
     // Parsed in parallel for large inputs; collected in input order.
-    let mut parsed =
-        map_ordered(docs, |doc| ResourceDoc::is_resource(doc).then(|| ResourceDoc::from_json(doc)));
-    for (doc, parsed) in docs.iter().zip(&mut parsed) {
-        match parsed {
-            None => {}
-            Some(Ok((_, doc_diagnostics))) => diagnostics.append(doc_diagnostics),
-            Some(Err(err)) => {
-                let id = doc.get("_id").and_then(Value::as_str).unwrap_or("");
-                diagnostics.push(diag(id, "", None, &format!("{err}; document skipped")));
-            }
-        }
-    }
-    // The documents stay where they were parsed (no copy of ~4 KiB each).
-    let typed: Vec<&ResourceDoc> =
-        parsed.iter().filter_map(|it| it.as_ref()?.as_ref().ok()).map(|(res, _)| res).collect();
-    let (table, mut more) = compile_refs(scope, typed, proxies, config);
-    diagnostics.append(&mut more);
+    let parsed =
+        map_ordered(docs, |doc| ResourceDoc::is_resource(doc).then(|| ParsedResource::parse(doc)));
+    let (table, diagnostics) = compile_parsed(scope, parsed.iter().flatten(), proxies, config);
     // The parsed documents are many small allocations: free them on the pool too.
     if parsed.len() >= PARALLEL_MIN {
         parsed.into_par_iter().for_each(drop);
     }
+    (table, diagnostics)
+}
+
+/// A resource document parsed once: what a reactor keeps per `_id`, so that a rebuild after a
+/// change re-parses only the changed document. Holds the typed document (`None` when the
+/// document could not be used at all) and the diagnostics parsing raised.
+#[derive(Debug, Clone)]
+pub struct ParsedResource {
+    doc: Option<ResourceDoc>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl ParsedResource {
+    /// Parses one resource document ([`ResourceDoc::from_json`]); a document that cannot be
+    /// used becomes a diagnostic (`…; document skipped`), as [`compile`] reports it.
+    pub fn parse(doc: &Value) -> ParsedResource {
+        match ResourceDoc::from_json(doc) {
+            Ok((doc, diagnostics)) => ParsedResource { doc: Some(doc), diagnostics },
+            Err(err) => {
+                let id = doc.get("_id").and_then(Value::as_str).unwrap_or("");
+                let skipped = diag(id, "", None, &format!("{err}; document skipped"));
+                ParsedResource { doc: None, diagnostics: vec![skipped] }
+            }
+        }
+    }
+
+    /// Parses many documents, on rayon's pool when there are many, in input order.
+    pub fn parse_all(docs: &[Value]) -> Vec<ParsedResource> {
+        map_ordered(docs, ParsedResource::parse)
+    }
+}
+
+/// [`compile`] for documents already parsed ([`ParsedResource`]), in input order: the same
+/// table and diagnostics `compile` gives for the documents they were parsed from.
+pub fn compile_parsed<'a>(
+    scope: Scope,
+    docs: impl IntoIterator<Item = &'a ParsedResource>,
+    proxies: &[Proxy],
+    config: &Config,
+) -> (RouteTable, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let mut typed = Vec::new();
+    for parsed in docs {
+        diagnostics.extend(parsed.diagnostics.iter().cloned());
+        typed.extend(parsed.doc.as_ref());
+    }
+    let (table, mut more) = compile_refs(scope, typed, proxies, config);
+    diagnostics.append(&mut more);
     (table, diagnostics)
 }
 

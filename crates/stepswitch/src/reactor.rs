@@ -50,7 +50,8 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::{compile, route, AccountTree, Config, Diagnostic, Error, Proxy, RouteAnswer};
+use crate::{compile, compile_parsed, route, AccountTree, Config, Diagnostic, Error, Proxy};
+use crate::{ParsedResource, RouteAnswer};
 use crate::{RouteRequest, RouteTable, Scope, Tables};
 
 /// The database of dedicated IPs (Kazoo's `?KZ_DEDICATED_IP_DB`), read for local proxies.
@@ -215,6 +216,11 @@ impl Source {
         }
     }
 
+    /// Whether this source builds a routing table (its documents are resources).
+    fn is_table(&self) -> bool {
+        matches!(self, Source::Global | Source::Account(_))
+    }
+
     /// Whether a document of this source's database is one it keeps.
     fn keeps(&self, doc: &Value) -> bool {
         let id = doc.get("_id").and_then(Value::as_str).unwrap_or("");
@@ -224,6 +230,29 @@ impl Source {
             Source::Global | Source::Account(_) => crate::ResourceDoc::is_resource(doc),
         }
     }
+}
+
+/// A document a source task keeps: the JSON its build reads (config and account documents), or,
+/// for a resource, its `_rev` and the document parsed once (a rebuild after one change then
+/// re-parses nothing else).
+enum Kept {
+    Json(Value),
+    Resource { rev: Option<String>, parsed: Arc<ParsedResource> },
+}
+
+impl Kept {
+    fn rev(&self) -> Option<&str> {
+        match self {
+            Kept::Json(doc) => doc.get("_rev").and_then(Value::as_str),
+            Kept::Resource { rev, .. } => rev.as_deref(),
+        }
+    }
+}
+
+/// A resource document as a source task keeps it.
+fn resource(doc: &Value, parsed: ParsedResource) -> Kept {
+    let rev = doc.get("_rev").and_then(Value::as_str).map(str::to_owned);
+    Kept::Resource { rev, parsed: Arc::new(parsed) }
 }
 
 /// A manual reload request; the reply comes after the rebuild.
@@ -277,7 +306,8 @@ struct BuildState {
 
 #[derive(Clone)]
 struct ScopeInputs {
-    docs: Arc<Vec<Value>>,
+    /// The scope's resource documents, each parsed once when it was read or changed.
+    docs: Arc<Vec<Arc<ParsedResource>>>,
     proxies: Arc<Vec<Proxy>>,
     last_seq: Option<Seq>,
 }
@@ -786,7 +816,8 @@ async fn compile_blocking(
     let job = move || {
         let started = Instant::now();
         let proxies = reduce(&inputs.proxies, &config);
-        let (table, diagnostics) = compile(scope, &inputs.docs, &proxies, &config);
+        let (table, diagnostics) =
+            compile_parsed(scope, inputs.docs.iter().map(|d| &**d), &proxies, &config);
         table.warm();
         (table, diagnostics, started.elapsed())
     };
@@ -809,7 +840,7 @@ struct SourceTask {
     /// Answered after the next build.
     replies: Vec<Reply>,
     /// The kept documents by `_id`.
-    docs: BTreeMap<String, Value>,
+    docs: BTreeMap<String, Kept>,
     proxies: Arc<Vec<Proxy>>,
     last_seq: Option<Seq>,
 }
@@ -874,10 +905,19 @@ impl SourceTask {
         if let Source::Account(id) = &self.source {
             self.proxies = Arc::new(read_proxies(store, id).await?);
         }
-        self.docs = docs
-            .into_iter()
-            .filter_map(|d| Some((d.get("_id")?.as_str()?.to_owned(), d)))
-            .collect();
+        let ids: Vec<Option<String>> =
+            docs.iter().map(|d| Some(d.get("_id")?.as_str()?.to_owned())).collect();
+        let kept: Vec<Kept> = if self.source.is_table() {
+            // Parsing a whole database is CPU work: off the async workers, on rayon's pool.
+            let parsed = tokio::task::spawn_blocking(move || {
+                let parsed = ParsedResource::parse_all(&docs);
+                docs.iter().zip(parsed).map(|(d, p)| resource(d, p)).collect()
+            });
+            parsed.await.expect("parsing resources does not panic")
+        } else {
+            docs.into_iter().map(Kept::Json).collect()
+        };
+        self.docs = ids.into_iter().zip(kept).filter_map(|(id, k)| Some((id?, k))).collect();
         self.last_seq = seq.clone();
         Ok(seq)
     }
@@ -888,11 +928,16 @@ impl SourceTask {
         let keep = !change.deleted && change.doc.as_ref().is_some_and(|d| self.source.keeps(d));
         if keep {
             let doc = self.source.slim(change.doc.expect("checked"));
-            let same = self.docs.get(&change.id).and_then(|d| d.get("_rev")) == doc.get("_rev");
-            if same && doc.get("_rev").is_some() {
+            let rev = doc.get("_rev").and_then(Value::as_str);
+            if rev.is_some() && self.docs.get(&change.id).and_then(Kept::rev) == rev {
                 return false;
             }
-            self.docs.insert(change.id, doc);
+            let kept = if self.source.is_table() {
+                resource(&doc, ParsedResource::parse(&doc))
+            } else {
+                Kept::Json(doc)
+            };
+            self.docs.insert(change.id, kept);
             true
         } else {
             self.docs.remove(&change.id).is_some()
@@ -900,12 +945,19 @@ impl SourceTask {
     }
 
     async fn build(&mut self) {
-        let docs: Vec<Value> = self.docs.values().cloned().collect();
         match &self.source {
-            Source::Config => self.shared.build_config(&docs).await,
-            Source::Accounts => self.shared.build_accounts(&docs).await,
+            Source::Config => self.shared.build_config(&self.json_docs()).await,
+            Source::Accounts => self.shared.build_accounts(&self.json_docs()).await,
             Source::Global | Source::Account(_) => {
                 let scope = self.source.scope().expect("a table scope");
+                let docs = self
+                    .docs
+                    .values()
+                    .filter_map(|kept| match kept {
+                        Kept::Resource { parsed, .. } => Some(parsed.clone()),
+                        Kept::Json(_) => None,
+                    })
+                    .collect();
                 let inputs = ScopeInputs {
                     docs: Arc::new(docs),
                     proxies: self.proxies.clone(),
@@ -917,6 +969,17 @@ impl SourceTask {
         for reply in self.replies.drain(..) {
             let _ = reply.send(Ok(()));
         }
+    }
+
+    /// The kept JSON documents (config and account sources), in `_id` order.
+    fn json_docs(&self) -> Vec<Value> {
+        self.docs
+            .values()
+            .filter_map(|kept| match kept {
+                Kept::Json(doc) => Some(doc.clone()),
+                Kept::Resource { .. } => None,
+            })
+            .collect()
     }
 
     fn set_caught_up(&self, caught_up: bool) {

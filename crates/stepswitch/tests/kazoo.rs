@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use stepswitch::{
-    compile, is_emergency_test_call, reverse_lookup, route, AccountTree, Config, InboundRequest,
-    Proxy, RouteRequest, Scope, Tables,
+    compile, compile_parsed, is_emergency_test_call, reverse_lookup, route, AccountTree, Config,
+    InboundRequest, ParsedResource, Proxy, RouteRequest, Scope, Tables,
 };
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/stepswitch");
@@ -686,4 +686,22 @@ fn unanchored_rules_are_not_lost_by_the_index() {
     let ids: Vec<String> =
         summary(&tables, &RouteRequest::new("+14155550100")).into_iter().map(|it| it.0).collect();
     assert_eq!(ids, vec!["any", "mid"]);
+}
+
+/// The reactor compiles documents it parsed once (`ParsedResource`, `compile_parsed`): the same
+/// table and the same diagnostics as `compile` from JSON, a document that cannot be used and a
+/// bad rule included.
+#[test]
+fn compile_parsed_equals_compile_from_json() {
+    let mut docs = resource_docs();
+    docs.push(json!({"_id": "bad-rule", "pvt_type": "resource", "enabled": true,
+        "rules": ["^\\+1(\\d{10}$", "^\\+44(\\d+)$"], "gateways": [{"server": "gw.example"}]}));
+    docs.push(json!({"pvt_type": "resource", "rules": ["^(\\d+)$"]}));
+    let config = Config::kazoo_defaults();
+    let (from_json, json_diagnostics) = compile(Scope::Global, &docs, &[], &config);
+    let parsed: Vec<ParsedResource> = docs.iter().map(ParsedResource::parse).collect();
+    let (from_parsed, parsed_diagnostics) = compile_parsed(Scope::Global, &parsed, &[], &config);
+    assert_eq!(parsed_diagnostics, json_diagnostics);
+    assert!(!json_diagnostics.is_empty());
+    assert_eq!(format!("{:?}", from_parsed.resources()), format!("{:?}", from_json.resources()));
 }
