@@ -82,13 +82,20 @@ pub struct SearchResults {
 }
 
 impl SearchResults {
-    /// §11.2 `next/1`: `offset` rows skipped, at most `min(quantity, maximum)` rows, as the API
-    /// returns them: `[{"number", "state"}]`.
+    /// §11.2 `next/1`: `offset` rows skipped, at most `min(quantity, maximum)` rows (the merged
+    /// rows of every carrier, not per carrier).
+    pub fn window(
+        &self,
+        offset: usize,
+        quantity: usize,
+        maximum: usize,
+    ) -> impl Iterator<Item = &FoundNumber> {
+        self.rows.iter().skip(offset).take(quantity.min(maximum))
+    }
+
+    /// [`SearchResults::window`] as the API returns it: `[{"number", "state"}]`.
     pub fn page(&self, offset: usize, quantity: usize, maximum: usize) -> Vec<Value> {
-        self.rows
-            .iter()
-            .skip(offset)
-            .take(quantity.min(maximum))
+        self.window(offset, quantity, maximum)
             .map(|r| json!({"number": r.number.as_str(), "state": r.state.as_str()}))
             .collect()
     }
@@ -283,6 +290,42 @@ mod tests {
         );
         assert_eq!(res.page(0, 10, 2).len(), 2);
         assert!(find(&[], &q, &ctx).await.rows.is_empty());
+    }
+
+    /// §11.1–§11.2 `maximum_search_quantity`: each carrier is asked for at most the maximum, and
+    /// the merged rows of several carriers are cut at the maximum too, whatever the quantity asked.
+    #[tokio::test]
+    async fn s11_2_maximum_search_quantity_caps_carriers_and_merge() {
+        let mut config = Config::kazoo_defaults();
+        config.maximum_search_quantity = 2;
+        let index = MemoryIndex::with_numbers(vec![
+            avail("+14158867900", "knm_local"),
+            avail("+14158867902", "knm_local"),
+            avail("+14158867904", "knm_local"),
+            avail("+14158867901", "knm_inventory"),
+            avail("+14158867903", "knm_inventory"),
+            avail("+14158867905", "knm_inventory"),
+        ]);
+        let ctx = CarrierCtx::new(&config, &index);
+        let mut q = SearchQuery::new("+1415", 10);
+        q.account_id = Some(acc(2));
+        let res = find(&[CarrierKind::Local, CarrierKind::Inventory], &q, &ctx).await;
+        for report in &res.reports {
+            assert!(
+                matches!(report.outcome, CarrierOutcome::Answered { rows: 2 }),
+                "{:?} was asked for more than the maximum: {:?}",
+                report.module,
+                report.outcome
+            );
+        }
+        // two carriers × two rows each: four merged rows, of which the maximum is returned
+        assert_eq!(res.rows.len(), 4);
+        let max = config.maximum_search_quantity;
+        let nums: Vec<&str> = res.window(0, 10, max).map(|r| r.number.as_str()).collect();
+        assert_eq!(nums, ["+14158867900", "+14158867901"]);
+        assert_eq!(res.page(1, 10, max).len(), 2);
+        // a quantity under the maximum is the cut
+        assert_eq!(res.window(0, 1, max).count(), 1);
     }
 
     /// An index whose pool queries never answer.

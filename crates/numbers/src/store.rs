@@ -731,7 +731,8 @@ impl NumberStore {
     }
 
     /// §11 search over the configured carriers (system-wide, no account): public rows
-    /// `{number, state, module}`, at most `quantity`. `prefix` without `+` is a US prefix
+    /// `{number, state, module}`, at most `min(quantity, maximum_search_quantity)` (§11.2), each
+    /// carrier asked for no more. `prefix` without `+` is a US prefix
     /// (`415` and `1415` both search `+1415`).
     pub async fn search(&self, prefix: &str, quantity: usize) -> Vec<Value> {
         self.search_for(prefix, quantity, None).await
@@ -860,9 +861,7 @@ impl NumberStore {
         query.reseller_id = reseller;
         let results = self.find(&query).await;
         results
-            .rows
-            .iter()
-            .take(quantity)
+            .window(0, quantity, self.config.maximum_search_quantity)
             .map(|r| {
                 json!({"number": r.number.as_str(), "state": r.state.as_str(),
                        "module": r.module.module_name()})
