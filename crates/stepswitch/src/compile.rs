@@ -625,9 +625,9 @@ fn base_resource(
     let grace_period = doc.grace_period.unwrap_or(config.default_weight).clamp(0, 100);
     let emergency = doc.emergency || doc.caller_id_options.kind.as_deref() == Some("emergency");
     let mut codecs: Vec<String> =
-        doc.media.audio_codecs.clone().unwrap_or_else(|| config.default_audio_codecs.clone());
+        doc.media.audio.codecs.clone().unwrap_or_else(|| config.default_audio_codecs.clone());
     codecs.extend(
-        doc.media.video_codecs.clone().unwrap_or_else(|| config.default_video_codecs.clone()),
+        doc.media.video.codecs.clone().unwrap_or_else(|| config.default_video_codecs.clone()),
     );
     if codecs.is_empty() {
         codecs = config.default_codecs.clone();

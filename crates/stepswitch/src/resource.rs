@@ -102,15 +102,24 @@ pub struct PrivacyOptions {
 pub struct Media {
     /// `media.fax_option`.
     pub fax_option: Option<bool>,
-    /// `media.audio.codecs` (resource only).
-    pub audio_codecs: Option<Vec<String>>,
-    /// `media.video.codecs` (resource only).
-    pub video_codecs: Option<Vec<String>>,
+    /// `media.audio` (resource only).
+    pub audio: CodecOptions,
+    /// `media.video` (resource only).
+    pub video: CodecOptions,
     /// `media.bypass_media` (resource only).
     pub bypass_media: Option<bool>,
     /// `media.rtcp_mux` (gateway only).
     pub rtcp_mux: Option<String>,
     /// Other keys of `media`.
+    pub extra: Map<String, Value>,
+}
+
+/// `media.audio` or `media.video` of a resource.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CodecOptions {
+    /// `codecs`; `None` when absent (the `default_*_codecs` of the config apply).
+    pub codecs: Option<Vec<String>>,
+    /// Other keys of the object.
     pub extra: Map<String, Value>,
 }
 
@@ -227,6 +236,8 @@ pub struct InviteParameters {
     pub static_params: Vec<String>,
     /// `dynamic`, in document order.
     pub dynamic: Vec<DynamicParameter>,
+    /// Other keys of `invite_parameters`.
+    pub extra: Map<String, Value>,
 }
 
 /// One `invite_parameters.dynamic` entry.
@@ -463,8 +474,8 @@ fn gateway_doc(
                 }
             }
         }
-        pr.finish();
-        gw.invite_parameters = Some(InviteParameters { static_params, dynamic });
+        let extra = pr.finish();
+        gw.invite_parameters = Some(InviteParameters { static_params, dynamic, extra });
     }
     gw.extra = rd.finish();
     gw
@@ -510,31 +521,24 @@ fn media_options(
         Some(Value::String(text)) => Some(text),
         Some(other) => Some(other.to_string()),
     };
-    let audio_codecs = rd
-        .object("audio")
-        .and_then(|audio| codec_list(audio, id, &format!("{prefix}audio.codecs"), rd.diagnostics));
-    let video_codecs = rd
-        .object("video")
-        .and_then(|video| codec_list(video, id, &format!("{prefix}video.codecs"), rd.diagnostics));
-    Media { fax_option, audio_codecs, video_codecs, bypass_media, rtcp_mux, extra: rd.finish() }
+    let audio = rd.object("audio").map_or_else(CodecOptions::default, |audio| {
+        codec_options(audio, id, &format!("{prefix}audio."), rd.diagnostics)
+    });
+    let video = rd.object("video").map_or_else(CodecOptions::default, |video| {
+        codec_options(video, id, &format!("{prefix}video."), rd.diagnostics)
+    });
+    Media { fax_option, audio, video, bypass_media, rtcp_mux, extra: rd.finish() }
 }
 
-fn codec_list(
+fn codec_options(
     object: &Map<String, Value>,
     id: &str,
-    field: &str,
+    prefix: &str,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Option<Vec<String>> {
-    match object.get("codecs") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => {
-            Some(string_items(items, id, || field.to_owned(), diagnostics))
-        }
-        Some(other) => {
-            diagnostics.push(diag(id, field, None, &format!("not a list: {other}")));
-            None
-        }
-    }
+) -> CodecOptions {
+    let mut rd = Reader::new(object, CODEC_KEYS, id, Prefix::Text(prefix), diagnostics);
+    let codecs = rd.strings("codecs");
+    CodecOptions { codecs, extra: rd.finish() }
 }
 
 /// The string items of a list; `field` names the list in a diagnostic (formatted only then).
@@ -656,6 +660,8 @@ const CALLER_ID_KEYS: &[&str] = &["type", "privacy_method", "outbound_privacy"];
 const PRIVACY_KEYS: &[&str] = &["method", "hide_name", "hide_number"];
 /// Keys of `media`.
 const MEDIA_KEYS: &[&str] = &["fax_option", "bypass_media", "rtcp_mux", "audio", "video"];
+/// Keys of `media.audio` and `media.video`.
+const CODEC_KEYS: &[&str] = &["codecs"];
 /// The most keys one [`Reader`] knows.
 const MAX_KEYS: usize = 40;
 
@@ -857,6 +863,74 @@ mod tests {
         assert!(res.require_flags);
         assert_eq!(res.extra.get("custom"), Some(&json!({"kept": 1})));
         assert!(!res.extra.contains_key("_rev"));
+    }
+
+    /// Issue 3: unknown keys are kept at every level (resource, gateway, and the nested
+    /// objects), and the known keys beside them are still read.
+    #[test]
+    fn unknown_keys_kept_at_every_level() {
+        let (res, diagnostics) = ResourceDoc::from_json(&json!({
+            "_id": "r1", "x_top": 1,
+            "media": {"x_media": 2, "bypass_media": true,
+                      "audio": {"codecs": ["PCMU"], "x_audio": 3},
+                      "video": {"codecs": ["H264"], "x_video": {"deep": [4]}}},
+            "caller_id_options": {"type": "external", "x_cid": 5},
+            "privacy": {"method": "sip", "x_privacy": 6},
+            "classifiers": {"tollfree_us": {"weight_cost": 2, "x_classifier": 7}},
+            "gateways": [{
+                "server": "gw.example.com", "x_gateway": 8,
+                "media": {"rtcp_mux": "true", "x_gw_media": 9},
+                "caller_id_options": {"type": "emergency", "x_gw_cid": 10},
+                "privacy": {"hide_name": true, "x_gw_privacy": 11},
+                "invite_parameters": {"static": ["npid"], "dynamic": ["zone"], "x_invite": 12}
+            }]
+        }))
+        .unwrap();
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let only = |map: &Map<String, Value>, key: &str, value: Value| {
+            assert_eq!(map.len(), 1, "{key}: {map:?}");
+            assert_eq!(map.get(key), Some(&value), "{map:?}");
+        };
+        only(&res.extra, "x_top", json!(1));
+        only(&res.media.extra, "x_media", json!(2));
+        assert_eq!(res.media.bypass_media, Some(true));
+        assert_eq!(res.media.audio.codecs.as_deref(), Some(&["PCMU".to_owned()][..]));
+        only(&res.media.audio.extra, "x_audio", json!(3));
+        assert_eq!(res.media.video.codecs.as_deref(), Some(&["H264".to_owned()][..]));
+        only(&res.media.video.extra, "x_video", json!({"deep": [4]}));
+        only(&res.caller_id_options.extra, "x_cid", json!(5));
+        only(&res.privacy.extra, "x_privacy", json!(6));
+        let classifiers = res.classifiers.as_ref().expect("classifiers");
+        assert_eq!(classifiers[0].weight_cost, Some(2));
+        only(&classifiers[0].extra, "x_classifier", json!(7));
+        let gw = &res.gateways[0];
+        assert_eq!(gw.server.as_deref(), Some("gw.example.com"));
+        only(&gw.extra, "x_gateway", json!(8));
+        assert_eq!(gw.media.rtcp_mux.as_deref(), Some("true"));
+        only(&gw.media.extra, "x_gw_media", json!(9));
+        only(&gw.caller_id_options.extra, "x_gw_cid", json!(10));
+        only(&gw.privacy.extra, "x_gw_privacy", json!(11));
+        let invite = gw.invite_parameters.as_ref().expect("invite_parameters");
+        assert_eq!(invite.static_params, ["npid"]);
+        assert_eq!(invite.dynamic, [DynamicParameter::Key("zone".into())]);
+        only(&invite.extra, "x_invite", json!(12));
+
+        // Without unknown keys every `extra` is empty (and an empty map holds no allocation).
+        let (plain, _) = ResourceDoc::from_json(&json!({
+            "_id": "r2", "media": {"audio": {"codecs": []}, "video": {"codecs": []}},
+            "gateways": [{"server": "s", "invite_parameters": {"static": []}}]
+        }))
+        .unwrap();
+        assert!(plain.extra.is_empty() && plain.media.extra.is_empty());
+        assert!(plain.media.audio.extra.is_empty() && plain.media.video.extra.is_empty());
+        assert!(plain.gateways[0].extra.is_empty());
+        assert!(plain.gateways[0].invite_parameters.as_ref().is_some_and(|p| p.extra.is_empty()));
+        // A wrong type in a nested object is still a diagnostic naming its path.
+        let (_, diagnostics) =
+            ResourceDoc::from_json(&json!({"_id": "r3", "media": {"audio": {"codecs": "PCMU"}}}))
+                .unwrap();
+        let fields: Vec<&str> = diagnostics.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(fields, ["media.audio.codecs"]);
     }
 
     #[test]
