@@ -642,6 +642,63 @@ fn rule_38_40_reverse_lookup() {
     );
 }
 
+/// Rule 39: when no global gateway matches, the local resources of `Account-ID` are searched
+/// (and only then: a global match wins; without an account, or for an account with no table,
+/// there is no fallback). Gateways are searched in stored order, which rule 11 makes the
+/// reverse of document order: of two matching gateways of one resource, the later one wins.
+#[test]
+fn rule_39_local_fallback_and_gateway_order() {
+    let config = Config::kazoo_defaults();
+    let account = "d".repeat(32);
+    let global_docs = [
+        json!({"_id": "g", "pvt_type": "resource", "gateways": [
+            {"server": "10.0.0.1", "username": "u-g"}]}),
+        json!({"_id": "g2", "pvt_type": "resource", "gateways": [
+            {"server": "10.9.9.9", "realm": "carrier.net", "username": "g2-first"},
+            {"server": "sip.carrier.net", "realm": "carrier.net", "username": "g2-second"}]}),
+    ];
+    let local_docs = [json!({"_id": "l", "pvt_type": "resource", "gateways": [
+        {"server": "10.0.0.2", "realm": "byoc.example.com", "username": "l-first"},
+        {"server": "10.0.0.3", "realm": "byoc.example.com", "username": "l-second"},
+        {"server": "10.0.0.1", "username": "l-shadowed"}]})];
+    let (global, diagnostics) = compile(Scope::Global, &global_docs, &[], &config);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    let (local, diagnostics) =
+        compile(Scope::Local { account_id: account.clone() }, &local_docs, &[], &config);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    let mut tables = Tables::new(Arc::new(config));
+    tables.set_table(Arc::new(global));
+    tables.set_table(Arc::new(local));
+    let lookup = |ip: Option<&str>, realm: Option<&str>, account_id: Option<&str>| {
+        reverse_lookup(
+            &tables,
+            &InboundRequest {
+                ip: ip.map(str::to_owned),
+                port: None,
+                auth_realm: realm.map(str::to_owned),
+                from: None,
+                account_id: account_id.map(str::to_owned),
+            },
+        )
+        .map(|hit| (hit.resource_id, hit.username.unwrap_or_default(), hit.global))
+    };
+    let hit = |id: &str, user: &str, global: bool| Some((id.to_owned(), user.to_owned(), global));
+
+    // No global gateway has 10.0.0.2: the account's local resource answers.
+    assert_eq!(lookup(Some("10.0.0.2"), None, Some(&account)), hit("l", "l-first", false));
+    // No account, or an account without local resources: no fallback.
+    assert_eq!(lookup(Some("10.0.0.2"), None, None), None);
+    assert_eq!(lookup(Some("10.0.0.2"), None, Some(&"e".repeat(32))), None);
+    // A global match is taken before the local one with the same server.
+    assert_eq!(lookup(Some("10.0.0.1"), None, Some(&account)), hit("g", "u-g", true));
+    // Two gateways of one resource match the realm: the last in the document is found first,
+    // in a global resource and in a local one.
+    assert_eq!(lookup(None, Some("carrier.net"), None), hit("g2", "g2-second", true));
+    assert_eq!(lookup(None, Some("byoc.example.com"), Some(&account)), hit("l", "l-second", false));
+    // Only the first gateway matches this IP: it is found despite the order.
+    assert_eq!(lookup(Some("10.9.9.9"), None, None), hit("g2", "g2-first", true));
+}
+
 #[test]
 fn rule_41_rules_test() {
     let docs =
