@@ -117,6 +117,10 @@ async fn live_edit_delete_and_bad_regex(store: SharedStore) {
             .await;
     wait_for(routing, "the new resource", |r| !routes(r, "+14155550100").is_empty()).await;
     assert_eq!(routes(routing, "+14155550100"), ["sip:4155550100@a.example.com"]);
+    let first = table(&routing.status(), None).expect("global table").clone();
+    assert!(first.last_seq.is_some(), "{first:?}");
+    let first_built = first.built_at.clone().expect("built_at set once built");
+    assert!(first.build_ms.is_finite() && first.build_ms >= 0.0, "{first:?}");
 
     // Edit in place: no reload call.
     let mut edited = resource("carrier-a", "b.example.com", json!(["^\\+1(\\d{10})$"]));
@@ -126,6 +130,16 @@ async fn live_edit_delete_and_bad_regex(store: SharedStore) {
         routes(r, "+14155550100") == ["sip:4155550100@b.example.com"]
     })
     .await;
+    // The rebuild records the edit's sequence (opaque: only compared for equality) and a later
+    // build time. The rebuild waits out the debounce after the write, which came after the first
+    // build, so the two times differ; RFC 3339 UTC with millis in one format orders as text.
+    let second = table(&routing.status(), None).expect("global table").clone();
+    assert!(second.builds > first.builds, "{first:?} / {second:?}");
+    assert!(second.last_seq.is_some() && second.last_seq != first.last_seq, "{second:?}");
+    let second_built = second.built_at.clone().expect("built_at set");
+    assert_eq!(second_built.len(), first_built.len(), "{first_built} / {second_built}");
+    assert!(second_built > first_built, "built_at did not move: {first_built} -> {second_built}");
+    assert!(second.build_ms.is_finite() && second.build_ms >= 0.0, "{second:?}");
 
     // A bad regex: reported with resource, field and index; the other rule still routes.
     let mut bad =
@@ -149,6 +163,9 @@ async fn live_edit_delete_and_bad_regex(store: SharedStore) {
     let json = serde_json::to_value(&status).expect("status serializes");
     assert_eq!(json["tables"][0]["scope"], "global");
     assert_eq!(json["tables"][0]["errors"][0]["resource_id"], "carrier-a");
+    assert!(json["tables"][0]["build_ms"].is_number(), "{json}");
+    assert!(json["tables"][0]["built_at"].is_string(), "{json}");
+    assert!(!json["tables"][0]["last_seq"].is_null(), "{json}");
 
     // Delete: gone.
     store.delete(&offnet(), "carrier-a", &docstore::Rev(rev)).await.expect("delete");
