@@ -14,6 +14,8 @@ pub(crate) mod routes;
 mod schema;
 mod state;
 mod stepswitch;
+#[cfg(test)]
+mod testing;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;

@@ -252,49 +252,16 @@ pub(crate) fn openapi(endpoints: &[Endpoint]) -> Value {
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
-    use std::sync::Arc;
-    use std::time::Duration;
 
-    use docstore::{EmbeddedStore, SharedStore};
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::api::auth::Auth;
-    use crate::api::{Inner, ReadyCheck};
+    use crate::api::testing::{memory_store, state_over};
+    use crate::api::ReadyCheck;
 
-    fn settings() -> crate::config::Settings {
-        let global = crate::cli::GlobalArgs {
-            couch_url: None,
-            couch_user: None,
-            couch_password: None,
-            data_dir: Some("/nonexistent".into()),
-            json: false,
-            log_level: None,
-        };
-        crate::config::Settings::resolve(&global, &crate::config::ServeArgs::default()).unwrap()
-    }
-
-    /// The daemon's state over an in-memory embedded store, with a routing reactor (stopped by
-    /// cancelling the returned token). Call inside a Tokio runtime.
+    /// The daemon's state over an in-memory embedded store, without an inbound table.
     fn state_over_memory(checks: Vec<ReadyCheck>) -> (AppState, CancellationToken) {
-        let store: SharedStore = Arc::new(EmbeddedStore::in_memory().unwrap());
-        let shutdown = CancellationToken::new();
-        let routing = ::stepswitch::reactor::spawn(
-            store.clone(),
-            ::stepswitch::reactor::ReactorOptions::defaults(),
-            shutdown.clone(),
-        );
-        let state = AppState::new(Inner {
-            store,
-            settings: Arc::new(settings()),
-            auth: Arc::new(Auth::new(Duration::from_secs(60))),
-            routing,
-            metrics: None,
-            checks,
-            numbers: crate::api::phone_numbers::cache(),
-            inbound: None,
-        });
-        (state, shutdown)
+        state_over(memory_store(), checks, None)
     }
 
     /// Every path and method of `/v2/openapi.json` is served by the router (a request reaches a

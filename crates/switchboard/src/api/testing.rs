@@ -1,0 +1,55 @@
+//! Test support: the daemon's state over a store of the test's choosing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use docstore::{EmbeddedStore, SharedStore};
+use numbers::inbound::InboundTable;
+use tokio_util::sync::CancellationToken;
+
+use super::auth::Auth;
+use super::{AppState, Inner, ReadyCheck};
+
+/// The daemon's settings with the defaults (loopback trusted).
+pub(crate) fn settings() -> crate::config::Settings {
+    let global = crate::cli::GlobalArgs {
+        couch_url: None,
+        couch_user: None,
+        couch_password: None,
+        data_dir: Some("/nonexistent".into()),
+        json: false,
+        log_level: None,
+    };
+    crate::config::Settings::resolve(&global, &crate::config::ServeArgs::default()).unwrap()
+}
+
+/// A fresh in-memory embedded store.
+pub(crate) fn memory_store() -> SharedStore {
+    Arc::new(EmbeddedStore::in_memory().unwrap())
+}
+
+/// The daemon's state over `store`, with a routing reactor (stopped by cancelling the returned
+/// token) and `inbound` as the inbound number table. Call inside a Tokio runtime.
+pub(crate) fn state_over(
+    store: SharedStore,
+    checks: Vec<ReadyCheck>,
+    inbound: Option<InboundTable>,
+) -> (AppState, CancellationToken) {
+    let shutdown = CancellationToken::new();
+    let routing = ::stepswitch::reactor::spawn(
+        store.clone(),
+        ::stepswitch::reactor::ReactorOptions::defaults(),
+        shutdown.clone(),
+    );
+    let state = AppState::new(Inner {
+        store,
+        settings: Arc::new(settings()),
+        auth: Arc::new(Auth::new(Duration::from_secs(60))),
+        routing,
+        metrics: None,
+        checks,
+        numbers: super::phone_numbers::cache(),
+        inbound,
+    });
+    (state, shutdown)
+}
