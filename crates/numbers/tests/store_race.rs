@@ -103,7 +103,10 @@ async fn fifty_reservations_couchdb() {
 /// outcomes are those of some serial order. Either the release ran first (the number is gone,
 /// every activation `not_found`), or one activation won (the others `forbidden`) and the
 /// release then released that sub-account's number (the owner is its parent) — never two
-/// activations, never a lost update; and the account copies match the final document.
+/// activations, never a lost update; the account copies match the final document, and the
+/// reserve history is the one that serial order writes: the seed's `[reseller]` kept by an
+/// activation (a move to `in_service` does not push, §4.5), emptied by the release's unwind
+/// (§6.1 step 6, one entry: unassigned), whose previous owner is whoever held the number last.
 async fn release_vs_activate(make_store: fn() -> SharedStore) {
     let store = make_store();
     let reseller = account(90);
@@ -162,12 +165,16 @@ async fn release_vs_activate(make_store: fn() -> SharedStore) {
                 // Release first: local number, history [reseller] → hard-deleted.
                 assert_eq!(r.doc.state, NumberState::Deleted);
                 assert!(stored.is_none());
+                assert!(r.doc.reserve_history.is_empty(), "{:?}", r.doc.reserve_history);
+                assert_eq!(r.doc.prev_assigned_to, Some(acc(&reseller)), "released the reseller's");
                 assert!(errors.iter().all(|e| e["error"] == "not_found"), "{errors:?}");
             }
-            (Some(r), Some(_kid)) => {
+            (Some(r), Some(kid)) => {
                 // An activation, then the parent's release of it.
                 assert_eq!(r.doc.state, NumberState::Deleted);
                 assert!(stored.is_none());
+                assert!(r.doc.reserve_history.is_empty(), "{:?}", r.doc.reserve_history);
+                assert_eq!(r.doc.prev_assigned_to, Some(acc(kid)), "released the winner's");
                 assert!(
                     errors.iter().all(|e| e["error"] == "forbidden" || e["error"] == "not_found"),
                     "{errors:?}"
@@ -177,6 +184,8 @@ async fn release_vs_activate(make_store: fn() -> SharedStore) {
                 let s = stored.as_ref().expect("activated number stays");
                 assert_eq!(s["pvt_state"], "in_service");
                 assert_eq!(s["pvt_assigned_to"], kid.as_str());
+                assert_eq!(s["pvt_reserve_history"], serde_json::json!([reseller]));
+                assert_eq!(s["pvt_previously_assigned_to"], reseller.as_str());
             }
             (None, None) => panic!("nobody won: {errors:?}"),
         }
