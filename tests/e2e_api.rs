@@ -673,21 +673,26 @@ async fn routing_needs_a_trusted_network_or_a_superduper_token() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
-#[tokio::test]
-async fn operations_endpoints() {
+/// Waits (bounded, on the condition) until `/healthz` says every reactor has caught up.
+async fn wait_ready() {
     let w = world();
-    // Ready once every reactor caught up (bounded wait on the condition).
     let deadline = Instant::now() + WAIT;
     loop {
         let (status, body) = call(Method::GET, &w.daemon.url("/healthz"), None, None).await;
         if status == StatusCode::OK {
             assert_eq!(body["status"], "ready");
-            break;
+            return;
         }
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert!(Instant::now() < deadline, "never ready: {body}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn operations_endpoints() {
+    let w = world();
+    wait_ready().await;
     let _ = root_token().await;
     let resp = reqwest::get(w.daemon.url("/metrics")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -1006,6 +1011,63 @@ async fn phone_numbers_lifecycle_auth_cross_account_and_bad_input() {
     assert!(gone || row["doc"]["pvt_assigned_to"] != a.as_str(), "{row}");
     let (status, _) = call(Method::GET, &one, Some(&a_token), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "released");
+}
+
+/// `identify` follows the number documents live (the inbound table, read once the daemon is
+/// ready): a number written straight into its numbers database after the daemon started,
+/// moved to another account, taken out of service and deleted, each answer seen in turn, with
+/// the §15.5-15.7 error shapes.
+#[tokio::test]
+async fn identify_follows_number_documents_written_after_the_start() {
+    let w = world();
+    wait_ready().await;
+    let (a, a_token, b, _) = two_accounts().await;
+    let number = random_number();
+    let db = format!("numbers/{}", &number[..5]);
+    let identify = w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/{number}/identify"));
+    // Polls (bounded) until the answer is `expected`.
+    let until = |what: &'static str, expected: (StatusCode, Value)| {
+        let (identify, a_token) = (identify.clone(), a_token.clone());
+        async move {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let (status, body) = call(Method::GET, &identify, Some(&a_token), None).await;
+                if (status, body["data"].clone()) == expected {
+                    return body;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: never {expected:?}; last {status} {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+
+    let rev = couch_put_doc(&w.couch, &db, &number_doc(&number, &a, "in_service"));
+    let body = until("created", (StatusCode::OK, json!({"account_id": a, "number": number}))).await;
+    assert_envelope(&body);
+
+    let mut moved = number_doc(&number, &b, "in_service");
+    moved["_rev"] = json!(rev);
+    let rev = couch_put_doc(&w.couch, &db, &moved);
+    until("moved", (StatusCode::OK, json!({"account_id": b, "number": number}))).await;
+
+    let mut out = number_doc(&number, &b, "released");
+    out["_rev"] = json!(rev);
+    let rev = couch_put_doc(&w.couch, &db, &out);
+    let not_in_service = json!({"cause": "not_in_service", "account_id": b, "number": number});
+    let body = until("out of service", (StatusCode::BAD_REQUEST, not_in_service)).await;
+    assert_eq!(body["message"], "client error", "{body}");
+
+    let url = format!("{}/{}/{}?rev={rev}", w.couch, enc(&db), enc(&number));
+    let (status, body) = couch("DELETE", &url, None);
+    assert_eq!(status, 200, "{body}");
+    let not_found =
+        json!({"message": "bad identifier", "not_found": "The number could not be found"});
+    let body = until("deleted", (StatusCode::NOT_FOUND, not_found)).await;
+    assert_eq!(body["message"], "bad_identifier", "{body}");
+    assert_error(&body, 404);
 }
 
 /// A configuration file sets the store, the listen address and the token lifetime; an expired

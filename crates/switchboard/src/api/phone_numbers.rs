@@ -12,9 +12,10 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use docstore::{AllDocsQuery, DbName};
-use numbers::lifecycle::{Create, Move, PublicFields, Update};
+use numbers::inbound::InboundTable;
+use numbers::lifecycle::{AccountLookup, Create, Ctx, Move, PublicFields, Update};
 use numbers::store::{NumberStore, RunOptions};
-use numbers::{AuthBy, NumberState, Operation};
+use numbers::{AuthBy, NumberDoc, NumberState, Operation};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
@@ -84,8 +85,29 @@ fn auth_by(state: &AppState, caller: &Caller, account: &str) -> Result<AuthBy, A
     AuthBy::parse(&caller.account_id).map_err(knm_error)
 }
 
-async fn number_store(state: &AppState) -> Result<NumberStore, ApiError> {
+pub(crate) async fn number_store(state: &AppState) -> Result<NumberStore, ApiError> {
     state.numbers.get(state).await
+}
+
+/// The live inbound table, once it has read every number database up to its live feed (before
+/// that it may miss numbers that exist); `None` before, or without one.
+pub(crate) fn caught_up_table(state: &AppState) -> Option<&InboundTable> {
+    state.inbound.as_ref().filter(|table| table.is_caught_up())
+}
+
+/// §5.10 `lookup_account` of a number document in hand (the inbound table's, or one read from
+/// the store; no port request), decided with `store`'s config and accounts. Those are current
+/// (the cache is rebuilt when the account index changes), where the table's own copy of the
+/// accounts ([`InboundTable::identify`]) is the one of the daemon's start and would miss an
+/// account disabled since.
+pub(crate) fn lookup_doc(
+    store: &NumberStore,
+    number: &e164::E164,
+    doc: Option<&NumberDoc>,
+) -> Result<AccountLookup, numbers::Error> {
+    let cnam = doc.is_none_or(|doc| numbers::carriers::should_lookup_cnam(&doc.module_name));
+    let ctx = Ctx::system(store.config(), store.accounts(), numbers::store::now_gregorian());
+    numbers::lifecycle::lookup_account(number, doc, None, cnam, &ctx)
 }
 
 fn normalize(store: &NumberStore, raw: &str) -> Result<e164::E164, ApiError> {
@@ -317,7 +339,9 @@ pub(crate) async fn reserve(
     Ok(run(&s, &caller, &a, &n, op).await?.with_request_id(&rid))
 }
 
-/// `GET /v2/accounts/{A}/phone_numbers/{N}/identify`: `{account_id, number}` of the owner.
+/// `GET /v2/accounts/{A}/phone_numbers/{N}/identify`: `{account_id, number}` of the owner, from
+/// the live inbound table once it has caught up; a number it does not have is looked up in the
+/// store (its document, then the open port requests).
 pub(crate) async fn identify(
     State(s): State<AppState>,
     caller: Caller,
@@ -327,7 +351,17 @@ pub(crate) async fn identify(
     s.auth.authorize(&caller, &a)?;
     let store = number_store(&s).await?;
     let number = normalize(&store, &n)?;
-    let found = store.lookup_account(&number).await.map_err(knm_error)?;
+    let from_table = caught_up_table(&s)
+        .map(|table| table.with_entry(&number, |e| lookup_doc(&store, &number, e.map(|e| &e.doc))));
+    let found = match from_table {
+        Some(Err(numbers::Error::NotFound { .. })) | None => {
+            // Port requests are not in the table (and a table still catching up may miss a
+            // number): the store reads both.
+            store.lookup_account(&number).await
+        }
+        Some(found) => found,
+    }
+    .map_err(knm_error)?;
     Ok(Envelope::ok(
         json!({"account_id": found.account_id.as_str(), "number": found.number.as_str()}),
     )
@@ -676,4 +710,88 @@ pub(crate) async fn check(
 /// The cache, shared through the app state.
 pub(crate) fn cache() -> Arc<NumbersCache> {
     Arc::new(NumbersCache::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse;
+    use docstore::naming::{accounts_db, numbers_db};
+    use numbers::{AccountMap, Config};
+
+    use super::*;
+    use crate::api::testing::{memory_store, state_over};
+
+    const OWNER: &str = "acc00000000000000000000000000a01";
+    const DISABLED: &str = "acc00000000000000000000000000d01";
+
+    fn number_doc(number: &str, owner: &str) -> Value {
+        json!({"_id": number, "pvt_type": "number", "pvt_state": "in_service",
+               "pvt_assigned_to": owner, "pvt_module_name": "knm_inventory",
+               "pvt_created": 63700000000u64, "pvt_modified": 63700000000u64})
+    }
+
+    async fn identify_json(state: &AppState, number: &str) -> (StatusCode, Value) {
+        let caller = Caller { account_id: OWNER.into(), superduper: false };
+        let path = Path((OWNER.to_owned(), number.to_owned()));
+        let reply = identify(State(state.clone()), caller, RequestId("test".into()), path).await;
+        let response = reply.into_response();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    /// §5.10 through `/identify`: the inbound table answers for the numbers it has (with the
+    /// store layer's current accounts); the store for the others, port requests included
+    /// (vector L7); the exact 404 and 400 shapes either way.
+    #[tokio::test]
+    async fn identify_answers_from_the_table_and_falls_back_to_the_store() {
+        let (in_table, in_store, in_port, of_disabled, unknown) =
+            ("+14155550201", "+14155550202", "+14155550203", "+14155550204", "+14155550299");
+        let store = memory_store();
+        store.ensure_db(&accounts_db()).await.unwrap();
+        let accounts = [(OWNER, true), (DISABLED, false)].map(|(id, enabled)| {
+            json!({"_id": id, "pvt_type": "account", "name": id, "pvt_tree": [],
+                   "pvt_enabled": enabled})
+        });
+        for doc in &accounts {
+            store.put(&accounts_db(), doc.clone()).await.unwrap();
+        }
+        // Only the store has `in_store`; only the table has `in_table` (as if its document
+        // were written a moment ago and the store read were stale): who answered shows.
+        let db = numbers_db(in_store).unwrap();
+        store.ensure_db(&db).await.unwrap();
+        store.put(&db, number_doc(in_store, OWNER)).await.unwrap();
+        let ports = DbName::new("port_requests").unwrap();
+        store.ensure_db(&ports).await.unwrap();
+        let port = json!({"_id": "port1", "pvt_type": "port_request", "pvt_port_state": "submitted",
+                          "pvt_account_id": OWNER, "numbers": {in_port: {}}});
+        store.put(&ports, port).await.unwrap();
+        // The table's own accounts are empty: a disabled owner is known from the store layer.
+        let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
+        table.apply_docs(&[number_doc(in_table, OWNER), number_doc(of_disabled, DISABLED)]);
+        let (state, shutdown) = state_over(store, Vec::new(), Some(table));
+        for doc in &accounts {
+            state.auth.apply(doc["_id"].as_str().unwrap(), Some(doc));
+        }
+
+        for number in [in_table, in_store, in_port] {
+            let (status, body) = identify_json(&state, number).await;
+            assert_eq!(status, StatusCode::OK, "{number}: {body}");
+            assert_eq!(body["data"], json!({"account_id": OWNER, "number": number}), "{body}");
+        }
+        let (status, body) = identify_json(&state, unknown).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["message"], "bad_identifier", "{body}");
+        assert_eq!(
+            body["data"],
+            json!({"message": "bad identifier", "not_found": "The number could not be found"})
+        );
+        let (status, body) = identify_json(&state, of_disabled).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(
+            body["data"],
+            json!({"cause": "account_disabled", "account_id": DISABLED, "number": of_disabled})
+        );
+        shutdown.cancel();
+    }
 }
