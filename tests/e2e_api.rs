@@ -650,6 +650,17 @@ async fn routing_needs_a_trusted_network_or_a_superduper_token() {
         call(Method::POST, &route, Some(&root), Some(json!({"To-DID": "+14155550100"}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_envelope(&body);
+    // The outbound decision sits behind the same gate.
+    let outbound = w.daemon.url("/v2/stepswitch/outbound");
+    for (token, expected) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some(a_token.as_str()), StatusCode::FORBIDDEN),
+        (Some(root.as_str()), StatusCode::OK),
+    ] {
+        let req = json!({"To-DID": "+14155550100"});
+        let (status, body) = call(Method::POST, &outbound, token, Some(req)).await;
+        assert_eq!(status, expected, "{body}");
+    }
     let (status, body) = call(Method::POST, &route, Some(&root), Some(json!({"Flags": "x"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_error(&body, 400);
@@ -709,6 +720,7 @@ async fn operations_endpoints() {
         "/v2/accounts/{account_id}/phone_numbers/carriers_info",
         "/v2/accounts/{account_id}/phone_numbers/check",
         "/v2/stepswitch/route",
+        "/v2/stepswitch/outbound",
         "/healthz",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");

@@ -382,3 +382,73 @@ fn cli_routes_kazoo_fixture_json_and_table() {
     let table = run(&[]);
     assert!(table.contains("number: +14158867900") && table.contains("ROUTE"), "{table}");
 }
+
+/// Stepswitch rules 2-3 through `POST /v2/stepswitch/outbound`: a number written into its
+/// numbers database (as in Fauxton), owned by an account in service, loops back to the owner
+/// once the inbound table has it; `Force-Outbound` and an unknown number get `/route`'s carrier
+/// endpoints.
+#[tokio::test]
+async fn outbound_loops_an_on_net_number_back_and_routes_the_rest() {
+    const OWNER: &str = "e2e00000000000000000000000000e01";
+    let Some(world) = world() else { return };
+    let store = &world.store();
+    // Ready (every reactor caught up, the inbound table included) before the writes: the
+    // answer then comes from the live table, not its start-up fallback.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response = reqwest::get(format!("{}/healthz", world.base)).await.expect("healthz");
+        if response.status() == StatusCode::OK {
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(Instant::now() < deadline, "the daemon never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let accounts = docstore::naming::accounts_db();
+    store.ensure_db(&accounts).await.expect("accounts");
+    let owner = json!({"_id": OWNER, "pvt_type": "account", "name": OWNER, "pvt_tree": [],
+                       "pvt_enabled": true});
+    store.put(&accounts, owner).await.expect("account doc");
+    store.ensure_db(&offnet()).await.expect("offnet");
+    let rules = json!(["^\\+1(213555\\d{4})$"]);
+    store.put(&offnet(), resource("e2e-outbound", "out.example.com", rules)).await.expect("put");
+    let (ours, unknown) = ("+12135550100", "+12135550199");
+    let numbers = docstore::naming::numbers_db(ours).expect("numbers db");
+    store.ensure_db(&numbers).await.expect("numbers db");
+    let doc = json!({"_id": ours, "pvt_type": "number", "pvt_state": "in_service",
+        "pvt_assigned_to": OWNER, "pvt_module_name": "knm_inventory", "pvt_used_by": "callflow",
+        "pvt_created": 63700000000u64, "pvt_modified": 63700000000u64});
+    store.put(&numbers, doc).await.expect("number doc");
+    until_routes(world, json!({"To-DID": ours}), "the carrier", |r| !r.is_empty()).await;
+
+    let outbound = |body: Value| async move {
+        let (status, reply) = post(world, "/v2/stepswitch/outbound", &body.to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(reply["status"], "success", "{reply}");
+        reply["data"].clone()
+    };
+    let deadline = Instant::now() + WAIT;
+    let data = loop {
+        // Ten digits: normalized first (rule 2).
+        let data = outbound(json!({"To-DID": "2135550100", "Account-ID": OWNER})).await;
+        if data["on_net"] == true {
+            break data;
+        }
+        assert!(Instant::now() < deadline, "the number never became on-net: {data}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(data["number"], ours, "{data}");
+    assert_eq!(data["account_id"], OWNER, "{data}");
+    assert_eq!(data["used_by"], "callflow", "{data}");
+    assert!(data.get("endpoints").is_none(), "{data}");
+
+    // Force-Outbound, and a number that is nobody's: exactly /route's answer, off-net.
+    for body in [json!({"To-DID": ours, "Force-Outbound": true}), json!({"To-DID": unknown})] {
+        let data = outbound(body.clone()).await;
+        let (_, mut expected) = post(world, "/v2/stepswitch/route", &body.to_string()).await;
+        expected["data"]["on_net"] = json!(false);
+        assert_eq!(data, expected["data"], "{body}");
+        let route = data["endpoints"][0]["Route"].as_str();
+        assert!(route.is_some_and(|r| r.ends_with("@out.example.com")), "{data}");
+    }
+}

@@ -301,7 +301,7 @@ mod tests {
                 operations += 1;
             }
         }
-        assert!(operations >= 43, "{operations}");
+        assert!(operations >= 44, "{operations}");
         let resp = client.get(format!("http://{addr}/v2/undocumented")).send().await.unwrap();
         assert_eq!(resp.status(), reqwest::StatusCode::NOT_FOUND);
         let body: Value = resp.json().await.unwrap();

@@ -1,10 +1,12 @@
-//! `/v2/stepswitch/*`: route a request against the live tables, status, reload and flush.
+//! `/v2/stepswitch/*`: route a request against the live tables, the outbound decision (on-net
+//! check against the inbound number table, then routing), status, reload and flush.
 
 use ::stepswitch::reactor::Routing;
 use ::stepswitch::RouteRequest;
 
 use super::envelope::Envelope;
 use super::error::ApiError;
+use super::phone_numbers::{caught_up_table, lookup_doc, number_store};
 use super::routes::{endpoint, Endpoint};
 use super::AppState;
 use axum::body::Bytes;
@@ -12,6 +14,8 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use docstore::AccountId;
+use e164::E164;
+use numbers::NumberDoc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -21,6 +25,7 @@ pub(crate) fn endpoints(state: &AppState) -> Vec<Endpoint> {
     let r = state.routing.clone();
     vec![
         endpoint!(r, POST "/v2/stepswitch/route", Trusted, "routing", Some("offnet_req"), "Route a dialled number (body: an offnet_req)", route),
+        endpoint!(state, POST "/v2/stepswitch/outbound", Trusted, "routing", Some("offnet_req"), "On-net check, then carrier routing (body: an offnet_req with Force-Outbound)", outbound),
         endpoint!(r, GET "/v2/stepswitch/status", Trusted, "routing", None, "Route tables, their diagnostics and feed state", status),
         endpoint!(r, POST "/v2/stepswitch/reload", Trusted, "routing", None, "Rebuild the global table (or ?account_id=A's)", reload),
         endpoint!(r, POST "/v2/stepswitch/flush", Trusted, "routing", None, "Re-read and rebuild every table", flush),
@@ -75,12 +80,16 @@ fn check_route_body(body: &Value) -> Result<(), String> {
             Some(_) => return Err(format!("{key} must be a string")),
         }
     }
-    match object.get("Bypass-E164") {
-        None | Some(Value::Null | Value::Bool(_)) => {}
-        Some(Value::String(text)) if ["true", "false"].contains(&text.as_str()) => {}
-        Some(_) => return Err("Bypass-E164 must be a boolean".into()),
+    check_boolean(object, "Bypass-E164")
+}
+
+/// A flag of an `offnet_req`: absent, `null`, a boolean or the text `"true"`/`"false"`.
+fn check_boolean(object: &serde_json::Map<String, Value>, key: &str) -> Result<(), String> {
+    match object.get(key) {
+        None | Some(Value::Null | Value::Bool(_)) => Ok(()),
+        Some(Value::String(text)) if ["true", "false"].contains(&text.as_str()) => Ok(()),
+        Some(_) => Err(format!("{key} must be a boolean")),
     }
-    Ok(())
 }
 
 /// `POST /v2/stepswitch/route`: the body is an `offnet_req`.
@@ -94,6 +103,91 @@ async fn route(State(routing): State<Routing>, body: Bytes) -> Response {
     }
     let request = RouteRequest::from_offnet_req(&body);
     success(routing.route(&request))
+}
+
+/// `POST /v2/stepswitch/outbound`: `stepswitch_outbound`'s decision for an `offnet_req` (the
+/// body of `/route` plus `Force-Outbound`). The destination is `To-DID` normalized as `/route`
+/// does (rule 2); a number on the network (rule 3: owned, in a routable state, its owner
+/// enabled) loops back to its owner, `{number, on_net: true, account_id, state, used_by, …}`
+/// with §5.10's routing properties, unless its `force_outbound` (§12.6), `Force-Outbound` or a
+/// `Hunt-Account-ID` sends it out; anything else is carrier routing: `/route`'s answer plus
+/// `on_net: false`.
+async fn outbound(State(state): State<AppState>, body: Bytes) -> Response {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(err) => return bad_request(format!("the body is not JSON: {err}")),
+    };
+    let checked = check_route_body(&body)
+        .and_then(|()| body.as_object().map_or(Ok(()), |o| check_boolean(o, "Force-Outbound")));
+    if let Err(message) = checked {
+        return bad_request(message);
+    }
+    let request = RouteRequest::from_offnet_req(&body);
+    let tables = state.routing.tables();
+    // Rule 2, as `stepswitch::route` computes it (one snapshot of the tables for both).
+    let number = if request.bypass_e164 {
+        request.to_did.clone()
+    } else {
+        tables.config.converters.normalize(&request.to_did)
+    };
+    let force_outbound = body.get("Force-Outbound");
+    let forced = matches!(force_outbound, Some(Value::Bool(true)))
+        || force_outbound.and_then(Value::as_str) == Some("true")
+        || request.hunt_account_id.is_some();
+    if !forced {
+        if let Some(mut data) = on_net(&state, &number).await {
+            let classification = tables.config.converters.classifier_for(&number);
+            data["classification"] = json!(classification.map(|c| c.name.as_str()));
+            return success(data);
+        }
+    }
+    let mut data = match serde_json::to_value(::stepswitch::route(&tables, &request)) {
+        Ok(data) => data,
+        Err(err) => return ApiError::Internal(err.to_string()).into_response(),
+    };
+    data["on_net"] = json!(false);
+    success(data)
+}
+
+/// Rule 3's on-net half: what a loop-back to the owner of `number` needs, or `None` (carrier
+/// routing: unknown, unowned, not in a routable state, owner disabled, `force_outbound`, or
+/// the number store unreadable). From the live inbound table once it has caught up; before
+/// that from the number's stored document (a number found only in a port request is always
+/// `force_outbound`, §5.10, so the document alone decides).
+async fn on_net(state: &AppState, number: &str) -> Option<Value> {
+    // `Bypass-E164` text that is not E.164 names no number of ours.
+    let number = E164::new(number).ok()?;
+    let table = caught_up_table(state);
+    // The usual outbound call is to a number that is not ours: one flag read answers it.
+    if table.is_some_and(|table| !table.is_on_net(&number)) {
+        return None;
+    }
+    let store = match number_store(state).await {
+        Ok(store) => store,
+        Err(err) => {
+            tracing::warn!(error = ?err, "On-net check: the number store is unreadable; carrier routing.");
+            return None;
+        }
+    };
+    let decide = |doc: Option<&NumberDoc>| -> Option<Value> {
+        let doc = doc?;
+        let found = lookup_doc(&store, &number, Some(doc)).ok().filter(|f| !f.force_outbound)?;
+        let mut data = found.to_json();
+        data["on_net"] = json!(true);
+        data["state"] = json!(doc.state.as_str());
+        data["used_by"] = json!(doc.used_by);
+        Some(data)
+    };
+    match table {
+        Some(table) => table.with_entry(&number, |entry| decide(entry.map(|e| &e.doc))),
+        None => match store.load(&number).await {
+            Ok(doc) => decide(doc.as_ref()),
+            Err(err) => {
+                tracing::warn!(error = %err, "On-net check: the number could not be read; carrier routing.");
+                None
+            }
+        },
+    }
 }
 
 /// `GET /v2/stepswitch/status`.
@@ -142,4 +236,234 @@ async fn reload(
 async fn flush(State(routing): State<Routing>) -> Response {
     routing.flush().await;
     success(routing.status())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use docstore::naming::{accounts_db, numbers_db, offnet_db};
+    use docstore::SharedStore;
+    use numbers::inbound::InboundTable;
+    use numbers::{AccountMap, Config};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::api::testing::{memory_store, state_over};
+
+    const OWNER: &str = "acc00000000000000000000000000a01";
+    const DISABLED: &str = "acc00000000000000000000000000d01";
+    /// Owned by OWNER, in service, used by callflow.
+    const ON_NET: &str = "+14155550101";
+    /// Owned by OWNER, in service, with the force_outbound feature (§12.6).
+    const FORCED: &str = "+14155550102";
+    /// Owned by DISABLED (in service).
+    const OF_DISABLED: &str = "+14155550103";
+    /// In the numbers db, available: owned by nobody.
+    const AVAILABLE: &str = "+14155550104";
+    /// Owned by OWNER, in service, on carrier knm_local: `force_local_outbound` (default true,
+    /// §12.6) sends it out.
+    const LOCAL: &str = "+14155550105";
+    /// In no numbers db.
+    const UNKNOWN: &str = "+14155550199";
+
+    fn number_docs() -> Vec<Value> {
+        let doc = |number: &str, owner: Option<&str>, state: &str, features: Value| {
+            let module = if number == LOCAL { "knm_local" } else { "knm_inventory" };
+            json!({"_id": number, "pvt_type": "number", "pvt_state": state,
+                   "pvt_assigned_to": owner, "pvt_module_name": module,
+                   "pvt_used_by": "callflow", "pvt_features": features,
+                   "pvt_created": 63700000000u64, "pvt_modified": 63700000000u64})
+        };
+        vec![
+            doc(ON_NET, Some(OWNER), "in_service", json!({})),
+            doc(FORCED, Some(OWNER), "in_service", json!({"force_outbound": true})),
+            doc(OF_DISABLED, Some(DISABLED), "in_service", json!({})),
+            doc(AVAILABLE, None, "available", json!({})),
+            doc(LOCAL, Some(OWNER), "in_service", json!({})),
+        ]
+    }
+
+    /// A store with the two accounts (DISABLED disabled), a carrier for `+1415…` in offnet and
+    /// the number documents.
+    async fn seeded_store() -> SharedStore {
+        let store = memory_store();
+        store.ensure_db(&accounts_db()).await.unwrap();
+        for (id, enabled) in [(OWNER, true), (DISABLED, false)] {
+            let doc = json!({"_id": id, "pvt_type": "account", "name": id, "pvt_tree": [],
+                             "pvt_enabled": enabled});
+            store.put(&accounts_db(), doc).await.unwrap();
+        }
+        store.ensure_db(&offnet_db()).await.unwrap();
+        let carrier = json!({"_id": "carrier", "pvt_type": "resource", "name": "carrier",
+            "enabled": true, "rules": ["^\\+1(415\\d{7})$"],
+            "gateways": [{"server": "carrier.example.com", "enabled": true}]});
+        store.put(&offnet_db(), carrier).await.unwrap();
+        let db = numbers_db(ON_NET).unwrap();
+        store.ensure_db(&db).await.unwrap();
+        for doc in number_docs() {
+            store.put(&db, doc).await.unwrap();
+        }
+        store
+    }
+
+    /// The daemon's state over [`seeded_store`], once routing routes `+1415…`. With `table`, an
+    /// inbound table holding the number documents; its own accounts are empty, so an answer
+    /// that knows DISABLED is disabled came from the store layer's accounts.
+    async fn daemon(table: bool) -> (AppState, CancellationToken) {
+        let table = table.then(|| {
+            let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
+            table.apply_docs(&number_docs());
+            table
+        });
+        let (state, shutdown) = state_over(seeded_store().await, Vec::new(), table);
+        let mut generations = state.routing.generations();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while state.routing.route(&RouteRequest::new(UNKNOWN)).endpoints.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "routing never loaded: {:?}",
+                state.routing.status()
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(100), generations.changed()).await;
+        }
+        (state, shutdown)
+    }
+
+    async fn answer(response: Response) -> (StatusCode, Value) {
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    async fn post_outbound(state: &AppState, body: Value) -> Value {
+        let (status, reply) =
+            answer(outbound(State(state.clone()), Bytes::from(body.to_string())).await).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(reply["status"], "success", "{reply}");
+        reply["data"].clone()
+    }
+
+    async fn post_route(state: &AppState, body: &Value) -> Value {
+        let (status, reply) =
+            answer(route(State(state.routing.clone()), Bytes::from(body.to_string())).await).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        reply["data"].clone()
+    }
+
+    /// Off-net: exactly `/route`'s data object for the same body, plus `on_net: false`.
+    async fn assert_off_net(state: &AppState, body: Value) -> Value {
+        let got = post_outbound(state, body.clone()).await;
+        let mut expected = post_route(state, &body).await;
+        expected["on_net"] = json!(false);
+        assert_eq!(got, expected, "{body}");
+        got
+    }
+
+    /// Off-net, and the carrier of `+1415…` answers.
+    async fn assert_carrier_routed(state: &AppState, body: Value) {
+        let data = assert_off_net(state, body).await;
+        assert!(!data["endpoints"].as_array().unwrap().is_empty(), "{data}");
+    }
+
+    /// Rule 3, on-net: an owned, in-service number loops back to its owner.
+    #[tokio::test]
+    async fn rule_3_an_owned_number_in_service_is_on_net() {
+        let (state, shutdown) = daemon(true).await;
+        // Normalized first (rule 2): the ten-digit form is the same number.
+        for to_did in [ON_NET, &ON_NET[2..]] {
+            let data = post_outbound(&state, json!({"To-DID": to_did, "Account-ID": OWNER})).await;
+            assert_eq!(data["on_net"], true, "{data}");
+            assert_eq!(data["number"], ON_NET, "{data}");
+            assert_eq!(data["account_id"], OWNER, "{data}");
+            assert_eq!(data["used_by"], "callflow", "{data}");
+            assert_eq!(data["state"], "in_service", "{data}");
+            assert_eq!(data["force_outbound"], false, "{data}");
+            assert_eq!(data["local"], false, "{data}");
+            assert_eq!(data["classification"], "did_us", "{data}");
+            assert!(data.get("endpoints").is_none(), "{data}");
+        }
+        shutdown.cancel();
+    }
+
+    /// Rule 3: each of force_outbound (the number's feature, or the config's for its carrier),
+    /// Force-Outbound and Hunt-Account-ID sends an on-net number to the carriers; so do an
+    /// unknown number, an unowned one and a disabled owner's.
+    #[tokio::test]
+    async fn rule_3_forced_unknown_unowned_and_disabled_numbers_are_carrier_routed() {
+        let (state, shutdown) = daemon(true).await;
+        assert_carrier_routed(&state, json!({"To-DID": FORCED})).await;
+        assert_carrier_routed(&state, json!({"To-DID": ON_NET, "Force-Outbound": true})).await;
+        assert_carrier_routed(&state, json!({"To-DID": ON_NET, "Force-Outbound": "true"})).await;
+        // A hunt account routes from its local table (none here: no endpoints, still off-net).
+        let hunted = json!({"To-DID": ON_NET, "Account-ID": OWNER, "Hunt-Account-ID": OWNER});
+        assert_off_net(&state, hunted).await;
+        for number in [LOCAL, UNKNOWN, AVAILABLE, OF_DISABLED] {
+            assert_carrier_routed(&state, json!({"To-DID": number})).await;
+        }
+        // Force-Outbound false changes nothing.
+        let data = post_outbound(&state, json!({"To-DID": ON_NET, "Force-Outbound": false})).await;
+        assert_eq!(data["on_net"], true, "{data}");
+        shutdown.cancel();
+    }
+
+    /// Rule 2: with Bypass-E164 the To-DID is used verbatim, as /route does: the ten-digit
+    /// form is not the on-net number.
+    #[tokio::test]
+    async fn rule_2_bypass_e164_is_honoured() {
+        let (state, shutdown) = daemon(true).await;
+        let body = json!({"To-DID": &ON_NET[2..], "Bypass-E164": true});
+        let data = assert_off_net(&state, body).await;
+        assert_eq!(data["number"], &ON_NET[2..]);
+        let data = post_outbound(&state, json!({"To-DID": ON_NET, "Bypass-E164": true})).await;
+        assert_eq!(data["on_net"], true, "{data}");
+        shutdown.cancel();
+    }
+
+    /// Without a caught-up inbound table the stored documents decide, the same way.
+    #[tokio::test]
+    async fn rule_3_without_the_table_the_stored_document_decides() {
+        let (state, shutdown) = daemon(false).await;
+        let data = post_outbound(&state, json!({"To-DID": ON_NET})).await;
+        assert_eq!(
+            (data["on_net"].clone(), data["account_id"].clone()),
+            (json!(true), json!(OWNER))
+        );
+        assert_eq!(data["used_by"], "callflow", "{data}");
+        for number in [FORCED, LOCAL, UNKNOWN, AVAILABLE, OF_DISABLED] {
+            assert_carrier_routed(&state, json!({"To-DID": number})).await;
+        }
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn bad_outbound_requests_get_400() {
+        let (state, shutdown) = daemon(true).await;
+        for body in [
+            "not json",
+            "[]",
+            "{}",
+            r#"{"To-DID": ""}"#,
+            r#"{"To-DID": "+1", "Flags": "x"}"#,
+            r#"{"To-DID": "+14155550101", "Force-Outbound": "yes"}"#,
+            r#"{"To-DID": "+14155550101", "Force-Outbound": 1}"#,
+        ] {
+            let (status, reply) =
+                answer(outbound(State(state.clone()), Bytes::from(body)).await).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {reply}");
+            assert!(reply["data"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{reply}");
+        }
+        let (_, reply) = answer(
+            outbound(State(state.clone()), Bytes::from(r#"{"To-DID": "+1", "Force-Outbound": 1}"#))
+                .await,
+        )
+        .await;
+        assert_eq!(reply["data"]["message"], "Force-Outbound must be a boolean", "{reply}");
+        // /route ignores the key, as before.
+        let body = json!({"To-DID": ON_NET, "Force-Outbound": 1});
+        let (status, _) =
+            answer(route(State(state.routing.clone()), Bytes::from(body.to_string())).await).await;
+        assert_eq!(status, StatusCode::OK);
+        shutdown.cancel();
+    }
 }
