@@ -318,8 +318,99 @@ async fn reload_answers_with_the_status() {
     let (status, body) = post(world, "/v2/stepswitch/reload", "").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["tables"][0]["scope"], "global", "{body}");
-    let (status, body) = post(world, "/v2/stepswitch/reload", r#"{"account_id": "nope"}"#).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    for garbage in [
+        r#"{"account_id": "nope"}"#,
+        r#"{"account_id": 42}"#,
+        r#"{"account_id": "account/e2/e0/0000"}"#,
+        r#"{"account_id": "account%2Fe2e000000000000000000000000000d01"}"#,
+        r#"{"account_id": "E2E00000000000000000000000000D01"}"#,
+        "not json",
+    ] {
+        let (status, body) = post(world, "/v2/stepswitch/reload", garbage).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{garbage} → {body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    }
+}
+
+/// The table of `account` (the global one for `None`) in a status `data` object.
+fn table_of<'a>(data: &'a Value, account: Option<&str>) -> Option<&'a Value> {
+    data["tables"].as_array()?.iter().find(|t| match account {
+        None => t["scope"] == "global",
+        Some(id) => t["scope"] == "local" && t["account_id"] == id,
+    })
+}
+
+/// The `builds` of one table in a status `data` object (0 when the table is not there).
+fn builds_of(data: &Value, account: Option<&str>) -> u64 {
+    table_of(data, account).and_then(|t| t["builds"].as_u64()).unwrap_or(0)
+}
+
+/// Kazoo's `reload_resources/1` with a real account, its id in each form Kazoo's
+/// `kz_util:format_account_id/1` accepts (raw, `account/ab/cd/…`, `account%2Fab%2Fcd%2F…`; in the
+/// body or the query), then `flush/0`: every answer is the status once the rebuild is live.
+#[tokio::test]
+async fn reload_of_an_account_in_every_id_form_and_flush() {
+    const RELOADED: &str = "e2e00000000000000000000000000d01";
+    let Some(world) = world() else { return };
+    let store = &world.store();
+    store.ensure_db(&offnet()).await.expect("offnet");
+    let account = AccountId::new(RELOADED).expect("account id");
+
+    // A valid id whose database does not exist: 404, not 400.
+    let body = json!({"account_id": RELOADED}).to_string();
+    let (status, reply) = post(world, "/v2/stepswitch/reload", &body).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{reply}");
+
+    store.create_db(&account.db_name()).await.expect("account db");
+    let rules = json!(["^\\+1(303555\\d{4})$"]);
+    store
+        .put(&account.db_name(), resource("e2e-reload", "reload.example.com", rules))
+        .await
+        .expect("put");
+
+    let unencoded = account.db_name().as_str().to_owned();
+    let encoded = account.encoded();
+    assert!(unencoded.starts_with("account/e2/e0/") && encoded.starts_with("account%2Fe2%2Fe0%2F"));
+    let mut last = 0;
+    for (form, in_query) in [
+        (RELOADED, false),
+        (unencoded.as_str(), false),
+        (encoded.as_str(), false),
+        (unencoded.as_str(), true),
+        (encoded.as_str(), true),
+    ] {
+        let (status, reply) = if in_query {
+            // `%` escaped in the URL: the daemon receives the encoded form itself.
+            let path = format!("/v2/stepswitch/reload?account_id={}", form.replace('%', "%25"));
+            post(world, &path, "").await
+        } else {
+            post(world, "/v2/stepswitch/reload", &json!({"account_id": form}).to_string()).await
+        };
+        assert_eq!(status, StatusCode::OK, "{form} (query: {in_query}) → {reply}");
+        let table = table_of(&reply["data"], Some(RELOADED))
+            .unwrap_or_else(|| panic!("{form}: no table for the account in {reply}"));
+        assert_eq!(table["resources"], 1, "{form}: {table}");
+        let builds = builds_of(&reply["data"], Some(RELOADED));
+        assert!(builds > last, "{form}: the reload did not rebuild the table ({last} → {builds})");
+        last = builds;
+    }
+    let req =
+        json!({"To-DID": "+13035550100", "Account-ID": RELOADED, "Hunt-Account-ID": RELOADED});
+    assert_eq!(routes(world, req).await, ["sip:3035550100@reload.example.com"]);
+
+    // flush/0: every table re-read and rebuilt, the status returned.
+    let before = get(world, "/v2/stepswitch/status").await;
+    let (status, reply) = post(world, "/v2/stepswitch/flush", "").await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["status"], "success", "{reply}");
+    for scope in [None, Some(RELOADED)] {
+        let (was, now) = (builds_of(&before["data"], scope), builds_of(&reply["data"], scope));
+        assert!(now > was, "{scope:?} was not rebuilt by the flush ({was} → {now})");
+    }
+    assert_eq!(
+        table_of(&reply["data"], Some(RELOADED)).map(|t| t["resources"].clone()),
+        Some(json!(1))
+    );
 }
 
 /// Kazoo's fixtures (`fixtures/stepswitch`) in a fresh embedded store, routed by the CLI.

@@ -201,7 +201,10 @@ struct ReloadQuery {
 }
 
 /// `POST /v2/stepswitch/reload`: `account_id` (query or JSON body) reloads that account's table
-/// (Kazoo's `reload_resources/1`); without it, the global table and the config (`/0`).
+/// (Kazoo's `reload_resources/1`); without it, the global table and the config (`/0`). Like
+/// Kazoo's `kz_util:format_account_id/1`, the id may be raw (32 hex), the account database
+/// name (`account/ab/cd/rest`) or its encoded form (`account%2Fab%2Fcd%2Frest`), all read by
+/// [`AccountId::new`]; anything else is a 400, a valid id without a database a 404.
 async fn reload(
     State(routing): State<Routing>,
     Query(query): Query<ReloadQuery>,
