@@ -23,6 +23,10 @@ use numbers::inbound::{InboundOptions, InboundTable};
 use numbers::{AccountId, AccountMap, Config, NumberDoc, NumberState};
 use serde_json::{json, Value};
 
+/// The daemon's allocator (crates/switchboard/src/main.rs), so the figures are the daemon's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const OWNER: &str = "account0000000000000000000000002";
 
 fn env_usize(name: &str, default: usize) -> usize {

@@ -32,6 +32,10 @@ use numbers::store::{NumberStore, RunOptions};
 use numbers::{AccountId, AccountMap, Config, NumberDoc, NumberState, Operation};
 use serde_json::Value;
 
+/// The daemon's allocator (crates/switchboard/src/main.rs), so the figures are the daemon's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const OWNER: &str = "account0000000000000000000000002";
 
 fn doc_json(i: u64) -> Value {

@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 use common::generate;
 use stepswitch::{compile, compile_docs, Config, ResourceDoc, Scope};
 
+/// The daemon's allocator (crates/switchboard/src/main.rs), so the figures are the daemon's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
     match std::env::var(name) {
         Ok(list) => list.split(',').filter_map(|it| it.trim().parse().ok()).collect(),

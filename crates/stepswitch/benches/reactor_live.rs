@@ -19,6 +19,10 @@ use stepswitch::RouteRequest;
 use testkit::CouchServer;
 use tokio_util::sync::CancellationToken;
 
+/// The daemon's allocator (crates/switchboard/src/main.rs), so the figures are the daemon's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RESOURCES: usize = 1_000;
 const EDITS: usize = 200;
 const RELOADS: usize = 1_000;

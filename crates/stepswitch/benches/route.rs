@@ -23,6 +23,10 @@ use stepswitch::{
     compile, route, Config, ResourceDoc, RouteAnswer, RouteRequest, RouteTable, Scope, Tables,
 };
 
+/// The daemon's allocator (crates/switchboard/src/main.rs), so the figures are the daemon's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ALL_SIZES: [usize; 4] = [100, 1_000, 10_000, 100_000];
 
 /// `STEPSWITCH_BENCH_SIZES=10000,100000` restricts the sizes (for profiling runs).
