@@ -3,7 +3,9 @@
 //! - `inbound/lookup_1m`: one lookup in a table of 1,000,000 numbers (in 100 number databases),
 //!   probes in random order over the whole table, half hits and half misses;
 //!   `inbound/with_entry_1m` the same reading the entry's owner and state in place (no reference
-//!   count: `InboundTable::with_entry`); `inbound/is_on_net_1m` without reading the entry;
+//!   count: `InboundTable::with_entry`); `inbound/info_1m` the owner, state, `used_by` and module
+//!   from the number's slot (`InboundTable::info`, the entry not read); `inbound/is_on_net_1m`
+//!   the on-net flag alone;
 //!   `inbound/lookup_1m_1024_hot` the former pattern (1,024 hits, cycled: they stay in cache);
 //!   `inbound_cpu/*` the same three measured in this thread's CPU time instead of wall time
 //!   (on a shared machine, wall time also counts the time other processes had the core);
@@ -172,6 +174,12 @@ fn lookups<M: Measurement>(g: &mut BenchmarkGroup<'_, M>) {
         b.iter(|| {
             k = (k + 1) & mask;
             black_box(table.with_entry(&probes[k], |e| e.map(|e| (e.state, e.account.is_some()))))
+        })
+    });
+    g.bench_function("info_1m", |b| {
+        b.iter(|| {
+            k = (k + 1) & mask;
+            black_box(table.info(&probes[k]).map(|i| (i.account.is_some(), i.state, i.on_net)))
         })
     });
     g.bench_function("is_on_net_1m", |b| {

@@ -12,9 +12,11 @@
 //! # Reads never wait
 //! The table is an immutable snapshot behind an atomic pointer ([`arc_swap`]): a lookup loads the
 //! pointer, finds the number's partition (its number database: the first four digits) and probes
-//! one open-addressing array keyed by the number's digits as an integer (one cache line, usually;
-//! the on-net flag sits next to the key). Writers build the next snapshot and swap it in; a lookup
-//! never takes a lock and never waits for a writer.
+//! one open-addressing array keyed by the number's digits as an integer (one cache line, usually:
+//! the number's owner, state, `used_by` and module sit next to the key, interned, so
+//! [`InboundTable::info`] and [`InboundTable::is_on_net`] never follow the entry pointer). Writers
+//! build the next snapshot and swap it in; a lookup never takes a lock and never waits for a
+//! writer.
 //!
 //! A partition is a large `base` map and a small `delta` of recent changes (a removal is a `None`
 //! in the delta) that a lookup checks first. A change copies only the delta of its partition; when
@@ -120,15 +122,24 @@ impl InboundEntry {
     /// Whether calls to this number stay on the network (stepswitch rule 3): it has an owner and
     /// a routable state (`in_service`, `port_in`, `port_out`, `reserved`; §5.10).
     pub fn is_on_net(&self) -> bool {
-        self.account.is_some()
-            && matches!(
-                self.state,
-                NumberState::InService
-                    | NumberState::PortIn
-                    | NumberState::PortOut
-                    | NumberState::Reserved
-            )
+        self.account.is_some() && is_routable(self.state)
     }
+}
+
+/// A number as [`InboundTable::info`] answers it: the routing fields of its entry, read from
+/// the table's slot for the number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumberInfo<'t> {
+    /// The owner (`pvt_assigned_to`).
+    pub account: Option<&'t AccountId>,
+    /// `pvt_state`.
+    pub state: NumberState,
+    /// `pvt_used_by`.
+    pub used_by: Option<&'t str>,
+    /// `pvt_module_name`.
+    pub module: &'t str,
+    /// [`InboundEntry::is_on_net`].
+    pub on_net: bool,
 }
 
 /// A snapshot of the table's health.
@@ -233,35 +244,124 @@ fn delta_cap(base: usize) -> usize {
 
 type Slot = Option<Arc<InboundEntry>>;
 
+/// A number's entry as the table keeps it: the entry, with its routing fields beside it
+/// (owner, state, `used_by`, module; the strings interned in [`Names`]), so that
+/// [`InboundTable::info`] and [`InboundTable::is_on_net`] answer from the slot alone and never
+/// follow the entry pointer (a second random memory access on a table larger than the caches).
+#[derive(Clone)]
+struct Packed {
+    entry: Arc<InboundEntry>,
+    /// 0: no owner; else 1 + the owner's index in [`Names::owners`].
+    owner: u32,
+    /// 0: no `used_by`; else 1 + its index in [`Names::strings`].
+    used_by: u32,
+    /// 1 + the module name's index in [`Names::strings`].
+    module: u32,
+    state: NumberState,
+}
+
+impl Packed {
+    /// [`InboundEntry::is_on_net`], from the packed fields.
+    #[inline]
+    fn is_on_net(&self) -> bool {
+        self.owner != 0 && is_routable(self.state)
+    }
+}
+
+/// The states a call to an owned number stays on the network in (§5.10).
+#[inline]
+fn is_routable(state: NumberState) -> bool {
+    matches!(
+        state,
+        NumberState::InService | NumberState::PortIn | NumberState::PortOut | NumberState::Reserved
+    )
+}
+
+/// The owners and names (`used_by`, module) of the table's numbers, interned: append-only, so an
+/// index in a slot stays valid for the table's life and a lookup reads them without a lock. A
+/// few hundred bytes per distinct account; the names are a handful.
+#[derive(Default)]
+struct Names {
+    owners: boxcar::Vec<AccountId>,
+    strings: boxcar::Vec<Box<str>>,
+}
+
+/// The writer's side of [`Names`]: value → index (kept under [`State::write`]).
+#[derive(Default)]
+struct NameIds {
+    owners: FastMap<AccountId, u32>,
+    strings: FastMap<Box<str>, u32>,
+}
+
+impl Names {
+    /// `entry` with its fields interned (writers only: `ids` is [`State::write`]'s).
+    fn pack(&self, ids: &mut NameIds, entry: Arc<InboundEntry>) -> Packed {
+        let owner = entry.account.as_ref().map_or(0, |account| match ids.owners.get(account) {
+            Some(&id) => id,
+            None => {
+                let id = self.owners.push(account.clone()) as u32 + 1;
+                ids.owners.insert(account.clone(), id);
+                id
+            }
+        });
+        let mut string = |text: &str| match ids.strings.get(text) {
+            Some(&id) => id,
+            None => {
+                let id = self.strings.push(text.into()) as u32 + 1;
+                ids.strings.insert(text.into(), id);
+                id
+            }
+        };
+        let used_by = entry.used_by.as_deref().map_or(0, &mut string);
+        let module = string(&entry.module);
+        Packed { state: entry.state, owner, used_by, module, entry }
+    }
+
+    #[inline]
+    fn owner(&self, id: u32) -> Option<&AccountId> {
+        self.owners.get(id.checked_sub(1)? as usize)
+    }
+
+    #[inline]
+    fn string(&self, id: u32) -> Option<&str> {
+        self.strings.get(id.checked_sub(1)? as usize).map(|s| &**s)
+    }
+}
+
+/// One slot of a [`Base`]: a key (0 when empty) and its number. 32 bytes, aligned to 32, so a
+/// slot never straddles a cache line: a probe that finds its key at home reads one line.
+#[derive(Clone, Default)]
+#[repr(C, align(32))]
+struct BaseSlot {
+    key: u64,
+    packed: Option<Packed>,
+}
+
 /// A partition's base: an immutable open-addressing map, built once. A power-of-two array of
-/// (key, entry) slots, at most two thirds full, probed linearly from a multiplicative hash of the
-/// key, so a lookup usually reads one cache line of four slots. The key and the entry pointer sit
-/// side by side: on a table much larger than the caches every line read is a memory access
-/// (~160–240 ns on the development VM), and a parallel entry array cost one more per lookup. A
-/// slot's key is 0 when empty (no key is 0, its digit count is at least 1) and carries the
-/// entry's on-net flag in the top bit: the on-net check never follows the entry pointer.
+/// slots, at most two thirds full, probed linearly from a multiplicative hash of the key, so a
+/// lookup usually reads one cache line. The key and the number's routing fields sit side by
+/// side: on a table much larger than the caches every line read is a memory access (~100–250 ns
+/// on the development VM), and a separate entry array or entry read costs one more. No key is 0
+/// (its digit count is at least 1), so 0 marks an empty slot.
 struct Base {
-    slots: Box<[(u64, Slot)]>,
+    slots: Box<[BaseSlot]>,
     shift: u32,
     len: usize,
 }
 
 impl Base {
-    const ON_NET: u64 = 1 << 63;
-
-    fn build(entries: FastMap<u64, Arc<InboundEntry>>) -> Base {
+    fn build(entries: FastMap<u64, Packed>) -> Base {
         let capacity = (entries.len() * 3 / 2 + 1).next_power_of_two().max(16);
-        let mut slots: Vec<(u64, Slot)> = vec![(0, None); capacity];
+        let mut slots: Vec<BaseSlot> = vec![BaseSlot::default(); capacity];
         let shift = 64 - capacity.trailing_zeros();
         let mask = capacity - 1;
         let len = entries.len();
-        for (key, entry) in entries {
-            let tag = if entry.is_on_net() { Self::ON_NET } else { 0 };
+        for (key, packed) in entries {
             let mut i = Self::home(key, shift);
-            while slots[i].0 != 0 {
+            while slots[i].key != 0 {
                 i = (i + 1) & mask;
             }
-            slots[i] = (key | tag, Some(entry));
+            slots[i] = BaseSlot { key, packed: Some(packed) };
         }
         Base { slots: slots.into_boxed_slice(), shift, len }
     }
@@ -271,37 +371,26 @@ impl Base {
         (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> shift) as usize
     }
 
-    /// The slot of `key` and its tagged key.
     #[inline]
-    fn slot(&self, key: u64) -> Option<(usize, u64)> {
+    fn get(&self, key: u64) -> Option<&Packed> {
         let mask = self.slots.len() - 1;
         let mut i = Self::home(key, self.shift);
         loop {
-            let tagged = self.slots[i].0;
-            match tagged & !Self::ON_NET {
+            let slot = &self.slots[i];
+            match slot.key {
                 0 => return None,
-                k if k == key => return Some((i, tagged)),
+                k if k == key => return slot.packed.as_ref(),
                 _ => i = (i + 1) & mask,
             }
         }
     }
 
-    #[inline]
-    fn get(&self, key: u64) -> Option<&Arc<InboundEntry>> {
-        self.slot(key).and_then(|(i, _)| self.slots[i].1.as_ref())
-    }
-
-    #[inline]
-    fn is_on_net(&self, key: u64) -> bool {
-        self.slot(key).is_some_and(|(_, tagged)| tagged & Self::ON_NET != 0)
-    }
-
     fn contains_key(&self, key: u64) -> bool {
-        self.slot(key).is_some()
+        self.get(key).is_some()
     }
 
-    fn iter(&self) -> impl Iterator<Item = (u64, &Arc<InboundEntry>)> {
-        self.slots.iter().filter_map(|(k, e)| Some((k & !Self::ON_NET, e.as_ref()?)))
+    fn iter(&self) -> impl Iterator<Item = (u64, &Packed)> {
+        self.slots.iter().filter_map(|slot| Some((slot.key, slot.packed.as_ref()?)))
     }
 }
 
@@ -311,17 +400,17 @@ impl Default for Base {
     }
 }
 
-/// One partition: `base` plus the changes since (`delta`, checked first).
+/// One partition: `base` plus the changes since (`delta`, checked first; `None` is a removal).
 #[derive(Clone, Default)]
 struct Partition {
     base: Arc<Base>,
-    delta: Arc<FastMap<u64, Slot>>,
+    delta: Arc<FastMap<u64, Option<Packed>>>,
     len: usize,
 }
 
 impl Partition {
     #[inline]
-    fn get(&self, key: Key) -> Option<&Arc<InboundEntry>> {
+    fn get(&self, key: Key) -> Option<&Packed> {
         if !self.delta.is_empty() {
             if let Some(slot) = self.delta.get(&key.0) {
                 return slot.as_ref();
@@ -330,28 +419,16 @@ impl Partition {
         self.base.get(key.0)
     }
 
-    /// Whether the number is on net, reading its entry only if it changed since the last
-    /// rebuild.
-    #[inline]
-    fn is_on_net(&self, key: Key) -> bool {
-        if !self.delta.is_empty() {
-            if let Some(slot) = self.delta.get(&key.0) {
-                return slot.as_ref().is_some_and(|e| e.is_on_net());
-            }
-        }
-        self.base.is_on_net(key.0)
-    }
-
     /// This partition with `changes` applied (in order: the last change of a key wins).
-    fn with(&self, changes: Vec<(Key, Slot)>) -> Partition {
+    fn with(&self, changes: Vec<(Key, Option<Packed>)>) -> Partition {
         if self.delta.len() + changes.len() > delta_cap(self.base.len) {
-            let mut all: FastMap<u64, Arc<InboundEntry>> = FastMap::default();
+            let mut all: FastMap<u64, Packed> = FastMap::default();
             all.reserve(self.base.len + changes.len());
-            all.extend(self.base.iter().map(|(k, e)| (k, e.clone())));
+            all.extend(self.base.iter().map(|(k, p)| (k, p.clone())));
             let delta = self.delta.iter().map(|(k, slot)| (*k, slot.clone()));
             for (key, slot) in delta.chain(changes.into_iter().map(|(k, slot)| (k.0, slot))) {
                 match slot {
-                    Some(e) => all.insert(key, e),
+                    Some(p) => all.insert(key, p),
                     None => all.remove(&key),
                 };
             }
@@ -377,7 +454,7 @@ impl Partition {
     }
 
     /// A partition of exactly these entries.
-    fn from_entries(entries: FastMap<u64, Arc<InboundEntry>>) -> Partition {
+    fn from_entries(entries: FastMap<u64, Packed>) -> Partition {
         let len = entries.len();
         Partition { base: Arc::new(Base::build(entries)), delta: Arc::default(), len }
     }
@@ -392,13 +469,8 @@ struct Snapshot {
 
 impl Snapshot {
     #[inline]
-    fn get(&self, (key, part): (Key, Part)) -> Option<&Arc<InboundEntry>> {
+    fn get(&self, (key, part): (Key, Part)) -> Option<&Packed> {
         self.parts.get(&part)?.get(key)
-    }
-
-    #[inline]
-    fn is_on_net(&self, (key, part): (Key, Part)) -> bool {
-        self.parts.get(&part).is_some_and(|p| p.is_on_net(key))
     }
 }
 
@@ -420,8 +492,9 @@ impl Batch {
 #[derive(Default)]
 struct State {
     snap: ArcSwap<Snapshot>,
-    /// Serializes writers (lookups never take it).
-    write: Mutex<()>,
+    /// Serializes writers (lookups never take it), and holds their side of `names`.
+    write: Mutex<NameIds>,
+    names: Names,
     /// Followed databases → caught up at least once.
     dbs: DashMap<String, bool>,
     listed: AtomicBool,
@@ -439,20 +512,21 @@ impl State {
         if batch.is_empty() {
             return;
         }
-        let _writer = self.write.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut ids = self.write.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let current = self.snap.load_full();
         let mut next = Snapshot { parts: current.parts.clone(), len: current.len };
-        let mut by_part: FastMap<Part, Vec<(Key, Slot)>> = FastMap::default();
-        let mut replaced: FastMap<u64, Arc<InboundEntry>> = FastMap::default();
+        let mut by_part: FastMap<Part, Vec<(Key, Option<Packed>)>> = FastMap::default();
+        let mut replaced: FastMap<u64, Packed> = FastMap::default();
         for (key, slot) in batch.changes {
             let part = key.part();
+            let packed = slot.map(|entry| self.names.pack(&mut ids, entry));
             if Some(part) == batch.replace {
-                match slot {
-                    Some(e) => replaced.insert(key.0, e),
+                match packed {
+                    Some(p) => replaced.insert(key.0, p),
                     None => replaced.remove(&key.0),
                 };
             } else {
-                by_part.entry(part).or_default().push((key, slot));
+                by_part.entry(part).or_default().push((key, packed));
             }
         }
         if let Some(part) = batch.replace {
@@ -604,7 +678,25 @@ impl InboundTable {
     #[inline]
     pub fn lookup_str(&self, number: &str) -> Option<Arc<InboundEntry>> {
         let key = Key::with_part(number)?;
-        self.state.snap.load().get(key).cloned()
+        self.state.snap.load().get(key).map(|p| p.entry.clone())
+    }
+
+    /// What the table knows of `number` without reading its entry: owner, state, `used_by`,
+    /// module and the on-net flag, all from the number's slot (one memory access on a large
+    /// table; [`InboundTable::lookup`] reads the entry too). The strings borrow from the table.
+    #[inline]
+    pub fn info(&self, number: &E164) -> Option<NumberInfo<'_>> {
+        let key = Key::with_part(number.as_str())?;
+        let snap = self.state.snap.load();
+        let packed = snap.get(key)?;
+        let names = &self.state.names;
+        Some(NumberInfo {
+            account: names.owner(packed.owner),
+            state: packed.state,
+            used_by: names.string(packed.used_by),
+            module: names.string(packed.module).unwrap_or_default(),
+            on_net: packed.is_on_net(),
+        })
     }
 
     /// Calls `f` with the entry of `number` (or `None`), borrowed from the current snapshot: no
@@ -613,15 +705,16 @@ impl InboundTable {
     #[inline]
     pub fn with_entry<R>(&self, number: &E164, f: impl FnOnce(Option<&InboundEntry>) -> R) -> R {
         let snap = self.state.snap.load();
-        f(Key::with_part(number.as_str()).and_then(|key| snap.get(key)).map(|e| &**e))
+        f(Key::with_part(number.as_str()).and_then(|key| snap.get(key)).map(|p| &*p.entry))
     }
 
     /// Whether calls to `number` stay on the network ([`InboundEntry::is_on_net`]; `false` for a
-    /// number the table does not have). The table keeps this flag next to the key: the entry
-    /// itself is not read.
+    /// number the table does not have). Decided from the owner and state beside the key: the
+    /// entry itself is not read.
     #[inline]
     pub fn is_on_net(&self, number: &E164) -> bool {
-        Key::with_part(number.as_str()).is_some_and(|key| self.state.snap.load().is_on_net(key))
+        Key::with_part(number.as_str())
+            .is_some_and(|key| self.state.snap.load().get(key).is_some_and(Packed::is_on_net))
     }
 
     /// §5.10 `lookup_account` from the table (port requests are not in the table: a number only
@@ -940,14 +1033,15 @@ mod tests {
 
     #[test]
     fn the_base_finds_every_key_and_no_other() {
-        let entry = |state: &str| {
+        let (names, mut ids) = (Names::default(), NameIds::default());
+        let mut entry = |state: &str| {
             let d = NumberDoc::from_json(&doc("+14155550100", state), 0).unwrap();
-            Arc::new(InboundEntry::from_doc(d))
+            names.pack(&mut ids, Arc::new(InboundEntry::from_doc(d)))
         };
         let (on, off) = (entry("in_service"), entry("released"));
         let keys: Vec<u64> =
             (0..3000u64).map(|i| Key::of(&format!("+1415{:07}", i * 7)).unwrap().0).collect();
-        let map: FastMap<u64, Arc<InboundEntry>> = keys
+        let map: FastMap<u64, Packed> = keys
             .iter()
             .enumerate()
             .map(|(i, k)| (*k, if i % 2 == 0 { on.clone() } else { off.clone() }))
@@ -955,14 +1049,74 @@ mod tests {
         let base = Base::build(map);
         assert_eq!((base.len, base.iter().count()), (3000, 3000));
         for (i, k) in keys.iter().enumerate() {
-            assert!(base.get(*k).is_some());
-            assert_eq!(base.is_on_net(*k), i % 2 == 0);
+            assert_eq!(base.get(*k).map(Packed::is_on_net), Some(i % 2 == 0));
         }
         for i in 0..3000u64 {
             let miss = Key::of(&format!("+1415{:07}", i * 7 + 1)).unwrap().0;
             assert!(base.get(miss).is_none() && !base.contains_key(miss));
         }
         assert!(Base::default().get(keys[0]).is_none());
+        // One owner and two names, interned once however many numbers carry them.
+        assert_eq!((names.owners.count(), names.strings.count()), (1, 1));
+        assert_eq!(std::mem::size_of::<BaseSlot>(), 32);
+    }
+
+    /// `info` answers the entry's routing fields from the slot, through deltas, rebuilds and
+    /// removals alike.
+    #[test]
+    fn info_is_the_entry_routing_fields() {
+        let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
+        let n = |s: &str| E164::new(s).unwrap();
+        let check = |number: &str| {
+            let info = table.info(&n(number));
+            let entry = table.lookup(&n(number));
+            assert_eq!(info.is_some(), entry.is_some(), "{number}");
+            if let (Some(info), Some(entry)) = (info, entry) {
+                assert_eq!(info.account, entry.account.as_ref(), "{number}");
+                assert_eq!(info.state, entry.state, "{number}");
+                assert_eq!(info.used_by, entry.used_by.as_deref(), "{number}");
+                assert_eq!(info.module, entry.module, "{number}");
+                assert_eq!(info.on_net, entry.is_on_net(), "{number}");
+                assert_eq!(info.on_net, table.is_on_net(&n(number)), "{number}");
+            }
+        };
+        let numbered = |i: usize, state: &str, owner: Option<&str>, used_by: Option<&str>| {
+            let mut d = doc(&format!("+1415{i:07}"), state);
+            d["pvt_assigned_to"] = serde_json::json!(owner);
+            d["pvt_used_by"] = serde_json::json!(used_by);
+            d["pvt_module_name"] = serde_json::json!(["knm_local", "knm_other"][i % 2]);
+            d
+        };
+        let owners = ["account0000000000000000000000002", "account0000000000000000000000003"];
+        // A base (one big read), then a delta, then enough changes to rebuild it.
+        let docs: Vec<Value> = (0..3000)
+            .map(|i| numbered(i, "in_service", Some(owners[i % 2]), Some("callflow")))
+            .collect();
+        table.apply_docs(&docs);
+        table.apply_doc(&numbered(1, "reserved", Some(owners[0]), None));
+        table.apply_doc(&numbered(2, "available", None, None));
+        table.apply_doc(&numbered(3, "port_in", Some(owners[1]), Some("trunkstore")));
+        table.remove("+14150000004");
+        for i in [0, 1, 2, 3, 4, 5, 2999, 3000] {
+            check(&format!("+1415{i:07}"));
+        }
+        let info = table.info(&n("+14150000003")).unwrap();
+        assert_eq!(info.account.map(AccountId::as_str), Some(owners[1]));
+        assert_eq!(
+            (info.state, info.used_by, info.module),
+            (NumberState::PortIn, Some("trunkstore"), "knm_other")
+        );
+        assert!(info.on_net);
+        let info = table.info(&n("+14150000002")).unwrap();
+        assert_eq!((info.account, info.used_by, info.on_net), (None, None, false));
+        assert!(table.info(&n("+14150000004")).is_none());
+        let later: Vec<Value> =
+            (0..3000).map(|i| numbered(i, "released", Some(owners[1]), Some("mobile"))).collect();
+        table.apply_docs(&later[..2500]);
+        for i in [0, 1, 2, 3, 4, 2499, 2500, 2999] {
+            check(&format!("+1415{i:07}"));
+        }
+        assert_eq!(table.info(&n("+14150000000")).unwrap().used_by, Some("mobile"));
     }
 
     #[test]
