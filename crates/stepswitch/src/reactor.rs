@@ -189,12 +189,13 @@ impl Source {
         }
     }
 
-    /// The part of a kept document the source needs (account docs: `_id`, `_rev`, `pvt_tree`).
+    /// The part of a kept document the source needs (account docs: `_id`, `_rev`, `pvt_tree`,
+    /// `realm`).
     fn slim(&self, doc: Value) -> Value {
         match self {
             Source::Accounts => {
                 let mut slim = serde_json::Map::new();
-                for key in ["_id", "_rev", "pvt_tree"] {
+                for key in ["_id", "_rev", "pvt_tree", "realm"] {
                     if let Some(value) = doc.get(key) {
                         slim.insert(key.to_owned(), value.clone());
                     }

@@ -18,10 +18,14 @@ use crate::table::{Gateway, Hot, RouteTable, Scope, Selected};
 use crate::Diagnostic;
 
 /// Account ancestry from the `accounts` db (`pvt_tree` of each account doc), for the hunt
-/// account check of rule 15.
+/// account check of rule 15, and the accounts' realms (`realm`), for rule 39's "account owning
+/// Realm".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountTree {
     trees: HashMap<String, Vec<String>>,
+    /// Lowercased realm → the account that has it; `None` when several accounts claim it
+    /// (`kapps_util:get_account_by_realm/1` answers `multiples`, which finds no account).
+    realms: HashMap<String, Option<String>>,
 }
 
 impl AccountTree {
@@ -40,6 +44,9 @@ impl AccountTree {
                 diagnostics.push(diag("", "_id", None, "account doc without _id; skipped"));
                 continue;
             };
+            if let Some(realm) = doc.get("realm").and_then(Value::as_str) {
+                tree.set_realm(id, realm);
+            }
             match doc.get("pvt_tree") {
                 None | Some(Value::Null) => tree.insert(id, Vec::new()),
                 Some(Value::Array(items)) => {
@@ -66,9 +73,32 @@ impl AccountTree {
         self.trees.insert(account_id.to_owned(), pvt_tree);
     }
 
+    /// Records that `account_id` has `realm` (an empty realm is none). Realms compare without
+    /// regard to case, as the host names they are.
+    pub fn set_realm(&mut self, account_id: &str, realm: &str) {
+        if realm.is_empty() {
+            return;
+        }
+        self.realms
+            .entry(realm.to_ascii_lowercase())
+            .and_modify(|owner| {
+                if owner.as_deref() != Some(account_id) {
+                    *owner = None;
+                }
+            })
+            .or_insert_with(|| Some(account_id.to_owned()));
+    }
+
+    /// The account whose `realm` is `realm` (rule 39); none when no account, or several, have
+    /// it.
+    pub fn account_by_realm(&self, realm: &str) -> Option<&str> {
+        self.realms.get(&realm.to_ascii_lowercase())?.as_deref()
+    }
+
     /// Forgets an account.
     pub fn remove(&mut self, account_id: &str) {
         self.trees.remove(account_id);
+        self.realms.retain(|_, owner| owner.as_deref() != Some(account_id));
     }
 
     /// An account's `pvt_tree`.
@@ -454,8 +484,9 @@ pub struct InboundRequest {
     pub auth_realm: Option<String>,
     /// `From` (`user@host`), whose host is the realm when `Auth-Realm` is empty or an IP.
     pub from: Option<String>,
-    /// `Account-ID` (or CCV `Account-ID`, or the account owning the realm — resolved by the
-    /// caller) whose local resources are searched when no global gateway matches.
+    /// `Account-ID` (or CCV `Account-ID`) whose local resources are searched when no global
+    /// gateway matches; without it, the account owning the realm (rule 39,
+    /// [`AccountTree::account_by_realm`]).
     pub account_id: Option<String>,
 }
 
@@ -477,8 +508,9 @@ pub struct ReverseMatch {
 }
 
 /// Rules 38-40 (`stepswitch_resources:reverse_lookup/1`): which carrier gateway an inbound
-/// call came from. Global resources first, then the account's local ones; resources in Kazoo's
-/// cached order (descending `_id`) and gateways in stored order (reverse document order).
+/// call came from. Global resources first, then the local ones of `Account-ID` or, without it,
+/// of the account owning the realm; resources in Kazoo's cached order (descending `_id`) and
+/// gateways in stored order (reverse document order).
 pub fn reverse_lookup(tables: &Tables, inbound: &InboundRequest) -> Option<ReverseMatch> {
     let realm = inbound_realm(inbound);
     let search = |table: &RouteTable| {
@@ -500,7 +532,10 @@ pub fn reverse_lookup(tables: &Tables, inbound: &InboundRequest) -> Option<Rever
         })
     };
     search(&tables.global).or_else(|| {
-        let account = inbound.account_id.as_deref()?;
+        let account = match inbound.account_id.as_deref() {
+            Some(account) => account,
+            None => tables.accounts.account_by_realm(realm.as_deref()?)?,
+        };
         search(tables.local.get(account)?)
     })
 }

@@ -699,6 +699,52 @@ fn rule_39_local_fallback_and_gateway_order() {
     assert_eq!(lookup(Some("10.9.9.9"), None, None), hit("g2", "g2-first", true));
 }
 
+/// Rule 39: without an `Account-ID`, the local resources searched are those of the account
+/// owning the realm (`realm` of its account doc); a realm two accounts claim finds none.
+#[test]
+fn rule_39_account_owning_the_realm() {
+    let config = Config::kazoo_defaults();
+    let (owner, other) = ("a".repeat(32), "b".repeat(32));
+    let local_docs = [json!({"_id": "l", "pvt_type": "resource", "gateways": [
+        {"server": "10.0.0.7", "username": "byoc"}]})];
+    let (local, diagnostics) =
+        compile(Scope::Local { account_id: owner.clone() }, &local_docs, &[], &config);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    let (accounts, diagnostics) = AccountTree::from_docs(&[
+        json!({"_id": owner, "pvt_tree": [], "realm": "Owner.Sip.Example.com"}),
+        json!({"_id": other, "pvt_tree": [], "realm": "other.sip.example.com"}),
+        json!({"_id": "c".repeat(32), "pvt_tree": [], "realm": "shared.example.com"}),
+        json!({"_id": "d".repeat(32), "pvt_tree": [], "realm": "shared.example.com"}),
+    ]);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(accounts.account_by_realm("owner.sip.example.com"), Some(owner.as_str()));
+    assert_eq!(accounts.account_by_realm("shared.example.com"), None, "claimed twice");
+    let mut tables = Tables::new(Arc::new(config));
+    tables.set_table(Arc::new(local));
+    tables.accounts = Arc::new(accounts);
+    let lookup = |realm: &str, from: Option<&str>| {
+        reverse_lookup(
+            &tables,
+            &InboundRequest {
+                ip: Some("10.0.0.7".into()),
+                port: None,
+                auth_realm: Some(realm.into()),
+                from: from.map(str::to_owned),
+                account_id: None,
+            },
+        )
+        .map(|hit| (hit.resource_id, hit.username, hit.global))
+    };
+    let byoc = Some(("l".to_owned(), Some("byoc".to_owned()), false));
+    assert_eq!(lookup("owner.sip.example.com", None), byoc);
+    // An IP literal as Auth-Realm: the realm is the host of From (rule 38).
+    assert_eq!(lookup("10.1.2.3", Some("sip:+14155550100@OWNER.sip.example.com")), byoc);
+    // Another account's realm (it has no local resources), an unknown and a shared one.
+    assert_eq!(lookup("other.sip.example.com", None), None);
+    assert_eq!(lookup("nobody.example.com", None), None);
+    assert_eq!(lookup("shared.example.com", None), None);
+}
+
 #[test]
 fn rule_41_rules_test() {
     let docs =

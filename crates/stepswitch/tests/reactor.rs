@@ -209,10 +209,13 @@ async fn accounts_discovered_local_routing_and_only_touched_table(store: SharedS
     store.ensure_db(&accounts).await.expect("accounts");
     put(&store, &accounts, json!({"_id": ACCOUNT, "pvt_type": "account", "pvt_tree": [PARENT]}))
         .await;
-    put(&store, &accounts, json!({"_id": PARENT, "pvt_type": "account", "pvt_tree": []})).await;
+    let parent_doc = json!({"_id": PARENT, "pvt_type": "account", "pvt_tree": [], "realm": "parent.example.com"});
+    put(&store, &accounts, parent_doc).await;
     let running = start(&store, options(20));
     let routing = &running.routing;
     caught_up(routing).await;
+    // The account docs' realms reach the tables (rule 39's account owning the realm).
+    assert_eq!(routing.tables().accounts.account_by_realm("parent.example.com"), Some(PARENT));
     let global_builds = builds(routing, None);
     assert!(global_builds >= 1);
 
