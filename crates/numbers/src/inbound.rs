@@ -33,7 +33,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -279,11 +279,26 @@ fn is_routable(state: NumberState) -> bool {
 
 /// The owners and names (`used_by`, module) of the table's numbers, interned: append-only, so an
 /// index in a slot stays valid for the table's life and a lookup reads them without a lock. A
-/// few hundred bytes per distinct account; the names are a handful.
-#[derive(Default)]
+/// few hundred bytes per distinct account; the names are a handful and sit in a fixed array
+/// (`fixed`, one load each; `more` only past [`FIXED_NAMES`] distinct names).
 struct Names {
     owners: boxcar::Vec<AccountId>,
-    strings: boxcar::Vec<Box<str>>,
+    fixed: [OnceLock<Box<str>>; FIXED_NAMES],
+    more: boxcar::Vec<Box<str>>,
+}
+
+/// Distinct `used_by` and module names with a fixed slot: Kazoo has about a dozen carrier
+/// modules and a handful of `used_by` applications.
+const FIXED_NAMES: usize = 64;
+
+impl Default for Names {
+    fn default() -> Self {
+        Names {
+            owners: boxcar::Vec::new(),
+            fixed: std::array::from_fn(|_| OnceLock::new()),
+            more: boxcar::Vec::new(),
+        }
+    }
 }
 
 /// The writer's side of [`Names`]: value → index (kept under [`State::write`]).
@@ -307,7 +322,17 @@ impl Names {
         let mut string = |text: &str| match ids.strings.get(text) {
             Some(&id) => id,
             None => {
-                let id = self.strings.push(text.into()) as u32 + 1;
+                let index = ids.strings.len();
+                match self.fixed.get(index) {
+                    Some(cell) => {
+                        let _ = cell.set(text.into());
+                    }
+                    None => {
+                        let pushed = self.more.push(text.into());
+                        debug_assert_eq!(pushed, index - FIXED_NAMES);
+                    }
+                }
+                let id = index as u32 + 1;
                 ids.strings.insert(text.into(), id);
                 id
             }
@@ -324,7 +349,11 @@ impl Names {
 
     #[inline]
     fn string(&self, id: u32) -> Option<&str> {
-        self.strings.get(id.checked_sub(1)? as usize).map(|s| &**s)
+        let index = id.checked_sub(1)? as usize;
+        match self.fixed.get(index) {
+            Some(cell) => cell.get().map(|s| &**s),
+            None => self.more.get(index - FIXED_NAMES).map(|s| &**s),
+        }
     }
 }
 
@@ -687,15 +716,20 @@ impl InboundTable {
     #[inline]
     pub fn info(&self, number: &E164) -> Option<NumberInfo<'_>> {
         let key = Key::with_part(number.as_str())?;
-        let snap = self.state.snap.load();
-        let packed = snap.get(key)?;
+        // The slot's fields are copied out and the snapshot released before the names (which
+        // the table, not the snapshot, holds) are read.
+        let (owner, state, used_by, module, on_net) = {
+            let snap = self.state.snap.load();
+            let p = snap.get(key)?;
+            (p.owner, p.state, p.used_by, p.module, p.is_on_net())
+        };
         let names = &self.state.names;
         Some(NumberInfo {
-            account: names.owner(packed.owner),
-            state: packed.state,
-            used_by: names.string(packed.used_by),
-            module: names.string(packed.module).unwrap_or_default(),
-            on_net: packed.is_on_net(),
+            account: names.owner(owner),
+            state,
+            used_by: names.string(used_by),
+            module: names.string(module).unwrap_or_default(),
+            on_net,
         })
     }
 
@@ -1056,8 +1090,9 @@ mod tests {
             assert!(base.get(miss).is_none() && !base.contains_key(miss));
         }
         assert!(Base::default().get(keys[0]).is_none());
-        // One owner and two names, interned once however many numbers carry them.
-        assert_eq!((names.owners.count(), names.strings.count()), (1, 1));
+        // One owner and one name, interned once however many numbers carry them.
+        assert_eq!(names.owners.count(), 1);
+        assert_eq!((ids.strings.len(), names.fixed[0].get().map(|s| &**s)), (1, Some("knm_local")));
         assert_eq!(std::mem::size_of::<BaseSlot>(), 32);
     }
 
@@ -1117,6 +1152,27 @@ mod tests {
             check(&format!("+1415{i:07}"));
         }
         assert_eq!(table.info(&n("+14150000000")).unwrap().used_by, Some("mobile"));
+    }
+
+    /// Past [`FIXED_NAMES`] distinct names, `info` still answers every one.
+    #[test]
+    fn more_names_than_fixed_slots() {
+        let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
+        let docs: Vec<Value> = (0..FIXED_NAMES * 2)
+            .map(|i| {
+                let mut d = doc(&format!("+1415{i:07}"), "in_service");
+                d["pvt_used_by"] = serde_json::json!(format!("app{i}"));
+                d["pvt_module_name"] = serde_json::json!(format!("module{i}"));
+                d
+            })
+            .collect();
+        table.apply_docs(&docs);
+        for i in 0..FIXED_NAMES * 2 {
+            let info = table.info(&E164::new(format!("+1415{i:07}")).unwrap()).unwrap();
+            assert_eq!(info.used_by, Some(format!("app{i}").as_str()));
+            assert_eq!(info.module, format!("module{i}"));
+        }
+        assert_eq!(table.state.names.more.count(), FIXED_NAMES * 4 - FIXED_NAMES);
     }
 
     #[test]
