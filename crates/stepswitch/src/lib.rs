@@ -60,7 +60,7 @@ pub use resource::{
     Media, PrivacyOptions, ResourceClassifier, ResourceDoc,
 };
 pub use route::{
-    is_emergency_endpoint, is_emergency_test_call, reverse_lookup, route, AccountTree,
+    is_emergency_endpoint, is_emergency_test_call, reverse_lookup, route, route_to, AccountTree,
     InboundRequest, ReverseMatch, RouteAnswer, RouteRequest, Tables,
 };
 pub use table::{

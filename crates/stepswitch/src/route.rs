@@ -183,6 +183,9 @@ pub struct RouteRequest {
     pub emergency_caller_id_name: Option<String>,
     /// `Bypass-E164`: route `To-DID` verbatim instead of normalizing it (rule 2).
     pub bypass_e164: bool,
+    /// `Force-Outbound`: skip rule 3's on-net loop-back. Read by the on-net check that comes
+    /// before routing, not by [`route`].
+    pub force_outbound: bool,
     /// `Fax-T38-Enabled` (rule 30a).
     pub fax_t38_enabled: bool,
     /// `Requestor-Custom-Channel-Vars` (rule 29, privacy).
@@ -235,6 +238,7 @@ impl RouteRequest {
             emergency_caller_id_number: text("Emergency-Caller-ID-Number"),
             emergency_caller_id_name: text("Emergency-Caller-ID-Name"),
             bypass_e164: is_true(req.get("Bypass-E164")),
+            force_outbound: is_true(req.get("Force-Outbound")),
             fax_t38_enabled: is_true(req.get("Fax-T38-Enabled")),
             requestor_custom_channel_vars: object("Requestor-Custom-Channel-Vars"),
             requestor_custom_sip_headers: object("Requestor-Custom-SIP-Headers"),
@@ -243,6 +247,16 @@ impl RouteRequest {
             privacy_hide_number: hide("Privacy-Hide-Number", "Caller-Privacy-Hide-Number"),
             local_zone: None,
             shuffle_seed: None,
+        }
+    }
+
+    /// Rule 2 (`stepswitch_util:get_outbound_destination/1`): `To-DID` normalized to E.164 by
+    /// the config's converters, or verbatim with `Bypass-E164`.
+    pub fn destination(&self, config: &Config) -> String {
+        if self.bypass_e164 {
+            self.to_did.clone()
+        } else {
+            config.converters.normalize(&self.to_did)
         }
     }
 }
@@ -282,14 +296,14 @@ pub fn is_emergency_endpoint(endpoint: &Endpoint) -> bool {
 /// The endpoints are built without rendering any JSON: each is a handle on its table's resource
 /// and gateway plus the values of this request (see [`Endpoint`]).
 pub fn route(tables: &Tables, request: &RouteRequest) -> RouteAnswer {
+    route_to(tables, request, request.destination(&tables.config))
+}
+
+/// [`route`] for a destination already computed from `request` ([`RouteRequest::destination`],
+/// rule 2), for a caller that needed it first (the on-net check).
+pub fn route_to(tables: &Tables, request: &RouteRequest, number: String) -> RouteAnswer {
     let config = &*tables.config;
     let converters = &config.converters;
-    // Rule 2.
-    let number = if request.bypass_e164 {
-        request.to_did.clone()
-    } else {
-        converters.normalize(&request.to_did)
-    };
     let classification = converters.classifier_for(&number).map(|it| it.name.clone());
     // Rule 15.
     let table: Option<&Arc<RouteTable>> =

@@ -124,24 +124,17 @@ async fn outbound(State(state): State<AppState>, body: Bytes) -> Response {
     }
     let request = RouteRequest::from_offnet_req(&body);
     let tables = state.routing.tables();
-    // Rule 2, as `stepswitch::route` computes it (one snapshot of the tables for both).
-    let number = if request.bypass_e164 {
-        request.to_did.clone()
-    } else {
-        tables.config.converters.normalize(&request.to_did)
-    };
-    let force_outbound = body.get("Force-Outbound");
-    let forced = matches!(force_outbound, Some(Value::Bool(true)))
-        || force_outbound.and_then(Value::as_str) == Some("true")
-        || request.hunt_account_id.is_some();
-    if !forced {
+    // Rule 2, once: the on-net check and the routing below use the same destination (and one
+    // snapshot of the tables).
+    let number = request.destination(&tables.config);
+    if !request.force_outbound && request.hunt_account_id.is_none() {
         if let Some(mut data) = on_net(&state, &number).await {
             let classification = tables.config.converters.classifier_for(&number);
             data["classification"] = json!(classification.map(|c| c.name.as_str()));
             return success(data);
         }
     }
-    let mut data = match serde_json::to_value(::stepswitch::route(&tables, &request)) {
+    let mut data = match serde_json::to_value(::stepswitch::route_to(&tables, &request, number)) {
         Ok(data) => data,
         Err(err) => return ApiError::Internal(err.to_string()).into_response(),
     };
