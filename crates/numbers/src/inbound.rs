@@ -33,7 +33,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -279,26 +279,11 @@ fn is_routable(state: NumberState) -> bool {
 
 /// The owners and names (`used_by`, module) of the table's numbers, interned: append-only, so an
 /// index in a slot stays valid for the table's life and a lookup reads them without a lock. A
-/// few hundred bytes per distinct account; the names are a handful and sit in a fixed array
-/// (`fixed`, one load each; `more` only past [`FIXED_NAMES`] distinct names).
+/// few hundred bytes per distinct account; the names are a handful.
+#[derive(Default)]
 struct Names {
     owners: boxcar::Vec<AccountId>,
-    fixed: [OnceLock<Box<str>>; FIXED_NAMES],
-    more: boxcar::Vec<Box<str>>,
-}
-
-/// Distinct `used_by` and module names with a fixed slot: Kazoo has about a dozen carrier
-/// modules and a handful of `used_by` applications.
-const FIXED_NAMES: usize = 64;
-
-impl Default for Names {
-    fn default() -> Self {
-        Names {
-            owners: boxcar::Vec::new(),
-            fixed: std::array::from_fn(|_| OnceLock::new()),
-            more: boxcar::Vec::new(),
-        }
-    }
+    strings: boxcar::Vec<Box<str>>,
 }
 
 /// The writer's side of [`Names`]: value → index (kept under [`State::write`]).
@@ -322,17 +307,7 @@ impl Names {
         let mut string = |text: &str| match ids.strings.get(text) {
             Some(&id) => id,
             None => {
-                let index = ids.strings.len();
-                match self.fixed.get(index) {
-                    Some(cell) => {
-                        let _ = cell.set(text.into());
-                    }
-                    None => {
-                        let pushed = self.more.push(text.into());
-                        debug_assert_eq!(pushed, index - FIXED_NAMES);
-                    }
-                }
-                let id = index as u32 + 1;
+                let id = self.strings.push(text.into()) as u32 + 1;
                 ids.strings.insert(text.into(), id);
                 id
             }
@@ -349,11 +324,7 @@ impl Names {
 
     #[inline]
     fn string(&self, id: u32) -> Option<&str> {
-        let index = id.checked_sub(1)? as usize;
-        match self.fixed.get(index) {
-            Some(cell) => cell.get().map(|s| &**s),
-            None => self.more.get(index - FIXED_NAMES).map(|s| &**s),
-        }
+        self.strings.get(id.checked_sub(1)? as usize).map(|s| &**s)
     }
 }
 
@@ -1091,8 +1062,8 @@ mod tests {
         }
         assert!(Base::default().get(keys[0]).is_none());
         // One owner and one name, interned once however many numbers carry them.
-        assert_eq!(names.owners.count(), 1);
-        assert_eq!((ids.strings.len(), names.fixed[0].get().map(|s| &**s)), (1, Some("knm_local")));
+        assert_eq!((names.owners.count(), names.strings.count()), (1, 1));
+        assert_eq!(names.string(1), Some("knm_local"));
         assert_eq!(std::mem::size_of::<BaseSlot>(), 32);
     }
 
@@ -1154,11 +1125,11 @@ mod tests {
         assert_eq!(table.info(&n("+14150000000")).unwrap().used_by, Some("mobile"));
     }
 
-    /// Past [`FIXED_NAMES`] distinct names, `info` still answers every one.
+    /// Many distinct names (more than the usual handful): `info` answers every one.
     #[test]
-    fn more_names_than_fixed_slots() {
+    fn many_distinct_names() {
         let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
-        let docs: Vec<Value> = (0..FIXED_NAMES * 2)
+        let docs: Vec<Value> = (0..128)
             .map(|i| {
                 let mut d = doc(&format!("+1415{i:07}"), "in_service");
                 d["pvt_used_by"] = serde_json::json!(format!("app{i}"));
@@ -1167,12 +1138,12 @@ mod tests {
             })
             .collect();
         table.apply_docs(&docs);
-        for i in 0..FIXED_NAMES * 2 {
+        for i in 0..128 {
             let info = table.info(&E164::new(format!("+1415{i:07}")).unwrap()).unwrap();
             assert_eq!(info.used_by, Some(format!("app{i}").as_str()));
             assert_eq!(info.module, format!("module{i}"));
         }
-        assert_eq!(table.state.names.more.count(), FIXED_NAMES * 4 - FIXED_NAMES);
+        assert_eq!(table.state.names.strings.count(), 256, "each name interned once");
     }
 
     #[test]
