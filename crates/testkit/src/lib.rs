@@ -11,6 +11,9 @@
 //!   [`kill`](CouchServer::kill) and [`restart`](CouchServer::restart).
 //! - [`unique_db`] names a database no other test (or test binary) uses.
 //! - [`TcpProxy`] sits between a client and a server and can stall, cut or refuse connections.
+//! - [`Daemon`] runs the real `switchboard serve` binary for end-to-end tests.
+//! - [`fuzz_config`] is the proptest configuration every fuzz suite uses, so that one variable
+//!   (`SWITCHBOARD_FUZZ_CASES`) scales all of them for a long run.
 //!
 //! Before the first start, the harness runs `npm ci --ignore-scripts` in `tools/couch-peer`
 //! when its `node_modules` is missing or older than `package-lock.json`, under a cross-process
@@ -23,11 +26,15 @@
 
 #![deny(missing_docs)]
 
+mod daemon;
+mod fuzz;
 mod http;
 mod install;
 mod proxy;
 mod server;
 
+pub use daemon::Daemon;
+pub use fuzz::{fuzz_config, FUZZ_CASES_VAR};
 pub use http::http_request;
 pub use proxy::TcpProxy;
 pub use server::CouchServer;

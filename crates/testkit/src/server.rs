@@ -292,6 +292,12 @@ fn die_with_parent(_cmd: &mut Command) {}
 
 type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 
+/// Spawns `cmd` so that the child dies with the test process (see [`die_with_parent`]).
+pub(crate) fn spawn_tied_to_process(mut cmd: Command) -> std::io::Result<Child> {
+    die_with_parent(&mut cmd);
+    spawn_long_lived(cmd)
+}
+
 /// Spawns `cmd` from one thread that never exits: `PR_SET_PDEATHSIG` fires when the *forking
 /// thread* ends, and test threads end after every test.
 fn spawn_long_lived(cmd: Command) -> std::io::Result<Child> {
