@@ -35,7 +35,10 @@ pub use converters::{
     pretty_print, to_db, Classification, Classifier, Converter, Converters, DEFAULT_CLASSIFIERS,
     DEFAULT_E164_CONVERTERS, DEFAULT_RECONCILE_REGEX, NUMBER_MANAGER_DOC_ID,
 };
-pub use pattern::{CaptureList, Engine, Pattern};
+pub use pattern::{
+    check_bounds, BudgetExceeded, CaptureList, Engine, Pattern, BACKTRACK_LIMIT, MAX_PATTERN_BYTES,
+    MAX_PATTERN_NESTING,
+};
 
 /// Errors of this crate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +51,15 @@ pub enum Error {
         pattern: String,
         /// The engine's explanation.
         message: String,
+    },
+    /// A regex only the backtracking engine runs, whose shape makes it catastrophic for that
+    /// engine (see [`Pattern::new`]): quarantined, never evaluated.
+    #[error("quarantined regex {pattern:?}: {reason}")]
+    Catastrophic {
+        /// The pattern as written.
+        pattern: String,
+        /// Why it is catastrophic.
+        reason: String,
     },
     /// A string that is not `+` followed by 1 to 15 ASCII digits.
     #[error("not an E.164 number: {input:?}")]

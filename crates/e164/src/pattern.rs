@@ -5,11 +5,125 @@
 //! [`Pattern`] keeps that meaning: the shorthand classes are rewritten to explicit ASCII classes
 //! before compiling, the fast `regex` engine is tried first, and `fancy-regex` (lookaround,
 //! backreferences, atomic groups) is the fallback for rules the first engine rejects.
+//!
+//! Every pattern comes from a document a tenant may have written, so both compiling and
+//! matching are bounded. Before any parser (ours or an engine's, several of them recursive)
+//! sees a pattern, [`check_bounds`] refuses one longer than [`MAX_PATTERN_BYTES`] or nested
+//! deeper than [`MAX_PATTERN_NESTING`]; a fallback pattern whose shape is catastrophic for a
+//! backtracking matcher (an unbounded repetition inside another one) is refused as
+//! [`Error::Catastrophic`]; and every fallback match runs with a budget of
+//! [`BACKTRACK_LIMIT`] backtracking steps ([`Pattern::try_captures`] reports running out).
 
 use std::fmt;
 use std::ops::Range;
 
 use crate::Error;
+
+/// The longest pattern accepted, in bytes (carrier rules are a few dozen).
+pub const MAX_PATTERN_BYTES: usize = 4096;
+
+/// The deepest nesting accepted: groups, bracket classes and stacked repetitions (`a{2}{3}`)
+/// each count one level. Carrier rules nest two or three levels.
+pub const MAX_PATTERN_NESTING: usize = 100;
+
+/// Backtracking steps one match of the fallback engine may take before it gives up. A rule
+/// that only the fallback engine can run needs a few hundred on a phone number; the limit keeps
+/// one match well under a millisecond.
+pub const BACKTRACK_LIMIT: usize = 10_000;
+
+/// A match of the fallback engine ran out of its [`BACKTRACK_LIMIT`] steps: the answer is
+/// unknown (PCRE reports its match-limit error the same way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetExceeded;
+
+impl fmt::Display for BudgetExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exceeded its budget of {BACKTRACK_LIMIT} backtracking steps")
+    }
+}
+
+/// Checks that `source` is short and shallow enough for any parser to read safely: at most
+/// [`MAX_PATTERN_BYTES`] long and [`MAX_PATTERN_NESTING`] levels deep.
+///
+/// A single iterative pass, run before anything recursive sees the pattern.
+///
+/// # Errors
+///
+/// [`Error::Regex`] saying which bound the pattern exceeds.
+pub fn check_bounds(source: &str) -> Result<(), Error> {
+    let refuse = |message: String| Error::Regex { pattern: clip(source), message };
+    if source.len() > MAX_PATTERN_BYTES {
+        return Err(refuse(format!(
+            "the pattern is {} bytes long; at most {MAX_PATTERN_BYTES} are accepted",
+            source.len()
+        )));
+    }
+    let depth = nesting(source);
+    if depth > MAX_PATTERN_NESTING {
+        return Err(refuse(format!(
+            "the pattern nests {depth} levels deep; at most {MAX_PATTERN_NESTING} are accepted"
+        )));
+    }
+    Ok(())
+}
+
+/// The deepest nesting of `source`: open groups plus open bracket classes plus the longest run
+/// of stacked quantifiers at that point (an over-estimate is harmless: it only refuses).
+fn nesting(source: &str) -> usize {
+    let bytes = source.as_bytes();
+    let (mut groups, mut classes, mut stacked, mut deepest) = (0usize, 0usize, 0usize, 0usize);
+    let mut idx = 0;
+    let mut after_quantifier = false;
+    while idx < bytes.len() {
+        let byte = bytes[idx];
+        idx += 1;
+        let quantifier = classes == 0 && matches!(byte, b'*' | b'+' | b'?' | b'{');
+        match byte {
+            b'\\' => idx += 1,
+            b'[' if classes == 0 => {
+                classes = 1;
+                // A `]` right after `[` or `[^` is a literal.
+                if bytes.get(idx) == Some(&b'^') {
+                    idx += 1;
+                }
+                if bytes.get(idx) == Some(&b']') {
+                    idx += 1;
+                }
+            }
+            b'[' => classes += 1,
+            b']' if classes > 0 => classes -= 1,
+            b'(' if classes == 0 => groups += 1,
+            b')' if classes == 0 => groups = groups.saturating_sub(1),
+            b'{' if classes == 0 => {
+                while idx < bytes.len() && bytes[idx] != b'}' {
+                    idx += 1;
+                }
+                idx += 1;
+            }
+            _ => {}
+        }
+        stacked = match (quantifier, after_quantifier) {
+            (true, true) => stacked + 1,
+            (true, false) => 1,
+            (false, _) => 0,
+        };
+        after_quantifier = quantifier;
+        deepest = deepest.max(groups + classes + stacked);
+    }
+    deepest
+}
+
+/// At most the first 200 bytes of a refused pattern, for its error message.
+fn clip(source: &str) -> String {
+    if source.len() <= 200 {
+        return source.to_owned();
+    }
+    let mut end = 200;
+    while !source.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &source[..end])
+}
 
 /// Which engine a [`Pattern`] was compiled with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,14 +178,22 @@ impl Pattern {
     ///
     /// # Errors
     ///
-    /// [`Error::Regex`] when neither engine accepts the pattern; the message is the
-    /// fallback engine's, since it understands the larger PCRE subset.
+    /// [`Error::Regex`] when the pattern is out of bounds ([`check_bounds`]) or neither
+    /// engine accepts it (the message is then the fallback engine's, since it understands the
+    /// larger PCRE subset); [`Error::Catastrophic`] when only the fallback engine accepts it
+    /// and its shape can backtrack without end.
     pub fn new(source: &str) -> Result<Pattern, Error> {
+        check_bounds(source)?;
         let translated = ascii_classes(source);
         let compiled = match regex::Regex::new(&translated) {
             Ok(re) => Compiled::Regex(re),
-            Err(_) => match fancy_regex::Regex::new(&translated) {
-                Ok(re) => Compiled::Fancy(re),
+            Err(_) => match fancy(&translated) {
+                Ok(re) => {
+                    if let Some(reason) = catastrophic(&translated) {
+                        return Err(Error::Catastrophic { pattern: clip(source), reason });
+                    }
+                    Compiled::Fancy(re)
+                }
                 Err(err) => {
                     return Err(Error::Regex {
                         pattern: source.to_owned(),
@@ -106,29 +228,103 @@ impl Pattern {
     /// A `fancy-regex` match that exceeds its backtracking limit counts as no match (PCRE would
     /// likewise give up with a match-limit error, which Kazoo treats as `nomatch`).
     pub fn is_match(&self, text: &str) -> bool {
+        self.try_is_match(text).unwrap_or(false)
+    }
+
+    /// [`Pattern::is_match`], telling a match that ran out of its [`BACKTRACK_LIMIT`] apart.
+    ///
+    /// # Errors
+    ///
+    /// [`BudgetExceeded`] (only the fallback engine backtracks).
+    pub fn try_is_match(&self, text: &str) -> Result<bool, BudgetExceeded> {
         match &self.compiled {
-            Compiled::Regex(re) => re.is_match(text),
-            Compiled::Fancy(re) => re.is_match(text).unwrap_or(false),
+            Compiled::Regex(re) => Ok(re.is_match(text)),
+            Compiled::Fancy(re) => re.is_match(text).map_err(|_| BudgetExceeded),
         }
     }
 
-    /// The first match's capture list in Erlang shape (see [`CaptureList`]), or `None`.
+    /// The first match's capture list in Erlang shape (see [`CaptureList`]), or `None` (also
+    /// when the match ran out of its backtracking budget).
     pub fn captures(&self, text: &str) -> Option<CaptureList> {
+        self.try_captures(text).ok().flatten()
+    }
+
+    /// [`Pattern::captures`], telling a match that ran out of its [`BACKTRACK_LIMIT`] apart.
+    ///
+    /// # Errors
+    ///
+    /// [`BudgetExceeded`] (only the fallback engine backtracks).
+    pub fn try_captures(&self, text: &str) -> Result<Option<CaptureList>, BudgetExceeded> {
         let mut list: CaptureList = match &self.compiled {
             Compiled::Regex(re) => {
-                let caps = re.captures(text)?;
+                let Some(caps) = re.captures(text) else { return Ok(None) };
                 (0..caps.len()).map(|idx| caps.get(idx).map(|m| m.range())).collect()
             }
             Compiled::Fancy(re) => {
-                let caps = re.captures(text).ok()??;
+                let Some(caps) = re.captures(text).map_err(|_| BudgetExceeded)? else {
+                    return Ok(None);
+                };
                 (0..caps.len()).map(|idx| caps.get(idx).map(|m| m.range())).collect()
             }
         };
         while list.len() > 1 && list.last().is_some_and(Option::is_none) {
             list.pop();
         }
-        Some(list)
+        Ok(Some(list))
     }
+}
+
+/// The fallback engine for `translated`, with its backtracking budget.
+fn fancy(translated: &str) -> Result<fancy_regex::Regex, fancy_regex::Error> {
+    fancy_regex::RegexBuilder::new(translated).backtrack_limit(BACKTRACK_LIMIT).build()
+}
+
+/// Why a pattern only the fallback (backtracking) engine runs is catastrophic, if it is: an
+/// unbounded repetition inside another unbounded repetition (`((\d+)+)+`, `(\d*\d*)*`) can
+/// try exponentially many ways to split the text before it fails. Such a rule would spend its
+/// whole budget on every lookup that reaches it, so it is refused up front.
+///
+/// `translated` is within [`check_bounds`], so walking its tree recursively is safe.
+fn catastrophic(translated: &str) -> Option<String> {
+    let tree = fancy_regex::Expr::parse_tree(translated).ok()?;
+    /// Whether `expr` contains an unbounded repetition; sets `found` when one is nested in
+    /// another.
+    fn walk(expr: &fancy_regex::Expr, inside_unbounded: bool, found: &mut bool) -> bool {
+        use fancy_regex::Expr;
+        match expr {
+            Expr::Repeat { child, hi, .. } => {
+                let unbounded = *hi == usize::MAX;
+                if unbounded && inside_unbounded {
+                    *found = true;
+                }
+                walk(child, inside_unbounded || unbounded, found) || unbounded
+            }
+            Expr::Concat(items) | Expr::Alt(items) => {
+                let mut any = false;
+                for item in items {
+                    any |= walk(item, inside_unbounded, found);
+                }
+                any
+            }
+            Expr::Group(child) | Expr::LookAround(child, _) | Expr::AtomicGroup(child) => {
+                walk(child, inside_unbounded, found)
+            }
+            Expr::Conditional { condition, true_branch, false_branch } => {
+                let a = walk(condition, inside_unbounded, found);
+                let b = walk(true_branch, inside_unbounded, found);
+                let c = walk(false_branch, inside_unbounded, found);
+                a || b || c
+            }
+            _ => false,
+        }
+    }
+    let mut found = false;
+    walk(&tree.expr, false, &mut found);
+    found.then(|| {
+        "an unbounded repetition nested in another one, in a rule that needs the backtracking \
+         engine (lookaround or backreference): it can backtrack without end"
+            .to_owned()
+    })
 }
 
 /// Rewrites PCRE's ASCII shorthand classes (`\d \D \w \W \s \S`) to explicit ASCII classes.
@@ -262,6 +458,42 @@ mod tests {
         assert_eq!(backref.engine(), Engine::Fancy);
         assert!(backref.is_match("11"));
         assert_eq!(Pattern::new(r"^\+1\d{10}$").unwrap().engine(), Engine::Regex);
+    }
+
+    #[test]
+    fn deep_and_huge_patterns_are_refused_before_any_parser() {
+        let deep = format!("^\\+1{}5{}$", "(".repeat(10_000), ")".repeat(10_000));
+        let err = Pattern::new(&deep).unwrap_err().to_string();
+        assert!(err.contains("20006 bytes long"), "{err}");
+        assert!(err.len() < 400, "the message clips the pattern: {err}");
+        let deep = format!("^\\+1{}5{}$", "(".repeat(1000), ")".repeat(1000));
+        let err = Pattern::new(&deep).unwrap_err().to_string();
+        assert!(err.contains("nests 1000 levels deep"), "{err}");
+        let classes = format!("^{}1", "[".repeat(500));
+        assert!(check_bounds(&classes).is_err());
+        let stacked = format!("^1{}", "{1}".repeat(200));
+        assert!(check_bounds(&stacked).is_err());
+        let huge = format!("^{}", "1".repeat(MAX_PATTERN_BYTES));
+        assert!(Pattern::new(&huge).unwrap_err().to_string().contains("bytes long"));
+        let ok =
+            format!("^{}5{}$", "(".repeat(MAX_PATTERN_NESTING), ")".repeat(MAX_PATTERN_NESTING));
+        assert!(Pattern::new(&ok).is_ok());
+        assert!(check_bounds(r"^[]a(]+(\d{2,3})?\(x\)$").is_ok());
+    }
+
+    #[test]
+    fn catastrophic_fallback_patterns_are_refused_and_matches_are_budgeted() {
+        let err = Pattern::new(r"^\+(?=\d)((\d+)+)+\2x$").unwrap_err();
+        assert!(matches!(err, Error::Catastrophic { .. }), "{err}");
+        // The same shape without a fallback-only feature runs in linear time: accepted.
+        assert_eq!(Pattern::new(r"^\+((\d+)+)+x$").unwrap().engine(), Engine::Regex);
+        // Not nested: one budgeted match, reported as such.
+        let slow = Pattern::new(r"^(\d|\d\d|\d\d\d)*(?=x)y").unwrap();
+        assert_eq!(slow.engine(), Engine::Fancy);
+        let text = format!("{}z", "1".repeat(40));
+        assert_eq!(slow.try_captures(&text), Err(BudgetExceeded));
+        assert_eq!(slow.try_is_match(&text), Err(BudgetExceeded));
+        assert!(!slow.is_match(&text));
     }
 
     #[test]
