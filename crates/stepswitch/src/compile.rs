@@ -48,6 +48,31 @@ pub fn compile(
     (table, diagnostics)
 }
 
+/// The rule problems the router would report for one resource document: every rule
+/// (`rules`, `cid_rules`, `rules_test`, a classifier's `regex`) it cannot compile or has
+/// quarantined, named by field and position. This is [`compile`] itself run on the document as
+/// if it were a live, enabled resource, so what an API write is refused for is exactly what
+/// routing would leave out.
+pub fn rule_diagnostics(doc: &Value, config: &Config) -> Vec<Diagnostic> {
+    let mut live = doc.clone();
+    if let Some(fields) = live.as_object_mut() {
+        fields.insert("pvt_type".into(), Value::String("resource".into()));
+        fields.insert("enabled".into(), Value::Bool(true));
+        fields.remove("pvt_deleted");
+        if !fields.get("_id").and_then(Value::as_str).is_some_and(|id| !id.is_empty()) {
+            fields.insert("_id".into(), Value::String("new".into()));
+        }
+    }
+    let (_, diagnostics) = compile(Scope::Global, std::slice::from_ref(&live), &[], config);
+    diagnostics
+        .into_iter()
+        .filter(|it| match it.field.as_str() {
+            "rules" | "cid_rules" | "rules_test" => it.index.is_some(),
+            field => field.starts_with("classifiers.") && field.ends_with(".regex"),
+        })
+        .collect()
+}
+
 /// A resource document parsed once: what a reactor keeps per `_id`, so that a rebuild after a
 /// change re-parses only the changed document. Holds the typed document (`None` when the
 /// document could not be used at all) and the diagnostics parsing raised.
@@ -61,7 +86,7 @@ impl ParsedResource {
     /// Parses one resource document ([`ResourceDoc::from_json`]); a document that cannot be
     /// used becomes a diagnostic (`…; document skipped`), as [`compile`] reports it.
     pub fn parse(doc: &Value) -> ParsedResource {
-        match ResourceDoc::from_json(doc) {
+        match guarded(|| ResourceDoc::from_json(doc)).and_then(|it| it.map_err(|e| e.to_string())) {
             Ok((doc, diagnostics)) => ParsedResource { doc: Some(doc), diagnostics },
             Err(err) => {
                 let id = doc.get("_id").and_then(Value::as_str).unwrap_or("");
@@ -144,8 +169,14 @@ fn compile_refs(
         .zip(doc_starts.windows(2))
         .map(|(doc, range)| (*doc, &builder.doc_slots[range[0]..range[1]]))
         .collect();
+    // One document's failure is that document's diagnostic, never the table's (the bounds on
+    // rules make a panic here a defect; this is the last line of defence).
     let built = map_ordered(&jobs, |(doc, slots)| {
-        doc_resources(doc, &mut slots.iter(), global, &proxies, config, &builder)
+        guarded(|| doc_resources(doc, &mut slots.iter(), global, &proxies, config, &builder))
+            .unwrap_or_else(|message| {
+                let skipped = diag(&doc.id, "", None, &format!("{message}; document skipped"));
+                (Built::Many(Vec::new()), vec![skipped])
+            })
     });
     let mut resources = Vec::with_capacity(deduped.len());
     for (doc_resources, mut doc_diagnostics) in built {
@@ -195,6 +226,19 @@ fn compile_refs(
     let patterns = builder.patterns;
     let hot = resources.iter().map(Hot::of).collect();
     (RouteTable { scope, resources, patterns, index, by_classifier, hot }, diagnostics)
+}
+
+/// Runs `f`, turning a panic into an error message (`internal error: …`), so that one
+/// document or rule can never take a whole table build down.
+fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let detail = payload
+            .downcast_ref::<&str>()
+            .map(|it| (*it).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        format!("internal error: {detail}")
+    })
 }
 
 /// Inputs at least this long are processed on rayon's pool (smaller ones are not worth the
@@ -266,8 +310,17 @@ fn doc_resources(
                         gateway.suffix = Some(suffix.clone());
                     }
                 }
+                let before = diagnostics.len();
                 let mut res =
                     base_resource(&copy, slots, global, proxies, config, builder, &mut diagnostics);
+                // The copy's one rule is the classifier's regex: say so, on the document.
+                for found in &mut diagnostics[before..] {
+                    if found.field == "rules" {
+                        found.doc_id = doc.id.clone();
+                        found.field = format!("classifiers.{}.regex", classifier.name);
+                        found.index = None;
+                    }
+                }
                 res.doc_id = doc.id.clone();
                 res.classifier = Some(classifier.name.clone());
                 res.classifier_enable = classifier.enabled.unwrap_or(true);
@@ -371,7 +424,8 @@ impl<'a> Builder<'a> {
 
     /// Parses every noted rule text and numbers the valid ones in first-use order.
     fn analyze_all(&mut self) {
-        let analyzed = map_ordered(&self.sources, |source| analyze(source));
+        let analyzed =
+            map_ordered(&self.sources, |source| guarded(|| analyze(source)).and_then(|it| it));
         self.patterns.reserve_exact(analyzed.len());
         self.keys.reserve_exact(analyzed.len());
         self.results.reserve_exact(analyzed.len());
@@ -445,12 +499,9 @@ fn with_keys(mut pattern: RulePattern, prefixes: Option<PrefixSet>) -> (RulePatt
 /// engine is built on first use), else the PCRE-capable fallback (built now); `Err` carries
 /// the compile error message.
 fn analyze(source: &str) -> Result<(RulePattern, IndexKeys), String> {
-    let pattern = |simple, compiled| RulePattern {
-        source: Arc::from(source),
-        simple,
-        compiled,
-        prefixes: PrefixSet::default(),
-    };
+    // Nothing recursive (our parser, regex-syntax, fancy-regex) sees an unbounded pattern.
+    e164::check_bounds(source).map_err(|err| err.to_string())?;
+    let pattern = |simple, compiled| RulePattern::new(Arc::from(source), simple, compiled);
     // Fast path: the rule shapes carriers write, parsed and indexed without regex-syntax.
     if let Some(simple) = SimplePattern::parse(source) {
         let prefixes = simple.prefix_keys();
@@ -1130,6 +1181,73 @@ mod tests {
         check(r"^(\d)\1", Some(""));
         check(r"^a(?=b)|c", None);
         check(r"(?<=1)2", None);
+    }
+
+    #[test]
+    fn hostile_rules_are_diagnostics_and_the_other_documents_load() {
+        let deep = format!("^\\+1{}5{}$", "(".repeat(10_000), ")".repeat(10_000));
+        let nested = format!("^\\+1{}5{}$", "(".repeat(1_000), ")".repeat(1_000));
+        let docs = vec![
+            json!({"_id": "deep", "pvt_type": "resource", "rules": [deep],
+                   "cid_rules": [nested]}),
+            json!({"_id": "evil", "pvt_type": "resource",
+                   "rules": ["^\\+1\\d{10}$", "^\\+(?=\\d)((\\d+)+)+\\2x$"]}),
+            json!({"_id": "good", "pvt_type": "resource", "rules": ["^\\+1(\\d{10})$"],
+                   "gateways": [{"server": "gw"}]}),
+        ];
+        let (table, diagnostics) = compile(Scope::Global, &docs, &[], &config());
+        let found: Vec<(&str, &str, Option<usize>)> = diagnostics
+            .iter()
+            .map(|it| (it.doc_id.as_str(), it.field.as_str(), it.index))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("deep", "rules", Some(0)),
+                ("deep", "cid_rules", Some(0)),
+                ("evil", "rules", Some(1))
+            ]
+        );
+        assert!(diagnostics[0].message.contains("bytes long"), "{}", diagnostics[0].message);
+        assert!(diagnostics[1].message.contains("levels deep"), "{}", diagnostics[1].message);
+        assert!(diagnostics[2].message.starts_with("quarantined"), "{}", diagnostics[2].message);
+        assert_eq!(ids(&table), vec!["deep", "evil", "good"]);
+        let picked = table.select("+14155550100", None, &[], None);
+        let picked: Vec<&str> = picked.iter().map(|it| it.resource.id.as_str()).collect();
+        assert_eq!(picked, vec!["evil", "good"]);
+    }
+
+    #[test]
+    fn budgets_demote_slow_simple_rules_and_quarantine_slow_fallback_rules() {
+        let docs = vec![
+            json!({"_id": "slow_simple", "pvt_type": "resource",
+                   "rules": ["^\\+\\d*\\d*\\d*\\d*\\d*\\d*\\d*x$"]}),
+            json!({"_id": "slow_fancy", "pvt_type": "resource",
+                   "rules": ["^\\+1\\d{10}$", "^\\+(\\d|\\d\\d|\\d\\d\\d)*(?=x)y"]}),
+        ];
+        let (table, diagnostics) = compile(Scope::Global, &docs, &[], &config());
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        assert!(table.quarantined().is_empty());
+        let long = format!("+{}", "1".repeat(40));
+        assert!(table.select(&long, None, &[], None).is_empty());
+        // The simple rule ran out of steps and was handed to the linear engine (which agrees
+        // there is no match); the fallback rule ran out of its budget and is quarantined.
+        let slow_simple = table.resource("slow_simple").unwrap();
+        let simple = &table.patterns[slow_simple.rules[0].pattern as usize];
+        assert!(simple.demoted.load(std::sync::atomic::Ordering::Relaxed));
+        assert!(!simple.is_quarantined());
+        let quarantined = table.quarantined();
+        assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+        assert_eq!(
+            (quarantined[0].doc_id.as_str(), quarantined[0].field.as_str(), quarantined[0].index),
+            ("slow_fancy", "rules", Some(1))
+        );
+        // The document's other rule still routes; the quarantined one is not evaluated.
+        let picked = table.select("+14155550100", None, &[], None);
+        assert_eq!(picked.len(), 1);
+        assert_eq!(picked[0].resource.id, "slow_fancy");
+        let x = format!("+{}x", "1".repeat(5));
+        assert!(table.select(&x, None, &[], None).iter().all(|it| it.resource.id != "slow_fancy"));
     }
 
     #[test]

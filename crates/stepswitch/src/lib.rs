@@ -50,7 +50,7 @@ mod simple;
 mod table;
 
 pub use bridge::{avoid_privacy_if_emergency, correct_shortdial, ShortdialInput};
-pub use compile::{compile, compile_docs, compile_parsed, ParsedResource};
+pub use compile::{compile, compile_docs, compile_parsed, rule_diagnostics, ParsedResource};
 pub use config::{Config, STEPSWITCH_DOC_ID};
 pub use e164::Diagnostic;
 pub use endpoint::{Endpoint, EndpointJson};

@@ -99,6 +99,13 @@ pub struct CompileError {
     pub message: String,
 }
 
+impl CompileError {
+    /// Whether this is a quarantined rule (its message says so first).
+    pub fn is_quarantine(&self) -> bool {
+        self.message.starts_with("quarantined")
+    }
+}
+
 impl From<&Diagnostic> for CompileError {
     fn from(d: &Diagnostic) -> CompileError {
         CompileError {
@@ -130,8 +137,11 @@ pub struct TableStatus {
     pub build_ms: f64,
     /// How many times the table was built.
     pub builds: u64,
-    /// The diagnostics of the last build.
+    /// The diagnostics of the last build, then the rules lookups quarantined since.
     pub errors: Vec<CompileError>,
+    /// How many of `errors` are quarantined rules (refused at compile time as catastrophic,
+    /// or out of their backtracking budget on a lookup).
+    pub quarantined: usize,
 }
 
 /// The status of one followed database.
@@ -383,6 +393,12 @@ impl Routing {
                 Scope2::Local(id) => ("local", Some(id.clone()), tables.local.get(id)),
             };
             let Some(table) = table else { continue };
+            let errors: Vec<CompileError> = entry
+                .errors
+                .iter()
+                .cloned()
+                .chain(table.quarantined().iter().map(CompileError::from))
+                .collect();
             out.push(TableStatus {
                 scope: kind,
                 account_id,
@@ -392,7 +408,8 @@ impl Routing {
                 built_at: entry.built_at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
                 build_ms: entry.build_ms,
                 builds: entry.builds,
-                errors: entry.errors.clone(),
+                quarantined: errors.iter().filter(|it| it.is_quarantine()).count(),
+                errors,
             });
         }
         RoutingStatus {

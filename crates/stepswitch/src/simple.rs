@@ -8,8 +8,17 @@
 //! Anything else (or any non-ASCII input) goes to the regex engines. Matching is PCRE's
 //! leftmost, priority-ordered backtracking over bytes, so captures are exactly Kazoo's.
 
-use e164::CaptureList;
+use e164::{BudgetExceeded, CaptureList};
 
+/// Node visits one match may make. A carrier rule needs a few dozen on a phone number; a rule
+/// that runs out (`^\d*\d*\d*\d*x`, `^(1|11)+$` on a long text) is handed to the linear-time
+/// regex engine instead (see `RulePattern`).
+pub(crate) const STEP_BUDGET: u32 = 10_000;
+/// Texts longer than this are left to the regex engines: the matcher recurses per consumed
+/// byte, and no dialled number or caller id is this long.
+pub(crate) const MAX_TEXT: usize = 128;
+/// Patterns with more nodes than this are left to the regex engines (recursion depth again).
+const MAX_NODES: usize = 256;
 /// Prefix sets larger than this are cut (a shorter prefix is still a valid index key).
 const MAX_PREFIXES: usize = 64;
 /// Prefixes longer than this are cut.
@@ -89,7 +98,8 @@ impl SimplePattern {
         SCRATCH.with(|cell| {
             let mut parser = Parser { bytes, pos: 0, n_groups: 0, scratch: cell.take() };
             parser.scratch.clear();
-            let parsed = SimplePattern::parse_with(&mut parser);
+            let parsed = SimplePattern::parse_with(&mut parser)
+                .filter(|it| it.prog.nodes.len() <= MAX_NODES);
             cell.set(parser.scratch);
             parsed
         })
@@ -140,19 +150,26 @@ impl SimplePattern {
         self.prefix_keys().map(|set| set.iter().map(|it| it.to_vec()).collect())
     }
 
-    /// The first match in Erlang capture-list shape (trailing unset groups dropped); only for
-    /// ASCII text (the caller sends anything else to the regex engines).
+    /// [`SimplePattern::try_captures`] with running out of steps as no match.
+    #[cfg(test)]
     pub(crate) fn captures(&self, text: &str) -> Option<CaptureList> {
+        self.try_captures(text).ok().flatten()
+    }
+
+    /// The first match in Erlang capture-list shape (trailing unset groups dropped); only for
+    /// ASCII text of at most [`MAX_TEXT`] bytes (the caller sends anything else to the regex
+    /// engines). `Err` when the match took more than [`STEP_BUDGET`] steps.
+    pub(crate) fn try_captures(&self, text: &str) -> Result<Option<CaptureList>, BudgetExceeded> {
         let bytes = text.as_bytes();
         // Cheap rejections before any backtracking: length bounds and the first literal.
         if bytes.len() < self.min_len {
-            return None;
+            return Ok(None);
         }
         if self.anchored_start
             && self.anchored_end
             && self.max_len.is_some_and(|max| bytes.len() > max)
         {
-            return None;
+            return Ok(None);
         }
         let last_start = if self.anchored_start { 0 } else { bytes.len() - self.min_len };
         // `...$` with a bounded length can only match starting within `max_len` of the end.
@@ -161,13 +178,16 @@ impl SimplePattern {
             _ => 0,
         };
         // Allocated on the first start worth trying (most calls reject before that).
-        let mut caps: Caps = Vec::new();
+        let mut caps = Caps { slots: Vec::new(), steps: STEP_BUDGET };
         for start in first_start..=last_start {
             if self.first_byte.is_some_and(|first| bytes.get(start) != Some(&first)) {
                 continue;
             }
-            caps.clear();
-            caps.resize(self.n_groups + 1, None);
+            if caps.steps == 0 {
+                return Err(BudgetExceeded);
+            }
+            caps.slots.clear();
+            caps.slots.resize(self.n_groups + 1, None);
             let anchored_end = self.anchored_end;
             let mut end_pos = None;
             let mut accept = |pos: usize, _: &mut Caps| {
@@ -180,14 +200,17 @@ impl SimplePattern {
             if match_seq(&self.prog, self.prog.top(), bytes, start, &mut caps, &mut accept) {
                 caps[0] = end_pos.map(|end| (start, end));
                 let mut list: CaptureList =
-                    caps.into_iter().map(|it| it.map(|(s, e)| s..e)).collect();
+                    caps.slots.into_iter().map(|it| it.map(|(s, e)| s..e)).collect();
                 while list.len() > 1 && list.last().is_some_and(Option::is_none) {
                     list.pop();
                 }
-                return Some(list);
+                return Ok(Some(list));
             }
         }
-        None
+        if caps.steps == 0 {
+            return Err(BudgetExceeded);
+        }
+        Ok(None)
     }
 }
 
@@ -476,7 +499,25 @@ fn contains(set: &[u64; 4], byte: u8) -> bool {
     set[(byte / 64) as usize] & (1u64 << (byte % 64)) != 0
 }
 
-type Caps = Vec<Option<(usize, usize)>>;
+/// The capture slots of one match attempt and the steps it has left.
+struct Caps {
+    slots: Vec<Option<(usize, usize)>>,
+    steps: u32,
+}
+
+impl std::ops::Index<usize> for Caps {
+    type Output = Option<(usize, usize)>;
+
+    fn index(&self, idx: usize) -> &Self::Output {
+        &self.slots[idx]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Caps {
+    fn index_mut(&mut self, idx: usize) -> &mut Self::Output {
+        &mut self.slots[idx]
+    }
+}
 
 /// Matches `nodes` at `pos`, then asks `accept` about the end position (continuation style,
 /// so backtracking explores exactly PCRE's priority order).
@@ -488,6 +529,11 @@ fn match_seq(
     caps: &mut Caps,
     accept: &mut dyn FnMut(usize, &mut Caps) -> bool,
 ) -> bool {
+    // Out of steps: every alternative still open fails at once, so the match unwinds.
+    if caps.steps == 0 {
+        return false;
+    }
+    caps.steps -= 1;
     let Some((first, rest)) = nodes.split_first() else {
         return accept(pos, caps);
     };

@@ -8,6 +8,7 @@
 //! cannot match, so the answer is the same as trying every rule of every resource.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use e164::{CaptureList, Pattern};
@@ -60,11 +61,39 @@ pub(crate) struct RulePattern {
     /// candidate resource's other rules (and always-evaluated unindexed resources) cost a
     /// byte comparison instead of a backtracking match.
     pub(crate) prefixes: crate::simple::PrefixSet,
+    /// The simple matcher ran out of steps on a lookup: the rule is matched by the regex
+    /// engine (linear time for every rule in the simple subset) from then on.
+    pub(crate) demoted: AtomicBool,
+    /// The backtracking engine ran out of its budget on a lookup: the rule is not evaluated
+    /// any more (it matches nothing) for the life of this table. A change to any document of
+    /// the table's scope rebuilds the table, which gives the rule a fresh try.
+    pub(crate) quarantined: AtomicBool,
 }
 
 impl RulePattern {
+    /// A rule regex with nothing learnt at lookup time yet.
+    pub(crate) fn new(
+        source: std::sync::Arc<str>,
+        simple: Option<SimplePattern>,
+        compiled: OnceLock<Option<Box<Pattern>>>,
+    ) -> RulePattern {
+        RulePattern {
+            source,
+            simple,
+            compiled,
+            prefixes: crate::simple::PrefixSet::default(),
+            demoted: AtomicBool::new(false),
+            quarantined: AtomicBool::new(false),
+        }
+    }
+
     pub(crate) fn get(&self) -> Option<&Pattern> {
         self.compiled.get_or_init(|| Pattern::new(&self.source).ok().map(Box::new)).as_deref()
+    }
+
+    /// Whether a lookup quarantined this rule.
+    pub(crate) fn is_quarantined(&self) -> bool {
+        self.quarantined.load(Ordering::Relaxed)
     }
 
     pub(crate) fn captures(&self, text: &str) -> Option<CaptureList> {
@@ -77,19 +106,36 @@ impl RulePattern {
     }
 
     /// [`RulePattern::captures`] without the prefix check (the index already did it).
+    ///
+    /// Every evaluation is bounded: the simple matcher by its step budget (past it the rule is
+    /// demoted to the linear-time engine for good), the backtracking engine by its own (past
+    /// it the rule is quarantined: it matches nothing from then on, and the table reports it).
     pub(crate) fn captures_unfiltered(&self, text: &str) -> Option<CaptureList> {
-        match &self.simple {
-            Some(simple) if text.is_ascii() => simple.captures(text),
-            _ => {
-                // Most tries fail: `is_match` answers those without allocating capture slots.
-                let pattern = self.get()?;
-                if pattern.is_match(text) {
-                    pattern.captures(text)
-                } else {
-                    None
+        if let Some(simple) = &self.simple {
+            if text.is_ascii()
+                && text.len() <= crate::simple::MAX_TEXT
+                && !self.demoted.load(Ordering::Relaxed)
+            {
+                match simple.try_captures(text) {
+                    Ok(found) => return found,
+                    Err(_) => self.demoted.store(true, Ordering::Relaxed),
                 }
             }
         }
+        if self.is_quarantined() {
+            return None;
+        }
+        // Most tries fail: `is_match` answers those without allocating capture slots.
+        let pattern = self.get()?;
+        let found = match pattern.try_is_match(text) {
+            Ok(false) => Ok(None),
+            Ok(true) => pattern.try_captures(text),
+            Err(exceeded) => Err(exceeded),
+        };
+        found.unwrap_or_else(|_| {
+            self.quarantined.store(true, Ordering::Relaxed);
+            None
+        })
     }
 }
 
@@ -397,6 +443,41 @@ impl RouteTable {
         for pattern in self.patterns.iter().filter(|it| it.simple.is_none()) {
             pattern.get();
         }
+    }
+
+    /// The rules that lookups quarantined (their backtracking engine ran out of its budget):
+    /// one diagnostic per resource, field and rule index, in view order. Rules refused at
+    /// compile time are in the compile diagnostics instead.
+    pub fn quarantined(&self) -> Vec<crate::Diagnostic> {
+        let mut out: Vec<crate::Diagnostic> = Vec::new();
+        if !self.patterns.iter().any(RulePattern::is_quarantined) {
+            return out;
+        }
+        for res in &self.resources {
+            let lists = [("rules", &res.rules), ("cid_rules", &res.cid_rules)];
+            for (field, rules) in lists.into_iter().chain([("rules_test", &res.rules_test)]) {
+                for rule in rules {
+                    if !self.patterns[rule.pattern as usize].is_quarantined() {
+                        continue;
+                    }
+                    let found = crate::resource::diag(
+                        &res.doc_id,
+                        field,
+                        Some(rule.doc_index),
+                        &format!(
+                            "quarantined: {} on a lookup; not evaluated until a document of \
+                             this table changes",
+                            e164::BudgetExceeded
+                        ),
+                    );
+                    // Classifier copies of one document share their rules.
+                    if !out.contains(&found) {
+                        out.push(found);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Rules 17-21: the resources that route `number` (already normalized) for these request

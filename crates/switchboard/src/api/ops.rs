@@ -60,6 +60,10 @@ pub(crate) fn install_metrics() -> Option<PrometheusHandle> {
         "compile diagnostics of each table's last build"
     );
     metrics::describe_gauge!(
+        "switchboard_routing_rules_quarantined",
+        "rules not evaluated: refused as catastrophic, or out of their backtracking budget"
+    );
+    metrics::describe_gauge!(
         "switchboard_feed_caught_up",
         "1 when a followed database is caught up (feed lag 0), else 0"
     );
@@ -91,6 +95,8 @@ fn refresh_gauges(state: &AppState) {
         metrics::gauge!("switchboard_routing_table_build_seconds", &labels)
             .set(table.build_ms / 1000.0);
         metrics::gauge!("switchboard_routing_table_errors", &labels).set(table.errors.len() as f64);
+        metrics::gauge!("switchboard_routing_rules_quarantined", &labels)
+            .set(table.quarantined as f64);
     }
     for source in &status.sources {
         let labels = [("db", source.db.clone())];

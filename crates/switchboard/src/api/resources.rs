@@ -6,12 +6,13 @@
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use docstore::{AccountId, DesignKind};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 use super::auth::{Auth, Caller};
 use super::docs::{self, Kind, Place, UpdateMode};
 use super::envelope::{CrossbarBody, Envelope, RequestId};
-use super::error::ApiError;
+use super::error::{add_validation, ApiError};
 use super::schema::Schema;
 use super::AppState;
 
@@ -79,6 +80,26 @@ pub(crate) fn doc_envelope(doc: &Value) -> Envelope {
     Envelope::ok(docs::public(doc)).with_revision(doc.get("_rev").and_then(Value::as_str))
 }
 
+/// Refuses a resource whose rules routing could not use (too long or deep, invalid,
+/// catastrophic): 400 naming each such field (`rules[2]`, `classifiers.did_us.regex`), found
+/// by the router's own compiler with the live configuration.
+fn check_rules(state: &AppState, doc: &Map<String, Value>) -> Result<(), ApiError> {
+    let config = Arc::clone(&state.routing.tables().config);
+    let found = stepswitch::rule_diagnostics(&Value::Object(doc.clone()), &config);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let mut errors = Map::new();
+    for problem in found {
+        let field = match problem.index {
+            Some(index) => format!("{}[{index}]", problem.field),
+            None => problem.field,
+        };
+        add_validation(&mut errors, &field, "regex", problem.message, None);
+    }
+    Err(ApiError::Validation(errors))
+}
+
 async fn create(
     state: &AppState,
     place: Place,
@@ -86,6 +107,7 @@ async fn create(
     body: CrossbarBody,
     rid: &RequestId,
 ) -> Result<Envelope, ApiError> {
+    check_rules(state, &body.0)?;
     let doc = docs::create(&state.store, &place, kind, body.0).await?;
     metrics::counter!("switchboard_api_writes_total", "kind" => "resource", "op" => "create")
         .increment(1);
@@ -104,6 +126,7 @@ async fn update(
     let current = docs::read(&state.store, &place, kind, id).await?;
     docs::check_rev(&current, docs::if_match(headers).as_deref())?;
     let next = docs::updated(&current, &place, kind, body.0, mode)?;
+    check_rules(state, &next)?;
     let doc = docs::write(&state.store, &place, next).await?;
     let op = if mode == UpdateMode::Replace { "replace" } else { "merge" };
     metrics::counter!("switchboard_api_writes_total", "kind" => "resource", "op" => op)
