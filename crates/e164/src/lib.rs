@@ -36,8 +36,8 @@ pub use converters::{
     DEFAULT_E164_CONVERTERS, DEFAULT_RECONCILE_REGEX, NUMBER_MANAGER_DOC_ID,
 };
 pub use pattern::{
-    check_bounds, BudgetExceeded, CaptureList, Engine, Pattern, BACKTRACK_LIMIT, MAX_PATTERN_BYTES,
-    MAX_PATTERN_NESTING,
+    check_bounds, translate, BudgetExceeded, CaptureList, Engine, Pattern, BACKTRACK_LIMIT,
+    MAX_PATTERN_BYTES, MAX_PATTERN_NESTING,
 };
 
 /// Errors of this crate.

@@ -29,7 +29,12 @@ pub const MAX_PATTERN_NESTING: usize = 100;
 /// Backtracking steps one match of the fallback engine may take before it gives up. A rule
 /// that only the fallback engine can run needs a few hundred on a phone number; the limit keeps
 /// one match well under a millisecond.
-pub const BACKTRACK_LIMIT: usize = 10_000;
+pub const BACKTRACK_LIMIT: usize = 2_000;
+
+/// The largest compiled program either engine may build for one pattern, in bytes. Carrier
+/// rules need a few kilobytes; the limit makes a pattern like `(\d{1000}){1000}` fail fast
+/// (the engines' own default is ten times larger, and slow to reach).
+pub const COMPILED_SIZE_LIMIT: usize = 1 << 20;
 
 /// A match of the fallback engine ran out of its [`BACKTRACK_LIMIT`] steps: the answer is
 /// unknown (PCRE reports its match-limit error the same way).
@@ -185,23 +190,24 @@ impl Pattern {
     pub fn new(source: &str) -> Result<Pattern, Error> {
         check_bounds(source)?;
         let translated = ascii_classes(source);
-        let compiled = match regex::Regex::new(&translated) {
-            Ok(re) => Compiled::Regex(re),
-            Err(_) => match fancy(&translated) {
-                Ok(re) => {
-                    if let Some(reason) = catastrophic(&translated) {
-                        return Err(Error::Catastrophic { pattern: clip(source), reason });
+        let compiled =
+            match regex::RegexBuilder::new(&translated).size_limit(COMPILED_SIZE_LIMIT).build() {
+                Ok(re) => Compiled::Regex(re),
+                Err(_) => match fancy(&translated) {
+                    Ok(re) => {
+                        if let Some(reason) = catastrophic(&translated) {
+                            return Err(Error::Catastrophic { pattern: clip(source), reason });
+                        }
+                        Compiled::Fancy(re)
                     }
-                    Compiled::Fancy(re)
-                }
-                Err(err) => {
-                    return Err(Error::Regex {
-                        pattern: source.to_owned(),
-                        message: err.to_string(),
-                    })
-                }
-            },
-        };
+                    Err(err) => {
+                        return Err(Error::Regex {
+                            pattern: source.to_owned(),
+                            message: err.to_string(),
+                        })
+                    }
+                },
+            };
         Ok(Pattern { source: source.to_owned(), translated, compiled })
     }
 
@@ -276,7 +282,10 @@ impl Pattern {
 
 /// The fallback engine for `translated`, with its backtracking budget.
 fn fancy(translated: &str) -> Result<fancy_regex::Regex, fancy_regex::Error> {
-    fancy_regex::RegexBuilder::new(translated).backtrack_limit(BACKTRACK_LIMIT).build()
+    fancy_regex::RegexBuilder::new(translated)
+        .backtrack_limit(BACKTRACK_LIMIT)
+        .delegate_size_limit(COMPILED_SIZE_LIMIT)
+        .build()
 }
 
 /// Why a pattern only the fallback (backtracking) engine runs is catastrophic, if it is: an
@@ -325,6 +334,13 @@ fn catastrophic(translated: &str) -> Option<String> {
          engine (lookaround or backreference): it can backtrack without end"
             .to_owned()
     })
+}
+
+/// The pattern as the engines read it: PCRE's ASCII shorthand classes spelled out and the
+/// class syntax PCRE reads literally (`[` inside a class, a leading `]`) escaped. Whoever
+/// parses a rule with `regex-syntax` must parse this, not the source, to read it as PCRE does.
+pub fn translate(source: &str) -> String {
+    ascii_classes(source)
 }
 
 /// Rewrites PCRE's ASCII shorthand classes (`\d \D \w \W \s \S`) to explicit ASCII classes.

@@ -507,7 +507,8 @@ fn analyze(source: &str) -> Result<(RulePattern, IndexKeys), String> {
         let prefixes = simple.prefix_keys();
         return Ok(with_keys(pattern(Some(simple), OnceLock::new()), prefixes));
     }
-    match regex_syntax::Parser::new().parse(source) {
+    // Parsed as the engine will read it (PCRE's class syntax and ASCII `\d`).
+    match regex_syntax::Parser::new().parse(&e164::translate(source)) {
         Ok(hir) => {
             let prefixes = if hir.properties().look_set_prefix().contains(Look::Start) {
                 let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
@@ -516,7 +517,14 @@ fn analyze(source: &str) -> Result<(RulePattern, IndexKeys), String> {
             } else {
                 None
             };
-            Ok(with_keys(pattern(None, OnceLock::new()), prefixes))
+            // The engine is built on first use; one whose expansion is large might exceed
+            // the engine's size limit, so build it now to report that as a diagnostic.
+            let cell = OnceLock::new();
+            if expanded_size(&hir) > EAGER_BUILD_SIZE {
+                let built = e164::Pattern::new(source).map_err(|err| err.to_string())?;
+                let _ = cell.set(Some(Box::new(built)));
+            }
+            Ok(with_keys(pattern(None, cell), prefixes))
         }
         // Not valid for the `regex` crate: lookaround, backreferences... compile it now
         // with the PCRE-capable fallback, or report it.
@@ -531,6 +539,28 @@ fn analyze(source: &str) -> Result<(RulePattern, IndexKeys), String> {
             }
             Err(err) => Err(err.to_string()),
         },
+    }
+}
+
+/// Rules whose [`expanded_size`] is larger than this get their engine built at compile time.
+const EAGER_BUILD_SIZE: u64 = 2_000;
+
+/// A cheap over-estimate of how many atoms `hir` expands to once counted repetitions are
+/// unrolled (what the engine's size limit is about), saturating. The depth is bounded by
+/// `e164::check_bounds`.
+fn expanded_size(hir: &regex_syntax::hir::Hir) -> u64 {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => 0,
+        HirKind::Literal(_) | HirKind::Class(_) => 1,
+        HirKind::Repetition(rep) => {
+            let count = u64::from(rep.max.unwrap_or(rep.min).max(rep.min).max(1));
+            count.saturating_mul(expanded_size(&rep.sub))
+        }
+        HirKind::Capture(cap) => expanded_size(&cap.sub),
+        HirKind::Concat(items) | HirKind::Alternation(items) => {
+            items.iter().fold(0u64, |acc, it| acc.saturating_add(expanded_size(it)))
+        }
     }
 }
 

@@ -82,10 +82,14 @@ pub(crate) fn doc_envelope(doc: &Value) -> Envelope {
 
 /// Refuses a resource whose rules routing could not use (too long or deep, invalid,
 /// catastrophic): 400 naming each such field (`rules[2]`, `classifiers.did_us.regex`), found
-/// by the router's own compiler with the live configuration.
-fn check_rules(state: &AppState, doc: &Map<String, Value>) -> Result<(), ApiError> {
+/// by the router's own compiler with the live configuration. Compiling a hostile rule takes
+/// milliseconds, so it runs on the blocking pool, not on the async workers.
+async fn check_rules(state: &AppState, doc: &Map<String, Value>) -> Result<(), ApiError> {
     let config = Arc::clone(&state.routing.tables().config);
-    let found = stepswitch::rule_diagnostics(&Value::Object(doc.clone()), &config);
+    let doc = Value::Object(doc.clone());
+    let found = tokio::task::spawn_blocking(move || stepswitch::rule_diagnostics(&doc, &config))
+        .await
+        .map_err(|err| ApiError::Internal(format!("checking the rules failed: {err}")))?;
     if found.is_empty() {
         return Ok(());
     }
@@ -107,7 +111,7 @@ async fn create(
     body: CrossbarBody,
     rid: &RequestId,
 ) -> Result<Envelope, ApiError> {
-    check_rules(state, &body.0)?;
+    check_rules(state, &body.0).await?;
     let doc = docs::create(&state.store, &place, kind, body.0).await?;
     metrics::counter!("switchboard_api_writes_total", "kind" => "resource", "op" => "create")
         .increment(1);
@@ -126,7 +130,7 @@ async fn update(
     let current = docs::read(&state.store, &place, kind, id).await?;
     docs::check_rev(&current, docs::if_match(headers).as_deref())?;
     let next = docs::updated(&current, &place, kind, body.0, mode)?;
-    check_rules(state, &next)?;
+    check_rules(state, &next).await?;
     let doc = docs::write(&state.store, &place, next).await?;
     let op = if mode == UpdateMode::Replace { "replace" } else { "merge" };
     metrics::counter!("switchboard_api_writes_total", "kind" => "resource", "op" => op)
