@@ -160,7 +160,7 @@ async fn the_live_feed_brings_heartbeats_and_changes() {
         match tokio::time::timeout(WAIT, feed.next()).await.unwrap().unwrap().unwrap() {
             FeedEvent::Heartbeat => continue,
             FeedEvent::Change(change) => break change,
-            FeedEvent::End { .. } => panic!("the feed ended"),
+            other @ (FeedEvent::End { .. } | FeedEvent::Issue(_)) => panic!("unexpected: {other:?}"),
         }
     };
     assert_eq!(change.id, "a b");
