@@ -184,7 +184,7 @@ impl FeedBoard {
     }
 
     /// A one-shot read of `db` failed: the consumer is in trouble until [`FeedBoard::read_ok`].
-    pub fn read_failed(&self, db: &str, error: &crate::Error) {
+    pub fn read_failed(&self, db: &str, error: impl std::fmt::Display) {
         let mut board = self.lock();
         let since = board.reads.get(db).map_or_else(SystemTime::now, |(_, since)| *since);
         board.reads.insert(db.to_owned(), (error.to_string(), since));
@@ -260,7 +260,7 @@ mod tests {
         assert_eq!(report.issues.len(), MAX_ISSUES);
         assert_eq!(report.issues.last().unwrap().id.as_deref(), Some("104"));
         assert!(!report.degraded());
-        board.read_failed("offnet", &crate::Error::Timeout { url: "x".into() });
+        board.read_failed("offnet", crate::Error::Timeout { url: "x".into() });
         assert!(board.report().degraded());
         board.read_ok("offnet");
         assert!(!board.report().degraded());

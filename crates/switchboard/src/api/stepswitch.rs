@@ -92,8 +92,22 @@ fn check_boolean(object: &serde_json::Map<String, Value>, key: &str) -> Result<(
     }
 }
 
+/// 503 until the routing tables have been loaded once: an empty table would answer "no route"
+/// for every number.
+fn not_loaded(routing: &Routing) -> Option<Response> {
+    (!routing.is_loaded()).then(|| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the routing tables have not been loaded yet (the store is being read)",
+        )
+    })
+}
+
 /// `POST /v2/stepswitch/route`: the body is an `offnet_req`.
 async fn route(State(routing): State<Routing>, body: Bytes) -> Response {
+    if let Some(refusal) = not_loaded(&routing) {
+        return refusal;
+    }
     let body: Value = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(err) => return bad_request(format!("the body is not JSON: {err}")),
@@ -113,6 +127,9 @@ async fn route(State(routing): State<Routing>, body: Bytes) -> Response {
 /// `Hunt-Account-ID` sends it out; anything else is carrier routing: `/route`'s answer plus
 /// `on_net: false`.
 async fn outbound(State(state): State<AppState>, body: Bytes) -> Response {
+    if let Some(refusal) = not_loaded(&state.routing) {
+        return refusal;
+    }
     let body: Value = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(err) => return bad_request(format!("the body is not JSON: {err}")),
