@@ -332,7 +332,9 @@ mod tests {
         let (state, shutdown) = state_over(seeded_store().await, Vec::new(), table);
         let mut generations = state.routing.generations();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while state.routing.route(&RouteRequest::new(UNKNOWN)).endpoints.is_empty() {
+        while state.routing.route(&RouteRequest::new(UNKNOWN)).endpoints.is_empty()
+            || !state.routing.is_loaded()
+        {
             assert!(
                 Instant::now() < deadline,
                 "routing never loaded: {:?}",
@@ -477,6 +479,36 @@ mod tests {
         let (status, _) =
             answer(route(State(state.routing.clone()), Bytes::from(body.to_string())).await).await;
         assert_eq!(status, StatusCode::OK);
+        shutdown.cancel();
+    }
+
+    /// Until the tables have been loaded once, `/route` and `/outbound` answer 503, never an
+    /// empty 200; the status says why. Here nothing listens where the store should be.
+    #[tokio::test]
+    async fn route_is_503_until_the_tables_are_loaded() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let config = docstore::CouchConfig::from_url(&url).unwrap();
+        let store: SharedStore = std::sync::Arc::new(docstore::CouchStore::new(config).unwrap());
+        let (state, shutdown) = state_over(store, Vec::new(), None);
+        let body = Bytes::from(json!({"To-DID": "+14155550123"}).to_string());
+        let (status, reply) = answer(route(State(state.routing.clone()), body.clone()).await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reply}");
+        assert!(reply["data"]["message"].as_str().unwrap().contains("not been loaded"), "{reply}");
+        let (status, _) = answer(outbound(State(state.clone()), body).await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            let status = state.routing.status();
+            if status.degraded {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "never degraded: {status:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(!status.loaded && !status.caught_up, "{status:?}");
+        assert!(status.trouble.iter().all(|t| !t.reason.is_empty() && !t.since.is_empty()));
         shutdown.cancel();
     }
 }
