@@ -944,7 +944,8 @@ impl Runner {
                 Err(e) => return Err(e.into()),
             };
             self.heard();
-            let n = page.results.len() + page.issues.len();
+            let skipped = page.issues.iter().filter(|i| i.action == RowAction::Skipped).count();
+            let n = page.results.len() + skipped;
             let mut delivered = false;
             for change in page.results {
                 self.clear_issue(&change.id);

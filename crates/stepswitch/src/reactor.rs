@@ -614,7 +614,8 @@ async fn read_db(
         if let Some(board) = board {
             board.note_page(db.as_str(), &page);
         }
-        let n = page.rows.len() + page.issues.len();
+        let skipped = page.issues.iter().filter(|i| i.action == docstore::RowAction::Skipped);
+        let n = page.rows.len() + skipped.count();
         start = page
             .rows
             .last()
