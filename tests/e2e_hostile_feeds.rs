@@ -27,7 +27,9 @@ fn private_server(dir: &std::path::Path) -> Option<CouchServer> {
 /// The server URL with its credentials, for raw writes and for the daemon.
 fn couch_url(server: &CouchServer) -> String {
     match server.credentials() {
-        Some((user, password)) => server.url().replacen("://", &format!("://{user}:{password}@"), 1),
+        Some((user, password)) => {
+            server.url().replacen("://", &format!("://{user}:{password}@"), 1)
+        }
         None => server.url().to_owned(),
     }
 }
@@ -177,8 +179,8 @@ async fn hostile_documents_are_decoded_or_skipped_and_feeds_stay_live() {
     .await;
     couch_put(&couch, "accounts/sur2", r#"{"pvt_type":"account","name":"y\udc00"}"#.to_string())
         .await;
-    let deep_resource = resource("deep1", "deep.example")
-        .replacen('{', &format!("{{\"x\":{},", deep(200)), 1);
+    let deep_resource =
+        resource("deep1", "deep.example").replacen('{', &format!("{{\"x\":{},", deep(200)), 1);
     couch_put(&couch, "offnet/deep1", deep_resource).await;
 
     // Later edits are live: the feed moved on, and the resource beside the deep field loads.
@@ -211,10 +213,8 @@ async fn hostile_documents_are_decoded_or_skipped_and_feeds_stay_live() {
     };
     let (code, text) = login().await;
     assert_eq!(code, StatusCode::CREATED, "{text}");
-    let token = serde_json::from_str::<Value>(&text).unwrap()["auth_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token =
+        serde_json::from_str::<Value>(&text).unwrap()["auth_token"].as_str().unwrap().to_owned();
     let rev = couch_rev(&couch, &format!("accounts/{ACCOUNT}")).await;
     let mut disabled = account.clone();
     disabled["pvt_enabled"] = json!(false);

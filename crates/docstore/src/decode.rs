@@ -189,7 +189,7 @@ fn copy_string(s: &str, mut i: usize, out: &mut String, repairs: &mut Vec<Repair
             Some(_) => {
                 // A backslash.
                 match (b.get(i + 1), hex4(b, i + 2)) {
-                    (Some(b'u'), Some(hi @ 0xD800..=0xDBFF)) => {
+                    (Some(b'u'), Some(0xD800..=0xDBFF)) => {
                         let pair = b.get(i + 6) == Some(&b'\\')
                             && b.get(i + 7) == Some(&b'u')
                             && hex4(b, i + 8).is_some_and(|lo| (0xDC00..=0xDFFF).contains(&lo));
@@ -197,7 +197,6 @@ fn copy_string(s: &str, mut i: usize, out: &mut String, repairs: &mut Vec<Repair
                             out.push_str(&s[i..i + 12]);
                             i += 12;
                         } else {
-                            let _ = hi;
                             repairs.push(Repair { at: out.len(), kind: RepairKind::LoneSurrogate });
                             out.push_str("\\ufffd");
                             i += 6;
@@ -300,7 +299,8 @@ fn range_in(text: &str, raw: &RawValue) -> std::ops::Range<usize> {
 /// The id and seq of a row, as far as they can be read.
 fn row_identity(row: &Value) -> (Option<String>, Option<Seq>) {
     let id = row.get("id").and_then(Value::as_str).map(str::to_owned);
-    let seq = row.get("seq").filter(|s| s.is_string() || s.is_number()).cloned().map(Seq::from_json);
+    let seq =
+        row.get("seq").filter(|s| s.is_string() || s.is_number()).cloned().map(Seq::from_json);
     (id, seq)
 }
 
@@ -309,7 +309,10 @@ fn row_identity(row: &Value) -> (Option<String>, Option<Seq>) {
 ///
 /// # Errors
 /// What is wrong with the row's shape.
-pub fn change_from_value(mut row: Value, fields: Option<&Fields>) -> std::result::Result<Change, String> {
+pub fn change_from_value(
+    mut row: Value,
+    fields: Option<&Fields>,
+) -> std::result::Result<Change, String> {
     if let (Some(fields), Some(doc)) = (fields, row.get_mut("doc")) {
         fields.apply(doc);
     }
@@ -568,7 +571,8 @@ mod tests {
     fn feed_lines_never_fail() {
         assert!(matches!(decode_feed_line("d", b"", None), FeedLine::Heartbeat));
         assert!(matches!(decode_feed_line("d", b"{not json", None), FeedLine::Skipped(_)));
-        let line = br#"{"seq":"9-x","id":"r","changes":[{"rev":"2-b"}],"doc":{"_id":"r","n":"\udfff"}}"#;
+        let line =
+            br#"{"seq":"9-x","id":"r","changes":[{"rev":"2-b"}],"doc":{"_id":"r","n":"\udfff"}}"#;
         match decode_feed_line("d", line, None) {
             FeedLine::Change(c, Some(issue)) => {
                 assert_eq!(c.doc.unwrap()["n"], "\u{fffd}");

@@ -40,12 +40,12 @@ pub use couch::{AuthMode, CouchConfig, CouchStore, DEFAULT_REQUEST_TIMEOUT};
 pub use design::{deploy, DeployReport, DesignKind};
 pub use embedded::{EmbeddedStore, EMBEDDED_FILE_NAME};
 pub use error::{Error, Result};
-pub use health::{BoardReport, FeedBoard, Trouble, MAX_ISSUES};
 pub use follow::{
     follow, watch_dbs, AckHandle, Checkpoint, Checkpoints, DbWatch, FileCheckpoints, FollowEvent,
     FollowOptions, Follower, FollowerState, FollowerStatus, LocalDocCheckpoints, ResyncReason,
     StatusHandle, WhenDbMissing,
 };
+pub use health::{BoardReport, FeedBoard, Trouble, MAX_ISSUES};
 pub use naming::AccountId;
 pub use store::{DocStore, FeedStream, SharedStore};
 pub use types::{

@@ -128,11 +128,13 @@ fn refresh_gauges(state: &AppState) {
         let Some(feeds) = &check.feeds else { continue };
         let report = feeds();
         let labels = [("reactor", check.name.to_string())];
-        metrics::gauge!("switchboard_feed_degraded", &labels)
-            .set(if report.degraded() { 1.0 } else { 0.0 });
+        metrics::gauge!("switchboard_feed_degraded", &labels).set(if report.degraded() {
+            1.0
+        } else {
+            0.0
+        });
         metrics::gauge!("switchboard_feed_skipped_rows", &labels).set(report.skipped_rows as f64);
-        metrics::gauge!("switchboard_feed_repaired_rows", &labels)
-            .set(report.repaired_rows as f64);
+        metrics::gauge!("switchboard_feed_repaired_rows", &labels).set(report.repaired_rows as f64);
     }
     if let Some(inbound) = &state.inbound {
         let status = inbound.status();
