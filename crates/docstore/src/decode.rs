@@ -150,10 +150,11 @@ fn needs_rewrite(b: &[u8]) -> bool {
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
-            b'\\' if b.get(i + 1) == Some(&b'u') => {
-                if hex4(b, i + 2).is_some_and(|u| (0xD800..=0xDFFF).contains(&u)) {
-                    return true;
-                }
+            b'\\'
+                if b.get(i + 1) == Some(&b'u')
+                    && hex4(b, i + 2).is_some_and(|u| (0xD800..=0xDFFF).contains(&u)) =>
+            {
+                return true;
             }
             _ => {}
         }
