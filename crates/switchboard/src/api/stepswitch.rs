@@ -105,15 +105,15 @@ fn not_loaded(routing: &Routing) -> Option<Response> {
 
 /// `POST /v2/stepswitch/route`: the body is an `offnet_req`.
 async fn route(State(routing): State<Routing>, body: Bytes) -> Response {
-    if let Some(refusal) = not_loaded(&routing) {
-        return refusal;
-    }
     let body: Value = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(err) => return bad_request(format!("the body is not JSON: {err}")),
     };
     if let Err(message) = check_route_body(&body) {
         return bad_request(message);
+    }
+    if let Some(refusal) = not_loaded(&routing) {
+        return refusal;
     }
     let request = RouteRequest::from_offnet_req(&body);
     success(routing.route(&request))
@@ -127,9 +127,6 @@ async fn route(State(routing): State<Routing>, body: Bytes) -> Response {
 /// `Hunt-Account-ID` sends it out; anything else is carrier routing: `/route`'s answer plus
 /// `on_net: false`.
 async fn outbound(State(state): State<AppState>, body: Bytes) -> Response {
-    if let Some(refusal) = not_loaded(&state.routing) {
-        return refusal;
-    }
     let body: Value = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(err) => return bad_request(format!("the body is not JSON: {err}")),
@@ -138,6 +135,9 @@ async fn outbound(State(state): State<AppState>, body: Bytes) -> Response {
         .and_then(|()| body.as_object().map_or(Ok(()), |o| check_boolean(o, "Force-Outbound")));
     if let Err(message) = checked {
         return bad_request(message);
+    }
+    if let Some(refusal) = not_loaded(&state.routing) {
+        return refusal;
     }
     let request = RouteRequest::from_offnet_req(&body);
     let tables = state.routing.tables();
