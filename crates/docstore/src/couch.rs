@@ -28,11 +28,12 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
+use crate::decode::{self, FeedLine};
 use crate::error::{Error, Result};
 use crate::store::{DocStore, FeedStream};
 use crate::types::{
-    AllDocsPage, AllDocsQuery, AllDocsRow, BulkItem, Change, ChangesPage, ChangesQuery, DbInfo,
-    DbName, DbUpdate, DbUpdateKind, FeedEvent, FeedQuery, Fields, Rev, Seq, ViewQuery, ViewRow,
+    AllDocsPage, AllDocsQuery, BulkItem, ChangesPage, ChangesQuery, DbInfo, DbName, DbUpdate,
+    DbUpdateKind, FeedEvent, FeedQuery, Fields, Rev, Seq, ViewQuery, ViewRow,
 };
 
 /// Database names are encoded like couch_rs does (`numbers/+1415` → `numbers%2F%2B1415`).
@@ -363,12 +364,23 @@ impl CouchStore {
         self.read_json(resp, &path).await
     }
 
+    /// The JSON answer, decoded whatever documents it holds ([`crate::decode`]); a repair is
+    /// logged.
     async fn read_json(&self, resp: Response, path: &str) -> Result<Value> {
         let bytes = resp.bytes().await.map_err(|e| self.transport_error(path, &e))?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
-            what: format!("response of {}", self.display_url(path)),
-            message: e.to_string(),
-        })
+        let url = self.display_url(path);
+        let (value, repaired) = decode::decode_value(&bytes, &format!("response of {url}"))?;
+        if let Some(repairs) = repaired {
+            tracing::warn!(url, repairs, "A response was repaired to be decoded.");
+        }
+        Ok(value)
+    }
+
+    /// An ordinary request whose raw body is returned (for the row-by-row page decoders).
+    async fn call_bytes(&self, req: Req, ctx: Ctx<'_>) -> Result<bytes::Bytes> {
+        let path = req.path.clone();
+        let resp = self.call(req, ctx).await?;
+        resp.bytes().await.map_err(|e| self.transport_error(&path, &e))
     }
 
     async fn expect_ok(&self, resp: Response, ctx: Ctx<'_>, path: &str) -> Result<Response> {
@@ -450,28 +462,6 @@ fn rev_from_write(v: &Value, what: &str) -> Result<Rev> {
         .ok_or_else(|| decode_err(what, format!("no rev in {v}")))
 }
 
-/// One change row in CouchDB's wire shape, decoded with couch_rs's own type. CouchDB cannot
-/// project `_changes` documents: `fields` trims them here.
-fn change_from_row(mut row: Value, what: &str, fields: Option<&Fields>) -> Result<Change> {
-    if let (Some(fields), Some(doc)) = (fields, row.get_mut("doc")) {
-        fields.apply(doc);
-    }
-    let event: couch_rs::types::changes::ChangeEvent =
-        serde_json::from_value(row).map_err(|e| decode_err(what, e))?;
-    let rev = event
-        .changes
-        .first()
-        .map(|c| Rev(c.rev.clone()))
-        .ok_or_else(|| decode_err(what, format!("change row of {} without a rev", event.id)))?;
-    Ok(Change {
-        seq: Seq::from_json(event.seq),
-        id: event.id,
-        rev,
-        deleted: event.deleted,
-        doc: event.doc,
-    })
-}
-
 /// Splits a streamed body into lines (without the `\n`); a last unterminated line is yielded too.
 fn body_lines<S, B>(body: S) -> impl Stream<Item = std::result::Result<Vec<u8>, reqwest::Error>>
 where
@@ -505,29 +495,20 @@ where
     })
 }
 
-/// Parses one line of a continuous `_changes` feed.
-fn parse_feed_line(line: &[u8], db: &DbName, fields: Option<&Fields>) -> Result<FeedEvent> {
-    let text = std::str::from_utf8(line).map_err(|e| decode_err(format!("feed of {db}"), e))?;
-    if text.trim().is_empty() {
-        return Ok(FeedEvent::Heartbeat);
-    }
-    let row: Value =
-        serde_json::from_str(text).map_err(|e| decode_err(format!("feed of {db}"), e))?;
-    if let Some(error) = row.get("error").and_then(Value::as_str) {
-        let reason = row.get("reason").and_then(Value::as_str).unwrap_or(error);
-        // CouchDB reports trouble mid-feed as an error row; the follower retries it like a 5xx.
-        return Err(Error::Http {
-            status: 500,
-            error: error.to_owned(),
-            reason: reason.to_owned(),
-        });
-    }
-    if row.get("id").is_none() {
-        if let Some(last_seq) = row.get("last_seq") {
-            return Ok(FeedEvent::End { last_seq: seq_of(last_seq) });
+/// Parses one line of a continuous `_changes` feed ([`decode::decode_feed_line`]): the events it
+/// makes (a repaired row is its issue, then its change). An error row ends the connection: the
+/// follower retries it like a 5xx.
+fn parse_feed_line(line: &[u8], db: &DbName, fields: Option<&Fields>) -> Result<Vec<FeedEvent>> {
+    match decode::decode_feed_line(db.as_str(), line, fields) {
+        FeedLine::Heartbeat => Ok(vec![FeedEvent::Heartbeat]),
+        FeedLine::Change(change, None) => Ok(vec![FeedEvent::Change(change)]),
+        FeedLine::Change(change, Some(issue)) => {
+            Ok(vec![FeedEvent::Issue(issue), FeedEvent::Change(change)])
         }
+        FeedLine::Skipped(issue) => Ok(vec![FeedEvent::Issue(issue)]),
+        FeedLine::End(last_seq) => Ok(vec![FeedEvent::End { last_seq }]),
+        FeedLine::Error { error, reason } => Err(Error::Http { status: 500, error, reason }),
     }
-    change_from_row(row, &format!("change row of {db}"), fields).map(FeedEvent::Change)
 }
 
 type DbUpdateStream = Pin<Box<dyn Stream<Item = Result<DbUpdate>> + Send>>;
@@ -692,28 +673,8 @@ impl DocStore for CouchStore {
         if query.include_docs {
             req = req.q("include_docs", "true");
         }
-        let v = self.call_json(req, Ctx::Db(db)).await?;
-        let rows = v
-            .get("rows")
-            .and_then(Value::as_array)
-            .ok_or_else(|| decode_err("_all_docs", "no rows"))?
-            .iter()
-            .map(|row| {
-                let id = row.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-                let rev = row
-                    .pointer("/value/rev")
-                    .and_then(Value::as_str)
-                    .map(|r| Rev(r.to_owned()))
-                    .ok_or_else(|| decode_err("_all_docs", format!("row without rev: {row}")))?;
-                let doc = row.get("doc").filter(|d| !d.is_null()).cloned();
-                Ok(AllDocsRow { id, rev, doc })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(AllDocsPage {
-            total_rows: v.get("total_rows").and_then(Value::as_u64).unwrap_or(0),
-            offset: v.get("offset").and_then(Value::as_u64).unwrap_or(0),
-            rows,
-        })
+        let body = self.call_bytes(req, Ctx::Db(db)).await?;
+        decode::decode_all_docs_page(db.as_str(), &body)
     }
 
     // couch_rs's `get_bulk_raw` silently drops missing ids, so the answer cannot be kept in order.
@@ -764,21 +725,8 @@ impl DocStore for CouchStore {
         if let Some(selector) = &query.selector {
             req = req.q("filter", "_selector").json(&json!({ "selector": selector }));
         }
-        let mut v = self.call_json(req, Ctx::Db(db)).await?;
-        let what = format!("_changes of {db}");
-        let results = match v.get_mut("results").map(Value::take) {
-            Some(Value::Array(rows)) => rows
-                .into_iter()
-                .map(|row| change_from_row(row, &what, query.fields.as_ref()))
-                .collect::<Result<Vec<_>>>()?,
-            _ => return Err(decode_err(what, "no results")),
-        };
-        let last_seq = v
-            .get("last_seq")
-            .map(seq_of)
-            .or_else(|| results.last().map(|c| c.seq.clone()))
-            .unwrap_or_else(|| query.since.clone());
-        Ok(ChangesPage { results, last_seq, pending: v.get("pending").and_then(Value::as_u64) })
+        let body = self.call_bytes(req, Ctx::Db(db)).await?;
+        decode::decode_changes_page(db.as_str(), &body, &query.since, query.fields.as_ref())
     }
 
     // couch_rs's `ChangesStream` is unnameable, has no heartbeat/filter/include_docs choice, runs
@@ -818,16 +766,18 @@ impl DocStore for CouchStore {
             async move {
                 let mut lines = state?;
                 match lines.next().await? {
-                    Err(e) => Some((Err(store.transport_error(&path, &e)), None)),
-                    Ok(line) => {
-                        let event = parse_feed_line(&line, &db, fields.as_ref());
-                        let more = matches!(event, Ok(FeedEvent::Change(_) | FeedEvent::Heartbeat));
-                        Some((event, more.then_some(lines)))
-                    }
+                    Err(e) => Some((vec![Err(store.transport_error(&path, &e))], None)),
+                    Ok(line) => match parse_feed_line(&line, &db, fields.as_ref()) {
+                        Err(e) => Some((vec![Err(e)], None)),
+                        Ok(events) => {
+                            let end = events.iter().any(|e| matches!(e, FeedEvent::End { .. }));
+                            Some((events.into_iter().map(Ok).collect(), (!end).then_some(lines)))
+                        }
+                    },
                 }
             }
         });
-        Ok(Box::pin(events))
+        Ok(Box::pin(events.flat_map(futures::stream::iter)))
     }
 
     // couch_rs has no `_db_updates`.
@@ -1059,9 +1009,9 @@ mod tests {
     #[test]
     fn feed_lines_parse_into_events() {
         let db = DbName::new("offnet").unwrap();
-        assert_eq!(parse_feed_line(b"", &db, None).unwrap(), FeedEvent::Heartbeat);
+        assert_eq!(parse_feed_line(b"", &db, None).unwrap(), [FeedEvent::Heartbeat]);
         let row = br#"{"seq":"3-g1A","id":"r1","changes":[{"rev":"2-ab"}],"deleted":true,"doc":{"_id":"r1"}}"#;
-        match parse_feed_line(row, &db, None).unwrap() {
+        match parse_feed_line(row, &db, None).unwrap().remove(0) {
             FeedEvent::Change(c) => {
                 assert_eq!(c.seq, Seq::from_json(json!("3-g1A")));
                 assert_eq!(c.rev.as_str(), "2-ab");
@@ -1072,9 +1022,10 @@ mod tests {
         }
         assert_eq!(
             parse_feed_line(br#"{"last_seq":7,"pending":0}"#, &db, None).unwrap(),
-            FeedEvent::End { last_seq: Seq::from_json(json!(7)) }
+            [FeedEvent::End { last_seq: Seq::from_json(json!(7)) }]
         );
         assert!(parse_feed_line(br#"{"error":"unauthorized","reason":"no"}"#, &db, None).is_err());
-        assert!(parse_feed_line(b"{not json", &db, None).is_err());
+        let skipped = parse_feed_line(b"{not json", &db, None).unwrap();
+        assert!(matches!(skipped[..], [FeedEvent::Issue(_)]), "{skipped:?}");
     }
 }

@@ -180,7 +180,7 @@ impl EmbeddedStore {
         let scan = tokio::task::spawn_blocking(move || raw.decode(&instance, fields.as_ref()))
             .await
             .map_err(|e| Error::Embedded(Box::new(e)))??;
-        Ok(ChangesPage { results: scan.rows, last_seq, pending: Some(pending) })
+        Ok(ChangesPage { results: scan.rows, last_seq, pending: Some(pending), issues: Vec::new() })
     }
 
     fn publish(&self, db: &DbName, kind: DbUpdateKind) {
@@ -286,12 +286,14 @@ impl DocStore for EmbeddedStore {
                     results: scan.rows,
                     last_seq: row.seq(scan.last_scanned),
                     pending: Some(pending),
+                    issues: Vec::new(),
                 })
             } else {
                 Ok(ChangesPage {
                     results: scan.rows,
                     last_seq: row.seq(row.update_seq.max(since)),
                     pending: Some(0),
+                    issues: Vec::new(),
                 })
             }
         })

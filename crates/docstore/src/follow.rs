@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use futures::{Stream, StreamExt};
@@ -40,9 +40,11 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
+use crate::health::{FeedBoard, Registration};
 use crate::store::SharedStore;
 use crate::types::{
-    Change, ChangesQuery, DbName, DbUpdate, DbUpdateKind, FeedEvent, FeedQuery, Fields, Seq,
+    Change, ChangesQuery, DbName, DbUpdate, DbUpdateKind, FeedEvent, FeedQuery, Fields, RowAction,
+    RowIssue, Seq,
 };
 
 /// The `_local` document (without `_local/`) holding a database's incarnation uuid.
@@ -135,6 +137,9 @@ pub struct FollowOptions {
     /// (pouchdb-server keeps sending heartbeats), so this is how deletion and recreation are seen
     /// there. Default 30 s.
     pub verify_every: Duration,
+    /// Where the follower reports its health and the rows it skipped or repaired (see
+    /// [`FeedBoard`]). Default none (the status alone tells).
+    pub board: Option<FeedBoard>,
 }
 
 impl FollowOptions {
@@ -154,6 +159,7 @@ impl FollowOptions {
             catch_up_batch: 5000,
             fields: None,
             verify_every: Duration::from_secs(30),
+            board: None,
         }
     }
 
@@ -191,6 +197,7 @@ impl fmt::Debug for FollowOptions {
             .field("catch_up_batch", &self.catch_up_batch)
             .field("fields", &self.fields)
             .field("verify_every", &self.verify_every)
+            .field("board", &self.board.is_some())
             .finish()
     }
 }
@@ -365,6 +372,16 @@ pub struct FollowerStatus {
     pub resyncs: u64,
     /// The error that caused the last reconnect (or the terminal one), rendered.
     pub last_error: Option<String>,
+    /// Since when the follower has been failing (reconnecting, or stopped): set by the first
+    /// failed or dead connection, cleared once caught up again. `Some` means the consumer's view
+    /// of the database may be stale.
+    pub error_since: Option<SystemTime>,
+    /// Rows skipped because they could not be decoded (their position is passed).
+    pub skipped_rows: u64,
+    /// Rows delivered after a repair (lone surrogates replaced, too-deep values cut).
+    pub repaired_rows: u64,
+    /// The latest skipped or repaired row.
+    pub last_issue: Option<RowIssue>,
 }
 
 impl FollowerStatus {
@@ -379,6 +396,10 @@ impl FollowerStatus {
             reconnects: 0,
             resyncs: 0,
             last_error: None,
+            error_since: None,
+            skipped_rows: 0,
+            repaired_rows: 0,
+            last_issue: None,
         }
     }
 
@@ -518,6 +539,8 @@ pub struct Follower {
     status: StatusHandle,
     acks: AckHandle,
     task: JoinHandle<()>,
+    /// On the options' board while the follower lives.
+    _board: Option<Registration>,
 }
 
 impl Follower {
@@ -634,6 +657,8 @@ pub fn follow(store: SharedStore, db: DbName, opts: FollowOptions) -> Follower {
     if shared.checkpoints.is_some() {
         tokio::spawn(shared.clone().run());
     }
+    let status = StatusHandle(status_rx);
+    let registration = opts.board.as_ref().map(|board| board.register(db.clone(), status.clone()));
     let runner = Runner {
         store,
         db,
@@ -650,7 +675,7 @@ pub fn follow(store: SharedStore, db: DbName, opts: FollowOptions) -> Follower {
         filter_here: false,
     };
     let task = tokio::spawn(runner.run());
-    Follower { rx, status: StatusHandle(status_rx), acks: AckHandle(shared), task }
+    Follower { rx, status, acks: AckHandle(shared), task, _board: registration }
 }
 
 /// Why a connection ended.
@@ -726,6 +751,7 @@ impl Runner {
                 s.caught_up = false;
                 s.reconnects += 1;
                 s.last_error = Some(error);
+                s.error_since.get_or_insert_with(SystemTime::now);
             });
             tokio::time::sleep(self.opts.backoff(attempt)).await;
         }
@@ -738,6 +764,7 @@ impl Runner {
             s.last_error = Some(reason.clone());
             s.state = FollowerState::Failed { reason };
             s.caught_up = false;
+            s.error_since.get_or_insert_with(SystemTime::now);
         });
         let _ = self.emit(FollowEvent::Failed(err)).await;
     }
@@ -917,10 +944,15 @@ impl Runner {
                 Err(e) => return Err(e.into()),
             };
             self.heard();
-            let n = page.results.len();
+            let skipped = page.issues.iter().filter(|i| i.action == RowAction::Skipped).count();
+            let n = page.results.len() + skipped;
             let mut delivered = false;
             for change in page.results {
+                self.clear_issue(&change.id);
                 delivered |= self.deliver(change, false).await?;
+            }
+            for issue in &page.issues {
+                self.note_issue(issue);
             }
             self.since = page.last_seq;
             self.trusted_position = true;
@@ -943,8 +975,31 @@ impl Runner {
         self.status.send_modify(|s| {
             s.caught_up = true;
             s.pending = Some(0);
+            s.error_since = None;
         });
         self.emit(FollowEvent::CaughtUp { last_seq }).await
+    }
+
+    /// A row was skipped or repaired: counted, kept as the last issue, put on the board.
+    fn note_issue(&self, issue: &RowIssue) {
+        match &self.opts.board {
+            Some(board) => board.note_issue(issue),
+            None => tracing::warn!(issue = %issue, "A document could not be decoded as it is."),
+        }
+        self.status.send_modify(|s| {
+            match issue.action {
+                RowAction::Skipped => s.skipped_rows += 1,
+                RowAction::Repaired => s.repaired_rows += 1,
+            }
+            s.last_issue = Some(issue.clone());
+        });
+    }
+
+    /// A document decoded cleanly: its earlier issue, if any, is over.
+    fn clear_issue(&self, id: &str) {
+        if let Some(board) = &self.opts.board {
+            board.clear_issue(self.db.as_str(), id);
+        }
     }
 
     fn wire_include_docs(&self) -> bool {
@@ -1051,6 +1106,8 @@ impl Runner {
         let mut verify =
             tokio::time::interval_at(tokio::time::Instant::now() + verify_every, verify_every);
         verify.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The id of a row just reported as repaired: its change follows and keeps the issue.
+        let mut repaired: Option<String> = None;
         loop {
             let item = tokio::select! {
                 item = tokio::time::timeout_at(deadline, feed.next()) => item,
@@ -1076,7 +1133,25 @@ impl Runner {
                 Ok(Some(Err(e))) => return Err(e.into()),
                 Ok(Some(Ok(FeedEvent::Heartbeat))) => self.heard(),
                 Ok(Some(Ok(FeedEvent::Change(change)))) => {
+                    if repaired.take().as_deref() != Some(change.id.as_str()) {
+                        self.clear_issue(&change.id);
+                    }
                     self.deliver(change, true).await?;
+                }
+                Ok(Some(Ok(FeedEvent::Issue(issue)))) => {
+                    self.heard();
+                    self.note_issue(&issue);
+                    match issue.action {
+                        RowAction::Repaired => repaired = issue.id.clone(),
+                        RowAction::Skipped => {
+                            // The row is passed: resume after it.
+                            if let Some(seq) = issue.seq {
+                                self.since = seq.clone();
+                                self.trusted_position = true;
+                                self.status.send_modify(|s| s.last_seq = Some(seq));
+                            }
+                        }
+                    }
                 }
                 Ok(Some(Ok(FeedEvent::End { last_seq }))) => {
                     // The server closed the feed (its timeout, or the database was deleted): the

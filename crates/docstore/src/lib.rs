@@ -12,6 +12,10 @@
 //! - [`DbName`], [`Seq`], [`Rev`]: names, opaque update sequences and revisions as types.
 //! - [`Error`]: the one error type of this crate.
 //!
+//! - [`decode`]: what CouchDB sends, decoded whatever a document holds (lone surrogates, deep
+//!   nesting, wrong types): a row that cannot be decoded is skipped with a [`RowIssue`], never
+//!   failing its page; [`FeedBoard`] gathers followers' health and row issues for status and
+//!   health checks.
 //! - [`naming`] (Kazoo's database names, [`AccountId`]), [`selector`] (Mango matching) and
 //!   [`deploy`] (our design documents, idempotently).
 //!
@@ -21,10 +25,12 @@
 #![deny(missing_docs)]
 
 mod couch;
+pub mod decode;
 mod design;
 mod embedded;
 mod error;
 mod follow;
+mod health;
 pub mod naming;
 pub mod selector;
 mod store;
@@ -39,9 +45,11 @@ pub use follow::{
     FollowOptions, Follower, FollowerState, FollowerStatus, LocalDocCheckpoints, ResyncReason,
     StatusHandle, WhenDbMissing,
 };
+pub use health::{BoardReport, FeedBoard, Trouble, MAX_ISSUES};
 pub use naming::AccountId;
 pub use store::{DocStore, FeedStream, SharedStore};
 pub use types::{
     AllDocsPage, AllDocsQuery, AllDocsRow, BulkItem, Change, ChangesPage, ChangesQuery, DbInfo,
-    DbName, DbUpdate, DbUpdateKind, FeedEvent, FeedQuery, Fields, Rev, Seq, ViewQuery, ViewRow,
+    DbName, DbUpdate, DbUpdateKind, FeedEvent, FeedQuery, Fields, Rev, RowAction, RowIssue, Seq,
+    ViewQuery, ViewRow,
 };

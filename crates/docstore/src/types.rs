@@ -199,6 +199,62 @@ pub struct AllDocsPage {
     pub offset: u64,
     /// The rows.
     pub rows: Vec<AllDocsRow>,
+    /// Rows that were skipped (not in `rows`) or repaired to be decoded; see [`RowIssue`].
+    pub issues: Vec<RowIssue>,
+}
+
+/// What was done about a row that could not be decoded as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowAction {
+    /// Not decodable: left out (a change row's position is still passed).
+    Skipped,
+    /// Decoded after a repair (lone surrogates replaced, too-deep values cut): delivered.
+    Repaired,
+}
+
+/// A row of a page or feed that could not be decoded as it was, named for diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowIssue {
+    /// The database.
+    pub db: String,
+    /// The document id, when it could be read.
+    pub id: Option<String>,
+    /// The row's sequence (change rows), when it could be read.
+    pub seq: Option<Seq>,
+    /// Skipped or repaired.
+    pub action: RowAction,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl RowIssue {
+    /// A skipped row.
+    pub fn skipped(db: &str, id: Option<String>, seq: Option<Seq>, reason: String) -> RowIssue {
+        RowIssue { db: db.to_owned(), id, seq, action: RowAction::Skipped, reason }
+    }
+
+    /// A repaired row.
+    pub fn repaired(db: &str, id: Option<String>, seq: Option<Seq>, reason: String) -> RowIssue {
+        RowIssue { db: db.to_owned(), id, seq, action: RowAction::Repaired, reason }
+    }
+}
+
+impl fmt::Display for RowIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let action = match self.action {
+            RowAction::Skipped => "skipped",
+            RowAction::Repaired => "repaired",
+        };
+        write!(f, "{action} row of {}", self.db)?;
+        if let Some(id) = &self.id {
+            write!(f, " doc {id:?}")?;
+        }
+        if let Some(seq) = &self.seq {
+            write!(f, " seq {seq}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
 }
 
 /// A projection of documents in a change feed, like Mango's `fields`: the named top-level fields
@@ -379,6 +435,9 @@ pub struct ChangesPage {
     pub last_seq: Seq,
     /// Changes left after this page, where the server says.
     pub pending: Option<u64>,
+    /// Rows that were skipped (not in `results`; `last_seq` is past them) or repaired to be
+    /// decoded; see [`RowIssue`].
+    pub issues: Vec<RowIssue>,
 }
 
 /// Parameters of a live feed connection (`feed=continuous`).
@@ -404,6 +463,9 @@ pub enum FeedEvent {
     Change(Change),
     /// The server's keep-alive: the connection is alive, nothing changed.
     Heartbeat,
+    /// A row that was skipped or repaired (a repaired row's [`FeedEvent::Change`] follows). The
+    /// connection goes on.
+    Issue(RowIssue),
     /// The server closed the feed with a `last_seq` line (timeout, or the database was deleted).
     End {
         /// Resume from here.

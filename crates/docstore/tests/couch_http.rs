@@ -160,7 +160,9 @@ async fn the_live_feed_brings_heartbeats_and_changes() {
         match tokio::time::timeout(WAIT, feed.next()).await.unwrap().unwrap().unwrap() {
             FeedEvent::Heartbeat => continue,
             FeedEvent::Change(change) => break change,
-            FeedEvent::End { .. } => panic!("the feed ended"),
+            other @ (FeedEvent::End { .. } | FeedEvent::Issue(_)) => {
+                panic!("unexpected: {other:?}")
+            }
         }
     };
     assert_eq!(change.id, "a b");
@@ -310,4 +312,75 @@ async fn an_invalid_session_cookie_leads_to_a_new_login() {
 
     assert!(cookie_store.get(&db, "d").await.unwrap().is_some(), "the store logged in again");
     basic_store.delete_db(&db).await.unwrap();
+}
+
+/// Writes a document as raw bytes (a lone surrogate escape stays one: CouchDB stores it).
+async fn put_raw(db: &DbName, id: &str, body: String) {
+    let server = CouchServer::shared();
+    let url = format!("{}/{}/{id}", server.url().trim_end_matches('/'), db.as_str());
+    let mut req = reqwest::Client::new().put(url).header("content-type", "application/json");
+    if let Some((user, password)) = server.credentials() {
+        req = req.basic_auth(user, Some(password));
+    }
+    let resp = req.body(body).send().await.expect("PUT");
+    assert!(resp.status().is_success(), "PUT {id}: {}", resp.status());
+}
+
+/// A lone surrogate and a value nested 200 levels deep (past serde_json's limit of 128) are
+/// stored by the server; every read decodes them (repaired and named), a follower goes past
+/// them to later changes, and its board lists them.
+#[tokio::test]
+async fn documents_a_parser_refuses_are_repaired_and_named_not_fatal() {
+    let store = couch();
+    let db = unique_db("hostile");
+    store.create_db(&db).await.unwrap();
+    put_raw(&db, "sur1", r#"{"name":"x\ud800","ok":1}"#.into()).await;
+    let deep = format!(r#"{{"x":{}1{},"ok":2}}"#, "[".repeat(200), "]".repeat(200));
+    put_raw(&db, "deep1", deep).await;
+    store.put(&db, json!({"_id": "plain", "ok": 3})).await.unwrap();
+
+    let doc = store.get(&db, "sur1").await.unwrap().unwrap();
+    assert_eq!(doc["name"], "x\u{fffd}");
+    let page = store.changes(&db, &docstore::ChangesQuery::since(Seq::zero())).await.unwrap();
+    assert_eq!(page.results.len(), 3, "{page:?}");
+    let named: Vec<_> = page.issues.iter().filter_map(|i| i.id.as_deref()).collect();
+    assert!(named.contains(&"sur1") && named.contains(&"deep1"), "{:?}", page.issues);
+    assert!(page.issues.iter().all(|i| i.db == db.as_str() && i.seq.is_some()));
+    let query = docstore::AllDocsQuery { include_docs: true, ..Default::default() };
+    let all = store.all_docs(&db, &query).await.unwrap();
+    assert_eq!(all.rows.len(), 3);
+    assert_eq!(all.rows.iter().find(|r| r.id == "deep1").unwrap().doc.as_ref().unwrap()["ok"], 2);
+
+    let board = docstore::FeedBoard::new();
+    let mut options = docstore::FollowOptions::new("hostile");
+    options.heartbeat = Duration::from_millis(500);
+    options.board = Some(board.clone());
+    let mut follower = docstore::follow(store.clone(), db.clone(), options);
+    let mut wrote_late = false;
+    let got_late = tokio::time::timeout(WAIT, async {
+        while let Some(event) = follower.next().await {
+            match event {
+                docstore::FollowEvent::CaughtUp { .. } if !wrote_late => {
+                    wrote_late = true;
+                    put_raw(&db, "sur2", r#"{"name":"\udc00"}"#.into()).await;
+                    store.put(&db, json!({"_id": "late"})).await.unwrap();
+                }
+                docstore::FollowEvent::Change(c) if c.id == "late" => return true,
+                docstore::FollowEvent::Failed(e) => panic!("{e}"),
+                _ => {}
+            }
+        }
+        false
+    })
+    .await
+    .expect("the later change arrives");
+    assert!(got_late);
+    let report = board.report();
+    let named: Vec<_> = report.issues.iter().filter_map(|i| i.id.as_deref()).collect();
+    for id in ["sur1", "deep1", "sur2"] {
+        assert!(named.contains(&id), "{id} not in {:?}", report.issues);
+    }
+    assert!(!report.degraded(), "{report:?}");
+    let status = follower.status().get();
+    assert!(status.repaired_rows >= 3 && status.error_since.is_none(), "{status:?}");
 }

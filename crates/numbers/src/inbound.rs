@@ -155,6 +155,9 @@ pub struct InboundStatus {
     pub caught_up: bool,
     /// Changes applied since start.
     pub changes_applied: u64,
+    /// The followers' trouble (reconnecting, silent) and the number documents they could not
+    /// decode.
+    pub feeds: docstore::BoardReport,
 }
 
 /// A number as a key: its digits as an integer, with the digit count above them (so `+01` and
@@ -499,6 +502,8 @@ struct State {
     dbs: DashMap<String, bool>,
     listed: AtomicBool,
     changes: AtomicU64,
+    /// The followers' health and undecodable rows.
+    board: docstore::FeedBoard,
     notify: Notify,
 }
 
@@ -595,15 +600,22 @@ fn parse_doc(doc: &Value, projected: bool) -> Parsed {
 pub struct InboundOptions {
     /// The live feeds' heartbeat (default 10 s).
     pub heartbeat: Duration,
+    /// The first reconnect of a failed feed waits up to this long (default 100 ms).
+    pub backoff_base: Duration,
+    /// No reconnect waits longer than this (default 60 s).
+    pub backoff_cap: Duration,
     /// How often databases are listed when the store has no `_db_updates` feed (default 5 s).
     pub poll_dbs_every: Duration,
 }
 
 impl Default for InboundOptions {
     fn default() -> Self {
+        let follow = FollowOptions::new("inbound");
         InboundOptions {
             heartbeat: Duration::from_secs(10),
             poll_dbs_every: Duration::from_secs(5),
+            backoff_base: follow.backoff_base,
+            backoff_cap: follow.backoff_cap,
         }
     }
 }
@@ -820,17 +832,21 @@ impl InboundTable {
             dbs_caught_up,
             caught_up: self.state.caught_up(),
             changes_applied: self.state.changes.load(Ordering::Relaxed),
+            feeds: self.state.board.report(),
         }
     }
 }
 
 /// One database's follower: applies its change rows in bursts, and its reads from the start
 /// (the first one, and any resync) in one swap when they are complete.
-async fn follow_db(store: SharedStore, state: Arc<State>, db: DbName, heartbeat: Duration) {
+async fn follow_db(store: SharedStore, state: Arc<State>, db: DbName, opts: InboundOptions) {
     let name = db.as_str().to_owned();
     let part = Part::of_db(&name);
     let mut fo = FollowOptions::new("inbound");
-    fo.heartbeat = heartbeat;
+    fo.heartbeat = opts.heartbeat;
+    fo.backoff_base = opts.backoff_base;
+    fo.backoff_cap = opts.backoff_cap;
+    fo.board = Some(state.board.clone());
     fo.catch_up_batch = CATCH_UP_PAGE;
     fo.fields = Some(Fields::new(TABLE_FIELDS.iter().copied()));
     // A deleted database may come back before the database watcher notices it went: the
@@ -920,7 +936,7 @@ async fn run(store: SharedStore, state: Arc<State>, opts: InboundOptions) {
         }
         state.dbs.insert(db.as_str().to_owned(), false);
         let key = db.as_str().to_owned();
-        let handle = tokio::spawn(follow_db(store.clone(), state.clone(), db, opts.heartbeat));
+        let handle = tokio::spawn(follow_db(store.clone(), state.clone(), db, opts.clone()));
         followers.insert(key, Aborting(handle));
     };
     // The databases there are now, then the ones that come and go.

@@ -25,6 +25,7 @@ async fn live_table(store: SharedStore) {
     let opts = InboundOptions {
         heartbeat: Duration::from_millis(500),
         poll_dbs_every: Duration::from_millis(200),
+        ..InboundOptions::default()
     };
     let table =
         InboundTable::start(store.clone(), Config::kazoo_defaults(), AccountMap::new(), opts);
@@ -96,6 +97,7 @@ async fn db_lifecycle(store: SharedStore) {
     let opts = InboundOptions {
         heartbeat: Duration::from_millis(500),
         poll_dbs_every: Duration::from_millis(200),
+        ..InboundOptions::default()
     };
     let table =
         InboundTable::start(store.clone(), Config::kazoo_defaults(), AccountMap::new(), opts);

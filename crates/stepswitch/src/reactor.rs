@@ -41,8 +41,8 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use docstore::naming::{self, AccountId};
 use docstore::{
-    AllDocsQuery, DbName, DbUpdateKind, DocStore, FollowEvent, FollowOptions, ResyncReason, Seq,
-    SharedStore, WhenDbMissing,
+    AllDocsQuery, DbName, DbUpdateKind, DocStore, FeedBoard, FollowEvent, FollowOptions,
+    ResyncReason, RowIssue, Seq, SharedStore, Trouble, WhenDbMissing,
 };
 use futures::StreamExt;
 use serde::Serialize;
@@ -73,15 +73,23 @@ pub struct ReactorOptions {
     /// How often the database list is polled for new or deleted account databases when the
     /// server has no usable `_db_updates` feed.
     pub discover_every: Duration,
+    /// The first reconnect of a failed feed waits up to this long (full jitter, doubling).
+    pub backoff_base: Duration,
+    /// No reconnect waits longer than this: the longest a recovered store waits to be seen.
+    pub backoff_cap: Duration,
 }
 
 impl ReactorOptions {
-    /// `debounce` 50 ms, `heartbeat` 10 s, `discover_every` 5 s.
+    /// `debounce` 50 ms, `heartbeat` 10 s, `discover_every` 5 s, `backoff_base` 100 ms,
+    /// `backoff_cap` 60 s (the follower's defaults).
     pub fn defaults() -> ReactorOptions {
+        let follow = FollowOptions::new(FOLLOWER_NAME);
         ReactorOptions {
             debounce: Duration::from_millis(50),
             heartbeat: Duration::from_secs(10),
             discover_every: Duration::from_secs(5),
+            backoff_base: follow.backoff_base,
+            backoff_cap: follow.backoff_cap,
         }
     }
 }
@@ -151,15 +159,33 @@ pub struct SourceStatus {
     pub db: String,
     /// Whether the derived state reflects the database as of its last catch-up.
     pub caught_up: bool,
-    /// The last read or feed error, if the latest attempt failed.
+    /// The last read or feed error, while the database cannot be read or followed.
     pub last_error: Option<String>,
+    /// Since when it has been failing (RFC 3339, UTC), while it is.
+    pub error_since: Option<String>,
 }
 
 /// What [`Routing::status`] reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RoutingStatus {
-    /// Every followed database has been read and built at least once and is caught up.
+    /// Every followed database has been read and built at least once and is caught up, and
+    /// none is failing now.
     pub caught_up: bool,
+    /// The global table, the config and the accounts have been read and built at least once:
+    /// routing answers (until then `/route` answers 503, never an empty list).
+    pub loaded: bool,
+    /// Some followed database cannot be read or followed now (reconnecting, silent past its
+    /// heartbeats, or its reads failing): the tables may be stale. See `trouble`.
+    pub degraded: bool,
+    /// The databases that cannot be read or followed now, with the reason and since when.
+    pub trouble: Vec<Trouble>,
+    /// Documents that could not be decoded as stored: skipped (not routed) or repaired (lone
+    /// surrogates replaced, too-deep values cut), by database and id; the latest 100.
+    pub row_issues: Vec<RowIssue>,
+    /// Rows skipped since start.
+    pub skipped_rows: u64,
+    /// Rows repaired since start.
+    pub repaired_rows: u64,
     /// Bumped on every swap (see [`Routing::generations`]).
     pub generation: u64,
     /// The route tables: the global one first, then local ones by account id.
@@ -292,6 +318,10 @@ struct Book {
     discovered: bool,
     /// Account docs read from db `accounts`.
     accounts: usize,
+    /// The accounts have been built at least once.
+    accounts_built: bool,
+    /// The config has been built at least once.
+    config_built: bool,
 }
 
 /// `Scope` ordered: global first, then accounts by id.
@@ -333,6 +363,8 @@ struct Shared {
     shutdown: CancellationToken,
     handles: Mutex<BTreeMap<Source, SourceHandle>>,
     config_ready: watch::Sender<bool>,
+    /// The followers' and reads' health and the documents they could not decode.
+    board: FeedBoard,
 }
 
 /// A handle on the live routing tables; cheap to clone.
@@ -364,6 +396,7 @@ pub fn spawn(store: SharedStore, options: ReactorOptions, shutdown: Cancellation
         shutdown,
         handles: Mutex::new(BTreeMap::new()),
         config_ready,
+        board: FeedBoard::new(),
     });
     tokio::spawn(supervise(shared.clone()));
     Routing { shared }
@@ -384,8 +417,25 @@ impl Routing {
     pub fn status(&self) -> RoutingStatus {
         let tables = self.shared.current.load_full();
         let generation = *self.shared.generation.borrow();
+        let report = self.shared.board.report();
         let book = self.shared.book.lock().expect("book lock");
-        let caught_up = book.discovered && book.sources.values().all(|s| s.caught_up);
+        let sources: Vec<SourceStatus> = book
+            .sources
+            .values()
+            .map(|s| {
+                let mut s = s.clone();
+                if let Some(trouble) = report.trouble.iter().find(|t| t.db == s.db) {
+                    s.caught_up = false;
+                    s.last_error = Some(trouble.reason.clone());
+                    s.error_since = Some(trouble.since.clone());
+                }
+                s
+            })
+            .collect();
+        let caught_up =
+            book.discovered && sources.iter().all(|s| s.caught_up) && !report.degraded();
+        let loaded =
+            book.config_built && book.accounts_built && book.tables.contains_key(&Scope2::Global);
         let mut out = Vec::new();
         for (scope, entry) in &book.tables {
             let (kind, account_id, table) = match scope {
@@ -414,12 +464,30 @@ impl Routing {
         }
         RoutingStatus {
             caught_up,
+            loaded,
+            degraded: report.degraded(),
+            trouble: report.trouble,
+            row_issues: report.issues,
+            skipped_rows: report.skipped_rows,
+            repaired_rows: report.repaired_rows,
             generation,
             tables: out,
             config_errors: book.config_errors.clone(),
             accounts: book.accounts,
-            sources: book.sources.values().cloned().collect(),
+            sources,
         }
+    }
+
+    /// The followers' and reads' trouble and the documents they could not decode.
+    pub fn feeds(&self) -> docstore::BoardReport {
+        self.shared.board.report()
+    }
+
+    /// Whether the global table, the config and the accounts have been built at least once
+    /// (see [`RoutingStatus::loaded`]).
+    pub fn is_loaded(&self) -> bool {
+        let book = self.shared.book.lock().expect("book lock");
+        book.config_built && book.accounts_built && book.tables.contains_key(&Scope2::Global)
     }
 
     /// Whether every followed database has been read, built and caught up.
@@ -509,20 +577,20 @@ pub async fn load_once(
     store: &dyn DocStore,
     account: Option<&AccountId>,
 ) -> Result<(Tables, Vec<Diagnostic>), Error> {
-    let (config_docs, _) = read_db(store, &Source::Config).await?;
+    let (config_docs, _) = read_db(store, &Source::Config, None).await?;
     let (config, mut diagnostics) = config_from(&config_docs);
     let config = Arc::new(config);
     let mut tables = Tables::new(config.clone());
-    let (account_docs, _) = read_db(store, &Source::Accounts).await?;
+    let (account_docs, _) = read_db(store, &Source::Accounts, None).await?;
     let (tree, _) = AccountTree::from_docs(&account_docs);
     tables.accounts = Arc::new(tree);
-    let (offnet, _) = read_db(store, &Source::Global).await?;
+    let (offnet, _) = read_db(store, &Source::Global, None).await?;
     let (table, mut more) = compile(Scope::Global, &offnet, &[], &config);
     diagnostics.append(&mut more);
     tables.set_table(Arc::new(table));
     if let Some(id) = account {
         let source = Source::Account(id.clone());
-        let (docs, _) = read_db(store, &source).await?;
+        let (docs, _) = read_db(store, &source, None).await?;
         let proxies = read_proxies(store, id).await?;
         let scope = source.scope().expect("an account scope");
         let (table, mut more) = compile(scope, &docs, &reduce(&proxies, &config), &config);
@@ -532,11 +600,12 @@ pub async fn load_once(
     Ok((tables, diagnostics))
 }
 
-/// Reads every kept document of a source's database, noting `update_seq` first.
-/// `Ok((docs, None))` when the database does not exist.
+/// Reads every kept document of a source's database, noting `update_seq` first, and the rows it
+/// could not decode on `board`. `Ok((docs, None))` when the database does not exist.
 async fn read_db(
     store: &dyn DocStore,
     source: &Source,
+    board: Option<&FeedBoard>,
 ) -> Result<(Vec<Value>, Option<Seq>), Error> {
     let db = source.db();
     let seq = match store.db_info(&db).await {
@@ -559,8 +628,16 @@ async fn read_db(
             Err(docstore::Error::DbNotFound { .. }) => return Ok((Vec::new(), None)),
             Err(err) => return Err(err.into()),
         };
-        let n = page.rows.len();
-        start = page.rows.last().map(|row| row.id.clone());
+        if let Some(board) = board {
+            board.note_page(db.as_str(), &page);
+        }
+        let skipped = page.issues.iter().filter(|i| i.action == docstore::RowAction::Skipped);
+        let n = page.rows.len() + skipped.count();
+        start = page
+            .rows
+            .last()
+            .map(|row| row.id.clone())
+            .max(page.issues.iter().filter_map(|i| i.id.clone()).max());
         docs.extend(
             page.rows
                 .into_iter()
@@ -679,7 +756,12 @@ fn start_source(shared: &Arc<Shared>, source: Source, replies: Vec<Reply>) {
     handles.insert(source.clone(), SourceHandle { commands: tx, cancel: cancel.clone() });
     shared.book.lock().expect("book lock").sources.insert(
         source.clone(),
-        SourceStatus { db: source.db().to_string(), caught_up: false, last_error: None },
+        SourceStatus {
+            db: source.db().to_string(),
+            caught_up: false,
+            last_error: None,
+            error_since: None,
+        },
     );
     let task = SourceTask {
         shared: shared.clone(),
@@ -801,8 +883,11 @@ impl Shared {
             self.note_build(Scope2::from(table.scope()), seq, &diags, took);
             tables.push(table);
         }
-        self.book.lock().expect("book lock").config_errors =
-            diagnostics.iter().map(CompileError::from).collect();
+        {
+            let mut book = self.book.lock().expect("book lock");
+            book.config_errors = diagnostics.iter().map(CompileError::from).collect();
+            book.config_built = true;
+        }
         self.publish(move |current| {
             current.config = config;
             for table in tables {
@@ -820,7 +905,11 @@ impl Shared {
             tracing::debug!(diagnostic = %d, "accounts db");
         }
         let tree = Arc::new(tree);
-        self.book.lock().expect("book lock").accounts = docs.len();
+        {
+            let mut book = self.book.lock().expect("book lock");
+            book.accounts = docs.len();
+            book.accounts_built = true;
+        }
         self.publish(move |tables| tables.accounts = tree);
         drop(state);
     }
@@ -876,6 +965,7 @@ impl SourceTask {
             let since = match read {
                 Ok(since) => {
                     attempt = 0;
+                    self.shared.board.read_ok(self.source.db().as_str());
                     self.build().await;
                     if since.is_none() {
                         // A missing database is caught up: it is empty until it exists.
@@ -886,6 +976,7 @@ impl SourceTask {
                 Err(err) => {
                     attempt += 1;
                     tracing::warn!(db = %self.source.db(), error = %err, attempt, "Cannot read; the old table stays, retrying.");
+                    self.shared.board.read_failed(self.source.db().as_str(), &err);
                     let message = err.to_string();
                     self.shared.note_source(&self.source, |s| {
                         s.last_error = Some(message);
@@ -919,7 +1010,7 @@ impl SourceTask {
     /// Full read: the kept docs and the sequence to follow from (`None`: the db is missing).
     async fn read(&mut self) -> Result<Option<Seq>, Error> {
         let store = self.shared.store.as_ref();
-        let (docs, seq) = read_db(store, &self.source).await?;
+        let (docs, seq) = read_db(store, &self.source, Some(&self.shared.board)).await?;
         if let Source::Account(id) = &self.source {
             self.proxies = Arc::new(read_proxies(store, id).await?);
         }
@@ -1016,6 +1107,9 @@ impl SourceTask {
         options.heartbeat = self.shared.options.heartbeat;
         options.when_db_missing = WhenDbMissing::Wait;
         options.selector = self.source.selector();
+        options.backoff_base = self.shared.options.backoff_base;
+        options.backoff_cap = self.shared.options.backoff_cap;
+        options.board = Some(self.shared.board.clone());
         let mut follower = docstore::follow(self.shared.store.clone(), self.source.db(), options);
         let debounce = self.shared.options.debounce;
         let mut dirty = false;

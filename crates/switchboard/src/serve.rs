@@ -52,6 +52,8 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     options.debounce = settings.debounce;
     options.discover_every = settings.discover_every;
     options.heartbeat = settings.feed_heartbeat;
+    options.backoff_base = settings.backoff_base;
+    options.backoff_cap = settings.backoff_cap;
     let routing = reactor::spawn(store.clone(), options, shutdown.clone());
 
     // The number reactors: the live inbound table and the lifecycle crawler (§6.3).
@@ -65,6 +67,8 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
         numbers::inbound::InboundOptions {
             heartbeat: settings.feed_heartbeat,
             poll_dbs_every: settings.discover_every,
+            backoff_base: settings.backoff_base,
+            backoff_cap: settings.backoff_cap,
         },
     );
     let crawler = numbers::crawler::Crawler::from_store(store.clone())
@@ -87,6 +91,10 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
                 let routing = routing.clone();
                 move || routing.is_caught_up()
             }),
+            feeds: Some(Box::new({
+                let routing = routing.clone();
+                move || routing.feeds()
+            })),
         },
         ReadyCheck {
             name: "accounts",
@@ -94,6 +102,10 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
                 let auth = auth.clone();
                 move || auth.is_caught_up()
             }),
+            feeds: Some(Box::new({
+                let auth = auth.clone();
+                move || auth.board.report()
+            })),
         },
         ReadyCheck {
             name: "numbers_inbound",
@@ -101,6 +113,10 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
                 let inbound = inbound.clone();
                 move || inbound.is_caught_up()
             }),
+            feeds: Some(Box::new({
+                let inbound = inbound.clone();
+                move || inbound.status().feeds
+            })),
         },
         ReadyCheck {
             name: "design_docs",
@@ -108,6 +124,7 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
                 let deployed = deployed.clone();
                 move || deployed.load(Ordering::Acquire)
             }),
+            feeds: None,
         },
     ];
     let state = AppState::new(Inner {

@@ -125,6 +125,8 @@ pub(crate) struct Auth {
     lifetime: Duration,
     caught_up: watch::Sender<bool>,
     version: std::sync::atomic::AtomicU64,
+    /// The accounts follower's health and the account documents it could not decode.
+    pub(crate) board: docstore::FeedBoard,
 }
 
 /// Who a request is from: the token's account.
@@ -145,6 +147,7 @@ impl Auth {
             lifetime,
             caught_up: watch::channel(false).0,
             version: std::sync::atomic::AtomicU64::new(0),
+            board: docstore::FeedBoard::new(),
         }
     }
 
@@ -283,6 +286,7 @@ pub(crate) fn spawn_account_follower(
         options.checkpoint = None;
         options.since = None;
         options.when_db_missing = WhenDbMissing::Wait;
+        options.board = Some(auth.board.clone());
         let mut follower = docstore::follow(store, docstore::naming::accounts_db(), options);
         loop {
             let event = tokio::select! {

@@ -1,5 +1,5 @@
 //! Operations endpoints: `/metrics` (Prometheus text), `/healthz` (ready only when every
-//! reactor has caught up with its feeds), and the middlewares every request passes: request
+//! reactor has caught up with its feeds and none is failing), and the middlewares every request passes: request
 //! id, HTTP metrics, and the trusted-network check in front of the routing endpoints.
 
 use std::net::SocketAddr;
@@ -71,6 +71,18 @@ pub(crate) fn install_metrics() -> Option<PrometheusHandle> {
         "switchboard_feed_errors",
         "1 when a followed database's last read failed"
     );
+    metrics::describe_gauge!(
+        "switchboard_feed_degraded",
+        "1 while a reactor's feeds or reads are failing (reconnecting, silent past 3 heartbeats)"
+    );
+    metrics::describe_gauge!(
+        "switchboard_feed_skipped_rows",
+        "rows a reactor skipped since start because they could not be decoded"
+    );
+    metrics::describe_gauge!(
+        "switchboard_feed_repaired_rows",
+        "rows a reactor decoded after a repair since start (lone surrogates, too-deep values)"
+    );
     metrics::describe_gauge!("switchboard_accounts_known", "accounts in the API's account index");
     metrics::describe_gauge!("switchboard_inbound_numbers", "numbers in the live inbound table");
     metrics::describe_gauge!(
@@ -118,6 +130,18 @@ fn refresh_gauges(state: &AppState) {
         0.0
     });
     metrics::gauge!("switchboard_accounts_known").set(state.auth.account_count() as f64);
+    for check in &state.checks {
+        let Some(feeds) = &check.feeds else { continue };
+        let report = feeds();
+        let labels = [("reactor", check.name.to_string())];
+        metrics::gauge!("switchboard_feed_degraded", &labels).set(if report.degraded() {
+            1.0
+        } else {
+            0.0
+        });
+        metrics::gauge!("switchboard_feed_skipped_rows", &labels).set(report.skipped_rows as f64);
+        metrics::gauge!("switchboard_feed_repaired_rows", &labels).set(report.repaired_rows as f64);
+    }
     if let Some(inbound) = &state.inbound {
         let status = inbound.status();
         metrics::gauge!("switchboard_inbound_numbers").set(status.numbers as f64);
@@ -140,25 +164,58 @@ pub(crate) async fn metrics_endpoint(State(state): State<AppState>) -> Response 
     }
 }
 
-/// `GET /healthz`: 200 `{"status": "ready"}` when every reactor has caught up, else 503 with
-/// the ones still catching up.
+/// `GET /healthz`: 200 `{"status": "ready"}` when every reactor has caught up; 503
+/// `{"status": "degraded", "reason": …, "degraded": [{check, db, reason, since}]}` while a
+/// reactor's feed or read is failing (the store unreachable, a feed reconnecting or silent past
+/// its heartbeats); else 503 `starting`. Documents skipped or repaired because they could not be
+/// decoded do not make the daemon unready: they are listed in `warnings` (and in
+/// `/v2/stepswitch/status`).
 pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     let mut waiting = Vec::new();
     let mut checks = serde_json::Map::new();
+    let mut degraded = Vec::new();
+    let mut warnings = Vec::new();
     for check in &state.checks {
         let ready = (check.ready)();
         checks.insert(check.name.into(), json!(ready));
         if !ready {
             waiting.push(check.name);
         }
+        if let Some(feeds) = &check.feeds {
+            let report = feeds();
+            for trouble in report.trouble {
+                degraded.push(json!({
+                    "check": check.name,
+                    "db": trouble.db,
+                    "reason": trouble.reason,
+                    "since": trouble.since,
+                }));
+            }
+            warnings.extend(report.issues.iter().map(|issue| format!("{}: {issue}", check.name)));
+        }
     }
-    let body = json!({
-        "status": if waiting.is_empty() { "ready" } else { "starting" },
+    let status = match (degraded.is_empty(), waiting.is_empty()) {
+        (false, _) => "degraded",
+        (true, false) => "starting",
+        (true, true) => "ready",
+    };
+    let mut body = json!({
+        "status": status,
         "checks": checks,
         "backend": state.store.backend(),
+        "warnings": warnings,
     });
-    let status = if waiting.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, axum::Json(body)).into_response()
+    if let Some(first) = degraded.first() {
+        body["reason"] = json!(format!(
+            "{} cannot follow {}: {}",
+            first["check"].as_str().unwrap_or_default(),
+            first["db"].as_str().unwrap_or_default(),
+            first["reason"].as_str().unwrap_or_default()
+        ));
+        body["degraded"] = json!(degraded);
+    }
+    let code = if status == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, axum::Json(body)).into_response()
 }
 
 /// Gives every request an id (the client's `X-Request-ID` or a new one) that every reply

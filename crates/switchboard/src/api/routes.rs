@@ -269,8 +269,11 @@ mod tests {
     /// document is not.
     #[tokio::test]
     async fn the_router_serves_exactly_the_documented_operations() {
-        let (state, shutdown) =
-            state_over_memory(vec![ReadyCheck { name: "test", ready: Box::new(|| true) }]);
+        let (state, shutdown) = state_over_memory(vec![ReadyCheck {
+            name: "test",
+            ready: Box::new(|| true),
+            feeds: None,
+        }]);
         let doc = openapi(&table(&state));
         let app = crate::api::router(&state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

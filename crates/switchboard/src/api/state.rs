@@ -17,6 +17,8 @@ pub(crate) struct ReadyCheck {
     pub(crate) name: &'static str,
     /// Whether it has caught up with its feeds.
     pub(crate) ready: Box<dyn Fn() -> bool + Send + Sync>,
+    /// Its feeds' trouble and undecodable documents, for reactors that follow the store.
+    pub(crate) feeds: Option<Box<dyn Fn() -> docstore::BoardReport + Send + Sync>>,
 }
 
 /// The shared state, cheap to clone.

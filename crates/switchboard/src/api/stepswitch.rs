@@ -92,6 +92,17 @@ fn check_boolean(object: &serde_json::Map<String, Value>, key: &str) -> Result<(
     }
 }
 
+/// 503 until the routing tables have been loaded once: an empty table would answer "no route"
+/// for every number.
+fn not_loaded(routing: &Routing) -> Option<Response> {
+    (!routing.is_loaded()).then(|| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the routing tables have not been loaded yet (the store is being read)",
+        )
+    })
+}
+
 /// `POST /v2/stepswitch/route`: the body is an `offnet_req`.
 async fn route(State(routing): State<Routing>, body: Bytes) -> Response {
     let body: Value = match serde_json::from_slice(&body) {
@@ -100,6 +111,9 @@ async fn route(State(routing): State<Routing>, body: Bytes) -> Response {
     };
     if let Err(message) = check_route_body(&body) {
         return bad_request(message);
+    }
+    if let Some(refusal) = not_loaded(&routing) {
+        return refusal;
     }
     let request = RouteRequest::from_offnet_req(&body);
     success(routing.route(&request))
@@ -121,6 +135,9 @@ async fn outbound(State(state): State<AppState>, body: Bytes) -> Response {
         .and_then(|()| body.as_object().map_or(Ok(()), |o| check_boolean(o, "Force-Outbound")));
     if let Err(message) = checked {
         return bad_request(message);
+    }
+    if let Some(refusal) = not_loaded(&state.routing) {
+        return refusal;
     }
     let request = RouteRequest::from_offnet_req(&body);
     let tables = state.routing.tables();
@@ -315,7 +332,9 @@ mod tests {
         let (state, shutdown) = state_over(seeded_store().await, Vec::new(), table);
         let mut generations = state.routing.generations();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while state.routing.route(&RouteRequest::new(UNKNOWN)).endpoints.is_empty() {
+        while state.routing.route(&RouteRequest::new(UNKNOWN)).endpoints.is_empty()
+            || !state.routing.is_loaded()
+        {
             assert!(
                 Instant::now() < deadline,
                 "routing never loaded: {:?}",
@@ -460,6 +479,36 @@ mod tests {
         let (status, _) =
             answer(route(State(state.routing.clone()), Bytes::from(body.to_string())).await).await;
         assert_eq!(status, StatusCode::OK);
+        shutdown.cancel();
+    }
+
+    /// Until the tables have been loaded once, `/route` and `/outbound` answer 503, never an
+    /// empty 200; the status says why. Here nothing listens where the store should be.
+    #[tokio::test]
+    async fn route_is_503_until_the_tables_are_loaded() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let config = docstore::CouchConfig::from_url(&url).unwrap();
+        let store: SharedStore = std::sync::Arc::new(docstore::CouchStore::new(config).unwrap());
+        let (state, shutdown) = state_over(store, Vec::new(), None);
+        let body = Bytes::from(json!({"To-DID": "+14155550123"}).to_string());
+        let (status, reply) = answer(route(State(state.routing.clone()), body.clone()).await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reply}");
+        assert!(reply["data"]["message"].as_str().unwrap().contains("not been loaded"), "{reply}");
+        let (status, _) = answer(outbound(State(state.clone()), body).await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            let status = state.routing.status();
+            if status.degraded {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "never degraded: {status:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(!status.loaded && !status.caught_up, "{status:?}");
+        assert!(status.trouble.iter().all(|t| !t.reason.is_empty() && !t.since.is_empty()));
         shutdown.cancel();
     }
 }
