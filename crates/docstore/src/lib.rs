@@ -26,6 +26,7 @@ mod embedded;
 mod error;
 mod follow;
 pub mod naming;
+mod retry;
 pub mod selector;
 mod store;
 mod types;
@@ -40,6 +41,7 @@ pub use follow::{
     StatusHandle, WhenDbMissing,
 };
 pub use naming::AccountId;
+pub use retry::{cas_backoff, cas_pause, CAS_ATTEMPTS, CAS_BACKOFF_BASE, CAS_BACKOFF_CAP};
 pub use store::{DocStore, FeedStream, SharedStore};
 pub use types::{
     AllDocsPage, AllDocsQuery, AllDocsRow, BulkItem, Change, ChangesPage, ChangesQuery, DbInfo,

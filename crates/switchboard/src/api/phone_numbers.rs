@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use docstore::{AllDocsQuery, DbName};
 use numbers::inbound::InboundTable;
 use numbers::lifecycle::{AccountLookup, Create, Ctx, Move, PublicFields, Update};
@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
 use super::auth::{Auth, Caller};
+use super::docs;
 use super::envelope::{CrossbarBody, Envelope, RequestId};
 use super::error::ApiError;
 use super::schema::Schema;
@@ -56,6 +57,7 @@ fn knm_error(err: numbers::Error) -> ApiError {
             message: "bad_identifier".into(),
             data: json!({"message": "bad identifier", "not_found": "The number could not be found"}),
         },
+        numbers::Error::Conflict { cause, .. } => ApiError::Conflict(cause.clone()),
         numbers::Error::NotInService { number, account }
         | numbers::Error::AccountDisabled { number, account } => {
             let cause = if matches!(err, numbers::Error::NotInService { .. }) {
@@ -121,11 +123,25 @@ async fn run(
     raw: &str,
     op: Operation,
 ) -> Result<Envelope, ApiError> {
+    run_at(state, caller, account, raw, op, None).await
+}
+
+/// [`run`] on the number document's revision `expected_rev` when one is pinned (`If-Match`, the
+/// body's `_rev`): a number that is at another revision is a 409, nothing written.
+async fn run_at(
+    state: &AppState,
+    caller: &Caller,
+    account: &str,
+    raw: &str,
+    op: Operation,
+    expected_rev: Option<String>,
+) -> Result<Envelope, ApiError> {
     let by = auth_by(state, caller, account)?;
     let store = number_store(state).await?;
     let number = normalize(&store, raw)?;
     let name = op.name();
-    let decision = apply(store.clone(), number, op, RunOptions::by(by.clone())).await?;
+    let opts = RunOptions { expected_rev, ..RunOptions::by(by.clone()) };
+    let decision = apply(store.clone(), number, op, opts).await?;
     metrics::counter!("switchboard_number_transitions_total", "op" => name).increment(1);
     let public = store.public_json(&decision.doc, &by);
     Ok(Envelope::ok(public).with_revision(decision.doc.rev.as_deref()))
@@ -246,36 +262,42 @@ pub(crate) async fn create(
     Ok(reply.with_status(StatusCode::CREATED).with_request_id(&rid))
 }
 
-/// `POST /v2/accounts/{A}/phone_numbers/{N}`: `update`, the body replaces the public fields.
+/// `POST /v2/accounts/{A}/phone_numbers/{N}`: `update`, the body replaces the public fields
+/// (on the revision pinned by `If-Match` or the body's `_rev`, if any).
 pub(crate) async fn post(
     State(s): State<AppState>,
     caller: Caller,
     rid: RequestId,
     Path((a, n)): Path<(String, String)>,
+    headers: HeaderMap,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
+    let pinned = docs::pinned_rev(&headers, Some(&body))?;
     Schema::PhoneNumbers.check(&body)?;
     let op = Operation::Update(Update {
         public_fields: Some(PublicFields::Replace(public_fields(body))),
         ..Update::default()
     });
-    Ok(run(&s, &caller, &a, &n, op).await?.with_request_id(&rid))
+    Ok(run_at(&s, &caller, &a, &n, op, pinned).await?.with_request_id(&rid))
 }
 
-/// `PATCH /v2/accounts/{A}/phone_numbers/{N}`: `update`, the body is merged in.
+/// `PATCH /v2/accounts/{A}/phone_numbers/{N}`: `update`, the body is merged in (on the
+/// revision pinned by `If-Match` or the body's `_rev`, if any).
 pub(crate) async fn patch(
     State(s): State<AppState>,
     caller: Caller,
     rid: RequestId,
     Path((a, n)): Path<(String, String)>,
+    headers: HeaderMap,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
+    let pinned = docs::pinned_rev(&headers, Some(&body))?;
     Schema::PhoneNumbers.check(&body)?;
     let op = Operation::Update(Update {
         public_fields: Some(PublicFields::Merge(public_fields(body))),
         ..Update::default()
     });
-    Ok(run(&s, &caller, &a, &n, op).await?.with_request_id(&rid))
+    Ok(run_at(&s, &caller, &a, &n, op, pinned).await?.with_request_id(&rid))
 }
 
 /// `?hard=true`.
@@ -293,14 +315,16 @@ pub(crate) async fn delete(
     rid: RequestId,
     Path((a, n)): Path<(String, String)>,
     Query(q): Query<DeleteQuery>,
+    headers: HeaderMap,
 ) -> Result<Envelope, ApiError> {
+    let pinned = docs::pinned_rev(&headers, None)?;
     let op = if q.hard {
         Auth::require_superduper(&caller)?;
         Operation::Delete
     } else {
         Operation::Release
     };
-    match run(&s, &caller, &a, &n, op).await {
+    match run_at(&s, &caller, &a, &n, op, pinned).await {
         Err(ApiError::Custom { data, .. })
             if data.get("cause").and_then(Value::as_str) == Some("from available to released") =>
         {
@@ -316,8 +340,10 @@ pub(crate) async fn activate(
     caller: Caller,
     rid: RequestId,
     Path((a, n)): Path<(String, String)>,
+    headers: HeaderMap,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
+    let pinned = docs::pinned_rev(&headers, Some(&body))?;
     Schema::PhoneNumbers.check(&body)?;
     let fields = public_fields(body);
     let op = Operation::Move(Move {
@@ -325,7 +351,7 @@ pub(crate) async fn activate(
         public_fields: (!fields.is_empty()).then_some(PublicFields::Merge(fields)),
         ..Move::default()
     });
-    Ok(run(&s, &caller, &a, &n, op).await?.with_request_id(&rid))
+    Ok(run_at(&s, &caller, &a, &n, op, pinned).await?.with_request_id(&rid))
 }
 
 /// `PUT /v2/accounts/{A}/phone_numbers/{N}/reserve`: `reserve` for A.
