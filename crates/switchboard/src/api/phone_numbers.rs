@@ -367,7 +367,10 @@ pub(crate) async fn reserve(
 
 /// `GET /v2/accounts/{A}/phone_numbers/{N}/identify`: `{account_id, number}` of the owner, from
 /// the live inbound table once it has caught up; a number it does not have is looked up in the
-/// store (its document, then the open port requests).
+/// store (its document, then the open port requests). A number owned outside the caller's
+/// account tree is answered exactly like a number that does not exist (404): unlike Kazoo, the
+/// owner of someone else's number is never revealed, not even by a `not_in_service` or
+/// `account_disabled` error.
 pub(crate) async fn identify(
     State(s): State<AppState>,
     caller: Caller,
@@ -386,8 +389,18 @@ pub(crate) async fn identify(
             store.lookup_account(&number).await
         }
         Some(found) => found,
-    }
-    .map_err(knm_error)?;
+    };
+    let may_see = |owner: &str| caller.superduper || s.auth.authorize(&caller, owner).is_ok();
+    let hidden = || knm_error(numbers::Error::NotFound { number: number.as_str().to_owned() });
+    let found = match found {
+        Ok(found) if may_see(found.account_id.as_str()) => found,
+        Ok(_) => return Err(hidden()),
+        Err(
+            numbers::Error::NotInService { account, .. }
+            | numbers::Error::AccountDisabled { account, .. },
+        ) if !may_see(&account) => return Err(hidden()),
+        Err(err) => return Err(knm_error(err)),
+    };
     Ok(Envelope::ok(
         json!({"account_id": found.account_id.as_str(), "number": found.number.as_str()}),
     )
@@ -749,6 +762,7 @@ mod tests {
 
     const OWNER: &str = "acc00000000000000000000000000a01";
     const DISABLED: &str = "acc00000000000000000000000000d01";
+    const FOREIGN: &str = "acc00000000000000000000000000f01";
 
     fn number_doc(number: &str, owner: &str) -> Value {
         json!({"_id": number, "pvt_type": "number", "pvt_state": "in_service",
@@ -768,16 +782,24 @@ mod tests {
 
     /// §5.10 through `/identify`: the inbound table answers for the numbers it has (with the
     /// store layer's current accounts); the store for the others, port requests included
-    /// (vector L7); the exact 404 and 400 shapes either way.
+    /// (vector L7); the exact 404 and 400 shapes either way. A number owned outside the
+    /// caller's tree is the 404 of an unknown number, in service or not.
     #[tokio::test]
     async fn identify_answers_from_the_table_and_falls_back_to_the_store() {
         let (in_table, in_store, in_port, of_disabled, unknown) =
             ("+14155550201", "+14155550202", "+14155550203", "+14155550204", "+14155550299");
+        let (of_foreign, of_foreign_released) = ("+14155550205", "+14155550206");
         let store = memory_store();
         store.ensure_db(&accounts_db()).await.unwrap();
-        let accounts = [(OWNER, true), (DISABLED, false)].map(|(id, enabled)| {
-            json!({"_id": id, "pvt_type": "account", "name": id, "pvt_tree": [],
-                   "pvt_enabled": enabled})
+        // DISABLED is a sub-account of OWNER (the caller); FOREIGN is another tree.
+        let accounts = [
+            (OWNER, true, json!([])),
+            (DISABLED, false, json!([OWNER])),
+            (FOREIGN, true, json!([])),
+        ]
+        .map(|(id, enabled, tree)| {
+            json!({"_id": id, "pvt_type": "account", "name": id, "pvt_tree": tree,
+                       "pvt_enabled": enabled})
         });
         for doc in &accounts {
             store.put(&accounts_db(), doc.clone()).await.unwrap();
@@ -794,7 +816,16 @@ mod tests {
         store.put(&ports, port).await.unwrap();
         // The table's own accounts are empty: a disabled owner is known from the store layer.
         let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
-        table.apply_docs(&[number_doc(in_table, OWNER), number_doc(of_disabled, DISABLED)]);
+        table.apply_docs(&[
+            number_doc(in_table, OWNER),
+            number_doc(of_disabled, DISABLED),
+            number_doc(of_foreign, FOREIGN),
+        ]);
+        let db = numbers_db(of_foreign_released).unwrap();
+        store.ensure_db(&db).await.unwrap();
+        let mut foreign_released = number_doc(of_foreign_released, FOREIGN);
+        foreign_released["pvt_state"] = json!("released");
+        store.put(&db, foreign_released).await.unwrap();
         let (state, shutdown) = state_over(store, Vec::new(), Some(table));
         for doc in &accounts {
             state.auth.apply(doc["_id"].as_str().unwrap(), Some(doc));
@@ -818,6 +849,13 @@ mod tests {
             body["data"],
             json!({"cause": "account_disabled", "account_id": DISABLED, "number": of_disabled})
         );
+        let (_, not_found) = identify_json(&state, unknown).await;
+        for number in [of_foreign, of_foreign_released] {
+            let (status, body) = identify_json(&state, number).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{number}: {body}");
+            assert_eq!(body["data"], not_found["data"], "{number}: {body}");
+            assert!(!body.to_string().contains(FOREIGN), "{body}");
+        }
         shutdown.cancel();
     }
 }
