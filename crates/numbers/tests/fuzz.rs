@@ -81,10 +81,10 @@ fn deep(n: usize, objects: bool) -> Value {
 /// array.
 fn field(plausible: BoxedStrategy<Value>) -> impl Strategy<Value = Value> {
     prop_oneof![
-        6 => plausible,
-        3 => json_value(3),
-        1 => (0usize..300, any::<bool>()).prop_map(|(n, o)| deep(n, o)),
-        1 => (0usize..3000).prop_map(|n| Value::Array((0..n).map(|i| json!(format!("f{i}"))).collect())),
+        12 => plausible,
+        4 => json_value(2),
+        1 => (0usize..200, any::<bool>()).prop_map(|(n, o)| deep(n, o)),
+        1 => (0usize..1000).prop_map(|n| Value::Array((0..n).map(|i| json!(format!("f{i}"))).collect())),
     ]
 }
 
@@ -402,55 +402,11 @@ proptest! {
         let _ = AuthBy::parse(&raw);
     }
 
-    /// The transition decision and `lookup_account` over hostile documents, accounts, configs
-    /// and operations: a decision or a §9 error, never a panic.
-    #[test]
-    fn fuzz_transitions_decide_or_refuse(
-        doc in number_doc(),
-        accounts in prop::collection::vec(account_doc(), 0..4),
-        config in prop::option::of(prop_oneof![json_value(3), number_manager_config()]),
-        op in operation(),
-        by in auth_by(),
-        number in odd_number(),
-        dry_run in any::<bool>(),
-        mdn_run in any::<bool>(),
-    ) {
-        let config = match config.as_ref().map(Config::from_system_config) {
-            None => Config::kazoo_defaults(),
-            Some(Ok(config)) => config,
-            Some(Err(err)) => {
-                assert_renders(&err);
-                Config::kazoo_defaults()
-            }
-        };
-        let accounts = accounts_of(&accounts);
-        let current = check_number_doc(&doc);
-        let number = current
-            .as_ref()
-            .map(|d| d.id.clone())
-            .or_else(|| E164::new(number.clone()).ok())
-            .unwrap_or_else(|| E164::new("+14155550100").unwrap());
-        let ctx = Ctx { config: &config, accounts: &accounts, auth_by: by.as_ref(), dry_run, mdn_run, now: NOW };
-        for current in [current.as_ref(), None] {
-            match transition(&number, current, &op, &ctx) {
-                Ok(decision) => {
-                    let _ = decision.doc.to_json();
-                    let _ = decision.is_noop();
-                }
-                Err(err) => assert_renders(&err),
-            }
-            let owner = numbers::AccountId::parse("0123456789abcdef0123456789abcdef").ok();
-            match lookup_account(&number, current, owner.as_ref(), true, &ctx) {
-                Ok(found) => prop_assert_eq!(found.number.as_str(), number.as_str()),
-                Err(err) => assert_renders(&err),
-            }
-        }
-    }
-
     /// E.164 parsing and Kazoo's converters and classifiers over odd input.
     #[test]
     fn fuzz_numbers_parse_normalize_and_classify(raw in odd_number()) {
-        let converters = Converters::kazoo_defaults();
+        static CONVERTERS: std::sync::OnceLock<Converters> = std::sync::OnceLock::new();
+        let converters = CONVERTERS.get_or_init(Converters::kazoo_defaults);
         if let Ok(n) = E164::new(raw.clone()) {
             prop_assert!(n.as_str().starts_with('+'));
             prop_assert!(n.digits().bytes().all(|b| b.is_ascii_digit()));
@@ -485,6 +441,63 @@ proptest! {
                 let _ = AccountInfo::from_json(&value);
             }
             Err(err) => prop_assert!(!err.to_string().is_empty()),
+        }
+    }
+}
+
+proptest! {
+    // Each case decides every operation twice (with and without the document) over freshly
+    // generated accounts and configuration: fewer cases, the same long-run knob.
+    #![proptest_config(fuzz_config(300))]
+
+    /// The transition decision and `lookup_account` over hostile documents, accounts, configs
+    /// and operations: a decision or a §9 error, never a panic.
+    #[test]
+    fn fuzz_transitions_decide_or_refuse(
+        doc in number_doc(),
+        accounts in prop::collection::vec(account_doc(), 0..4),
+        config in prop::option::of(prop_oneof![json_value(3), number_manager_config()]),
+        op in operation(),
+        by in auth_by(),
+        number in odd_number(),
+        dry_run in any::<bool>(),
+        mdn_run in any::<bool>(),
+    ) {
+        static DEFAULTS: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+        let defaults = DEFAULTS.get_or_init(Config::kazoo_defaults);
+        let parsed;
+        let config = match config.as_ref().map(Config::from_system_config) {
+            None => defaults,
+            Some(Ok(config)) => {
+                parsed = config;
+                &parsed
+            }
+            Some(Err(err)) => {
+                assert_renders(&err);
+                defaults
+            }
+        };
+        let accounts = accounts_of(&accounts);
+        let current = check_number_doc(&doc);
+        let number = current
+            .as_ref()
+            .map(|d| d.id.clone())
+            .or_else(|| E164::new(number.clone()).ok())
+            .unwrap_or_else(|| E164::new("+14155550100").unwrap());
+        let ctx = Ctx { config, accounts: &accounts, auth_by: by.as_ref(), dry_run, mdn_run, now: NOW };
+        for current in [current.as_ref(), None] {
+            match transition(&number, current, &op, &ctx) {
+                Ok(decision) => {
+                    let _ = decision.doc.to_json();
+                    let _ = decision.is_noop();
+                }
+                Err(err) => assert_renders(&err),
+            }
+            let owner = numbers::AccountId::parse("0123456789abcdef0123456789abcdef").ok();
+            match lookup_account(&number, current, owner.as_ref(), true, &ctx) {
+                Ok(found) => prop_assert_eq!(found.number.as_str(), number.as_str()),
+                Err(err) => assert_renders(&err),
+            }
         }
     }
 }
