@@ -29,7 +29,9 @@ const READ_BOUND: Duration = Duration::from_secs(30);
 
 struct World {
     couch: String,
-    daemon: Daemon,
+    /// Kept for the life of the test process (the daemon dies with it).
+    _daemon: std::sync::Mutex<Daemon>,
+    base: String,
     root_key: String,
     root_id: String,
 }
@@ -110,16 +112,17 @@ fn world() -> &'static World {
             ],
             &[],
         );
-        World { couch, daemon, root_key, root_id }
+        let base = daemon.base().to_owned();
+        World { couch, _daemon: std::sync::Mutex::new(daemon), base, root_key, root_id }
     })
 }
 
 fn url(path: &str) -> String {
-    format!("{}{path}", world().daemon.base())
+    format!("{}{path}", world().base)
 }
 
 fn addr() -> String {
-    world().daemon.base().trim_start_matches("http://").to_owned()
+    world().base.trim_start_matches("http://").to_owned()
 }
 
 async fn call(
@@ -129,9 +132,13 @@ async fn call(
     body: Option<Value>,
     headers: &[(&str, reqwest::header::HeaderValue)],
 ) -> (StatusCode, Value) {
-    // A client per call: the daemon closes idle connections after 2 s, and a pooled one could
-    // be reused just as it closes.
-    let mut req = Client::new().request(method, url);
+    // One client, never reusing a connection: the daemon closes idle connections after 2 s,
+    // and a pooled one could be reused just as it closes.
+    static CLIENT: OnceLock<Client> = OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        Client::builder().pool_max_idle_per_host(0).build().expect("an HTTP client")
+    });
+    let mut req = client.request(method, url);
     if let Some(token) = token {
         req = req.header("X-Auth-Token", token);
     }
@@ -282,6 +289,7 @@ async fn concurrent_patches_of_one_number_are_stored_or_409() {
         }
     }
     assert!(!stored.is_empty(), "no PATCH succeeded");
+    println!("{} of 50 concurrent PATCHes stored, the others answered 409", stored.len());
     let (status, body) = call(Method::GET, &one, Some(&token), None, &[]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     for i in stored {

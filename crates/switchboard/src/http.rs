@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -135,18 +135,24 @@ async fn accept_failed(err: &io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-/// The reply of a connection over `api.max_connections`.
+/// The reply of a connection over `api.max_connections` (counted by
+/// `switchboard_http_connections_refused_total`, not logged: a flood must not flood the log).
 fn too_many_connections() -> Response {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let mut response = ApiError::Custom {
+    let (status, message, data) = ApiError::Custom {
         status: StatusCode::SERVICE_UNAVAILABLE,
         message: "too_many_connections".into(),
         data: json!({"message": "the server is serving as many connections as it may (api.max_connections); retry"}),
     }
-    .into_response_with_id(&id);
+    .parts();
+    let mut response =
+        (status, axum::Json(error_body(status, &message, data, &id))).into_response();
     let headers = response.headers_mut();
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        headers.insert(crate::api::envelope::REQUEST_ID_HEADER, value);
+    }
     response
 }
 
