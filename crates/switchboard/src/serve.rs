@@ -142,7 +142,7 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
         }
         stopping_signal.cancel();
     });
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(server);
     // In-flight requests get a grace period once the signal came; then the server is dropped.
     let result = tokio::select! {
         result = server => result.context("the HTTP server task failed")?.context("the HTTP server failed"),
