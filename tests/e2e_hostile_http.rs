@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
+use testkit::kazoo::make_account;
 use testkit::{CouchServer, Daemon};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -48,33 +49,6 @@ fn hex_id() -> String {
     }
     out.truncate(32);
     out
-}
-
-fn enc(db: &str) -> String {
-    db.replace('/', "%2F").replace('+', "%2B")
-}
-
-fn account_db(id: &str) -> String {
-    format!("account/{}/{}/{}", &id[..2], &id[2..4], &id[4..])
-}
-
-fn couch(method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
-    let text = body.map(|b| b.to_string());
-    let (status, body) =
-        testkit::http_request(method, url, text.as_deref()).expect("couch request");
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
-fn make_account(couch_url: &str, id: &str, key: &str, tree: &[&str], superduper: bool) {
-    let doc = json!({
-        "_id": id, "name": format!("test {id}"), "pvt_type": "account", "pvt_api_key": key,
-        "pvt_tree": tree, "pvt_superduper_admin": superduper, "pvt_enabled": true,
-        "pvt_account_id": id, "pvt_account_db": enc(&account_db(id)),
-    });
-    let _ = couch("PUT", &format!("{couch_url}/accounts"), None);
-    let (status, body) = couch("PUT", &format!("{couch_url}/accounts/{id}"), Some(&doc));
-    assert!(status == 201 || status == 202, "PUT accounts/{id}: {status} {body}");
-    let _ = couch("PUT", &format!("{couch_url}/{}", enc(&account_db(id))), None);
 }
 
 fn couch_url() -> String {
