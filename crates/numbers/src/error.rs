@@ -331,6 +331,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A lost compare-and-swap race (or a stale pinned revision) is a 409 `datastore_conflict`,
+    /// the client's to retry, never a 500.
+    #[test]
+    fn a_conflict_is_a_409_datastore_conflict() {
+        let err = Error::Conflict { id: "+15551233322".into(), cause: "kept changing".into() };
+        assert_eq!(err.code(), 409);
+        assert_eq!(
+            err.to_json(),
+            json!({"code": 409, "error": "datastore_conflict", "cause": "kept changing", "message": "conflicting documents"})
+        );
+    }
+
     /// §9.1: every row of the table, shape and key order.
     #[test]
     fn s9_1_error_json_table() {

@@ -40,6 +40,13 @@ use crate::api::error::ApiError;
 /// connection is closed without a reply.
 const REFUSALS_AT_ONCE: usize = 64;
 
+/// Lingering close: after its last reply the server stops sending, then reads and discards what
+/// the client still sends (a body it did not read, after a 413 say) for at most this long...
+const LINGER_FOR: Duration = Duration::from_secs(1);
+/// ...and at most this much, so that closing does not reset the connection before the client
+/// has read the reply.
+const LINGER_BYTES: usize = 1024 * 1024;
+
 /// The connection limits of [`serve`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnLimits {
@@ -162,16 +169,23 @@ fn too_many_connections() -> Response {
 /// status line and `content-length: 0`, then closes. Every reply the API makes for a client
 /// error carries a JSON body, so a 4xx head with `content-length: 0` is one of hyper's: it is
 /// rewritten into the same head with the error body. It reports no vectored writes, so hyper
-/// hands it each reply head in one buffer.
+/// hands it each reply head in one buffer. Its shutdown is a lingering close ([`LINGER_FOR`]).
 pub(crate) struct JsonErrorReplies<T> {
     inner: T,
     pending: Vec<u8>,
     written: usize,
+    linger: Option<Linger>,
+}
+
+/// The state of a lingering close: the write side is shut, input is being discarded.
+struct Linger {
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    left: usize,
 }
 
 impl<T> JsonErrorReplies<T> {
     pub(crate) fn new(inner: T) -> Self {
-        JsonErrorReplies { inner, pending: Vec::new(), written: 0 }
+        JsonErrorReplies { inner, pending: Vec::new(), written: 0, linger: None }
     }
 }
 
@@ -202,7 +216,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for JsonErrorReplies<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for JsonErrorReplies<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for JsonErrorReplies<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -229,8 +243,29 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for JsonErrorReplies<T> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.drain(cx))?;
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        if this.linger.is_none() {
+            ready!(this.drain(cx))?;
+            ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            this.linger = Some(Linger {
+                deadline: Box::pin(tokio::time::sleep(LINGER_FOR)),
+                left: LINGER_BYTES,
+            });
+        }
+        let Some(linger) = this.linger.as_mut() else { return Poll::Ready(Ok(())) };
+        let mut scratch = [0u8; 8192];
+        loop {
+            if linger.left == 0 || linger.deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => linger.left = linger.left.saturating_sub(buf.filled().len()),
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -261,15 +296,19 @@ fn rewrite_error_reply(buf: &[u8]) -> Option<Vec<u8>> {
             ApiError::UriTooLong("the request line is longer than the server reads".into())
         }
         StatusCode::BAD_REQUEST => ApiError::BadRequest("the request is not valid HTTP/1.1".into()),
-        other => ApiError::Custom {
-            status: other,
-            message: other
-                .canonical_reason()
-                .unwrap_or("client error")
-                .to_lowercase()
-                .replace(' ', "_"),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ApiError::Custom {
+            status,
+            message: "request_header_fields_too_large".into(),
             data: json!({"message": "the request's headers are larger than the server reads"}),
         },
+        other => {
+            let reason = other.canonical_reason().unwrap_or("client error").to_lowercase();
+            ApiError::Custom {
+                status: other,
+                message: reason.replace(' ', "_"),
+                data: json!({ "message": reason }),
+            }
+        }
     };
     let (status, message, data) = error.parts();
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -353,6 +392,19 @@ mod tests {
         assert_eq!(body["message"], "bad_request");
         let good = exchange(b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
         assert!(good.starts_with("HTTP/1.1 200") && good.ends_with("fine"), "{good}");
+        // A reply that leaves a large body unread (the route takes none), then a close: the
+        // client that sends its whole body first still reads the whole reply.
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        let body = vec![b'x'; 512 * 1024];
+        let head = format!(
+            "POST /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let _ = conn.write_all(&body).await;
+        let mut reply = Vec::new();
+        conn.read_to_end(&mut reply).await.unwrap();
+        assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 405"), "{reply:?}");
         stop.cancel();
         server.await.unwrap().unwrap();
     }
