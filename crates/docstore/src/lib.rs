@@ -32,6 +32,7 @@ mod error;
 mod follow;
 mod health;
 pub mod naming;
+mod retry;
 pub mod selector;
 mod store;
 mod types;
@@ -47,6 +48,7 @@ pub use follow::{
 };
 pub use health::{BoardReport, FeedBoard, Trouble, MAX_ISSUES};
 pub use naming::AccountId;
+pub use retry::{cas_backoff, cas_pause, CAS_ATTEMPTS, CAS_BACKOFF_BASE, CAS_BACKOFF_CAP};
 pub use store::{DocStore, FeedStream, SharedStore};
 pub use types::{
     AllDocsPage, AllDocsQuery, AllDocsRow, BulkItem, Change, ChangesPage, ChangesQuery, DbInfo,

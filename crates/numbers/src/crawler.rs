@@ -230,6 +230,7 @@ impl Crawler {
                     return Ok(());
                 }
                 Err(docstore::Error::Conflict { .. } | docstore::Error::DocNotFound { .. }) => {
+                    docstore::cas_pause(attempt + 1).await;
                     match self.store.get(db, &id).await {
                         Ok(Some(v)) => raw = v,
                         Ok(None) | Err(docstore::Error::DbNotFound { .. }) => {

@@ -156,6 +156,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A compare-and-swap write lost its `_rev` race on every attempt, or the revision the caller
+    /// pinned is not the stored one: 409, Crossbar's `datastore_conflict` (the client may retry).
+    #[error("conflict on {id}: {cause}")]
+    Conflict {
+        /// The contended document (a number, or a pool or account-copy document id).
+        id: String,
+        /// What happened.
+        cause: String,
+    },
     /// The document store failed (§9 `database_error`, 500).
     #[error(transparent)]
     Store(#[from] docstore::Error),
@@ -181,7 +190,7 @@ impl Error {
             | Error::NotInService { .. }
             | Error::AccountDisabled { .. }
             | Error::InvalidAccountId { .. } => 400,
-            Error::NumberExists { .. } => 409,
+            Error::NumberExists { .. } | Error::Conflict { .. } => 409,
             Error::NotFound { .. } | Error::NotReconcilable { .. } => 404,
             Error::Unauthorized { .. } => 403,
             Error::ServiceRestriction { .. } | Error::NotEnoughCredit { .. } => 402,
@@ -290,6 +299,9 @@ impl Error {
             Error::Config { key, reason } => {
                 ("unspecified_fault", "config_error".to_owned(), Some(format!("{key}: {reason}")))
             }
+            Error::Conflict { cause, .. } => {
+                ("datastore_conflict", "conflicting documents".to_owned(), Some(cause.clone()))
+            }
             Error::Store(e) => {
                 ("unspecified_fault", "database_error".to_owned(), Some(e.to_string()))
             }
@@ -318,6 +330,18 @@ impl Error {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A lost compare-and-swap race (or a stale pinned revision) is a 409 `datastore_conflict`,
+    /// the client's to retry, never a 500.
+    #[test]
+    fn a_conflict_is_a_409_datastore_conflict() {
+        let err = Error::Conflict { id: "+15551233322".into(), cause: "kept changing".into() };
+        assert_eq!(err.code(), 409);
+        assert_eq!(
+            err.to_json(),
+            json!({"code": 409, "error": "datastore_conflict", "cause": "kept changing", "message": "conflicting documents"})
+        );
+    }
 
     /// §9.1: every row of the table, shape and key order.
     #[test]

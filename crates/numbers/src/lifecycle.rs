@@ -47,8 +47,9 @@ use crate::error::Error;
 use crate::providers::{self, FeatureCtx, ProviderCall};
 
 /// How many times the store layer decides and writes before giving up on a contended number
-/// (each conflict on the number-database write re-reads and re-decides).
-pub const MAX_ATTEMPTS: u32 = 5;
+/// (each conflict on the number-database write re-reads and re-decides, after the jittered
+/// pause of [`docstore::cas_pause`]); the store's compare-and-swap budget.
+pub const MAX_ATTEMPTS: u32 = docstore::CAS_ATTEMPTS;
 
 /// Public fields given with an operation: replace them all (crossbar POST/PUT) or merge (PATCH).
 #[derive(Debug, Clone, PartialEq)]

@@ -7,9 +7,12 @@
 //! decides, calls the carrier, and writes the number database first: that write is the
 //! linearization point. A 409 there means someone else changed the number since it was read: the
 //! store re-reads, decides again against the new state (which may now refuse, cleanly, with the
-//! §9 error) and retries, at most [`MAX_ATTEMPTS`] times; then it gives up with a 500
-//! `unspecified_fault` `database_error` naming the contention. A carrier acquisition made by an
-//! attempt that then lost the race is reused by the next attempt, never bought twice.
+//! §9 error) and retries after a jittered pause ([`docstore::cas_pause`]), at most
+//! [`MAX_ATTEMPTS`] times; then it gives up with [`Error::Conflict`] (409 `datastore_conflict`,
+//! nothing written by the last attempt) naming the contention. A revision the caller pinned
+//! ([`RunOptions::expected_rev`]) that is not the stored one is the same 409, at any attempt.
+//! A carrier acquisition made by an attempt that then lost the race is reused by the next
+//! attempt, never bought twice.
 //!
 //! The account-database copies (§7.3) follow the number write. Two writers that both succeeded on
 //! the number database one after the other may write their copies in the other order, so after
@@ -75,11 +78,21 @@ pub struct RunOptions {
     pub mdn_run: bool,
     /// The time of the operation in Gregorian seconds; `None`: the clock.
     pub now: Option<i64>,
+    /// The number document's `_rev` the caller based its request on (`If-Match`, a body's
+    /// `_rev`): when set, the operation is performed only on that revision, else it fails with
+    /// [`Error::Conflict`] (also when a concurrent write moved the number on between attempts).
+    pub expected_rev: Option<String>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { auth_by: AuthBy::System, dry_run: false, mdn_run: false, now: None }
+        RunOptions {
+            auth_by: AuthBy::System,
+            dry_run: false,
+            mdn_run: false,
+            now: None,
+            expected_rev: None,
+        }
     }
 }
 
@@ -248,8 +261,9 @@ impl NumberStore {
     /// decision as performed (its `doc` carries the new `_rev`).
     ///
     /// # Errors
-    /// The §9 error of the decision, a carrier refusal, a storage failure, or `database_error`
-    /// (cause naming the contention) after [`MAX_ATTEMPTS`] lost races.
+    /// The §9 error of the decision, a carrier refusal, a storage failure, or
+    /// [`Error::Conflict`] after [`MAX_ATTEMPTS`] lost races or on a stale
+    /// [`RunOptions::expected_rev`].
     pub async fn apply(
         &self,
         number: &E164,
@@ -259,8 +273,21 @@ impl NumberStore {
         let mut acquired: Option<(String, NumberDoc)> = None;
         let mut disconnected: Option<String> = None;
         let mut provided: Vec<(ProviderCall, NumberDoc)> = Vec::new();
-        for _attempt in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            docstore::cas_pause(attempt).await;
             let current = self.load(number).await?;
+            if let Some(expected) = &opts.expected_rev {
+                let stored = current.as_ref().and_then(|d| d.rev.as_deref());
+                if stored != Some(expected.as_str()) {
+                    return Err(Error::Conflict {
+                        id: number.as_str().to_owned(),
+                        cause: format!(
+                            "the number is at revision {}, the request was made against {expected}",
+                            stored.unwrap_or("(none)")
+                        ),
+                    });
+                }
+            }
             // The context borrows `dyn Accounts` (not `Sync`): keep it out of the awaits.
             let mut decision = {
                 let ctx = Ctx {
@@ -286,13 +313,13 @@ impl NumberStore {
                 }
             }
         }
-        Err(Error::Unspecified {
-            reason: "database_error".into(),
-            cause: Some(format!(
+        Err(Error::Conflict {
+            id: number.as_str().to_owned(),
+            cause: format!(
                 "{number} kept changing under {} attempts of {}; nothing was written by the last",
                 MAX_ATTEMPTS,
                 op.name()
-            )),
+            ),
         })
     }
 
@@ -537,7 +564,8 @@ impl NumberStore {
         ignore_missing_db: bool,
     ) -> Result<(), Error> {
         let db = db_name(db)?;
-        for _ in 0..MAX_ATTEMPTS * 2 {
+        for attempt in 0..MAX_ATTEMPTS * 2 {
+            docstore::cas_pause(attempt).await;
             let existing = match self.store.get(&db, id).await {
                 Ok(e) => e,
                 Err(docstore::Error::DbNotFound { .. }) => {
@@ -578,9 +606,9 @@ impl NumberStore {
                 }
             }
         }
-        Err(Error::Unspecified {
-            reason: "database_error".into(),
-            cause: Some(format!("the copy of {id} in {db} kept changing")),
+        Err(Error::Conflict {
+            id: id.to_owned(),
+            cause: format!("the copy of {id} in {db} kept changing"),
         })
     }
 
@@ -1115,7 +1143,8 @@ impl NumberIndex for StoreIndex {
         fields: Map<String, Value>,
     ) -> Result<(), Error> {
         let db = db_name(pool.db())?;
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            docstore::cas_pause(attempt).await;
             let current = match self.store.get(&db, number.as_str()).await {
                 Ok(c) => c,
                 Err(e) => return Err(db_error(&e)),
@@ -1135,9 +1164,9 @@ impl NumberIndex for StoreIndex {
                 Err(e) => return Err(db_error(&e)),
             }
         }
-        Err(Error::Unspecified {
-            reason: "database_error".into(),
-            cause: Some(format!("pool document {number} kept changing")),
+        Err(Error::Conflict {
+            id: number.as_str().to_owned(),
+            cause: format!("pool document {number} kept changing"),
         })
     }
 }

@@ -35,6 +35,13 @@ pub(crate) const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub(crate) const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
 /// Default database discovery poll of the routing reactor.
 pub(crate) const DEFAULT_DISCOVER_EVERY: Duration = Duration::from_secs(5);
+/// Default time a connection may take to send a request's headers (also its keep-alive idle
+/// time: the clock starts when the server waits for the next request).
+pub(crate) const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a request's body may take to arrive, once its headers did.
+pub(crate) const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default most connections served at once; more are answered 503 and closed.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default grace period for in-flight requests on shutdown.
 pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -66,6 +73,18 @@ pub(crate) struct ServeArgs {
     /// Largest accepted request body, in bytes or with a KiB/MiB suffix [default: 1MiB].
     #[arg(long, env = "SWITCHBOARD_MAX_BODY_SIZE", value_parser = parse_size)]
     pub(crate) max_body_size: Option<usize>,
+    /// Time a connection may take to send a request's headers; also how long an idle keep-alive
+    /// connection is kept [default: 10s].
+    #[arg(long, env = "SWITCHBOARD_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
+    pub(crate) header_read_timeout: Option<Duration>,
+    /// Time a request's body may take to arrive once its headers did; slower is a 408
+    /// [default: 30s].
+    #[arg(long, env = "SWITCHBOARD_BODY_READ_TIMEOUT", value_parser = parse_duration)]
+    pub(crate) body_read_timeout: Option<Duration>,
+    /// Most connections served at once; a connection beyond them is answered 503 and closed
+    /// [default: 1024].
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS")]
+    pub(crate) max_connections: Option<usize>,
     /// How long the first change of a burst waits for more before its route table is rebuilt
     /// [default: 50ms].
     #[arg(long, env = "SWITCHBOARD_DEBOUNCE", value_parser = parse_duration)]
@@ -117,6 +136,9 @@ struct FileApi {
     trusted_networks: Option<Vec<String>>,
     token_lifetime: Option<DurationValue>,
     max_body_size: Option<SizeValue>,
+    header_read_timeout: Option<DurationValue>,
+    body_read_timeout: Option<DurationValue>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,6 +229,12 @@ pub(crate) struct Settings {
     pub(crate) log_level: String,
     /// Largest accepted request body in bytes.
     pub(crate) max_body_size: usize,
+    /// Time a connection may take to send a request's headers (and may stay idle).
+    pub(crate) header_read_timeout: Duration,
+    /// Time a request body may take to arrive.
+    pub(crate) body_read_timeout: Duration,
+    /// Most connections served at once.
+    pub(crate) max_connections: usize,
     /// Routing reactor debounce.
     pub(crate) debounce: Duration,
     /// Routing reactor database discovery poll.
@@ -316,6 +344,20 @@ impl Settings {
             (None, Some(v)) => v.get("api.max_body_size")?,
             (None, None) => DEFAULT_MAX_BODY,
         };
+        let header_read_timeout = duration(
+            args.header_read_timeout,
+            &file.api.header_read_timeout,
+            "api.header_read_timeout",
+            DEFAULT_HEADER_READ_TIMEOUT,
+        )?;
+        let body_read_timeout = duration(
+            args.body_read_timeout,
+            &file.api.body_read_timeout,
+            "api.body_read_timeout",
+            DEFAULT_BODY_READ_TIMEOUT,
+        )?;
+        let max_connections =
+            args.max_connections.or(file.api.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS);
         let log_level = global
             .log_level
             .clone()
@@ -336,6 +378,12 @@ impl Settings {
         if max_body_size == 0 {
             bail!("max_body_size must be at least 1 byte");
         }
+        if header_read_timeout.is_zero() || body_read_timeout.is_zero() {
+            bail!("api.header_read_timeout and api.body_read_timeout must be longer than 0 s");
+        }
+        if max_connections == 0 {
+            bail!("api.max_connections must be at least 1");
+        }
         Ok(Settings {
             store,
             listen,
@@ -346,6 +394,9 @@ impl Settings {
             backoff_cap,
             log_level,
             max_body_size,
+            header_read_timeout,
+            body_read_timeout,
+            max_connections,
             debounce: args.debounce.unwrap_or(DEFAULT_DEBOUNCE),
             discover_every: args.discover_every.unwrap_or(DEFAULT_DISCOVER_EVERY),
             seed_demo: !args.no_demo,
@@ -443,6 +494,9 @@ mod tests {
         assert_eq!(s.backoff_base, Duration::from_millis(100));
         assert_eq!(s.backoff_cap, Duration::from_secs(60));
         assert_eq!(s.max_body_size, 1024 * 1024);
+        assert_eq!(s.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(s.max_connections, 1024);
         assert_eq!(s.log_level, "info");
         assert!(matches!(s.store, StoreSettings::Embedded { .. }));
         assert!(s.is_trusted("127.0.0.1".parse().unwrap()));
@@ -466,6 +520,9 @@ mod tests {
             trusted_networks = ["10.0.0.0/8", "192.0.2.7"]
             token_lifetime = "2h"
             max_body_size = "64KiB"
+            header_read_timeout = "2s"
+            body_read_timeout = 7
+            max_connections = 16
             [feed]
             heartbeat = 5
             backoff_base = "50ms"
@@ -489,6 +546,9 @@ mod tests {
         assert!(!s.is_trusted("127.0.0.1".parse().unwrap()));
         assert_eq!(s.token_lifetime, Duration::from_secs(7200));
         assert_eq!(s.max_body_size, 64 * 1024);
+        assert_eq!(s.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(s.body_read_timeout, Duration::from_secs(7));
+        assert_eq!(s.max_connections, 16);
         assert_eq!(s.feed_heartbeat, Duration::from_secs(5));
         assert_eq!(s.backoff_base, Duration::from_millis(50));
         assert_eq!(s.backoff_cap, Duration::from_secs(10));

@@ -148,15 +148,18 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     let stop = shutdown.clone();
     let stopping = CancellationToken::new();
     let stopping_signal = stopping.clone();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = termination.wait() => {}
-                _ = stop.cancelled() => {}
-            }
-            stopping_signal.cancel();
-        });
-    let server = tokio::spawn(async move { server.await });
+    let limits = crate::http::ConnLimits {
+        header_read_timeout: settings.header_read_timeout,
+        max_connections: settings.max_connections,
+    };
+    let server = crate::http::serve(listener, app, limits, async move {
+        tokio::select! {
+            _ = termination.wait() => {}
+            _ = stop.cancelled() => {}
+        }
+        stopping_signal.cancel();
+    });
+    let server = tokio::spawn(server);
     // In-flight requests get a grace period once the signal came; then the server is dropped.
     let result = tokio::select! {
         result = server => result.context("the HTTP server task failed")?.context("the HTTP server failed"),

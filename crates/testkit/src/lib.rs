@@ -30,6 +30,7 @@ mod daemon;
 mod fuzz;
 mod http;
 mod install;
+pub mod kazoo;
 mod proxy;
 mod server;
 

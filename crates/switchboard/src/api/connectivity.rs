@@ -26,9 +26,6 @@ const KIND: Kind =
 /// The app name written to `pvt_used_by`.
 const APP: &str = "trunkstore";
 
-/// How often a number update is retried after a conflicting concurrent write.
-const CAS_ATTEMPTS: usize = 5;
-
 /// The DIDs a connectivity document lists, as written (keys of `servers[].DIDs`).
 fn dids_of(doc: &Map<String, Value>) -> BTreeSet<String> {
     doc.get("servers")
@@ -138,14 +135,16 @@ async fn check_dids(
 }
 
 /// Sets (`Some(APP)`) or clears (`None`) `pvt_used_by` on one number document, retrying on a
-/// concurrent write. A missing document is left alone.
+/// concurrent write after a jittered pause (the store's compare-and-swap budget, then a 409). A
+/// missing document is left alone.
 async fn set_used_by(
     store: &SharedStore,
     db: &DbName,
     number: &str,
     app: Option<&str>,
 ) -> Result<(), ApiError> {
-    for _ in 0..CAS_ATTEMPTS {
+    for attempt in 0..docstore::CAS_ATTEMPTS {
+        docstore::cas_pause(attempt).await;
         let doc = match store.get(db, number).await {
             Ok(Some(doc)) => doc,
             Ok(None) | Err(docstore::Error::DbNotFound { .. }) => return Ok(()),
@@ -271,8 +270,9 @@ async fn update(
     mode: UpdateMode,
 ) -> Result<Value, ApiError> {
     let place = account_place(s, caller, a)?;
+    let pinned = docs::pinned_rev(headers, Some(&body))?;
     let current = docs::read(&s.store, &place, KIND, id).await?;
-    docs::check_rev(&current, docs::if_match(headers).as_deref())?;
+    docs::check_rev(&current, pinned.as_deref())?;
     let next = docs::updated(&current, &place, KIND, body, mode)?;
     check_dids(&s.store, &account_of(&place), &next).await?;
     let before = current.as_object().map(dids_of).unwrap_or_default();
@@ -321,8 +321,9 @@ pub(crate) async fn delete(
     headers: HeaderMap,
 ) -> Result<Envelope, ApiError> {
     let place = account_place(&s, &caller, &a)?;
+    let pinned = docs::pinned_rev(&headers, None)?;
     let current = docs::read(&s.store, &place, KIND, &id).await?;
-    docs::check_rev(&current, docs::if_match(&headers).as_deref())?;
+    docs::check_rev(&current, pinned.as_deref())?;
     docs::remove(&s.store, &place, &current).await?;
     let before = current.as_object().map(dids_of).unwrap_or_default();
     sync_numbers(&s.store, &place, &BTreeSet::new(), &before).await?;

@@ -133,13 +133,50 @@ pub(crate) async fn read(
     }
 }
 
-/// The revision a client pinned with `If-Match` (quotes optional).
-pub(crate) fn if_match(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(axum::http::header::IF_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().trim_matches('"').to_owned())
-        .filter(|v| !v.is_empty() && v != "*")
+/// The revision a request is made against: its `If-Match` header (quotes and a weak `W/` prefix
+/// optional; `*` pins nothing) and the `_rev` of its body, if any. When both are given and
+/// differ, one of them is stale: a 409 before anything is read.
+///
+/// # Errors
+/// 400 when `If-Match` is not readable text, repeated or a list, or when `_rev` is not a
+/// string: a pin that cannot be read is refused, never ignored (ignoring it would let a stale
+/// write through). 409 when the two pins disagree.
+pub(crate) fn pinned_rev(
+    headers: &HeaderMap,
+    body: Option<&Map<String, Value>>,
+) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all(axum::http::header::IF_MATCH).iter();
+    let header = match (values.next(), values.next()) {
+        (None, _) => None,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest("If-Match is given more than once".into()))
+        }
+        (Some(value), None) => {
+            let text = value.to_str().map_err(|_| {
+                ApiError::BadRequest("If-Match is not readable text (visible ASCII)".into())
+            })?;
+            let text = text.trim();
+            let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+            if text.contains(',') || text.contains('"') {
+                return Err(ApiError::BadRequest(
+                    "If-Match must name one revision (a list is not supported)".into(),
+                ));
+            }
+            (!text.is_empty() && text != "*").then(|| text.to_owned())
+        }
+    };
+    let in_body = match body.and_then(|b| b.get("_rev")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(rev)) if rev.is_empty() => None,
+        Some(Value::String(rev)) => Some(rev.clone()),
+        Some(_) => return Err(ApiError::validation("_rev", "type", "Value is not of type string")),
+    };
+    match (header, in_body) {
+        (Some(h), Some(b)) if h != b => Err(ApiError::Conflict(format!(
+            "If-Match names revision {h} and the body's _rev names {b}"
+        ))),
+        (h, b) => Ok(h.or(b)),
+    }
 }
 
 /// Creates the database (and its design documents) if it is missing.
@@ -309,6 +346,41 @@ mod tests {
             updated(&current, &place, kind, bad, UpdateMode::Merge),
             Err(ApiError::Validation(_))
         ));
+    }
+
+    #[test]
+    fn pins_come_from_if_match_and_the_body_and_unreadable_ones_are_refused() {
+        use axum::http::HeaderValue;
+        let with = |value: HeaderValue| {
+            let mut headers = HeaderMap::new();
+            headers.insert(axum::http::header::IF_MATCH, value);
+            headers
+        };
+        let body = |v: Value| v.as_object().cloned().unwrap();
+        let none = HeaderMap::new();
+        assert_eq!(pinned_rev(&none, None).unwrap(), None);
+        for given in ["2-b", "\"2-b\"", "W/\"2-b\"", " 2-b "] {
+            let pinned = pinned_rev(&with(HeaderValue::from_str(given).unwrap()), None).unwrap();
+            assert_eq!(pinned.as_deref(), Some("2-b"), "{given}");
+        }
+        assert_eq!(pinned_rev(&with(HeaderValue::from_static("*")), None).unwrap(), None);
+        let unreadable = HeaderValue::from_bytes(b"\xff2-b").unwrap();
+        assert!(matches!(pinned_rev(&with(unreadable), None), Err(ApiError::BadRequest(_))));
+        let list = HeaderValue::from_static("\"1-a\", \"2-b\"");
+        assert!(matches!(pinned_rev(&with(list), None), Err(ApiError::BadRequest(_))));
+        let mut twice = with(HeaderValue::from_static("1-a"));
+        twice.append(axum::http::header::IF_MATCH, HeaderValue::from_static("1-a"));
+        assert!(matches!(pinned_rev(&twice, None), Err(ApiError::BadRequest(_))));
+
+        let b = body(json!({"_rev": "1-a", "name": "x"}));
+        assert_eq!(pinned_rev(&none, Some(&b)).unwrap().as_deref(), Some("1-a"));
+        let same = with(HeaderValue::from_static("1-a"));
+        assert_eq!(pinned_rev(&same, Some(&b)).unwrap().as_deref(), Some("1-a"));
+        let other = with(HeaderValue::from_static("2-b"));
+        assert!(matches!(pinned_rev(&other, Some(&b)), Err(ApiError::Conflict(_))));
+        let bad = body(json!({"_rev": 3}));
+        assert!(matches!(pinned_rev(&none, Some(&bad)), Err(ApiError::Validation(_))));
+        assert_eq!(pinned_rev(&none, Some(&body(json!({"_rev": null})))).unwrap(), None);
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub(crate) enum ApiError {
     Conflict(String),
     /// 413: the body is larger than `api.max_body_size`.
     PayloadTooLarge,
+    /// 414: the request URI (or an id in it) is longer than is served.
+    UriTooLong(String),
+    /// 408: the request body did not arrive within `api.body_read_timeout`.
+    RequestTimeout(String),
     /// 503 `datastore_missing`, `datastore_unreachable`, `datastore_fault`: the store failed.
     Datastore {
         /// The HTTP status.
@@ -112,6 +116,16 @@ impl ApiError {
                 "payload_too_large".into(),
                 json!({"message": "the request body is larger than api.max_body_size allows"}),
             ),
+            ApiError::UriTooLong(detail) => (
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long".into(),
+                json!({"message": "the request URI is too long", "cause": detail}),
+            ),
+            ApiError::RequestTimeout(detail) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout".into(),
+                json!({"message": "the request took too long to arrive", "cause": detail}),
+            ),
             ApiError::Datastore { status, key, cause } => {
                 (*status, (*key).into(), json!({"message": key.replace('_', " "), "cause": cause}))
             }
@@ -186,6 +200,11 @@ impl From<docstore::Error> for ApiError {
                 message: "validation error".into(),
                 data: json!({"document": {"validate_doc_update": {"message": reason}}}),
             },
+            // The server refused the request line or headers our call made from the client's
+            // input (an over-long id): the client's error, not a store fault.
+            E::Http { status: 414 | 431, reason, .. } => {
+                ApiError::UriTooLong(format!("the store refused an identifier this long: {reason}"))
+            }
             e @ (E::Transport { .. } | E::Timeout { .. }) => ApiError::Datastore {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 key: "datastore_unreachable",

@@ -7,6 +7,7 @@ mod connectivity;
 mod docs;
 pub(crate) mod envelope;
 pub(crate) mod error;
+mod limits;
 pub(crate) mod ops;
 pub(crate) mod phone_numbers;
 mod resources;
@@ -22,9 +23,11 @@ use axum::Router;
 
 pub(crate) use state::{AppState, Inner, ReadyCheck};
 
-/// Every route the daemon serves, with the request-id/metrics middleware and the body limit.
+/// Every route the daemon serves, with the request-id/metrics middleware, the request limits
+/// ([`limits`]) and the body limit.
 pub(crate) fn router(state: &AppState) -> Router {
     routes::router(state)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::limit_request))
         .layer(axum::middleware::from_fn(ops::request_layer))
         .layer(DefaultBodyLimit::max(state.settings.max_body_size))
 }

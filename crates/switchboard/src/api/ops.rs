@@ -40,6 +40,11 @@ pub(crate) fn install_metrics() -> Option<PrometheusHandle> {
         "route lookups served (POST /v2/stepswitch/route)"
     );
     metrics::describe_counter!("switchboard_api_errors_total", "API error replies by status");
+    metrics::describe_gauge!("switchboard_http_connections_open", "HTTP connections being served");
+    metrics::describe_counter!(
+        "switchboard_http_connections_refused_total",
+        "HTTP connections refused with a 503 because api.max_connections were open"
+    );
     metrics::describe_counter!("switchboard_api_writes_total", "documents written through the API");
     metrics::describe_counter!("switchboard_api_auth_total", "tokens issued");
     metrics::describe_counter!(

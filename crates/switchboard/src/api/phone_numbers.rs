@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use docstore::{AllDocsQuery, DbName};
 use numbers::inbound::InboundTable;
 use numbers::lifecycle::{AccountLookup, Create, Ctx, Move, PublicFields, Update};
@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
 use super::auth::{Auth, Caller};
+use super::docs;
 use super::envelope::{CrossbarBody, Envelope, RequestId};
 use super::error::ApiError;
 use super::schema::Schema;
@@ -56,6 +57,7 @@ fn knm_error(err: numbers::Error) -> ApiError {
             message: "bad_identifier".into(),
             data: json!({"message": "bad identifier", "not_found": "The number could not be found"}),
         },
+        numbers::Error::Conflict { cause, .. } => ApiError::Conflict(cause.clone()),
         numbers::Error::NotInService { number, account }
         | numbers::Error::AccountDisabled { number, account } => {
             let cause = if matches!(err, numbers::Error::NotInService { .. }) {
@@ -121,11 +123,25 @@ async fn run(
     raw: &str,
     op: Operation,
 ) -> Result<Envelope, ApiError> {
+    run_at(state, caller, account, raw, op, None).await
+}
+
+/// [`run`] on the number document's revision `expected_rev` when one is pinned (`If-Match`, the
+/// body's `_rev`): a number that is at another revision is a 409, nothing written.
+async fn run_at(
+    state: &AppState,
+    caller: &Caller,
+    account: &str,
+    raw: &str,
+    op: Operation,
+    expected_rev: Option<String>,
+) -> Result<Envelope, ApiError> {
     let by = auth_by(state, caller, account)?;
     let store = number_store(state).await?;
     let number = normalize(&store, raw)?;
     let name = op.name();
-    let decision = apply(store.clone(), number, op, RunOptions::by(by.clone())).await?;
+    let opts = RunOptions { expected_rev, ..RunOptions::by(by.clone()) };
+    let decision = apply(store.clone(), number, op, opts).await?;
     metrics::counter!("switchboard_number_transitions_total", "op" => name).increment(1);
     let public = store.public_json(&decision.doc, &by);
     Ok(Envelope::ok(public).with_revision(decision.doc.rev.as_deref()))
@@ -246,36 +262,42 @@ pub(crate) async fn create(
     Ok(reply.with_status(StatusCode::CREATED).with_request_id(&rid))
 }
 
-/// `POST /v2/accounts/{A}/phone_numbers/{N}`: `update`, the body replaces the public fields.
+/// `POST /v2/accounts/{A}/phone_numbers/{N}`: `update`, the body replaces the public fields
+/// (on the revision pinned by `If-Match` or the body's `_rev`, if any).
 pub(crate) async fn post(
     State(s): State<AppState>,
     caller: Caller,
     rid: RequestId,
     Path((a, n)): Path<(String, String)>,
+    headers: HeaderMap,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
+    let pinned = docs::pinned_rev(&headers, Some(&body))?;
     Schema::PhoneNumbers.check(&body)?;
     let op = Operation::Update(Update {
         public_fields: Some(PublicFields::Replace(public_fields(body))),
         ..Update::default()
     });
-    Ok(run(&s, &caller, &a, &n, op).await?.with_request_id(&rid))
+    Ok(run_at(&s, &caller, &a, &n, op, pinned).await?.with_request_id(&rid))
 }
 
-/// `PATCH /v2/accounts/{A}/phone_numbers/{N}`: `update`, the body is merged in.
+/// `PATCH /v2/accounts/{A}/phone_numbers/{N}`: `update`, the body is merged in (on the
+/// revision pinned by `If-Match` or the body's `_rev`, if any).
 pub(crate) async fn patch(
     State(s): State<AppState>,
     caller: Caller,
     rid: RequestId,
     Path((a, n)): Path<(String, String)>,
+    headers: HeaderMap,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
+    let pinned = docs::pinned_rev(&headers, Some(&body))?;
     Schema::PhoneNumbers.check(&body)?;
     let op = Operation::Update(Update {
         public_fields: Some(PublicFields::Merge(public_fields(body))),
         ..Update::default()
     });
-    Ok(run(&s, &caller, &a, &n, op).await?.with_request_id(&rid))
+    Ok(run_at(&s, &caller, &a, &n, op, pinned).await?.with_request_id(&rid))
 }
 
 /// `?hard=true`.
@@ -293,14 +315,16 @@ pub(crate) async fn delete(
     rid: RequestId,
     Path((a, n)): Path<(String, String)>,
     Query(q): Query<DeleteQuery>,
+    headers: HeaderMap,
 ) -> Result<Envelope, ApiError> {
+    let pinned = docs::pinned_rev(&headers, None)?;
     let op = if q.hard {
         Auth::require_superduper(&caller)?;
         Operation::Delete
     } else {
         Operation::Release
     };
-    match run(&s, &caller, &a, &n, op).await {
+    match run_at(&s, &caller, &a, &n, op, pinned).await {
         Err(ApiError::Custom { data, .. })
             if data.get("cause").and_then(Value::as_str) == Some("from available to released") =>
         {
@@ -316,8 +340,10 @@ pub(crate) async fn activate(
     caller: Caller,
     rid: RequestId,
     Path((a, n)): Path<(String, String)>,
+    headers: HeaderMap,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
+    let pinned = docs::pinned_rev(&headers, Some(&body))?;
     Schema::PhoneNumbers.check(&body)?;
     let fields = public_fields(body);
     let op = Operation::Move(Move {
@@ -325,7 +351,7 @@ pub(crate) async fn activate(
         public_fields: (!fields.is_empty()).then_some(PublicFields::Merge(fields)),
         ..Move::default()
     });
-    Ok(run(&s, &caller, &a, &n, op).await?.with_request_id(&rid))
+    Ok(run_at(&s, &caller, &a, &n, op, pinned).await?.with_request_id(&rid))
 }
 
 /// `PUT /v2/accounts/{A}/phone_numbers/{N}/reserve`: `reserve` for A.
@@ -341,7 +367,10 @@ pub(crate) async fn reserve(
 
 /// `GET /v2/accounts/{A}/phone_numbers/{N}/identify`: `{account_id, number}` of the owner, from
 /// the live inbound table once it has caught up; a number it does not have is looked up in the
-/// store (its document, then the open port requests).
+/// store (its document, then the open port requests). A number owned outside the caller's
+/// account tree is answered exactly like a number that does not exist (404): unlike Kazoo, the
+/// owner of someone else's number is never revealed, not even by a `not_in_service` or
+/// `account_disabled` error.
 pub(crate) async fn identify(
     State(s): State<AppState>,
     caller: Caller,
@@ -360,8 +389,18 @@ pub(crate) async fn identify(
             store.lookup_account(&number).await
         }
         Some(found) => found,
-    }
-    .map_err(knm_error)?;
+    };
+    let may_see = |owner: &str| caller.superduper || s.auth.authorize(&caller, owner).is_ok();
+    let hidden = || knm_error(numbers::Error::NotFound { number: number.as_str().to_owned() });
+    let found = match found {
+        Ok(found) if may_see(found.account_id.as_str()) => found,
+        Ok(_) => return Err(hidden()),
+        Err(
+            numbers::Error::NotInService { account, .. }
+            | numbers::Error::AccountDisabled { account, .. },
+        ) if !may_see(&account) => return Err(hidden()),
+        Err(err) => return Err(knm_error(err)),
+    };
     Ok(Envelope::ok(
         json!({"account_id": found.account_id.as_str(), "number": found.number.as_str()}),
     )
@@ -723,6 +762,7 @@ mod tests {
 
     const OWNER: &str = "acc00000000000000000000000000a01";
     const DISABLED: &str = "acc00000000000000000000000000d01";
+    const FOREIGN: &str = "acc00000000000000000000000000f01";
 
     fn number_doc(number: &str, owner: &str) -> Value {
         json!({"_id": number, "pvt_type": "number", "pvt_state": "in_service",
@@ -742,16 +782,24 @@ mod tests {
 
     /// §5.10 through `/identify`: the inbound table answers for the numbers it has (with the
     /// store layer's current accounts); the store for the others, port requests included
-    /// (vector L7); the exact 404 and 400 shapes either way.
+    /// (vector L7); the exact 404 and 400 shapes either way. A number owned outside the
+    /// caller's tree is the 404 of an unknown number, in service or not.
     #[tokio::test]
     async fn identify_answers_from_the_table_and_falls_back_to_the_store() {
         let (in_table, in_store, in_port, of_disabled, unknown) =
             ("+14155550201", "+14155550202", "+14155550203", "+14155550204", "+14155550299");
+        let (of_foreign, of_foreign_released) = ("+14155550205", "+14155550206");
         let store = memory_store();
         store.ensure_db(&accounts_db()).await.unwrap();
-        let accounts = [(OWNER, true), (DISABLED, false)].map(|(id, enabled)| {
-            json!({"_id": id, "pvt_type": "account", "name": id, "pvt_tree": [],
-                   "pvt_enabled": enabled})
+        // DISABLED is a sub-account of OWNER (the caller); FOREIGN is another tree.
+        let accounts = [
+            (OWNER, true, json!([])),
+            (DISABLED, false, json!([OWNER])),
+            (FOREIGN, true, json!([])),
+        ]
+        .map(|(id, enabled, tree)| {
+            json!({"_id": id, "pvt_type": "account", "name": id, "pvt_tree": tree,
+                       "pvt_enabled": enabled})
         });
         for doc in &accounts {
             store.put(&accounts_db(), doc.clone()).await.unwrap();
@@ -768,7 +816,16 @@ mod tests {
         store.put(&ports, port).await.unwrap();
         // The table's own accounts are empty: a disabled owner is known from the store layer.
         let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
-        table.apply_docs(&[number_doc(in_table, OWNER), number_doc(of_disabled, DISABLED)]);
+        table.apply_docs(&[
+            number_doc(in_table, OWNER),
+            number_doc(of_disabled, DISABLED),
+            number_doc(of_foreign, FOREIGN),
+        ]);
+        let db = numbers_db(of_foreign_released).unwrap();
+        store.ensure_db(&db).await.unwrap();
+        let mut foreign_released = number_doc(of_foreign_released, FOREIGN);
+        foreign_released["pvt_state"] = json!("released");
+        store.put(&db, foreign_released).await.unwrap();
         let (state, shutdown) = state_over(store, Vec::new(), Some(table));
         for doc in &accounts {
             state.auth.apply(doc["_id"].as_str().unwrap(), Some(doc));
@@ -792,6 +849,13 @@ mod tests {
             body["data"],
             json!({"cause": "account_disabled", "account_id": DISABLED, "number": of_disabled})
         );
+        let (_, not_found) = identify_json(&state, unknown).await;
+        for number in [of_foreign, of_foreign_released] {
+            let (status, body) = identify_json(&state, number).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{number}: {body}");
+            assert_eq!(body["data"], not_found["data"], "{number}: {body}");
+            assert!(!body.to_string().contains(FOREIGN), "{body}");
+        }
         shutdown.cancel();
     }
 }

@@ -127,8 +127,9 @@ async fn update(
     body: CrossbarBody,
     mode: UpdateMode,
 ) -> Result<Envelope, ApiError> {
+    let pinned = docs::pinned_rev(headers, Some(&body.0))?;
     let current = docs::read(&state.store, &place, kind, id).await?;
-    docs::check_rev(&current, docs::if_match(headers).as_deref())?;
+    docs::check_rev(&current, pinned.as_deref())?;
     let next = docs::updated(&current, &place, kind, body.0, mode)?;
     check_rules(state, &next).await?;
     let doc = docs::write(&state.store, &place, next).await?;
@@ -147,8 +148,9 @@ async fn delete(
     headers: &HeaderMap,
     rid: &RequestId,
 ) -> Result<Envelope, ApiError> {
+    let pinned = docs::pinned_rev(headers, None)?;
     let current = docs::read(&state.store, &place, kind, id).await?;
-    docs::check_rev(&current, docs::if_match(headers).as_deref())?;
+    docs::check_rev(&current, pinned.as_deref())?;
     docs::remove(&state.store, &place, &current).await?;
     metrics::counter!("switchboard_api_writes_total", "kind" => "resource", "op" => "delete")
         .increment(1);
