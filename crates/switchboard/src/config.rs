@@ -26,7 +26,7 @@ pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 /// Default first reconnect backoff.
 pub(crate) const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Default reconnect backoff cap.
-pub(crate) const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// Default log filter of the daemon.
 pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
 /// Default largest accepted request body: 1 MiB.
@@ -67,7 +67,7 @@ pub(crate) struct ServeArgs {
     /// First reconnect backoff of the change feeds (full jitter) [default: 100ms].
     #[arg(long, env = "SWITCHBOARD_BACKOFF_BASE", value_parser = parse_duration)]
     pub(crate) backoff_base: Option<Duration>,
-    /// Longest reconnect backoff of the change feeds [default: 60s].
+    /// Longest reconnect backoff of the change feeds [default: 5s].
     #[arg(long, env = "SWITCHBOARD_BACKOFF_CAP", value_parser = parse_duration)]
     pub(crate) backoff_cap: Option<Duration>,
     /// Largest accepted request body, in bytes or with a KiB/MiB suffix [default: 1MiB].
@@ -492,7 +492,7 @@ mod tests {
         assert_eq!(s.token_lifetime, Duration::from_secs(3600));
         assert_eq!(s.feed_heartbeat, Duration::from_secs(10));
         assert_eq!(s.backoff_base, Duration::from_millis(100));
-        assert_eq!(s.backoff_cap, Duration::from_secs(60));
+        assert_eq!(s.backoff_cap, Duration::from_secs(5));
         assert_eq!(s.max_body_size, 1024 * 1024);
         assert_eq!(s.header_read_timeout, Duration::from_secs(10));
         assert_eq!(s.body_read_timeout, Duration::from_secs(30));
