@@ -13,7 +13,8 @@
 //! - [`Error`]: the one error type of this crate.
 //!
 //! - [`naming`] (Kazoo's database names, [`AccountId`]), [`selector`] (Mango matching) and
-//!   [`deploy`] (our design documents, idempotently).
+//!   [`deploy`] (the design documents, idempotently; Kazoo's only where missing) and [`keep`]
+//!   (deploys them into every matching database as it appears, and puts back what was removed).
 //!
 //! This crate knows Kazoo's database names but nothing about what resources or numbers mean: it
 //! moves JSON documents.
@@ -22,6 +23,7 @@
 
 mod couch;
 mod design;
+mod design_keeper;
 mod embedded;
 mod error;
 mod follow;
@@ -31,7 +33,8 @@ mod store;
 mod types;
 
 pub use couch::{AuthMode, CouchConfig, CouchStore, DEFAULT_REQUEST_TIMEOUT};
-pub use design::{deploy, DeployReport, DesignKind};
+pub use design::{deploy, deploy_known, is_own, DeployReport, DesignKind, KnownRevs, OWN_PREFIX};
+pub use design_keeper::{keep, DesignKeeper, KeepOptions};
 pub use embedded::{EmbeddedStore, EMBEDDED_FILE_NAME};
 pub use error::{Error, Result};
 pub use follow::{

@@ -35,6 +35,8 @@ pub(crate) const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub(crate) const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
 /// Default database discovery poll of the routing reactor.
 pub(crate) const DEFAULT_DISCOVER_EVERY: Duration = Duration::from_secs(5);
+/// Default period of the design document check (ours put back, Kazoo's created where missing).
+pub(crate) const DEFAULT_DESIGN_CHECK_EVERY: Duration = Duration::from_secs(60);
 /// Default grace period for in-flight requests on shutdown.
 pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -74,6 +76,10 @@ pub(crate) struct ServeArgs {
     /// server has no `_db_updates` feed [default: 5s].
     #[arg(long, env = "SWITCHBOARD_DISCOVER_EVERY", value_parser = parse_duration)]
     pub(crate) discover_every: Option<Duration>,
+    /// How often every database's design documents are checked again, so a removed or edited
+    /// `_design/switchboard_*` (or a deleted Kazoo design document) is put back [default: 60s].
+    #[arg(long, env = "SWITCHBOARD_DESIGN_CHECK_EVERY", value_parser = parse_duration)]
+    pub(crate) design_check_every: Option<Duration>,
     /// Do not seed an empty embedded store with the demo documents.
     #[arg(long)]
     pub(crate) no_demo: bool,
@@ -211,6 +217,8 @@ pub(crate) struct Settings {
     pub(crate) debounce: Duration,
     /// Routing reactor database discovery poll.
     pub(crate) discover_every: Duration,
+    /// Period of the design document check.
+    pub(crate) design_check_every: Duration,
     /// Seed an empty embedded store with the demo documents.
     pub(crate) seed_demo: bool,
 }
@@ -348,6 +356,7 @@ impl Settings {
             max_body_size,
             debounce: args.debounce.unwrap_or(DEFAULT_DEBOUNCE),
             discover_every: args.discover_every.unwrap_or(DEFAULT_DISCOVER_EVERY),
+            design_check_every: args.design_check_every.unwrap_or(DEFAULT_DESIGN_CHECK_EVERY),
             seed_demo: !args.no_demo,
         })
     }

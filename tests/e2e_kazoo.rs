@@ -1,0 +1,364 @@
+//! Switchboard beside a live Kazoo cluster, end to end with the real binary against a private
+//! couch-peer (Kazoo's database names are fixed, so this binary does not share the server other
+//! test binaries use):
+//!
+//! - Kazoo's own design documents (here Kazoo's `_design/resources`, with `listing_uac_gateways`,
+//!   in the form an older Kazoo stored it) are left exactly as they are: same `_rev`, working view.
+//! - Switchboard's `_design/switchboard_*` reach every matching database as it appears (an
+//!   account database created after start, `offnet` deleted and created again, a number pool),
+//!   and come back when removed; Kazoo's are created only where missing.
+//! - The resource validator refuses a rule JavaScript cannot compile, with the rule's index, and
+//!   never refuses a rule the router compiles (every rule of Kazoo's fixtures and of the routing
+//!   tests, plus the PCRE extensions the router accepts).
+//!
+//! Waits are on conditions with a generous upper bound, never sleep-then-assert.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use docstore::{CouchConfig, CouchStore, DbName, DocStore, Rev, ViewQuery};
+use serde_json::{json, Value};
+use testkit::{CouchServer, Daemon};
+
+const WAIT: Duration = Duration::from_secs(60);
+const ACCOUNT_BEFORE: &str = "account/4b/a0/000000000000000000000000000a";
+const ACCOUNT_AFTER: &str = "account/4b/a0/000000000000000000000000000b";
+const ACCOUNT_RULES: &str = "account/4b/a0/000000000000000000000000000c";
+
+/// Kazoo's `_design/resources` as an older Kazoo stored it: its registration key kept and the
+/// function lines joined with newlines, so it differs from what Switchboard would create.
+fn kazoo_resources_ddoc() -> Value {
+    let mut doc: Value =
+        serde_json::from_str(include_str!("../design_docs/offnet/resources.json")).unwrap();
+    for view in doc["views"].as_object_mut().unwrap().values_mut() {
+        let lines: Vec<&str> =
+            view["map"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+        view["map"] = Value::from(lines.join("\n"));
+    }
+    doc
+}
+
+fn db(name: &str) -> DbName {
+    DbName::new(name).unwrap()
+}
+
+async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn has_doc(store: &CouchStore, name: &str, id: &str) -> bool {
+    matches!(store.get(&db(name), id).await, Ok(Some(_)))
+}
+
+fn rev_of(doc: &Value) -> String {
+    doc["_rev"].as_str().unwrap().to_owned()
+}
+
+fn private_server() -> Option<(CouchServer, CouchConfig, String, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(server) = CouchServer::start_persistent(dir.path()) else {
+        eprintln!("COUCHDB_URL is set: e2e_kazoo needs a private server; skipped");
+        return None;
+    };
+    let mut config = CouchConfig::from_url(server.url()).expect("url");
+    let mut url = server.url().to_owned();
+    if let Some((user, password)) = server.credentials() {
+        url = url.replacen("://", &format!("://{user}:{password}@"), 1);
+        config.user = Some(user);
+        config.password = Some(password);
+    }
+    Some((server, config, url, dir))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kazoo_design_documents_are_left_alone_and_ours_follow_every_database() {
+    let Some((_server, config, url, _dir)) = private_server() else { return };
+    let store = CouchStore::new(config).unwrap();
+    let offnet = db("offnet");
+    for name in ["offnet", "accounts", "system_config", ACCOUNT_BEFORE] {
+        store.ensure_db(&db(name)).await.unwrap();
+    }
+    let theirs = kazoo_resources_ddoc();
+    let offnet_rev = store.put(&offnet, theirs.clone()).await.unwrap();
+    let account_rev = store.put(&db(ACCOUNT_BEFORE), theirs).await.unwrap();
+    store
+        .put(
+            &offnet,
+            json!({"_id": "registering", "pvt_type": "resource", "enabled": true,
+                   "rules": ["^\\+1(\\d{10})$"],
+                   "gateways": [{"server": "sip.example.net", "register": true, "username": "u"}]}),
+        )
+        .await
+        .unwrap();
+
+    let _daemon = Daemon::start(
+        env!("CARGO_BIN_EXE_switchboard"),
+        &[
+            "--couch-url",
+            &url,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--discover-every",
+            "100ms",
+            "--design-check-every",
+            "200ms",
+        ],
+        &[],
+    );
+
+    // Ours arrive beside Kazoo's, which keeps its revision and its views.
+    for name in ["offnet", ACCOUNT_BEFORE] {
+        wait_for(&format!("_design/switchboard_resources in {name}"), || {
+            has_doc(&store, name, "_design/switchboard_resources")
+        })
+        .await;
+    }
+    let kept = store.get(&offnet, "_design/resources").await.unwrap().unwrap();
+    assert_eq!(rev_of(&kept), offnet_rev.as_str());
+    assert!(kept["kazoo"].is_object(), "Kazoo's document is not rewritten: {kept}");
+    let kept = store.get(&db(ACCOUNT_BEFORE), "_design/resources").await.unwrap().unwrap();
+    assert_eq!(rev_of(&kept), account_rev.as_str());
+    let rows = store
+        .view(&offnet, "resources", "listing_uac_gateways", &ViewQuery::default())
+        .await
+        .expect("Kazoo's gateway registration view still answers");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].value["server"], "sip.example.net");
+
+    // A customer's account database created after start gets ours and Kazoo's (missing there),
+    // and its validator refuses what the router could not use.
+    store.ensure_db(&db(ACCOUNT_AFTER)).await.unwrap();
+    for id in ["_design/switchboard_resources", "_design/resources", "_design/phone_numbers"] {
+        wait_for(&format!("{id} in the new account db"), || has_doc(&store, ACCOUNT_AFTER, id))
+            .await;
+    }
+    let refused = store
+        .put(&db(ACCOUNT_AFTER), json!({"_id": "bad", "pvt_type": "resource", "rules": "^1"}))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("resource bad: rules must be an array"), "{refused}");
+
+    // Ours removed is put back; Kazoo's removed is created again.
+    let ours = store.get(&offnet, "_design/switchboard_resources").await.unwrap().unwrap();
+    store.delete(&offnet, "_design/switchboard_resources", &Rev(rev_of(&ours))).await.unwrap();
+    wait_for("_design/switchboard_resources put back in offnet", || {
+        has_doc(&store, "offnet", "_design/switchboard_resources")
+    })
+    .await;
+
+    // `offnet` deleted and created again gets both once more.
+    store.delete_db(&offnet).await.unwrap();
+    store.create_db(&offnet).await.unwrap();
+    for id in ["_design/switchboard_resources", "_design/resources"] {
+        wait_for(&format!("{id} in the new offnet"), || has_doc(&store, "offnet", id)).await;
+    }
+    let created = store.get(&offnet, "_design/resources").await.unwrap().unwrap();
+    assert!(created.get("kazoo").is_none(), "stored as Kazoo stores it: {created}");
+    assert!(created["views"]["listing_uac_gateways"].is_object());
+
+    // The managed pool gets the number validator and Kazoo's pool view.
+    let managed = db("numbers/managed");
+    store.ensure_db(&managed).await.unwrap();
+    for id in ["_design/switchboard_numbers", "_design/numbers", "_design/numbers_managed"] {
+        wait_for(&format!("{id} in numbers/managed"), || has_doc(&store, "numbers/managed", id))
+            .await;
+    }
+    store
+        .put(
+            &managed,
+            json!({"_id": "+14155550100", "pvt_state": "available", "pvt_account_id": "a1"}),
+        )
+        .await
+        .unwrap();
+    let rows =
+        store.view(&managed, "numbers_managed", "status", &ViewQuery::default()).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].key, json!(["a1", "available", "+14155550100"]));
+}
+
+/// Every string under a `rules`, `cid_rules` or `regex` key, and every key of an
+/// `e164_converters` object, anywhere in `value`.
+fn collect_patterns(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                match (key.as_str(), inner) {
+                    ("rules" | "cid_rules", Value::Array(items)) => {
+                        out.extend(items.iter().filter_map(Value::as_str).map(str::to_owned));
+                    }
+                    ("regex", Value::String(text)) => out.push(text.clone()),
+                    ("e164_converters", Value::Object(converters)) => {
+                        out.extend(converters.keys().cloned());
+                    }
+                    _ => {}
+                }
+                collect_patterns(inner, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_patterns(item, out)),
+        _ => {}
+    }
+}
+
+/// The regular expressions written as string literals in Rust source: every literal that starts
+/// with `^`, raw (`r"…"`, `r#"…"#`) or with its escapes undone.
+fn patterns_in_rust_source(source: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = source;
+    while let Some(start) = rest.find("\"^") {
+        let before = &rest[..start];
+        let body = &rest[start + 1..];
+        rest = &body[1..];
+        if before.ends_with("r#") {
+            if let Some(end) = body.find("\"#") {
+                out.push(body[..end].to_owned());
+            }
+            continue;
+        }
+        if before.ends_with('r') {
+            if let Some(end) = body.find('"') {
+                out.push(body[..end].to_owned());
+            }
+            continue;
+        }
+        let mut text = String::new();
+        let mut chars = body.chars();
+        while let Some(ch) = chars.next() {
+            match ch {
+                '\\' => match chars.next() {
+                    Some('n') => text.push('\n'),
+                    Some(other) => text.push(other),
+                    None => break,
+                },
+                '"' => {
+                    out.push(std::mem::take(&mut text));
+                    break;
+                }
+                other => text.push(other),
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resource_validator_refuses_only_what_the_router_cannot_compile() {
+    let Some((_server, config, _url, _dir)) = private_server() else { return };
+    let store = CouchStore::new(config).unwrap();
+    let account = db(ACCOUNT_RULES);
+    store.ensure_db(&account).await.unwrap();
+    docstore::deploy(&store, &account, docstore::DesignKind::Account).await.unwrap();
+
+    let mut corpus = Vec::new();
+    for fixture in [
+        include_str!("../fixtures/stepswitch/resources/global.json"),
+        include_str!("../fixtures/stepswitch/system_config/number_manager.json"),
+        include_str!("../fixtures/numbers/account-configs/master_configs_number_manager.json"),
+        include_str!("../fixtures/demo/seed.json"),
+    ] {
+        collect_patterns(&serde_json::from_str(fixture).unwrap(), &mut corpus);
+    }
+    corpus.extend(patterns_in_rust_source(include_str!("../crates/stepswitch/tests/kazoo.rs")));
+    corpus.extend(patterns_in_rust_source(include_str!("../crates/e164/src/converters.rs")));
+    let from_files = corpus.len();
+    assert!(from_files > 30, "the corpus is the fixtures' and tests' rules: {corpus:?}");
+    // The PCRE extensions the router compiles and JavaScript spells differently, and rules the
+    // router refuses.
+    for rule in [
+        r"(?i)^\+1(800)$",
+        r"^(?i:abc)\d+$",
+        r"^(?-i)x$",
+        r"^(?P<npa>\d{3})(?P=npa)$",
+        r"^(?<npa>\d{3})\k<npa>$",
+        r"^(?>\+1)\d++$",
+        r"^\d*+x$",
+        r"^(?<=\+)1\d{10}$",
+        r"^(?<!\+)1\d{10}$",
+        r"^(?=\+1)\+1\d{10}$",
+        r"^[]a]$",
+        r"^[^]a]$",
+        r"\A\+1\d{10}\z",
+        r"^\+1\d{10}$|^(?:011|00)(\d+)$",
+        r"^a{2}{3}$",
+        r"^a**$",
+        r"^(?x) \+ 1 # comment$",
+        r"^\+1((33\d{7})$",
+        r"^[0-9$",
+        r"^(\d{3}$",
+        r"^+1$",
+        r"^\d{3,2}$",
+        r"^+([2-9]\d{7,})$",
+        r"^+?1$",
+        r"\b+1",
+        r"a|*b",
+    ] {
+        corpus.push(rule.to_owned());
+    }
+    corpus.sort();
+    corpus.dedup();
+
+    let mut router_refused = Vec::new();
+    for (n, rule) in corpus.iter().enumerate() {
+        let router_accepts = e164::Pattern::new(rule).is_ok();
+        let doc = json!({"_id": format!("r{n}"), "pvt_type": "resource",
+                         "rules": ["^\\+1(\\d{10})$", rule]});
+        let outcome = store.put(&account, doc).await;
+        if router_accepts {
+            assert!(
+                outcome.is_ok(),
+                "the router compiles {rule:?}, the validator refused: {outcome:?}"
+            );
+        } else {
+            router_refused.push(rule.clone());
+            if let Err(err) = outcome {
+                let text = err.to_string();
+                assert!(
+                    text.contains(&format!("resource r{n}: rules[1] ")),
+                    "{rule:?}: the message names the rule: {text}"
+                );
+            }
+        }
+    }
+    // The issue's example is refused by both, with the index the operator needs.
+    assert!(router_refused.iter().any(|r| r == r"^\+1((33\d{7})$"), "{router_refused:?}");
+    let err = store
+        .put(
+            &account,
+            json!({"_id": "unbalanced", "pvt_type": "resource",
+                               "rules": ["^1", "^2", r"^\+1((33\d{7})$"]}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("resource unbalanced: rules[2] is not a valid regular expression"),
+        "{err}"
+    );
+
+    // weight_cost: what Kazoo converts passes, what it would silently ignore is refused.
+    for (n, weight) in
+        [json!(7), json!(7.5), json!("50"), json!("50.5"), json!("-3"), json!("1.5e1")]
+            .into_iter()
+            .enumerate()
+    {
+        let doc = json!({"_id": format!("w{n}"), "pvt_type": "resource", "weight_cost": weight});
+        assert!(store.put(&account, doc).await.is_ok(), "weight_cost {weight} is Kazoo's");
+        assert!(stepswitch::kazoo_integer(&weight).is_some(), "{weight}");
+    }
+    for (n, weight) in
+        [json!("5e2"), json!("50."), json!(" 7"), json!("x"), json!(true)].into_iter().enumerate()
+    {
+        let doc = json!({"_id": format!("v{n}"), "pvt_type": "resource", "weight_cost": weight});
+        let err = store.put(&account, doc).await.unwrap_err();
+        assert!(err.to_string().contains("weight_cost must be"), "{weight}: {err}");
+        assert!(stepswitch::kazoo_integer(&weight).is_none(), "{weight}");
+    }
+}
