@@ -362,3 +362,130 @@ async fn the_resource_validator_refuses_only_what_the_router_cannot_compile() {
         assert!(stepswitch::kazoo_integer(&weight).is_none(), "{weight}");
     }
 }
+
+async fn call(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut req = client.request(method, url);
+    if let Some(token) = token {
+        req = req.header("X-Auth-Token", token);
+    }
+    if let Some(body) = body {
+        req = req.header("Content-Type", "application/json").body(body.to_string());
+    }
+    let resp = req.send().await.expect("request to switchboard");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("response body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// The configured `e164_converters` and `classifiers` are the ones the numbers API and
+/// connectivity use (not Kazoo's defaults), and an edit of `system_config/number_manager`
+/// reaches them without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_number_manager_configuration_for_numbers_connectivity_and_routing() {
+    use reqwest::Method;
+    let Some((_server, config, url, _dir)) = private_server() else { return };
+    let store = CouchStore::new(config).unwrap();
+    let account = "4ba0000000000000000000000000000d";
+    let account_db = db("account/4b/a0/000000000000000000000000000d");
+    for name in ["accounts", "system_config"] {
+        store.ensure_db(&db(name)).await.unwrap();
+    }
+    store.ensure_db(&account_db).await.unwrap();
+    store
+        .put(
+            &db("accounts"),
+            json!({"_id": account, "name": "fr", "pvt_type": "account", "pvt_api_key": "fr-key",
+                   "pvt_tree": [], "pvt_superduper_admin": true, "pvt_enabled": true,
+                   "pvt_account_id": account,
+                   "pvt_account_db": "account%2F4b%2Fa0%2F000000000000000000000000000d"}),
+        )
+        .await
+        .unwrap();
+    let number_manager = json!({"_id": "number_manager", "default": {
+        "e164_converters": {
+            "^0([67]\\d{8})$": {"prefix": "+33"},
+            "^\\+?1?(\\d{10})$": {"prefix": "+1"}
+        },
+        "classifiers": {
+            "fr_mobile": {"regex": "^\\+33([67]\\d{8})$", "friendly_name": "FR mobile"},
+            "did_us": {"regex": "^\\+1(\\d{10})$", "friendly_name": "US DID"}
+        }
+    }});
+    let rev = store.put(&db("system_config"), number_manager.clone()).await.unwrap();
+
+    let daemon = Daemon::start(
+        env!("CARGO_BIN_EXE_switchboard"),
+        &["--couch-url", &url, "serve", "--listen", "127.0.0.1:0", "--discover-every", "100ms"],
+        &[],
+    );
+    let api = |path: &str| format!("{}{path}", daemon.base());
+    let deadline = Instant::now() + WAIT;
+    let token = loop {
+        let (status, body) = call(
+            Method::PUT,
+            &api("/v2/api_auth"),
+            None,
+            Some(json!({"data": {"api_key": "fr-key"}})),
+        )
+        .await;
+        if status == 201 {
+            break body["auth_token"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "login never succeeded: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let token = Some(token.as_str());
+
+    // The classifiers listed and used are the configured ones.
+    let classifiers = api(&format!("/v2/accounts/{account}/phone_numbers/classifiers"));
+    let (status, listed) = call(Method::GET, &classifiers, token, None).await;
+    assert_eq!(status, 200, "{listed}");
+    let names: Vec<&String> = listed["data"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["fr_mobile", "did_us"], "{listed}");
+    let (status, one) = call(Method::GET, &format!("{classifiers}/0612345678"), token, None).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["data"]["name"], "fr_mobile");
+    assert_eq!(one["data"]["e164"], "+33612345678");
+
+    // A number created from its national form lands under the configured E.164 form, and
+    // connectivity normalises its DIDs the same way (with Kazoo's defaults "0612345678" would be
+    // a US number the account does not own).
+    let (status, created) = call(
+        Method::PUT,
+        &api(&format!("/v2/accounts/{account}/phone_numbers/0612345678")),
+        token,
+        Some(json!({"data": {}})),
+    )
+    .await;
+    assert!(status == 201 || status == 200, "{status} {created}");
+    assert_eq!(created["data"]["id"], "+33612345678", "{created}");
+    let (status, trunk) = call(
+        Method::PUT,
+        &api(&format!("/v2/accounts/{account}/connectivity")),
+        token,
+        Some(json!({"data": {"name": "pbx", "servers": [{
+            "auth": {"auth_method": "IP", "ip": "192.0.2.10"}, "DIDs": {"0612345678": {}}}]}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{trunk}");
+    let number = store.get(&db("numbers/+3361"), "+33612345678").await.unwrap().unwrap();
+    assert_eq!(number["pvt_used_by"], "trunkstore", "{number}");
+
+    // An edit of number_manager reaches the numbers API without a restart.
+    let mut edited = number_manager;
+    edited["_rev"] = Value::from(rev.as_str());
+    edited["default"]["classifiers"]["fr_fixed"] =
+        json!({"regex": "^\\+33([1-5]\\d{8})$", "friendly_name": "FR fixed"});
+    store.put(&db("system_config"), edited).await.unwrap();
+    wait_for("the new classifier in the numbers API", || async {
+        let (_, listed) = call(Method::GET, &classifiers, token, None).await;
+        listed["data"].get("fr_fixed").is_some()
+    })
+    .await;
+}

@@ -114,6 +114,17 @@ impl BulkReport {
     }
 }
 
+/// The `e164_converters` and `classifiers` of `system_config/number_manager`, the ones routing
+/// compiles with too; a malformed entry is left out (Kazoo's default where the whole key is
+/// malformed) and logged.
+fn configured_converters(doc: &Value) -> Converters {
+    let (converters, diagnostics) = Converters::from_config(doc);
+    for diagnostic in diagnostics {
+        tracing::warn!(diagnostic = %diagnostic, "system_config/number_manager");
+    }
+    converters
+}
+
 /// Number documents over a [`SharedStore`]: loads, transitions with CAS and retry, bulk writes.
 /// Cheap to clone; safe to share between tasks and to run in several processes at once.
 #[derive(Clone)]
@@ -146,9 +157,11 @@ impl NumberStore {
     /// A storage failure, or a config value of the wrong type.
     pub async fn from_store(store: SharedStore) -> Result<Self, Error> {
         let sys = docstore::naming::system_config_db();
-        let config = match store.get(&sys, "number_manager").await {
-            Ok(Some(doc)) => Config::from_system_config(&doc)?,
-            Ok(None) | Err(docstore::Error::DbNotFound { .. }) => Config::kazoo_defaults(),
+        let (config, converters) = match store.get(&sys, "number_manager").await {
+            Ok(Some(doc)) => (Config::from_system_config(&doc)?, configured_converters(&doc)),
+            Ok(None) | Err(docstore::Error::DbNotFound { .. }) => {
+                (Config::kazoo_defaults(), Converters::kazoo_defaults())
+            }
             Err(e) => return Err(db_error(&e)),
         };
         let accounts = load_accounts(&store).await?;
@@ -163,6 +176,7 @@ impl NumberStore {
         let config = load_feature_configs(&store, config, &accounts, &carrier_configs).await?;
         let mut me = NumberStore::new(store, config, accounts);
         me.carrier_configs = Arc::new(carrier_configs);
+        me.converters = Arc::new(converters);
         Ok(me)
     }
 
@@ -236,9 +250,8 @@ impl NumberStore {
     pub async fn ensure_number_db(&self, db: &DbName) -> Result<(), Error> {
         let created = self.store.ensure_db(db).await.map_err(|e| db_error(&e))?;
         if created {
-            docstore::deploy(&*self.store, db, DesignKind::Numbers)
-                .await
-                .map_err(|e| db_error(&e))?;
+            let kind = DesignKind::for_db(db).unwrap_or(DesignKind::Numbers);
+            docstore::deploy(&*self.store, db, kind).await.map_err(|e| db_error(&e))?;
         }
         Ok(())
     }

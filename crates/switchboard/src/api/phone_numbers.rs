@@ -26,24 +26,28 @@ use super::error::ApiError;
 use super::schema::Schema;
 use super::AppState;
 
-/// The number store layer, rebuilt (config and accounts re-read) when the account index
-/// changed since it was built.
+/// The number store layer, rebuilt (config, converters and accounts re-read) when the account
+/// index changed since it was built, or the routing reactor loaded a new `system_config`
+/// (`number_manager` or `stepswitch`): so the numbers API, connectivity and routing normalise and
+/// classify with the same configured `e164_converters` and `classifiers`.
 #[derive(Default)]
 pub(crate) struct NumbersCache {
-    cached: Mutex<Option<(u64, NumberStore)>>,
+    cached: Mutex<Option<(u64, Arc<stepswitch::Config>, NumberStore)>>,
 }
 
 impl NumbersCache {
     async fn get(&self, state: &AppState) -> Result<NumberStore, ApiError> {
         let version = state.auth.version();
+        // Held in the cache, so a new config can never reuse the address of the one compared.
+        let config = state.routing.tables().config.clone();
         let mut cached = self.cached.lock().await;
-        if let Some((v, store)) = cached.as_ref() {
-            if *v == version {
+        if let Some((v, built_with, store)) = cached.as_ref() {
+            if *v == version && Arc::ptr_eq(built_with, &config) {
                 return Ok(store.clone());
             }
         }
         let store = NumberStore::from_store(state.store.clone()).await.map_err(knm_error)?;
-        *cached = Some((version, store.clone()));
+        *cached = Some((version, config, store.clone()));
         Ok(store)
     }
 }
