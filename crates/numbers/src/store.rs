@@ -289,8 +289,14 @@ impl NumberStore {
             if decision.dry_run || decision.is_noop() {
                 return Ok(decision);
             }
-            self.carrier_call(&mut decision, &opts.auth_by, &mut acquired, &mut disconnected)
-                .await?;
+            let called =
+                self.carrier_call(&mut decision, &opts.auth_by, &mut acquired, &mut disconnected);
+            if let Err(err) = called.await {
+                if let Error::PurchasePending { module, order_id, .. } = &err {
+                    self.record_pending_order(number, module, order_id).await;
+                }
+                return Err(err);
+            }
             self.provider_calls(&mut decision, &opts.auth_by, &mut provided).await?;
             match self.perform(&mut decision).await? {
                 Performed::Done => return Ok(decision),
@@ -395,6 +401,42 @@ impl NumberStore {
         CarrierCtx::new(&self.config, index)
             .with_carrier_configs(&self.carrier_configs)
             .with_auth_by(auth_by)
+    }
+
+    /// Records a purchase whose outcome is unknown on the stored number document
+    /// (`pvt_carrier_data.pending_order`: order id, module, when), so the next acquire of the
+    /// number follows that order. Best effort: a failure is logged, the caller reports the
+    /// pending purchase either way.
+    async fn record_pending_order(&self, number: &E164, module: &str, order_id: &str) {
+        let Some(db) = number_db(number.as_str()).and_then(|db| db_name(&db).ok()) else { return };
+        for _ in 0..MAX_ATTEMPTS {
+            let mut doc = match self.store.get(&db, number.as_str()).await {
+                Ok(Some(doc)) => doc,
+                Ok(None) | Err(docstore::Error::DbNotFound { .. }) => {
+                    tracing::warn!(number = %number, order_id, "pending purchase not recorded: no number document");
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(number = %number, order_id, error = %err, "pending purchase not recorded");
+                    return;
+                }
+            };
+            let Some(map) = doc.as_object_mut() else { return };
+            let data = map.entry("pvt_carrier_data").or_insert_with(|| json!({}));
+            let Some(data) = data.as_object_mut() else { return };
+            data.insert(
+                crate::carriers::PENDING_ORDER.into(),
+                json!({"order_id": order_id, "module": module, "since": now_gregorian()}),
+            );
+            match self.store.put(&db, doc).await {
+                Ok(_) => return,
+                Err(docstore::Error::Conflict { .. }) => continue,
+                Err(err) => {
+                    tracing::warn!(number = %number, order_id, error = %err, "pending purchase not recorded");
+                    return;
+                }
+            }
+        }
     }
 
     async fn carrier_call(
