@@ -489,3 +489,108 @@ async fn one_number_manager_configuration_for_numbers_connectivity_and_routing()
     })
     .await;
 }
+
+/// Search then buy, as Kazoo's clients do it, against `knm_managed`: the account's own pool
+/// numbers are found by the account's search (`GET /v2/accounts/{A}/phone_numbers?prefix=`),
+/// and activating one found that way buys it: the number lands `in_service` for the account and
+/// the pool document is marked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accounts_search_finds_its_managed_numbers_and_activate_buys_one() {
+    use reqwest::Method;
+    let Some((_server, config, url, _dir)) = private_server() else { return };
+    let store = CouchStore::new(config).unwrap();
+    let account = "4ba0000000000000000000000000000e";
+    for name in ["accounts", "system_config", "numbers/managed"] {
+        store.ensure_db(&db(name)).await.unwrap();
+    }
+    store.ensure_db(&db("account/4b/a0/000000000000000000000000000e")).await.unwrap();
+    store
+        .put(
+            &db("accounts"),
+            json!({"_id": account, "name": "buyer", "pvt_type": "account",
+                   "pvt_api_key": "buyer-key", "pvt_tree": [], "pvt_superduper_admin": true,
+                   "pvt_enabled": true, "pvt_account_id": account,
+                   "pvt_account_db": "account%2F4b%2Fa0%2F000000000000000000000000000e"}),
+        )
+        .await
+        .unwrap();
+    store
+        .put(
+            &db("system_config"),
+            json!({"_id": "number_manager", "default": {"carrier_modules": ["knm_managed"]}}),
+        )
+        .await
+        .unwrap();
+    for number in ["+14152220001", "+14152220002"] {
+        store
+            .put(
+                &db("numbers/managed"),
+                json!({"_id": number, "pvt_state": "available", "pvt_account_id": account,
+                       "pvt_module_name": "knm_managed"}),
+            )
+            .await
+            .unwrap();
+    }
+
+    let daemon = Daemon::start(
+        env!("CARGO_BIN_EXE_switchboard"),
+        &["--couch-url", &url, "serve", "--listen", "127.0.0.1:0", "--discover-every", "100ms"],
+        &[],
+    );
+    let api = |path: &str| format!("{}{path}", daemon.base());
+    let deadline = Instant::now() + WAIT;
+    let token = loop {
+        let (status, body) = call(
+            Method::PUT,
+            &api("/v2/api_auth"),
+            None,
+            Some(json!({"data": {"api_key": "buyer-key"}})),
+        )
+        .await;
+        if status == 201 {
+            break body["auth_token"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "login never succeeded: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let token = Some(token.as_str());
+
+    let (status, found) = call(
+        Method::GET,
+        &api(&format!("/v2/accounts/{account}/phone_numbers?prefix=415222&quantity=5")),
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    let numbers: Vec<&str> =
+        found["data"].as_array().unwrap().iter().map(|r| r["number"].as_str().unwrap()).collect();
+    assert_eq!(numbers, ["+14152220001", "+14152220002"], "{found}");
+    assert_eq!(found["data"][0]["state"], "discovery", "{found}");
+
+    let (status, bought) = call(
+        Method::PUT,
+        &api(&format!("/v2/accounts/{account}/phone_numbers/+14152220001/activate")),
+        token,
+        Some(json!({"data": {}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{bought}");
+    assert_eq!(bought["data"]["_read_only"]["state"], "in_service", "{bought}");
+    let doc = store.get(&db("numbers/+1415"), "+14152220001").await.unwrap().unwrap();
+    assert_eq!(doc["pvt_state"], "in_service", "{doc}");
+    assert_eq!(doc["pvt_assigned_to"], account, "{doc}");
+    assert_eq!(doc["pvt_module_name"], "knm_managed", "{doc}");
+    let pooled = store.get(&db("numbers/managed"), "+14152220001").await.unwrap().unwrap();
+    assert_ne!(pooled["pvt_state"], "available", "the pool number is taken: {pooled}");
+
+    // A number nobody offered is still not found.
+    let (status, body) = call(
+        Method::PUT,
+        &api(&format!("/v2/accounts/{account}/phone_numbers/+14152229999/activate")),
+        token,
+        Some(json!({"data": {}})),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+}

@@ -902,6 +902,17 @@ impl NumberStore {
         quantity: usize,
         account: Option<&AccountId>,
     ) -> Vec<Value> {
+        self.find_for(prefix, quantity, account).await.iter().map(search_row).collect()
+    }
+
+    /// The hits of [`NumberStore::search_for`] as found (module and carrier data included), so
+    /// a caller can keep them for buying (§11.4 `discovery`).
+    pub async fn find_for(
+        &self,
+        prefix: &str,
+        quantity: usize,
+        account: Option<&AccountId>,
+    ) -> Vec<crate::carriers::FoundNumber> {
         // §11: the country's dial code (US, +1) ++ the prefix typed; a `+…` prefix is used as is.
         let prefix = if prefix.starts_with('+') {
             prefix.to_owned()
@@ -915,14 +926,36 @@ impl NumberStore {
         query.account_id = account.cloned();
         query.reseller_id = reseller;
         let results = self.find(&query).await;
-        results
-            .window(0, quantity, self.config.maximum_search_quantity)
-            .map(|r| {
-                json!({"number": r.number.as_str(), "state": r.state.as_str(),
-                       "module": r.module.module_name()})
-            })
-            .collect()
+        results.window(0, quantity, self.config.maximum_search_quantity).cloned().collect()
     }
+
+    /// Stores the `discovery` document of a search hit (§11.4), so buying it (a move) finds it:
+    /// only where the number has no document yet; `false` when one exists.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn store_discovery(
+        &self,
+        found: &crate::carriers::FoundNumber,
+    ) -> Result<bool, Error> {
+        if found.state != NumberState::Discovery || self.load(&found.number).await?.is_some() {
+            return Ok(false);
+        }
+        let Some(db) = number_db(found.number.as_str()) else { return Ok(false) };
+        let db = db_name(&db)?;
+        self.ensure_number_db(&db).await?;
+        match self.store.put(&db, found.to_discovery_doc(now_gregorian()).to_json()).await {
+            Ok(_) => Ok(true),
+            Err(docstore::Error::Conflict { .. }) => Ok(false),
+            Err(e) => Err(db_error(&e)),
+        }
+    }
+}
+
+/// A search hit as the search API answers it: `{number, state, module}`.
+pub fn search_row(found: &crate::carriers::FoundNumber) -> Value {
+    json!({"number": found.number.as_str(), "state": found.state.as_str(),
+           "module": found.module.module_name()})
 }
 
 enum Performed {
