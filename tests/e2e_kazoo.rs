@@ -383,6 +383,43 @@ async fn call(
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
+/// A superduper admin account `id` (32 hex characters) with `api_key`, its database, and an
+/// empty `system_config`.
+async fn make_admin_account(store: &CouchStore, id: &str, api_key: &str) {
+    let account_db = format!("account/{}/{}/{}", &id[..2], &id[2..4], &id[4..]);
+    for name in ["accounts", "system_config", account_db.as_str()] {
+        store.ensure_db(&db(name)).await.unwrap();
+    }
+    store
+        .put(
+            &db("accounts"),
+            json!({"_id": id, "name": id, "pvt_type": "account", "pvt_api_key": api_key,
+                   "pvt_tree": [], "pvt_superduper_admin": true, "pvt_enabled": true,
+                   "pvt_account_id": id, "pvt_account_db": docstore::naming::encoded(&db(&account_db))}),
+        )
+        .await
+        .unwrap();
+}
+
+/// Logs in with `api_key`, waiting (bounded) until the daemon's account index has the account.
+async fn login(daemon: &Daemon, api_key: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = call(
+            reqwest::Method::PUT,
+            &format!("{}/v2/api_auth", daemon.base()),
+            None,
+            Some(json!({"data": {"api_key": api_key}})),
+        )
+        .await;
+        if status == 201 {
+            return body["auth_token"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "login never succeeded: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The configured `e164_converters` and `classifiers` are the ones the numbers API and
 /// connectivity use (not Kazoo's defaults), and an edit of `system_config/number_manager`
 /// reaches them without a restart.
@@ -392,21 +429,7 @@ async fn one_number_manager_configuration_for_numbers_connectivity_and_routing()
     let Some((_server, config, url, _dir)) = private_server() else { return };
     let store = CouchStore::new(config).unwrap();
     let account = "4ba0000000000000000000000000000d";
-    let account_db = db("account/4b/a0/000000000000000000000000000d");
-    for name in ["accounts", "system_config"] {
-        store.ensure_db(&db(name)).await.unwrap();
-    }
-    store.ensure_db(&account_db).await.unwrap();
-    store
-        .put(
-            &db("accounts"),
-            json!({"_id": account, "name": "fr", "pvt_type": "account", "pvt_api_key": "fr-key",
-                   "pvt_tree": [], "pvt_superduper_admin": true, "pvt_enabled": true,
-                   "pvt_account_id": account,
-                   "pvt_account_db": "account%2F4b%2Fa0%2F000000000000000000000000000d"}),
-        )
-        .await
-        .unwrap();
+    make_admin_account(&store, account, "fr-key").await;
     let number_manager = json!({"_id": "number_manager", "default": {
         "e164_converters": {
             "^0([67]\\d{8})$": {"prefix": "+33"},
@@ -425,21 +448,7 @@ async fn one_number_manager_configuration_for_numbers_connectivity_and_routing()
         &[],
     );
     let api = |path: &str| format!("{}{path}", daemon.base());
-    let deadline = Instant::now() + WAIT;
-    let token = loop {
-        let (status, body) = call(
-            Method::PUT,
-            &api("/v2/api_auth"),
-            None,
-            Some(json!({"data": {"api_key": "fr-key"}})),
-        )
-        .await;
-        if status == 201 {
-            break body["auth_token"].as_str().unwrap().to_owned();
-        }
-        assert!(Instant::now() < deadline, "login never succeeded: {status} {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let token = login(&daemon, "fr-key").await;
     let token = Some(token.as_str());
 
     // The classifiers listed and used are the configured ones.
@@ -500,20 +509,8 @@ async fn an_accounts_search_finds_its_managed_numbers_and_activate_buys_one() {
     let Some((_server, config, url, _dir)) = private_server() else { return };
     let store = CouchStore::new(config).unwrap();
     let account = "4ba0000000000000000000000000000e";
-    for name in ["accounts", "system_config", "numbers/managed"] {
-        store.ensure_db(&db(name)).await.unwrap();
-    }
-    store.ensure_db(&db("account/4b/a0/000000000000000000000000000e")).await.unwrap();
-    store
-        .put(
-            &db("accounts"),
-            json!({"_id": account, "name": "buyer", "pvt_type": "account",
-                   "pvt_api_key": "buyer-key", "pvt_tree": [], "pvt_superduper_admin": true,
-                   "pvt_enabled": true, "pvt_account_id": account,
-                   "pvt_account_db": "account%2F4b%2Fa0%2F000000000000000000000000000e"}),
-        )
-        .await
-        .unwrap();
+    make_admin_account(&store, account, "buyer-key").await;
+    store.ensure_db(&db("numbers/managed")).await.unwrap();
     store
         .put(
             &db("system_config"),
@@ -538,21 +535,7 @@ async fn an_accounts_search_finds_its_managed_numbers_and_activate_buys_one() {
         &[],
     );
     let api = |path: &str| format!("{}{path}", daemon.base());
-    let deadline = Instant::now() + WAIT;
-    let token = loop {
-        let (status, body) = call(
-            Method::PUT,
-            &api("/v2/api_auth"),
-            None,
-            Some(json!({"data": {"api_key": "buyer-key"}})),
-        )
-        .await;
-        if status == 201 {
-            break body["auth_token"].as_str().unwrap().to_owned();
-        }
-        assert!(Instant::now() < deadline, "login never succeeded: {status} {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let token = login(&daemon, "buyer-key").await;
     let token = Some(token.as_str());
 
     let (status, found) = call(

@@ -361,6 +361,16 @@ fn xml(file: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_raw(body(file), "application/xml")
 }
 
+/// `number_manager.bandwidth2` pointing at `server`, polling every 10 ms.
+fn bw_section(server: &MockServer) -> Value {
+    json!({"base_url": format!("{}/api", server.uri()),
+           "account_id": "eunit_testing_account",
+           "api_username": "bw-user", "api_password": "bw-s3cret",
+           "site_id": "1337", "sip_peer": "13337",
+           "enable_provisioning": true, "sandbox_provisioning": false,
+           "order_poll_interval_ms": 10})
+}
+
 /// Vectors N17–N19 (§14.2 knm_bandwidth2; N19 through a buy: order RECEIVED, polled COMPLETE).
 async fn n17_n19(store: SharedStore) {
     load_kazoo_fixturedb(&store).await;
@@ -389,12 +399,7 @@ async fn n17_n19(store: SharedStore) {
         .respond_with(xml("bandwidth2_check_order.xml"))
         .mount(&server)
         .await;
-    let section = json!({"base_url": format!("{}/api", server.uri()),
-                         "account_id": "eunit_testing_account",
-                         "api_username": "bw-user", "api_password": "bw-s3cret",
-                         "site_id": "1337", "sip_peer": "13337",
-                         "enable_provisioning": true, "sandbox_provisioning": false,
-                         "order_poll_interval_ms": 10});
+    let section = bw_section(&server);
     let ns =
         configured(&store, Some(&["knm_bandwidth2"]), &[("number_manager.bandwidth2", section)])
             .await;
@@ -445,12 +450,8 @@ async fn bandwidth2_pending_purchase(store: SharedStore) {
         .expect(1)
         .mount(&server)
         .await;
-    let section = json!({"base_url": format!("{}/api", server.uri()),
-                         "account_id": "eunit_testing_account",
-                         "api_username": "bw-user", "api_password": "bw-s3cret",
-                         "site_id": "1337", "sip_peer": "13337",
-                         "enable_provisioning": true, "sandbox_provisioning": false,
-                         "order_poll_interval_ms": 10, "order_poll_max_attempts": 2});
+    let mut section = bw_section(&server);
+    section["order_poll_max_attempts"] = json!(2);
     let ns =
         configured(&store, Some(&["knm_bandwidth2"]), &[("number_manager.bandwidth2", section)])
             .await;
