@@ -10,6 +10,10 @@
 //! - The resource validator refuses a rule JavaScript cannot compile, with the rule's index, and
 //!   never refuses a rule the router compiles (every rule of Kazoo's fixtures and of the routing
 //!   tests, plus the PCRE extensions the router accepts).
+//! - One `number_manager` configuration (converters, classifiers) for the numbers API,
+//!   connectivity and routing, live.
+//! - Search then buy: an account's search finds its `knm_managed` numbers and a global search a
+//!   carrier's (Bandwidth2 played by a mock); activating a found number buys it.
 //!
 //! Waits are on conditions with a generous upper bound, never sleep-then-assert.
 
@@ -576,4 +580,97 @@ async fn an_accounts_search_finds_its_managed_numbers_and_activate_buys_one() {
     )
     .await;
     assert_eq!(status, 404, "{body}");
+}
+
+/// Search then buy against an external carrier (Bandwidth2, played by a mock answering Kazoo's
+/// own fixture bodies): the global search offers the carrier's numbers, and activating one
+/// orders it from the carrier and lands it `in_service` for the account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_found_at_a_carrier_is_bought_from_it_by_activate() {
+    use reqwest::Method;
+    use wiremock::matchers::{body_string_contains, method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let Some((_server, config, url, _dir)) = private_server() else { return };
+    let store = CouchStore::new(config).unwrap();
+    let account = "4ba0000000000000000000000000000f";
+    make_admin_account(&store, account, "carrier-key").await;
+
+    let fixture = |name: &str| {
+        let file = format!("{}/../../fixtures/numbers/carriers/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"))
+    };
+    let xml = |body: String| ResponseTemplate::new(200).set_body_raw(body, "application/xml");
+    let carrier = MockServer::start().await;
+    let base = "/api/accounts/e2e";
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/availableNumbers")))
+        .and(query_param("areaCode", "973"))
+        .respond_with(xml(fixture("bandwidth2_find_by_npa_no_detail.xml")))
+        .mount(&carrier)
+        .await;
+    // Kazoo's order fixtures, for the number bought here.
+    let order = |name: &str| fixture(name).replace("9734096113", "9733705112");
+    Mock::given(method("POST"))
+        .and(path(format!("{base}/orders")))
+        .and(body_string_contains("<TelephoneNumber>9733705112</TelephoneNumber>"))
+        .respond_with(xml(order("bandwidth2_buy_a_number.xml")))
+        .expect(1)
+        .mount(&carrier)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/orders/dc0008ec-07fc-41bf-a3bd-6c6ebf913f1c")))
+        .respond_with(xml(order("bandwidth2_check_order.xml")))
+        .mount(&carrier)
+        .await;
+    let system_config = db("system_config");
+    store
+        .put(
+            &system_config,
+            json!({"_id": "number_manager", "default": {"carrier_modules": ["knm_bandwidth2"]}}),
+        )
+        .await
+        .unwrap();
+    store
+        .put(
+            &system_config,
+            json!({"_id": "number_manager.bandwidth2", "default": {
+                "base_url": format!("{}/api", carrier.uri()), "account_id": "e2e",
+                "api_username": "bw-user", "api_password": "bw-s3cret",
+                "site_id": "1337", "sip_peer": "13337",
+                "enable_provisioning": true, "sandbox_provisioning": false,
+                "order_poll_interval_ms": 10}}),
+        )
+        .await
+        .unwrap();
+
+    let daemon = Daemon::start(
+        env!("CARGO_BIN_EXE_switchboard"),
+        &["--couch-url", &url, "serve", "--listen", "127.0.0.1:0", "--discover-every", "100ms"],
+        &[],
+    );
+    let api = |path: &str| format!("{}{path}", daemon.base());
+    let token = login(&daemon, "carrier-key").await;
+    let token = Some(token.as_str());
+
+    let (status, found) =
+        call(Method::GET, &api("/v2/phone_numbers?prefix=973&quantity=2"), None, None).await;
+    assert_eq!(status, 200, "{found}");
+    let rows = found["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{found}");
+    assert!(rows.iter().any(|r| r["number"] == "+19733705112"), "{found}");
+    assert!(rows.iter().all(|r| r["state"] == "discovery"), "{found}");
+
+    let (status, bought) = call(
+        Method::PUT,
+        &api(&format!("/v2/accounts/{account}/phone_numbers/+19733705112/activate")),
+        token,
+        Some(json!({"data": {}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{bought}");
+    let doc = store.get(&db("numbers/+1973"), "+19733705112").await.unwrap().unwrap();
+    assert_eq!(doc["pvt_state"], "in_service", "{doc}");
+    assert_eq!(doc["pvt_assigned_to"], account, "{doc}");
+    assert_eq!(doc["pvt_module_name"], "knm_bandwidth2", "{doc}");
+    assert_eq!(doc["pvt_carrier_data"]["order_name"], "Kazoo-63628571101", "{doc}");
 }
