@@ -405,6 +405,15 @@ async fn make_admin_account(store: &CouchStore, id: &str, api_key: &str) {
         .unwrap();
 }
 
+/// `switchboard serve` against the CouchDB at `url`, on a free port.
+fn serve(url: &str) -> Daemon {
+    Daemon::start(
+        env!("CARGO_BIN_EXE_switchboard"),
+        &["--couch-url", url, "serve", "--listen", "127.0.0.1:0", "--discover-every", "100ms"],
+        &[],
+    )
+}
+
 /// Logs in with `api_key`, waiting (bounded) until the daemon's account index has the account.
 async fn login(daemon: &Daemon, api_key: &str) -> String {
     let deadline = Instant::now() + WAIT;
@@ -446,11 +455,7 @@ async fn one_number_manager_configuration_for_numbers_connectivity_and_routing()
     }});
     let rev = store.put(&db("system_config"), number_manager.clone()).await.unwrap();
 
-    let daemon = Daemon::start(
-        env!("CARGO_BIN_EXE_switchboard"),
-        &["--couch-url", &url, "serve", "--listen", "127.0.0.1:0", "--discover-every", "100ms"],
-        &[],
-    );
+    let daemon = serve(&url);
     let api = |path: &str| format!("{}{path}", daemon.base());
     let token = login(&daemon, "fr-key").await;
     let token = Some(token.as_str());
@@ -533,11 +538,7 @@ async fn an_accounts_search_finds_its_managed_numbers_and_activate_buys_one() {
             .unwrap();
     }
 
-    let daemon = Daemon::start(
-        env!("CARGO_BIN_EXE_switchboard"),
-        &["--couch-url", &url, "serve", "--listen", "127.0.0.1:0", "--discover-every", "100ms"],
-        &[],
-    );
+    let daemon = serve(&url);
     let api = |path: &str| format!("{}{path}", daemon.base());
     let token = login(&daemon, "buyer-key").await;
     let token = Some(token.as_str());
@@ -643,11 +644,7 @@ async fn a_number_found_at_a_carrier_is_bought_from_it_by_activate() {
         .await
         .unwrap();
 
-    let daemon = Daemon::start(
-        env!("CARGO_BIN_EXE_switchboard"),
-        &["--couch-url", &url, "serve", "--listen", "127.0.0.1:0", "--discover-every", "100ms"],
-        &[],
-    );
+    let daemon = serve(&url);
     let api = |path: &str| format!("{}{path}", daemon.base());
     let token = login(&daemon, "carrier-key").await;
     let token = Some(token.as_str());

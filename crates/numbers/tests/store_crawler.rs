@@ -32,7 +32,7 @@ async fn seed(store: &SharedStore) -> String {
     put(store, &format!("{area}5550005"), NumberState::Deleted, NOW - DAY).await;
     put(store, &format!("{area}5550006"), NumberState::InService, NOW - 1000 * DAY).await;
     // discovery 2 days with a pending purchase (kept).
-    let number = E164::new(&format!("{area}5550007")).unwrap();
+    let number = E164::new(format!("{area}5550007")).unwrap();
     let mut pending = NumberDoc::new(&number, NumberState::Discovery, "knm_bandwidth2", NOW);
     pending.modified = NOW - 2 * DAY;
     pending.carrier_data.insert(
