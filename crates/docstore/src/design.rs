@@ -1,23 +1,36 @@
-//! The design documents Switchboard deploys next to Kazoo's, and their idempotent deployment.
+//! The design documents Switchboard keeps next to Kazoo's, and their idempotent deployment.
 //!
 //! The documents live in the workspace's `design_docs/` folder, one sub-folder per kind of target
-//! database (`offnet/`, `account/`, `numbers/`), and are compiled in with `include_str!`. They
-//! carry the views Kazoo's tools query (`resources/listing_by_id`, `numbers/status`, …;
-//! kazoo-stepswitch.md §2, kazoo-numbers.md §13) and `validate_doc_update` functions that refuse
-//! malformed resource and number documents with a `forbidden` message a Fauxton user sees.
+//! database (`offnet/`, `account/`, `numbers/`, `pools/`), and are compiled in with `include_str!`.
+//! Two owners share a database:
 //!
-//! As in Kazoo's own `priv/couchdb` files, a function may be written as an array of lines; the
-//! lines are joined with `\n` before the document is stored, because CouchDB wants strings.
+//! - **Kazoo's** design documents (`_design/resources`, `_design/numbers`, `_design/phone_numbers`,
+//!   `_design/numbers_managed`, `_design/numbers_inum`) are Kazoo's own files (see
+//!   `design_docs/LICENSE-NOTE.txt`). [`deploy`] creates one only where it is missing (so a fresh
+//!   store and the embedded demo have the views Kazoo's tools query) and never modifies or deletes
+//!   it: beside a live Kazoo, Kazoo's version (say with `listing_uac_gateways`) stays as it is and
+//!   no view index is rebuilt. It is stored the way Kazoo's `kz_datamgr` stores it: the `kazoo`
+//!   registration key dropped and array-of-lines functions concatenated.
+//! - **Switchboard's** (`_design/switchboard_*`) carry the `validate_doc_update` functions that
+//!   refuse malformed resource and number documents with a `forbidden` message a Fauxton user
+//!   sees. [`deploy`] writes them where they are missing or differ. Their array-of-lines functions
+//!   are joined with `\n` (they hold `//` comments). Switchboard's own queries use no view of
+//!   Kazoo's documents, so whichever version of those a cluster carries does not matter.
 //!
 //! On the embedded backend design documents are stored like any other (its views answer
 //! `Unsupported` and validation functions do not run there).
+
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::naming;
 use crate::store::DocStore;
-use crate::types::DbName;
+use crate::types::{AllDocsQuery, DbName, Rev};
+
+/// The prefix of the design documents Switchboard owns; every other one is Kazoo's.
+pub const OWN_PREFIX: &str = "_design/switchboard_";
 
 /// The kind of database a set of design documents is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,6 +41,10 @@ pub enum DesignKind {
     Account,
     /// A number database `numbers/+1415`.
     Numbers,
+    /// The `knm_managed` pool `numbers/managed`: a number database plus its pool view.
+    Managed,
+    /// The `knm_inum` pool `numbers/inum`: a number database plus its pool view.
+    Inum,
 }
 
 const OFFNET_DOCS: &[(&str, &str)] = &[
@@ -56,27 +73,37 @@ const NUMBERS_DOCS: &[(&str, &str)] = &[
     ),
 ];
 
+const MANAGED_DOCS: &[(&str, &str)] = &[(
+    "pools/numbers_managed.json",
+    include_str!("../../../design_docs/pools/numbers_managed.json"),
+)];
+
+const INUM_DOCS: &[(&str, &str)] =
+    &[("pools/numbers_inum.json", include_str!("../../../design_docs/pools/numbers_inum.json"))];
+
 impl DesignKind {
-    /// The kind a database name calls for: `offnet`, account databases and number databases;
-    /// `None` for any other database.
+    /// The kind a database name calls for: `offnet`, account databases, the two pools and the
+    /// other number databases; `None` for any other database.
     pub fn for_db(db: &DbName) -> Option<DesignKind> {
-        if db.as_str() == naming::OFFNET {
-            Some(DesignKind::Offnet)
-        } else if naming::is_account_db(db) {
-            Some(DesignKind::Account)
-        } else if naming::is_numbers_db(db) {
-            Some(DesignKind::Numbers)
-        } else {
-            None
+        match db.as_str() {
+            naming::OFFNET => Some(DesignKind::Offnet),
+            naming::NUMBERS_MANAGED => Some(DesignKind::Managed),
+            naming::NUMBERS_INUM => Some(DesignKind::Inum),
+            _ if naming::is_account_db(db) => Some(DesignKind::Account),
+            _ if naming::is_numbers_db(db) => Some(DesignKind::Numbers),
+            _ => None,
         }
     }
 
-    fn sources(self) -> &'static [(&'static str, &'static str)] {
-        match self {
-            DesignKind::Offnet => OFFNET_DOCS,
-            DesignKind::Account => ACCOUNT_DOCS,
-            DesignKind::Numbers => NUMBERS_DOCS,
-        }
+    fn sources(self) -> Vec<(&'static str, &'static str)> {
+        let parts: &[&[(&str, &str)]] = match self {
+            DesignKind::Offnet => &[OFFNET_DOCS],
+            DesignKind::Account => &[ACCOUNT_DOCS],
+            DesignKind::Numbers => &[NUMBERS_DOCS],
+            DesignKind::Managed => &[NUMBERS_DOCS, MANAGED_DOCS],
+            DesignKind::Inum => &[NUMBERS_DOCS, INUM_DOCS],
+        };
+        parts.iter().flat_map(|part| part.iter().copied()).collect()
     }
 
     /// The design documents of this kind, ready to store (functions joined into strings, no
@@ -90,29 +117,44 @@ impl DesignKind {
     }
 }
 
+/// Whether Switchboard owns the design document `id` (and may rewrite it).
+pub fn is_own(id: &str) -> bool {
+    id.starts_with(OWN_PREFIX)
+}
+
 fn parse_design_doc(file: &str, text: &str) -> Result<Value> {
     let decode = |message: String| Error::Decode { what: format!("design_docs/{file}"), message };
     let mut doc: Value = serde_json::from_str(text).map_err(|e| decode(e.to_string()))?;
     let Some(map) = doc.as_object_mut() else {
         return Err(decode("not a JSON object".into()));
     };
-    if !map.get("_id").and_then(Value::as_str).is_some_and(|id| id.starts_with("_design/")) {
+    let Some(id) = map.get("_id").and_then(Value::as_str).map(str::to_owned) else {
+        return Err(decode("it has no _id".into()));
+    };
+    if !id.starts_with("_design/") {
         return Err(decode("its _id does not start with _design/".into()));
     }
-    join_functions(map);
+    if is_own(&id) {
+        join_functions(map, "\n");
+    } else {
+        // As Kazoo's kz_datamgr stores it: registration metadata out, lines concatenated.
+        map.remove("kazoo");
+        join_functions(map, "");
+    }
     Ok(doc)
 }
 
 /// Turns every array-of-lines function (`views.*.map`, `views.*.reduce`, `validate_doc_update`,
 /// `filters.*`, …) into one string.
-fn join_functions(map: &mut Map<String, Value>) {
+fn join_functions(map: &mut Map<String, Value>, separator: &str) {
     for (key, value) in map.iter_mut() {
         match value {
             Value::Array(lines) if key != "_id" && lines.iter().all(Value::is_string) => {
-                let joined = lines.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n");
+                let joined =
+                    lines.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(separator);
                 *value = Value::String(joined);
             }
-            Value::Object(inner) => join_functions(inner),
+            Value::Object(inner) => join_functions(inner, separator),
             _ => {}
         }
     }
@@ -121,54 +163,119 @@ fn join_functions(map: &mut Map<String, Value>) {
 /// What [`deploy`] did, by design document id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeployReport {
-    /// Written because missing or different.
+    /// Written because missing (Kazoo's or ours) or different (ours only).
     pub written: Vec<String>,
-    /// Already there with the same content.
+    /// Already there: ours with the same content, Kazoo's in whatever version.
     pub unchanged: Vec<String>,
 }
 
-/// Writes the design documents of `kind` into `db` where they are missing or differ (compared
-/// without `_rev`), so running it again writes nothing. `db` must exist.
+/// The revisions of our own design documents last seen equal to ours, per document id; lets
+/// [`deploy_known`] skip reading a document whose revision has not moved.
+pub type KnownRevs = BTreeMap<String, Rev>;
+
+/// Writes the design documents of `kind` into `db`: Kazoo's where missing, ours where missing or
+/// different (compared without `_rev`), so running it again writes nothing. `db` must exist.
 ///
 /// # Errors
 /// [`Error::DbNotFound`] if `db` is missing, [`Error::Conflict`] if someone else keeps rewriting
 /// the same design document while we try, and whatever the store reports.
 pub async fn deploy(store: &dyn DocStore, db: &DbName, kind: DesignKind) -> Result<DeployReport> {
+    deploy_known(store, db, kind, &mut KnownRevs::new()).await
+}
+
+/// [`deploy`], reading one listing of the database's design documents and only those of ours
+/// whose revision is not in `known`; `known` is updated with what is now in place. One request
+/// when nothing needs doing.
+///
+/// # Errors
+/// As [`deploy`].
+pub async fn deploy_known(
+    store: &dyn DocStore,
+    db: &DbName,
+    kind: DesignKind,
+    known: &mut KnownRevs,
+) -> Result<DeployReport> {
+    let query = AllDocsQuery {
+        start_key: Some("_design/".into()),
+        end_key: Some("_design0".into()),
+        exclusive_end: true,
+        ..AllDocsQuery::default()
+    };
+    let present: BTreeMap<String, Rev> =
+        store.all_docs(db, &query).await?.rows.into_iter().map(|row| (row.id, row.rev)).collect();
+    known.retain(|id, rev| present.get(id) == Some(rev));
     let mut report = DeployReport::default();
     for wanted in kind.documents()? {
         let id = wanted["_id"].as_str().unwrap_or_default().to_owned();
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let current = store.get(db, &id).await?;
-            let current_rev = current.as_ref().and_then(|doc| doc.get("_rev").cloned());
-            let same = current.as_ref().is_some_and(|doc| {
-                let mut doc = doc.clone();
-                if let Some(map) = doc.as_object_mut() {
-                    map.remove("_rev");
-                }
-                doc == wanted
-            });
-            if same {
-                report.unchanged.push(id);
-                break;
+        let settled = if is_own(&id) {
+            if known.contains_key(&id) {
+                false
+            } else {
+                put_own(store, db, &id, wanted, known).await?
             }
-            let mut doc = wanted.clone();
-            if let (Some(rev), Some(map)) = (current_rev, doc.as_object_mut()) {
-                map.insert("_rev".into(), rev);
-            }
-            match store.put(db, doc).await {
-                Ok(_) => {
-                    report.written.push(id);
-                    break;
-                }
-                // Someone wrote it between our read and our write: look again.
-                Err(Error::Conflict { .. }) if attempts < 3 => continue,
-                Err(e) => return Err(e),
-            }
+        } else if present.contains_key(&id) {
+            false
+        } else {
+            create_missing(store, db, wanted).await?
+        };
+        if settled {
+            report.written.push(id);
+        } else {
+            report.unchanged.push(id);
         }
     }
     Ok(report)
+}
+
+/// Creates one of Kazoo's design documents; `false` if someone created it first.
+async fn create_missing(store: &dyn DocStore, db: &DbName, doc: Value) -> Result<bool> {
+    match store.put(db, doc).await {
+        Ok(_) => Ok(true),
+        Err(Error::Conflict { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes one of our design documents equal to `wanted`; `true` if it had to be written.
+async fn put_own(
+    store: &dyn DocStore,
+    db: &DbName,
+    id: &str,
+    wanted: Value,
+    known: &mut KnownRevs,
+) -> Result<bool> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let current = store.get(db, id).await?;
+        let current_rev = current.as_ref().and_then(|doc| doc.get("_rev").cloned());
+        let same = current.as_ref().is_some_and(|doc| {
+            let mut doc = doc.clone();
+            if let Some(map) = doc.as_object_mut() {
+                map.remove("_rev");
+            }
+            doc == wanted
+        });
+        if same {
+            if let Some(rev) = current_rev.as_ref().and_then(Value::as_str) {
+                known.insert(id.to_owned(), Rev(rev.to_owned()));
+            }
+            return Ok(false);
+        }
+        let mut doc = wanted.clone();
+        if let (Some(rev), Some(map)) = (current_rev, doc.as_object_mut()) {
+            map.insert("_rev".into(), rev);
+        }
+        match store.put(db, doc).await {
+            Ok(rev) => {
+                known.insert(id.to_owned(), rev);
+                return Ok(true);
+            }
+            // Someone wrote it between our read and our write: look again.
+            Err(Error::Conflict { .. }) if attempts < 3 => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -212,6 +319,10 @@ mod tests {
         assert!(has_view(DesignKind::Numbers, "numbers", "status"));
         assert!(has_view(DesignKind::Numbers, "numbers", "assigned_to"));
         assert!(has_view(DesignKind::Account, "phone_numbers", "crossbar_listing"));
+        assert!(has_view(DesignKind::Offnet, "resources", "listing_uac_gateways"));
+        assert!(has_view(DesignKind::Managed, "numbers_managed", "status"));
+        assert!(has_view(DesignKind::Inum, "numbers_inum", "status"));
+        assert!(has_view(DesignKind::Inum, "numbers", "status"));
     }
 
     #[test]
@@ -220,6 +331,8 @@ mod tests {
         assert_eq!(kind("offnet"), Some(DesignKind::Offnet));
         assert_eq!(kind("account/ef/01/23456789abcdef0123456789abcd"), Some(DesignKind::Account));
         assert_eq!(kind("numbers/+1415"), Some(DesignKind::Numbers));
+        assert_eq!(kind("numbers/managed"), Some(DesignKind::Managed));
+        assert_eq!(kind("numbers/inum"), Some(DesignKind::Inum));
         assert_eq!(kind("system_config"), None);
     }
 
@@ -235,14 +348,62 @@ mod tests {
         assert!(second.written.is_empty(), "{second:?}");
         assert_eq!(second.unchanged.len(), 2);
 
-        // An operator's edit is put back on the next deploy, as an update of their revision.
-        let mut edited = store.get(&db, "_design/numbers").await.unwrap().unwrap();
-        edited["views"]["status"]["map"] = Value::from("function(doc) {}");
+        // An edit of ours is put back on the next deploy, as an update of their revision.
+        let mut edited = store.get(&db, "_design/switchboard_numbers").await.unwrap().unwrap();
+        edited["validate_doc_update"] = Value::from("function(newDoc) {}");
         store.put(&db, edited).await.unwrap();
         let third = deploy(&store, &db, DesignKind::Numbers).await.unwrap();
-        assert_eq!(third.written, vec!["_design/numbers"]);
-        let restored = store.get(&db, "_design/numbers").await.unwrap().unwrap();
+        assert_eq!(third.written, vec!["_design/switchboard_numbers"]);
+        let restored = store.get(&db, "_design/switchboard_numbers").await.unwrap().unwrap();
         assert!(restored["_rev"].as_str().unwrap().starts_with("3-"));
+
+        // Kazoo's is never touched once there, whatever it holds; deleted, it is created again.
+        let mut theirs = store.get(&db, "_design/numbers").await.unwrap().unwrap();
+        theirs["views"]["extra"] = serde_json::json!({"map": "function(doc) {}"});
+        let rev = store.put(&db, theirs).await.unwrap();
+        let fourth = deploy(&store, &db, DesignKind::Numbers).await.unwrap();
+        assert!(fourth.written.is_empty(), "{fourth:?}");
+        let kept = store.get(&db, "_design/numbers").await.unwrap().unwrap();
+        assert_eq!(kept["_rev"], rev.as_str());
+        store.delete(&db, "_design/numbers", &rev).await.unwrap();
+        let fifth = deploy(&store, &db, DesignKind::Numbers).await.unwrap();
+        assert_eq!(fifth.written, vec!["_design/numbers"]);
+    }
+
+    #[tokio::test]
+    async fn known_revisions_skip_reads_until_ours_moves() {
+        let store = EmbeddedStore::in_memory().unwrap();
+        let db = DbName::new(naming::NUMBERS_MANAGED).unwrap();
+        store.create_db(&db).await.unwrap();
+        let mut known = KnownRevs::new();
+        let first = deploy_known(&store, &db, DesignKind::Managed, &mut known).await.unwrap();
+        assert_eq!(
+            first.written,
+            vec!["_design/numbers", "_design/switchboard_numbers", "_design/numbers_managed"]
+        );
+        assert_eq!(known.keys().collect::<Vec<_>>(), ["_design/switchboard_numbers"]);
+        let ours = store.get(&db, "_design/switchboard_numbers").await.unwrap().unwrap();
+        store
+            .delete(&db, "_design/switchboard_numbers", &Rev(ours["_rev"].as_str().unwrap().into()))
+            .await
+            .unwrap();
+        let again = deploy_known(&store, &db, DesignKind::Managed, &mut known).await.unwrap();
+        assert_eq!(again.written, vec!["_design/switchboard_numbers"]);
+    }
+
+    #[test]
+    fn kazoo_documents_are_stored_as_kazoo_stores_them() {
+        let docs = DesignKind::Offnet.documents().unwrap();
+        let resources = docs.iter().find(|d| d["_id"] == "_design/resources").unwrap();
+        assert!(resources.get("kazoo").is_none());
+        let map = resources["views"]["listing_by_id"]["map"].as_str().unwrap();
+        assert_eq!(
+            map,
+            "function(doc) {  if (doc.pvt_type != 'resource' || doc.pvt_deleted) return;  \
+             emit(doc._id, doc.name);}"
+        );
+        let ours = docs.iter().find(|d| d["_id"] == "_design/switchboard_resources").unwrap();
+        assert!(ours["validate_doc_update"].as_str().unwrap().contains("\n"));
     }
 
     #[tokio::test]

@@ -17,7 +17,8 @@
 //!   failing its page; [`FeedBoard`] gathers followers' health and row issues for status and
 //!   health checks.
 //! - [`naming`] (Kazoo's database names, [`AccountId`]), [`selector`] (Mango matching) and
-//!   [`deploy`] (our design documents, idempotently).
+//!   [`deploy`] (the design documents, idempotently; Kazoo's only where missing) and [`keep`]
+//!   (deploys them into every matching database as it appears, and puts back what was removed).
 //!
 //! This crate knows Kazoo's database names but nothing about what resources or numbers mean: it
 //! moves JSON documents.
@@ -27,6 +28,7 @@
 mod couch;
 pub mod decode;
 mod design;
+mod design_keeper;
 mod embedded;
 mod error;
 mod follow;
@@ -38,7 +40,8 @@ mod store;
 mod types;
 
 pub use couch::{AuthMode, CouchConfig, CouchStore, DEFAULT_REQUEST_TIMEOUT};
-pub use design::{deploy, DeployReport, DesignKind};
+pub use design::{deploy, deploy_known, is_own, DeployReport, DesignKind, KnownRevs, OWN_PREFIX};
+pub use design_keeper::{keep, DesignKeeper, KeepOptions};
 pub use embedded::{EmbeddedStore, EMBEDDED_FILE_NAME};
 pub use error::{Error, Result};
 pub use follow::{

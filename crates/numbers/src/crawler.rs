@@ -1,6 +1,6 @@
 //! The lifecycle reactor (§6.3, `knm_number_crawler.erl`): over every number database, documents
 //! in state `deleted` are hard-deleted, `discovery` records older than `discovery_expiry_d` days
-//! are deleted, and `aging` numbers whose `pvt_modified` is more than `aging_expiry_d` days old
+//! are deleted (unless they carry a purchase whose outcome is unknown), and `aging` numbers whose `pvt_modified` is more than `aging_expiry_d` days old
 //! become `available` (and `pvt_modified` becomes now).
 //!
 //! Every action is a compare-and-swap on the `_rev` that was read: when another instance (or a
@@ -132,7 +132,12 @@ impl Crawler {
     fn action(&self, doc: &NumberDoc, now: i64) -> Option<Action> {
         match doc.state {
             NumberState::Deleted => Some(Action::Delete),
-            NumberState::Discovery if doc.modified + self.config.discovery_expiry_d * DAY < now => {
+            // A discovery record carrying a purchase whose outcome is unknown is kept: it is what
+            // the next buy of the number resumes the carrier's order from.
+            NumberState::Discovery
+                if doc.modified + self.config.discovery_expiry_d * DAY < now
+                    && !doc.carrier_data.contains_key(crate::carriers::PENDING_ORDER) =>
+            {
                 Some(Action::PurgeDiscovery)
             }
             NumberState::Aging if doc.modified + self.config.aging_expiry_d * DAY < now => {

@@ -82,6 +82,20 @@ pub enum Error {
         /// The number.
         number: String,
     },
+    /// A purchase whose outcome is not known: the carrier took the order (`order_id`) but did
+    /// not confirm it in time, so it may still complete. Rendered as `by_carrier` (500
+    /// `unspecified_fault`, message `fault by carrier`, cause the number); the store layer
+    /// records the order on the number (`pvt_carrier_data.pending_order`) and the next acquire
+    /// of that number follows the same order instead of placing a second one.
+    #[error("purchase of {number} from {module} pending: order {order_id} not confirmed yet")]
+    PurchasePending {
+        /// The carrier module.
+        module: String,
+        /// The number, as the carrier writes it.
+        number: String,
+        /// The carrier's order id.
+        order_id: String,
+    },
     /// §9 `not_enough_credit` (402).
     #[error("account {account} does not have enough credit to perform the operation")]
     NotEnoughCredit {
@@ -262,7 +276,7 @@ impl Error {
                 ("assign_failure", "invalid account to assign to".to_owned(), Some(cause.clone()))
             }
             Error::Invalid { reason } => ("invalid", "invalid".to_owned(), Some(reason.clone())),
-            Error::ByCarrier { number, .. } => {
+            Error::ByCarrier { number, .. } | Error::PurchasePending { number, .. } => {
                 ("unspecified_fault", "fault by carrier".to_owned(), Some(number.clone()))
             }
             Error::NotEnoughCredit { account, units } => (

@@ -127,6 +127,17 @@ impl BulkReport {
     }
 }
 
+/// The `e164_converters` and `classifiers` of `system_config/number_manager`, the ones routing
+/// compiles with too; a malformed entry is left out (Kazoo's default where the whole key is
+/// malformed) and logged.
+fn configured_converters(doc: &Value) -> Converters {
+    let (converters, diagnostics) = Converters::from_config(doc);
+    for diagnostic in diagnostics {
+        tracing::warn!(diagnostic = %diagnostic, "system_config/number_manager");
+    }
+    converters
+}
+
 /// Number documents over a [`SharedStore`]: loads, transitions with CAS and retry, bulk writes.
 /// Cheap to clone; safe to share between tasks and to run in several processes at once.
 #[derive(Clone)]
@@ -159,9 +170,11 @@ impl NumberStore {
     /// A storage failure, or a config value of the wrong type.
     pub async fn from_store(store: SharedStore) -> Result<Self, Error> {
         let sys = docstore::naming::system_config_db();
-        let config = match store.get(&sys, "number_manager").await {
-            Ok(Some(doc)) => Config::from_system_config(&doc)?,
-            Ok(None) | Err(docstore::Error::DbNotFound { .. }) => Config::kazoo_defaults(),
+        let (config, converters) = match store.get(&sys, "number_manager").await {
+            Ok(Some(doc)) => (Config::from_system_config(&doc)?, configured_converters(&doc)),
+            Ok(None) | Err(docstore::Error::DbNotFound { .. }) => {
+                (Config::kazoo_defaults(), Converters::kazoo_defaults())
+            }
             Err(e) => return Err(db_error(&e)),
         };
         let accounts = load_accounts(&store).await?;
@@ -176,6 +189,7 @@ impl NumberStore {
         let config = load_feature_configs(&store, config, &accounts, &carrier_configs).await?;
         let mut me = NumberStore::new(store, config, accounts);
         me.carrier_configs = Arc::new(carrier_configs);
+        me.converters = Arc::new(converters);
         Ok(me)
     }
 
@@ -249,9 +263,8 @@ impl NumberStore {
     pub async fn ensure_number_db(&self, db: &DbName) -> Result<(), Error> {
         let created = self.store.ensure_db(db).await.map_err(|e| db_error(&e))?;
         if created {
-            docstore::deploy(&*self.store, db, DesignKind::Numbers)
-                .await
-                .map_err(|e| db_error(&e))?;
+            let kind = DesignKind::for_db(db).unwrap_or(DesignKind::Numbers);
+            docstore::deploy(&*self.store, db, kind).await.map_err(|e| db_error(&e))?;
         }
         Ok(())
     }
@@ -303,8 +316,14 @@ impl NumberStore {
             if decision.dry_run || decision.is_noop() {
                 return Ok(decision);
             }
-            self.carrier_call(&mut decision, &opts.auth_by, &mut acquired, &mut disconnected)
-                .await?;
+            let called =
+                self.carrier_call(&mut decision, &opts.auth_by, &mut acquired, &mut disconnected);
+            if let Err(err) = called.await {
+                if let Error::PurchasePending { module, order_id, .. } = &err {
+                    self.record_pending_order(number, module, order_id).await;
+                }
+                return Err(err);
+            }
             self.provider_calls(&mut decision, &opts.auth_by, &mut provided).await?;
             match self.perform(&mut decision).await? {
                 Performed::Done => return Ok(decision),
@@ -409,6 +428,42 @@ impl NumberStore {
         CarrierCtx::new(&self.config, index)
             .with_carrier_configs(&self.carrier_configs)
             .with_auth_by(auth_by)
+    }
+
+    /// Records a purchase whose outcome is unknown on the stored number document
+    /// (`pvt_carrier_data.pending_order`: order id, module, when), so the next acquire of the
+    /// number follows that order. Best effort: a failure is logged, the caller reports the
+    /// pending purchase either way.
+    async fn record_pending_order(&self, number: &E164, module: &str, order_id: &str) {
+        let Some(db) = number_db(number.as_str()).and_then(|db| db_name(&db).ok()) else { return };
+        for _ in 0..MAX_ATTEMPTS {
+            let mut doc = match self.store.get(&db, number.as_str()).await {
+                Ok(Some(doc)) => doc,
+                Ok(None) | Err(docstore::Error::DbNotFound { .. }) => {
+                    tracing::warn!(number = %number, order_id, "pending purchase not recorded: no number document");
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(number = %number, order_id, error = %err, "pending purchase not recorded");
+                    return;
+                }
+            };
+            let Some(map) = doc.as_object_mut() else { return };
+            let data = map.entry("pvt_carrier_data").or_insert_with(|| json!({}));
+            let Some(data) = data.as_object_mut() else { return };
+            data.insert(
+                crate::carriers::PENDING_ORDER.into(),
+                json!({"order_id": order_id, "module": module, "since": now_gregorian()}),
+            );
+            match self.store.put(&db, doc).await {
+                Ok(_) => return,
+                Err(docstore::Error::Conflict { .. }) => continue,
+                Err(err) => {
+                    tracing::warn!(number = %number, order_id, error = %err, "pending purchase not recorded");
+                    return;
+                }
+            }
+        }
     }
 
     async fn carrier_call(
@@ -875,6 +930,17 @@ impl NumberStore {
         quantity: usize,
         account: Option<&AccountId>,
     ) -> Vec<Value> {
+        self.find_for(prefix, quantity, account).await.iter().map(search_row).collect()
+    }
+
+    /// The hits of [`NumberStore::search_for`] as found (module and carrier data included), so
+    /// a caller can keep them for buying (§11.4 `discovery`).
+    pub async fn find_for(
+        &self,
+        prefix: &str,
+        quantity: usize,
+        account: Option<&AccountId>,
+    ) -> Vec<crate::carriers::FoundNumber> {
         // §11: the country's dial code (US, +1) ++ the prefix typed; a `+…` prefix is used as is.
         let prefix = if prefix.starts_with('+') {
             prefix.to_owned()
@@ -888,14 +954,36 @@ impl NumberStore {
         query.account_id = account.cloned();
         query.reseller_id = reseller;
         let results = self.find(&query).await;
-        results
-            .window(0, quantity, self.config.maximum_search_quantity)
-            .map(|r| {
-                json!({"number": r.number.as_str(), "state": r.state.as_str(),
-                       "module": r.module.module_name()})
-            })
-            .collect()
+        results.window(0, quantity, self.config.maximum_search_quantity).cloned().collect()
     }
+
+    /// Stores the `discovery` document of a search hit (§11.4), so buying it (a move) finds it:
+    /// only where the number has no document yet; `false` when one exists.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn store_discovery(
+        &self,
+        found: &crate::carriers::FoundNumber,
+    ) -> Result<bool, Error> {
+        if found.state != NumberState::Discovery || self.load(&found.number).await?.is_some() {
+            return Ok(false);
+        }
+        let Some(db) = number_db(found.number.as_str()) else { return Ok(false) };
+        let db = db_name(&db)?;
+        self.ensure_number_db(&db).await?;
+        match self.store.put(&db, found.to_discovery_doc(now_gregorian()).to_json()).await {
+            Ok(_) => Ok(true),
+            Err(docstore::Error::Conflict { .. }) => Ok(false),
+            Err(e) => Err(db_error(&e)),
+        }
+    }
+}
+
+/// A search hit as the search API answers it: `{number, state, module}`.
+pub fn search_row(found: &crate::carriers::FoundNumber) -> Value {
+    json!({"number": found.number.as_str(), "state": found.state.as_str(),
+           "module": found.module.module_name()})
 }
 
 enum Performed {

@@ -21,7 +21,8 @@ async fn put(store: &SharedStore, number: &str, state: NumberState, modified: i6
 }
 
 /// Seeds one area: aging 91 days (→ available), aging 89 days (kept), discovery 2 days (purged),
-/// discovery 12 hours (kept), deleted (purged), in_service 1000 days (kept).
+/// discovery 12 hours (kept), deleted (purged), in_service 1000 days (kept), discovery 2 days
+/// with a pending purchase (kept).
 async fn seed(store: &SharedStore) -> String {
     let area = fresh_area(store).await;
     put(store, &format!("{area}5550001"), NumberState::Aging, NOW - 91 * DAY).await;
@@ -30,6 +31,15 @@ async fn seed(store: &SharedStore) -> String {
     put(store, &format!("{area}5550004"), NumberState::Discovery, NOW - DAY / 2).await;
     put(store, &format!("{area}5550005"), NumberState::Deleted, NOW - DAY).await;
     put(store, &format!("{area}5550006"), NumberState::InService, NOW - 1000 * DAY).await;
+    // discovery 2 days with a pending purchase (kept).
+    let number = E164::new(format!("{area}5550007")).unwrap();
+    let mut pending = NumberDoc::new(&number, NumberState::Discovery, "knm_bandwidth2", NOW);
+    pending.modified = NOW - 2 * DAY;
+    pending.carrier_data.insert(
+        numbers::carriers::PENDING_ORDER.into(),
+        serde_json::json!({"order_id": "o-1", "module": "knm_bandwidth2", "since": NOW - 2 * DAY}),
+    );
+    store.put(&db(&pending.db().unwrap()), pending.to_json()).await.unwrap();
     area
 }
 
@@ -54,6 +64,7 @@ async fn run_once_cases(store: SharedStore) {
     assert!(raw(&store, &dbn, &format!("{area}5550004")).await.is_some());
     assert!(raw(&store, &dbn, &format!("{area}5550005")).await.is_none());
     assert!(raw(&store, &dbn, &format!("{area}5550006")).await.is_some());
+    assert!(raw(&store, &dbn, &format!("{area}5550007")).await.is_some(), "pending purchase kept");
     // A second run finds nothing left to do in this area.
     let r = crawler.run_once(NOW).await.unwrap();
     assert!(ours(&r.aged_to_available, &area).is_empty());

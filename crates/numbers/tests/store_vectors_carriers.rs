@@ -361,6 +361,16 @@ fn xml(file: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_raw(body(file), "application/xml")
 }
 
+/// `number_manager.bandwidth2` pointing at `server`, polling every 10 ms.
+fn bw_section(server: &MockServer) -> Value {
+    json!({"base_url": format!("{}/api", server.uri()),
+           "account_id": "eunit_testing_account",
+           "api_username": "bw-user", "api_password": "bw-s3cret",
+           "site_id": "1337", "sip_peer": "13337",
+           "enable_provisioning": true, "sandbox_provisioning": false,
+           "order_poll_interval_ms": 10})
+}
+
 /// Vectors N17–N19 (§14.2 knm_bandwidth2; N19 through a buy: order RECEIVED, polled COMPLETE).
 async fn n17_n19(store: SharedStore) {
     load_kazoo_fixturedb(&store).await;
@@ -389,12 +399,7 @@ async fn n17_n19(store: SharedStore) {
         .respond_with(xml("bandwidth2_check_order.xml"))
         .mount(&server)
         .await;
-    let section = json!({"base_url": format!("{}/api", server.uri()),
-                         "account_id": "eunit_testing_account",
-                         "api_username": "bw-user", "api_password": "bw-s3cret",
-                         "site_id": "1337", "sip_peer": "13337",
-                         "enable_provisioning": true, "sandbox_provisioning": false,
-                         "order_poll_interval_ms": 10});
+    let section = bw_section(&server);
     let ns =
         configured(&store, Some(&["knm_bandwidth2"]), &[("number_manager.bandwidth2", section)])
             .await;
@@ -418,6 +423,65 @@ async fn n17_n19(store: SharedStore) {
     reset_number(&store, number).await;
 }
 both_backends!(n17_n19_bandwidth2, super::n17_n19);
+
+/// A purchase whose outcome is unknown (the order taken, still RECEIVED when the polls run out)
+/// is recorded on the number instead of forgotten; the next buy follows that same order (no
+/// second order is placed) and lands the number in service once the carrier completes it.
+async fn bandwidth2_pending_purchase(store: SharedStore) {
+    load_kazoo_fixturedb(&store).await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("{BW_ACCOUNT}/orders")))
+        .respond_with(xml("bandwidth2_buy_a_number.xml"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let order = format!("{BW_ACCOUNT}/orders/dc0008ec-07fc-41bf-a3bd-6c6ebf913f1c");
+    Mock::given(method("GET"))
+        .and(path(order.clone()))
+        .respond_with(xml("bandwidth2_buy_a_number.xml"))
+        .up_to_n_times(2)
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(order))
+        .respond_with(xml("bandwidth2_check_order.xml"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut section = bw_section(&server);
+    section["order_poll_max_attempts"] = json!(2);
+    let ns =
+        configured(&store, Some(&["knm_bandwidth2"]), &[("number_manager.bandwidth2", section)])
+            .await;
+    let number = "+19734096113";
+    reset_number(&store, number).await;
+    discovery(&store, number, "knm_bandwidth2").await;
+
+    let err = ns.apply(&n(number), &buy(RESELLER), &RunOptions::default()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::PurchasePending { order_id, .. }
+            if order_id == "dc0008ec-07fc-41bf-a3bd-6c6ebf913f1c"),
+        "{err:?}"
+    );
+    assert_eq!(err.to_json()["message"], "fault by carrier", "rendered as by_carrier");
+    let s = stored(&store, number).await.unwrap();
+    assert_eq!(s["pvt_state"], "discovery", "{s}");
+    let pending = &s["pvt_carrier_data"][numbers::carriers::PENDING_ORDER];
+    assert_eq!(pending["order_id"], "dc0008ec-07fc-41bf-a3bd-6c6ebf913f1c", "{s}");
+    assert_eq!(pending["module"], "knm_bandwidth2", "{s}");
+
+    // A later run: the same order is followed (the POST mock allows one order only).
+    let doc = bought(&store, &ns, "pending purchase resumed", number).await;
+    assert!(doc.carrier_data.get(numbers::carriers::PENDING_ORDER).is_none(), "{doc:?}");
+    assert_eq!(doc.carrier_data["order_name"], "Kazoo-63628571101");
+    reset_number(&store, number).await;
+}
+both_backends!(
+    bandwidth2_pending_purchase_is_recorded_and_resumed,
+    super::bandwidth2_pending_purchase
+);
 
 // ---------------------------------------------------------------------------------------------
 // §O carrier info, check, billing

@@ -204,6 +204,22 @@ impl Config {
                 bad(key, value);
             }
         }
+        // Kazoo can hand carrier selection to another module (`stepswitch_resource_selectors`,
+        // whose rules live in `resource_selector_rules`); Switchboard routes with
+        // `stepswitch_resources` only, so say so rather than route differently in silence.
+        match config.extra.get("route_by") {
+            None => {}
+            Some(Value::String(module)) if module == "stepswitch_resources" => {}
+            Some(other) => diagnostics.push(diag(
+                STEPSWITCH_DOC_ID,
+                "route_by",
+                None,
+                &format!(
+                    "route_by {other} is not supported: Switchboard routes with \
+                     stepswitch_resources (resource selectors are not implemented)"
+                ),
+            )),
+        }
         (config, diagnostics)
     }
 }
@@ -231,6 +247,14 @@ mod tests {
         assert_eq!(diagnostics[0].field, "default_progress_timeout");
         let defaults = Config::kazoo_defaults();
         assert_eq!(defaults.default_weight, 3);
+
+        let (_, diagnostics) = Config::from_docs(
+            &json!({"default": {"route_by": "stepswitch_resource_selectors"}}),
+            &Value::Null,
+        );
+        assert_eq!(diagnostics.len(), 1);
+        assert_eq!(diagnostics[0].field, "route_by");
+        assert!(diagnostics[0].message.contains("not supported"), "{:?}", diagnostics[0]);
         assert_eq!(defaults.default_caller_id_type, "external");
         assert_eq!((defaults.min_shortdial_correction, defaults.max_shortdial_correction), (2, 5));
     }

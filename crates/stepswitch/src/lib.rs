@@ -56,8 +56,8 @@ pub use e164::Diagnostic;
 pub use endpoint::{Endpoint, EndpointJson};
 pub use formatters::{apply_formatters, Direction};
 pub use resource::{
-    CallerIdOptions, CodecOptions, DynamicParameter, GatewayDoc, GatewayStrategy, InviteParameters,
-    Media, PrivacyOptions, ResourceClassifier, ResourceDoc,
+    kazoo_integer, CallerIdOptions, CodecOptions, DynamicParameter, GatewayDoc, GatewayStrategy,
+    InviteParameters, Media, PrivacyOptions, ResourceClassifier, ResourceDoc,
 };
 pub use route::{
     is_emergency_endpoint, is_emergency_test_call, reverse_lookup, route, route_to, AccountTree,

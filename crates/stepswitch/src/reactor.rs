@@ -869,6 +869,9 @@ impl Shared {
     async fn build_config(&self, docs: &[Value]) {
         let state = self.build.lock().await;
         let (config, diagnostics) = config_from(docs);
+        for diagnostic in &diagnostics {
+            tracing::warn!(diagnostic = %diagnostic, "system_config");
+        }
         let config = Arc::new(config);
         let mut built = Vec::new();
         let scopes: Vec<(Scope, ScopeInputs)> =

@@ -781,13 +781,7 @@ impl<'a> Reader<'a> {
 
     fn int(&mut self, key: &'static str) -> Option<i64> {
         let value = self.get(key)?;
-        let parsed = match value {
-            Value::Number(number) => {
-                number.as_i64().or_else(|| number.as_f64().map(|float| float.trunc() as i64))
-            }
-            Value::String(text) => text.trim().parse::<i64>().ok(),
-            _ => None,
-        };
+        let parsed = kazoo_integer(value);
         if parsed.is_none() {
             let message = format!("not an integer: {value}; ignored");
             self.report(key, None, &message);
@@ -844,9 +838,75 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// An integer field read as Kazoo reads it (`kz_json:get_integer_value`, i.e. `kz_term:to_integer`
+/// with its errors turned into "absent"): an integer as is; a float rounded half away from zero;
+/// a string in Erlang's integer syntax (`[+-]digits`, no spaces) as that integer (saturated, as
+/// the caller clamps), else in Erlang's float syntax (`[+-]digits.digits[e[+-]digits]`, digits
+/// on both sides of the point) rounded; anything else absent. So `"50.5"` is 51 and `"5e2"`,
+/// `"50."` and `" 7"` are absent.
+pub fn kazoo_integer(value: &Value) -> Option<i64> {
+    let round = |float: f64| float.is_finite().then(|| float.round() as i64);
+    match value {
+        Value::Number(number) => number.as_i64().or_else(|| number.as_f64().and_then(round)),
+        Value::String(text) => {
+            let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            if digits(unsigned) {
+                let negative = text.starts_with('-');
+                return Some(text.parse::<i64>().unwrap_or(if negative {
+                    i64::MIN
+                } else {
+                    i64::MAX
+                }));
+            }
+            let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+                Some((m, e)) => (m, Some(e)),
+                None => (unsigned, None),
+            };
+            let (whole, fraction) = mantissa.split_once('.')?;
+            let exponent_ok =
+                exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)));
+            if digits(whole) && digits(fraction) && exponent_ok {
+                text.parse::<f64>().ok().and_then(round)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    #[test]
+    fn integers_convert_as_kazoo_converts_them() {
+        for (value, expected) in [
+            (json!(7), Some(7)),
+            (json!(7.5), Some(8)),
+            (json!(-7.5), Some(-8)),
+            (json!("50"), Some(50)),
+            (json!("+50"), Some(50)),
+            (json!("-3"), Some(-3)),
+            (json!("50.5"), Some(51)),
+            (json!("50.4"), Some(50)),
+            (json!("1.5e1"), Some(15)),
+            (json!("1.5E+1"), Some(15)),
+            (json!("99999999999999999999999"), Some(i64::MAX)),
+            (json!("5e2"), None),
+            (json!("50."), None),
+            (json!(".5"), None),
+            (json!(" 7"), None),
+            (json!("seven"), None),
+            (json!(true), None),
+            (json!(null), None),
+        ] {
+            assert_eq!(kazoo_integer(&value), expected, "{value}");
+        }
+        let (res, _) = ResourceDoc::from_json(&json!({"_id": "r", "weight_cost": "50.5"})).unwrap();
+        assert_eq!(res.weight_cost, Some(51));
+    }
 
     use super::*;
 

@@ -1,5 +1,5 @@
 //! `switchboard serve`: the daemon. Resolves the settings, opens the store (seeding an empty
-//! embedded store with the demo documents), deploys the design documents, starts the reactors
+//! embedded store with the demo documents), keeps the design documents deployed, starts the reactors
 //! (routing, the numbers inbound table and lifecycle crawler, the API's account index) and serves the HTTP API until SIGTERM or ctrl-c.
 //!
 //! Shutdown: stop accepting connections, let in-flight requests (writes included) finish for up
@@ -8,12 +8,10 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use docstore::{DbName, DesignKind, FollowOptions, SharedStore};
-use futures::StreamExt;
+use docstore::{DbName, FollowOptions, SharedStore};
 use serde_json::Value;
 use stepswitch::reactor::{self, ReactorOptions};
 use tokio_util::sync::CancellationToken;
@@ -45,8 +43,14 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     let shutdown = CancellationToken::new();
     let metrics = api::ops::install_metrics();
 
-    let deployed = Arc::new(AtomicBool::new(false));
-    let deploy_task = tokio::spawn(deploy_design_docs(store.clone(), deployed.clone()));
+    // Design documents in every matching database, as databases appear, for as long as we run.
+    let design = Arc::new(docstore::keep(
+        store.clone(),
+        docstore::KeepOptions {
+            poll_dbs_every: settings.discover_every,
+            check_every: settings.design_check_every,
+        },
+    ));
 
     let mut options = ReactorOptions::defaults();
     options.debounce = settings.debounce;
@@ -121,8 +125,8 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
         ReadyCheck {
             name: "design_docs",
             ready: Box::new({
-                let deployed = deployed.clone();
-                move || deployed.load(Ordering::Acquire)
+                let design = design.clone();
+                move || design.is_caught_up()
             }),
             feeds: None,
         },
@@ -172,7 +176,7 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
         }
     };
     shutdown.cancel();
-    deploy_task.abort();
+    drop(design);
     crawler.abort();
     let _ = accounts_task.await;
     tracing::info!("stopped");
@@ -221,43 +225,6 @@ async fn seed_demo(store: &SharedStore) -> anyhow::Result<Option<Demo>> {
         }
     }
     Ok(Some(Demo { seeded: true, ..demo }))
-}
-
-/// Deploys Switchboard's design documents into `offnet`, every account database and every
-/// number database that exist now.
-async fn deploy_design_docs(store: SharedStore, done: Arc<AtomicBool>) {
-    let dbs = match store.list_dbs().await {
-        Ok(dbs) => dbs,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot list databases to deploy design documents");
-            return;
-        }
-    };
-    let targets: Vec<(DbName, DesignKind)> =
-        dbs.into_iter().filter_map(|db| DesignKind::for_db(&db).map(|k| (db, k))).collect();
-    let count = targets.len();
-    let failures = futures::stream::iter(targets)
-        .map(|(db, kind)| {
-            let store = store.clone();
-            async move {
-                match docstore::deploy(store.as_ref(), &db, kind).await {
-                    Ok(report) if !report.written.is_empty() => {
-                        tracing::info!(db = %db, written = ?report.written, "design documents deployed");
-                        0
-                    }
-                    Ok(_) => 0,
-                    Err(err) => {
-                        tracing::warn!(db = %db, error = %err, "cannot deploy design documents");
-                        1
-                    }
-                }
-            }
-        })
-        .buffer_unordered(8)
-        .fold(0usize, |n, f| async move { n + f })
-        .await;
-    tracing::info!(databases = count, failures, "design documents checked");
-    done.store(true, Ordering::Release);
 }
 
 fn print_banner(addr: SocketAddr, settings: &Settings, demo: Option<&Demo>) {

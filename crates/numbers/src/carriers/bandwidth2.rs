@@ -87,6 +87,11 @@ impl Bandwidth2Config {
         format!("{}/accounts/{}/{path}", self.base_url, self.account_id)
     }
 
+    /// What is left of the acquire's deadline (`order_poll_deadline_ms`).
+    fn remaining(&self, started: Instant) -> Duration {
+        self.poll_deadline.saturating_sub(started.elapsed())
+    }
+
     async fn call(
         &self,
         number: &str,
@@ -248,63 +253,94 @@ impl Carrier for Bandwidth2 {
         let num = external::to_npan(doc.id.as_str()).to_owned();
         let fail =
             |reason: &str| by_carrier(KIND, &num, format!("Unable to acquire number: {reason}"));
-        let started = Instant::now();
-        let unix_now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default();
-        let order_name = format!("{}-{}", config.order_name_prefix, gregorian_seconds(unix_now));
-        let customer_order_id = match ctx.auth_by {
-            Some(AuthBy::Account(id)) => id.as_str().to_owned(),
-            Some(AuthBy::System) | None => "system".to_owned(),
+        let pending = |order_id: &str, reason: &str| {
+            tracing::warn!(
+                number = num,
+                order_id,
+                reason,
+                "purchase outcome unknown; recorded as pending"
+            );
+            Error::PurchasePending {
+                module: KIND.module_name().to_owned(),
+                number: num.clone(),
+                order_id: order_id.to_owned(),
+            }
         };
-        let body = format!(
-            "<?xml version=\"1.0\"?><Order><Name>{}</Name><CustomerOrderId>{}</CustomerOrderId>\
-             <SiteId>{}</SiteId><PeerId>{}</PeerId><ExistingTelephoneNumberOrderType>\
-             <TelephoneNumberList><TelephoneNumber>{}</TelephoneNumber></TelephoneNumberList>\
-             </ExistingTelephoneNumberOrderType></Order>",
-            xml_escape(&order_name),
-            xml_escape(&customer_order_id),
-            xml_escape(&config.site_id),
-            xml_escape(&config.sip_peer),
-            xml_escape(&num),
-        );
-        let remaining = |started: Instant| config.poll_deadline.saturating_sub(started.elapsed());
-        let req = external::client(ctx)
-            .post(config.url("orders"))
-            .header("Accept", "*/*")
-            .header("X-BWC-IN-Control-Processing-Type", "process")
-            .header("Content-Type", "application/xml")
-            .body(body);
-        let mut root = config
-            .call(&num, req, config.timeout.min(remaining(started)))
-            .await
-            .map_err(|r| fail(&r))?;
-        let order_id = root.find("Order").and_then(|o| o.child_text("id")).map(str::to_owned);
-        let mut polls = 0;
-        loop {
-            let status = root.find("OrderStatus").map(|s| s.text.clone()).unwrap_or_default();
-            match status.as_str() {
-                "COMPLETE" => break,
-                "RECEIVED" | "PROCESSING" => {}
-                "" => return Err(fail("no OrderStatus")),
-                other => return Err(fail(other)),
+        let started = Instant::now();
+        // An order of an earlier run whose outcome was unknown: follow it, never buy twice. Only
+        // an order that ended without the number lets a new one be placed.
+        let mut completed = None;
+        if let Some(id) = pending_order_id(&doc) {
+            match follow_order(&config, ctx, &num, &id, None, started).await {
+                Ok(root) => completed = Some(root),
+                Err(OrderEnd::Unknown(reason)) => return Err(pending(&id, &reason)),
+                Err(OrderEnd::Failed(reason)) => {
+                    tracing::info!(
+                        number = num,
+                        order_id = id,
+                        reason,
+                        "the pending order failed; ordering again"
+                    );
+                }
             }
-            let Some(id) = order_id.as_deref() else { return Err(fail("order without id")) };
-            if polls >= config.poll_max_attempts || remaining(started) <= config.poll_interval {
-                return Err(fail(&format!(
-                    "order {id} still {status} after {polls} polls in {} ms",
-                    started.elapsed().as_millis()
-                )));
-            }
-            tokio::time::sleep(config.poll_interval).await;
-            polls += 1;
-            let req = external::client(ctx).get(config.url(&format!("orders/{id}")));
-            root = config
-                .call(&num, req, config.timeout.min(remaining(started)))
-                .await
-                .map_err(|r| fail(&r))?;
         }
+        let root = match completed {
+            Some(root) => root,
+            None => {
+                let unix_now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or_default();
+                let order_name =
+                    format!("{}-{}", config.order_name_prefix, gregorian_seconds(unix_now));
+                let customer_order_id = match ctx.auth_by {
+                    Some(AuthBy::Account(id)) => id.as_str().to_owned(),
+                    Some(AuthBy::System) | None => "system".to_owned(),
+                };
+                let body = format!(
+                    "<?xml version=\"1.0\"?><Order><Name>{}</Name><CustomerOrderId>{}</CustomerOrderId>\
+                     <SiteId>{}</SiteId><PeerId>{}</PeerId><ExistingTelephoneNumberOrderType>\
+                     <TelephoneNumberList><TelephoneNumber>{}</TelephoneNumber></TelephoneNumberList>\
+                     </ExistingTelephoneNumberOrderType></Order>",
+                    xml_escape(&order_name),
+                    xml_escape(&customer_order_id),
+                    xml_escape(&config.site_id),
+                    xml_escape(&config.sip_peer),
+                    xml_escape(&num),
+                );
+                let req = external::client(ctx)
+                    .post(config.url("orders"))
+                    .header("Accept", "*/*")
+                    .header("X-BWC-IN-Control-Processing-Type", "process")
+                    .header("Content-Type", "application/xml")
+                    .body(body);
+                let root = config
+                    .call(&num, req, config.timeout.min(config.remaining(started)))
+                    .await
+                    .map_err(|r| fail(&r))?;
+                let order_id =
+                    root.find("Order").and_then(|o| o.child_text("id")).map(str::to_owned);
+                match (order_status(&root).as_str(), order_id) {
+                    ("COMPLETE", _) => root,
+                    (_, Some(id)) => {
+                        match follow_order(&config, ctx, &num, &id, Some(root), started).await {
+                            Ok(root) => root,
+                            Err(OrderEnd::Failed(reason)) => return Err(fail(&reason)),
+                            Err(OrderEnd::Unknown(reason)) => return Err(pending(&id, &reason)),
+                        }
+                    }
+                    ("" | "RECEIVED" | "PROCESSING", None) => {
+                        return Err(fail(if order_status(&root).is_empty() {
+                            "no OrderStatus"
+                        } else {
+                            "order without id"
+                        }))
+                    }
+                    (other, None) => return Err(fail(other)),
+                }
+            }
+        };
+        doc.carrier_data.remove(PENDING_ORDER);
         if let Some(order) = root.find("Order") {
             if let Some(v) = order.child_text("CustomerOrderId") {
                 doc.carrier_data.insert("order_id".into(), Value::from(v));
@@ -321,6 +357,76 @@ impl Carrier for Bandwidth2 {
             }
         }
         Ok(doc)
+    }
+}
+
+/// The key of `pvt_carrier_data` under which a purchase whose outcome is unknown is recorded
+/// (`{"order_id", "module", "since"}`), written by the store layer.
+pub const PENDING_ORDER: &str = "pending_order";
+
+/// The order id of a purchase recorded as pending on `doc`.
+fn pending_order_id(doc: &NumberDoc) -> Option<String> {
+    doc.carrier_data
+        .get(PENDING_ORDER)
+        .and_then(|p| p.get("order_id"))
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+}
+
+fn order_status(root: &Element) -> String {
+    root.find("OrderStatus").map(|s| s.text.clone()).unwrap_or_default()
+}
+
+/// How following an order ended without it completing.
+enum OrderEnd {
+    /// The carrier says the order ended without the number (`FAILED`, no status): the reason.
+    Failed(String),
+    /// Still in progress when the polls ran out, or the carrier could not be asked: the order may
+    /// yet complete.
+    Unknown(String),
+}
+
+/// Follows order `id` from its last answer (`root`, none when resuming) until `COMPLETE`,
+/// polling within the acquire's deadline and attempts.
+async fn follow_order(
+    config: &Bandwidth2Config,
+    ctx: &CarrierCtx<'_>,
+    num: &str,
+    id: &str,
+    mut root: Option<Element>,
+    started: Instant,
+) -> Result<Element, OrderEnd> {
+    let mut polls = 0;
+    let mut last = "unknown".to_owned();
+    loop {
+        let seen = root.is_some();
+        if let Some(answer) = root.take() {
+            let status = order_status(&answer);
+            match status.as_str() {
+                "COMPLETE" => return Ok(answer),
+                "RECEIVED" | "PROCESSING" => last = status,
+                "" => return Err(OrderEnd::Failed("no OrderStatus".into())),
+                other => return Err(OrderEnd::Failed(other.to_owned())),
+            }
+        }
+        if polls >= config.poll_max_attempts || config.remaining(started) <= config.poll_interval {
+            return Err(OrderEnd::Unknown(format!(
+                "order {id} still {last} after {polls} polls in {} ms",
+                started.elapsed().as_millis()
+            )));
+        }
+        if seen {
+            tokio::time::sleep(config.poll_interval).await;
+        }
+        polls += 1;
+        let req = external::client(ctx).get(config.url(&format!("orders/{id}")));
+        root = Some(
+            config
+                .call(num, req, config.timeout.min(config.remaining(started)))
+                .await
+                .map_err(OrderEnd::Unknown)?,
+        );
     }
 }
 
@@ -432,8 +538,9 @@ mod tests {
         );
     }
 
-    /// A FAILED order, an `ErrorList` answer and an order that never completes (bounded polling):
-    /// `by_carrier` `Unable to acquire number: …`, cause the 10-digit number as in Kazoo.
+    /// A FAILED order and an `ErrorList` answer: `by_carrier` `Unable to acquire number: …`,
+    /// cause the 10-digit number as in Kazoo; an order that never completes (bounded polling) is
+    /// a pending purchase.
     #[tokio::test]
     async fn acquire_failures_and_bounded_polling() {
         let server = MockServer::start().await;
@@ -474,10 +581,15 @@ mod tests {
             Bandwidth2.acquire_number(doc("+19734096114", KIND), &env.ctx()).await.unwrap_err(),
         );
         assert_eq!(r, "Unable to acquire number: Telephone number is not available");
-        let (r, _) = reason(
-            Bandwidth2.acquire_number(doc("+19734096115", KIND), &env.ctx()).await.unwrap_err(),
-        );
-        assert!(r.contains("still RECEIVED after 3 polls"), "{r}");
+        // Still RECEIVED after the polls: the order may complete yet, so the outcome is
+        // unknown (recorded by the store layer), not a refusal.
+        match Bandwidth2.acquire_number(doc("+19734096115", KIND), &env.ctx()).await {
+            Err(Error::PurchasePending { order_id, number, .. }) => {
+                assert_eq!(order_id, "dc0008ec-07fc-41bf-a3bd-6c6ebf913f1c");
+                assert_eq!(number, "9734096115");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Disconnect is a no-op; §14.2 switches (bandwidth2's sandbox defaults to true); a dry run

@@ -297,9 +297,11 @@ pub(crate) async fn send(
     Ok(Reply { status, body })
 }
 
-/// Whether a number is a US toll-free one by its NPA (`?IS_US_TOLLFREE`).
+/// Whether a number is a US toll-free one by its NPA (Kazoo's `?IS_US_TOLLFREE`: 800, 822, 833,
+/// 844, 855, 866, 877 and 880 to 889).
 pub(crate) fn is_us_tollfree_npa(npa: &str) -> bool {
-    matches!(npa, "800" | "833" | "844" | "855" | "866" | "877" | "888")
+    matches!(npa, "800" | "822" | "833" | "844" | "855" | "866" | "877")
+        || (npa.len() == 3 && npa.starts_with("88") && npa.as_bytes()[2].is_ascii_digit())
 }
 
 /// The 10-digit form of a NANP number (`+1NPANXXXXXX` → `NPANXXXXXX`); other numbers without `+`.
@@ -484,6 +486,21 @@ pub(crate) mod testutil {
 #[cfg(test)]
 mod tests {
     use super::testutil::Env;
+
+    #[test]
+    fn us_tollfree_npas_are_kazoos_full_set() {
+        let tollfree: Vec<String> = (200..1000)
+            .map(|n| n.to_string())
+            .filter(|npa| super::is_us_tollfree_npa(npa))
+            .collect();
+        let expected = [
+            "800", "822", "833", "844", "855", "866", "877", "880", "881", "882", "883", "884",
+            "885", "886", "887", "888", "889",
+        ];
+        assert_eq!(tollfree, expected);
+        assert!(!super::is_us_tollfree_npa("88"));
+        assert!(!super::is_us_tollfree_npa("88*"));
+    }
     use super::*;
     use serde_json::json;
 

@@ -10,12 +10,14 @@ use std::collections::BTreeSet;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use docstore::{DbName, DesignKind, SharedStore};
+use e164::Converters;
 use serde_json::{Map, Value};
 
 use super::auth::Caller;
 use super::docs::{self, Kind, Place, UpdateMode};
 use super::envelope::{CrossbarBody, Envelope, RequestId};
 use super::error::{add_validation, ApiError};
+use super::phone_numbers::number_store;
 use super::resources::{account_place, doc_envelope};
 use super::schema::Schema;
 use super::AppState;
@@ -37,10 +39,9 @@ fn dids_of(doc: &Map<String, Value>) -> BTreeSet<String> {
         .collect()
 }
 
-/// A DID as its number document's id: E.164 (`+14158867900`).
-fn normalize(did: &str) -> Option<String> {
-    static CONVERTERS: std::sync::OnceLock<e164::Converters> = std::sync::OnceLock::new();
-    let converters = CONVERTERS.get_or_init(e164::Converters::kazoo_defaults);
+/// A DID as its number document's id: E.164 (`+14158867900`), with the configured converters
+/// (`system_config/number_manager.e164_converters`), as the number manager reads it.
+fn normalize(converters: &Converters, did: &str) -> Option<String> {
     converters.to_e164(did).map(|e| e.as_str().to_owned())
 }
 
@@ -63,6 +64,7 @@ fn state_of(doc: &Value) -> &str {
 /// errors name `servers.{i}.DIDs.{did}`.
 async fn check_dids(
     store: &SharedStore,
+    converters: &Converters,
     account: &str,
     doc: &Map<String, Value>,
 ) -> Result<(), ApiError> {
@@ -72,7 +74,7 @@ async fn check_dids(
         let Some(dids) = server.get("DIDs").and_then(Value::as_object) else { continue };
         for did in dids.keys() {
             let field = format!("servers.{i}.DIDs.{did}");
-            let Some(number) = normalize(did) else {
+            let Some(number) = normalize(converters, did) else {
                 add_validation(
                     &mut errors,
                     &field,
@@ -182,13 +184,14 @@ async fn set_used_by(
 /// before the write.
 async fn sync_numbers(
     store: &SharedStore,
+    converters: &Converters,
     place: &Place,
     listed_now: &BTreeSet<String>,
     before: &BTreeSet<String>,
 ) -> Result<(), ApiError> {
-    let all_listed = all_account_dids(store, place).await?;
+    let all_listed = all_account_dids(store, converters, place).await?;
     for did in listed_now.iter().chain(before.iter()) {
-        let Some(number) = normalize(did) else { continue };
+        let Some(number) = normalize(converters, did) else { continue };
         let Some(db) = number_place(&number) else { continue };
         let app = if all_listed.contains(&number) { Some(APP) } else { None };
         set_used_by(store, &db, &number, app).await?;
@@ -200,6 +203,7 @@ async fn sync_numbers(
 /// Every DID (normalized) any connectivity document of the account lists.
 async fn all_account_dids(
     store: &SharedStore,
+    converters: &Converters,
     place: &Place,
 ) -> Result<BTreeSet<String>, ApiError> {
     let docs = docs::list(store, place, KIND).await?;
@@ -207,7 +211,7 @@ async fn all_account_dids(
         .iter()
         .filter_map(Value::as_object)
         .flat_map(dids_of)
-        .filter_map(|d| normalize(&d))
+        .filter_map(|d| normalize(converters, &d))
         .collect())
 }
 
@@ -251,10 +255,11 @@ pub(crate) async fn create(
     let place = account_place(&s, &caller, &a)?;
     // Validate the shape first: DID checks read the keys the schema vouches for.
     Schema::Connectivity.validate(&mut body)?;
-    check_dids(&s.store, &account_of(&place), &body).await?;
+    let numbers = number_store(&s).await?;
+    check_dids(&s.store, numbers.converters(), &account_of(&place), &body).await?;
     let doc = docs::create(&s.store, &place, KIND, body).await?;
     let listed = doc.as_object().map(dids_of).unwrap_or_default();
-    sync_numbers(&s.store, &place, &listed, &BTreeSet::new()).await?;
+    sync_numbers(&s.store, numbers.converters(), &place, &listed, &BTreeSet::new()).await?;
     metrics::counter!("switchboard_api_writes_total", "kind" => "connectivity", "op" => "create")
         .increment(1);
     Ok(doc_envelope(&doc).with_status(StatusCode::CREATED).with_request_id(&rid))
@@ -274,11 +279,12 @@ async fn update(
     let current = docs::read(&s.store, &place, KIND, id).await?;
     docs::check_rev(&current, pinned.as_deref())?;
     let next = docs::updated(&current, &place, KIND, body, mode)?;
-    check_dids(&s.store, &account_of(&place), &next).await?;
+    let numbers = number_store(s).await?;
+    check_dids(&s.store, numbers.converters(), &account_of(&place), &next).await?;
     let before = current.as_object().map(dids_of).unwrap_or_default();
     let listed = dids_of(&next);
     let doc = docs::write(&s.store, &place, next).await?;
-    sync_numbers(&s.store, &place, &listed, &before).await?;
+    sync_numbers(&s.store, numbers.converters(), &place, &listed, &before).await?;
     let op = if mode == UpdateMode::Replace { "replace" } else { "merge" };
     metrics::counter!("switchboard_api_writes_total", "kind" => "connectivity", "op" => op)
         .increment(1);
@@ -324,9 +330,10 @@ pub(crate) async fn delete(
     let pinned = docs::pinned_rev(&headers, None)?;
     let current = docs::read(&s.store, &place, KIND, &id).await?;
     docs::check_rev(&current, pinned.as_deref())?;
+    let numbers = number_store(&s).await?;
     docs::remove(&s.store, &place, &current).await?;
     let before = current.as_object().map(dids_of).unwrap_or_default();
-    sync_numbers(&s.store, &place, &BTreeSet::new(), &before).await?;
+    sync_numbers(&s.store, numbers.converters(), &place, &BTreeSet::new(), &before).await?;
     metrics::counter!("switchboard_api_writes_total", "kind" => "connectivity", "op" => "delete")
         .increment(1);
     Ok(doc_envelope(&current).with_request_id(&rid))
@@ -347,7 +354,13 @@ mod tests {
         ]});
         let dids = dids_of(doc.as_object().unwrap());
         assert_eq!(dids.into_iter().collect::<Vec<_>>(), ["+14158867900", "4158867901"]);
-        assert_eq!(normalize("4158867901").as_deref(), Some("+14158867901"));
-        assert_eq!(normalize("+14158867900").as_deref(), Some("+14158867900"));
+        let defaults = Converters::kazoo_defaults();
+        assert_eq!(normalize(&defaults, "4158867901").as_deref(), Some("+14158867901"));
+        assert_eq!(normalize(&defaults, "+14158867900").as_deref(), Some("+14158867900"));
+        // A configured converter is the one used.
+        let (configured, _) = Converters::from_config(&json!({"e164_converters": {
+            "^0(\\d{9})$": {"prefix": "+33"}
+        }}));
+        assert_eq!(normalize(&configured, "0612345678").as_deref(), Some("+33612345678"));
     }
 }

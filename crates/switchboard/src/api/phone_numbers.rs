@@ -27,24 +27,30 @@ use super::error::ApiError;
 use super::schema::Schema;
 use super::AppState;
 
-/// The number store layer, rebuilt (config and accounts re-read) when the account index
-/// changed since it was built.
+/// The number store layer, rebuilt (config, converters and accounts re-read) when the account
+/// index changed since it was built, or the routing reactor loaded a new `system_config`
+/// (`number_manager` or `stepswitch`): so the numbers API, connectivity and routing normalise and
+/// classify with the same configured `e164_converters` and `classifiers`.
 #[derive(Default)]
 pub(crate) struct NumbersCache {
-    cached: Mutex<Option<(u64, NumberStore)>>,
+    cached: Mutex<Option<(u64, Arc<stepswitch::Config>, NumberStore)>>,
+    /// Recent search hits, kept for buying.
+    discovered: super::discovery::Discovered,
 }
 
 impl NumbersCache {
     async fn get(&self, state: &AppState) -> Result<NumberStore, ApiError> {
         let version = state.auth.version();
+        // Held in the cache, so a new config can never reuse the address of the one compared.
+        let config = state.routing.tables().config.clone();
         let mut cached = self.cached.lock().await;
-        if let Some((v, store)) = cached.as_ref() {
-            if *v == version {
+        if let Some((v, built_with, store)) = cached.as_ref() {
+            if *v == version && Arc::ptr_eq(built_with, &config) {
                 return Ok(store.clone());
             }
         }
         let store = NumberStore::from_store(state.store.clone()).await.map_err(knm_error)?;
-        *cached = Some((version, store.clone()));
+        *cached = Some((version, config, store.clone()));
         Ok(store)
     }
 }
@@ -169,8 +175,17 @@ pub(crate) async fn list(
     caller: Caller,
     rid: RequestId,
     Path(a): Path<String>,
+    Query(q): Query<SearchQuery>,
 ) -> Result<Envelope, ApiError> {
     s.auth.authorize(&caller, &a)?;
+    if q.prefix.is_some() {
+        // With `prefix` it is the account's search (Crossbar's `find_numbers` for the account):
+        // the account's own pool numbers (knm_managed, knm_inum, …) are found too.
+        let (prefix, quantity) = search_params(&q)?;
+        let account = numbers::AccountId::parse(&a).map_err(knm_error)?;
+        let rows = search_and_remember(&s, &prefix, quantity, Some(&account)).await?;
+        return Ok(Envelope::ok(Value::Array(rows)).with_request_id(&rid));
+    }
     let account = docstore::AccountId::new(&a).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let db: DbName = account.db_name();
     let mut numbers = Map::new();
@@ -345,6 +360,7 @@ pub(crate) async fn activate(
 ) -> Result<Envelope, ApiError> {
     let pinned = docs::pinned_rev(&headers, Some(&body))?;
     Schema::PhoneNumbers.check(&body)?;
+    discover(&s, &n).await?;
     let fields = public_fields(body);
     let op = Operation::Move(Move {
         assign_to: Some(a.clone()),
@@ -421,7 +437,14 @@ pub(crate) async fn search(
     rid: RequestId,
     Query(q): Query<SearchQuery>,
 ) -> Result<Envelope, ApiError> {
-    let prefix = match q.prefix {
+    let (prefix, quantity) = search_params(&q)?;
+    let rows = search_and_remember(&s, &prefix, quantity, None).await?;
+    Ok(Envelope::ok(Value::Array(rows)).with_request_id(&rid))
+}
+
+/// Kazoo's `find_numbers` schema: `prefix` 3..10 characters, `quantity` at least 1 (default 1).
+fn search_params(q: &SearchQuery) -> Result<(String, usize), ApiError> {
+    let prefix = match q.prefix.clone() {
         None => {
             return Err(ApiError::validation("prefix", "required", "Field is required but missing"))
         }
@@ -448,9 +471,31 @@ pub(crate) async fn search(
             return Err(ApiError::validation("quantity", "minimum", "Value must be at least 1"))
         }
     };
-    let store = number_store(&s).await?;
-    let rows = store.search(&prefix, quantity).await;
-    Ok(Envelope::ok(Value::Array(rows)).with_request_id(&rid))
+    Ok((prefix, quantity))
+}
+
+/// Searches the carriers (for `account` when given) and keeps the hits for buying.
+async fn search_and_remember(
+    s: &AppState,
+    prefix: &str,
+    quantity: usize,
+    account: Option<&numbers::AccountId>,
+) -> Result<Vec<Value>, ApiError> {
+    let store = number_store(s).await?;
+    let hits = store.find_for(prefix, quantity, account).await;
+    s.numbers.discovered.remember(&hits);
+    Ok(hits.iter().map(numbers::store::search_row).collect())
+}
+
+/// A number a recent search offered and that has no document yet gets its `discovery` document
+/// (Kazoo's `knm_search:discovery/2`), so buying it finds it.
+async fn discover(s: &AppState, raw: &str) -> Result<(), ApiError> {
+    let store = number_store(s).await?;
+    let Ok(number) = normalize(&store, raw) else { return Ok(()) };
+    if let Some(hit) = s.numbers.discovered.get(number.as_str()) {
+        store.store_discovery(&hit).await.map_err(knm_error)?;
+    }
+    Ok(())
 }
 
 /// `PUT /v2/accounts/{A}/phone_numbers/{N}/port`: `create` in state `port_in`.
