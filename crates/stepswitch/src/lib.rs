@@ -42,18 +42,25 @@ mod bridge;
 mod compile;
 mod config;
 mod endpoint;
+mod explain;
 mod formatters;
 pub mod reactor;
 mod resource;
 mod route;
 mod simple;
 mod table;
+mod text;
 
 pub use bridge::{avoid_privacy_if_emergency, correct_shortdial, ShortdialInput};
 pub use compile::{compile, compile_docs, compile_parsed, ParsedResource};
 pub use config::{Config, STEPSWITCH_DOC_ID};
 pub use e164::Diagnostic;
 pub use endpoint::{Endpoint, EndpointJson};
+pub use explain::{
+    explain, Explanation, OrderEntry, ResourceExplanation, RuleExplanation, RuleOutcome, SkipReason,
+    TableSkip, Verdict,
+};
+pub use text::write_sip_uris;
 pub use formatters::{apply_formatters, Direction};
 pub use resource::{
     CallerIdOptions, CodecOptions, DynamicParameter, GatewayDoc, GatewayStrategy, InviteParameters,
