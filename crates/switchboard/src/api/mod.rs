@@ -10,6 +10,7 @@ pub(crate) mod error;
 pub(crate) mod ops;
 pub(crate) mod phone_numbers;
 mod resources;
+pub(crate) mod route_forms;
 pub(crate) mod routes;
 mod schema;
 mod state;
