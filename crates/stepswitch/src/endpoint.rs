@@ -415,4 +415,4 @@ fn normalize_keys(map: &Map<String, Value>) -> Map<String, Value> {
 #[cfg(test)]
 mod legacy;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -174,8 +174,7 @@ pub struct OrderEntry {
 /// compile. Pass an empty slice to explain the compiled table alone.
 pub fn explain(tables: &Tables, request: &RouteRequest, docs: &[Value]) -> Explanation {
     let number = request.destination(&tables.config);
-    let classification =
-        tables.config.converters.classifier_for(&number).map(|it| it.name.clone());
+    let classification = tables.config.converters.classifier_for(&number).map(|it| it.name.clone());
     let hunt = request.hunt_account_id.as_deref().filter(|it| !it.is_empty());
     let name = hunt.unwrap_or("global").to_owned();
     let table = match table_for(tables, request) {
@@ -196,7 +195,7 @@ pub fn explain(tables: &Tables, request: &RouteRequest, docs: &[Value]) -> Expla
                 bucket: None,
                 resources: Vec::new(),
                 order: Vec::new(),
-            }
+            };
         }
     };
     let bucket = table.bucket_class(classification.as_deref(), &request.flags).map(str::to_owned);
@@ -260,7 +259,11 @@ fn resource(
                 RuleOutcome::Matched { capture }
             }
         };
-        rules.push(RuleExplanation { index: rule.doc_index, rule: rule.source.to_string(), outcome });
+        rules.push(RuleExplanation {
+            index: rule.doc_index,
+            rule: rule.source.to_string(),
+            outcome,
+        });
     }
     // Rules of the document that did not compile (a classifier copy's only rule is its
     // classifier's regex, so only a plain resource's list is compared).

@@ -57,10 +57,9 @@ pub use config::{Config, STEPSWITCH_DOC_ID};
 pub use e164::Diagnostic;
 pub use endpoint::{Endpoint, EndpointJson};
 pub use explain::{
-    explain, Explanation, OrderEntry, ResourceExplanation, RuleExplanation, RuleOutcome, SkipReason,
-    TableSkip, Verdict,
+    explain, Explanation, OrderEntry, ResourceExplanation, RuleExplanation, RuleOutcome,
+    SkipReason, TableSkip, Verdict,
 };
-pub use text::write_sip_uris;
 pub use formatters::{apply_formatters, Direction};
 pub use resource::{
     CallerIdOptions, CodecOptions, DynamicParameter, GatewayDoc, GatewayStrategy, InviteParameters,
@@ -73,6 +72,7 @@ pub use route::{
 pub use table::{
     select_capture, Gateway, Proxy, Resource, RouteTable, Rule, RuleText, Scope, Selected,
 };
+pub use text::write_sip_uris;
 
 /// Errors of this crate. Compilation and routing never fail as a whole (partial success is
 /// a [`Diagnostic`] list); only parsing a single document, and the reactor's reads, can.

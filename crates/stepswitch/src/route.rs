@@ -410,7 +410,10 @@ fn answer_context(
 }
 
 /// Rule 23: the caller id `cid_rules` see.
-pub(crate) fn caller_id_for_rules<'r>(config: &Config, request: &'r RouteRequest) -> Option<Cow<'r, str>> {
+pub(crate) fn caller_id_for_rules<'r>(
+    config: &Config,
+    request: &'r RouteRequest,
+) -> Option<Cow<'r, str>> {
     let outbound = || request.outbound_caller_id_number.as_deref().map(Cow::Borrowed);
     if config.cid_rules_honor_diversions {
         let first = request

@@ -38,21 +38,11 @@ pub fn write_sip_uris(answer: &RouteAnswer, out: &mut String) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use serde_json::json;
 
     use super::*;
-    use crate::{compile, route, Config, RouteRequest, Scope, Tables};
-
-    fn tables(docs: &[serde_json::Value]) -> Tables {
-        let config = Config::kazoo_defaults();
-        let (table, diagnostics) = compile(Scope::Global, docs, &[], &config);
-        assert!(diagnostics.is_empty(), "{diagnostics:?}");
-        let mut tables = Tables::new(Arc::new(config));
-        tables.set_table(Arc::new(table));
-        tables
-    }
+    use crate::endpoint::tests::tables_of;
+    use crate::{route, RouteRequest, Scope};
 
     #[test]
     fn one_full_sip_uri_per_line_in_failover_order() {
@@ -65,7 +55,7 @@ mod tests {
                                 {"server": "d", "route": "loopback/4155550100"},
                                 {"server": "e.example.com"}]}),
         ];
-        let tables = tables(&docs);
+        let tables = tables_of(Scope::Global, &docs, &[]);
         let answer = route(&tables, &RouteRequest::new("+14155550100"));
         let mut out = String::new();
         assert_eq!(write_sip_uris(&answer, &mut out), 4);

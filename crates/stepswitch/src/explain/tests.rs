@@ -3,7 +3,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::{compile, AccountTree, Config, Scope};
+use crate::endpoint::tests::tables_and_diagnostics;
+use crate::{AccountTree, Scope};
 
 const NUMBER: &str = "+14155550100";
 
@@ -29,12 +30,9 @@ fn docs() -> Vec<Value> {
     ]
 }
 
+/// The global table of `docs` (some of which may not compile).
 fn tables(docs: &[Value]) -> Tables {
-    let config = Config::kazoo_defaults();
-    let (table, _) = compile(Scope::Global, docs, &[], &config);
-    let mut tables = Tables::new(Arc::new(config));
-    tables.set_table(Arc::new(table));
-    tables
+    tables_and_diagnostics(Scope::Global, docs, &[]).0
 }
 
 fn find<'e>(explanation: &'e Explanation, id: &str) -> &'e ResourceExplanation {
@@ -114,7 +112,9 @@ fn flags_and_caller_id_and_missing_flags() {
     request.outbound_caller_id_number = Some("+12125550100".into());
     let explanation = explain(&tables, &request, &docs);
     assert!(matches!(find(&explanation, "fax").verdict, Verdict::Taken { .. }));
-    assert!(matches!(find(&explanation, "cid").verdict, Verdict::Skipped(SkipReason::FlagsMissing { ref missing }) if missing == &["fax"]));
+    assert!(
+        matches!(find(&explanation, "cid").verdict, Verdict::Skipped(SkipReason::FlagsMissing { ref missing }) if missing == &["fax"])
+    );
     request.flags.clear();
     let explanation = explain(&tables, &request, &docs);
     assert!(matches!(find(&explanation, "cid").verdict, Verdict::Taken { .. }));
@@ -145,7 +145,10 @@ fn classifier_buckets_and_disabled_copies() {
         find(&explanation, "classy-tollfree_us").verdict,
         Verdict::Skipped(SkipReason::ClassifierBucket { classifier: Some("tollfree_us".into()) })
     );
-    assert_eq!(find(&explanation, "empty").verdict, Verdict::Skipped(SkipReason::NoClassifierCopies));
+    assert_eq!(
+        find(&explanation, "empty").verdict,
+        Verdict::Skipped(SkipReason::NoClassifierCopies)
+    );
     assert!(explanation.order.is_empty());
     assert!(explanation.to_text().contains("final order: none"));
 }

@@ -58,7 +58,8 @@ pub(crate) fn parse_query(
             },
             "explain" => parsed.form.explain = boolean("explain", &value)?,
             "Flags" if request_keys => {
-                let flags = parsed.request.entry("Flags").or_insert_with(|| Value::Array(Vec::new()));
+                let flags =
+                    parsed.request.entry("Flags").or_insert_with(|| Value::Array(Vec::new()));
                 if let Value::Array(list) = flags {
                     list.extend(
                         value.split(',').filter(|it| !it.is_empty()).map(|it| Value::from(it)),
@@ -109,12 +110,18 @@ fn prefers_text(headers: &HeaderMap) -> bool {
     first.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("text/plain")
 }
 
+/// Marks a text answer as meant to be text, so that the layer turning axum's own plain-text
+/// errors into Crossbar envelopes leaves its 404 alone.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TextAnswer;
+
 /// A `text/plain` response.
 pub(crate) fn text_response(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.extensions_mut().insert(TextAnswer);
     response
 }
 
@@ -130,9 +137,7 @@ pub(crate) fn text_answer(answer: &stepswitch::RouteAnswer) -> Response {
 /// `/v2/stepswitch/route`: the query parameters, the text form and the 404.
 pub(crate) fn document(paths: &mut Map<String, Value>) {
     let Some(Value::Object(item)) = paths.get_mut("/v2/stepswitch/route") else { return };
-    let param = |name: &str, description: &str, schema: Value, required: bool| {
-        json!({"name": name, "in": "query", "required": required, "description": description, "schema": schema})
-    };
+    let param = |name: &str, description: &str, schema: Value, required: bool| json!({"name": name, "in": "query", "required": required, "description": description, "schema": schema});
     let string = json!({"type": "string"});
     let form = [
         param("format", "json (default) or text: one SIP URI per line in failover order; also chosen by Accept: text/plain", json!({"type": "string", "enum": ["json", "text"]}), false),
@@ -145,12 +150,32 @@ pub(crate) fn document(paths: &mut Map<String, Value>) {
         }
         let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else { continue };
         if method == "get" {
-            params.push(param("To-DID", "the dialled number; a + needs no escaping", string.clone(), true));
-            params.push(param("Flags", "request flags, comma-separated (repeatable)", string.clone(), false));
-            for key in ["Account-ID", "Hunt-Account-ID", "Outbound-Caller-ID-Number", "Outbound-Caller-ID-Name"] {
+            params.push(param(
+                "To-DID",
+                "the dialled number; a + needs no escaping",
+                string.clone(),
+                true,
+            ));
+            params.push(param(
+                "Flags",
+                "request flags, comma-separated (repeatable)",
+                string.clone(),
+                false,
+            ));
+            for key in [
+                "Account-ID",
+                "Hunt-Account-ID",
+                "Outbound-Caller-ID-Number",
+                "Outbound-Caller-ID-Name",
+            ] {
                 params.push(param(key, "as in an offnet_req", string.clone(), false));
             }
-            params.push(param("Bypass-E164", "route To-DID verbatim", json!({"type": "boolean"}), false));
+            params.push(param(
+                "Bypass-E164",
+                "route To-DID verbatim",
+                json!({"type": "boolean"}),
+                false,
+            ));
         }
         params.extend(form.iter().cloned());
         if let Some(Value::Object(content)) = op.pointer_mut("/responses/200/content") {
@@ -201,12 +226,18 @@ mod tests {
     #[test]
     fn the_openapi_operations_document_both_forms() {
         let mut paths = Map::new();
-        let op = json!({"parameters": [], "responses": {"200": {"content": {"application/json": {}}}}});
+        let op =
+            json!({"parameters": [], "responses": {"200": {"content": {"application/json": {}}}}});
         paths.insert("/v2/stepswitch/route".into(), json!({"get": op, "post": op}));
         document(&mut paths);
         let item = &paths["/v2/stepswitch/route"];
         let names = |method: &str| -> Vec<String> {
-            item[method]["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect()
+            item[method]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap().to_owned())
+                .collect()
         };
         assert!(names("get").contains(&"To-DID".to_owned()));
         assert!(!names("post").contains(&"To-DID".to_owned()));

@@ -141,7 +141,9 @@ async fn answer_route(state: &AppState, form: route_forms::Form, body: &Value) -
         return route_forms::text_answer(&answer);
     }
     if answer.endpoints.is_empty() {
-        return no_carrier(json!({"number": answer.number, "classification": answer.classification, "endpoints": []}));
+        return no_carrier(
+            json!({"number": answer.number, "classification": answer.classification, "endpoints": []}),
+        );
     }
     success(answer)
 }
@@ -172,8 +174,7 @@ async fn explained(state: &AppState, form: route_forms::Form, request: &RouteReq
         }
     };
     let explanation = ::stepswitch::explain(&tables, request, &docs);
-    let status =
-        if explanation.order.is_empty() { StatusCode::NOT_FOUND } else { StatusCode::OK };
+    let status = if explanation.order.is_empty() { StatusCode::NOT_FOUND } else { StatusCode::OK };
     if form.text {
         return route_forms::text_response(status, explanation.to_text());
     }
@@ -556,7 +557,8 @@ mod tests {
 
     async fn text(response: Response) -> (StatusCode, String, String) {
         let status = response.status();
-        let kind = response.headers()[axum::http::header::CONTENT_TYPE].to_str().unwrap().to_owned();
+        let kind =
+            response.headers()[axum::http::header::CONTENT_TYPE].to_str().unwrap().to_owned();
         let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
         (status, kind, String::from_utf8(body.to_vec()).unwrap())
     }
@@ -581,7 +583,8 @@ mod tests {
         let (status, got) = answer(get("To-DID=+14155550199", None).await).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(got["data"], json_reply["data"]);
-        let (status, kind, lines) = text(get("To-DID=+14155550199", Some("text/plain")).await).await;
+        let (status, kind, lines) =
+            text(get("To-DID=+14155550199", Some("text/plain")).await).await;
         assert_eq!((status, kind.as_str()), (StatusCode::OK, "text/plain; charset=utf-8"));
         assert_eq!(lines, "sip:4155550199@carrier.example.com\n");
         let (_, _, lines) = text(post_route_raw(&state, "format=text", body.clone()).await).await;
