@@ -61,9 +61,7 @@ pub(crate) fn parse_query(
                 let flags =
                     parsed.request.entry("Flags").or_insert_with(|| Value::Array(Vec::new()));
                 if let Value::Array(list) = flags {
-                    list.extend(
-                        value.split(',').filter(|it| !it.is_empty()).map(|it| Value::from(it)),
-                    );
+                    list.extend(value.split(',').filter(|it| !it.is_empty()).map(Value::from));
                 }
             }
             "Bypass-E164" if request_keys => {
