@@ -162,11 +162,16 @@ async fn get(world: &World, path: &str) -> Value {
     response.expect("status").json().await.expect("JSON")
 }
 
-/// The `Route`s of the answer to an offnet_req.
+/// The `Route`s of the answer to an offnet_req (none: the 404 of a number no carrier takes).
 async fn routes(world: &World, req: Value) -> Vec<String> {
     let (status, body) = post(world, "/v2/stepswitch/route", &req.to_string()).await;
     if status == StatusCode::SERVICE_UNAVAILABLE {
         // The tables are not loaded yet (the daemon is reading the store): no route yet.
+        return Vec::new();
+    }
+    if status == StatusCode::NOT_FOUND {
+        assert_eq!(body["message"], "no_carrier", "{body}");
+        assert_eq!(body["data"]["endpoints"], json!([]), "{body}");
         return Vec::new();
     }
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -302,6 +307,28 @@ async fn local_resource_routes_with_a_hunt_account() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(answer["endpoints"][0]["Route"], "sip:9175550100@byoc.example.com");
+
+    // --explain: the hunt account's table, its resource taken by its rule, the final order.
+    let out = binary()
+        .args(["--couch-url", &world.couch_url, "route", "+19175550100"])
+        .args(["--account-id", CHILD, "--hunt-account-id", PARENT, "--explain", "--json"])
+        .output()
+        .expect("run switchboard route --explain");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let explained: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(explained["table"], PARENT, "{explained}");
+    let local = &explained["resources"][0];
+    assert_eq!(local["id"], "e2e-local", "{explained}");
+    assert_eq!(local["verdict"]["verdict"], "taken", "{explained}");
+    assert_eq!(local["verdict"]["capture"], "9175550100", "{explained}");
+    assert_eq!(explained["order"][0]["route"], "sip:9175550100@byoc.example.com");
+    let out = binary()
+        .args(["--couch-url", &world.couch_url, "route", "+19175550100", "--explain"])
+        .args(["--account-id", PARENT, "--hunt-account-id", CHILD])
+        .output()
+        .expect("run switchboard route --explain");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no resource looked at: hierarchy"), "{text}");
 }
 
 #[tokio::test]

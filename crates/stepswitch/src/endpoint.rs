@@ -292,6 +292,14 @@ pub(crate) fn dial_string(gateway: &Gateway, number_match: &str) -> String {
     let mut out = String::with_capacity(
         4 + gateway.prefix.len() + number_match.len() + gateway.suffix.len() + 1 + server.len() + 8,
     );
+    push_sip_dial_string(&mut out, gateway, number_match);
+    out
+}
+
+/// Rule 25's `sip:prefix+number+suffix@server[:port]` (the dial string of a gateway without a
+/// verbatim `route`), appended to `out`.
+pub(crate) fn push_sip_dial_string(out: &mut String, gateway: &Gateway, number_match: &str) {
+    let server = gateway.server.as_deref().unwrap_or("");
     out.push_str("sip:");
     out.push_str(&gateway.prefix);
     out.push_str(number_match);
@@ -302,7 +310,6 @@ pub(crate) fn dial_string(gateway: &Gateway, number_match: &str) -> String {
         use std::fmt::Write as _;
         let _ = write!(out, ":{port}");
     }
-    out
 }
 
 /// Rule 34 hints (`gateway_from_uri_settings/1`): realm precedence from_uri_realm →
@@ -408,4 +415,4 @@ fn normalize_keys(map: &Map<String, Value>) -> Map<String, Value> {
 #[cfg(test)]
 mod legacy;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

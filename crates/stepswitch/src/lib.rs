@@ -42,18 +42,24 @@ mod bridge;
 mod compile;
 mod config;
 mod endpoint;
+mod explain;
 mod formatters;
 pub mod reactor;
 mod resource;
 mod route;
 mod simple;
 mod table;
+mod text;
 
 pub use bridge::{avoid_privacy_if_emergency, correct_shortdial, ShortdialInput};
 pub use compile::{compile, compile_docs, compile_parsed, rule_diagnostics, ParsedResource};
 pub use config::{Config, STEPSWITCH_DOC_ID};
 pub use e164::Diagnostic;
 pub use endpoint::{Endpoint, EndpointJson};
+pub use explain::{
+    explain, Explanation, OrderEntry, ResourceExplanation, RuleExplanation, RuleOutcome,
+    SkipReason, TableSkip, Verdict,
+};
 pub use formatters::{apply_formatters, Direction};
 pub use resource::{
     kazoo_integer, CallerIdOptions, CodecOptions, DynamicParameter, GatewayDoc, GatewayStrategy,
@@ -66,6 +72,7 @@ pub use route::{
 pub use table::{
     select_capture, Gateway, Proxy, Resource, RouteTable, Rule, RuleText, Scope, Selected,
 };
+pub use text::write_sip_uris;
 
 /// Errors of this crate. Compilation and routing never fail as a whole (partial success is
 /// a [`Diagnostic`] list); only parsing a single document, and the reactor's reads, can.

@@ -600,6 +600,20 @@ pub async fn load_once(
     Ok((tables, diagnostics))
 }
 
+/// The resource documents of one scope as stored: `offnet`, or `account`'s database (what
+/// [`crate::explain`] reads to name the documents that compiled to nothing). A missing
+/// database reads as empty.
+///
+/// # Errors
+/// [`Error::Store`] when the database cannot be read.
+pub async fn read_resource_docs(
+    store: &dyn DocStore,
+    account: Option<&AccountId>,
+) -> Result<Vec<Value>, Error> {
+    let source = account.map_or(Source::Global, |id| Source::Account(id.clone()));
+    Ok(read_db(store, &source, None).await?.0)
+}
+
 /// Reads every kept document of a source's database, noting `update_seq` first, and the rows it
 /// could not decode on `board`. `Ok((docs, None))` when the database does not exist.
 async fn read_db(

@@ -305,19 +305,7 @@ pub fn route_to(tables: &Tables, request: &RouteRequest, number: String) -> Rout
     let config = &*tables.config;
     let converters = &config.converters;
     let classification = converters.classifier_for(&number).map(|it| it.name.clone());
-    // Rule 15.
-    let table: Option<&Arc<RouteTable>> =
-        match request.hunt_account_id.as_deref().filter(|it| !it.is_empty()) {
-            None => Some(&tables.global),
-            Some(hunt) => {
-                if tables.accounts.is_in_hierarchy(hunt, request.account_id.as_deref()) {
-                    tables.local.get(hunt)
-                } else {
-                    None
-                }
-            }
-        };
-    let Some(table) = table else {
+    let Ok(table) = table_for(tables, request) else {
         return RouteAnswer { number, classification, endpoints: Vec::new() };
     };
     let caller_id = caller_id_for_rules(config, request);
@@ -349,6 +337,32 @@ pub fn route_to(tables: &Tables, request: &RouteRequest, number: String) -> Rout
     }
     drop(selected);
     RouteAnswer { number, classification, endpoints }
+}
+
+/// Why a request routes with no table at all (rule 15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoTable {
+    /// The hunt account is neither the account nor one of its ancestors.
+    Hierarchy,
+    /// The hunt account has no loaded table.
+    NotLoaded,
+}
+
+/// Rule 15: the global table, or the hunt account's when it is in the caller's hierarchy.
+pub(crate) fn table_for<'t>(
+    tables: &'t Tables,
+    request: &RouteRequest,
+) -> Result<&'t Arc<RouteTable>, NoTable> {
+    match request.hunt_account_id.as_deref().filter(|it| !it.is_empty()) {
+        None => Ok(&tables.global),
+        Some(hunt) => {
+            if tables.accounts.is_in_hierarchy(hunt, request.account_id.as_deref()) {
+                tables.local.get(hunt).ok_or(NoTable::NotLoaded)
+            } else {
+                Err(NoTable::Hierarchy)
+            }
+        }
+    }
 }
 
 /// The values of this request that the endpoints render (rules 23-30).
@@ -396,7 +410,10 @@ fn answer_context(
 }
 
 /// Rule 23: the caller id `cid_rules` see.
-fn caller_id_for_rules<'r>(config: &Config, request: &'r RouteRequest) -> Option<Cow<'r, str>> {
+pub(crate) fn caller_id_for_rules<'r>(
+    config: &Config,
+    request: &'r RouteRequest,
+) -> Option<Cow<'r, str>> {
     let outbound = || request.outbound_caller_id_number.as_deref().map(Cow::Borrowed);
     if config.cid_rules_honor_diversions {
         let first = request

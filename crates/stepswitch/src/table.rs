@@ -590,6 +590,19 @@ impl RouteTable {
         })
     }
 
+    /// Rule 18's bucket for a lookup: the classifier whose copies it uses, `None` for the
+    /// unclassified resources.
+    pub(crate) fn bucket_class<'c>(
+        &self,
+        classification: Option<&'c str>,
+        flags: &[String],
+    ) -> Option<&'c str> {
+        match self.bucket(classification, flags) {
+            Bucket::Classified(class) => Some(class),
+            Bucket::Unclassified => None,
+        }
+    }
+
     fn bucket<'c>(&self, classification: Option<&'c str>, flags: &[String]) -> Bucket<'c> {
         if let Some(class) = classification {
             if let Some(members) = self.by_classifier.get(class) {

@@ -33,6 +33,10 @@ pub(crate) struct RouteArgs {
     /// Route the number verbatim (`Bypass-E164`).
     #[arg(long)]
     pub(crate) bypass_e164: bool,
+    /// Explain the answer: every resource considered, taken or skipped and why (with the
+    /// matching rule and capture), and the final order.
+    #[arg(long)]
+    pub(crate) explain: bool,
 }
 
 fn account(flag: &str, value: Option<&str>) -> anyhow::Result<Option<AccountId>> {
@@ -55,9 +59,18 @@ pub(crate) async fn run(
     let mut request = RouteRequest::new(args.number.clone());
     request.flags = args.flags.iter().filter(|f| !f.is_empty()).cloned().collect();
     request.account_id = account_id.map(|id| id.as_str().to_owned());
-    request.hunt_account_id = hunt.map(|id| id.as_str().to_owned());
+    request.hunt_account_id = hunt.as_ref().map(|id| id.as_str().to_owned());
     request.outbound_caller_id_number = args.caller_id_number.clone();
     request.bypass_e164 = args.bypass_e164;
+    if args.explain {
+        let docs = stepswitch::reactor::read_resource_docs(store.as_ref(), hunt.as_ref())
+            .await
+            .context("cannot read the resources")?;
+        let explanation = stepswitch::explain(&tables, &request, &docs);
+        let value = serde_json::to_value(&explanation).context("cannot render the explanation")?;
+        crate::output::print(global, &value, || explanation.to_text());
+        return Ok(ExitCode::SUCCESS);
+    }
     let answer = stepswitch::route(&tables, &request);
     let value = serde_json::to_value(&answer).context("cannot render the answer")?;
     crate::output::print(global, &value, || human(&answer));

@@ -12,6 +12,9 @@
 //! - [`unique_db`] names a database no other test (or test binary) uses.
 //! - [`TcpProxy`] sits between a client and a server and can stall, cut or refuse connections.
 //! - [`Daemon`] runs the real `switchboard serve` binary for end-to-end tests.
+//! - [`require`], [`find_program`] and [`TestProcess`]: the external programs an end-to-end
+//!   test drives (Kamailio, SIPp, Chromium), skipped loudly when missing (a failure under
+//!   `CI=true`), each stopped with its process group.
 //! - [`fuzz_config`] is the proptest configuration every fuzz suite uses, so that one variable
 //!   (`SWITCHBOARD_FUZZ_CASES`) scales all of them for a long run.
 //!
@@ -33,12 +36,14 @@ mod install;
 pub mod kazoo;
 mod proxy;
 mod server;
+mod tools;
 
 pub use daemon::Daemon;
 pub use fuzz::{fuzz_config, FUZZ_CASES_VAR};
 pub use http::http_request;
 pub use proxy::TcpProxy;
 pub use server::CouchServer;
+pub use tools::{find_program, require, TestProcess};
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};

@@ -16,13 +16,24 @@ fn fixture(path: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn tables_of(scope: Scope, docs: &[Value], proxies: &[Proxy]) -> Tables {
+/// Tables holding one compiled scope (Kazoo's default config), with no diagnostics.
+pub(crate) fn tables_of(scope: Scope, docs: &[Value], proxies: &[Proxy]) -> Tables {
+    let (tables, diagnostics) = tables_and_diagnostics(scope, docs, proxies);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    tables
+}
+
+/// [`tables_of`] for documents that may not all compile.
+pub(crate) fn tables_and_diagnostics(
+    scope: Scope,
+    docs: &[Value],
+    proxies: &[Proxy],
+) -> (Tables, Vec<crate::Diagnostic>) {
     let config = Config::kazoo_defaults();
     let (table, diagnostics) = compile(scope, docs, proxies, &config);
-    assert!(diagnostics.is_empty(), "{diagnostics:?}");
     let mut tables = Tables::new(Arc::new(config));
     tables.set_table(Arc::new(table));
-    tables
+    (tables, diagnostics)
 }
 
 /// Routes `request` both ways and checks the answers are the same JSON, byte for byte.

@@ -12,6 +12,7 @@ mod limits;
 pub(crate) mod ops;
 pub(crate) mod phone_numbers;
 mod resources;
+pub(crate) mod route_forms;
 pub(crate) mod routes;
 mod schema;
 mod state;

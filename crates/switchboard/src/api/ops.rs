@@ -254,7 +254,8 @@ async fn crossbar_shaped(response: Response, request_id: &str) -> Response {
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if !status.is_client_error() || is_json {
+    let intended = response.extensions().get::<super::route_forms::TextAnswer>().is_some();
+    if !status.is_client_error() || is_json || intended {
         return response;
     }
     let text = match axum::body::to_bytes(response.into_body(), 64 * 1024).await {

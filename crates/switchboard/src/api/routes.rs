@@ -212,6 +212,7 @@ pub(crate) fn openapi(endpoints: &[Endpoint]) -> Value {
         let item = paths.entry(e.path.to_string()).or_insert_with(|| json!({}));
         item[e.method.as_str().to_lowercase()] = op;
     }
+    super::route_forms::document(&mut paths);
     let error = json!({"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     let with = |description: &str| {
         let mut r = error.clone();

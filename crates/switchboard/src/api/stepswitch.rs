@@ -7,11 +7,12 @@ use ::stepswitch::RouteRequest;
 use super::envelope::Envelope;
 use super::error::ApiError;
 use super::phone_numbers::{caught_up_table, lookup_doc, number_store};
+use super::route_forms;
 use super::routes::{endpoint, Endpoint};
 use super::AppState;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use docstore::AccountId;
 use e164::E164;
@@ -24,7 +25,8 @@ use serde_json::{json, Value};
 pub(crate) fn endpoints(state: &AppState) -> Vec<Endpoint> {
     let r = state.routing.clone();
     vec![
-        endpoint!(r, POST "/v2/stepswitch/route", Trusted, "routing", Some("offnet_req"), "Route a dialled number (body: an offnet_req)", route),
+        endpoint!(state, POST "/v2/stepswitch/route", Trusted, "routing", Some("offnet_req"), "Route a dialled number (body: an offnet_req; ?format=text or Accept: text/plain for one SIP URI per line; ?explain=true)", route),
+        endpoint!(state, GET "/v2/stepswitch/route", Trusted, "routing", None, "Route a dialled number given as query parameters (To-DID, Flags, ...); same answers as POST", route_get),
         endpoint!(state, POST "/v2/stepswitch/outbound", Trusted, "routing", Some("offnet_req"), "On-net check, then carrier routing (body: an offnet_req with Force-Outbound)", outbound),
         endpoint!(r, GET "/v2/stepswitch/status", Trusted, "routing", None, "Route tables, their diagnostics and feed state", status),
         endpoint!(r, POST "/v2/stepswitch/reload", Trusted, "routing", None, "Rebuild the global table (or ?account_id=A's)", reload),
@@ -103,20 +105,103 @@ fn not_loaded(routing: &Routing) -> Option<Response> {
     })
 }
 
-/// `POST /v2/stepswitch/route`: the body is an `offnet_req`.
-async fn route(State(routing): State<Routing>, body: Bytes) -> Response {
+/// `POST /v2/stepswitch/route`: the body is an `offnet_req`; the query may ask for the text
+/// form or the explanation ([`route_forms`]).
+async fn route(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let query = match route_forms::parse_query(query.as_deref(), &headers, false) {
+        Ok(query) => query,
+        Err(message) => return bad_request(message),
+    };
     let body: Value = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(err) => return bad_request(format!("the body is not JSON: {err}")),
     };
-    if let Err(message) = check_route_body(&body) {
+    answer_route(&state, query.form, &body).await
+}
+
+/// `GET /v2/stepswitch/route?To-DID=…`: the request as query parameters.
+async fn route_get(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    match route_forms::parse_query(query.as_deref(), &headers, true) {
+        Ok(query) => answer_route(&state, query.form, &Value::Object(query.request)).await,
+        Err(message) => bad_request(message),
+    }
+}
+
+/// Routes one checked `offnet_req` and answers in the asked form: Kazoo's JSON (200), the SIP
+/// URIs as text, a 404 (both forms) when no carrier takes the number; with `explain`, the
+/// explanation next to the answer (JSON: `data.explain`; text: the explanation as text).
+async fn answer_route(state: &AppState, form: route_forms::Form, body: &Value) -> Response {
+    if let Err(message) = check_route_body(body) {
         return bad_request(message);
     }
-    if let Some(refusal) = not_loaded(&routing) {
+    if let Some(refusal) = not_loaded(&state.routing) {
         return refusal;
     }
-    let request = RouteRequest::from_offnet_req(&body);
-    success(routing.route(&request))
+    let request = RouteRequest::from_offnet_req(body);
+    if form.explain {
+        return explained(state, form, &request).await;
+    }
+    let answer = state.routing.route(&request);
+    if form.text {
+        return route_forms::text_answer(&answer);
+    }
+    if answer.endpoints.is_empty() {
+        return no_carrier(
+            json!({"number": answer.number, "classification": answer.classification, "endpoints": []}),
+        );
+    }
+    success(answer)
+}
+
+/// The 404 of a number no carrier takes: Crossbar's error envelope with the answer as `data`.
+fn no_carrier(data: Value) -> Response {
+    ApiError::Custom { status: StatusCode::NOT_FOUND, message: "no_carrier".into(), data }
+        .into_response()
+}
+
+/// `?explain=true`: the answer and the explanation, from one snapshot of the tables and the
+/// scope's stored documents (read now, off the hot path; unreadable documents only shorten
+/// the explanation).
+async fn explained(state: &AppState, form: route_forms::Form, request: &RouteRequest) -> Response {
+    let tables = state.routing.tables();
+    // One shuffle for both lookups below, so a random gateway order reads the same in both.
+    let mut request = request.clone();
+    request.shuffle_seed.get_or_insert_with(|| rand::random::<u64>() | 1);
+    let request = &request;
+    let hunt = request.hunt_account_id.as_deref().and_then(|id| AccountId::new(id).ok());
+    let docs = match ::stepswitch::reactor::read_resource_docs(state.store.as_ref(), hunt.as_ref())
+        .await
+    {
+        Ok(docs) => docs,
+        Err(err) => {
+            tracing::warn!(error = %err, "Explain: the resource documents are unreadable.");
+            Vec::new()
+        }
+    };
+    let explanation = ::stepswitch::explain(&tables, request, &docs);
+    let status = if explanation.order.is_empty() { StatusCode::NOT_FOUND } else { StatusCode::OK };
+    if form.text {
+        return route_forms::text_response(status, explanation.to_text());
+    }
+    let answer = ::stepswitch::route(&tables, request);
+    let mut data = match serde_json::to_value(&answer) {
+        Ok(data) => data,
+        Err(err) => return ApiError::Internal(err.to_string()).into_response(),
+    };
+    data["explain"] = json!(explanation);
+    if status == StatusCode::NOT_FOUND {
+        return no_carrier(data);
+    }
+    success(data)
 }
 
 /// `POST /v2/stepswitch/outbound`: `stepswitch_outbound`'s decision for an `offnet_req` (the
@@ -359,11 +444,19 @@ mod tests {
         reply["data"].clone()
     }
 
+    /// `/route`'s data: the answer (200), or the empty answer of the 404 when no carrier
+    /// takes the number.
     async fn post_route(state: &AppState, body: &Value) -> Value {
-        let (status, reply) =
-            answer(route(State(state.routing.clone()), Bytes::from(body.to_string())).await).await;
-        assert_eq!(status, StatusCode::OK, "{reply}");
+        let (status, reply) = answer(post_route_raw(state, "", body.to_string()).await).await;
+        let routed = reply["data"]["endpoints"].as_array().is_some_and(|e| !e.is_empty());
+        let expected = if routed { StatusCode::OK } else { StatusCode::NOT_FOUND };
+        assert_eq!(status, expected, "{reply}");
         reply["data"].clone()
+    }
+
+    async fn post_route_raw(state: &AppState, query: &str, body: String) -> Response {
+        let query = (!query.is_empty()).then(|| query.to_owned());
+        route(State(state.clone()), RawQuery(query), HeaderMap::new(), Bytes::from(body)).await
     }
 
     /// Off-net: exactly `/route`'s data object for the same body, plus `on_net: false`.
@@ -476,14 +569,75 @@ mod tests {
         assert_eq!(reply["data"]["message"], "Force-Outbound must be a boolean", "{reply}");
         // /route ignores the key, as before.
         let body = json!({"To-DID": ON_NET, "Force-Outbound": 1});
-        let (status, _) =
-            answer(route(State(state.routing.clone()), Bytes::from(body.to_string())).await).await;
+        let (status, _) = answer(post_route_raw(&state, "", body.to_string()).await).await;
         assert_eq!(status, StatusCode::OK);
         shutdown.cancel();
     }
 
+    async fn text(response: Response) -> (StatusCode, String, String) {
+        let status = response.status();
+        let kind =
+            response.headers()[axum::http::header::CONTENT_TYPE].to_str().unwrap().to_owned();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, kind, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    /// The switch-facing forms: GET with query parameters, the text answer, the 404s, and
+    /// the POST JSON answer unchanged.
+    #[tokio::test]
+    async fn route_forms_get_text_404_and_explain() {
+        let (state, shutdown) = daemon(false).await;
+        let body = json!({"To-DID": UNKNOWN}).to_string();
+        let (status, json_reply) = answer(post_route_raw(&state, "", body.clone()).await).await;
+        assert_eq!(status, StatusCode::OK);
+        let expected = serde_json::to_value(state.routing.route(&RouteRequest::new(UNKNOWN)));
+        assert_eq!(json_reply["data"], expected.unwrap());
+        let get = |query: &str, accept: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(accept) = accept {
+                headers.insert(axum::http::header::ACCEPT, accept.parse().unwrap());
+            }
+            route_get(State(state.clone()), RawQuery(Some(query.to_owned())), headers)
+        };
+        let (status, got) = answer(get("To-DID=+14155550199", None).await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(got["data"], json_reply["data"]);
+        let (status, kind, lines) =
+            text(get("To-DID=+14155550199", Some("text/plain")).await).await;
+        assert_eq!((status, kind.as_str()), (StatusCode::OK, "text/plain; charset=utf-8"));
+        assert_eq!(lines, "sip:4155550199@carrier.example.com\n");
+        let (_, _, lines) = text(post_route_raw(&state, "format=text", body.clone()).await).await;
+        assert_eq!(lines, "sip:4155550199@carrier.example.com\n");
+        // No carrier: 404 in both forms.
+        let (status, _, lines) = text(get("To-DID=+442079460000&format=text", None).await).await;
+        assert_eq!((status, lines.as_str()), (StatusCode::NOT_FOUND, ""));
+        let (status, reply) = answer(get("To-DID=+442079460000", None).await).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{reply}");
+        assert_eq!(reply["message"], "no_carrier");
+        assert_eq!(reply["data"]["number"], "+442079460000");
+        assert_eq!(reply["data"]["endpoints"], json!([]));
+        // Explain, next to the same answer.
+        let (status, reply) = answer(post_route_raw(&state, "explain=true", body).await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(reply["data"]["endpoints"], json_reply["data"]["endpoints"]);
+        let explain = &reply["data"]["explain"];
+        assert_eq!(explain["resources"][0]["id"], "carrier", "{explain}");
+        assert_eq!(explain["resources"][0]["verdict"]["verdict"], "taken", "{explain}");
+        assert_eq!(explain["order"][0]["route"], "sip:4155550199@carrier.example.com");
+        let (status, reply) = answer(get("To-DID=+442079460000&explain=true", None).await).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let skipped = &reply["data"]["explain"]["resources"][0];
+        assert_eq!(skipped["verdict"], json!({"verdict": "skipped", "reason": "no_rule_matched"}));
+        // Bad queries.
+        for query in ["To-DID=", "Flags=x", "To-DID=1&nope=1", "To-DID=1&format=xml"] {
+            let (status, _) = answer(get(query, None).await).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        }
+        shutdown.cancel();
+    }
+
     /// Until the tables have been loaded once, `/route` and `/outbound` answer 503, never an
-    /// empty 200; the status says why. Here nothing listens where the store should be.
+    /// empty 200 or a 404; the status says why. Here nothing listens where the store should be.
     #[tokio::test]
     async fn route_is_503_until_the_tables_are_loaded() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -492,11 +646,11 @@ mod tests {
         let config = docstore::CouchConfig::from_url(&url).unwrap();
         let store: SharedStore = std::sync::Arc::new(docstore::CouchStore::new(config).unwrap());
         let (state, shutdown) = state_over(store, Vec::new(), None);
-        let body = Bytes::from(json!({"To-DID": "+14155550123"}).to_string());
-        let (status, reply) = answer(route(State(state.routing.clone()), body.clone()).await).await;
+        let body = json!({"To-DID": "+14155550123"}).to_string();
+        let (status, reply) = answer(post_route_raw(&state, "", body.clone()).await).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reply}");
         assert!(reply["data"]["message"].as_str().unwrap().contains("not been loaded"), "{reply}");
-        let (status, _) = answer(outbound(State(state.clone()), body).await).await;
+        let (status, _) = answer(outbound(State(state.clone()), Bytes::from(body)).await).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
