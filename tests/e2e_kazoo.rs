@@ -2,8 +2,8 @@
 //! couch-peer (Kazoo's database names are fixed, so this binary does not share the server other
 //! test binaries use):
 //!
-//! - Kazoo's own design documents (here Kazoo's `_design/resources`, with `listing_uac_gateways`,
-//!   in the form an older Kazoo stored it) are left exactly as they are: same `_rev`, working view.
+//! - Kazoo's own design documents (here a `_design/resources` shaped as a Kazoo node stores it,
+//!   with its `listing_uac_gateways`) are left exactly as they are: same `_rev`, working view.
 //! - Switchboard's `_design/switchboard_*` reach every matching database as it appears (an
 //!   account database created after start, `offnet` deleted and created again, a number pool),
 //!   and come back when removed; Kazoo's are created only where missing.
@@ -29,17 +29,23 @@ const ACCOUNT_BEFORE: &str = "account/4b/a0/000000000000000000000000000a";
 const ACCOUNT_AFTER: &str = "account/4b/a0/000000000000000000000000000b";
 const ACCOUNT_RULES: &str = "account/4b/a0/000000000000000000000000000c";
 
-/// Kazoo's `_design/resources` as an older Kazoo stored it: its registration key kept and the
-/// function lines joined with newlines, so it differs from what Switchboard would create.
+/// A `_design/resources` shaped as a Kazoo node stores its own: a `kazoo` registration key, each
+/// function one string, and a gateway registration view (`listing_uac_gateways`) that emits a
+/// different value than the one Switchboard would create, so any rewrite would show.
 fn kazoo_resources_ddoc() -> Value {
-    let mut doc: Value =
-        serde_json::from_str(include_str!("../design_docs/offnet/resources.json")).unwrap();
-    for view in doc["views"].as_object_mut().unwrap().values_mut() {
-        let lines: Vec<&str> =
-            view["map"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
-        view["map"] = Value::from(lines.join("\n"));
-    }
-    doc
+    json!({
+        "_id": "_design/resources",
+        "kazoo": {"view_map": [{"classification": "resource"}]},
+        "language": "javascript",
+        "views": {
+            "listing_by_id": {
+                "map": "function(doc) { if (doc.pvt_type != 'resource' || doc.pvt_deleted) return; emit(doc._id, doc.name); }"
+            },
+            "listing_uac_gateways": {
+                "map": "function(doc) {\n  if (doc.pvt_type != 'resource' || doc.pvt_deleted || !doc.enabled) return;\n  (doc.gateways || []).forEach(function(gw) {\n    if (gw && gw.register && gw.enabled !== false) emit(doc._id, {server: gw.server, username: gw.username, kazoo_node: true});\n  });\n}"
+            }
+        }
+    })
 }
 
 fn db(name: &str) -> DbName {
@@ -137,6 +143,7 @@ async fn kazoo_design_documents_are_left_alone_and_ours_follow_every_database() 
         .expect("Kazoo's gateway registration view still answers");
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].value["server"], "sip.example.net");
+    assert_eq!(rows[0].value["kazoo_node"], true, "the view is still Kazoo's: {rows:?}");
 
     // A customer's account database created after start gets ours and Kazoo's (missing there),
     // and its validator refuses what the router could not use.

@@ -5,12 +5,14 @@
 //! Two owners share a database:
 //!
 //! - **Kazoo's** design documents (`_design/resources`, `_design/numbers`, `_design/phone_numbers`,
-//!   `_design/numbers_managed`, `_design/numbers_inum`) are Kazoo's own files (see
-//!   `design_docs/LICENSE-NOTE.txt`). [`deploy`] creates one only where it is missing (so a fresh
-//!   store and the embedded demo have the views Kazoo's tools query) and never modifies or deletes
-//!   it: beside a live Kazoo, Kazoo's version (say with `listing_uac_gateways`) stays as it is and
-//!   no view index is rebuilt. It is stored the way Kazoo's `kz_datamgr` stores it: the `kazoo`
-//!   registration key dropped and array-of-lines functions concatenated.
+//!   `_design/numbers_managed`, `_design/numbers_inum`) belong to Kazoo. The files of that name
+//!   here are Switchboard's own rendering of them (the names, views and keys Kazoo's tools query,
+//!   written from Kazoo's documented behaviour, not copies of Kazoo's files). [`deploy`] creates
+//!   one only where it is missing (so a fresh store and the embedded demo have the views Kazoo's
+//!   tools query) and never modifies or deletes it: beside a live Kazoo, Kazoo's version (say
+//!   with its own `listing_uac_gateways`) stays as it is and no view index is rebuilt. It is
+//!   stored the way Kazoo's `kz_datamgr` stores its own: a `kazoo` registration key, if any,
+//!   dropped and array-of-lines functions concatenated.
 //! - **Switchboard's** (`_design/switchboard_*`) carry the `validate_doc_update` functions that
 //!   refuse malformed resource and number documents with a `forbidden` message a Fauxton user
 //!   sees. [`deploy`] writes them where they are missing or differ. Their array-of-lines functions
@@ -304,8 +306,8 @@ mod tests {
         }
     }
 
-    /// The views Kazoo's tools query exist with the names they use (kazoo-stepswitch.md §2,
-    /// kazoo-numbers.md §13).
+    /// The views Kazoo's tools query exist with the names they use (stepswitch's resource
+    /// listings, knm's number views and the pools' `status`).
     #[test]
     fn kazoo_view_names_are_present() {
         let has_view = |kind: DesignKind, ddoc: &str, view: &str| {
@@ -399,7 +401,7 @@ mod tests {
         let map = resources["views"]["listing_by_id"]["map"].as_str().unwrap();
         assert_eq!(
             map,
-            "function(doc) {  if (doc.pvt_type != 'resource' || doc.pvt_deleted) return;  \
+            "function(doc) {  if (doc.pvt_type !== 'resource' || doc.pvt_deleted) return;  \
              emit(doc._id, doc.name);}"
         );
         let ours = docs.iter().find(|d| d["_id"] == "_design/switchboard_resources").unwrap();
