@@ -100,10 +100,13 @@ fn nesting(source: &str) -> usize {
             b'(' if classes == 0 => groups += 1,
             b')' if classes == 0 => groups = groups.saturating_sub(1),
             b'{' if classes == 0 => {
-                while idx < bytes.len() && bytes[idx] != b'}' {
-                    idx += 1;
+                // A counted repetition `{n}`, `{n,}`, `{n,m}` is skipped whole; any other `{`
+                // is a literal, and what follows it is still scanned.
+                let count = bytes[idx..].iter().take_while(|b| b.is_ascii_digit() || **b == b',');
+                let end = idx + count.count();
+                if end > idx && bytes.get(end) == Some(&b'}') {
+                    idx = end + 1;
                 }
-                idx += 1;
             }
             _ => {}
         }
@@ -489,6 +492,8 @@ mod tests {
         assert!(check_bounds(&classes).is_err());
         let stacked = format!("^1{}", "{1}".repeat(200));
         assert!(check_bounds(&stacked).is_err());
+        let hidden = format!("^{{{}5", "(".repeat(1000));
+        assert!(check_bounds(&hidden).is_err(), "a literal brace hides nothing");
         let huge = format!("^{}", "1".repeat(MAX_PATTERN_BYTES));
         assert!(Pattern::new(&huge).unwrap_err().to_string().contains("bytes long"));
         let ok =
