@@ -193,24 +193,21 @@ impl Pattern {
     pub fn new(source: &str) -> Result<Pattern, Error> {
         check_bounds(source)?;
         let translated = ascii_classes(source);
-        let compiled =
-            match regex::RegexBuilder::new(&translated).size_limit(COMPILED_SIZE_LIMIT).build() {
-                Ok(re) => Compiled::Regex(re),
-                Err(_) => match fancy(&translated) {
-                    Ok(re) => {
-                        if let Some(reason) = catastrophic(&translated) {
-                            return Err(Error::Catastrophic { pattern: clip(source), reason });
-                        }
-                        Compiled::Fancy(re)
+        let compiled = match regex::RegexBuilder::new(&translated)
+            .size_limit(COMPILED_SIZE_LIMIT)
+            .build()
+        {
+            Ok(re) => Compiled::Regex(re),
+            Err(_) => match fancy(&translated) {
+                Ok(re) => {
+                    if let Some(reason) = catastrophic(&translated) {
+                        return Err(Error::Catastrophic { pattern: clip(source), reason });
                     }
-                    Err(err) => {
-                        return Err(Error::Regex {
-                            pattern: source.to_owned(),
-                            message: err.to_string(),
-                        })
-                    }
-                },
-            };
+                    Compiled::Fancy(re)
+                }
+                Err(err) => return Err(Error::Regex { pattern: source.to_owned(), message: err }),
+            },
+        };
         Ok(Pattern { source: source.to_owned(), translated, compiled })
     }
 
@@ -284,11 +281,13 @@ impl Pattern {
 }
 
 /// The fallback engine for `translated`, with its backtracking budget.
-fn fancy(translated: &str) -> Result<fancy_regex::Regex, fancy_regex::Error> {
+/// `Err` is the engine's message.
+fn fancy(translated: &str) -> Result<fancy_regex::Regex, String> {
     fancy_regex::RegexBuilder::new(translated)
         .backtrack_limit(BACKTRACK_LIMIT)
         .delegate_size_limit(COMPILED_SIZE_LIMIT)
         .build()
+        .map_err(|err| err.to_string())
 }
 
 /// Why a pattern only the fallback (backtracking) engine runs is catastrophic, if it is: an

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{generate, mix, npa_nxx};
-use pathological::pathological;
 use criterion::Criterion;
+use pathological::pathological;
 use serde_json::Value;
 use stepswitch::{compile, route, Config, RouteRequest, Scope, Tables};
 
