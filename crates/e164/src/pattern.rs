@@ -100,10 +100,13 @@ fn nesting(source: &str) -> usize {
             b'(' if classes == 0 => groups += 1,
             b')' if classes == 0 => groups = groups.saturating_sub(1),
             b'{' if classes == 0 => {
-                while idx < bytes.len() && bytes[idx] != b'}' {
-                    idx += 1;
+                // A counted repetition `{n}`, `{n,}`, `{n,m}` is skipped whole; any other `{`
+                // is a literal, and what follows it is still scanned.
+                let count = bytes[idx..].iter().take_while(|b| b.is_ascii_digit() || **b == b',');
+                let end = idx + count.count();
+                if end > idx && bytes.get(end) == Some(&b'}') {
+                    idx = end + 1;
                 }
-                idx += 1;
             }
             _ => {}
         }
@@ -190,24 +193,21 @@ impl Pattern {
     pub fn new(source: &str) -> Result<Pattern, Error> {
         check_bounds(source)?;
         let translated = ascii_classes(source);
-        let compiled =
-            match regex::RegexBuilder::new(&translated).size_limit(COMPILED_SIZE_LIMIT).build() {
-                Ok(re) => Compiled::Regex(re),
-                Err(_) => match fancy(&translated) {
-                    Ok(re) => {
-                        if let Some(reason) = catastrophic(&translated) {
-                            return Err(Error::Catastrophic { pattern: clip(source), reason });
-                        }
-                        Compiled::Fancy(re)
+        let compiled = match regex::RegexBuilder::new(&translated)
+            .size_limit(COMPILED_SIZE_LIMIT)
+            .build()
+        {
+            Ok(re) => Compiled::Regex(re),
+            Err(_) => match fancy(&translated) {
+                Ok(re) => {
+                    if let Some(reason) = catastrophic(&translated) {
+                        return Err(Error::Catastrophic { pattern: clip(source), reason });
                     }
-                    Err(err) => {
-                        return Err(Error::Regex {
-                            pattern: source.to_owned(),
-                            message: err.to_string(),
-                        })
-                    }
-                },
-            };
+                    Compiled::Fancy(re)
+                }
+                Err(err) => return Err(Error::Regex { pattern: source.to_owned(), message: err }),
+            },
+        };
         Ok(Pattern { source: source.to_owned(), translated, compiled })
     }
 
@@ -281,11 +281,13 @@ impl Pattern {
 }
 
 /// The fallback engine for `translated`, with its backtracking budget.
-fn fancy(translated: &str) -> Result<fancy_regex::Regex, fancy_regex::Error> {
+/// `Err` is the engine's message.
+fn fancy(translated: &str) -> Result<fancy_regex::Regex, String> {
     fancy_regex::RegexBuilder::new(translated)
         .backtrack_limit(BACKTRACK_LIMIT)
         .delegate_size_limit(COMPILED_SIZE_LIMIT)
         .build()
+        .map_err(|err| err.to_string())
 }
 
 /// Why a pattern only the fallback (backtracking) engine runs is catastrophic, if it is: an
@@ -489,6 +491,8 @@ mod tests {
         assert!(check_bounds(&classes).is_err());
         let stacked = format!("^1{}", "{1}".repeat(200));
         assert!(check_bounds(&stacked).is_err());
+        let hidden = format!("^{{{}5", "(".repeat(1000));
+        assert!(check_bounds(&hidden).is_err(), "a literal brace hides nothing");
         let huge = format!("^{}", "1".repeat(MAX_PATTERN_BYTES));
         assert!(Pattern::new(&huge).unwrap_err().to_string().contains("bytes long"));
         let ok =

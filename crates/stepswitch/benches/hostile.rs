@@ -14,6 +14,8 @@
 //! whose maximum is printed too (the first lookups pay each slow rule's budget once).
 
 mod common;
+#[path = "common/pathological.rs"]
+mod pathological;
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -21,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use common::{generate, mix, npa_nxx};
 use criterion::Criterion;
-use serde_json::{json, Value};
+use pathological::pathological;
+use serde_json::Value;
 use stepswitch::{compile, route, Config, RouteRequest, Scope, Tables};
 
 /// The daemon's allocator, so the figures are the daemon's.
@@ -30,23 +33,6 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CARRIERS: usize = 1_000;
 const LOOKUPS: usize = 20_000;
-
-/// The 100 pathological resources.
-fn pathological() -> Vec<Value> {
-    (0..100)
-        .map(|i| {
-            let k = i % 25 + 1;
-            let rule = match i / 25 {
-                0 => format!("^\\+(?=\\d)((\\d+)+)+\\2x{{{k}}}$"),
-                1 => format!("^\\+(\\d|\\d\\d|\\d\\d\\d)*(?=x{{{k}}})y"),
-                2 => format!("^\\+\\d*\\d*\\d*\\d*\\d*\\d*\\d*x{{{k}}}$"),
-                _ => format!("^\\+(\\d{{1,9}}){{1,9}}z{{{k}}}$"),
-            };
-            json!({"_id": format!("evil-{i:03}"), "pvt_type": "resource", "rules": [rule],
-                   "gateways": [{"server": format!("evil{i}.example.com")}]})
-        })
-        .collect()
-}
 
 fn numbers() -> Vec<String> {
     (0..LOOKUPS as u64)

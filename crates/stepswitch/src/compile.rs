@@ -59,7 +59,7 @@ pub fn rule_diagnostics(doc: &Value, config: &Config) -> Vec<Diagnostic> {
         fields.insert("pvt_type".into(), Value::String("resource".into()));
         fields.insert("enabled".into(), Value::Bool(true));
         fields.remove("pvt_deleted");
-        if !fields.get("_id").and_then(Value::as_str).is_some_and(|id| !id.is_empty()) {
+        if fields.get("_id").and_then(Value::as_str).is_none_or(str::is_empty) {
             fields.insert("_id".into(), Value::String("new".into()));
         }
     }

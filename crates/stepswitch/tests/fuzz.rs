@@ -72,6 +72,7 @@ fn hostile_rule() -> impl Strategy<Value = String> {
         (0usize..300).prop_map(|n| format!("^\\+1{}5{}$", "(".repeat(n), ")".repeat(n))),
         Just(format!("^\\+1{}5{}$", "(".repeat(10_000), ")".repeat(10_000))),
         (0usize..300).prop_map(|n| format!("^{}", "[".repeat(n))),
+        (0usize..2000).prop_map(|n| format!("^{{{}5{}", "(".repeat(n), ")".repeat(n))),
         (0usize..200).prop_map(|n| format!("^1{}", "{1}".repeat(n))),
         (4000usize..4200).prop_map(|n| format!("^{}", "1".repeat(n))),
         Just("^\\+(?=\\d)((\\d+)+)+\\2x$".to_owned()),

@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use testkit::{CouchServer, Daemon};
 
+#[path = "../../stepswitch/benches/common/pathological.rs"]
+mod pathological;
+use pathological::pathological;
+
 const CARRIERS: usize = 1_000;
 
 fn mix(mut x: u64) -> u64 {
@@ -32,22 +36,6 @@ fn carriers() -> Vec<Value> {
             json!({"_id": format!("carrier-{i:04}"), "pvt_type": "resource",
                    "weight_cost": 1 + i % 50, "rules": [format!("^\\+1({npa}{nxx}\\d{{4}})$")],
                    "gateways": [{"server": format!("gw{i}.example.net")}]})
-        })
-        .collect()
-}
-
-fn pathological() -> Vec<Value> {
-    (0..100)
-        .map(|i| {
-            let k = i % 25 + 1;
-            let rule = match i / 25 {
-                0 => format!("^\\+(?=\\d)((\\d+)+)+\\2x{{{k}}}$"),
-                1 => format!("^\\+(\\d|\\d\\d|\\d\\d\\d)*(?=x{{{k}}})y"),
-                2 => format!("^\\+\\d*\\d*\\d*\\d*\\d*\\d*\\d*x{{{k}}}$"),
-                _ => format!("^\\+(\\d{{1,9}}){{1,9}}z{{{k}}}$"),
-            };
-            json!({"_id": format!("evil-{i:03}"), "pvt_type": "resource", "rules": [rule],
-                   "gateways": [{"server": format!("evil{i}.example.com")}]})
         })
         .collect()
 }
