@@ -762,7 +762,10 @@ async fn the_demo_run_starts_and_answers_on_a_fresh_data_dir() {
         .await;
         // 503 until the routing tables are loaded, 404 until the demo carriers are.
         assert!(
-            matches!(status, StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE | StatusCode::NOT_FOUND),
+            matches!(
+                status,
+                StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE | StatusCode::NOT_FOUND
+            ),
             "{status} {body}"
         );
         if body["data"]["endpoints"].as_array().is_some_and(|e| !e.is_empty()) {

@@ -225,7 +225,11 @@ fn compile_refs(
     index.finish();
     let patterns = builder.patterns;
     let hot = resources.iter().map(Hot::of).collect();
-    (RouteTable { scope, resources, patterns, index, by_classifier, hot }, diagnostics)
+    let backtracking = patterns.iter().any(RulePattern::needs_backtracking);
+    (
+        RouteTable { scope, resources, patterns, index, by_classifier, hot, backtracking },
+        diagnostics,
+    )
 }
 
 /// Runs `f`, turning a panic into an error message (`internal error: …`), so that one
@@ -1278,6 +1282,24 @@ mod tests {
         assert_eq!(picked[0].resource.id, "slow_fancy");
         let x = format!("+{}x", "1".repeat(5));
         assert!(table.select(&x, None, &[], None).iter().all(|it| it.resource.id != "slow_fancy"));
+    }
+
+    /// Only a table with a rule on the backtracking engine asks async callers to look up on a
+    /// blocking thread; the usual shapes (and rules `regex` reads) never do.
+    #[test]
+    fn only_backtracking_rules_make_a_table_look_up_off_the_workers() {
+        let doc =
+            |id: &str, rule: &str| json!({"_id": id, "pvt_type": "resource", "rules": [rule]});
+        let usual = vec![doc("a", "^\\+1(415\\d{7})$"), doc("b", "^\\+44\\d+|^\\+33\\d+$")];
+        let (table, diagnostics) = compile(Scope::Global, &usual, &[], &config());
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        assert!(!table.may_backtrack());
+        let mut fancy = usual.clone();
+        fancy.push(doc("c", "^\\+1(?=415)(\\d{10})$"));
+        let (table, diagnostics) = compile(Scope::Global, &fancy, &[], &config());
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        assert!(table.may_backtrack());
+        assert!(!RouteTable::empty(Scope::Global).may_backtrack());
     }
 
     #[test]

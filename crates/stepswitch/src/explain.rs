@@ -153,8 +153,12 @@ pub enum RuleOutcome {
     AlsoMatched,
     /// Did not match.
     NoMatch,
-    /// Not compiled: the regex is invalid (reported in the table's diagnostics).
+    /// Not compiled: the regex is invalid, out of bounds or catastrophic (reported in the
+    /// table's diagnostics).
     Invalid,
+    /// Quarantined: its backtracking engine ran out of its step budget on a lookup, so it is not
+    /// evaluated (it matches nothing) until a document of the table's scope changes.
+    Quarantined,
 }
 
 /// One endpoint of the final order.
@@ -248,10 +252,14 @@ fn resource(
     let mut rules = Vec::with_capacity(res.rules.len());
     let mut first: Option<(usize, String, String)> = None;
     for rule in &res.rules {
-        let found = table.patterns[rule.pattern as usize]
-            .captures(number)
+        let pattern = &table.patterns[rule.pattern as usize];
+        let found = (!pattern.is_quarantined())
+            .then(|| pattern.captures(number))
+            .flatten()
             .map(|list| number[select_capture(&list)].to_owned());
         let outcome = match (found, &first) {
+            // Quarantined before this lookup, or by it (its budget ran out just now).
+            (None, _) if pattern.is_quarantined() => RuleOutcome::Quarantined,
             (None, _) => RuleOutcome::NoMatch,
             (Some(_), Some(_)) => RuleOutcome::AlsoMatched,
             (Some(capture), None) => {

@@ -133,6 +133,12 @@ pub struct Tables {
 }
 
 impl Tables {
+    /// Whether routing `request` may run a backtracking engine (see
+    /// [`RouteTable::may_backtrack`]): async callers then route on a blocking thread.
+    pub fn may_backtrack(&self, request: &RouteRequest) -> bool {
+        table_for(self, request).is_ok_and(|table| table.may_backtrack())
+    }
+
     /// Empty tables for this config.
     pub fn new(config: Arc<Config>) -> Tables {
         Tables {

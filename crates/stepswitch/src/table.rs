@@ -91,6 +91,12 @@ impl RulePattern {
         self.compiled.get_or_init(|| Pattern::new(&self.source).ok().map(Box::new)).as_deref()
     }
 
+    /// Whether matching this rule can run the backtracking engine: it is outside the simple
+    /// matcher's subset and only `fancy-regex` reads it (compiles it now if it was not yet).
+    pub(crate) fn needs_backtracking(&self) -> bool {
+        self.simple.is_none() && self.get().is_some_and(|it| it.engine() == e164::Engine::Fancy)
+    }
+
     /// Whether a lookup quarantined this rule.
     pub(crate) fn is_quarantined(&self) -> bool {
         self.quarantined.load(Ordering::Relaxed)
@@ -359,6 +365,10 @@ pub struct RouteTable {
     /// Per resource (same order), what select checks before it needs the resource itself:
     /// kept dense so a lookup does not pull each candidate's large `Resource` into cache.
     pub(crate) hot: Vec<Hot>,
+    /// Some rule runs on the backtracking engine (lookaround, backreferences): a lookup may
+    /// spend up to that engine's step budget per such rule, so callers on an async runtime run
+    /// lookups of this table on a blocking thread ([`RouteTable::may_backtrack`]).
+    pub(crate) backtracking: bool,
 }
 
 /// The fields of a [`Resource`] that every candidate is checked against.
@@ -872,7 +882,15 @@ impl RouteTable {
             index: PrefixTrie::new(),
             by_classifier: HashMap::new(),
             hot: Vec::new(),
+            backtracking: false,
         }
+    }
+
+    /// Whether a lookup in this table may run a backtracking engine (bounded by its step
+    /// budget, yet far slower than the usual microseconds): an async caller should then look up
+    /// on a blocking thread so that it never holds up the workers serving other requests.
+    pub fn may_backtrack(&self) -> bool {
+        self.backtracking
     }
 }
 

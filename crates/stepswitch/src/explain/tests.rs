@@ -197,3 +197,25 @@ fn the_json_form_is_tagged_and_the_text_form_names_every_resource() {
     assert!(text.contains("skipped off (weight -): disabled"), "{text}");
     assert!(text.contains("1. cheap (weight 1) sip:4155550100@cheap.example.com"), "{text}");
 }
+
+/// A rule whose backtracking engine ran out of its budget on a lookup is reported as
+/// quarantined (not as a plain miss), and the document's other rule still decides.
+#[test]
+fn a_quarantined_rule_is_named_as_such() {
+    let docs = vec![json!({"_id": "slow", "pvt_type": "resource",
+        "rules": ["^\\+1(\\d{10})$", "^\\+(\\d|\\d\\d|\\d\\d\\d)*(?=x)y"],
+        "gateways": [{"server": "slow.example.com"}]})];
+    let tables = tables(&docs);
+    let long = format!("+{}", "1".repeat(40));
+    // This lookup blows the second rule's budget: it is quarantined from now on.
+    let first = explain(&tables, &RouteRequest::new(&long), &docs);
+    let outcome = |explanation: &Explanation, index: usize| {
+        let slow = find(explanation, "slow");
+        slow.rules.iter().find(|rule| rule.index == index).unwrap().outcome.clone()
+    };
+    assert_eq!(outcome(&first, 1), RuleOutcome::Quarantined);
+    let again = explain(&tables, &RouteRequest::new(NUMBER), &docs);
+    assert_eq!(outcome(&again, 1), RuleOutcome::Quarantined);
+    assert!(matches!(outcome(&again, 0), RuleOutcome::Matched { .. }));
+    assert!(matches!(find(&again, "slow").verdict, Verdict::Taken { rule_index: 0, .. }));
+}

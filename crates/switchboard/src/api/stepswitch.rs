@@ -2,7 +2,8 @@
 //! check against the inbound number table, then routing), status, reload and flush.
 
 use ::stepswitch::reactor::Routing;
-use ::stepswitch::RouteRequest;
+use ::stepswitch::{RouteAnswer, RouteRequest, Tables};
+use std::sync::Arc;
 
 use super::envelope::Envelope;
 use super::error::ApiError;
@@ -150,7 +151,9 @@ async fn answer_route(state: &AppState, form: route_forms::Form, body: &Value) -
     if form.explain {
         return explained(state, form, &request).await;
     }
-    let answer = state.routing.route(&request);
+    let tables = state.routing.tables();
+    let number = request.destination(&tables.config);
+    let answer = route_off_the_workers(tables, request, number).await;
     if form.text {
         return route_forms::text_answer(&answer);
     }
@@ -160,6 +163,27 @@ async fn answer_route(state: &AppState, form: route_forms::Form, body: &Value) -
         );
     }
     success(answer)
+}
+
+/// Routes `request` (its destination `number` already computed): inline when the table it
+/// uses runs only the linear-time matchers (microseconds), else on the blocking pool, since
+/// a rule on the backtracking engine may spend its whole step budget, and the async workers
+/// also serve `/healthz` and every other request.
+async fn route_off_the_workers(
+    tables: Arc<Tables>,
+    request: RouteRequest,
+    number: String,
+) -> RouteAnswer {
+    if !tables.may_backtrack(&request) {
+        return ::stepswitch::route_to(&tables, &request, number);
+    }
+    let blocking =
+        tokio::task::spawn_blocking(move || ::stepswitch::route_to(&tables, &request, number));
+    match blocking.await {
+        Ok(answer) => answer,
+        // The lookup panicked: propagate it, as an inline lookup would have.
+        Err(err) => std::panic::resume_unwind(err.into_panic()),
+    }
 }
 
 /// The 404 of a number no carrier takes: Crossbar's error envelope with the answer as `data`.
@@ -236,7 +260,8 @@ async fn outbound(State(state): State<AppState>, body: Bytes) -> Response {
             return success(data);
         }
     }
-    let mut data = match serde_json::to_value(::stepswitch::route_to(&tables, &request, number)) {
+    let answer = route_off_the_workers(tables, request, number).await;
+    let mut data = match serde_json::to_value(answer) {
         Ok(data) => data,
         Err(err) => return ApiError::Internal(err.to_string()).into_response(),
     };
