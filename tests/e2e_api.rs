@@ -1011,7 +1011,7 @@ async fn phone_numbers_lifecycle_auth_cross_account_and_bad_input() {
 /// `identify` follows the number documents live (the inbound table, read once the daemon is
 /// ready): a number written straight into its numbers database after the daemon started,
 /// moved to another account, taken out of service and deleted, each answer seen in turn, with
-/// the §15.5-15.7 error shapes. Asked by the superduper admin, who may see every owner (an
+/// Crossbar's error shapes. Asked by the superduper admin, who may see every owner (an
 /// account sees only the owners in its own tree: `tests/e2e_hostile_http.rs`).
 #[tokio::test]
 async fn identify_follows_number_documents_written_after_the_start() {

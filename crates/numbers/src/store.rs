@@ -7,7 +7,7 @@
 //! decides, calls the carrier, and writes the number database first: that write is the
 //! linearization point. A 409 there means someone else changed the number since it was read: the
 //! store re-reads, decides again against the new state (which may now refuse, cleanly, with the
-//! §9 error) and retries after a jittered pause ([`docstore::cas_pause`]), at most
+//! knm error JSON) and retries after a jittered pause ([`docstore::cas_pause`]), at most
 //! [`MAX_ATTEMPTS`] times; then it gives up with [`Error::Conflict`] (409 `datastore_conflict`,
 //! nothing written by the last attempt) naming the contention. A revision the caller pinned
 //! ([`RunOptions::expected_rev`]) that is not the stored one is the same 409, at any attempt.
@@ -274,7 +274,7 @@ impl NumberStore {
     /// decision as performed (its `doc` carries the new `_rev`).
     ///
     /// # Errors
-    /// The §9 error of the decision, a carrier refusal, a storage failure, or
+    /// The knm error of the decision, a carrier refusal, a storage failure, or
     /// [`Error::Conflict`] after [`MAX_ATTEMPTS`] lost races or on a stale
     /// [`RunOptions::expected_rev`].
     pub async fn apply(
@@ -934,7 +934,7 @@ impl NumberStore {
     }
 
     /// The hits of [`NumberStore::search_for`] as found (module and carrier data included), so
-    /// a caller can keep them for buying (§11.4 `discovery`).
+    /// a caller can keep them for buying (as Kazoo's `discovery` numbers).
     pub async fn find_for(
         &self,
         prefix: &str,
@@ -957,7 +957,7 @@ impl NumberStore {
         results.window(0, quantity, self.config.maximum_search_quantity).cloned().collect()
     }
 
-    /// Stores the `discovery` document of a search hit (§11.4), so buying it (a move) finds it:
+    /// Stores the `discovery` document of a search hit, so buying it (a move) finds it:
     /// only where the number has no document yet; `false` when one exists.
     ///
     /// # Errors

@@ -4,7 +4,7 @@
 //! number document's decoding and migration (`NumberDoc::from_json`), its JSON forms, account
 //! parsing, the transition decision (`transition`, `lookup_account`) and E.164 parsing.
 //!
-//! Properties: nothing panics; every refused input is an error that renders as the §9 error
+//! Properties: nothing panics; every refused input is an error that renders as the knm error
 //! JSON (a code and an `error` name); every accepted document re-encodes to a document that
 //! decodes again.
 //!
@@ -345,7 +345,7 @@ fn auth_by() -> impl Strategy<Value = Option<AuthBy>> {
         .prop_map(|raw| AuthBy::parse(&raw).ok())
 }
 
-/// A refusal renders as the §9 error JSON.
+/// A refusal renders as the knm error JSON.
 fn assert_renders(err: &Error) {
     let body = err.to_json();
     assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{err:?} → {body}");
@@ -451,7 +451,7 @@ proptest! {
     #![proptest_config(fuzz_config(300))]
 
     /// The transition decision and `lookup_account` over hostile documents, accounts, configs
-    /// and operations: a decision or a §9 error, never a panic.
+    /// and operations: a decision or a knm error, never a panic.
     #[test]
     fn fuzz_transitions_decide_or_refuse(
         doc in number_doc(),

@@ -274,7 +274,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for JsonErrorReplies<T> {
 }
 
 /// hyper's bodiless error reply in `buf` (`HTTP/1.1 4xx …`, `content-length: 0`, nothing after
-/// the head) with the Crossbar error body added; `None` for anything else.
+/// the head, no request id or content type) with the Crossbar error body added; `None` for
+/// anything else.
 fn rewrite_error_reply(buf: &[u8]) -> Option<Vec<u8>> {
     let head = buf.strip_prefix(b"HTTP/1.1 4")?;
     if !buf.ends_with(b"\r\n\r\n") {
@@ -289,6 +290,15 @@ fn rewrite_error_reply(buf: &[u8]) -> Option<Vec<u8>> {
     let is_length = |h: &str| h.to_ascii_lowercase().starts_with("content-length:");
     let length = headers.iter().find(|h| is_length(h))?;
     if length.split_once(':').map(|(_, v)| v.trim()) != Some("0") {
+        return None;
+    }
+    // The router's own replies carry a request id (and a content type): an empty body there is
+    // meant (the text form's 404 of a number no carrier takes), only hyper's replies have none.
+    let ours = |h: &&str| {
+        let h = h.to_ascii_lowercase();
+        h.starts_with("x-request-id:") || h.starts_with("content-type:")
+    };
+    if headers.iter().any(ours) {
         return None;
     }
     let error = match status {
@@ -364,6 +374,9 @@ mod tests {
             "HTTP/1.1 404 Not Found\r\ncontent-length: 12\r\n\r\n",
             "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
             "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n",
+            // The router's own empty replies (the text 404 of a number no carrier takes).
+            "HTTP/1.1 404 Not Found\r\ncontent-type: text/plain; charset=utf-8\r\n\
+             x-request-id: 1\r\ncontent-length: 0\r\n\r\n",
             "{\"data\": {}}",
         ] {
             assert!(rewrite_error_reply(other.as_bytes()).is_none(), "{other}");
