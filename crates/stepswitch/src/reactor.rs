@@ -945,7 +945,18 @@ async fn compile_blocking(
         table.warm();
         (table, diagnostics, started.elapsed())
     };
-    tokio::task::spawn_blocking(job).await.expect("compiling a table does not panic")
+    on_blocking_pool(job).await
+}
+
+/// Runs CPU work on the blocking pool. A panic in it is resumed here, as if it had run inline;
+/// a job the runtime cancelled (it only does so while shutting down) never answers, and the
+/// runtime drops the waiting task next, so shutdown is not reported as a panic.
+async fn on_blocking_pool<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(job).await {
+        Ok(value) => value,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(_) => std::future::pending().await,
+    }
 }
 
 /// How a follow loop ended.
@@ -1035,11 +1046,11 @@ impl SourceTask {
             docs.iter().map(|d| Some(d.get("_id")?.as_str()?.to_owned())).collect();
         let kept: Vec<Kept> = if self.source.is_table() {
             // Parsing a whole database is CPU work: off the async workers, on rayon's pool.
-            let parsed = tokio::task::spawn_blocking(move || {
+            on_blocking_pool(move || {
                 let parsed = ParsedResource::parse_all(&docs);
                 docs.iter().zip(parsed).map(|(d, p)| resource(d, p)).collect()
-            });
-            parsed.await.expect("parsing resources does not panic")
+            })
+            .await
         } else {
             docs.into_iter().map(Kept::Json).collect()
         };
