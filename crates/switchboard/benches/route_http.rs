@@ -93,7 +93,9 @@ async fn timed_route(client: &reqwest::Client, base: &str, k: u64) -> Duration {
         .send()
         .await
         .expect("route");
-    assert!(resp.status().is_success(), "{}", resp.status());
+    // A number no carrier takes is a 404: as much an answer as a route list.
+    let status = resp.status();
+    assert!(status.is_success() || status == reqwest::StatusCode::NOT_FOUND, "{status}");
     let _ = resp.bytes().await.expect("route body");
     started.elapsed()
 }
