@@ -2,7 +2,7 @@
 // couch-peer: Switchboard's CouchDB-compatible test server.
 //
 // express-pouchdb 4.2.0 over PouchDB 7.3.1 (memory or leveldb), with the
-// gaps listed in /work/shared/reference/couchdb-peer.md §4.4 fixed so that it
+// gaps listed in README.md next to this file fixed so that it
 // behaves like CouchDB 3 where our Rust code and couch_rs depend on it.
 // See README.md next to this file for the list and the reasons.
 //
