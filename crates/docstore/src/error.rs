@@ -51,6 +51,15 @@ pub enum Error {
         /// CouchDB's `reason`, or ours.
         reason: String,
     },
+    /// A value that must be an account id is not one (see [`crate::AccountId`]).
+    #[error(
+        "{value:?} is not an account id (32 lowercase letters, digits or `_`, raw or as the \
+         account/ab/cd/… database name)"
+    )]
+    InvalidAccountId {
+        /// The refused value.
+        value: String,
+    },
     /// 401: no or wrong credentials.
     #[error("unauthorized: {reason}")]
     Unauthorized {
@@ -133,7 +142,9 @@ impl Error {
             Error::Conflict { .. } => 409,
             Error::DbNotFound { .. } | Error::DocNotFound { .. } => 404,
             Error::DbExists { .. } => 412,
-            Error::IllegalDbName { .. } | Error::BadRequest { .. } => 400,
+            Error::IllegalDbName { .. }
+            | Error::BadRequest { .. }
+            | Error::InvalidAccountId { .. } => 400,
             Error::Unauthorized { .. } => 401,
             Error::Forbidden { .. } => 403,
             Error::Http { status, .. } => *status,

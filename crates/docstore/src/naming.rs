@@ -63,21 +63,41 @@ pub fn sip_auth_db() -> DbName {
     global(SIP_AUTH)
 }
 
-/// A Kazoo account id: exactly 32 lowercase hexadecimal characters, checked once when built.
+/// A Kazoo account id: exactly 32 characters, each a lowercase ASCII letter, a digit or `_`,
+/// checked once when built. The one account-id type of the workspace (the numbers crate and the
+/// API use it too).
 ///
-/// Kazoo itself only checks for 32 bytes (`?MATCH_ACCOUNT_RAW`); every id Kazoo generates is a
-/// lowercase hex UUID, and anything else would not make a valid database name, so we refuse it.
+/// Kazoo's own guard (`?MATCH_ACCOUNT_RAW`) only checks for 32 bytes. Every id Kazoo generates is
+/// a lowercase hex UUID, and Kazoo's fixtures use ids such as `account0000000000000000000000001`
+/// (the master account of its tests) and `reseller_account_b113394f16cb76d`, so letters and `_`
+/// are accepted. What is refused could never name an account database: CouchDB database names
+/// take no uppercase letters, and `/`, `%`, `+`, `-`, spaces or non-ASCII characters would break
+/// the `account/ab/cd/…` name (or make it read as a monthly database, `…-YYYYMM`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct AccountId(String);
 
 impl AccountId {
+    /// Accepts the raw id only (`ef0123…`, 32 characters), as Kazoo's `?MATCH_ACCOUNT_RAW`
+    /// guards do where an account id is required (`assign_to`, `auth_by`, an account document's
+    /// `_id`, an API path's `{account_id}`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidAccountId`] naming the input.
+    pub fn parse(raw: &str) -> Result<Self> {
+        if is_raw_account_id(raw) {
+            Ok(AccountId(raw.to_owned()))
+        } else {
+            Err(Error::InvalidAccountId { value: raw.to_owned() })
+        }
+    }
+
     /// Accepts the raw id (`ef0123…`, 32 characters), the unencoded database name
     /// (`account/ef/01/23…`) and the encoded one (`account%2Fef%2F01%2F23…`, `%2f` too), like
     /// Kazoo's `kz_util:format_account_id/1`.
     ///
     /// # Errors
-    /// [`Error::BadRequest`] naming the input when it is none of these.
+    /// [`Error::InvalidAccountId`] naming the input when it is none of these.
     pub fn new(input: &str) -> Result<Self> {
         let raw = if let Some(rest) = input.strip_prefix(ACCOUNT_PREFIX) {
             unsplit(rest, "/")
@@ -88,12 +108,7 @@ impl AccountId {
         };
         match raw {
             Some(raw) if is_raw_account_id(&raw) => Ok(AccountId(raw)),
-            _ => Err(Error::BadRequest {
-                reason: format!(
-                    "{input:?} is not an account id (32 lowercase hex characters, raw or as \
-                     account/ab/cd/… database name)"
-                ),
-            }),
+            _ => Err(Error::InvalidAccountId { value: input.to_owned() }),
         }
     }
 
@@ -110,7 +125,7 @@ impl AccountId {
         AccountId::new(db.as_str())
     }
 
-    /// The raw id, 32 lowercase hex characters.
+    /// The raw id, 32 characters.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -119,7 +134,7 @@ impl AccountId {
     pub fn db_name(&self) -> DbName {
         let id = &self.0;
         DbName::new(format!("{ACCOUNT_PREFIX}{}/{}/{}", &id[..2], &id[2..4], &id[4..]))
-            .expect("an account database name built from hex is a valid CouchDB name")
+            .expect("an account database name built from [a-z0-9_] is a valid CouchDB name")
     }
 
     /// Kazoo's encoded database form, `account%2Fab%2Fcd%2Frest` (`kz_util:format_account_id/2`
@@ -146,7 +161,7 @@ fn unsplit(rest: &str, sep: &str) -> Option<String> {
 }
 
 fn is_raw_account_id(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'_'))
 }
 
 impl fmt::Display for AccountId {
@@ -201,6 +216,17 @@ pub fn is_numbers_db(db: &DbName) -> bool {
 /// Whether `db` is an account database (`account/ab/cd/…` with a valid account id).
 pub fn is_account_db(db: &DbName) -> bool {
     AccountId::from_db_name(db).is_ok()
+}
+
+/// The account of one of its monthly databases (Kazoo's MODBs, `account/ab/cd/…-YYYYMM`, which
+/// hold call records and ledgers), or `None` when `db` is not one.
+pub fn monthly_db_account(db: &DbName) -> Option<AccountId> {
+    let (account_db, month) = db.as_str().rsplit_once('-')?;
+    if month.len() != 6 || !month.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    account_db.strip_prefix(ACCOUNT_PREFIX)?;
+    AccountId::new(account_db).ok()
 }
 
 /// Kazoo's (and CouchDB's URL) encoded form of a database name: every character other than
@@ -269,17 +295,38 @@ mod tests {
     fn account_id_refuses_everything_else() {
         for bad in [
             "",
-            "ef0123456789abcdef0123456789abc",           // 31
-            "ef0123456789abcdef0123456789abcde",         // 33
-            "EF0123456789ABCDEF0123456789ABCD",          // uppercase
-            "account0000000000000000000000001",          // Kazoo test fixture ids are not hex
+            "ef0123456789abcdef0123456789abc",   // 31
+            "ef0123456789abcdef0123456789abcde", // 33
+            "EF0123456789ABCDEF0123456789ABCD",  // uppercase
+            "ef0123456789abcdef0123456789abc-",  // not a database name's character
+            "ef0123456789abcdef0123456789abc/",
+            "ef0123456789abcdef0123456789abc%",
+            "ef0123456789abcdef0123456789ab\u{e9}",
             "account/ef/0123456789abcdef0123456789abcd", // one split only
             "account/ef/01/23456789abcdef0123456789abcd-202401", // an MODB
             "account%2Fef%2F01%2F23456789abcdef0123456789abc",
         ] {
             let err = AccountId::new(bad).unwrap_err();
-            assert!(matches!(err, Error::BadRequest { .. }), "{bad}: {err}");
+            assert!(matches!(err, Error::InvalidAccountId { .. }), "{bad}: {err}");
+            assert!(err.to_string().contains("32 lowercase letters"), "{err}");
+            assert!(AccountId::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Kazoo's test fixtures' ids (letters, digits, `_`) are accounts too; `parse` takes the raw
+    /// form only.
+    #[test]
+    fn account_id_takes_kazoos_fixture_ids_and_parse_takes_raw_only() {
+        for id in ["account0000000000000000000000001", "unrelated_account_b113394f16cb71", ID] {
+            assert_eq!(AccountId::parse(id).unwrap().as_str(), id);
+            assert_eq!(AccountId::new(id).unwrap().as_str(), id);
+        }
+        let id = AccountId::parse("account0000000000000000000000002").unwrap();
+        assert_eq!(id.db_name().as_str(), "account/ac/co/unt0000000000000000000000002");
+        assert_eq!(id.encoded(), "account%2Fac%2Fco%2Funt0000000000000000000000002");
+        assert_eq!(AccountId::new(id.db_name().as_str()).unwrap(), id);
+        assert!(AccountId::parse(id.db_name().as_str()).is_err());
+        assert!(AccountId::parse(&id.encoded()).is_err());
     }
 
     #[test]
@@ -291,6 +338,12 @@ mod tests {
         assert!(AccountId::from_db_name(&offnet_db()).is_err());
         assert!(is_account_db(&id.db_name()));
         assert!(!is_account_db(&DbName::new("accounts").unwrap()));
+        let modb = DbName::new(format!("{}-202401", id.db_name())).unwrap();
+        assert!(!is_account_db(&modb));
+        assert_eq!(monthly_db_account(&modb), Some(id.clone()));
+        assert_eq!(monthly_db_account(&id.db_name()), None);
+        let odd = DbName::new(format!("{}-2024", id.db_name())).unwrap();
+        assert_eq!(monthly_db_account(&odd), None);
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn main() {
     let avail = NumberDoc::from_json(&avail_raw, NOW).unwrap();
     let number = E164::new("+15551239876").unwrap();
     let op = Operation::Move(Move {
-        assign_to: Some("account0000000000000000000000003".into()),
+        assign_to: Some(numbers::AccountId::parse("account0000000000000000000000003").unwrap()),
         ..Move::default()
     });
     c.bench_function("transition move (buy available)", |b| {

@@ -261,7 +261,7 @@ fn transition(c: &mut Criterion) {
             let owner = AccountId::parse(OWNER).unwrap();
             let _ = store.ensure_db(&DbName::new(owner.db_name()).unwrap()).await;
             let create = Operation::Create(numbers::lifecycle::Create {
-                assign_to: Some(OWNER.into()),
+                assign_to: Some(AccountId::parse(OWNER).unwrap()),
                 ..Default::default()
             });
             let _ = ns.apply(&number, &create, &RunOptions::default()).await;

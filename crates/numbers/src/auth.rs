@@ -27,7 +27,7 @@ impl AuthBy {
         if raw == "system" {
             Ok(AuthBy::System)
         } else {
-            AccountId::parse(raw).map(AuthBy::Account)
+            Ok(AuthBy::Account(AccountId::parse(raw)?))
         }
     }
 

@@ -181,7 +181,17 @@ pub enum Error {
     },
     /// The document store failed (§9 `database_error`, 500).
     #[error(transparent)]
-    Store(#[from] docstore::Error),
+    Store(docstore::Error),
+}
+
+impl From<docstore::Error> for Error {
+    /// A refused account id is [`Error::InvalidAccountId`] (400), not a store failure.
+    fn from(err: docstore::Error) -> Error {
+        match err {
+            docstore::Error::InvalidAccountId { value } => Error::InvalidAccountId { value },
+            err => Error::Store(err),
+        }
+    }
 }
 
 fn transition_suffix(from: &Option<String>, to: &Option<String>) -> String {

@@ -24,7 +24,8 @@
 //! Everything above [`store`] is pure: it decides, it does not read or write CouchDB.
 //!
 //! ```
-//! use numbers::{transition, AccountMap, AuthBy, Config, Ctx, NumberDoc, NumberState, Operation};
+//! use numbers::{transition, AccountId, AccountMap, AuthBy, Config, Ctx, NumberDoc, NumberState};
+//! use numbers::Operation;
 //! use numbers::lifecycle::Move;
 //!
 //! let config = Config::kazoo_defaults();
@@ -35,7 +36,9 @@
 //! let mut doc = NumberDoc::new(&number, NumberState::Available, "knm_local", 63_600_000_000);
 //! doc.rev = Some("1-abc".into());
 //! let op = Operation::Move(Move {
-//!     assign_to: Some("account0000000000000000000000002".into()), ..Move::default() });
+//!     assign_to: Some(AccountId::parse("account0000000000000000000000002").unwrap()),
+//!     ..Move::default()
+//! });
 //! let decision = transition(&number, Some(&doc), &op, &ctx).unwrap();
 //! assert_eq!(decision.doc.state, NumberState::InService);
 //! assert_eq!(decision.writes.len(), 2); // the number db and the owner's account db

@@ -64,7 +64,7 @@ pub enum PublicFields {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Create {
     /// `assign_to`: the account to give the number to (required; an account id).
-    pub assign_to: Option<String>,
+    pub assign_to: Option<AccountId>,
     /// `state`: requested state (default `in_service`).
     pub state: Option<NumberState>,
     /// `module_name`: carrier module of a new number.
@@ -81,7 +81,7 @@ pub struct Create {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Move {
     /// The account to move the number to (required; an account id).
-    pub assign_to: Option<String>,
+    pub assign_to: Option<AccountId>,
     /// Public fields to apply.
     pub public_fields: Option<PublicFields>,
     /// `module_name` to set.
@@ -118,7 +118,7 @@ pub enum Operation {
     /// §5.4 `reserve`: target `reserved`.
     Reserve {
         /// The account to reserve the number for (required; an account id).
-        assign_to: Option<String>,
+        assign_to: Option<AccountId>,
     },
     /// §5.5 `update`: setters only, no state change.
     Update(Update),
@@ -136,7 +136,7 @@ pub enum Operation {
     /// number not in the database is returned as a new `in_service` record and **not saved**.
     Reconcile {
         /// The owner (required; an account id).
-        assign_to: Option<String>,
+        assign_to: Option<AccountId>,
         /// `module_name` to set, if any.
         module_name: Option<String>,
         /// Public fields to merge.
@@ -147,7 +147,7 @@ pub enum Operation {
         /// The target state.
         target: NumberState,
         /// `assign_to`, if any.
-        assign_to: Option<String>,
+        assign_to: Option<AccountId>,
     },
 }
 
@@ -176,7 +176,8 @@ impl Operation {
 /// [`Operation::Delete`]. `identify` is not a transition: it is [`lookup_account`].
 ///
 /// # Errors
-/// [`Error::Invalid`] for any other command, or `--state` given to a command other than `create`.
+/// [`Error::Invalid`] for any other command, or `--state` given to a command other than `create`;
+/// [`Error::InvalidAccountId`] for an `--account-id` that is not one.
 pub fn operation_for_command(
     command: &str,
     account_id: Option<&str>,
@@ -187,7 +188,7 @@ pub fn operation_for_command(
             reason: format!("--state is only for create, not {command}"),
         });
     }
-    let assign_to = account_id.map(str::to_owned);
+    let assign_to = account_id.map(AccountId::parse).transpose()?;
     Ok(match command {
         "get" => Operation::Get,
         "create" => Operation::Create(Create { assign_to, state, ..Create::default() }),
@@ -323,16 +324,9 @@ impl Decision {
     }
 }
 
-fn parse_assign_to(raw: Option<&str>) -> Result<AccountId, Error> {
-    raw.and_then(|r| AccountId::parse(r).ok())
-        .ok_or_else(|| Error::AssignFailure { cause: "field_undefined".into() })
-}
-
-fn opt_assign_to(raw: Option<&str>) -> Result<Option<AccountId>, Error> {
-    match raw {
-        None => Ok(None),
-        Some(_) => parse_assign_to(raw).map(Some),
-    }
+/// The `assign_to` an operation requires: its absence is `assign_failure` (`field_undefined`).
+fn require_assign_to(assign_to: Option<&AccountId>) -> Result<AccountId, Error> {
+    assign_to.cloned().ok_or_else(|| Error::AssignFailure { cause: "field_undefined".into() })
 }
 
 /// §3.6 read gate, applied to every loaded document.
@@ -504,13 +498,13 @@ fn save_writes(doc: &NumberDoc) -> Vec<Write> {
         writes.push(Write::SaveNumber { db });
     }
     if let Some(owner) = &doc.assigned_to {
-        writes.push(Write::SaveAccountCopy { account: owner.clone(), db: owner.db_name() });
+        writes.push(Write::SaveAccountCopy { account: owner.clone(), db: owner.db_name().into() });
     }
     if let Some(prev) = &doc.prev_assigned_to {
         if doc.assigned_to.as_ref() != Some(prev) {
             writes.push(Write::DeleteAccountCopy {
                 account: prev.clone(),
-                db: prev.db_name(),
+                db: prev.db_name().into(),
                 ignore_missing_db: true,
             });
         }
@@ -524,7 +518,7 @@ fn delete_writes(doc: &NumberDoc) -> Vec<Write> {
     if let Some(owner) = &doc.assigned_to {
         writes.push(Write::DeleteAccountCopy {
             account: owner.clone(),
-            db: owner.db_name(),
+            db: owner.db_name().into(),
             ignore_missing_db: false,
         });
     }
@@ -537,7 +531,7 @@ fn delete_writes(doc: &NumberDoc) -> Vec<Write> {
         if doc.assigned_to.as_ref() != Some(prev) {
             writes.push(Write::DeleteAccountCopy {
                 account: prev.clone(),
-                db: prev.db_name(),
+                db: prev.db_name().into(),
                 ignore_missing_db: true,
             });
         }
@@ -644,11 +638,10 @@ fn create(
     op: &Create,
     ctx: &Ctx<'_>,
 ) -> Result<Decision, Error> {
-    let assign_to_opt = opt_assign_to(op.assign_to.as_deref()).ok().flatten();
     if let Some(existing) = current {
-        gate(existing, assign_to_opt.as_ref(), ctx)?;
+        gate(existing, op.assign_to.as_ref(), ctx)?;
     }
-    let assign_to = parse_assign_to(op.assign_to.as_deref())?;
+    let assign_to = require_assign_to(op.assign_to.as_ref())?;
     let target = state_for_create(op, ctx)?;
     match current {
         None => {
@@ -809,9 +802,8 @@ pub fn transition(
         Operation::Create(c) => create(number, current, c, ctx),
         Operation::Move(m) => {
             let existing = loaded(number, current)?;
-            let assign_to_opt = opt_assign_to(m.assign_to.as_deref()).ok().flatten();
-            gate(existing, assign_to_opt.as_ref(), ctx)?;
-            let assign_to = parse_assign_to(m.assign_to.as_deref())?;
+            gate(existing, m.assign_to.as_ref(), ctx)?;
+            let assign_to = require_assign_to(m.assign_to.as_ref())?;
             let mut doc = existing.clone();
             apply_public(&mut doc, m.public_fields.as_ref());
             if let Some(module) = &m.module_name {
@@ -828,9 +820,8 @@ pub fn transition(
         }
         Operation::Reserve { assign_to } => {
             let existing = loaded(number, current)?;
-            let assign_to_opt = opt_assign_to(assign_to.as_deref()).ok().flatten();
-            gate(existing, assign_to_opt.as_ref(), ctx)?;
-            let assign_to = parse_assign_to(assign_to.as_deref())?;
+            gate(existing, assign_to.as_ref(), ctx)?;
+            let assign_to = require_assign_to(assign_to.as_ref())?;
             let mut doc = existing.clone();
             let acquire = apply_transition(&mut doc, NumberState::Reserved, Some(&assign_to), ctx)?;
             let calls = providers::save(&mut doc, &FeatureCtx::from_lifecycle(ctx))?;
@@ -875,7 +866,7 @@ pub fn transition(
             Ok(finish_delete(existing.clone(), false, ctx).with_provider_calls(calls))
         }
         Operation::Reconcile { assign_to, module_name, public_fields } => {
-            let assign_to = parse_assign_to(assign_to.as_deref())?;
+            let assign_to = require_assign_to(assign_to.as_ref())?;
             let system = Ctx { auth_by: Some(&AuthBy::System), ..*ctx };
             let mut doc = match current {
                 Some(existing) => existing.clone(),
@@ -908,7 +899,6 @@ pub fn transition(
         }
         Operation::ChangeState { target, assign_to } => {
             let existing = loaded(number, current)?;
-            let assign_to = opt_assign_to(assign_to.as_deref())?;
             gate(existing, assign_to.as_ref(), ctx)?;
             let mut doc = existing.clone();
             let acquire = apply_transition(&mut doc, *target, assign_to.as_ref(), ctx)?;

@@ -50,8 +50,8 @@ fn acc(n: u8) -> AccountId {
     }
 }
 
-fn acc_s(n: u8) -> Option<String> {
-    Some(acc(n).to_string())
+fn acc_s(n: u8) -> Option<AccountId> {
+    Some(acc(n))
 }
 
 fn e(n: &str) -> E164 {
@@ -191,7 +191,7 @@ fn check_err(
     assert_eq!(j.get("cause").and_then(Value::as_str), cause, "{case}: {j}");
 }
 
-fn create(assign_to: Option<String>) -> Create {
+fn create(assign_to: Option<AccountId>) -> Create {
     Create { assign_to, ..Create::default() }
 }
 
@@ -320,7 +320,7 @@ fn c_create_new_numbers() {
         d.writes,
         vec![
             Write::SaveNumber { db: "numbers/+1555".into() },
-            Write::SaveAccountCopy { account: acc(RESELLER), db: acc(RESELLER).db_name() },
+            Write::SaveAccountCopy { account: acc(RESELLER), db: acc(RESELLER).db_name().into() },
         ]
     );
     let op = Create { module_name: Some("blipblop".into()), ..create(acc_s(RESELLER)) };
@@ -444,14 +444,20 @@ fn c_create_refusals() {
         run(NEW, &Operation::Create(op), Auth::Acc(RESELLER), PLAIN),
         Want::default(),
     );
-    for bad in [None, Some("system".to_owned()), Some("nope".to_owned())] {
-        check_err(
-            "§5.2 b",
-            run(NEW, &Operation::Create(create(bad)), Auth::Acc(MASTER), PLAIN),
-            400,
-            "assign_failure",
-            Some("field_undefined"),
-        );
+    check_err(
+        "§5.2 b",
+        run(NEW, &Operation::Create(create(None)), Auth::Acc(MASTER), PLAIN),
+        400,
+        "assign_failure",
+        Some("field_undefined"),
+    );
+    // A value that is not an account id never reaches the decision: it is refused where it is
+    // read, with the same 400 `assign_failure`, naming the value.
+    for bad in ["system", "nope", "ACCOUNT0000000000000000000000001"] {
+        let err = crate::lifecycle::operation_for_command("create", Some(bad), None).unwrap_err();
+        let j = err.to_json();
+        assert_eq!((j["code"].as_u64(), j["error"].as_str()), (Some(400), Some("assign_failure")));
+        assert_eq!(j["cause"], bad, "{j}");
     }
 }
 
@@ -692,10 +698,10 @@ fn s7_writes_and_dirty_tracking() {
         d.writes,
         vec![
             Write::SaveNumber { db: "numbers/+1555".into() },
-            Write::SaveAccountCopy { account: acc(CHILD), db: acc(CHILD).db_name() },
+            Write::SaveAccountCopy { account: acc(CHILD), db: acc(CHILD).db_name().into() },
             Write::DeleteAccountCopy {
                 account: acc(RESELLER),
-                db: acc(RESELLER).db_name(),
+                db: acc(RESELLER).db_name().into(),
                 ignore_missing_db: true
             },
         ]
@@ -898,7 +904,7 @@ fn g_release() {
             Write::DeleteNumber { db: "numbers/+1555".into() },
             Write::DeleteAccountCopy {
                 account: acc(RESELLER),
-                db: acc(RESELLER).db_name(),
+                db: acc(RESELLER).db_name().into(),
                 ignore_missing_db: true
             },
         ]
@@ -1040,7 +1046,7 @@ fn h_hard_delete() {
                 d.writes[0],
                 Write::DeleteAccountCopy {
                     account: acc(RESELLER),
-                    db: acc(RESELLER).db_name(),
+                    db: acc(RESELLER).db_name().into(),
                     ignore_missing_db: false
                 }
             );

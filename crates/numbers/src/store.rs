@@ -802,8 +802,11 @@ impl NumberStore {
                 .await?;
             for id in &sub.saved {
                 if let Some(doc) = owners.get(id).filter(|d| d.assigned_to.is_some()) {
-                    let owner =
-                        doc.assigned_to.as_ref().map(AccountId::db_name).unwrap_or_default();
+                    let owner = doc
+                        .assigned_to
+                        .as_ref()
+                        .map(|a| a.db_name().to_string())
+                        .unwrap_or_default();
                     self.set_copy(&owner, id, Some(doc), true).await?;
                 }
             }
@@ -873,7 +876,7 @@ impl NumberStore {
         &self,
         account: &AccountId,
     ) -> Result<Option<Vec<String>>, Error> {
-        let db = db_name(&account.db_name())?;
+        let db = account.db_name();
         match self.store.get(&db, "configs_number_manager").await {
             Ok(Some(doc)) => Ok(doc.get("carrier_modules").and_then(Value::as_array).map(|a| {
                 a.iter().filter_map(Value::as_str).map(str::to_owned).collect::<Vec<_>>()
@@ -1053,7 +1056,7 @@ async fn load_feature_configs(
         .filter(|r| crate::auth::Accounts::get(accounts, r).is_some())
         .collect();
     for reseller in resellers {
-        match store.get(&db_name(&reseller.db_name())?, "configs_number_manager").await {
+        match store.get(&reseller.db_name(), "configs_number_manager").await {
             Ok(Some(doc)) => config = config.with_reseller_config(reseller, doc),
             Ok(None) | Err(docstore::Error::DbNotFound { .. }) => {}
             Err(e) => return Err(db_error(&e)),
@@ -1176,7 +1179,7 @@ impl NumberIndex for StoreIndex {
         skip: usize,
         limit: usize,
     ) -> Result<Vec<NumberDoc>, Error> {
-        let db = db_name(&account.db_name())?;
+        let db = account.db_name();
         let end = format!("{prefix}\u{fff0}");
         let mut out = Vec::new();
         for copy in docs_in_range(&self.store, &db, prefix, &end).await? {

@@ -58,7 +58,7 @@ fn merge(v: Value) -> Operation {
 
 fn create_for(assign_to: &str, fields: Value) -> Operation {
     Operation::Create(Create {
-        assign_to: Some(assign_to.into()),
+        assign_to: Some(acc(assign_to)),
         public_fields: Some(obj(fields)),
         ..Create::default()
     })
@@ -100,7 +100,7 @@ async fn setup(store: &SharedStore, server: &MockServer) -> NumberStore {
     let config: Value =
         serde_json::from_str(&fixture("account-configs/master_configs_number_manager.json"))
             .unwrap();
-    put(store, &acc(MASTER).db_name(), config).await;
+    put(store, &acc(MASTER).db_name().to_string(), config).await;
     let sys = "system_config";
     put(
         store,
@@ -205,7 +205,7 @@ async fn k3_k4(store: SharedStore) {
     assert_eq!(doc["pvt_features"]["e911"], e911_k3(), "K3");
     assert_eq!(doc["e911"], e911_k3());
     assert_eq!(doc["pvt_carrier_data"]["address_id"], ADDRESS, "K3");
-    let copy = raw(&store, &acc(RESELLER).db_name(), TELNYX).await.unwrap();
+    let copy = raw(&store, &acc(RESELLER).db_name().to_string(), TELNYX).await.unwrap();
     assert_eq!(copy["pvt_carrier_data"]["address_id"], ADDRESS);
     // K4.
     let d =
@@ -335,7 +335,7 @@ async fn k16_k21(store: SharedStore) {
     assert_eq!(doc["pvt_features"], json!({"local": {}}), "K16");
     assert!(doc.get("carrier_name").is_none(), "K16");
     assert_eq!(
-        raw(&store, &acc(RESELLER).db_name(), TELNYX).await.unwrap()["pvt_module_name"],
+        raw(&store, &acc(RESELLER).db_name().to_string(), TELNYX).await.unwrap()["pvt_module_name"],
         "knm_local"
     );
     let d = ns.apply(&n(TELNYX), &replace(json!({})), &ms).await.unwrap();
@@ -457,7 +457,7 @@ async fn dash(store: SharedStore) {
         .await;
     let ns = setup(&store, &server).await;
     let create = Operation::Create(Create {
-        assign_to: Some(CHILD.into()),
+        assign_to: Some(acc(CHILD)),
         module_name: Some("knm_bandwidth2".into()),
         public_fields: Some(obj(json!({"e911": e911_k3()}))),
         ..Create::default()
@@ -474,7 +474,7 @@ async fn dash(store: SharedStore) {
                       "status": "PROVISIONED", "legacy_data": {}});
     assert_eq!(doc["pvt_features"]["e911"], want);
     assert_eq!(doc["e911"], want);
-    assert_eq!(raw(&store, &acc(CHILD).db_name(), NEW).await.unwrap()["e911"], want);
+    assert_eq!(raw(&store, &acc(CHILD).db_name().to_string(), NEW).await.unwrap()["e911"], want);
     server.verify().await;
 }
 both_backends!(dash_e911_store, super::dash);

@@ -46,7 +46,7 @@ async fn live_table(store: SharedStore) {
     assert!(table.status().numbers >= 20);
 
     // A transition through the store layer shows up.
-    let op = Operation::Move(Move { assign_to: Some(CHILD.into()), ..Move::default() });
+    let op = Operation::Move(Move { assign_to: Some(acc(CHILD)), ..Move::default() });
     ns.apply(&n("+15551239876"), &op, &RunOptions::default()).await.unwrap();
     tokio::time::timeout(
         BOUND,
@@ -67,7 +67,7 @@ async fn live_table(store: SharedStore) {
     let area = fresh_area(&store).await;
     let fresh = n(&format!("{area}5550777"));
     let create = Operation::Create(numbers::lifecycle::Create {
-        assign_to: Some(RESELLER.into()),
+        assign_to: Some(acc(RESELLER)),
         ..Default::default()
     });
     ns.apply(&fresh, &create, &RunOptions::default()).await.unwrap();

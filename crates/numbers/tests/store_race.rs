@@ -41,7 +41,7 @@ async fn fifty_reservations(make_store: fn() -> SharedStore) {
     let number = E164::new(format!("{area}5550123")).unwrap();
     seed(&store, &number, NumberState::Available, None).await;
     for i in 0..50 {
-        store.ensure_db(&db(&acc(&account(i)).db_name())).await.unwrap();
+        store.ensure_db(&db(&acc(&account(i)).db_name().to_string())).await.unwrap();
     }
     let mut tasks = Vec::new();
     for i in 0..50 {
@@ -52,7 +52,7 @@ async fn fifty_reservations(make_store: fn() -> SharedStore) {
             let opts = RunOptions::by(AuthBy::parse(&me).unwrap());
             (
                 me.clone(),
-                ns.apply(&number, &Operation::Reserve { assign_to: Some(me) }, &opts).await,
+                ns.apply(&number, &Operation::Reserve { assign_to: Some(acc(&me)) }, &opts).await,
             )
         }));
     }
@@ -79,7 +79,7 @@ async fn fifty_reservations(make_store: fn() -> SharedStore) {
     assert_eq!(stored["_rev"].as_str(), decision.doc.rev.as_deref());
     assert!(stored["_rev"].as_str().unwrap().starts_with("2-"), "one write after the seed");
     for i in 0..50 {
-        let c = raw(&store, &acc(&account(i)).db_name(), number.as_str()).await;
+        let c = raw(&store, &acc(&account(i)).db_name().to_string(), number.as_str()).await;
         assert_eq!(c.is_some(), account(i) == *winner, "only the winner holds a copy");
     }
 }
@@ -121,9 +121,9 @@ async fn release_vs_activate(make_store: fn() -> SharedStore) {
             enabled: true,
             reseller_id: None,
         });
-        store.ensure_db(&db(&acc(k).db_name())).await.unwrap();
+        store.ensure_db(&db(&acc(k).db_name().to_string())).await.unwrap();
     }
-    store.ensure_db(&db(&acc(&reseller).db_name())).await.unwrap();
+    store.ensure_db(&db(&acc(&reseller).db_name().to_string())).await.unwrap();
     let area = fresh_area(&store).await;
     for round in 0..5 {
         let number = E164::new(format!("{area}55501{round:02}")).unwrap();
@@ -143,7 +143,7 @@ async fn release_vs_activate(make_store: fn() -> SharedStore) {
             let number = number.clone();
             let k = k.clone();
             tasks.push(tokio::spawn(async move {
-                let op = Operation::Move(Move { assign_to: Some(k.clone()), ..Move::default() });
+                let op = Operation::Move(Move { assign_to: Some(acc(&k)), ..Move::default() });
                 let opts = RunOptions::by(AuthBy::parse(&k).unwrap());
                 (k, ns.apply(&number, &op, &opts).await)
             }));
@@ -193,7 +193,7 @@ async fn release_vs_activate(make_store: fn() -> SharedStore) {
         // The copies agree with the number database.
         let owner = stored.as_ref().and_then(|s| s["pvt_assigned_to"].as_str().map(str::to_owned));
         for a in kids.iter().chain(std::iter::once(&reseller)) {
-            let c = raw(&store, &acc(a).db_name(), number.as_str()).await;
+            let c = raw(&store, &acc(a).db_name().to_string(), number.as_str()).await;
             assert_eq!(c.is_some(), owner.as_deref() == Some(a.as_str()), "copy in {a}");
         }
     }

@@ -32,15 +32,15 @@ fn by(a: &str) -> RunOptions {
 }
 
 fn reserve(to: &str) -> Operation {
-    Operation::Reserve { assign_to: Some(to.into()) }
+    Operation::Reserve { assign_to: Some(acc(to)) }
 }
 
 fn activate(to: &str) -> Operation {
-    Operation::Move(Move { assign_to: Some(to.into()), ..Move::default() })
+    Operation::Move(Move { assign_to: Some(acc(to)), ..Move::default() })
 }
 
 async fn copy(store: &SharedStore, account: &str, number: &str) -> Option<Value> {
-    raw(store, &acc(account).db_name(), number).await
+    raw(store, &acc(account).db_name().to_string(), number).await
 }
 
 /// B1/B4/B7: get reads the stored doc, not dirty; a missing number is `not_found` (404).
@@ -71,7 +71,7 @@ both_backends!(b_get, super::get_vectors);
 /// `numbers/+1555` doc) and the copy in RESELLER's db; C8: an in_service number is 409.
 async fn create_vectors(store: SharedStore) {
     let ns = fixture_store(store.clone()).await;
-    let op = Operation::Create(Create { assign_to: Some(RESELLER.into()), ..Create::default() });
+    let op = Operation::Create(Create { assign_to: Some(acc(RESELLER)), ..Create::default() });
     let d = ns.apply(&n(NEW), &op, &by(MASTER)).await.unwrap();
     assert_eq!(d.doc.state, NumberState::InService);
     assert_eq!(d.doc.assigned_to.as_ref().map(|a| a.as_str()), Some(RESELLER));
@@ -91,14 +91,14 @@ async fn create_vectors(store: SharedStore) {
     let e = ns
         .apply(
             &n("+15559871299"),
-            &Operation::Create(Create { assign_to: Some(CHILD.into()), ..Create::default() }),
+            &Operation::Create(Create { assign_to: Some(acc(CHILD)), ..Create::default() }),
             &by(CHILD),
         )
         .await
         .unwrap_err();
     assert_eq!(e.to_json()["error"], "forbidden");
     // C14: a number in an open port request.
-    let mut op = Create { assign_to: Some(RESELLER.into()), ..Create::default() };
+    let mut op = Create { assign_to: Some(acc(RESELLER)), ..Create::default() };
     op.number_is_porting = ns.is_porting(&n(NEWPORT)).await.unwrap();
     let e = ns.apply(&n(NEWPORT), &Operation::Create(op), &by(RESELLER)).await.unwrap_err();
     assert_eq!(e.to_json()["error"], "number_is_porting");
@@ -115,7 +115,7 @@ async fn dry_run_vectors(store: SharedStore) {
     assert_eq!(d.doc.state, NumberState::InService);
     assert_eq!(raw(&store, "numbers/+1555", AVAIL).await.unwrap(), before);
     assert!(copy(&store, RESELLER, AVAIL).await.is_none());
-    let op = Operation::Create(Create { assign_to: Some(RESELLER.into()), ..Create::default() });
+    let op = Operation::Create(Create { assign_to: Some(acc(RESELLER)), ..Create::default() });
     let d = ns.apply(&n(NEW), &op, &opts).await.unwrap();
     assert_eq!(d.doc.state, NumberState::InService);
     assert!(raw(&store, "numbers/+1555", NEW).await.is_none());
@@ -273,7 +273,7 @@ async fn creates_missing_db(store: SharedStore) {
     let ns = numbers::store::NumberStore::from_store(store.clone()).await.unwrap();
     let area = fresh_area(&store).await;
     let number = n(&format!("{area}5550100"));
-    let op = Operation::Create(Create { assign_to: Some(RESELLER.into()), ..Create::default() });
+    let op = Operation::Create(Create { assign_to: Some(acc(RESELLER)), ..Create::default() });
     ns.apply(&number, &op, &RunOptions::default()).await.unwrap();
     let dbn = format!("numbers/{area}");
     assert!(raw(&store, &dbn, number.as_str()).await.is_some());

@@ -80,7 +80,7 @@ async fn stored(store: &SharedStore, number: &str) -> Option<Value> {
 }
 
 fn buy(to: &str) -> Operation {
-    Operation::Move(Move { assign_to: Some(to.into()), ..Move::default() })
+    Operation::Move(Move { assign_to: Some(acc(to)), ..Move::default() })
 }
 
 /// Buys `number` for RESELLER and checks what was stored (§4.4, §7.1).
@@ -93,7 +93,7 @@ async fn bought(store: &SharedStore, ns: &NumberStore, case: &str, number: &str)
     assert_eq!(d.doc.state, NumberState::InService, "{case}");
     let s = stored(store, number).await.unwrap();
     assert_eq!(s, d.doc.to_json(), "{case}: stored as acquired");
-    let c = raw(store, &acc(RESELLER).db_name(), number).await.expect("account copy");
+    let c = raw(store, &acc(RESELLER).db_name().to_string(), number).await.expect("account copy");
     assert_eq!(c, d.doc.to_account_copy_json(c["_rev"].as_str()), "{case}: account copy");
     d.doc
 }
@@ -550,7 +550,7 @@ async fn o_info_check(store: SharedStore) {
     let local = ns.load(&n(INSVC)).await.unwrap().unwrap();
     assert!(!numbers::carriers::is_number_billable(&local), "O6 knm_local");
     let op = Operation::Reconcile {
-        assign_to: Some(RESELLER.into()),
+        assign_to: Some(acc(RESELLER)),
         module_name: Some("knm_bandwidth2".into()),
         public_fields: None,
     };

@@ -62,15 +62,15 @@ fn mdn_run(mut o: RunOptions) -> RunOptions {
 }
 
 fn create(to: &str) -> Create {
-    Create { assign_to: Some(to.into()), ..Create::default() }
+    Create { assign_to: Some(acc(to)), ..Create::default() }
 }
 
 fn mv(to: &str) -> Operation {
-    Operation::Move(Move { assign_to: Some(to.into()), ..Move::default() })
+    Operation::Move(Move { assign_to: Some(acc(to)), ..Move::default() })
 }
 
 fn reserve(to: Option<&str>) -> Operation {
-    Operation::Reserve { assign_to: to.map(str::to_owned) }
+    Operation::Reserve { assign_to: to.map(acc) }
 }
 
 fn app(u: Option<&str>) -> Operation {
@@ -79,7 +79,7 @@ fn app(u: Option<&str>) -> Operation {
 
 fn reconcile(to: Option<&str>, module: Option<&str>) -> Operation {
     Operation::Reconcile {
-        assign_to: to.map(str::to_owned),
+        assign_to: to.map(acc),
         module_name: module.map(str::to_owned),
         public_fields: None,
     }
@@ -151,7 +151,7 @@ impl V {
     }
 
     async fn copy(&self, account: &str, number: &str) -> Option<Value> {
-        raw(&self.store, &acc(account).db_name(), number).await
+        raw(&self.store, &acc(account).db_name().to_string(), number).await
     }
 
     /// §7.1/§7.3: the number database holds exactly `d.doc`; the owner's account copy (when its
@@ -163,7 +163,7 @@ impl V {
         assert!(d.doc.rev.as_deref().is_some_and(|r| !r.is_empty()), "{case}: new _rev");
         for account in FIXTURE_ACCOUNTS.iter().copied().chain([UNRELATED]) {
             let copy = self.copy(account, number).await;
-            let adb = db(&acc(account).db_name());
+            let adb = db(&acc(account).db_name().to_string());
             if owner(d) == Some(account) && self.store.db_exists(&adb).await.unwrap() {
                 let copy = copy.unwrap_or_else(|| panic!("{case}: no copy in {account}"));
                 let want = d.doc.to_account_copy_json(copy["_rev"].as_str());
@@ -516,7 +516,7 @@ async fn d_move(store: SharedStore) {
     // D6
     v.reset(&[AVAIL]).await;
     let op = Operation::Move(Move {
-        assign_to: Some(RESELLER.into()),
+        assign_to: Some(acc(RESELLER)),
         public_fields: Some(PublicFields::Replace(obj(json!({"a": "bla", "my_key": 42})))),
         ..Move::default()
     });
@@ -550,7 +550,7 @@ async fn d_move(store: SharedStore) {
     // D9: not in the database (and no search cache): not_found, nothing written.
     v.reset(&[NEW]).await;
     let op = Operation::Move(Move {
-        assign_to: Some(RESELLER.into()),
+        assign_to: Some(acc(RESELLER)),
         module_name: Some("knm_mdn".into()),
         public_fields: Some(PublicFields::Replace(obj(json!({"mobile": {"provider": "p"}})))),
         ..Move::default()

@@ -192,6 +192,10 @@ pub struct RoutingStatus {
     pub tables: Vec<TableStatus>,
     /// Diagnostics of `system_config/stepswitch` and `system_config/number_manager`.
     pub config_errors: Vec<CompileError>,
+    /// Databases named like account databases (`account/…`) whose name holds no account id
+    /// (see [`AccountId`]): not followed, so no local table is built from them. An account's
+    /// monthly databases (`…-YYYYMM`) are not account databases and are not listed.
+    pub db_errors: Vec<CompileError>,
     /// Accounts known to the hunt-account check (docs of db `accounts`).
     pub accounts: usize,
     /// The followed databases.
@@ -314,6 +318,8 @@ struct Book {
     tables: BTreeMap<Scope2, TableBook>,
     sources: BTreeMap<Source, SourceStatus>,
     config_errors: Vec<CompileError>,
+    /// `account/…` databases that hold no account id, by name.
+    db_errors: BTreeMap<String, CompileError>,
     /// The initial database listing is done and its sources spawned.
     discovered: bool,
     /// Account docs read from db `accounts`.
@@ -473,6 +479,7 @@ impl Routing {
             generation,
             tables: out,
             config_errors: book.config_errors.clone(),
+            db_errors: book.db_errors.values().cloned().collect(),
             accounts: book.accounts,
             sources,
         }
@@ -720,7 +727,7 @@ async fn supervise(shared: Arc<Shared>) {
         match shared.store.list_dbs().await {
             Ok(dbs) => {
                 for db in dbs.iter().filter(|db| is_account(db)) {
-                    if let Ok(id) = AccountId::from_db_name(db) {
+                    if let Some(id) = account_of(&shared, db, true) {
                         start_source(&shared, Source::Account(id), Vec::new());
                     }
                 }
@@ -747,11 +754,39 @@ async fn supervise(shared: Arc<Shared>) {
             update = watch.next() => update,
         };
         let Some(update) = update else { return };
-        let Ok(id) = AccountId::from_db_name(&update.db) else { continue };
+        let present = update.kind != DbUpdateKind::Deleted;
+        let Some(id) = account_of(&shared, &update.db, present) else { continue };
         match update.kind {
             DbUpdateKind::Created => start_source(&shared, Source::Account(id), Vec::new()),
             DbUpdateKind::Deleted => drop_account(&shared, &id).await,
             DbUpdateKind::Updated => {}
+        }
+    }
+}
+
+/// The account of an `account/…` database, or `None` for one of its monthly databases (skipped)
+/// and for a name that holds no account id, which is reported in the status while the database
+/// is `present` (not followed: silence would hide why its routes are missing).
+fn account_of(shared: &Shared, db: &DbName, present: bool) -> Option<AccountId> {
+    match AccountId::from_db_name(db) {
+        Ok(id) => Some(id),
+        Err(_) if naming::monthly_db_account(db).is_some() => None,
+        Err(err) => {
+            let mut book = shared.book.lock().expect("book lock");
+            if present {
+                tracing::warn!(db = %db, error = %err, "Not an account database; not followed.");
+                let message = format!("not followed: {err}");
+                let diagnostic = CompileError {
+                    resource_id: db.to_string(),
+                    field: "db_name".into(),
+                    index: None,
+                    message,
+                };
+                book.db_errors.insert(db.to_string(), diagnostic);
+            } else {
+                book.db_errors.remove(db.as_str());
+            }
+            None
         }
     }
 }

@@ -114,9 +114,10 @@ struct SearchArgs {
     account_id: Option<String>,
 }
 
-/// A §9 error as the command's error: printed as its JSON under `--json`.
-fn knm_error(e: numbers::Error) -> anyhow::Error {
-    anyhow::Error::new(JsonError(e.to_json()))
+/// A §9 error as the command's error: printed as its JSON under `--json` (a refused account id
+/// is the number manager's `invalid account id` error).
+fn knm_error(e: impl Into<numbers::Error>) -> anyhow::Error {
+    anyhow::Error::new(JsonError(e.into().to_json()))
 }
 
 fn pretty(v: &Value) -> String {

@@ -18,7 +18,7 @@ use e164::E164;
 use serde_json::{Map, Value};
 
 use super::external::{self, by_carrier, xml_escape, Element, Provisioning, Secret, Section};
-use super::{Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery};
+use super::{Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, FoundNumber, SearchQuery};
 use crate::auth::AuthBy;
 use crate::doc::{gregorian_seconds, NumberDoc, NumberState};
 use crate::error::Error;
@@ -214,6 +214,18 @@ fn rows(root: &Element) -> Vec<FoundNumber> {
     }
     out
 }
+
+/// What `knm_bandwidth2` declares about itself (see [`CarrierSpec`]).
+pub(crate) const SPEC: CarrierSpec = CarrierSpec {
+    kind: CarrierKind::Bandwidth2,
+    module_name: "knm_bandwidth2",
+    is_local: false,
+    is_billable: true,
+    lookup_cnam: true,
+    maximal_prefix_length: 3,
+    config_section: Some("bandwidth2"),
+    carrier: &Bandwidth2,
+};
 
 #[async_trait]
 impl Carrier for Bandwidth2 {

@@ -26,17 +26,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The system_config document holding `kind`'s settings (`number_manager.telnyx`, …), or `None`
 /// for a module without settings of its own.
 pub fn config_doc_id(kind: CarrierKind) -> Option<String> {
-    match kind {
-        CarrierKind::Telnyx
-        | CarrierKind::Vitelity
-        | CarrierKind::VoipInnovations
-        | CarrierKind::Bandwidth2
-        | CarrierKind::Other
-        | CarrierKind::Simwood => {
-            Some(format!("number_manager.{}", kind.module_name().trim_start_matches("knm_")))
-        }
-        _ => None,
-    }
+    kind.spec().config_section.map(|section| format!("number_manager.{section}"))
 }
 
 /// The carrier whose settings document `doc_id` is (`number_manager.telnyx` → `knm_telnyx`), the

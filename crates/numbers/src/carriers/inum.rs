@@ -6,13 +6,25 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::managed::{acquire_fields, find_in_pool, update_pool};
-use super::{Carrier, CarrierCtx, CarrierKind, Found, Pool, SearchQuery};
+use super::{Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, Pool, SearchQuery};
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
 /// `knm_inum`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Inum;
+
+/// What `knm_inum` declares about itself (see [`CarrierSpec`]).
+pub(crate) const SPEC: CarrierSpec = CarrierSpec {
+    kind: CarrierKind::Inum,
+    module_name: "knm_inum",
+    is_local: true,
+    is_billable: false,
+    lookup_cnam: true,
+    maximal_prefix_length: 15,
+    config_section: None,
+    carrier: &Inum,
+};
 
 #[async_trait]
 impl Carrier for Inum {

@@ -4,12 +4,24 @@
 use async_trait::async_trait;
 
 use super::local::find_in_number_db;
-use super::{Carrier, CarrierCtx, CarrierKind, Found, SearchQuery};
+use super::{Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, SearchQuery};
 use crate::error::Error;
 
 /// `knm_inventory`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Inventory;
+
+/// What `knm_inventory` declares about itself (see [`CarrierSpec`]).
+pub(crate) const SPEC: CarrierSpec = CarrierSpec {
+    kind: CarrierKind::Inventory,
+    module_name: "knm_inventory",
+    is_local: false,
+    is_billable: false,
+    lookup_cnam: true,
+    maximal_prefix_length: 10,
+    config_section: None,
+    carrier: &Inventory,
+};
 
 #[async_trait]
 impl Carrier for Inventory {

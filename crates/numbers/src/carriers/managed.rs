@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    not_available, plus_prefix, Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, Pool,
-    SearchQuery,
+    not_available, plus_prefix, Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, FoundNumber,
+    Pool, SearchQuery,
 };
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
@@ -75,6 +75,18 @@ pub(crate) fn acquire_fields(doc: &NumberDoc) -> Map<String, Value> {
     );
     fields
 }
+
+/// What `knm_managed` declares about itself (see [`CarrierSpec`]).
+pub(crate) const SPEC: CarrierSpec = CarrierSpec {
+    kind: CarrierKind::Managed,
+    module_name: "knm_managed",
+    is_local: true,
+    is_billable: true,
+    lookup_cnam: true,
+    maximal_prefix_length: 15,
+    config_section: None,
+    carrier: &Managed,
+};
 
 #[async_trait]
 impl Carrier for Managed {

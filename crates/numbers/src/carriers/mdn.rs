@@ -3,12 +3,24 @@
 
 use async_trait::async_trait;
 
-use super::{not_available, Carrier, CarrierCtx, CarrierKind, Found, SearchQuery};
+use super::{not_available, Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, SearchQuery};
 use crate::error::Error;
 
 /// `knm_mdn`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Mdn;
+
+/// What `knm_mdn` declares about itself (see [`CarrierSpec`]).
+pub(crate) const SPEC: CarrierSpec = CarrierSpec {
+    kind: CarrierKind::Mdn,
+    module_name: "knm_mdn",
+    is_local: false,
+    is_billable: false,
+    lookup_cnam: true,
+    maximal_prefix_length: 0,
+    config_section: None,
+    carrier: &Mdn,
+};
 
 #[async_trait]
 impl Carrier for Mdn {

@@ -3,8 +3,17 @@
 //! (legacy `wnm_*` and `knm_bandwidth` included) to implementations.
 //!
 //! # Adding a carrier
-//! One new file in this folder holding the carrier's config struct and its `impl Carrier`, and one
-//! arm in [`CarrierKind::carrier`] (the enum already names every Kazoo module). The external
+//! Each carrier module declares what it is in one place, its `const SPEC:` [`CarrierSpec`]
+//! (module name, local, billable, CNAM lookup, maximal prefix length, config section and the
+//! implementation); every property of [`CarrierKind`] and [`config_doc_id`] are read from it.
+//! Adding one takes:
+//! 1. a new file in this folder with the carrier's config struct, its `impl Carrier` and its
+//!    `SPEC` (`mod` it below);
+//! 2. a variant of [`CarrierKind`] and its place in [`CarrierKind::ALL`] (in declaration order:
+//!    the `kinds_and_specs_agree` test fails otherwise);
+//! 3. its arm in [`CarrierKind::spec`] (the compiler asks for it).
+//!
+//! The test `kinds_and_specs_agree` checks every spec against its kind. The external
 //! carriers (`knm_telnyx`, `knm_vitelity`, `knm_voip_innovations`, `knm_bandwidth2`, `knm_other`,
 //! `knm_simwood`) talk to their APIs over HTTP with the client of [`CarrierCtx::http`] (a shared,
 //! TLS-verifying default when none is given), each reading its own `number_manager.<carrier>`
@@ -384,6 +393,41 @@ pub trait Carrier: Send + Sync {
     }
 }
 
+/// What a carrier module declares about itself, in one place: each module's `const SPEC`.
+#[derive(Clone, Copy)]
+pub struct CarrierSpec {
+    /// The kind it implements.
+    pub kind: CarrierKind,
+    /// The Kazoo module name (`knm_local`, …), as stored in `pvt_module_name`.
+    pub module_name: &'static str,
+    /// `is_local()`: whether the module handles numbers local to the system (no HTTP).
+    pub is_local: bool,
+    /// `is_number_billable/1`.
+    pub is_billable: bool,
+    /// `should_lookup_cnam/0`.
+    pub lookup_cnam: bool,
+    /// `info()`'s `maximal_prefix_length`.
+    pub maximal_prefix_length: usize,
+    /// The module's own settings document is `number_manager.<section>` (`telnyx`, …); `None`
+    /// for a module without settings of its own.
+    pub config_section: Option<&'static str>,
+    /// The implementation.
+    pub carrier: &'static dyn Carrier,
+}
+
+impl fmt::Debug for CarrierSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CarrierSpec")
+            .field("module_name", &self.module_name)
+            .field("is_local", &self.is_local)
+            .field("is_billable", &self.is_billable)
+            .field("lookup_cnam", &self.lookup_cnam)
+            .field("maximal_prefix_length", &self.maximal_prefix_length)
+            .field("config_section", &self.config_section)
+            .finish()
+    }
+}
+
 /// Every Kazoo carrier module name this build knows, closed. Legacy names are mapped by
 /// [`CarrierKind::from_module`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -470,35 +514,41 @@ impl CarrierKind {
         CarrierKind::Voxbone,
     ];
 
+    /// What the module declares about itself: its `SPEC`, the one place each property of a
+    /// carrier is written.
+    pub fn spec(self) -> &'static CarrierSpec {
+        match self {
+            CarrierKind::Local => &local::SPEC,
+            CarrierKind::Inventory => &inventory::SPEC,
+            CarrierKind::Managed => &managed::SPEC,
+            CarrierKind::Mdn => &mdn::SPEC,
+            CarrierKind::Reserved => &reserved::SPEC,
+            CarrierKind::ReservedReseller => &reserved_reseller::SPEC,
+            CarrierKind::Inum => &inum::SPEC,
+            CarrierKind::Other => &other::SPEC,
+            CarrierKind::Telnyx => &telnyx::SPEC,
+            CarrierKind::Vitelity => &vitelity::SPEC,
+            CarrierKind::VoipInnovations => &voip_innovations::SPEC,
+            CarrierKind::Bandwidth2 => &bandwidth2::SPEC,
+            CarrierKind::Simwood => &simwood::SPEC,
+            CarrierKind::Didww => &kazoo_stubs::DIDWW,
+            CarrierKind::Flowroute => &kazoo_stubs::FLOWROUTE,
+            CarrierKind::Inteliquent => &kazoo_stubs::INTELIQUENT,
+            CarrierKind::ItVocal => &kazoo_stubs::IT_VOCAL,
+            CarrierKind::Level3 => &kazoo_stubs::LEVEL3,
+            CarrierKind::O1 => &kazoo_stubs::O1,
+            CarrierKind::Peerless => &kazoo_stubs::PEERLESS,
+            CarrierKind::Thinq => &kazoo_stubs::THINQ,
+            CarrierKind::Verizon => &kazoo_stubs::VERIZON,
+            CarrierKind::Windstream => &kazoo_stubs::WINDSTREAM,
+            CarrierKind::Ziron => &kazoo_stubs::ZIRON,
+            CarrierKind::Voxbone => &kazoo_stubs::VOXBONE,
+        }
+    }
+
     /// The Kazoo module name (`knm_local`, …).
     pub fn module_name(self) -> &'static str {
-        match self {
-            CarrierKind::Local => "knm_local",
-            CarrierKind::Inventory => "knm_inventory",
-            CarrierKind::Managed => "knm_managed",
-            CarrierKind::Mdn => "knm_mdn",
-            CarrierKind::Reserved => "knm_reserved",
-            CarrierKind::ReservedReseller => "knm_reserved_reseller",
-            CarrierKind::Inum => "knm_inum",
-            CarrierKind::Other => "knm_other",
-            CarrierKind::Telnyx => "knm_telnyx",
-            CarrierKind::Vitelity => "knm_vitelity",
-            CarrierKind::VoipInnovations => "knm_voip_innovations",
-            CarrierKind::Bandwidth2 => "knm_bandwidth2",
-            CarrierKind::Simwood => "knm_simwood",
-            CarrierKind::Didww => "knm_didww",
-            CarrierKind::Flowroute => "knm_flowroute",
-            CarrierKind::Inteliquent => "knm_inteliquent",
-            CarrierKind::ItVocal => "knm_it_vocal",
-            CarrierKind::Level3 => "knm_level3",
-            CarrierKind::O1 => "knm_o1",
-            CarrierKind::Peerless => "knm_peerless",
-            CarrierKind::Thinq => "knm_thinq",
-            CarrierKind::Verizon => "knm_verizon",
-            CarrierKind::Windstream => "knm_windstream",
-            CarrierKind::Ziron => "knm_ziron",
-            CarrierKind::Voxbone => "knm_voxbone",
-        }
+        self.spec().module_name
     }
 
     /// The kind of a module name as stored or configured: `wnm_X` is read as `knm_X`,
@@ -514,47 +564,23 @@ impl CarrierKind {
 
     /// `is_local()` (§14.1 table).
     pub fn is_local(self) -> bool {
-        matches!(
-            self,
-            CarrierKind::Local
-                | CarrierKind::Managed
-                | CarrierKind::Reserved
-                | CarrierKind::ReservedReseller
-                | CarrierKind::Inum
-        )
+        self.spec().is_local
     }
 
     /// `is_number_billable/1` (§14.1 table; an unknown module is billable, §8.3).
     pub fn is_billable(self) -> bool {
-        !matches!(
-            self,
-            CarrierKind::Local
-                | CarrierKind::Inventory
-                | CarrierKind::Mdn
-                | CarrierKind::Reserved
-                | CarrierKind::ReservedReseller
-                | CarrierKind::Inum
-        )
+        self.spec().is_billable
     }
 
     /// `should_lookup_cnam/0`. `knm_vitelity` answers its config `use_stepswitch_cnam`, default
     /// false; every other module true.
     pub fn should_lookup_cnam(self) -> bool {
-        self != CarrierKind::Vitelity
+        self.spec().lookup_cnam
     }
 
     /// `info()`'s `maximal_prefix_length` (§14.1 table).
     pub fn maximal_prefix_length(self) -> usize {
-        match self {
-            CarrierKind::Local
-            | CarrierKind::Inventory
-            | CarrierKind::Reserved
-            | CarrierKind::ReservedReseller
-            | CarrierKind::Other => 10,
-            CarrierKind::Managed | CarrierKind::Inum => 15,
-            CarrierKind::Mdn => 0,
-            _ => 3,
-        }
+        self.spec().maximal_prefix_length
     }
 
     /// Whether this build has the module's implementation: every kind has one (the external
@@ -564,23 +590,8 @@ impl CarrierKind {
     }
 
     /// The implementation.
-    pub fn carrier(self) -> Box<dyn Carrier> {
-        match self {
-            CarrierKind::Local => Box::new(Local),
-            CarrierKind::Inventory => Box::new(Inventory),
-            CarrierKind::Managed => Box::new(Managed),
-            CarrierKind::Mdn => Box::new(Mdn),
-            CarrierKind::Reserved => Box::new(Reserved),
-            CarrierKind::ReservedReseller => Box::new(ReservedReseller),
-            CarrierKind::Inum => Box::new(Inum),
-            CarrierKind::Other => Box::new(Other),
-            CarrierKind::Telnyx => Box::new(Telnyx),
-            CarrierKind::Vitelity => Box::new(Vitelity),
-            CarrierKind::VoipInnovations => Box::new(VoipInnovations),
-            CarrierKind::Bandwidth2 => Box::new(Bandwidth2),
-            CarrierKind::Simwood => Box::new(Simwood),
-            stub => Box::new(KazooStub(stub)),
-        }
+    pub fn carrier(self) -> &'static dyn Carrier {
+        self.spec().carrier
     }
 }
 
@@ -652,5 +663,47 @@ mod tests {
         doc.module_name = "wnm_pacwest".into();
         assert!(is_number_billable(&doc));
         assert!(should_lookup_cnam("knm_pacwest") && !should_lookup_cnam("knm_vitelity"));
+    }
+
+    /// Each module's `SPEC` is consistent with its kind: `ALL` lists every kind once in
+    /// declaration order, the spec and its implementation name the kind, module names are
+    /// Kazoo's, a config section is `number_manager.<name without knm_>` and only external
+    /// modules have one, and the §14.1 table's prefix lengths hold.
+    #[test]
+    fn kinds_and_specs_agree() {
+        for (i, kind) in CarrierKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i, "{kind:?} is out of place in ALL");
+            let spec = kind.spec();
+            assert_eq!(spec.kind, kind);
+            assert_eq!(spec.carrier.kind(), kind, "{spec:?}");
+            let bare = spec.module_name.strip_prefix("knm_").expect("a knm_ module name");
+            assert!(
+                !bare.is_empty()
+                    && bare
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            );
+            if let Some(section) = spec.config_section {
+                assert_eq!(section, bare, "{spec:?}");
+                assert!(!spec.is_local, "{spec:?}: a local module has no carrier settings");
+                assert_eq!(config_kind(&format!("number_manager.{section}")), Some(kind));
+            }
+            assert_eq!(
+                config_doc_id(kind),
+                spec.config_section.map(|s| format!("number_manager.{s}"))
+            );
+            let carrier = kind.carrier();
+            assert_eq!(carrier.info().maximal_prefix_length, spec.maximal_prefix_length);
+            assert_eq!(carrier.is_local(), spec.is_local);
+            assert_eq!(carrier.should_lookup_cnam(), spec.lookup_cnam);
+        }
+        assert_eq!(CarrierKind::ALL.len(), CarrierKind::Voxbone as usize + 1);
+        let prefix = |k: CarrierKind| k.maximal_prefix_length();
+        assert_eq!(prefix(CarrierKind::Local), 10);
+        assert_eq!(prefix(CarrierKind::Other), 10);
+        assert_eq!(prefix(CarrierKind::Managed), 15);
+        assert_eq!(prefix(CarrierKind::Inum), 15);
+        assert_eq!(prefix(CarrierKind::Telnyx), 3);
+        assert_eq!(prefix(CarrierKind::Didww), 3);
     }
 }

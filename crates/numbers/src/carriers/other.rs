@@ -16,7 +16,7 @@ use e164::E164;
 use serde_json::{json, Map, Value};
 
 use super::external::{self, by_carrier, Section};
-use super::{Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery};
+use super::{Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, FoundNumber, SearchQuery};
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
@@ -96,6 +96,18 @@ fn found(number: &str, data: Map<String, Value>) -> Option<FoundNumber> {
         carrier_data: data,
     })
 }
+
+/// What `knm_other` declares about itself (see [`CarrierSpec`]).
+pub(crate) const SPEC: CarrierSpec = CarrierSpec {
+    kind: CarrierKind::Other,
+    module_name: "knm_other",
+    is_local: false,
+    is_billable: true,
+    lookup_cnam: true,
+    maximal_prefix_length: 10,
+    config_section: Some("other"),
+    carrier: &Other,
+};
 
 #[async_trait]
 impl Carrier for Other {

@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 
-use super::{not_available, Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery};
+use super::{
+    not_available, Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, FoundNumber, SearchQuery,
+};
 use crate::account::AccountId;
 use crate::error::Error;
 
@@ -45,6 +47,18 @@ pub(crate) async fn find_reserved(
     rows.truncate(query.quantity);
     Ok(Found::Numbers(rows))
 }
+
+/// What `knm_reserved` declares about itself (see [`CarrierSpec`]).
+pub(crate) const SPEC: CarrierSpec = CarrierSpec {
+    kind: CarrierKind::Reserved,
+    module_name: "knm_reserved",
+    is_local: true,
+    is_billable: false,
+    lookup_cnam: true,
+    maximal_prefix_length: 10,
+    config_section: None,
+    carrier: &Reserved,
+};
 
 #[async_trait]
 impl Carrier for Reserved {

@@ -5,12 +5,24 @@
 use async_trait::async_trait;
 
 use super::reserved::find_reserved;
-use super::{not_available, Carrier, CarrierCtx, CarrierKind, Found, SearchQuery};
+use super::{not_available, Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, SearchQuery};
 use crate::error::Error;
 
 /// `knm_reserved_reseller`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReservedReseller;
+
+/// What `knm_reserved_reseller` declares about itself (see [`CarrierSpec`]).
+pub(crate) const SPEC: CarrierSpec = CarrierSpec {
+    kind: CarrierKind::ReservedReseller,
+    module_name: "knm_reserved_reseller",
+    is_local: true,
+    is_billable: false,
+    lookup_cnam: true,
+    maximal_prefix_length: 10,
+    config_section: None,
+    carrier: &ReservedReseller,
+};
 
 #[async_trait]
 impl Carrier for ReservedReseller {

@@ -13,7 +13,7 @@ use e164::E164;
 use serde_json::Value;
 
 use super::external::{self, by_carrier, Secret, Section};
-use super::{Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery};
+use super::{Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, FoundNumber, SearchQuery};
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
@@ -91,6 +91,18 @@ fn bucket(quantity: usize) -> &'static str {
         _ => "100",
     }
 }
+
+/// What `knm_simwood` declares about itself (see [`CarrierSpec`]).
+pub(crate) const SPEC: CarrierSpec = CarrierSpec {
+    kind: CarrierKind::Simwood,
+    module_name: "knm_simwood",
+    is_local: false,
+    is_billable: true,
+    lookup_cnam: true,
+    maximal_prefix_length: 3,
+    config_section: Some("simwood"),
+    carrier: &Simwood,
+};
 
 #[async_trait]
 impl Carrier for Simwood {

@@ -12,7 +12,7 @@ use e164::E164;
 use serde_json::{json, Map, Value};
 
 use super::external::{self, by_carrier, Provisioning, Secret, Section};
-use super::{Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery};
+use super::{Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, FoundNumber, SearchQuery};
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
@@ -192,6 +192,18 @@ fn row(number: &str, data: &Value) -> Option<FoundNumber> {
         carrier_data: data.as_object().cloned().unwrap_or_default(),
     })
 }
+
+/// What `knm_telnyx` declares about itself (see [`CarrierSpec`]).
+pub(crate) const SPEC: CarrierSpec = CarrierSpec {
+    kind: CarrierKind::Telnyx,
+    module_name: "knm_telnyx",
+    is_local: false,
+    is_billable: true,
+    lookup_cnam: true,
+    maximal_prefix_length: 3,
+    config_section: Some("telnyx"),
+    carrier: &Telnyx,
+};
 
 #[async_trait]
 impl Carrier for Telnyx {

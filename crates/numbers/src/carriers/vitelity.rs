@@ -15,7 +15,7 @@ use e164::{Converters, E164};
 use serde_json::{Map, Value};
 
 use super::external::{self, by_carrier, Element, Secret, Section};
-use super::{Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery};
+use super::{Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, FoundNumber, SearchQuery};
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
@@ -162,6 +162,19 @@ fn matches_prefix(data: &Map<String, Value>, prefix: &str) -> bool {
     let cc = data.get("country_code").and_then(Value::as_str).unwrap_or("+1");
     number.starts_with(prefix) || number.strip_prefix(cc).is_some_and(|n| n.starts_with(prefix))
 }
+
+/// What `knm_vitelity` declares about itself (see [`CarrierSpec`]).
+/// (`should_lookup_cnam/0` answers its config `use_stepswitch_cnam`, default false: false here.)
+pub(crate) const SPEC: CarrierSpec = CarrierSpec {
+    kind: CarrierKind::Vitelity,
+    module_name: "knm_vitelity",
+    is_local: false,
+    is_billable: true,
+    lookup_cnam: false,
+    maximal_prefix_length: 3,
+    config_section: Some("vitelity"),
+    carrier: &Vitelity,
+};
 
 #[async_trait]
 impl Carrier for Vitelity {

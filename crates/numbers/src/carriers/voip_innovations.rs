@@ -15,7 +15,7 @@ use e164::E164;
 use serde_json::{Map, Value};
 
 use super::external::{self, by_carrier, xml_escape, Element, Provisioning, Secret, Section};
-use super::{Carrier, CarrierCtx, CarrierKind, Found, FoundNumber, SearchQuery};
+use super::{Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, FoundNumber, SearchQuery};
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
@@ -145,6 +145,18 @@ fn did_status(root: &Element, action: &str, number: &str) -> Result<(), Error> {
         _ => Err(by_carrier(KIND, number, did.child_text("status").unwrap_or("unknown status"))),
     }
 }
+
+/// What `knm_voip_innovations` declares about itself (see [`CarrierSpec`]).
+pub(crate) const SPEC: CarrierSpec = CarrierSpec {
+    kind: CarrierKind::VoipInnovations,
+    module_name: "knm_voip_innovations",
+    is_local: false,
+    is_billable: true,
+    lookup_cnam: true,
+    maximal_prefix_length: 3,
+    config_section: Some("voip_innovations"),
+    carrier: &VoipInnovations,
+};
 
 #[async_trait]
 impl Carrier for VoipInnovations {

@@ -144,7 +144,7 @@ fn merge(v: Value) -> Operation {
 
 fn create_for(assign_to: u8, fields: Value) -> Operation {
     Operation::Create(Create {
-        assign_to: Some(acc(assign_to).to_string()),
+        assign_to: Some(acc(assign_to)),
         public_fields: Some(obj(fields)),
         ..Create::default()
     })

@@ -76,7 +76,7 @@ pub async fn load_fixturedb(store: &SharedStore) {
         }
     }
     for a in [MASTER, RESELLER, CHILD, "account0000000000000000000000004"] {
-        let adb = db(&acc(a).db_name());
+        let adb = db(&acc(a).db_name().to_string());
         let _ = store.delete_db(&adb).await;
         store.create_db(&adb).await.unwrap();
     }
@@ -187,7 +187,7 @@ pub async fn load_kazoo_fixturedb(store: &SharedStore) {
     load_fixturedb(store).await;
     for (account, ids) in KAZOO_ACCOUNT_COPIES {
         let docs: Vec<Value> = ids.iter().map(|id| fixture_number_doc(id).unwrap()).collect();
-        let adb = db(&acc(account).db_name());
+        let adb = db(&acc(account).db_name().to_string());
         for item in store.bulk_docs(&adb, docs).await.unwrap() {
             item.outcome.unwrap_or_else(|e| panic!("copy {} in {adb}: {e}", item.id));
         }
@@ -197,7 +197,7 @@ pub async fn load_kazoo_fixturedb(store: &SharedStore) {
         let file = dir.join(format!("{account}.configs_number_manager.json"));
         let mut v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
         v.as_object_mut().unwrap().remove("_rev");
-        store.put(&db(&acc(account).db_name()), v).await.unwrap();
+        store.put(&db(&acc(account).db_name().to_string()), v).await.unwrap();
     }
 }
 
@@ -240,7 +240,7 @@ pub async fn reset_number(store: &SharedStore, number: &str) {
         None => remove(store, &ndb, number).await,
     }
     for account in FIXTURE_ACCOUNTS {
-        let adb = acc(account).db_name();
+        let adb = acc(account).db_name().to_string();
         let kazoo_has =
             KAZOO_ACCOUNT_COPIES.iter().any(|(a, ids)| *a == account && ids.contains(&number));
         match fixture_number_doc(number).filter(|_| kazoo_has) {

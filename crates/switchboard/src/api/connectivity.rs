@@ -2,22 +2,24 @@
 //! Kazoo's `cb_connectivity` stores it), validated against `connectivity.json`. Every DID a
 //! document lists under `servers[].DIDs` must be a number the account owns; listed numbers are
 //! marked `pvt_used_by: trunkstore`, and released from it when no connectivity document of the
-//! account lists them any more. Number documents are updated with `_rev` compare-and-swap in
-//! their number database and in the account's copy.
+//! account lists them any more. Number documents are updated through the number store
+//! (`assign_to_app`), which writes the number database and the owner's copy.
 
 use std::collections::BTreeSet;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use docstore::{DbName, DesignKind, SharedStore};
-use e164::Converters;
+use e164::{Converters, E164};
+use numbers::store::{NumberStore, RunOptions};
+use numbers::Operation;
 use serde_json::{Map, Value};
 
 use super::auth::Caller;
 use super::docs::{self, Kind, Place, UpdateMode};
 use super::envelope::{CrossbarBody, Envelope, RequestId};
 use super::error::{add_validation, ApiError};
-use super::phone_numbers::number_store;
+use super::phone_numbers::{knm_error, number_store};
 use super::resources::{account_place, doc_envelope};
 use super::schema::Schema;
 use super::AppState;
@@ -136,23 +138,21 @@ async fn check_dids(
     }
 }
 
-/// Sets (`Some(APP)`) or clears (`None`) `pvt_used_by` on one number document, retrying on a
-/// concurrent write after a jittered pause (the store's compare-and-swap budget, then a 409). A
-/// missing document is left alone.
+/// Sets (`Some(APP)`) or clears (`None`) `pvt_used_by` on one number through the number store
+/// (`assign_to_app`, as the system): the store writes the number database and the owner's copy
+/// with its compare-and-swap. Clearing only takes the number from this app: it is made on the
+/// revision that was read using [`APP`], and re-read when a concurrent write moved the number on
+/// (the store's compare-and-swap budget, then a 409). A missing number is left alone.
 async fn set_used_by(
-    store: &SharedStore,
-    db: &DbName,
-    number: &str,
+    numbers: &NumberStore,
+    number: &E164,
     app: Option<&str>,
 ) -> Result<(), ApiError> {
+    let op = Operation::AssignToApp { used_by: app.map(str::to_owned) };
     for attempt in 0..docstore::CAS_ATTEMPTS {
         docstore::cas_pause(attempt).await;
-        let doc = match store.get(db, number).await {
-            Ok(Some(doc)) => doc,
-            Ok(None) | Err(docstore::Error::DbNotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        let current = doc.get("pvt_used_by").and_then(Value::as_str).unwrap_or_default();
+        let Some(doc) = numbers.load(number).await.map_err(knm_error)? else { return Ok(()) };
+        let current = doc.used_by.as_deref().unwrap_or_default();
         let unchanged = match app {
             Some(app) => current == app,
             None => current != APP,
@@ -160,20 +160,11 @@ async fn set_used_by(
         if unchanged {
             return Ok(());
         }
-        let mut next = doc.as_object().cloned().unwrap_or_default();
-        match app {
-            Some(app) => {
-                next.insert("pvt_used_by".into(), Value::String(app.into()));
-            }
-            None => {
-                next.remove("pvt_used_by");
-            }
-        }
-        next.insert("pvt_modified".into(), Value::from(docs::gregorian_now()));
-        match store.put(db, Value::Object(next)).await {
+        let opts = RunOptions { expected_rev: doc.rev.clone(), ..RunOptions::default() };
+        match numbers.apply(number, &op, &opts).await {
             Ok(_) => return Ok(()),
-            Err(docstore::Error::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Err(numbers::Error::Conflict { .. }) => continue,
+            Err(e) => return Err(knm_error(e)),
         }
     }
     Err(ApiError::Conflict(format!("number {number} kept changing while marking it used by {APP}")))
@@ -184,18 +175,20 @@ async fn set_used_by(
 /// before the write.
 async fn sync_numbers(
     store: &SharedStore,
-    converters: &Converters,
+    numbers: &NumberStore,
     place: &Place,
     listed_now: &BTreeSet<String>,
     before: &BTreeSet<String>,
 ) -> Result<(), ApiError> {
+    let converters = numbers.converters();
     let all_listed = all_account_dids(store, converters, place).await?;
     for did in listed_now.iter().chain(before.iter()) {
-        let Some(number) = normalize(converters, did) else { continue };
-        let Some(db) = number_place(&number) else { continue };
-        let app = if all_listed.contains(&number) { Some(APP) } else { None };
-        set_used_by(store, &db, &number, app).await?;
-        set_used_by(store, &place.db, &number, app).await?;
+        let Some(number) = converters.to_e164(did) else { continue };
+        if number_place(number.as_str()).is_none() {
+            continue;
+        }
+        let app = if all_listed.contains(number.as_str()) { Some(APP) } else { None };
+        set_used_by(numbers, &number, app).await?;
     }
     Ok(())
 }
@@ -259,7 +252,7 @@ pub(crate) async fn create(
     check_dids(&s.store, numbers.converters(), &account_of(&place), &body).await?;
     let doc = docs::create(&s.store, &place, KIND, body).await?;
     let listed = doc.as_object().map(dids_of).unwrap_or_default();
-    sync_numbers(&s.store, numbers.converters(), &place, &listed, &BTreeSet::new()).await?;
+    sync_numbers(&s.store, &numbers, &place, &listed, &BTreeSet::new()).await?;
     metrics::counter!("switchboard_api_writes_total", "kind" => "connectivity", "op" => "create")
         .increment(1);
     Ok(doc_envelope(&doc).with_status(StatusCode::CREATED).with_request_id(&rid))
@@ -284,7 +277,7 @@ async fn update(
     let before = current.as_object().map(dids_of).unwrap_or_default();
     let listed = dids_of(&next);
     let doc = docs::write(&s.store, &place, next).await?;
-    sync_numbers(&s.store, numbers.converters(), &place, &listed, &before).await?;
+    sync_numbers(&s.store, &numbers, &place, &listed, &before).await?;
     let op = if mode == UpdateMode::Replace { "replace" } else { "merge" };
     metrics::counter!("switchboard_api_writes_total", "kind" => "connectivity", "op" => op)
         .increment(1);
@@ -333,7 +326,7 @@ pub(crate) async fn delete(
     let numbers = number_store(&s).await?;
     docs::remove(&s.store, &place, &current).await?;
     let before = current.as_object().map(dids_of).unwrap_or_default();
-    sync_numbers(&s.store, numbers.converters(), &place, &BTreeSet::new(), &before).await?;
+    sync_numbers(&s.store, &numbers, &place, &BTreeSet::new(), &before).await?;
     metrics::counter!("switchboard_api_writes_total", "kind" => "connectivity", "op" => "delete")
         .increment(1);
     Ok(doc_envelope(&current).with_request_id(&rid))

@@ -192,6 +192,7 @@ impl From<docstore::Error> for ApiError {
                 cause: format!("database {db} does not exist"),
             },
             E::BadRequest { reason } => ApiError::BadRequest(reason),
+            e @ E::InvalidAccountId { .. } => ApiError::BadRequest(e.to_string()),
             E::IllegalDbName { name, reason } => {
                 ApiError::BadRequest(format!("illegal database name {name:?}: {reason}"))
             }

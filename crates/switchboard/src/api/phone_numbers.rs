@@ -15,7 +15,7 @@ use docstore::{AllDocsQuery, DbName};
 use numbers::inbound::InboundTable;
 use numbers::lifecycle::{AccountLookup, Create, Ctx, Move, PublicFields, Update};
 use numbers::store::{NumberStore, RunOptions};
-use numbers::{AuthBy, NumberDoc, NumberState, Operation};
+use numbers::{AccountId, AuthBy, NumberDoc, NumberState, Operation};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
@@ -56,7 +56,7 @@ impl NumbersCache {
 }
 
 /// §15.5-15.7: a number-manager error as Crossbar shapes it.
-fn knm_error(err: numbers::Error) -> ApiError {
+pub(crate) fn knm_error(err: numbers::Error) -> ApiError {
     match &err {
         numbers::Error::NotFound { .. } => ApiError::Custom {
             status: StatusCode::NOT_FOUND,
@@ -91,6 +91,13 @@ fn knm_error(err: numbers::Error) -> ApiError {
 fn auth_by(state: &AppState, caller: &Caller, account: &str) -> Result<AuthBy, ApiError> {
     state.auth.authorize(caller, account)?;
     AuthBy::parse(&caller.account_id).map_err(knm_error)
+}
+
+/// The path's `{account_id}`, after checking the caller may act on it: parsed once, as the raw id
+/// Kazoo's guards take; anything else is a 400 naming the value.
+fn path_account(state: &AppState, caller: &Caller, account: &str) -> Result<AccountId, ApiError> {
+    state.auth.authorize(caller, account)?;
+    Ok(AccountId::parse(account)?)
 }
 
 pub(crate) async fn number_store(state: &AppState) -> Result<NumberStore, ApiError> {
@@ -177,16 +184,14 @@ pub(crate) async fn list(
     Path(a): Path<String>,
     Query(q): Query<SearchQuery>,
 ) -> Result<Envelope, ApiError> {
-    s.auth.authorize(&caller, &a)?;
+    let account = path_account(&s, &caller, &a)?;
     if q.prefix.is_some() {
         // With `prefix` it is the account's search (Crossbar's `find_numbers` for the account):
         // the account's own pool numbers (knm_managed, knm_inum, …) are found too.
         let (prefix, quantity) = search_params(&q)?;
-        let account = numbers::AccountId::parse(&a).map_err(knm_error)?;
         let rows = search_and_remember(&s, &prefix, quantity, Some(&account)).await?;
         return Ok(Envelope::ok(Value::Array(rows)).with_request_id(&rid));
     }
-    let account = docstore::AccountId::new(&a).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let db: DbName = account.db_name();
     let mut numbers = Map::new();
     let mut start: Option<String> = None;
@@ -268,7 +273,7 @@ pub(crate) async fn create(
         }
     };
     let op = Operation::Create(Create {
-        assign_to: Some(a.clone()),
+        assign_to: Some(path_account(&s, &caller, &a)?),
         state,
         public_fields: Some(public_fields(body)),
         ..Create::default()
@@ -363,7 +368,7 @@ pub(crate) async fn activate(
     discover(&s, &n).await?;
     let fields = public_fields(body);
     let op = Operation::Move(Move {
-        assign_to: Some(a.clone()),
+        assign_to: Some(path_account(&s, &caller, &a)?),
         public_fields: (!fields.is_empty()).then_some(PublicFields::Merge(fields)),
         ..Move::default()
     });
@@ -377,7 +382,7 @@ pub(crate) async fn reserve(
     rid: RequestId,
     Path((a, n)): Path<(String, String)>,
 ) -> Result<Envelope, ApiError> {
-    let op = Operation::Reserve { assign_to: Some(a.clone()) };
+    let op = Operation::Reserve { assign_to: Some(path_account(&s, &caller, &a)?) };
     Ok(run(&s, &caller, &a, &n, op).await?.with_request_id(&rid))
 }
 
@@ -508,7 +513,7 @@ pub(crate) async fn port(
 ) -> Result<Envelope, ApiError> {
     Schema::PhoneNumbers.check(&body)?;
     let op = Operation::Create(Create {
-        assign_to: Some(a.clone()),
+        assign_to: Some(path_account(&s, &caller, &a)?),
         state: Some(NumberState::PortIn),
         public_fields: Some(public_fields(body)),
         ..Create::default()
@@ -585,7 +590,7 @@ async fn collection(
     let inputs = collection_numbers(&store, &mut body)?;
     Schema::PhoneNumbers.check(&body)?;
     let fields = public_fields(body);
-    let assign_to = Some(a.to_owned());
+    let assign_to = Some(path_account(s, caller, a)?);
     let op = match bulk {
         Bulk::Create => Operation::Create(Create {
             assign_to,
@@ -724,7 +729,7 @@ pub(crate) async fn carriers_info(
     Path(a): Path<String>,
 ) -> Result<Envelope, ApiError> {
     let by = auth_by(&s, &caller, &a)?;
-    let account = numbers::AccountId::parse(&a).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let account = path_account(&s, &caller, &a)?;
     let store = number_store(&s).await?;
     let info = store.carriers_info(&account, &by).await.map_err(knm_error)?;
     Ok(Envelope::ok(info).with_request_id(&rid))
