@@ -116,7 +116,8 @@ where
 async fn login(daemon: usize, key: &str) -> String {
     let (token, _) = until(&format!("login on daemon {daemon}"), || async {
         let body = json!({"data": {"api_key": key}});
-        let (status, body) = call(Method::PUT, &url(daemon, "/v2/api_auth"), None, Some(body)).await;
+        let (status, body) =
+            call(Method::PUT, &url(daemon, "/v2/api_auth"), None, Some(body)).await;
         (status == StatusCode::CREATED).then(|| body["auth_token"].as_str().unwrap().to_owned())
     })
     .await;
@@ -195,11 +196,8 @@ async fn a_number_manager_edit_reaches_routing_and_the_numbers_api_of_both() {
         "^011(\\d{5,})$|^00(\\d{5,})$": {"prefix": "+"},
         "^[2-9]\\d{7,}$": {"prefix": "+"},
     });
-    let (_, current) = couch(
-        "GET",
-        &format!("{}/system_config/number_manager", world().couch),
-        None,
-    );
+    let (_, current) =
+        couch("GET", &format!("{}/system_config/number_manager", world().couch), None);
     let mut doc = json!({"_id": "number_manager",
         "default": {"classifiers": classifiers, "e164_converters": converters}});
     if let Some(rev) = current.get("_rev") {
@@ -245,7 +243,8 @@ async fn an_edit_through_one_daemon_routes_on_the_other() {
     let number = format!("+1{prefix}5550100");
     let (_, took) = until("daemon 1 routes with daemon 0's edit", || async {
         let body = json!({"To-DID": number});
-        let (_, answer) = call(Method::POST, &url(1, "/v2/stepswitch/route"), None, Some(body)).await;
+        let (_, answer) =
+            call(Method::POST, &url(1, "/v2/stepswitch/route"), None, Some(body)).await;
         answer.to_string().contains("via-a.example.com").then_some(())
     })
     .await;
@@ -278,7 +277,8 @@ async fn concurrent_reservations_across_both_daemons_have_one_winner() {
         let (target, token) = (url(daemon, &path), tokens[daemon].clone());
         let id = id.clone();
         tries.push(tokio::spawn(async move {
-            let (status, body) = call(Method::PUT, &target, Some(&token), Some(json!({"data": {}}))).await;
+            let (status, body) =
+                call(Method::PUT, &target, Some(&token), Some(json!({"data": {}}))).await;
             (id, status, body)
         }));
     }

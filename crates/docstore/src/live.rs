@@ -5,7 +5,8 @@
 //! `_all_docs` would) and publishes a new [`LiveSnapshot`] after each burst of changes; readers
 //! ([`LiveDocs::current`]) load the current snapshot without a lock and never wait for the
 //! follower. Until the first catch-up nothing but an empty, not caught up snapshot is published,
-//! so no consumer sees half a database. A resync (database recreated or rewound) keeps the old
+//! so no consumer sees half a database; a database that does not exist is published as empty
+//! and caught up, and followed once it is created. A resync (database recreated or rewound) keeps the old
 //! snapshot published until the replay has caught up; a deleted database publishes an empty one.
 //! A follower that fails for good is started again after a pause.
 //!
@@ -207,6 +208,11 @@ async fn run(
 ) {
     let db = live.inner.db.clone();
     loop {
+        if !live.is_caught_up() && matches!(store.db_exists(&db).await, Ok(false)) {
+            // A missing database is read in full: it is empty until it exists (the follower
+            // waits for it).
+            live.publish(BTreeMap::new(), true);
+        }
         let mut follower = crate::follow(store.clone(), db.clone(), options.clone());
         // The working copy: what the next publication holds.
         let mut docs: BTreeMap<String, Arc<Value>> = live.current().docs.clone();

@@ -120,6 +120,9 @@ async fn a_missing_database_is_waited_for() {
     let db = unique_db("live-missing");
     let shutdown = CancellationToken::new();
     let live = LiveDocs::spawn(store.clone(), db.clone(), &fast(), shutdown.clone());
+    // Read in full: empty until it exists.
+    let empty = wait_for(&live, LiveSnapshot::is_caught_up).await;
+    assert!(empty.is_empty());
     store.ensure_db(&db).await.unwrap();
     store.put(&db, json!({"_id": "a", "name": "late"})).await.unwrap();
     let snapshot = wait_for(&live, |s| names(s) == ["late"]).await;

@@ -193,8 +193,9 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-/// The shared token signing key; a storage failure is retried (every second, until shutdown), a
-/// key document that holds no usable key is fatal.
+/// The shared token signing key; a transient storage failure (the store unreachable, a timeout)
+/// is retried every second until shutdown; a refusal (no permission to create `system_auth`) or
+/// a key document that holds no usable key is fatal.
 async fn load_token_key(
     store: &SharedStore,
     shutdown: &CancellationToken,
@@ -202,7 +203,11 @@ async fn load_token_key(
     loop {
         match crate::api::token::TokenKey::load_or_create(store).await {
             Ok(key) => return Ok(key),
-            Err(err) if err.downcast_ref::<docstore::Error>().is_some() => {
+            Err(err)
+                if err
+                    .downcast_ref::<docstore::Error>()
+                    .is_some_and(docstore::Error::is_transient) =>
+            {
                 tracing::warn!(error = %err, "cannot read the token signing key; retrying");
             }
             Err(err) => return Err(err.context("the token signing key")),
