@@ -19,6 +19,10 @@
 //! - [`naming`] (Kazoo's database names, [`AccountId`]), [`selector`] (Mango matching) and
 //!   [`deploy`] (the design documents, idempotently; Kazoo's only where missing) and [`keep`]
 //!   (deploys them into every matching database as it appears, and puts back what was removed).
+//! - [`Lease`]: which of several processes sharing a store does a periodic job (a `_rev` CAS
+//!   on one document with an expiry).
+//! - [`live`]: a shared database (`accounts`, `system_config`) followed once and published
+//!   through `ArcSwap` for every consumer ([`SharedDocs`]).
 //!
 //! This crate knows Kazoo's database names but nothing about what resources or numbers mean: it
 //! moves JSON documents.
@@ -33,6 +37,8 @@ mod embedded;
 mod error;
 mod follow;
 mod health;
+mod lease;
+pub mod live;
 pub mod naming;
 mod retry;
 pub mod selector;
@@ -50,6 +56,8 @@ pub use follow::{
     StatusHandle, WhenDbMissing,
 };
 pub use health::{BoardReport, FeedBoard, Trouble, MAX_ISSUES};
+pub use lease::Lease;
+pub use live::{Derived, LiveDocs, LiveSnapshot, SharedDocs};
 pub use naming::AccountId;
 pub use retry::{cas_backoff, cas_pause, CAS_ATTEMPTS, CAS_BACKOFF_BASE, CAS_BACKOFF_CAP};
 pub use store::{DocStore, FeedStream, SharedStore};

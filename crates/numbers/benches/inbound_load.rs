@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use docstore::{CouchConfig, CouchStore, DbName, EmbeddedStore, SharedStore};
 use e164::E164;
 use numbers::inbound::{InboundOptions, InboundTable};
-use numbers::{AccountId, AccountMap, Config, NumberDoc, NumberState};
+use numbers::{AccountId, NumberDoc, NumberState};
 use serde_json::{json, Value};
 
 /// The daemon's allocator (crates/switchboard/src/main.rs), so the figures are the daemon's.
@@ -72,12 +72,7 @@ async fn fill(store: &SharedStore, n: usize, dbs: usize) {
 async fn load(store: &SharedStore) -> (Duration, Duration, usize) {
     let cpu = cpu_time();
     let started = Instant::now();
-    let table = InboundTable::start(
-        store.clone(),
-        Config::kazoo_defaults(),
-        AccountMap::new(),
-        InboundOptions::default(),
-    );
+    let table = InboundTable::start(store.clone(), InboundOptions::default());
     table.wait_caught_up().await;
     let took = started.elapsed();
     let cpu = cpu_time() - cpu;

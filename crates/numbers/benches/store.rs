@@ -131,7 +131,7 @@ fn lookup_table() -> &'static (InboundTable, Vec<E164>, Vec<E164>) {
     TABLE.get_or_init(|| {
         const N: u64 = 1_000_000;
         let docs: Vec<Value> = (0..N).map(|i| doc_json_for(&spread_number(i))).collect();
-        let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
+        let table = InboundTable::new();
         let started = Instant::now();
         table.apply_docs(&docs);
         eprintln!(
@@ -211,7 +211,7 @@ fn inbound(c: &mut Criterion) {
     g.throughput(Throughput::Elements(docs.len() as u64));
     g.bench_function("build_from_docs_100k", |b| {
         b.iter(|| {
-            let t = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
+            let t = InboundTable::new();
             t.apply_docs(&docs);
             black_box(t.len())
         })
@@ -235,12 +235,7 @@ fn inbound(c: &mut Criterion) {
     });
     g.bench_function("start_embedded_100k", |b| {
         b.to_async(&rt).iter(|| async {
-            let t = InboundTable::start(
-                store.clone(),
-                Config::kazoo_defaults(),
-                AccountMap::new(),
-                InboundOptions::default(),
-            );
+            let t = InboundTable::start(store.clone(), InboundOptions::default());
             t.wait_caught_up().await;
             assert_eq!(t.len(), 100_000);
         })

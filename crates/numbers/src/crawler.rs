@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use docstore::{AllDocsQuery, DbName, Rev, SharedStore};
 use serde_json::Value;
-use tokio::task::JoinHandle;
 
 use crate::doc::{NumberDoc, NumberState, INUM_DB, MANAGED_DB};
 use crate::error::Error;
 use crate::lifecycle::MAX_ATTEMPTS;
-use crate::store::{db_error, now_gregorian, number_dbs};
+use crate::store::{db_error, number_dbs};
 
 const DAY: i64 = 86_400;
 const PAGE: usize = 500;
@@ -30,8 +29,7 @@ pub struct CrawlerConfig {
     pub discovery_expiry_d: i64,
     /// `tasks.aging_expiry_d` (default 90).
     pub aging_expiry_d: i64,
-    /// `tasks.crawler_timer_ms` (default one day): the pause between runs of
-    /// [`Crawler::spawn`].
+    /// `tasks.crawler_timer_ms` (default one day): the pause between the daemon's passes.
     pub crawler_timer: Duration,
 }
 
@@ -252,27 +250,8 @@ impl Crawler {
         Ok(())
     }
 
-    /// Runs [`Crawler::run_once`] now and then every `crawler_timer`, until the handle is
-    /// aborted; failures are logged and the next run tried.
-    ///
-    /// # Panics
-    /// Outside a tokio runtime.
-    pub fn spawn(self) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                match self.run_once(now_gregorian()).await {
-                    Ok(r) => tracing::info!(
-                        dbs = r.dbs,
-                        aged = r.aged_to_available.len(),
-                        discovery = r.purged_discovery.len(),
-                        deleted = r.purged_deleted.len(),
-                        lost_races = r.lost_races,
-                        "number crawler run done"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "number crawler run failed"),
-                }
-                tokio::time::sleep(self.config.crawler_timer).await;
-            }
-        })
+    /// The settings (the daemon schedules passes every `crawler_timer`).
+    pub fn config(&self) -> &CrawlerConfig {
+        &self.config
     }
 }

@@ -49,7 +49,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::account::AccountId;
-use crate::auth::AccountMap;
+use crate::auth::Accounts;
 use crate::config::Config;
 use crate::doc::{NumberDoc, NumberState, INUM_DB, MANAGED_DB};
 use crate::error::Error;
@@ -625,8 +625,6 @@ impl Default for InboundOptions {
 #[derive(Clone)]
 pub struct InboundTable {
     state: Arc<State>,
-    config: Arc<Config>,
-    accounts: Arc<AccountMap>,
     _tasks: Arc<TaskGuard>,
 }
 
@@ -644,18 +642,19 @@ fn is_routable_db(db: &DbName) -> bool {
     docstore::naming::is_numbers_db(db) && db.as_str() != MANAGED_DB && db.as_str() != INUM_DB
 }
 
+impl Default for InboundTable {
+    fn default() -> Self {
+        InboundTable::new()
+    }
+}
+
 impl InboundTable {
     /// An empty, static table (filled with [`InboundTable::apply_doc`]; for tests and builds from
     /// documents already in hand).
-    pub fn new(config: Config, accounts: AccountMap) -> Self {
+    pub fn new() -> Self {
         let state = State::default();
         state.listed.store(true, Ordering::Release);
-        InboundTable {
-            state: Arc::new(state),
-            config: Arc::new(config),
-            accounts: Arc::new(accounts),
-            _tasks: Arc::new(TaskGuard(None)),
-        }
+        InboundTable { state: Arc::new(state), _tasks: Arc::new(TaskGuard(None)) }
     }
 
     /// Builds the table from `store` and keeps it live (see the module docs). Returns at once;
@@ -663,20 +662,10 @@ impl InboundTable {
     ///
     /// # Panics
     /// Outside a tokio runtime.
-    pub fn start(
-        store: SharedStore,
-        config: Config,
-        accounts: AccountMap,
-        opts: InboundOptions,
-    ) -> Self {
+    pub fn start(store: SharedStore, opts: InboundOptions) -> Self {
         let state = Arc::new(State::default());
         let task = tokio::spawn(run(store, state.clone(), opts));
-        InboundTable {
-            state,
-            config: Arc::new(config),
-            accounts: Arc::new(accounts),
-            _tasks: Arc::new(TaskGuard(Some(task))),
-        }
+        InboundTable { state, _tasks: Arc::new(TaskGuard(Some(task))) }
     }
 
     /// The entry of `number`, if the table has one (a shared handle: one reference-count
@@ -736,15 +725,21 @@ impl InboundTable {
 
     /// §5.10 `lookup_account` from the table (port requests are not in the table: a number only
     /// in a port request is `not_found` here; the store layer's
-    /// [`crate::store::NumberStore::lookup_account`] also reads port requests).
+    /// [`crate::store::NumberStore::lookup_account`] also reads port requests), decided with the
+    /// caller's current `config` and `accounts` (the table keeps numbers only).
     ///
     /// # Errors
     /// `not_found`, `unassigned`, `not_in_service`, `account_disabled`.
-    pub fn identify(&self, number: &E164) -> Result<AccountLookup, Error> {
+    pub fn identify(
+        &self,
+        number: &E164,
+        config: &Config,
+        accounts: &dyn Accounts,
+    ) -> Result<AccountLookup, Error> {
         let entry = self.lookup(number);
         let doc = entry.as_ref().map(|e| &e.doc);
         let cnam = entry.as_ref().is_none_or(|e| crate::carriers::should_lookup_cnam(&e.module));
-        let ctx = Ctx::system(&self.config, &*self.accounts, crate::store::now_gregorian());
+        let ctx = Ctx::system(config, accounts, crate::store::now_gregorian());
         lookup_account(number, doc, None, cnam, &ctx)
     }
 
@@ -1021,7 +1016,7 @@ mod tests {
 
     #[test]
     fn deltas_fold_into_the_base_and_counts_hold() {
-        let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
+        let table = InboundTable::new();
         // Enough numbers in one partition to rebuild it several times.
         let docs: Vec<Value> =
             (0..5000).map(|i| doc(&format!("+1415{i:07}"), "in_service")).collect();
@@ -1087,7 +1082,7 @@ mod tests {
     /// removals alike.
     #[test]
     fn info_is_the_entry_routing_fields() {
-        let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
+        let table = InboundTable::new();
         let n = |s: &str| E164::new(s).unwrap();
         let check = |number: &str| {
             let info = table.info(&n(number));
@@ -1144,7 +1139,7 @@ mod tests {
     /// Many distinct names (more than the usual handful): `info` answers every one.
     #[test]
     fn many_distinct_names() {
-        let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
+        let table = InboundTable::new();
         let docs: Vec<Value> = (0..128)
             .map(|i| {
                 let mut d = doc(&format!("+1415{i:07}"), "in_service");

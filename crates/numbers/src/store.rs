@@ -164,29 +164,75 @@ impl NumberStore {
     /// A store layer configured from the store itself: `system_config/number_manager` (Kazoo's
     /// defaults when missing), every account of the `accounts` database (none when missing),
     /// each carrier's `number_manager.<carrier>` section, and what the feature providers read
-    /// (the resellers' `configs_number_manager`, `number_manager.dash_e911`; §12.3).
+    /// (the resellers' `configs_number_manager`, `number_manager.dash_e911`; §12.3). For
+    /// one-shot commands; the daemon builds from its live documents ([`NumberStore::from_live`]).
     ///
     /// # Errors
     /// A storage failure, or a config value of the wrong type.
     pub async fn from_store(store: SharedStore) -> Result<Self, Error> {
         let sys = docstore::naming::system_config_db();
-        let (config, converters) = match store.get(&sys, "number_manager").await {
-            Ok(Some(doc)) => (Config::from_system_config(&doc)?, configured_converters(&doc)),
-            Ok(None) | Err(docstore::Error::DbNotFound { .. }) => {
-                (Config::kazoo_defaults(), Converters::kazoo_defaults())
+        let mut system = BTreeMap::new();
+        for id in system_doc_ids() {
+            match store.get(&sys, &id).await {
+                Ok(Some(doc)) => {
+                    system.insert(id, doc);
+                }
+                Ok(None) | Err(docstore::Error::DbNotFound { .. }) => {}
+                Err(e) => return Err(db_error(&e)),
             }
-            Err(e) => return Err(db_error(&e)),
+        }
+        let accounts =
+            docs_in_range(&store, &docstore::naming::accounts_db(), "", "\u{fff0}").await?;
+        NumberStore::assemble(store, |id| system.get(id), accounts.iter()).await
+    }
+
+    /// A store layer configured from the daemon's live copies of `system_config` and
+    /// `accounts` (what [`NumberStore::from_store`] reads, without reading them again); only
+    /// the resellers' `configs_number_manager` documents are read from their account databases.
+    /// Build a new one when either snapshot's generation moves.
+    ///
+    /// # Errors
+    /// A storage failure, or a config value of the wrong type.
+    pub async fn from_live(
+        store: SharedStore,
+        system_config: &docstore::LiveSnapshot,
+        accounts: &docstore::LiveSnapshot,
+    ) -> Result<Self, Error> {
+        NumberStore::assemble(store, |id| system_config.get(id), accounts.docs()).await
+    }
+
+    /// Builds the store layer from the `system_config` documents (`system`, by id) and the
+    /// account documents.
+    async fn assemble<'a>(
+        store: SharedStore,
+        system: impl Fn(&str) -> Option<&'a Value>,
+        account_docs: impl Iterator<Item = &'a Value>,
+    ) -> Result<Self, Error> {
+        let (config, converters) = match system("number_manager") {
+            Some(doc) => (Config::from_system_config(doc)?, configured_converters(doc)),
+            None => (Config::kazoo_defaults(), Converters::kazoo_defaults()),
         };
-        let accounts = load_accounts(&store).await?;
+        let infos: Vec<AccountInfo> =
+            account_docs.filter_map(|d| AccountInfo::from_json(d).ok()).collect();
+        // The resellers named by the accounts.
+        let resellers: BTreeSet<AccountId> =
+            infos.iter().filter_map(|a| a.reseller_id.clone().filter(|r| *r != a.id)).collect();
+        let accounts: AccountMap = infos.into_iter().collect();
+        let resellers: BTreeSet<AccountId> = resellers
+            .into_iter()
+            .filter(|r| crate::auth::Accounts::get(&accounts, r).is_some())
+            .collect();
         let mut carrier_configs = BTreeMap::new();
         for kind in CarrierKind::ALL {
             let Some(id) = crate::carriers::config_doc_id(kind) else { continue };
-            if let Ok(Some(doc)) = store.get(&sys, &id).await {
-                let section = doc.get("default").cloned().unwrap_or(doc);
+            if let Some(doc) = system(&id) {
+                let section = doc.get("default").unwrap_or(doc).clone();
                 carrier_configs.insert(kind, section);
             }
         }
-        let config = load_feature_configs(&store, config, &accounts, &carrier_configs).await?;
+        let dash = system(crate::providers::dash_e911::CONFIG_DOC).cloned();
+        let config =
+            load_feature_configs(&store, config, resellers, dash, &carrier_configs).await?;
         let mut me = NumberStore::new(store, config, accounts);
         me.carrier_configs = Arc::new(carrier_configs);
         me.converters = Arc::new(converters);
@@ -1005,56 +1051,28 @@ fn same_without_rev(a: &Value, b: &Value) -> bool {
     strip(a) == strip(b)
 }
 
-/// Every account of the `accounts` database (none when it is missing); documents that are not
-/// accounts are skipped.
-///
-/// # Errors
-/// A storage failure.
-pub async fn load_accounts(store: &SharedStore) -> Result<AccountMap, Error> {
-    let db = docstore::naming::accounts_db();
-    let mut map = AccountMap::new();
-    let mut query = AllDocsQuery { include_docs: true, limit: Some(1000), ..Default::default() };
-    loop {
-        let page = match store.all_docs(&db, &query).await {
-            Ok(p) => p,
-            Err(docstore::Error::DbNotFound { .. }) => return Ok(map),
-            Err(e) => return Err(db_error(&e)),
-        };
-        for row in &page.rows {
-            if let Some(info) = row.doc.as_ref().and_then(|d| AccountInfo::from_json(d).ok()) {
-                map.insert(info);
-            }
-        }
-        match page.rows.last() {
-            Some(last) if page.rows.len() == 1000 => {
-                query.start_key = Some(last.id.clone());
-                query.skip = 1;
-            }
-            _ => return Ok(map),
-        }
-    }
+/// The ids of the `system_config` documents the store layer reads: `number_manager`, each
+/// external carrier's section and the Dash e911 section.
+fn system_doc_ids() -> Vec<String> {
+    let mut ids = vec!["number_manager".to_owned()];
+    ids.extend(CarrierKind::ALL.into_iter().filter_map(crate::carriers::config_doc_id));
+    ids.push(crate::providers::dash_e911::CONFIG_DOC.to_owned());
+    ids
 }
 
 /// What the feature providers read besides `system_config/number_manager` (§12): each reseller's
-/// `configs_number_manager` account config (for the accounts' `pvt_reseller_id`s), the Dash
-/// e911 section `number_manager.dash_e911`, and each carrier section's `features` (sms/mms).
+/// `configs_number_manager` account config, the Dash e911 section `number_manager.dash_e911`,
+/// and each carrier section's `features` (sms/mms).
 ///
 /// # Errors
 /// A storage failure other than a missing database or document.
 async fn load_feature_configs(
     store: &SharedStore,
     mut config: Config,
-    accounts: &AccountMap,
+    resellers: BTreeSet<AccountId>,
+    dash_e911: Option<Value>,
     carrier_configs: &BTreeMap<CarrierKind, Value>,
 ) -> Result<Config, Error> {
-    // The resellers named by the accounts (`AccountMap` is a lookup, not a list: re-read).
-    let all = docs_in_range(store, &docstore::naming::accounts_db(), "", "\u{fff0}").await?;
-    let resellers: BTreeSet<AccountId> = all
-        .iter()
-        .filter_map(|d| AccountInfo::from_json(d).ok())
-        .filter_map(|a| a.reseller_id.filter(|r| *r != a.id))
-        .filter(|r| crate::auth::Accounts::get(accounts, r).is_some())
-        .collect();
     for reseller in resellers {
         match store.get(&reseller.db_name(), "configs_number_manager").await {
             Ok(Some(doc)) => config = config.with_reseller_config(reseller, doc),
@@ -1062,14 +1080,8 @@ async fn load_feature_configs(
             Err(e) => return Err(db_error(&e)),
         }
     }
-    let sys = docstore::naming::system_config_db();
-    let id = crate::providers::dash_e911::CONFIG_DOC;
-    match store.get(&sys, id).await {
-        Ok(Some(doc)) => {
-            config.provider_configs.insert(id.to_owned(), doc);
-        }
-        Ok(None) | Err(docstore::Error::DbNotFound { .. }) => {}
-        Err(e) => return Err(db_error(&e)),
+    if let Some(doc) = dash_e911 {
+        config.provider_configs.insert(crate::providers::dash_e911::CONFIG_DOC.to_owned(), doc);
     }
     for (kind, section) in carrier_configs {
         if let Some(features) = section.get("features") {

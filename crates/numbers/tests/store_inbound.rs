@@ -27,8 +27,8 @@ async fn live_table(store: SharedStore) {
         poll_dbs_every: Duration::from_millis(200),
         ..InboundOptions::default()
     };
-    let table =
-        InboundTable::start(store.clone(), Config::kazoo_defaults(), AccountMap::new(), opts);
+    let table = InboundTable::start(store.clone(), opts);
+    let (config, accounts) = (Config::kazoo_defaults(), AccountMap::new());
     tokio::time::timeout(BOUND, table.wait_caught_up()).await.expect("caught up");
     assert!(table.is_caught_up());
     let insvc = table.lookup(&n("+15551233322")).expect("INSVC in the table");
@@ -37,10 +37,10 @@ async fn live_table(store: SharedStore) {
     assert_eq!(insvc.used_by.as_deref(), Some("callflow"));
     assert!(insvc.features.contains(&"local".to_owned()));
     assert!(insvc.is_on_net());
-    let l = table.identify(&n("+14252151007")).unwrap();
+    let l = table.identify(&n("+14252151007"), &config, &accounts).unwrap();
     assert!(l.force_outbound && l.pending_port, "L1 from the table");
     assert_eq!(
-        table.identify(&n("+14352154006")).unwrap_err().to_json()["error"],
+        table.identify(&n("+14352154006"), &config, &accounts).unwrap_err().to_json()["error"],
         "not_in_service"
     );
     assert!(table.status().numbers >= 20);
@@ -74,7 +74,7 @@ async fn live_table(store: SharedStore) {
     tokio::time::timeout(BOUND, table.wait_for(&fresh, |e| e.is_some()))
         .await
         .expect("new database followed");
-    assert_eq!(table.identify(&fresh).unwrap().account_id.as_str(), RESELLER);
+    assert_eq!(table.identify(&fresh, &config, &accounts).unwrap().account_id.as_str(), RESELLER);
 }
 both_backends!(live, super::live_table);
 
@@ -99,12 +99,12 @@ async fn db_lifecycle(store: SharedStore) {
         poll_dbs_every: Duration::from_millis(200),
         ..InboundOptions::default()
     };
-    let table =
-        InboundTable::start(store.clone(), Config::kazoo_defaults(), AccountMap::new(), opts);
+    let table = InboundTable::start(store.clone(), opts);
+    let (config, accounts) = (Config::kazoo_defaults(), AccountMap::new());
     tokio::time::timeout(BOUND, table.wait_caught_up()).await.expect("caught up");
     assert!(table.is_on_net(&plain));
     assert!(table.with_entry(&plain, |e| e.unwrap().doc.public.is_empty()));
-    let l = table.identify(&legacy).unwrap();
+    let l = table.identify(&legacy, &config, &accounts).unwrap();
     assert!(l.force_outbound, "force_outbound from the public field of a 3.22 document");
     assert_eq!(l.prepend.as_deref(), Some("ACME"));
     assert_eq!(table.lookup(&legacy).unwrap().module, "knm_bandwidth2");
@@ -128,7 +128,7 @@ both_backends!(lifecycle_of_dbs, super::db_lifecycle);
 /// The static form: built from documents in hand.
 #[test]
 fn static_table() {
-    let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
+    let table = InboundTable::new();
     let doc = serde_json::json!({"_id": "+15550001111", "pvt_state": "in_service",
         "pvt_module_name": "knm_local", "pvt_assigned_to": RESELLER, "pvt_used_by": "callflow"});
     table.apply_doc(&doc);

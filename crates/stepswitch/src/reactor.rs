@@ -11,6 +11,10 @@
 //! | `system_config` (`stepswitch`, `number_manager`) | the [`Config`]: every table is recompiled |
 //! | `accounts` | the [`AccountTree`] of the hunt-account check (no compile) |
 //!
+//! `system_config` and `accounts` are not followed here: they are read from the process's one
+//! live copy of each ([`docstore::SharedDocs`]), and their tasks rebuild on every new snapshot
+//! whose kept documents changed.
+//!
 //! Account databases are discovered with [`docstore::watch_dbs`]: a new one gets its task (and
 //! a table once it holds a resource) without a restart; a deleted one drops its table.
 //!
@@ -41,8 +45,8 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use docstore::naming::{self, AccountId};
 use docstore::{
-    AllDocsQuery, DbName, DbUpdateKind, DocStore, FeedBoard, FollowEvent, FollowOptions,
-    ResyncReason, RowIssue, Seq, SharedStore, Trouble, WhenDbMissing,
+    AllDocsQuery, DbName, DbUpdateKind, DocStore, FeedBoard, FollowEvent, FollowOptions, LiveDocs,
+    ResyncReason, RowIssue, Seq, SharedDocs, SharedStore, Trouble, WhenDbMissing,
 };
 use futures::StreamExt;
 use serde::Serialize;
@@ -361,6 +365,8 @@ struct ScopeInputs {
 
 struct Shared {
     store: SharedStore,
+    /// The live `system_config` and `accounts` the config and account sources read.
+    live: SharedDocs,
     options: ReactorOptions,
     current: ArcSwap<Tables>,
     build: tokio::sync::Mutex<BuildState>,
@@ -385,15 +391,37 @@ impl std::fmt::Debug for Routing {
     }
 }
 
-/// Starts the reactor on `store`; it runs until `shutdown` is cancelled.
+/// Starts the reactor on `store`, following `system_config` and `accounts` for itself; it runs
+/// until `shutdown` is cancelled. A process that shares those with other consumers calls
+/// [`spawn_with`].
 ///
 /// # Panics
 /// Outside a tokio runtime.
 pub fn spawn(store: SharedStore, options: ReactorOptions, shutdown: CancellationToken) -> Routing {
+    let mut feed = FollowOptions::new(FOLLOWER_NAME);
+    feed.heartbeat = options.heartbeat;
+    feed.backoff_base = options.backoff_base;
+    feed.backoff_cap = options.backoff_cap;
+    let live = SharedDocs::spawn(store.clone(), &feed, shutdown.clone());
+    spawn_with(store, live, options, shutdown)
+}
+
+/// Starts the reactor on `store`, reading `system_config` and `accounts` from `live`; it runs
+/// until `shutdown` is cancelled.
+///
+/// # Panics
+/// Outside a tokio runtime.
+pub fn spawn_with(
+    store: SharedStore,
+    live: SharedDocs,
+    options: ReactorOptions,
+    shutdown: CancellationToken,
+) -> Routing {
     let (generation, _) = watch::channel(0);
     let (config_ready, _) = watch::channel(false);
     let shared = Arc::new(Shared {
         store,
+        live,
         options,
         current: ArcSwap::from_pointee(Tables::new(Arc::new(Config::kazoo_defaults()))),
         build: tokio::sync::Mutex::new(BuildState { inputs: HashMap::new() }),
@@ -1017,6 +1045,14 @@ struct SourceTask {
 
 impl SourceTask {
     async fn run(mut self) {
+        let live = match self.source {
+            Source::Config => Some(self.shared.live.system_config.clone()),
+            Source::Accounts => Some(self.shared.live.accounts.clone()),
+            Source::Global | Source::Account(_) => None,
+        };
+        if let Some(live) = live {
+            return self.run_live(live).await;
+        }
         let mut attempt = 0u32;
         let cancel = self.cancel.clone();
         loop {
@@ -1066,6 +1102,61 @@ impl SourceTask {
             match self.follow(since).await {
                 Next::Reread => continue,
                 Next::Stop => return,
+            }
+        }
+    }
+
+    /// A source read from a live database: rebuilds from each new snapshot whose kept documents
+    /// changed (a change burst is gathered for `debounce` first); a manual reload rebuilds from
+    /// the current snapshot.
+    async fn run_live(mut self, live: LiveDocs) {
+        let mut generations = live.subscribe();
+        let mut reload = false;
+        let mut built = false;
+        loop {
+            let snapshot = live.current();
+            if snapshot.is_caught_up() {
+                let docs: BTreeMap<String, Kept> = snapshot
+                    .docs()
+                    .filter(|doc| self.source.keeps(doc))
+                    .filter_map(|doc| {
+                        let id = doc.get("_id")?.as_str()?.to_owned();
+                        Some((id, Kept::Json(self.source.slim(doc.clone()))))
+                    })
+                    .collect();
+                let same = built
+                    && docs.len() == self.docs.len()
+                    && docs
+                        .iter()
+                        .zip(&self.docs)
+                        .all(|((a, x), (b, y))| a == b && x.rev().is_some() && x.rev() == y.rev());
+                if !same || reload {
+                    self.docs = docs;
+                    self.build().await;
+                    built = true;
+                }
+                reload = false;
+            }
+            self.set_caught_up(snapshot.is_caught_up());
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return,
+                changed = generations.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(self.shared.options.debounce) => {}
+                    }
+                }
+                reply = self.commands.recv() => match reply {
+                    Some(reply) => {
+                        self.replies.push(reply);
+                        reload = true;
+                    }
+                    None => return,
+                },
             }
         }
     }

@@ -6,6 +6,7 @@ mod cli;
 mod cmd_numbers;
 mod cmd_route;
 mod config;
+mod crawl;
 mod http;
 mod output;
 mod serve;

@@ -52,22 +52,24 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
         },
     ));
 
+    // `accounts` and `system_config`, followed once for every consumer below.
+    let mut feed = FollowOptions::new("switchboard-live");
+    feed.heartbeat = settings.feed_heartbeat;
+    feed.backoff_base = settings.backoff_base;
+    feed.backoff_cap = settings.backoff_cap;
+    let live = docstore::SharedDocs::spawn(store.clone(), &feed, shutdown.clone());
+
     let mut options = ReactorOptions::defaults();
     options.debounce = settings.debounce;
     options.discover_every = settings.discover_every;
     options.heartbeat = settings.feed_heartbeat;
     options.backoff_base = settings.backoff_base;
     options.backoff_cap = settings.backoff_cap;
-    let routing = reactor::spawn(store.clone(), options, shutdown.clone());
+    let routing = reactor::spawn_with(store.clone(), live.clone(), options, shutdown.clone());
 
     // The number reactors: the live inbound table and the lifecycle crawler (§6.3).
-    let number_store = numbers::store::NumberStore::from_store(store.clone())
-        .await
-        .context("cannot read the number manager's configuration and the accounts")?;
     let inbound = numbers::inbound::InboundTable::start(
         store.clone(),
-        number_store.config().clone(),
-        number_store.accounts().clone(),
         numbers::inbound::InboundOptions {
             heartbeat: settings.feed_heartbeat,
             poll_dbs_every: settings.discover_every,
@@ -77,16 +79,12 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     );
     let crawler = numbers::crawler::Crawler::from_store(store.clone())
         .await
-        .context("cannot read system_config/tasks for the number crawler")?
-        .spawn();
+        .context("cannot read system_config/tasks for the number crawler")?;
+    let crawler = crate::crawl::spawn(store.clone(), crawler, shutdown.clone());
 
-    let auth = Arc::new(Auth::new(settings.token_lifetime));
-    let mut feed = FollowOptions::new("switchboard-api-accounts");
-    feed.heartbeat = settings.feed_heartbeat;
-    feed.backoff_base = settings.backoff_base;
-    feed.backoff_cap = settings.backoff_cap;
-    let accounts_task =
-        api::auth::spawn_account_follower(store.clone(), auth.clone(), feed, shutdown.clone());
+    // Tokens are signed with the key every instance on this store shares.
+    let key = load_token_key(&store, &shutdown).await?;
+    let auth = Arc::new(Auth::new(live.accounts.clone(), key, settings.token_lifetime));
 
     let checks = vec![
         ReadyCheck {
@@ -108,7 +106,18 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
             }),
             feeds: Some(Box::new({
                 let auth = auth.clone();
-                move || auth.board.report()
+                move || auth.board().report()
+            })),
+        },
+        ReadyCheck {
+            name: "system_config",
+            ready: Box::new({
+                let live = live.clone();
+                move || live.system_config.is_caught_up()
+            }),
+            feeds: Some(Box::new({
+                let live = live.clone();
+                move || live.system_config.board().report()
             })),
         },
         ReadyCheck {
@@ -135,6 +144,7 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
         store: store.clone(),
         settings: settings.clone(),
         auth,
+        live,
         routing,
         metrics,
         checks,
@@ -178,10 +188,35 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     shutdown.cancel();
     drop(design);
     crawler.abort();
-    let _ = accounts_task.await;
     tracing::info!("stopped");
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The shared token signing key; a transient storage failure (the store unreachable, a timeout)
+/// is retried every second until shutdown; a refusal (no permission to create `system_auth`) or
+/// a key document that holds no usable key is fatal.
+async fn load_token_key(
+    store: &SharedStore,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<crate::api::token::TokenKey> {
+    loop {
+        match crate::api::token::TokenKey::load_or_create(store).await {
+            Ok(key) => return Ok(key),
+            Err(err)
+                if err
+                    .downcast_ref::<docstore::Error>()
+                    .is_some_and(docstore::Error::is_transient) =>
+            {
+                tracing::warn!(error = %err, "cannot read the token signing key; retrying");
+            }
+            Err(err) => return Err(err.context("the token signing key")),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => anyhow::bail!("stopped before the token signing key was read"),
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
 }
 
 /// What the demo seeding reports.

@@ -2,26 +2,24 @@
 //! token), the in-memory token table, and the rule that a token of account A may act on A and
 //! its descendants (`pvt_tree`), a superduper admin (`pvt_superduper_admin`) on everything.
 //!
-//! Accounts are read from db `accounts` into memory and kept live with a change follower, so
-//! this works the same on CouchDB and the embedded store (no views). Tokens live only in memory:
-//! a restart invalidates them all.
+//! Accounts come from the daemon's one live copy of db `accounts` (`docstore::live`), so this
+//! works the same on CouchDB and the embedded store (no views) and sees an account disabled
+//! anywhere as soon as the feed delivers it. Tokens are signed (`token.rs`): every instance that
+//! shares the store accepts every instance's tokens, until they expire or their account is
+//! disabled or deleted.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use docstore::{FollowEvent, FollowOptions, SharedStore, WhenDbMissing};
-use futures::StreamExt;
-use rand::RngCore;
+use docstore::{Derived, LiveDocs, LiveSnapshot};
 use serde_json::{json, Value};
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use super::envelope::{CrossbarBody, Envelope, RequestId, AUTH_TOKEN_HEADER};
 use super::error::ApiError;
+use super::token::{Refused, TokenKey};
 use super::AppState;
 
 /// What the API needs to know of an account document.
@@ -74,19 +72,21 @@ impl AccountEntry {
     }
 }
 
-/// The accounts, by id, as the follower last saw them.
+/// The accounts, by id, of one snapshot of the live `accounts` database.
 #[derive(Debug, Default)]
 pub(crate) struct AccountIndex {
     by_id: HashMap<String, AccountEntry>,
 }
 
 impl AccountIndex {
-    fn upsert(&mut self, entry: AccountEntry) {
-        self.by_id.insert(entry.id.clone(), entry);
-    }
-
-    fn remove(&mut self, id: &str) {
-        self.by_id.remove(id);
+    /// The accounts of a snapshot of db `accounts`.
+    fn from_snapshot(snapshot: &LiveSnapshot) -> AccountIndex {
+        let by_id = snapshot
+            .docs()
+            .filter_map(AccountEntry::from_doc)
+            .map(|entry| (entry.id.clone(), entry))
+            .collect();
+        AccountIndex { by_id }
     }
 
     /// The account with this id.
@@ -110,23 +110,12 @@ impl AccountIndex {
     }
 }
 
-/// One issued token.
-#[derive(Debug, Clone)]
-struct TokenInfo {
-    account_id: String,
-    expires: Instant,
-}
-
-/// Accounts and tokens.
+/// Accounts (the live `accounts` database) and signed tokens.
 #[derive(Debug)]
 pub(crate) struct Auth {
-    accounts: RwLock<AccountIndex>,
-    tokens: RwLock<HashMap<String, TokenInfo>>,
+    accounts: Derived<AccountIndex>,
+    key: TokenKey,
     lifetime: Duration,
-    caught_up: watch::Sender<bool>,
-    version: std::sync::atomic::AtomicU64,
-    /// The accounts follower's health and the account documents it could not decode.
-    pub(crate) board: docstore::FeedBoard,
 }
 
 /// Who a request is from: the token's account.
@@ -139,51 +128,30 @@ pub(crate) struct Caller {
 }
 
 impl Auth {
-    /// An empty table; tokens last `lifetime`.
-    pub(crate) fn new(lifetime: Duration) -> Auth {
-        Auth {
-            accounts: RwLock::new(AccountIndex::default()),
-            tokens: RwLock::new(HashMap::new()),
-            lifetime,
-            caught_up: watch::channel(false).0,
-            version: std::sync::atomic::AtomicU64::new(0),
-            board: docstore::FeedBoard::new(),
-        }
+    /// Accounts read from `accounts` (the live `accounts` database); tokens signed with `key`,
+    /// lasting `lifetime`.
+    pub(crate) fn new(accounts: LiveDocs, key: TokenKey, lifetime: Duration) -> Auth {
+        Auth { accounts: Derived::new(accounts, AccountIndex::from_snapshot), key, lifetime }
     }
 
-    /// Whether the accounts follower has read the whole `accounts` db at least once.
+    /// Whether the live `accounts` database has been read in full at least once.
     pub(crate) fn is_caught_up(&self) -> bool {
-        *self.caught_up.borrow()
+        self.accounts.source().is_caught_up()
+    }
+
+    /// The accounts follower's health and the account documents it could not decode.
+    pub(crate) fn board(&self) -> &docstore::FeedBoard {
+        self.accounts.source().board()
     }
 
     /// How many accounts are known.
     pub(crate) fn account_count(&self) -> usize {
-        self.accounts.read().expect("accounts lock").len()
+        self.accounts.get().len()
     }
 
     /// An account entry, cloned.
     pub(crate) fn account(&self, id: &str) -> Option<AccountEntry> {
-        self.accounts.read().expect("accounts lock").get(id).cloned()
-    }
-
-    /// Bumped on every account change: caches derived from the accounts compare it.
-    pub(crate) fn version(&self) -> u64 {
-        self.version.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Applies one account document (or its deletion).
-    pub(crate) fn apply(&self, id: &str, doc: Option<&Value>) {
-        self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let mut accounts = self.accounts.write().expect("accounts lock");
-        match doc.and_then(AccountEntry::from_doc) {
-            Some(entry) => accounts.upsert(entry),
-            None => accounts.remove(id),
-        }
-    }
-
-    fn clear(&self) {
-        self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        *self.accounts.write().expect("accounts lock") = AccountIndex::default();
+        self.accounts.get().get(id).cloned()
     }
 
     /// Issues a token for the account whose api key this is.
@@ -191,46 +159,34 @@ impl Auth {
     /// # Errors
     /// 401 for an unknown key or a disabled account.
     pub(crate) fn login(&self, api_key: &str) -> Result<(String, AccountEntry), ApiError> {
-        let account = {
-            let accounts = self.accounts.read().expect("accounts lock");
-            accounts.by_api_key(api_key).cloned()
-        };
-        let Some(account) = account else {
+        let Some(account) = self.accounts.get().by_api_key(api_key).cloned() else {
             return Err(ApiError::InvalidCredentials("no account has this api key"));
         };
         if !account.enabled {
             return Err(ApiError::InvalidCredentials("the account is disabled"));
         }
-        let mut bytes = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        let token = hex::encode(bytes);
-        let now = Instant::now();
-        let mut tokens = self.tokens.write().expect("tokens lock");
-        tokens.retain(|_, t| t.expires > now);
-        tokens.insert(
-            token.clone(),
-            TokenInfo { account_id: account.id.clone(), expires: now + self.lifetime },
-        );
+        let token = self.key.sign(&account.id, self.lifetime);
         Ok((token, account))
     }
 
     /// The caller a token stands for.
     ///
     /// # Errors
-    /// 401 for a missing, unknown or expired token, or one whose account is gone or disabled.
+    /// 401 for a missing, invalid or expired token, or one whose account is gone or disabled.
     pub(crate) fn caller(&self, token: Option<&str>) -> Result<Caller, ApiError> {
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Err(ApiError::InvalidCredentials("no X-Auth-Token header"));
         };
-        let info = self.tokens.read().expect("tokens lock").get(token).cloned();
-        let Some(info) = info else {
-            return Err(ApiError::InvalidCredentials("unknown auth token"));
+        let claims = match self.key.verify(token) {
+            Ok(claims) => claims,
+            Err(Refused::Invalid) => {
+                return Err(ApiError::InvalidCredentials("unknown auth token"))
+            }
+            Err(Refused::Expired) => {
+                return Err(ApiError::InvalidCredentials("the auth token has expired"))
+            }
         };
-        if info.expires <= Instant::now() {
-            self.tokens.write().expect("tokens lock").remove(token);
-            return Err(ApiError::InvalidCredentials("the auth token has expired"));
-        }
-        match self.account(&info.account_id) {
+        match self.account(&claims.account_id) {
             Some(account) if account.enabled => {
                 Ok(Caller { account_id: account.id, superduper: account.superduper })
             }
@@ -268,52 +224,6 @@ impl Auth {
             Err(ApiError::Forbidden("only a superduper admin may do this".into()))
         }
     }
-}
-
-/// Keeps `auth`'s account index live: follows db `accounts` from the start (its catch-up reads
-/// every account, as `_all_docs` would), forgetting everything on a resync. Waits for the
-/// database if it does not exist yet.
-pub(crate) fn spawn_account_follower(
-    store: SharedStore,
-    auth: Arc<Auth>,
-    feed: FollowOptions,
-    shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut options = feed;
-        options.name = "switchboard-api-accounts".into();
-        options.include_docs = true;
-        options.checkpoint = None;
-        options.since = None;
-        options.when_db_missing = WhenDbMissing::Wait;
-        options.board = Some(auth.board.clone());
-        let mut follower = docstore::follow(store, docstore::naming::accounts_db(), options);
-        loop {
-            let event = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                event = follower.next() => event,
-            };
-            match event {
-                None => break,
-                Some(FollowEvent::Change(change)) => {
-                    let doc = if change.deleted { None } else { change.doc.as_ref() };
-                    auth.apply(&change.id, doc);
-                }
-                Some(FollowEvent::CaughtUp { .. }) => {
-                    auth.caught_up.send_replace(true);
-                }
-                Some(FollowEvent::Resync { reason }) => {
-                    tracing::info!(?reason, "accounts: resync, re-reading every account");
-                    auth.clear();
-                }
-                Some(FollowEvent::Failed(err)) => {
-                    tracing::error!(error = %err, "accounts follower stopped: auth is frozen");
-                    break;
-                }
-            }
-        }
-    })
 }
 
 /// The token of a request: `X-Auth-Token`, else `Authorization: Bearer …`.
@@ -387,12 +297,17 @@ pub(crate) async fn api_auth(
 mod tests {
     use super::*;
 
+    fn key() -> TokenKey {
+        TokenKey::new(vec![3; 32]).unwrap()
+    }
+
     fn auth_with(docs: &[Value]) -> Auth {
-        let auth = Auth::new(Duration::from_secs(60));
-        for doc in docs {
-            auth.apply(doc["_id"].as_str().unwrap(), Some(doc));
-        }
-        auth
+        auth_lasting(docs, Duration::from_secs(60))
+    }
+
+    fn auth_lasting(docs: &[Value], lifetime: Duration) -> Auth {
+        let accounts = LiveDocs::fixed(docstore::naming::accounts_db(), docs.iter().cloned());
+        Auth::new(accounts, key(), lifetime)
     }
 
     fn account(id: &str, key: &str, tree: &[&str], superduper: bool) -> Value {
@@ -431,32 +346,39 @@ mod tests {
         assert!(matches!(auth.login("wrong"), Err(ApiError::InvalidCredentials(_))));
         assert!(matches!(auth.caller(None), Err(ApiError::InvalidCredentials(_))));
         assert!(matches!(auth.caller(Some("made-up")), Err(ApiError::InvalidCredentials(_))));
+        // Signed with another key: another deployment's token.
+        let foreign = TokenKey::new(vec![4; 32]).unwrap().sign("a", Duration::from_secs(60));
+        assert!(matches!(auth.caller(Some(&foreign)), Err(ApiError::InvalidCredentials(_))));
     }
 
     #[test]
     fn tokens_expire() {
-        let auth = Auth::new(Duration::from_millis(1));
-        auth.apply("a", Some(&account("a", "k", &[], false)));
+        // A lifetime under a second expires at the second it was issued in.
+        let auth = auth_lasting(&[account("a", "k", &[], false)], Duration::from_millis(1));
         let (token, _) = auth.login("k").unwrap();
-        // Expiry is checked against Instant::now(): wait until the deadline has passed.
-        let deadline = Instant::now() + Duration::from_millis(1);
-        while Instant::now() <= deadline {
-            std::hint::spin_loop();
-        }
-        assert!(matches!(auth.caller(Some(&token)), Err(ApiError::InvalidCredentials(_))));
+        assert!(matches!(
+            auth.caller(Some(&token)),
+            Err(ApiError::InvalidCredentials("the auth token has expired"))
+        ));
     }
 
     #[test]
-    fn deleted_and_disabled_accounts_lose_access() {
-        let auth = auth_with(&[account("a", "k", &[], false)]);
-        let (token, _) = auth.login("k").unwrap();
+    fn tokens_hold_on_another_instance_until_the_account_is_disabled_or_deleted() {
+        let issuing = auth_with(&[account("a", "k", &[], false)]);
+        let (token, _) = issuing.login("k").unwrap();
+        // Another instance with the same key and accounts accepts it.
+        let other = auth_with(&[account("a", "k", &[], false)]);
+        assert_eq!(other.caller(Some(&token)).unwrap().account_id, "a");
         let mut disabled = account("a", "k", &[], false);
         disabled["pvt_enabled"] = json!(false);
-        auth.apply("a", Some(&disabled));
-        assert!(auth.caller(Some(&token)).is_err());
-        assert!(auth.login("k").is_err());
-        auth.apply("a", None);
-        assert!(auth.caller(Some(&token)).is_err());
+        let other = auth_with(&[disabled]);
+        assert!(matches!(
+            other.caller(Some(&token)),
+            Err(ApiError::InvalidCredentials("the account is disabled"))
+        ));
+        assert!(other.login("k").is_err());
+        let other = auth_with(&[]);
+        assert!(other.caller(Some(&token)).is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod state;
 mod stepswitch;
 #[cfg(test)]
 mod testing;
+pub(crate) mod token;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;

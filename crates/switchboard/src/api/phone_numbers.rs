@@ -27,30 +27,33 @@ use super::error::ApiError;
 use super::schema::Schema;
 use super::AppState;
 
-/// The number store layer, rebuilt (config, converters and accounts re-read) when the account
-/// index changed since it was built, or the routing reactor loaded a new `system_config`
-/// (`number_manager` or `stepswitch`): so the numbers API, connectivity and routing normalise and
-/// classify with the same configured `e164_converters` and `classifiers`.
+/// The number store layer, built from the daemon's live `system_config` and `accounts`
+/// documents and rebuilt when either moves (a `number_manager` edit, a carrier section, an
+/// account disabled): so the numbers API, connectivity and routing normalise and classify with
+/// the same configured `e164_converters` and `classifiers`, and decide with the same accounts.
 #[derive(Default)]
 pub(crate) struct NumbersCache {
-    cached: Mutex<Option<(u64, Arc<stepswitch::Config>, NumberStore)>>,
+    /// The store layer and the generations of `system_config` and `accounts` it was built from.
+    cached: Mutex<Option<((u64, u64), NumberStore)>>,
     /// Recent search hits, kept for buying.
     discovered: super::discovery::Discovered,
 }
 
 impl NumbersCache {
     async fn get(&self, state: &AppState) -> Result<NumberStore, ApiError> {
-        let version = state.auth.version();
-        // Held in the cache, so a new config can never reuse the address of the one compared.
-        let config = state.routing.tables().config.clone();
+        let system = state.live.system_config.current();
+        let accounts = state.live.accounts.current();
+        let built_from = (system.generation(), accounts.generation());
         let mut cached = self.cached.lock().await;
-        if let Some((v, built_with, store)) = cached.as_ref() {
-            if *v == version && Arc::ptr_eq(built_with, &config) {
+        if let Some((from, store)) = cached.as_ref() {
+            if *from == built_from {
                 return Ok(store.clone());
             }
         }
-        let store = NumberStore::from_store(state.store.clone()).await.map_err(knm_error)?;
-        *cached = Some((version, config, store.clone()));
+        let store = NumberStore::from_live(state.store.clone(), &system, &accounts)
+            .await
+            .map_err(knm_error)?;
+        *cached = Some((built_from, store.clone()));
         Ok(store)
     }
 }
@@ -111,10 +114,8 @@ pub(crate) fn caught_up_table(state: &AppState) -> Option<&InboundTable> {
 }
 
 /// §5.10 `lookup_account` of a number document in hand (the inbound table's, or one read from
-/// the store; no port request), decided with `store`'s config and accounts. Those are current
-/// (the cache is rebuilt when the account index changes), where the table's own copy of the
-/// accounts ([`InboundTable::identify`]) is the one of the daemon's start and would miss an
-/// account disabled since.
+/// the store; no port request), decided with `store`'s config and accounts, which are the
+/// current ones (the cache is rebuilt when the live `system_config` or `accounts` moves).
 pub(crate) fn lookup_doc(
     store: &NumberStore,
     number: &e164::E164,
@@ -805,10 +806,9 @@ pub(crate) fn cache() -> Arc<NumbersCache> {
 mod tests {
     use axum::response::IntoResponse;
     use docstore::naming::{accounts_db, numbers_db};
-    use numbers::{AccountMap, Config};
 
     use super::*;
-    use crate::api::testing::{memory_store, state_over};
+    use crate::api::testing::{caught_up, memory_store, state_over};
 
     const OWNER: &str = "acc00000000000000000000000000a01";
     const DISABLED: &str = "acc00000000000000000000000000d01";
@@ -864,8 +864,8 @@ mod tests {
         let port = json!({"_id": "port1", "pvt_type": "port_request", "pvt_port_state": "submitted",
                           "pvt_account_id": OWNER, "numbers": {in_port: {}}});
         store.put(&ports, port).await.unwrap();
-        // The table's own accounts are empty: a disabled owner is known from the store layer.
-        let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
+        // The table keeps numbers only: a disabled owner is known from the live accounts.
+        let table = InboundTable::new();
         table.apply_docs(&[
             number_doc(in_table, OWNER),
             number_doc(of_disabled, DISABLED),
@@ -877,9 +877,7 @@ mod tests {
         foreign_released["pvt_state"] = json!("released");
         store.put(&db, foreign_released).await.unwrap();
         let (state, shutdown) = state_over(store, Vec::new(), Some(table));
-        for doc in &accounts {
-            state.auth.apply(doc["_id"].as_str().unwrap(), Some(doc));
-        }
+        caught_up(&state).await;
 
         for number in [in_table, in_store, in_port] {
             let (status, body) = identify_json(&state, number).await;

@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     pub(crate) settings: Arc<Settings>,
     /// Accounts and tokens.
     pub(crate) auth: Arc<Auth>,
+    /// The live `accounts` and `system_config` databases every consumer reads.
+    pub(crate) live: docstore::SharedDocs,
     /// The live routing tables.
     pub(crate) routing: Routing,
     /// The Prometheus renderer.

@@ -368,7 +368,6 @@ mod tests {
     use docstore::naming::{accounts_db, numbers_db, offnet_db};
     use docstore::SharedStore;
     use numbers::inbound::InboundTable;
-    use numbers::{AccountMap, Config};
     use tokio_util::sync::CancellationToken;
 
     use super::*;
@@ -435,7 +434,7 @@ mod tests {
     /// that knows DISABLED is disabled came from the store layer's accounts.
     async fn daemon(table: bool) -> (AppState, CancellationToken) {
         let table = table.then(|| {
-            let table = InboundTable::new(Config::kazoo_defaults(), AccountMap::new());
+            let table = InboundTable::new();
             table.apply_docs(&number_docs());
             table
         });

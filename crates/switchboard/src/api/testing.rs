@@ -8,6 +8,7 @@ use numbers::inbound::InboundTable;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::Auth;
+use super::token::TokenKey;
 use super::{AppState, Inner, ReadyCheck};
 
 /// The daemon's settings with the defaults (loopback trusted).
@@ -28,23 +29,29 @@ pub(crate) fn memory_store() -> SharedStore {
     Arc::new(EmbeddedStore::in_memory().unwrap())
 }
 
-/// The daemon's state over `store`, with a routing reactor (stopped by cancelling the returned
-/// token) and `inbound` as the inbound number table. Call inside a Tokio runtime.
+/// The daemon's state over `store`, with its live `accounts` and `system_config`, a routing
+/// reactor (both stopped by cancelling the returned token) and `inbound` as the inbound number
+/// table. Call inside a Tokio runtime; [`caught_up`] waits for the live documents.
 pub(crate) fn state_over(
     store: SharedStore,
     checks: Vec<ReadyCheck>,
     inbound: Option<InboundTable>,
 ) -> (AppState, CancellationToken) {
     let shutdown = CancellationToken::new();
-    let routing = ::stepswitch::reactor::spawn(
+    let feed = docstore::FollowOptions::new("test");
+    let live = docstore::SharedDocs::spawn(store.clone(), &feed, shutdown.clone());
+    let routing = ::stepswitch::reactor::spawn_with(
         store.clone(),
+        live.clone(),
         ::stepswitch::reactor::ReactorOptions::defaults(),
         shutdown.clone(),
     );
+    let key = TokenKey::new(vec![5; 32]).expect("a 32-byte key");
     let state = AppState::new(Inner {
         store,
         settings: Arc::new(settings()),
-        auth: Arc::new(Auth::new(Duration::from_secs(60))),
+        auth: Arc::new(Auth::new(live.accounts.clone(), key, Duration::from_secs(60))),
+        live,
         routing,
         metrics: None,
         checks,
@@ -52,4 +59,18 @@ pub(crate) fn state_over(
         inbound,
     });
     (state, shutdown)
+}
+
+/// Waits until the state's live `accounts` and `system_config` have been read in full (or
+/// panics after a generous bound).
+pub(crate) async fn caught_up(state: &AppState) {
+    let wait = async {
+        for live in [&state.live.accounts, &state.live.system_config] {
+            let mut generations = live.subscribe();
+            while !live.is_caught_up() {
+                generations.changed().await.expect("the live follower runs");
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait).await.expect("live documents caught up");
 }
