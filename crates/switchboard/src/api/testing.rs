@@ -35,6 +35,16 @@ pub(crate) fn state_over(
     checks: Vec<ReadyCheck>,
     inbound: Option<InboundTable>,
 ) -> (AppState, CancellationToken) {
+    state_with(store, checks, inbound, settings())
+}
+
+/// [`state_over`] with these settings.
+pub(crate) fn state_with(
+    store: SharedStore,
+    checks: Vec<ReadyCheck>,
+    inbound: Option<InboundTable>,
+    settings: crate::config::Settings,
+) -> (AppState, CancellationToken) {
     let shutdown = CancellationToken::new();
     let routing = ::stepswitch::reactor::spawn(
         store.clone(),
@@ -43,7 +53,7 @@ pub(crate) fn state_over(
     );
     let state = AppState::new(Inner {
         store,
-        settings: Arc::new(settings()),
+        settings: Arc::new(settings),
         auth: Arc::new(Auth::new(Duration::from_secs(60))),
         routing,
         metrics: None,
