@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use super::auth::{token_of, Auth, Caller};
 use super::body::{self, CrossbarBody};
 use super::error::ApiError;
-use super::routes::{Access, Body};
+use super::routes::{Access, Body, QueryParam};
 use super::AppState;
 
 /// One endpoint's rule: who may call it and what body it reads.
@@ -26,6 +26,9 @@ pub(crate) struct Rule {
     pub(crate) access: Access,
     /// The body it reads.
     pub(crate) body: Body,
+    /// The query parameters it reads (any other is a 400), or `None` when the handler reads
+    /// and checks the query itself.
+    pub(crate) query: Option<&'static [QueryParam]>,
 }
 
 /// Checks `rule`, then runs the handler with the caller and the checked body.
@@ -40,6 +43,9 @@ async fn check(rule: &Rule, req: Request) -> Result<Request, ApiError> {
     let (mut parts, body) = req.into_parts();
     if let Some(caller) = caller(rule, &mut parts).await? {
         parts.extensions.insert(caller);
+    }
+    if let Some(declared) = rule.query {
+        check_query(parts.uri.query(), declared)?;
     }
     match rule.body {
         Body::Data(schema) | Body::Merge(schema) => {
@@ -92,6 +98,22 @@ async fn caller(rule: &Rule, parts: &mut Parts) -> Result<Option<Caller>, ApiErr
     }
 }
 
+/// Refuses a query parameter the endpoint does not read (a typo is not silently ignored).
+fn check_query(query: Option<&str>, declared: &[QueryParam]) -> Result<(), ApiError> {
+    for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
+        let raw = pair.split_once('=').map_or(pair, |(key, _)| key);
+        let key = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+        if !declared.iter().any(|(name, ..)| *name == key) {
+            let known: Vec<&str> = declared.iter().map(|(name, ..)| *name).collect();
+            return Err(ApiError::BadRequest(format!(
+                "unknown query parameter {key:?}; this endpoint reads {}",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The (percent-decoded) value of the path parameter `name`.
 async fn path_param(parts: &mut Parts, name: &str) -> Option<String> {
     let params = RawPathParams::from_request_parts(parts, &()).await.ok()?;
@@ -120,6 +142,15 @@ mod tests {
     use crate::api::testing::{memory_store, settings, state_with};
 
     use super::*;
+
+    #[test]
+    fn a_query_parameter_the_endpoint_does_not_read_is_refused() {
+        let declared: &[QueryParam] = &[("hard", false, "{}", "")];
+        assert!(check_query(None, declared).is_ok());
+        assert!(check_query(Some("hard=true&"), declared).is_ok());
+        assert!(matches!(check_query(Some("hrad=true"), declared), Err(ApiError::BadRequest(_))));
+        assert!(matches!(check_query(Some("x=1"), &[]), Err(ApiError::BadRequest(_))));
+    }
 
     const OWNER: &str = "acc00000000000000000000000000001";
     const FOREIGN: &str = "acc00000000000000000000000000002";

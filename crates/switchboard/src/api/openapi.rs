@@ -219,18 +219,19 @@ fn openapi_schema(mut value: Value) -> Value {
 /// The schemas of the document itself: the envelopes, `/healthz`'s reply, the `offnet_req`.
 fn common_schemas() -> Map<String, Value> {
     let text = json!({"type": "string"});
-    let flag =
-        json!({"oneOf": [{"type": "boolean"}, {"type": "string", "enum": ["true", "false"]}]});
+    // The keys of an offnet_req routing reads may also be null (as if absent).
+    let key = json!({"type": "string", "nullable": true});
+    let flag = json!({"nullable": true, "oneOf": [{"type": "boolean"}, {"type": "string", "enum": ["true", "false"]}]});
     let offnet_req = json!({
         "type": "object",
         "description": "Kazoo's offnet_req, bare (not wrapped in data); keys routing does not read are ignored",
         "required": ["To-DID"],
         "properties": {
             "To-DID": {"type": "string", "pattern": "\\S", "description": "the dialled number"},
-            "Flags": {"type": "array", "items": text},
-            "Account-ID": text,
-            "Hunt-Account-ID": text,
-            "Outbound-Caller-ID-Number": text,
+            "Flags": {"type": "array", "items": text, "nullable": true},
+            "Account-ID": key,
+            "Hunt-Account-ID": key,
+            "Outbound-Caller-ID-Number": key,
             "Bypass-E164": flag
         },
         "example": {"To-DID": "+14155550100", "Flags": []}

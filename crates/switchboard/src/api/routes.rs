@@ -292,8 +292,12 @@ pub(crate) fn table(state: &AppState) -> Vec<Endpoint> {
 pub(crate) fn router(state: &AppState) -> axum::Router {
     let mut router = axum::Router::new();
     for endpoint in table(state) {
-        let rule =
-            guard::Rule { state: state.clone(), access: endpoint.access, body: endpoint.body };
+        let rule = guard::Rule {
+            state: state.clone(),
+            access: endpoint.access,
+            body: endpoint.body,
+            query: (endpoint.reply != Reply::Route).then_some(endpoint.query),
+        };
         let handler = endpoint.handler.route_layer(from_fn_with_state(rule, guard::guard));
         router = router.route(endpoint.path, handler);
     }
