@@ -11,13 +11,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use docstore::{Derived, LiveDocs, LiveSnapshot};
 use serde_json::{json, Value};
 
-use super::envelope::{CrossbarBody, Envelope, RequestId, AUTH_TOKEN_HEADER};
+use super::body::CrossbarBody;
+use super::envelope::{Envelope, AUTH_TOKEN_HEADER};
 use super::error::ApiError;
 use super::token::{Refused, TokenKey};
 use super::AppState;
@@ -239,41 +240,14 @@ pub(crate) fn token_of(parts: &Parts) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        state.auth.caller(token_of(parts).as_deref())
-    }
-}
-
 /// `PUT /v2/api_auth` with `{"data": {"api_key": K}}`: 201 with the token in `auth_token` and
 /// the account's summary in `data` (Kazoo's `cb_api_auth`).
 pub(crate) async fn api_auth(
     State(state): State<AppState>,
-    request_id: RequestId,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    let api_key = match body.get("api_key") {
-        Some(Value::String(k)) if !k.is_empty() => k.clone(),
-        Some(Value::String(_)) => {
-            return Err(ApiError::validation(
-                "api_key",
-                "minLength",
-                "Value must be at least 1 characters",
-            ))
-        }
-        Some(_) => {
-            return Err(ApiError::validation("api_key", "type", "Value is not of type string"))
-        }
-        None => {
-            return Err(ApiError::validation(
-                "api_key",
-                "required",
-                "Field is required but missing",
-            ))
-        }
-    };
+    // The router has checked the body against the `api_auth` schema: a non-empty string.
+    let api_key = body.get("api_key").and_then(Value::as_str).unwrap_or_default();
     if !state.auth.is_caught_up() {
         return Err(ApiError::Datastore {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -281,7 +255,7 @@ pub(crate) async fn api_auth(
             cause: "the accounts are still being read; try again shortly".into(),
         });
     }
-    let (token, account) = state.auth.login(&api_key)?;
+    let (token, account) = state.auth.login(api_key)?;
     metrics::counter!("switchboard_api_auth_total").increment(1);
     let data = json!({
         "account_id": account.id,
@@ -290,7 +264,7 @@ pub(crate) async fn api_auth(
         "reseller_id": account.reseller_id,
         "apps": [],
     });
-    Ok(Envelope::created(data).with_auth_token(token).with_request_id(&request_id))
+    Ok(Envelope::created(data).with_auth_token(token))
 }
 
 #[cfg(test)]

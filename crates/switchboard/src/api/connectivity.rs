@@ -15,9 +15,9 @@ use numbers::store::{NumberStore, RunOptions};
 use numbers::Operation;
 use serde_json::{Map, Value};
 
-use super::auth::Caller;
+use super::body::CrossbarBody;
 use super::docs::{self, Kind, Place, UpdateMode};
-use super::envelope::{CrossbarBody, Envelope, RequestId};
+use super::envelope::Envelope;
 use super::error::{add_validation, ApiError};
 use super::phone_numbers::{knm_error, number_store};
 use super::resources::{account_place, doc_envelope};
@@ -215,37 +215,31 @@ fn account_of(place: &Place) -> String {
 /// `GET /v2/accounts/{A}/connectivity`: the ids of the account's connectivity documents.
 pub(crate) async fn list(
     State(s): State<AppState>,
-    caller: Caller,
-    rid: RequestId,
     Path(a): Path<String>,
 ) -> Result<Envelope, ApiError> {
-    let place = account_place(&s, &caller, &a)?;
+    let place = account_place(&a)?;
     let docs = docs::list(&s.store, &place, KIND).await?;
     let ids: Vec<Value> = docs.iter().filter_map(|d| d.get("id").cloned()).collect();
-    Ok(Envelope::ok(Value::Array(ids)).with_request_id(&rid))
+    Ok(Envelope::ok(Value::Array(ids)))
 }
 
 /// `GET /v2/accounts/{A}/connectivity/{id}`.
 pub(crate) async fn get_one(
     State(s): State<AppState>,
-    caller: Caller,
-    rid: RequestId,
     Path((a, id)): Path<(String, String)>,
 ) -> Result<Envelope, ApiError> {
-    let place = account_place(&s, &caller, &a)?;
+    let place = account_place(&a)?;
     let doc = docs::read(&s.store, &place, KIND, &id).await?;
-    Ok(doc_envelope(&doc).with_request_id(&rid))
+    Ok(doc_envelope(&doc))
 }
 
 /// `PUT /v2/accounts/{A}/connectivity`.
 pub(crate) async fn create(
     State(s): State<AppState>,
-    caller: Caller,
-    rid: RequestId,
     Path(a): Path<String>,
     CrossbarBody(mut body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    let place = account_place(&s, &caller, &a)?;
+    let place = account_place(&a)?;
     // Validate the shape first: DID checks read the keys the schema vouches for.
     Schema::Connectivity.validate(&mut body)?;
     let numbers = number_store(&s).await?;
@@ -255,19 +249,18 @@ pub(crate) async fn create(
     sync_numbers(&s.store, &numbers, &place, &listed, &BTreeSet::new()).await?;
     metrics::counter!("switchboard_api_writes_total", "kind" => "connectivity", "op" => "create")
         .increment(1);
-    Ok(doc_envelope(&doc).with_status(StatusCode::CREATED).with_request_id(&rid))
+    Ok(doc_envelope(&doc).with_status(StatusCode::CREATED))
 }
 
 async fn update(
     s: &AppState,
-    caller: &Caller,
     a: &str,
     id: &str,
     headers: &HeaderMap,
     body: Map<String, Value>,
     mode: UpdateMode,
 ) -> Result<Value, ApiError> {
-    let place = account_place(s, caller, a)?;
+    let place = account_place(a)?;
     let pinned = docs::pinned_rev(headers, Some(&body))?;
     let current = docs::read(&s.store, &place, KIND, id).await?;
     docs::check_rev(&current, pinned.as_deref())?;
@@ -287,39 +280,33 @@ async fn update(
 /// `POST /v2/accounts/{A}/connectivity/{id}`.
 pub(crate) async fn post(
     State(s): State<AppState>,
-    caller: Caller,
-    rid: RequestId,
     Path((a, id)): Path<(String, String)>,
     headers: HeaderMap,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    let doc = update(&s, &caller, &a, &id, &headers, body, UpdateMode::Replace).await?;
-    Ok(doc_envelope(&doc).with_request_id(&rid))
+    let doc = update(&s, &a, &id, &headers, body, UpdateMode::Replace).await?;
+    Ok(doc_envelope(&doc))
 }
 
 /// `PATCH /v2/accounts/{A}/connectivity/{id}`.
 pub(crate) async fn patch(
     State(s): State<AppState>,
-    caller: Caller,
-    rid: RequestId,
     Path((a, id)): Path<(String, String)>,
     headers: HeaderMap,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    let doc = update(&s, &caller, &a, &id, &headers, body, UpdateMode::Merge).await?;
-    Ok(doc_envelope(&doc).with_request_id(&rid))
+    let doc = update(&s, &a, &id, &headers, body, UpdateMode::Merge).await?;
+    Ok(doc_envelope(&doc))
 }
 
 /// `DELETE /v2/accounts/{A}/connectivity/{id}`: the numbers it listed are released from
 /// trunkstore (unless another connectivity document of the account lists them).
 pub(crate) async fn delete(
     State(s): State<AppState>,
-    caller: Caller,
-    rid: RequestId,
     Path((a, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Envelope, ApiError> {
-    let place = account_place(&s, &caller, &a)?;
+    let place = account_place(&a)?;
     let pinned = docs::pinned_rev(&headers, None)?;
     let current = docs::read(&s.store, &place, KIND, &id).await?;
     docs::check_rev(&current, pinned.as_deref())?;
@@ -329,7 +316,7 @@ pub(crate) async fn delete(
     sync_numbers(&s.store, &numbers, &place, &BTreeSet::new(), &before).await?;
     metrics::counter!("switchboard_api_writes_total", "kind" => "connectivity", "op" => "delete")
         .increment(1);
-    Ok(doc_envelope(&current).with_request_id(&rid))
+    Ok(doc_envelope(&current))
 }
 
 #[cfg(test)]

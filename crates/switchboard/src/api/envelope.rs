@@ -1,16 +1,11 @@
 //! The Crossbar response envelope (`{"data", "status", "request_id", "revision", "auth_token",
-//! …}`), the request id every response carries, and JSON body extraction with Kazoo-shaped 400s
-//! for malformed JSON and a 413 for bodies over the configured limit.
+//! …}`) and the request id every response carries: set once per request by the request layer
+//! (`ops::request_layer`), read here by every envelope, success or error.
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
-
-use super::error::ApiError;
 
 /// The header carrying the request id (Kazoo's `X-Request-ID`).
 pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -18,7 +13,6 @@ pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 pub(crate) const AUTH_TOKEN_HEADER: &str = "x-auth-token";
 
 /// The request id: the client's `X-Request-ID` when it sent a sane one, else a fresh one.
-/// Set by the request-id middleware as an extension; every envelope echoes it.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestId(pub(crate) String);
 
@@ -36,25 +30,13 @@ impl RequestId {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for RequestId {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<RequestId>()
-            .cloned()
-            .unwrap_or_else(|| RequestId::from_headers(&parts.headers)))
-    }
-}
-
 tokio::task_local! {
-    /// The id of the request being served, set by the request-id middleware so that replies
-    /// built without the id at hand (extractor rejections) still echo it.
+    /// The id of the request being served, set by the request layer around everything that
+    /// serves the request (limits, router, handler), so every reply echoes it.
     pub(crate) static CURRENT_REQUEST_ID: String;
 }
 
-/// The current request's id, or a fresh one outside a request.
+/// The current request's id, or a fresh one outside a request (a handler called by a test).
 pub(crate) fn current_request_id() -> String {
     CURRENT_REQUEST_ID
         .try_with(Clone::clone)
@@ -68,20 +50,13 @@ pub(crate) struct Envelope {
     data: Value,
     revision: Option<String>,
     auth_token: Option<String>,
-    request_id: Option<String>,
 }
 
 impl Envelope {
     /// 200 with `data`; `revision` is the document's `_rev` when `data` is one document, else a
     /// digest of `data` (Kazoo's etag for listings).
     pub(crate) fn ok(data: Value) -> Envelope {
-        Envelope {
-            status: StatusCode::OK,
-            data,
-            revision: None,
-            auth_token: None,
-            request_id: None,
-        }
+        Envelope { status: StatusCode::OK, data, revision: None, auth_token: None }
     }
 
     /// 201 with `data` (a created document).
@@ -106,12 +81,6 @@ impl Envelope {
         self.revision = rev.map(str::to_owned);
         self
     }
-
-    /// The request id to echo.
-    pub(crate) fn with_request_id(mut self, id: &RequestId) -> Envelope {
-        self.request_id = Some(id.0.clone());
-        self
-    }
 }
 
 /// The `revision` of a reply: the `_rev` of a single document, else an md5 of the data.
@@ -127,19 +96,16 @@ fn revision_of(data: &Value) -> String {
 impl IntoResponse for Envelope {
     fn into_response(self) -> Response {
         let revision = self.revision.unwrap_or_else(|| revision_of(&self.data));
-        let request_id = self.request_id.unwrap_or_else(current_request_id);
+        let request_id = current_request_id();
         let mut body = Map::new();
         body.insert("auth_token".into(), Value::String(self.auth_token.unwrap_or_default()));
         body.insert("data".into(), self.data);
-        body.insert("request_id".into(), Value::String(request_id.clone()));
+        body.insert("request_id".into(), Value::String(request_id));
         body.insert("revision".into(), Value::String(revision.clone()));
         body.insert("status".into(), Value::String("success".into()));
         body.insert("timestamp".into(), Value::String(timestamp()));
         body.insert("version".into(), Value::String(env!("CARGO_PKG_VERSION").into()));
         let mut response = (self.status, axum::Json(Value::Object(body))).into_response();
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert(REQUEST_ID_HEADER, v);
-        }
         if let Ok(v) = HeaderValue::from_str(&format!("\"{revision}\"")) {
             response.headers_mut().insert(axum::http::header::ETAG, v);
         }
@@ -171,58 +137,9 @@ fn timestamp() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-/// A request body in Crossbar's shape: `{"data": {...}}` (a bare object is accepted too, as
-/// Kazoo does for clients that forget the wrapper). Malformed JSON is a 400 `parse_error`, an
-/// oversized body a 413, a body that is not an object a 400.
-#[derive(Debug)]
-pub(crate) struct CrossbarBody(pub(crate) Map<String, Value>);
-
-impl<S: Send + Sync> FromRequest<S> for CrossbarBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadRequest(format!("cannot read the request body: {rejection}"))
-            }
-        })?;
-        parse_body(&bytes).map(CrossbarBody)
-    }
-}
-
-/// The JSON of a request body (see [`CrossbarBody`]).
-pub(crate) fn parse_body(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::ParseError(
-            "the request body is empty: send {\"data\": {...}}".into(),
-        ));
-    }
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::ParseError(format!("malformed JSON: {e}")))?;
-    let Value::Object(mut envelope) = value else {
-        return Err(ApiError::ParseError("the request body is not a JSON object".into()));
-    };
-    match envelope.remove("data") {
-        Some(Value::Object(data)) => Ok(data),
-        Some(_) => Err(ApiError::ParseError("\"data\" is not a JSON object".into())),
-        None => Ok(envelope),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bodies_are_unwrapped_and_malformed_ones_refused() {
-        assert_eq!(parse_body(br#"{"data": {"a": 1}}"#).unwrap()["a"], 1);
-        assert_eq!(parse_body(br#"{"a": 1}"#).unwrap()["a"], 1);
-        for bad in [&b""[..], b"  ", b"{", b"[1]", br#"{"data": 3}"#, b"nul"] {
-            assert!(matches!(parse_body(bad), Err(ApiError::ParseError(_))), "{bad:?}");
-        }
-    }
 
     #[test]
     fn revision_is_the_rev_or_a_digest() {

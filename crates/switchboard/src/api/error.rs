@@ -1,11 +1,13 @@
-//! The one place where library errors become Crossbar error envelopes, with the status codes,
-//! `message` keys and `data` objects Kazoo's `cb_context:add_system_error/2,3` gives them.
+//! The one place where errors become Crossbar error envelopes, with the status codes,
+//! `message` keys and `data` objects Kazoo's `cb_context:add_system_error/2,3` gives them: the
+//! store's, the number manager's (Kazoo's `knm_errors` as Crossbar shapes them), routing's, and
+//! the API's own. Handlers return an [`ApiError`]; nothing else builds an error reply.
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use super::envelope::{error_body, REQUEST_ID_HEADER};
+use super::envelope::{current_request_id, error_body};
 
 /// Kazoo's field → rule → `{"message": …}` map of validation errors.
 pub(crate) type ValidationErrors = Map<String, Value>;
@@ -37,6 +39,11 @@ pub(crate) enum ApiError {
     UriTooLong(String),
     /// 408: the request body did not arrive within `api.body_read_timeout`.
     RequestTimeout(String),
+    /// 404 `no_carrier`: no carrier routes the number; `data` is the (empty) answer.
+    NoCarrier(Value),
+    /// 503 `datastore_unreachable`: what is asked for is not readable yet (the routing tables
+    /// before their first load) or the store failed under routing.
+    Unavailable(String),
     /// 503 `datastore_missing`, `datastore_unreachable`, `datastore_fault`: the store failed.
     Datastore {
         /// The HTTP status.
@@ -126,6 +133,12 @@ impl ApiError {
                 "request_timeout".into(),
                 json!({"message": "the request took too long to arrive", "cause": detail}),
             ),
+            ApiError::NoCarrier(data) => (StatusCode::NOT_FOUND, "no_carrier".into(), data.clone()),
+            ApiError::Unavailable(detail) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "datastore_unreachable".into(),
+                json!({ "message": detail }),
+            ),
             ApiError::Datastore { status, key, cause } => {
                 (*status, (*key).into(), json!({"message": key.replace('_', " "), "cause": cause}))
             }
@@ -136,22 +149,6 @@ impl ApiError {
                 json!({"message": "unspecified fault", "cause": cause}),
             ),
         }
-    }
-
-    /// The response, echoing `request_id`.
-    pub(crate) fn into_response_with_id(self, request_id: &str) -> Response {
-        let (status, message, data) = self.parts();
-        if status.is_server_error() {
-            tracing::error!(%status, %message, %data, request_id, "request failed");
-        }
-        metrics::counter!("switchboard_api_errors_total", "status" => status.as_u16().to_string())
-            .increment(1);
-        let mut response =
-            (status, axum::Json(error_body(status, &message, data, request_id))).into_response();
-        if let Ok(v) = HeaderValue::from_str(request_id) {
-            response.headers_mut().insert(REQUEST_ID_HEADER, v);
-        }
-        response
     }
 }
 
@@ -174,9 +171,68 @@ pub(crate) fn add_validation(
     }
 }
 
+/// The error envelope, echoing the request's id (the `X-Request-ID` header is set by the
+/// request layer, `ops::request_layer`).
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.into_response_with_id(&super::envelope::current_request_id())
+        let request_id = current_request_id();
+        let (status, message, data) = self.parts();
+        if status.is_server_error() {
+            tracing::error!(%status, %message, %data, request_id, "request failed");
+        }
+        metrics::counter!("switchboard_api_errors_total", "status" => status.as_u16().to_string())
+            .increment(1);
+        (status, axum::Json(error_body(status, &message, data, &request_id))).into_response()
+    }
+}
+
+/// A number-manager error as Crossbar shapes it (Kazoo's `cb_phone_numbers_v2` replies): an
+/// unknown number is a 404 `bad_identifier`, a stale revision a 409, a number that is not in
+/// service or whose account is disabled a 400 `client error` naming the cause; anything else
+/// keeps the status and body `knm_errors` gives it.
+pub(crate) fn knm_error(err: numbers::Error) -> ApiError {
+    match &err {
+        numbers::Error::NotFound { .. } => ApiError::Custom {
+            status: StatusCode::NOT_FOUND,
+            message: "bad_identifier".into(),
+            data: json!({"message": "bad identifier", "not_found": "The number could not be found"}),
+        },
+        numbers::Error::Conflict { cause, .. } => ApiError::Conflict(cause.clone()),
+        numbers::Error::NotInService { number, account }
+        | numbers::Error::AccountDisabled { number, account } => {
+            let cause = if matches!(err, numbers::Error::NotInService { .. }) {
+                "not_in_service"
+            } else {
+                "account_disabled"
+            };
+            ApiError::Custom {
+                status: StatusCode::BAD_REQUEST,
+                message: "client error".into(),
+                data: json!({"cause": cause, "account_id": account, "number": number}),
+            }
+        }
+        _ => {
+            let body = err.to_json();
+            let status =
+                StatusCode::from_u16(err.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let message = body.get("error").and_then(Value::as_str).unwrap_or("error").to_owned();
+            ApiError::Custom { status, message, data: body }
+        }
+    }
+}
+
+/// A routing reload that failed: an account without a database is a 404 `bad_identifier`,
+/// anything else (the store failing) a 503.
+impl From<::stepswitch::Error> for ApiError {
+    fn from(err: ::stepswitch::Error) -> ApiError {
+        match err {
+            ::stepswitch::Error::Store(docstore::Error::DbNotFound { db }) => ApiError::Custom {
+                status: StatusCode::NOT_FOUND,
+                message: "bad_identifier".into(),
+                data: json!({ "message": format!("database {db} does not exist") }),
+            },
+            err => ApiError::Unavailable(err.to_string()),
+        }
     }
 }
 

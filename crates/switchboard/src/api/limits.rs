@@ -45,20 +45,10 @@ pub(crate) async fn limit_request(
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
-    let read =
-        tokio::time::timeout(state.settings.body_read_timeout, axum::body::to_bytes(body, max));
+    let read = tokio::time::timeout(state.settings.body_read_timeout, super::body::read(body, max));
     let bytes = match read.await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(err)) => {
-            // `to_bytes` fails on the length limit or on a broken stream.
-            let too_large = std::error::Error::source(&err)
-                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
-            return closing(if too_large {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadRequest(format!("cannot read the request body: {err}"))
-            });
-        }
+        Ok(Err(err)) => return closing(err),
         Err(_) => {
             return closing(ApiError::RequestTimeout(format!(
                 "the request body did not arrive within {:?}",

@@ -1,14 +1,18 @@
 //! The HTTP API, shaped like Kazoo's Crossbar: one route table ([`routes`]) from which both the
-//! router and `/v2/openapi.json` are built, the Crossbar envelope ([`envelope`]), the one
-//! error mapping ([`error`]), auth ([`auth`]) and one module per area.
+//! router (which enforces each route's access rule and body schema, [`guard`]) and
+//! `/v2/openapi.json` ([`openapi`]) are built, the Crossbar envelope ([`envelope`]) and request
+//! bodies ([`body`]), the one error mapping ([`error`]), auth ([`auth`]) and one module per area.
 
 pub(crate) mod auth;
+mod body;
 mod connectivity;
 mod discovery;
 mod docs;
 pub(crate) mod envelope;
 pub(crate) mod error;
+mod guard;
 mod limits;
+mod openapi;
 pub(crate) mod ops;
 pub(crate) mod phone_numbers;
 mod resources;

@@ -1,19 +1,17 @@
 //! Operations endpoints: `/metrics` (Prometheus text), `/healthz` (ready only when every
-//! reactor has caught up with its feeds and none is failing), and the middlewares every request passes: request
-//! id, HTTP metrics, and the trusted-network check in front of the routing endpoints.
+//! reactor has caught up with its feeds and none is failing), and the layer every request passes:
+//! request id and HTTP metrics.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
-use super::auth::token_of;
-use super::envelope::{RequestId, CURRENT_REQUEST_ID};
+use super::envelope::{RequestId, CURRENT_REQUEST_ID, REQUEST_ID_HEADER};
 use super::error::ApiError;
 use super::AppState;
 
@@ -224,30 +222,51 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 /// Gives every request an id (the client's `X-Request-ID` or a new one) that every reply
-/// echoes, and counts and times the request by its route.
-pub(crate) async fn request_layer(mut req: Request, next: Next) -> Response {
+/// echoes, in its envelope and its `X-Request-ID` header: the one place the id is attached.
+/// Counts and times the request by its route and method, with bounded labels: a path no route
+/// matches is `route="unmatched"`, a method the API does not use `method="other"`.
+pub(crate) async fn request_layer(req: Request, next: Next) -> Response {
     let id = RequestId::from_headers(req.headers());
-    req.extensions_mut().insert(id.clone());
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let started = Instant::now();
-    let response = CURRENT_REQUEST_ID.scope(id.0.clone(), next.run(req)).await;
-    let response = crossbar_shaped(response, &id.0).await;
+    let mut response = CURRENT_REQUEST_ID
+        .scope(id.0.clone(), async move { crossbar_shaped(next.run(req).await).await })
+        .await;
+    if let Ok(value) = HeaderValue::from_str(&id.0) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
     let status = response.status().as_u16().to_string();
-    metrics::counter!("switchboard_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+    metrics::counter!("switchboard_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("switchboard_http_request_duration_seconds", "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
 }
 
+/// The `method` label: the methods HTTP defines as themselves, anything else `other`.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::PUT,
+        Method::POST,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN.iter().find(|known| *known == method).map_or("other", Method::as_str)
+}
+
 /// An error reply that axum's own extractors produced (plain text: a refused query string, an
 /// oversized body read as raw bytes) becomes a Crossbar error envelope with the same status.
-async fn crossbar_shaped(response: Response, request_id: &str) -> Response {
+async fn crossbar_shaped(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
@@ -271,42 +290,7 @@ async fn crossbar_shaped(response: Response, request_id: &str) -> Response {
             data: json!({ "message": text }),
         },
     };
-    error.into_response_with_id(request_id)
-}
-
-/// In front of the routing endpoints: clients from a trusted network pass; anyone else needs a
-/// superduper admin's token (401 without a valid token, 403 with another account's).
-pub(crate) async fn trusted_or_superduper(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let is_lookup = req.uri().path().ends_with("/stepswitch/route");
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let trusted = peer.is_some_and(|ip| state.settings.is_trusted(ip));
-    if !trusted {
-        let (parts, body) = req.into_parts();
-        let caller = match state.auth.caller(token_of(&parts).as_deref()) {
-            Ok(caller) => caller,
-            Err(err) => return err.into_response(),
-        };
-        if !caller.superduper {
-            return ApiError::Forbidden(
-                "the routing endpoints need a trusted network or a superduper admin's token".into(),
-            )
-            .into_response();
-        }
-        let req = Request::from_parts(parts, body);
-        return count_lookup(is_lookup, next.run(req).await);
-    }
-    count_lookup(is_lookup, next.run(req).await)
-}
-
-fn count_lookup(is_lookup: bool, response: Response) -> Response {
-    if is_lookup && response.status().is_success() {
-        metrics::counter!("switchboard_route_lookups_total").increment(1);
-    }
-    response
+    error.into_response()
 }
 
 /// The 404 of an unknown route, in Crossbar's shape.
@@ -317,4 +301,18 @@ pub(crate) async fn not_found() -> ApiError {
 /// The 405 of a known path with another method, in Crossbar's shape.
 pub(crate) async fn invalid_method() -> ApiError {
     ApiError::InvalidMethod
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_the_api_does_not_use_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for invented in ["ZZTEST1", "ZZTEST2", "get"] {
+            assert_eq!(method_label(&Method::from_bytes(invented.as_bytes()).unwrap()), "other");
+        }
+    }
 }

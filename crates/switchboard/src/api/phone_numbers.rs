@@ -21,10 +21,10 @@ use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
 use super::auth::{Auth, Caller};
+use super::body::CrossbarBody;
 use super::docs;
-use super::envelope::{CrossbarBody, Envelope, RequestId};
-use super::error::ApiError;
-use super::schema::Schema;
+use super::envelope::Envelope;
+use super::error::{knm_error, ApiError};
 use super::AppState;
 
 /// The number store layer, built from the daemon's live `system_config` and `accounts`
@@ -58,48 +58,14 @@ impl NumbersCache {
     }
 }
 
-/// §15.5-15.7: a number-manager error as Crossbar shapes it.
-pub(crate) fn knm_error(err: numbers::Error) -> ApiError {
-    match &err {
-        numbers::Error::NotFound { .. } => ApiError::Custom {
-            status: StatusCode::NOT_FOUND,
-            message: "bad_identifier".into(),
-            data: json!({"message": "bad identifier", "not_found": "The number could not be found"}),
-        },
-        numbers::Error::Conflict { cause, .. } => ApiError::Conflict(cause.clone()),
-        numbers::Error::NotInService { number, account }
-        | numbers::Error::AccountDisabled { number, account } => {
-            let cause = if matches!(err, numbers::Error::NotInService { .. }) {
-                "not_in_service"
-            } else {
-                "account_disabled"
-            };
-            ApiError::Custom {
-                status: StatusCode::BAD_REQUEST,
-                message: "client error".into(),
-                data: json!({"cause": cause, "account_id": account, "number": number}),
-            }
-        }
-        _ => {
-            let body = err.to_json();
-            let status =
-                StatusCode::from_u16(err.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let message = body.get("error").and_then(Value::as_str).unwrap_or("error").to_owned();
-            ApiError::Custom { status, message, data: body }
-        }
-    }
-}
-
-/// The token's account as `auth_by`, after checking it may act on `account`.
-fn auth_by(state: &AppState, caller: &Caller, account: &str) -> Result<AuthBy, ApiError> {
-    state.auth.authorize(caller, account)?;
+/// The token's account as `auth_by` (the router has checked it may act on the path's account).
+fn auth_by(caller: &Caller) -> Result<AuthBy, ApiError> {
     AuthBy::parse(&caller.account_id).map_err(knm_error)
 }
 
-/// The path's `{account_id}`, after checking the caller may act on it: parsed once, as the raw id
-/// Kazoo's guards take; anything else is a 400 naming the value.
-fn path_account(state: &AppState, caller: &Caller, account: &str) -> Result<AccountId, ApiError> {
-    state.auth.authorize(caller, account)?;
+/// The path's `{account_id}` (the router has checked the caller may act on it), parsed once as
+/// the raw id Kazoo's guards take; anything else is a 400 naming the value.
+fn path_account(account: &str) -> Result<AccountId, ApiError> {
     Ok(AccountId::parse(account)?)
 }
 
@@ -133,30 +99,31 @@ fn normalize(store: &NumberStore, raw: &str) -> Result<e164::E164, ApiError> {
 async fn run(
     state: &AppState,
     caller: &Caller,
-    account: &str,
+    called: &'static str,
     raw: &str,
     op: Operation,
 ) -> Result<Envelope, ApiError> {
-    run_at(state, caller, account, raw, op, None).await
+    run_at(state, caller, called, raw, op, None).await
 }
 
 /// [`run`] on the number document's revision `expected_rev` when one is pinned (`If-Match`, the
-/// body's `_rev`): a number that is at another revision is a 409, nothing written.
+/// body's `_rev`): a number that is at another revision is a 409, nothing written. `called` is
+/// the operation the client called (`activate` performs a `move`), the label it is counted
+/// under in `switchboard_number_transitions_total`.
 async fn run_at(
     state: &AppState,
     caller: &Caller,
-    account: &str,
+    called: &'static str,
     raw: &str,
     op: Operation,
     expected_rev: Option<String>,
 ) -> Result<Envelope, ApiError> {
-    let by = auth_by(state, caller, account)?;
+    let by = auth_by(caller)?;
     let store = number_store(state).await?;
     let number = normalize(&store, raw)?;
-    let name = op.name();
     let opts = RunOptions { expected_rev, ..RunOptions::by(by.clone()) };
     let decision = apply(store.clone(), number, op, opts).await?;
-    metrics::counter!("switchboard_number_transitions_total", "op" => name).increment(1);
+    metrics::counter!("switchboard_number_transitions_total", "op" => called).increment(1);
     let public = store.public_json(&decision.doc, &by);
     Ok(Envelope::ok(public).with_revision(decision.doc.rev.as_deref()))
 }
@@ -180,18 +147,16 @@ fn public_fields(mut body: Map<String, Value>) -> Map<String, Value> {
 /// `{numbers: {number: {state, assigned_to, used_by, features, …}}}` (§13.3's listing).
 pub(crate) async fn list(
     State(s): State<AppState>,
-    caller: Caller,
-    rid: RequestId,
     Path(a): Path<String>,
     Query(q): Query<SearchQuery>,
 ) -> Result<Envelope, ApiError> {
-    let account = path_account(&s, &caller, &a)?;
+    let account = path_account(&a)?;
     if q.prefix.is_some() {
         // With `prefix` it is the account's search (Crossbar's `find_numbers` for the account):
         // the account's own pool numbers (knm_managed, knm_inum, …) are found too.
         let (prefix, quantity) = search_params(&q)?;
         let rows = search_and_remember(&s, &prefix, quantity, Some(&account)).await?;
-        return Ok(Envelope::ok(Value::Array(rows)).with_request_id(&rid));
+        return Ok(Envelope::ok(Value::Array(rows)));
     }
     let db: DbName = account.db_name();
     let mut numbers = Map::new();
@@ -232,7 +197,7 @@ pub(crate) async fn list(
         }
         start = page.rows.last().map(|r| r.id.clone());
     }
-    Ok(Envelope::ok(json!({"numbers": numbers})).with_request_id(&rid))
+    Ok(Envelope::ok(json!({"numbers": numbers})))
 }
 
 /// `GET /v2/accounts/{A}/phone_numbers/{N}`: `get` (§15.2: ownership by A is not checked, the
@@ -240,10 +205,9 @@ pub(crate) async fn list(
 pub(crate) async fn get_one(
     State(s): State<AppState>,
     caller: Caller,
-    rid: RequestId,
-    Path((a, n)): Path<(String, String)>,
+    Path((_, n)): Path<(String, String)>,
 ) -> Result<Envelope, ApiError> {
-    Ok(run(&s, &caller, &a, &n, Operation::Get).await?.with_request_id(&rid))
+    run(&s, &caller, "get", &n, Operation::Get).await
 }
 
 /// `PUT /v2/accounts/{A}/phone_numbers/{N}`: `create` assigned to A, state `create_with_state`
@@ -251,11 +215,9 @@ pub(crate) async fn get_one(
 pub(crate) async fn create(
     State(s): State<AppState>,
     caller: Caller,
-    rid: RequestId,
     Path((a, n)): Path<(String, String)>,
     CrossbarBody(mut body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    Schema::PhoneNumbers.check(&body)?;
     let state = match body.remove("create_with_state") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => Some(text.parse::<NumberState>().map_err(|_| {
@@ -274,13 +236,13 @@ pub(crate) async fn create(
         }
     };
     let op = Operation::Create(Create {
-        assign_to: Some(path_account(&s, &caller, &a)?),
+        assign_to: Some(path_account(&a)?),
         state,
         public_fields: Some(public_fields(body)),
         ..Create::default()
     });
-    let reply = run(&s, &caller, &a, &n, op).await?;
-    Ok(reply.with_status(StatusCode::CREATED).with_request_id(&rid))
+    let reply = run(&s, &caller, "create", &n, op).await?;
+    Ok(reply.with_status(StatusCode::CREATED))
 }
 
 /// `POST /v2/accounts/{A}/phone_numbers/{N}`: `update`, the body replaces the public fields
@@ -288,18 +250,16 @@ pub(crate) async fn create(
 pub(crate) async fn post(
     State(s): State<AppState>,
     caller: Caller,
-    rid: RequestId,
-    Path((a, n)): Path<(String, String)>,
+    Path((_, n)): Path<(String, String)>,
     headers: HeaderMap,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
     let pinned = docs::pinned_rev(&headers, Some(&body))?;
-    Schema::PhoneNumbers.check(&body)?;
     let op = Operation::Update(Update {
         public_fields: Some(PublicFields::Replace(public_fields(body))),
         ..Update::default()
     });
-    Ok(run_at(&s, &caller, &a, &n, op, pinned).await?.with_request_id(&rid))
+    run_at(&s, &caller, "update", &n, op, pinned).await
 }
 
 /// `PATCH /v2/accounts/{A}/phone_numbers/{N}`: `update`, the body is merged in (on the
@@ -307,18 +267,16 @@ pub(crate) async fn post(
 pub(crate) async fn patch(
     State(s): State<AppState>,
     caller: Caller,
-    rid: RequestId,
-    Path((a, n)): Path<(String, String)>,
+    Path((_, n)): Path<(String, String)>,
     headers: HeaderMap,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
     let pinned = docs::pinned_rev(&headers, Some(&body))?;
-    Schema::PhoneNumbers.check(&body)?;
     let op = Operation::Update(Update {
         public_fields: Some(PublicFields::Merge(public_fields(body))),
         ..Update::default()
     });
-    Ok(run_at(&s, &caller, &a, &n, op, pinned).await?.with_request_id(&rid))
+    run_at(&s, &caller, "update", &n, op, pinned).await
 }
 
 /// `?hard=true`.
@@ -333,8 +291,7 @@ pub(crate) struct DeleteQuery {
 pub(crate) async fn delete(
     State(s): State<AppState>,
     caller: Caller,
-    rid: RequestId,
-    Path((a, n)): Path<(String, String)>,
+    Path((_, n)): Path<(String, String)>,
     Query(q): Query<DeleteQuery>,
     headers: HeaderMap,
 ) -> Result<Envelope, ApiError> {
@@ -345,13 +302,13 @@ pub(crate) async fn delete(
     } else {
         Operation::Release
     };
-    match run_at(&s, &caller, &a, &n, op, pinned).await {
+    match run_at(&s, &caller, if q.hard { "delete" } else { "release" }, &n, op, pinned).await {
         Err(ApiError::Custom { data, .. })
             if data.get("cause").and_then(Value::as_str) == Some("from available to released") =>
         {
             Err(knm_error(numbers::Error::NotFound { number: n }))
         }
-        other => Ok(other?.with_request_id(&rid)),
+        other => Ok(other?),
     }
 }
 
@@ -359,32 +316,29 @@ pub(crate) async fn delete(
 pub(crate) async fn activate(
     State(s): State<AppState>,
     caller: Caller,
-    rid: RequestId,
     Path((a, n)): Path<(String, String)>,
     headers: HeaderMap,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
     let pinned = docs::pinned_rev(&headers, Some(&body))?;
-    Schema::PhoneNumbers.check(&body)?;
     discover(&s, &n).await?;
     let fields = public_fields(body);
     let op = Operation::Move(Move {
-        assign_to: Some(path_account(&s, &caller, &a)?),
+        assign_to: Some(path_account(&a)?),
         public_fields: (!fields.is_empty()).then_some(PublicFields::Merge(fields)),
         ..Move::default()
     });
-    Ok(run_at(&s, &caller, &a, &n, op, pinned).await?.with_request_id(&rid))
+    run_at(&s, &caller, "activate", &n, op, pinned).await
 }
 
 /// `PUT /v2/accounts/{A}/phone_numbers/{N}/reserve`: `reserve` for A.
 pub(crate) async fn reserve(
     State(s): State<AppState>,
     caller: Caller,
-    rid: RequestId,
     Path((a, n)): Path<(String, String)>,
 ) -> Result<Envelope, ApiError> {
-    let op = Operation::Reserve { assign_to: Some(path_account(&s, &caller, &a)?) };
-    Ok(run(&s, &caller, &a, &n, op).await?.with_request_id(&rid))
+    let op = Operation::Reserve { assign_to: Some(path_account(&a)?) };
+    run(&s, &caller, "reserve", &n, op).await
 }
 
 /// `GET /v2/accounts/{A}/phone_numbers/{N}/identify`: `{account_id, number}` of the owner, from
@@ -396,10 +350,8 @@ pub(crate) async fn reserve(
 pub(crate) async fn identify(
     State(s): State<AppState>,
     caller: Caller,
-    rid: RequestId,
-    Path((a, n)): Path<(String, String)>,
+    Path((_, n)): Path<(String, String)>,
 ) -> Result<Envelope, ApiError> {
-    s.auth.authorize(&caller, &a)?;
     let store = number_store(&s).await?;
     let number = normalize(&store, &n)?;
     let from_table = caught_up_table(&s)
@@ -425,8 +377,7 @@ pub(crate) async fn identify(
     };
     Ok(Envelope::ok(
         json!({"account_id": found.account_id.as_str(), "number": found.number.as_str()}),
-    )
-    .with_request_id(&rid))
+    ))
 }
 
 /// `GET /v2/phone_numbers?prefix=&quantity=`: search the configured carriers (§11). Like
@@ -440,12 +391,11 @@ pub(crate) struct SearchQuery {
 /// Kazoo's `find_numbers` schema: `prefix` 3..10 characters, `quantity` at least 1.
 pub(crate) async fn search(
     State(s): State<AppState>,
-    rid: RequestId,
     Query(q): Query<SearchQuery>,
 ) -> Result<Envelope, ApiError> {
     let (prefix, quantity) = search_params(&q)?;
     let rows = search_and_remember(&s, &prefix, quantity, None).await?;
-    Ok(Envelope::ok(Value::Array(rows)).with_request_id(&rid))
+    Ok(Envelope::ok(Value::Array(rows)))
 }
 
 /// Kazoo's `find_numbers` schema: `prefix` 3..10 characters, `quantity` at least 1 (default 1).
@@ -508,19 +458,17 @@ async fn discover(s: &AppState, raw: &str) -> Result<(), ApiError> {
 pub(crate) async fn port(
     State(s): State<AppState>,
     caller: Caller,
-    rid: RequestId,
     Path((a, n)): Path<(String, String)>,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    Schema::PhoneNumbers.check(&body)?;
     let op = Operation::Create(Create {
-        assign_to: Some(path_account(&s, &caller, &a)?),
+        assign_to: Some(path_account(&a)?),
         state: Some(NumberState::PortIn),
         public_fields: Some(public_fields(body)),
         ..Create::default()
     });
-    let reply = run(&s, &caller, &a, &n, op).await?;
-    Ok(reply.with_status(StatusCode::CREATED).with_request_id(&rid))
+    let reply = run(&s, &caller, "port", &n, op).await?;
+    Ok(reply.with_status(StatusCode::CREATED))
 }
 
 /// What a collection request does to each number.
@@ -586,12 +534,11 @@ async fn collection(
     mut body: Map<String, Value>,
     bulk: Bulk,
 ) -> Result<Envelope, ApiError> {
-    let by = auth_by(s, caller, a)?;
+    let by = auth_by(caller)?;
     let store = number_store(s).await?;
     let inputs = collection_numbers(&store, &mut body)?;
-    Schema::PhoneNumbers.check(&body)?;
     let fields = public_fields(body);
-    let assign_to = Some(path_account(s, caller, a)?);
+    let assign_to = Some(path_account(&a)?);
     let op = match bulk {
         Bulk::Create => Operation::Create(Create {
             assign_to,
@@ -685,12 +632,7 @@ fn classifier_json(c: &e164::Classifier) -> Map<String, Value> {
 }
 
 /// `GET /v2/accounts/{A}/phone_numbers/classifiers`: every classifier, by name.
-pub(crate) async fn classifiers(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(a): Path<String>,
-) -> Result<Envelope, ApiError> {
-    s.auth.authorize(&caller, &a)?;
+pub(crate) async fn classifiers(State(s): State<AppState>) -> Result<Envelope, ApiError> {
     let store = number_store(&s).await?;
     let all: Map<String, Value> = store
         .converters()
@@ -705,10 +647,8 @@ pub(crate) async fn classifiers(
 /// `number`, `e164` and `name`; 404 when none does.
 pub(crate) async fn classify(
     State(s): State<AppState>,
-    caller: Caller,
-    Path((a, n)): Path<(String, String)>,
+    Path((_, n)): Path<(String, String)>,
 ) -> Result<Envelope, ApiError> {
-    s.auth.authorize(&caller, &a)?;
     let store = number_store(&s).await?;
     let converters = store.converters();
     let Some(found) = converters.classifier_for(&n) else {
@@ -726,14 +666,13 @@ pub(crate) async fn classify(
 pub(crate) async fn carriers_info(
     State(s): State<AppState>,
     caller: Caller,
-    rid: RequestId,
     Path(a): Path<String>,
 ) -> Result<Envelope, ApiError> {
-    let by = auth_by(&s, &caller, &a)?;
-    let account = path_account(&s, &caller, &a)?;
+    let by = auth_by(&caller)?;
+    let account = path_account(&a)?;
     let store = number_store(&s).await?;
     let info = store.carriers_info(&account, &by).await.map_err(knm_error)?;
-    Ok(Envelope::ok(info).with_request_id(&rid))
+    Ok(Envelope::ok(info))
 }
 
 /// `numbers` of a check body: required, a non-empty list of strings (duplicates are allowed,
@@ -774,11 +713,9 @@ fn check_numbers(body: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
 pub(crate) async fn check(
     State(s): State<AppState>,
     caller: Caller,
-    rid: RequestId,
-    Path(a): Path<String>,
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    let by = auth_by(&s, &caller, &a)?;
+    let by = auth_by(&caller)?;
     let inputs = check_numbers(&body)?;
     let store = number_store(&s).await?;
     let mut valid = Vec::with_capacity(inputs.len());
@@ -794,7 +731,7 @@ pub(crate) async fn check(
     for (number, status) in store.check(&valid, &by).await {
         out.insert(number, Value::String(status));
     }
-    Ok(Envelope::ok(Value::Object(out)).with_request_id(&rid))
+    Ok(Envelope::ok(Value::Object(out)))
 }
 
 /// The cache, shared through the app state.
@@ -823,7 +760,7 @@ mod tests {
     async fn identify_json(state: &AppState, number: &str) -> (StatusCode, Value) {
         let caller = Caller { account_id: OWNER.into(), superduper: false };
         let path = Path((OWNER.to_owned(), number.to_owned()));
-        let reply = identify(State(state.clone()), caller, RequestId("test".into()), path).await;
+        let reply = identify(State(state.clone()), caller, path).await;
         let response = reply.into_response();
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();

@@ -9,9 +9,9 @@ use docstore::{AccountId, DesignKind};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
-use super::auth::{Auth, Caller};
+use super::body::CrossbarBody;
 use super::docs::{self, Kind, Place, UpdateMode};
-use super::envelope::{CrossbarBody, Envelope, RequestId};
+use super::envelope::Envelope;
 use super::error::{add_validation, ApiError};
 use super::schema::Schema;
 use super::AppState;
@@ -21,19 +21,13 @@ const GLOBAL: Kind =
 const LOCAL: Kind =
     Kind { pvt_type: "resource", schema: Schema::Resources, design: DesignKind::Account };
 
-/// Where global resources live, after checking the caller is a superduper admin.
-fn global_place(caller: &Caller) -> Result<Place, ApiError> {
-    Auth::require_superduper(caller)?;
-    Ok(Place { db: docstore::naming::offnet_db(), account: None })
+/// Where global resources live (the router lets only superduper admins here).
+fn global_place() -> Place {
+    Place { db: docstore::naming::offnet_db(), account: None }
 }
 
-/// An account's database, after checking the caller may act on it.
-pub(crate) fn account_place(
-    state: &AppState,
-    caller: &Caller,
-    account: &str,
-) -> Result<Place, ApiError> {
-    state.auth.authorize(caller, account)?;
+/// An account's database (the router has checked the caller may act on the account).
+pub(crate) fn account_place(account: &str) -> Result<Place, ApiError> {
     let id = AccountId::new(account).map_err(|_| {
         ApiError::BadRequest(format!(
             "account {account} has no database: its id is not 32 lowercase hex characters"
@@ -54,14 +48,9 @@ fn summary(doc: &Value) -> Value {
     })
 }
 
-async fn list(
-    state: &AppState,
-    place: Place,
-    kind: Kind,
-    rid: &RequestId,
-) -> Result<Envelope, ApiError> {
+async fn list(state: &AppState, place: Place, kind: Kind) -> Result<Envelope, ApiError> {
     let docs = docs::list(&state.store, &place, kind).await?;
-    Ok(Envelope::ok(Value::Array(docs.iter().map(summary).collect())).with_request_id(rid))
+    Ok(Envelope::ok(Value::Array(docs.iter().map(summary).collect())))
 }
 
 async fn get_one(
@@ -69,10 +58,9 @@ async fn get_one(
     place: Place,
     kind: Kind,
     id: &str,
-    rid: &RequestId,
 ) -> Result<Envelope, ApiError> {
     let doc = docs::read(&state.store, &place, kind, id).await?;
-    Ok(doc_envelope(&doc).with_request_id(rid))
+    Ok(doc_envelope(&doc))
 }
 
 /// The reply for one document: its public view, `revision` = its `_rev`.
@@ -109,13 +97,12 @@ async fn create(
     place: Place,
     kind: Kind,
     body: CrossbarBody,
-    rid: &RequestId,
 ) -> Result<Envelope, ApiError> {
     check_rules(state, &body.0).await?;
     let doc = docs::create(&state.store, &place, kind, body.0).await?;
     metrics::counter!("switchboard_api_writes_total", "kind" => "resource", "op" => "create")
         .increment(1);
-    Ok(doc_envelope(&doc).with_status(axum::http::StatusCode::CREATED).with_request_id(rid))
+    Ok(doc_envelope(&doc).with_status(axum::http::StatusCode::CREATED))
 }
 
 async fn update(
@@ -136,7 +123,6 @@ async fn update(
     let op = if mode == UpdateMode::Replace { "replace" } else { "merge" };
     metrics::counter!("switchboard_api_writes_total", "kind" => "resource", "op" => op)
         .increment(1);
-    // The request id comes from the request-id middleware (task-local).
     Ok(doc_envelope(&doc))
 }
 
@@ -146,7 +132,6 @@ async fn delete(
     kind: Kind,
     id: &str,
     headers: &HeaderMap,
-    rid: &RequestId,
 ) -> Result<Envelope, ApiError> {
     let pinned = docs::pinned_rev(headers, None)?;
     let current = docs::read(&state.store, &place, kind, id).await?;
@@ -154,132 +139,109 @@ async fn delete(
     docs::remove(&state.store, &place, &current).await?;
     metrics::counter!("switchboard_api_writes_total", "kind" => "resource", "op" => "delete")
         .increment(1);
-    Ok(doc_envelope(&current).with_request_id(rid))
+    Ok(doc_envelope(&current))
 }
 
 /// `GET /v2/resources`.
-pub(crate) async fn global_list(
-    State(s): State<AppState>,
-    caller: Caller,
-    rid: RequestId,
-) -> Result<Envelope, ApiError> {
-    list(&s, global_place(&caller)?, GLOBAL, &rid).await
+pub(crate) async fn global_list(State(s): State<AppState>) -> Result<Envelope, ApiError> {
+    list(&s, global_place(), GLOBAL).await
 }
 
 /// `PUT /v2/resources`.
 pub(crate) async fn global_create(
     State(s): State<AppState>,
-    caller: Caller,
-    rid: RequestId,
     body: CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    create(&s, global_place(&caller)?, GLOBAL, body, &rid).await
+    create(&s, global_place(), GLOBAL, body).await
 }
 
 /// `GET /v2/resources/{id}`.
 pub(crate) async fn global_get(
     State(s): State<AppState>,
-    caller: Caller,
-    rid: RequestId,
     Path(id): Path<String>,
 ) -> Result<Envelope, ApiError> {
-    get_one(&s, global_place(&caller)?, GLOBAL, &id, &rid).await
+    get_one(&s, global_place(), GLOBAL, &id).await
 }
 
 /// `POST /v2/resources/{id}`.
 pub(crate) async fn global_post(
     State(s): State<AppState>,
-    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    update(&s, global_place(&caller)?, GLOBAL, &id, &headers, body, UpdateMode::Replace).await
+    update(&s, global_place(), GLOBAL, &id, &headers, body, UpdateMode::Replace).await
 }
 
 /// `PATCH /v2/resources/{id}`.
 pub(crate) async fn global_patch(
     State(s): State<AppState>,
-    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    update(&s, global_place(&caller)?, GLOBAL, &id, &headers, body, UpdateMode::Merge).await
+    update(&s, global_place(), GLOBAL, &id, &headers, body, UpdateMode::Merge).await
 }
 
 /// `DELETE /v2/resources/{id}`.
 pub(crate) async fn global_delete(
     State(s): State<AppState>,
-    caller: Caller,
-    rid: RequestId,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Envelope, ApiError> {
-    delete(&s, global_place(&caller)?, GLOBAL, &id, &headers, &rid).await
+    delete(&s, global_place(), GLOBAL, &id, &headers).await
 }
 
 /// `GET /v2/accounts/{A}/resources`.
 pub(crate) async fn local_list(
     State(s): State<AppState>,
-    caller: Caller,
-    rid: RequestId,
     Path(a): Path<String>,
 ) -> Result<Envelope, ApiError> {
-    list(&s, account_place(&s, &caller, &a)?, LOCAL, &rid).await
+    list(&s, account_place(&a)?, LOCAL).await
 }
 
 /// `PUT /v2/accounts/{A}/resources`.
 pub(crate) async fn local_create(
     State(s): State<AppState>,
-    caller: Caller,
-    rid: RequestId,
     Path(a): Path<String>,
     body: CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    create(&s, account_place(&s, &caller, &a)?, LOCAL, body, &rid).await
+    create(&s, account_place(&a)?, LOCAL, body).await
 }
 
 /// `GET /v2/accounts/{A}/resources/{id}`.
 pub(crate) async fn local_get(
     State(s): State<AppState>,
-    caller: Caller,
-    rid: RequestId,
     Path((a, id)): Path<(String, String)>,
 ) -> Result<Envelope, ApiError> {
-    get_one(&s, account_place(&s, &caller, &a)?, LOCAL, &id, &rid).await
+    get_one(&s, account_place(&a)?, LOCAL, &id).await
 }
 
 /// `POST /v2/accounts/{A}/resources/{id}`.
 pub(crate) async fn local_post(
     State(s): State<AppState>,
-    caller: Caller,
     Path((a, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    update(&s, account_place(&s, &caller, &a)?, LOCAL, &id, &headers, body, UpdateMode::Replace)
-        .await
+    update(&s, account_place(&a)?, LOCAL, &id, &headers, body, UpdateMode::Replace).await
 }
 
 /// `PATCH /v2/accounts/{A}/resources/{id}`.
 pub(crate) async fn local_patch(
     State(s): State<AppState>,
-    caller: Caller,
     Path((a, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: CrossbarBody,
 ) -> Result<Envelope, ApiError> {
-    update(&s, account_place(&s, &caller, &a)?, LOCAL, &id, &headers, body, UpdateMode::Merge).await
+    update(&s, account_place(&a)?, LOCAL, &id, &headers, body, UpdateMode::Merge).await
 }
 
 /// `DELETE /v2/accounts/{A}/resources/{id}`.
 pub(crate) async fn local_delete(
     State(s): State<AppState>,
-    caller: Caller,
-    rid: RequestId,
     Path((a, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Envelope, ApiError> {
-    delete(&s, account_place(&s, &caller, &a)?, LOCAL, &id, &headers, &rid).await
+    delete(&s, account_place(&a)?, LOCAL, &id, &headers).await
 }

@@ -1,25 +1,66 @@
-//! The one route table: every endpoint with its method, path, access rule, summary and body
-//! schema. The router and `/v2/openapi.json` are both built from it, so they cannot disagree.
+//! The one route table: every endpoint with its method, path, access rule, request body,
+//! statuses and summary. The router (which enforces the access rule and the body schema, in
+//! [`super::guard`]) and `/v2/openapi.json` ([`super::openapi`]) are both built from it, so
+//! they cannot disagree.
 
 use axum::http::Method;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{self, MethodRouter};
-use serde_json::{json, Map, Value};
 
-use super::{auth, connectivity, ops, phone_numbers, resources, stepswitch, AppState};
+use super::schema::Schema;
+use super::{
+    auth, connectivity, guard, openapi, ops, phone_numbers, resources, stepswitch, AppState,
+};
 
-/// Who may call an endpoint.
+/// Who may call an endpoint. The router checks it ([`super::guard`]) before the handler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
     /// Anyone.
     Public,
-    /// A valid token whose account may act on the path's account.
+    /// A valid token whose account may act on the path's `{account_id}` (itself, a descendant,
+    /// or anything for a superduper admin).
     Token,
     /// A superduper admin's token.
     Superduper,
     /// A client from a trusted network, or a superduper admin's token.
     Trusted,
 }
+
+/// The request body an endpoint reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Body {
+    /// None (anything sent is ignored).
+    None,
+    /// Crossbar's `{"data": {...}}`, `data` checked against the schema by the router.
+    Data(Schema),
+    /// Crossbar's `{"data": {...}}`, merged into the stored document; the merged document is
+    /// checked against the schema before it is written.
+    Merge(Schema),
+    /// A bare `offnet_req` object, as Kazoo's stepswitch receives it (`/route`).
+    OffnetReq,
+    /// [`Body::OffnetReq`] with `Force-Outbound` (`/outbound`).
+    Outbound,
+    /// An optional bare JSON object (`/v2/stepswitch/reload`'s `{"account_id": …}`).
+    Reload,
+}
+
+/// What a successful reply carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// Crossbar's envelope.
+    Envelope,
+    /// `/metrics`: Prometheus text.
+    Metrics,
+    /// `/healthz`: the readiness object (200 ready, 503 otherwise).
+    Health,
+    /// `/v2/openapi.json`: this document.
+    OpenApi,
+    /// The routing answer: Crossbar's envelope, or one SIP URI per line as text.
+    Route,
+}
+
+/// A query parameter: name, whether required, the JSON schema of its value, description.
+pub(crate) type QueryParam = (&'static str, bool, &'static str, &'static str);
 
 /// One endpoint.
 pub(crate) struct Endpoint {
@@ -33,14 +74,75 @@ pub(crate) struct Endpoint {
     pub(crate) summary: &'static str,
     /// The OpenAPI tag.
     pub(crate) tag: &'static str,
-    /// The Kazoo schema of the request body's `data`, if it has a body.
-    pub(crate) body: Option<&'static str>,
+    /// The request body.
+    pub(crate) body: Body,
+    /// The status of success.
+    pub(crate) ok: u16,
+    /// The error statuses the handler itself may answer, beyond those the router and the
+    /// request limits give every endpoint (see `openapi`).
+    pub(crate) errors: &'static [u16],
+    /// The query parameters it reads (a key it does not read is ignored, unless it says
+    /// otherwise).
+    pub(crate) query: &'static [QueryParam],
+    /// What a success carries.
+    pub(crate) reply: Reply,
     /// The handler, with its state.
     pub(crate) handler: MethodRouter,
 }
 
+impl Endpoint {
+    /// An endpoint answering 200 with an envelope, no body, no query, no error of its own.
+    fn new(
+        method: Method,
+        path: &'static str,
+        access: Access,
+        tag: &'static str,
+        summary: &'static str,
+        handler: MethodRouter,
+    ) -> Endpoint {
+        Endpoint {
+            method,
+            path,
+            access,
+            summary,
+            tag,
+            body: Body::None,
+            ok: 200,
+            errors: &[],
+            query: &[],
+            reply: Reply::Envelope,
+            handler,
+        }
+    }
+
+    fn body(mut self, body: Body) -> Endpoint {
+        self.body = body;
+        self
+    }
+
+    fn ok(mut self, status: u16) -> Endpoint {
+        self.ok = status;
+        self
+    }
+
+    fn errors(mut self, errors: &'static [u16]) -> Endpoint {
+        self.errors = errors;
+        self
+    }
+
+    fn query(mut self, query: &'static [QueryParam]) -> Endpoint {
+        self.query = query;
+        self
+    }
+
+    fn reply(mut self, reply: Reply) -> Endpoint {
+        self.reply = reply;
+        self
+    }
+}
+
 /// A method router for `handler` with its state.
-pub(crate) fn on<H, T, S>(method: &Method, handler: H, state: S) -> MethodRouter
+fn on<H, T, S>(method: &Method, handler: H, state: S) -> MethodRouter
 where
     H: axum::handler::Handler<T, S>,
     T: 'static,
@@ -57,92 +159,146 @@ where
     router.with_state(state)
 }
 
-/// One [`Endpoint`] of the table: `endpoint!(state, METHOD "/path", Access, "tag", body schema,
-/// "summary", handler)`.
+/// One [`Endpoint`] of the table: `endpoint!(state, METHOD "/path", Access, "tag", "summary",
+/// handler)`, then its body, statuses, query and reply.
 macro_rules! endpoint {
-    ($state:expr, $method:ident $path:literal, $access:ident, $tag:literal, $body:expr, $summary:literal, $handler:expr) => {
-        $crate::api::routes::Endpoint {
-            method: axum::http::Method::$method,
-            path: $path,
-            access: $crate::api::routes::Access::$access,
-            summary: $summary,
-            tag: $tag,
-            body: $body,
-            handler: $crate::api::routes::on(
-                &axum::http::Method::$method,
-                $handler,
-                ($state).clone(),
-            ),
-        }
+    ($state:expr, $method:ident $path:literal, $access:ident, $tag:literal, $summary:literal, $handler:expr) => {
+        Endpoint::new(
+            Method::$method,
+            $path,
+            Access::$access,
+            $tag,
+            $summary,
+            on(&Method::$method, $handler, ($state).clone()),
+        )
     };
 }
-pub(crate) use endpoint;
+
+/// `?prefix=&quantity=` of a number search.
+const SEARCH: &[QueryParam] = &[
+    (
+        "prefix",
+        true,
+        r#"{"type": "string", "minLength": 3, "maxLength": 10}"#,
+        "the digits the numbers start with (3 to 10 characters)",
+    ),
+    (
+        "quantity",
+        false,
+        r#"{"type": "integer", "minimum": 1, "maximum": 18446744073709551615}"#,
+        "how many numbers at most (default 1)",
+    ),
+];
+/// The account's listing reads the same parameters, both optional: with `prefix` it searches.
+const ACCOUNT_SEARCH: &[QueryParam] = &[
+    (
+        "prefix",
+        false,
+        r#"{"type": "string", "minLength": 3, "maxLength": 10}"#,
+        "search the carriers (and the account's own pool) instead of listing the account's numbers",
+    ),
+    (
+        "quantity",
+        false,
+        r#"{"type": "integer", "minimum": 1, "maximum": 18446744073709551615}"#,
+        "with prefix: how many numbers at most (default 1)",
+    ),
+];
+const HARD: &[QueryParam] = &[(
+    "hard",
+    false,
+    r#"{"type": "boolean"}"#,
+    "delete the number instead of releasing it (superduper admins)",
+)];
+const RELOAD: &[QueryParam] = &[(
+    "account_id",
+    false,
+    ACCOUNT_ID,
+    "reload this account's table (raw id or account database name) instead of the global one",
+)];
+/// An account id as `/v2/stepswitch/reload` reads it: raw, or the account database's name
+/// (plain or encoded).
+pub(crate) const ACCOUNT_ID: &str = r#"{"type": "string", "pattern": "^([0-9a-f]{32}|account(/|%2[Ff])[0-9a-f]{2}(/|%2[Ff])[0-9a-f]{2}(/|%2[Ff])[0-9a-f]{28})$"}"#;
 
 /// Every endpoint the daemon serves.
 pub(crate) fn table(state: &AppState) -> Vec<Endpoint> {
+    use Body::{Data, Merge};
     let s = state;
-    let res = Some("resources");
-    let conn = Some("connectivity");
-    let mut endpoints = vec![
-        endpoint!(s, PUT "/v2/api_auth", Public, "auth", Some("api_auth"), "Exchange an account's api key for an auth token", auth::api_auth),
-        endpoint!(s, GET "/v2/resources", Superduper, "resources", None, "List global resources (db offnet)", resources::global_list),
-        endpoint!(s, PUT "/v2/resources", Superduper, "resources", res, "Create a global resource", resources::global_create),
-        endpoint!(s, GET "/v2/resources/{resource_id}", Superduper, "resources", None, "Fetch a global resource", resources::global_get),
-        endpoint!(s, POST "/v2/resources/{resource_id}", Superduper, "resources", res, "Replace a global resource", resources::global_post),
-        endpoint!(s, PATCH "/v2/resources/{resource_id}", Superduper, "resources", res, "Merge fields into a global resource", resources::global_patch),
-        endpoint!(s, DELETE "/v2/resources/{resource_id}", Superduper, "resources", None, "Delete a global resource", resources::global_delete),
-        endpoint!(s, GET "/v2/accounts/{account_id}/resources", Token, "resources", None, "List an account's local resources", resources::local_list),
-        endpoint!(s, PUT "/v2/accounts/{account_id}/resources", Token, "resources", res, "Create a local resource", resources::local_create),
-        endpoint!(s, GET "/v2/accounts/{account_id}/resources/{resource_id}", Token, "resources", None, "Fetch a local resource", resources::local_get),
-        endpoint!(s, POST "/v2/accounts/{account_id}/resources/{resource_id}", Token, "resources", res, "Replace a local resource", resources::local_post),
-        endpoint!(s, PATCH "/v2/accounts/{account_id}/resources/{resource_id}", Token, "resources", res, "Merge fields into a local resource", resources::local_patch),
-        endpoint!(s, DELETE "/v2/accounts/{account_id}/resources/{resource_id}", Token, "resources", None, "Delete a local resource", resources::local_delete),
-        endpoint!(s, GET "/v2/accounts/{account_id}/connectivity", Token, "connectivity", None, "List an account's connectivity (trunkstore) documents", connectivity::list),
-        endpoint!(s, PUT "/v2/accounts/{account_id}/connectivity", Token, "connectivity", conn, "Create a connectivity document; its DIDs are marked used_by trunkstore", connectivity::create),
-        endpoint!(s, GET "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", None, "Fetch a connectivity document", connectivity::get_one),
-        endpoint!(s, POST "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", conn, "Replace a connectivity document", connectivity::post),
-        endpoint!(s, PATCH "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", conn, "Merge fields into a connectivity document", connectivity::patch),
-        endpoint!(s, DELETE "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", None, "Delete a connectivity document; its DIDs are released", connectivity::delete),
-        endpoint!(s, GET "/v2/phone_numbers", Public, "phone_numbers", None, "Search the carriers for numbers (?prefix=&quantity=)", phone_numbers::search),
-        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}/port", Token, "phone_numbers", Some("phone_numbers"), "Create a number in state port_in", phone_numbers::port),
-        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers", Token, "phone_numbers", None, "The account's numbers", phone_numbers::list),
-        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", Some("phone_numbers"), "Create many numbers ({numbers: [...], ...public fields})", phone_numbers::collection_create),
-        endpoint!(s, POST "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", Some("phone_numbers"), "Replace the public fields of many numbers", phone_numbers::collection_post),
-        endpoint!(s, PATCH "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", Some("phone_numbers"), "Merge into the public fields of many numbers", phone_numbers::collection_patch),
-        endpoint!(s, DELETE "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", Some("phone_numbers"), "Release many numbers", phone_numbers::collection_delete),
-        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/collection/activate", Token, "phone_numbers", Some("phone_numbers"), "Move many numbers to the account", phone_numbers::collection_activate),
-        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/carriers_info", Token, "phone_numbers", None, "The account's carriers: maximal prefix length, usable carriers and creation states", phone_numbers::carriers_info),
-        endpoint!(s, POST "/v2/accounts/{account_id}/phone_numbers/check", Token, "phone_numbers", Some("phone_numbers"), "Ask the configured carriers for each number's status ({numbers: [...]})", phone_numbers::check),
-        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/classifiers", Token, "phone_numbers", None, "Every number classifier", phone_numbers::classifiers),
-        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/classifiers/{number}", Token, "phone_numbers", None, "The classifier a number matches", phone_numbers::classify),
-        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", None, "A number's public JSON (get)", phone_numbers::get_one),
-        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", Some("phone_numbers"), "Create a number assigned to the account (state create_with_state, default in_service)", phone_numbers::create),
-        endpoint!(s, POST "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", Some("phone_numbers"), "Replace a number's public fields", phone_numbers::post),
-        endpoint!(s, PATCH "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", Some("phone_numbers"), "Merge into a number's public fields", phone_numbers::patch),
-        endpoint!(s, DELETE "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", None, "Release a number (?hard=true: delete, superduper admins)", phone_numbers::delete),
-        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}/activate", Token, "phone_numbers", Some("phone_numbers"), "Move a number to the account (in_service)", phone_numbers::activate),
-        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}/reserve", Token, "phone_numbers", None, "Reserve a number for the account", phone_numbers::reserve),
-        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/{number}/identify", Token, "phone_numbers", None, "The account a number belongs to", phone_numbers::identify),
-        endpoint!(s, GET "/metrics", Public, "operations", None, "Prometheus metrics", ops::metrics_endpoint),
-        endpoint!(s, GET "/healthz", Public, "operations", None, "Ready when every reactor has caught up (else 503)", ops::healthz),
-        endpoint!(s, GET "/v2/openapi.json", Public, "operations", None, "This document", openapi_endpoint),
-    ];
-    endpoints.extend(stepswitch::endpoints(state));
-    endpoints
+    let r = state.routing.clone();
+    let res = Schema::Resources;
+    let conn = Schema::Connectivity;
+    let num = Schema::PhoneNumbers;
+    let coll = Schema::PhoneNumbersCollection;
+    // What reading or writing a document can answer besides success: no such document or
+    // account (404), a stale revision (409), the store failing (503).
+    const READ: &[u16] = &[404, 503];
+    const WRITE: &[u16] = &[404, 409, 503];
+    // A number operation: Kazoo's knm errors (a payment refusal is 402, a refusal 403).
+    const NUMBER: &[u16] = &[402, 404, 409, 500, 503];
+    vec![
+        endpoint!(s, PUT "/v2/api_auth", Public, "auth", "Exchange an account's api key for an auth token", auth::api_auth).body(Data(Schema::ApiAuth)).ok(201).errors(&[401, 503]),
+        endpoint!(s, GET "/v2/resources", Superduper, "resources", "List global resources (db offnet)", resources::global_list).errors(&[503]),
+        endpoint!(s, PUT "/v2/resources", Superduper, "resources", "Create a global resource", resources::global_create).body(Data(res)).ok(201).errors(WRITE),
+        endpoint!(s, GET "/v2/resources/{resource_id}", Superduper, "resources", "Fetch a global resource", resources::global_get).errors(READ),
+        endpoint!(s, POST "/v2/resources/{resource_id}", Superduper, "resources", "Replace a global resource", resources::global_post).body(Data(res)).errors(WRITE),
+        endpoint!(s, PATCH "/v2/resources/{resource_id}", Superduper, "resources", "Merge fields into a global resource", resources::global_patch).body(Merge(res)).errors(WRITE),
+        endpoint!(s, DELETE "/v2/resources/{resource_id}", Superduper, "resources", "Delete a global resource", resources::global_delete).errors(WRITE),
+        endpoint!(s, GET "/v2/accounts/{account_id}/resources", Token, "resources", "List an account's local resources", resources::local_list).errors(READ),
+        endpoint!(s, PUT "/v2/accounts/{account_id}/resources", Token, "resources", "Create a local resource", resources::local_create).body(Data(res)).ok(201).errors(WRITE),
+        endpoint!(s, GET "/v2/accounts/{account_id}/resources/{resource_id}", Token, "resources", "Fetch a local resource", resources::local_get).errors(READ),
+        endpoint!(s, POST "/v2/accounts/{account_id}/resources/{resource_id}", Token, "resources", "Replace a local resource", resources::local_post).body(Data(res)).errors(WRITE),
+        endpoint!(s, PATCH "/v2/accounts/{account_id}/resources/{resource_id}", Token, "resources", "Merge fields into a local resource", resources::local_patch).body(Merge(res)).errors(WRITE),
+        endpoint!(s, DELETE "/v2/accounts/{account_id}/resources/{resource_id}", Token, "resources", "Delete a local resource", resources::local_delete).errors(WRITE),
+        endpoint!(s, GET "/v2/accounts/{account_id}/connectivity", Token, "connectivity", "List an account's connectivity (trunkstore) documents", connectivity::list).errors(READ),
+        endpoint!(s, PUT "/v2/accounts/{account_id}/connectivity", Token, "connectivity", "Create a connectivity document; its DIDs are marked used_by trunkstore", connectivity::create).body(Data(conn)).ok(201).errors(NUMBER),
+        endpoint!(s, GET "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", "Fetch a connectivity document", connectivity::get_one).errors(READ),
+        endpoint!(s, POST "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", "Replace a connectivity document", connectivity::post).body(Data(conn)).errors(NUMBER),
+        endpoint!(s, PATCH "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", "Merge fields into a connectivity document", connectivity::patch).body(Merge(conn)).errors(NUMBER),
+        endpoint!(s, DELETE "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", "Delete a connectivity document; its DIDs are released", connectivity::delete).errors(NUMBER),
+        endpoint!(s, GET "/v2/phone_numbers", Public, "phone_numbers", "Search the carriers for numbers", phone_numbers::search).query(SEARCH).errors(NUMBER),
+        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}/port", Token, "phone_numbers", "Create a number in state port_in", phone_numbers::port).body(Data(num)).ok(201).errors(NUMBER),
+        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers", Token, "phone_numbers", "The account's numbers; with ?prefix= a search for the account", phone_numbers::list).query(ACCOUNT_SEARCH).errors(NUMBER),
+        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", "Create many numbers ({numbers: [...], ...public fields}); 200 with each number's result", phone_numbers::collection_create).body(Data(coll)).errors(NUMBER),
+        endpoint!(s, POST "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", "Replace the public fields of many numbers", phone_numbers::collection_post).body(Data(coll)).errors(NUMBER),
+        endpoint!(s, PATCH "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", "Merge into the public fields of many numbers", phone_numbers::collection_patch).body(Data(coll)).errors(NUMBER),
+        endpoint!(s, DELETE "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", "Release many numbers", phone_numbers::collection_delete).body(Data(coll)).errors(NUMBER),
+        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/collection/activate", Token, "phone_numbers", "Move many numbers to the account", phone_numbers::collection_activate).body(Data(coll)).errors(NUMBER),
+        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/carriers_info", Token, "phone_numbers", "The account's carriers: maximal prefix length, usable carriers and creation states", phone_numbers::carriers_info).errors(NUMBER),
+        endpoint!(s, POST "/v2/accounts/{account_id}/phone_numbers/check", Token, "phone_numbers", "Ask the configured carriers for each number's status ({numbers: [...]})", phone_numbers::check).body(Data(Schema::NumberList)).errors(NUMBER),
+        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/classifiers", Token, "phone_numbers", "Every number classifier", phone_numbers::classifiers).errors(NUMBER),
+        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/classifiers/{number}", Token, "phone_numbers", "The classifier a number matches (404 when none)", phone_numbers::classify).errors(NUMBER),
+        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", "A number's public JSON (get)", phone_numbers::get_one).errors(NUMBER),
+        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", "Create a number assigned to the account, in the state create_with_state names (default in_service)", phone_numbers::create).body(Data(num)).ok(201).errors(NUMBER),
+        endpoint!(s, POST "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", "Replace a number's public fields", phone_numbers::post).body(Data(num)).errors(NUMBER),
+        endpoint!(s, PATCH "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", "Merge into a number's public fields", phone_numbers::patch).body(Data(num)).errors(NUMBER),
+        endpoint!(s, DELETE "/v2/accounts/{account_id}/phone_numbers/{number}", Token, "phone_numbers", "Release a number (?hard=true: delete, superduper admins)", phone_numbers::delete).query(HARD).errors(NUMBER),
+        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}/activate", Token, "phone_numbers", "Move a number to the account (in_service); the body's fields are merged in", phone_numbers::activate).body(Data(num)).errors(NUMBER),
+        endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}/reserve", Token, "phone_numbers", "Reserve a number for the account", phone_numbers::reserve).errors(NUMBER),
+        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers/{number}/identify", Token, "phone_numbers", "The account a number belongs to", phone_numbers::identify).errors(NUMBER),
+        endpoint!(s, POST "/v2/stepswitch/route", Trusted, "routing", "Route a dialled number (body: an offnet_req; ?format=text or Accept: text/plain for one SIP URI per line; ?explain=true)", stepswitch::route).body(Body::OffnetReq).reply(Reply::Route).errors(&[404, 503]),
+        endpoint!(s, GET "/v2/stepswitch/route", Trusted, "routing", "Route a dialled number given as query parameters (To-DID, Flags, ...); same answers as POST", stepswitch::route_get).reply(Reply::Route).errors(&[404, 503]),
+        endpoint!(s, POST "/v2/stepswitch/outbound", Trusted, "routing", "On-net check, then carrier routing (body: an offnet_req with Force-Outbound)", stepswitch::outbound).body(Body::Outbound).errors(&[503]),
+        endpoint!(r, GET "/v2/stepswitch/status", Trusted, "routing", "Route tables, their diagnostics and feed state", stepswitch::status),
+        endpoint!(r, POST "/v2/stepswitch/reload", Trusted, "routing", "Rebuild the global table (or ?account_id=A's)", stepswitch::reload).body(Body::Reload).query(RELOAD).errors(&[404, 503]),
+        endpoint!(r, POST "/v2/stepswitch/flush", Trusted, "routing", "Re-read and rebuild every table", stepswitch::flush),
+        endpoint!(s, GET "/metrics", Public, "operations", "Prometheus metrics", ops::metrics_endpoint).reply(Reply::Metrics).errors(&[500]),
+        endpoint!(s, GET "/healthz", Public, "operations", "Ready when every reactor has caught up (else 503)", ops::healthz).reply(Reply::Health),
+        endpoint!(s, GET "/v2/openapi.json", Public, "operations", "This document", openapi_endpoint).reply(Reply::OpenApi),
+    ]
 }
 
-/// The router of the table: every endpoint, the trusted-network check where the table says so,
-/// Crossbar's 404 for anything else.
+/// The router of the table: every endpoint behind its guard (the access rule and body the table
+/// declares, [`super::guard`]), Crossbar's 404 for anything else.
 pub(crate) fn router(state: &AppState) -> axum::Router {
     let mut router = axum::Router::new();
     for endpoint in table(state) {
-        let handler = if endpoint.access == Access::Trusted {
-            endpoint
-                .handler
-                .route_layer(from_fn_with_state(state.clone(), ops::trusted_or_superduper))
-        } else {
-            endpoint.handler
+        let rule = guard::Rule {
+            state: state.clone(),
+            access: endpoint.access,
+            body: endpoint.body,
+            query: (endpoint.reply != Reply::Route).then_some(endpoint.query),
         };
+        let handler = endpoint.handler.route_layer(from_fn_with_state(rule, guard::guard));
         router = router.route(endpoint.path, handler);
     }
     router.fallback(ops::not_found).method_not_allowed_fallback(ops::invalid_method)
@@ -150,104 +306,8 @@ pub(crate) fn router(state: &AppState) -> axum::Router {
 
 async fn openapi_endpoint(
     axum::extract::State(state): axum::extract::State<AppState>,
-) -> axum::Json<Value> {
-    axum::Json(openapi(&table(&state)))
-}
-
-/// The OpenAPI 3.0 document of the table.
-pub(crate) fn openapi(endpoints: &[Endpoint]) -> Value {
-    let mut paths = Map::new();
-    for e in endpoints {
-        let params: Vec<Value> = e
-            .path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        let mut responses = Map::new();
-        let ok = if e.method == Method::PUT && !e.path.ends_with('}') { "201" } else { "200" };
-        responses.insert(ok.into(), json!({"description": "success", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}}));
-        if e.body.is_some() {
-            responses.insert("400".into(), json!({"$ref": "#/components/responses/BadRequest"}));
-            responses.insert("413".into(), json!({"$ref": "#/components/responses/TooLarge"}));
-        }
-        match e.access {
-            Access::Public => {}
-            Access::Token | Access::Superduper | Access::Trusted => {
-                responses
-                    .insert("401".into(), json!({"$ref": "#/components/responses/Unauthorized"}));
-                responses.insert("403".into(), json!({"$ref": "#/components/responses/Forbidden"}));
-            }
-        }
-        if e.path.ends_with('}') {
-            responses.insert("404".into(), json!({"$ref": "#/components/responses/NotFound"}));
-        }
-        if matches!(e.method, Method::POST | Method::PATCH | Method::DELETE)
-            && e.path.ends_with('}')
-        {
-            responses.insert("409".into(), json!({"$ref": "#/components/responses/Conflict"}));
-        }
-        let mut op = json!({
-            "summary": e.summary,
-            "tags": [e.tag],
-            "operationId": format!("{}{}", e.method.as_str().to_lowercase(), e.path.replace(['/', '{', '}', '.'], "_")),
-            "parameters": params,
-            "responses": responses,
-        });
-        op["security"] = match e.access {
-            Access::Public => json!([]),
-            Access::Token | Access::Superduper => json!([{"authToken": []}]),
-            Access::Trusted => json!([{}, {"authToken": []}]),
-        };
-        if let Some(schema) = e.body {
-            op["requestBody"] = json!({
-                "required": true,
-                "content": {"application/json": {"schema": {
-                    "type": "object",
-                    "required": ["data"],
-                    "properties": {"data": {"type": "object", "description": format!("validated against Kazoo's {schema}.json schema")}}
-                }}}
-            });
-        }
-        let item = paths.entry(e.path.to_string()).or_insert_with(|| json!({}));
-        item[e.method.as_str().to_lowercase()] = op;
-    }
-    super::route_forms::document(&mut paths);
-    let error = json!({"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-    let with = |description: &str| {
-        let mut r = error.clone();
-        r["description"] = json!(description);
-        r
-    };
-    json!({
-        "openapi": "3.0.3",
-        "info": {
-            "title": "Switchboard Crossbar-compatible API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Kazoo Crossbar-shaped API: every reply is {data, status, request_id, revision, auth_token}; errors add error (the HTTP code) and message."
-        },
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"authToken": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"}},
-            "schemas": {
-                "Envelope": {"type": "object", "required": ["data", "status", "request_id", "revision"], "properties": {
-                    "data": {}, "status": {"type": "string", "enum": ["success"]}, "request_id": {"type": "string"},
-                    "revision": {"type": "string"}, "auth_token": {"type": "string"}}},
-                "Error": {"type": "object", "required": ["data", "status", "error", "message"], "properties": {
-                    "data": {"type": "object", "description": "details; for validation errors {field: {rule: {message}}}"},
-                    "status": {"type": "string", "enum": ["error"]}, "error": {"type": "string"},
-                    "message": {"type": "string"}, "request_id": {"type": "string"}}}
-            },
-            "responses": {
-                "BadRequest": with("malformed JSON or a validation error"),
-                "TooLarge": with("the body is larger than api.max_body_size"),
-                "Unauthorized": with("no, unknown or expired auth token"),
-                "Forbidden": with("the token's account may not act here"),
-                "NotFound": with("no such document"),
-                "Conflict": with("the document changed (stale revision)")
-            }
-        }
-    })
+) -> axum::Json<serde_json::Value> {
+    axum::Json(openapi::document(&table(&state)))
 }
 
 #[cfg(test)]
@@ -255,6 +315,8 @@ mod tests {
     use std::net::SocketAddr;
 
     use tokio_util::sync::CancellationToken;
+
+    use serde_json::Value;
 
     use super::*;
     use crate::api::testing::{memory_store, state_over};
@@ -275,7 +337,7 @@ mod tests {
             ready: Box::new(|| true),
             feeds: None,
         }]);
-        let doc = openapi(&table(&state));
+        let doc = openapi::document(&table(&state));
         let app = crate::api::router(&state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -319,7 +381,7 @@ mod tests {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let (state, shutdown) = state_over_memory(Vec::new());
-            let doc = openapi(&table(&state));
+            let doc = openapi::document(&table(&state));
             assert_eq!(doc["openapi"], "3.0.3");
             let mut ids = std::collections::BTreeSet::new();
             for item in doc["paths"].as_object().unwrap().values() {

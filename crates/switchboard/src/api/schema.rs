@@ -20,6 +20,22 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("endpoint.media", include_str!("../../../../fixtures/schemas/endpoint.media.json")),
     ("connectivity", include_str!("../../../../fixtures/schemas/connectivity.json")),
     ("phone_numbers", include_str!("../../../../fixtures/schemas/phone_numbers.json")),
+    // The bodies Kazoo checks in code rather than with a schema file, as schemas.
+    (
+        "api_auth",
+        r#"{"type": "object", "required": ["api_key"],
+            "properties": {"api_key": {"type": "string", "minLength": 1}}}"#,
+    ),
+    (
+        "number_list",
+        r#"{"type": "object", "required": ["numbers"],
+            "properties": {"numbers": {"type": "array", "minItems": 1, "items": {"type": "string"}}}}"#,
+    ),
+    (
+        "phone_numbers_collection",
+        r#"{"allOf": [{"$ref": "phone_numbers"}, {"$ref": "number_list"}],
+            "description": "numbers, and the public fields given to each of them"}"#,
+    ),
 ];
 
 /// A request-body schema.
@@ -31,25 +47,57 @@ pub(crate) enum Schema {
     Connectivity,
     /// `phone_numbers.json`.
     PhoneNumbers,
+    /// `PUT /v2/api_auth`'s `{"api_key": K}`.
+    ApiAuth,
+    /// `{"numbers": [N, …]}`, at least one.
+    NumberList,
+    /// A collection request: `numbers` plus the public fields of `phone_numbers.json`.
+    PhoneNumbersCollection,
 }
 
+/// Every schema, for the tests.
+#[cfg(test)]
+const ALL: [Schema; 6] = [
+    Schema::Resources,
+    Schema::Connectivity,
+    Schema::PhoneNumbers,
+    Schema::ApiAuth,
+    Schema::NumberList,
+    Schema::PhoneNumbersCollection,
+];
+
 impl Schema {
-    fn name(self) -> &'static str {
+    /// Its name (Kazoo's, for the schema files).
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Schema::Resources => "resources",
             Schema::Connectivity => "connectivity",
             Schema::PhoneNumbers => "phone_numbers",
+            Schema::ApiAuth => "api_auth",
+            Schema::NumberList => "number_list",
+            Schema::PhoneNumbersCollection => "phone_numbers_collection",
         }
     }
 
     fn compiled(self) -> &'static Compiled {
-        static CACHE: [OnceLock<Compiled>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
-        let slot = match self {
-            Schema::Resources => &CACHE[0],
-            Schema::Connectivity => &CACHE[1],
-            Schema::PhoneNumbers => &CACHE[2],
-        };
-        slot.get_or_init(|| compile(self.name()))
+        static CACHE: [OnceLock<Compiled>; 6] = [const { OnceLock::new() }; 6];
+        CACHE[self as usize].get_or_init(|| compile(self.name()))
+    }
+
+    /// This schema and every schema it refers to, by name, as JSON.
+    pub(crate) fn with_references(self) -> Vec<(&'static str, Value)> {
+        let mut found: Vec<(&'static str, Value)> = Vec::new();
+        let mut queue = vec![self.name()];
+        while let Some(name) = queue.pop() {
+            if found.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            let Some((name, _)) = SCHEMAS.iter().find(|(n, _)| *n == name) else { continue };
+            let value = raw(name);
+            collect_refs(&value, &mut queue);
+            found.push((name, value));
+        }
+        found
     }
 
     /// Validates `body` as it is (no defaults filled in: the number manager keeps its own).
@@ -113,6 +161,22 @@ fn compile(name: &str) -> Compiled {
     Compiled { validator, raw }
 }
 
+/// The names of the schemas `value` refers to.
+fn collect_refs(value: &Value, out: &mut Vec<&'static str>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(target)) = map.get("$ref") {
+                if let Some((name, _)) = SCHEMAS.iter().find(|(n, _)| n == target) {
+                    out.push(name);
+                }
+            }
+            map.values().for_each(|v| collect_refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
 /// Sets `default`s of the schema's `properties` that `doc` leaves out, recursing into objects
 /// the document has. Arrays and `$ref`s are left alone (Kazoo fills those lazily too).
 fn fill_defaults(schema: &Value, doc: &mut Map<String, Value>) {
@@ -142,8 +206,9 @@ mod tests {
 
     #[test]
     fn every_schema_compiles() {
-        for schema in [Schema::Resources, Schema::Connectivity, Schema::PhoneNumbers] {
+        for schema in ALL {
             let _ = schema.compiled();
+            assert_eq!(schema.with_references()[0].0, schema.name());
         }
     }
 
@@ -196,5 +261,30 @@ mod tests {
             json!({"name": "pbx", "servers": [{"auth": {"auth_method": "IP", "ip": "192.0.2.1"}}]}),
         );
         Schema::Connectivity.validate(&mut ok).unwrap();
+    }
+
+    #[test]
+    fn the_bodies_kazoo_checks_in_code_have_schemas_too() {
+        assert!(Schema::ApiAuth.check(&body(json!({"api_key": "k"}))).is_ok());
+        let Err(ApiError::Validation(errors)) =
+            Schema::ApiAuth.check(&body(json!({"api_key": ""})))
+        else {
+            panic!("an empty key is refused")
+        };
+        assert_eq!(
+            errors["api_key"]["minLength"]["message"],
+            "Value must be at least 1 characters"
+        );
+        let ok = body(json!({"numbers": ["+14155550100"], "carrier_name": "c"}));
+        assert!(Schema::PhoneNumbersCollection.check(&ok).is_ok());
+        let Err(ApiError::Validation(errors)) =
+            Schema::PhoneNumbersCollection.check(&body(json!({"carrier_name": ""})))
+        else {
+            panic!("a collection needs numbers and valid public fields")
+        };
+        assert!(errors.contains_key("numbers"), "{errors:?}");
+        assert!(errors.contains_key("carrier_name"), "{errors:?}");
+        let empty = body(json!({"numbers": []}));
+        assert!(Schema::NumberList.check(&empty).is_err());
     }
 }

@@ -9,7 +9,6 @@ use super::envelope::Envelope;
 use super::error::ApiError;
 use super::phone_numbers::{caught_up_table, lookup_doc, number_store};
 use super::route_forms;
-use super::routes::{endpoint, Endpoint};
 use super::AppState;
 use axum::body::Bytes;
 use axum::extract::{Query, RawQuery, State};
@@ -21,20 +20,6 @@ use numbers::NumberDoc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// The stepswitch endpoints of the route table: served without a token to trusted networks,
-/// with a superduper admin's token from anywhere else (see `ops::trusted_or_superduper`).
-pub(crate) fn endpoints(state: &AppState) -> Vec<Endpoint> {
-    let r = state.routing.clone();
-    vec![
-        endpoint!(state, POST "/v2/stepswitch/route", Trusted, "routing", Some("offnet_req"), "Route a dialled number (body: an offnet_req; ?format=text or Accept: text/plain for one SIP URI per line; ?explain=true)", route),
-        endpoint!(state, GET "/v2/stepswitch/route", Trusted, "routing", None, "Route a dialled number given as query parameters (To-DID, Flags, ...); same answers as POST", route_get),
-        endpoint!(state, POST "/v2/stepswitch/outbound", Trusted, "routing", Some("offnet_req"), "On-net check, then carrier routing (body: an offnet_req with Force-Outbound)", outbound),
-        endpoint!(r, GET "/v2/stepswitch/status", Trusted, "routing", None, "Route tables, their diagnostics and feed state", status),
-        endpoint!(r, POST "/v2/stepswitch/reload", Trusted, "routing", None, "Rebuild the global table (or ?account_id=A's)", reload),
-        endpoint!(r, POST "/v2/stepswitch/flush", Trusted, "routing", None, "Re-read and rebuild every table", flush),
-    ]
-}
-
 fn success(data: impl serde::Serialize) -> Response {
     match serde_json::to_value(data) {
         Ok(data) => Envelope::ok(data).into_response(),
@@ -42,23 +27,8 @@ fn success(data: impl serde::Serialize) -> Response {
     }
 }
 
-fn error(code: StatusCode, message: impl Into<String>) -> Response {
-    let key = match code {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::NOT_FOUND => "bad_identifier",
-        StatusCode::SERVICE_UNAVAILABLE => "datastore_unreachable",
-        _ => "error",
-    };
-    ApiError::Custom {
-        status: code,
-        message: key.into(),
-        data: json!({ "message": message.into() }),
-    }
-    .into_response()
-}
-
 fn bad_request(message: impl Into<String>) -> Response {
-    error(StatusCode::BAD_REQUEST, message)
+    ApiError::BadRequest(message.into()).into_response()
 }
 
 /// Checks the keys routing reads; any other `offnet_req` key is accepted and ignored.
@@ -99,16 +69,16 @@ fn check_boolean(object: &serde_json::Map<String, Value>, key: &str) -> Result<(
 /// for every number.
 fn not_loaded(routing: &Routing) -> Option<Response> {
     (!routing.is_loaded()).then(|| {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the routing tables have not been loaded yet (the store is being read)",
+        ApiError::Unavailable(
+            "the routing tables have not been loaded yet (the store is being read)".into(),
         )
+        .into_response()
     })
 }
 
 /// `POST /v2/stepswitch/route`: the body is an `offnet_req`; the query may ask for the text
 /// form or the explanation ([`route_forms`]).
-async fn route(
+pub(crate) async fn route(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -126,7 +96,7 @@ async fn route(
 }
 
 /// `GET /v2/stepswitch/route?To-DID=…`: the request as query parameters.
-async fn route_get(
+pub(crate) async fn route_get(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -137,10 +107,19 @@ async fn route_get(
     }
 }
 
+/// [`lookup`], counted in `switchboard_route_lookups_total` when it routed.
+async fn answer_route(state: &AppState, form: route_forms::Form, body: &Value) -> Response {
+    let response = lookup(state, form, body).await;
+    if response.status().is_success() {
+        metrics::counter!("switchboard_route_lookups_total").increment(1);
+    }
+    response
+}
+
 /// Routes one checked `offnet_req` and answers in the asked form: Kazoo's JSON (200), the SIP
 /// URIs as text, a 404 (both forms) when no carrier takes the number; with `explain`, the
 /// explanation next to the answer (JSON: `data.explain`; text: the explanation as text).
-async fn answer_route(state: &AppState, form: route_forms::Form, body: &Value) -> Response {
+async fn lookup(state: &AppState, form: route_forms::Form, body: &Value) -> Response {
     if let Err(message) = check_route_body(body) {
         return bad_request(message);
     }
@@ -188,8 +167,7 @@ async fn route_off_the_workers(
 
 /// The 404 of a number no carrier takes: Crossbar's error envelope with the answer as `data`.
 fn no_carrier(data: Value) -> Response {
-    ApiError::Custom { status: StatusCode::NOT_FOUND, message: "no_carrier".into(), data }
-        .into_response()
+    ApiError::NoCarrier(data).into_response()
 }
 
 /// `?explain=true`: the answer and the explanation, from one snapshot of the tables and the
@@ -235,7 +213,7 @@ async fn explained(state: &AppState, form: route_forms::Form, request: &RouteReq
 /// with §5.10's routing properties, unless its `force_outbound` (§12.6), `Force-Outbound` or a
 /// `Hunt-Account-ID` sends it out; anything else is carrier routing: `/route`'s answer plus
 /// `on_net: false`.
-async fn outbound(State(state): State<AppState>, body: Bytes) -> Response {
+pub(crate) async fn outbound(State(state): State<AppState>, body: Bytes) -> Response {
     let body: Value = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(err) => return bad_request(format!("the body is not JSON: {err}")),
@@ -311,12 +289,12 @@ async fn on_net(state: &AppState, number: &str) -> Option<Value> {
 }
 
 /// `GET /v2/stepswitch/status`.
-async fn status(State(routing): State<Routing>) -> Response {
+pub(crate) async fn status(State(routing): State<Routing>) -> Response {
     success(routing.status())
 }
 
 #[derive(Debug, Deserialize)]
-struct ReloadQuery {
+pub(crate) struct ReloadQuery {
     account_id: Option<String>,
 }
 
@@ -325,7 +303,7 @@ struct ReloadQuery {
 /// Kazoo's `kz_util:format_account_id/1`, the id may be raw (32 hex), the account database
 /// name (`account/ab/cd/rest`) or its encoded form (`account%2Fab%2Fcd%2Frest`), all read by
 /// [`AccountId::new`]; anything else is a 400, a valid id without a database a 404.
-async fn reload(
+pub(crate) async fn reload(
     State(routing): State<Routing>,
     Query(query): Query<ReloadQuery>,
     body: Bytes,
@@ -336,6 +314,9 @@ async fn reload(
             Ok(body) => body,
             Err(err) => return bad_request(format!("the body is not JSON: {err}")),
         };
+        if !body.is_object() {
+            return bad_request("the body must be a JSON object ({\"account_id\": …})");
+        }
         match body.get("account_id") {
             None | Some(Value::Null) => {}
             Some(Value::String(id)) => account = Some(id.clone()),
@@ -348,15 +329,12 @@ async fn reload(
     };
     match routing.reload(account.as_ref()).await {
         Ok(status) => success(status),
-        Err(::stepswitch::Error::Store(docstore::Error::DbNotFound { db })) => {
-            error(StatusCode::NOT_FOUND, format!("database {db} does not exist"))
-        }
-        Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+        Err(err) => ApiError::from(err).into_response(),
     }
 }
 
 /// `POST /v2/stepswitch/flush`: Kazoo's `flush/0`, every table re-read and rebuilt.
-async fn flush(State(routing): State<Routing>) -> Response {
+pub(crate) async fn flush(State(routing): State<Routing>) -> Response {
     routing.flush().await;
     success(routing.status())
 }

@@ -37,6 +37,16 @@ pub(crate) fn state_over(
     checks: Vec<ReadyCheck>,
     inbound: Option<InboundTable>,
 ) -> (AppState, CancellationToken) {
+    state_with(store, checks, inbound, settings())
+}
+
+/// [`state_over`] with these settings.
+pub(crate) fn state_with(
+    store: SharedStore,
+    checks: Vec<ReadyCheck>,
+    inbound: Option<InboundTable>,
+    settings: crate::config::Settings,
+) -> (AppState, CancellationToken) {
     let shutdown = CancellationToken::new();
     let feed = docstore::FollowOptions::new("test");
     let live = docstore::SharedDocs::spawn(store.clone(), &feed, shutdown.clone());
@@ -49,7 +59,7 @@ pub(crate) fn state_over(
     let key = TokenKey::new(vec![5; 32]).expect("a 32-byte key");
     let state = AppState::new(Inner {
         store,
-        settings: Arc::new(settings()),
+        settings: Arc::new(settings),
         auth: Arc::new(Auth::new(live.accounts.clone(), key, Duration::from_secs(60))),
         live,
         routing,
