@@ -72,7 +72,9 @@ impl NumberStore {
                 self.carrier_call(&mut decision, &opts.auth_by, &mut acquired, &mut disconnected);
             if let Err(err) = called.await {
                 if let Error::PurchasePending { module, order_id, .. } = &err {
-                    self.record_pending_order(number, module, order_id).await;
+                    let buyer = decision.doc.assigned_to.as_ref();
+                    let pending = PendingOrder { module, order_id, buyer, auth_by: &opts.auth_by };
+                    self.record_pending_order(number, &pending).await;
                 }
                 return Err(err);
             }
@@ -118,12 +120,12 @@ impl NumberStore {
         out
     }
 
-
     /// Records a purchase whose outcome is unknown on the stored number document
-    /// (`pvt_carrier_data.pending_order`: order id, module, when), so the next acquire of the
-    /// number follows that order. Best effort: a failure is logged, the caller reports the
+    /// (`pvt_carrier_data.pending_order`, see [`PendingOrder`]), so the next acquire of the number
+    /// follows that order and the crawler can finish it. Best effort: a failure is logged, the caller reports the
     /// pending purchase either way.
-    async fn record_pending_order(&self, number: &E164, module: &str, order_id: &str) {
+    async fn record_pending_order(&self, number: &E164, pending: &PendingOrder<'_>) {
+        let order_id = pending.order_id;
         let Some(db) = number_db(number.as_str()).and_then(|db| db_name(&db).ok()) else { return };
         for _ in 0..MAX_ATTEMPTS {
             let mut doc = match self.store.get(&db, number.as_str()).await {
@@ -140,10 +142,7 @@ impl NumberStore {
             let Some(map) = doc.as_object_mut() else { return };
             let data = map.entry("pvt_carrier_data").or_insert_with(|| json!({}));
             let Some(data) = data.as_object_mut() else { return };
-            data.insert(
-                crate::carriers::PENDING_ORDER.into(),
-                json!({"order_id": order_id, "module": module, "since": now_gregorian()}),
-            );
+            data.insert(crate::carriers::PENDING_ORDER.into(), pending.to_json(now_gregorian()));
             match self.store.put(&db, doc).await {
                 Ok(_) => return,
                 Err(docstore::Error::Conflict { .. }) => continue,
@@ -377,6 +376,23 @@ impl NumberStore {
             expected = current_rev;
         }
         Ok(())
+    }
+}
+
+/// A purchase whose outcome is unknown, as recorded on the number (`pvt_carrier_data.
+/// pending_order`): the carrier's order, who was buying the number for which account, and since
+/// when, so the crawler can finish the purchase for that account once the carrier answers.
+struct PendingOrder<'a> {
+    module: &'a str,
+    order_id: &'a str,
+    buyer: Option<&'a AccountId>,
+    auth_by: &'a AuthBy,
+}
+
+impl PendingOrder<'_> {
+    fn to_json(&self, now: i64) -> Value {
+        json!({"order_id": self.order_id, "module": self.module, "since": now,
+               "assign_to": self.buyer.map(AccountId::as_str), "auth_by": self.auth_by.as_str()})
     }
 }
 

@@ -222,3 +222,36 @@ pub(super) async fn docs_in_range(
         }
     }
 }
+
+impl NumberStore {
+    /// The number copies `account`'s database holds (`pvt_type` `number`, not `pvt_deleted`),
+    /// as stored, in id order; none when the database is missing.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn account_numbers(&self, account: &AccountId) -> Result<Vec<Value>, Error> {
+        let db = db_name(&account.db_name())?;
+        let docs = docs_in_range(&self.store, &db, "+", "+\u{fff0}").await?;
+        Ok(docs
+            .into_iter()
+            .filter(|d| d.get("pvt_type").and_then(Value::as_str) == Some("number"))
+            .filter(|d| d.get("pvt_deleted").and_then(Value::as_bool) != Some(true))
+            .collect())
+    }
+
+    /// The accounts below `account` (every account whose `pvt_tree` names it), read from the
+    /// `accounts` database.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn descendants(&self, account: &AccountId) -> Result<Vec<AccountId>, Error> {
+        let all =
+            docs_in_range(&self.store, &docstore::naming::accounts_db(), "", "\u{fff0}").await?;
+        Ok(all
+            .iter()
+            .filter_map(|d| AccountInfo::from_json(d).ok())
+            .filter(|a| a.id != *account && a.tree.contains(account))
+            .map(|a| a.id)
+            .collect())
+    }
+}

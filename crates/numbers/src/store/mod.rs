@@ -27,10 +27,10 @@
 //! [`StoreIndex`] is the [`NumberIndex`] the internal carriers use, answered from `_all_docs`
 //! ranges (no JavaScript views, so the embedded store answers too).
 
-
 mod apply;
 mod bulk;
 mod load;
+mod pending;
 mod search;
 
 use std::collections::BTreeMap;
@@ -49,7 +49,8 @@ use crate::error::Error;
 
 pub use bulk::{BulkReport, BULK_CHUNK};
 pub use load::{load_accounts, number_dbs};
-pub use search::{search_row, StoreIndex};
+pub use pending::Reconciled;
+pub use search::{search_row, NumberSearch, StoreIndex};
 
 /// Now, in Gregorian seconds (Kazoo's timestamps).
 pub fn now_gregorian() -> i64 {
@@ -161,7 +162,8 @@ impl NumberStore {
                 carrier_configs.insert(kind, section);
             }
         }
-        let config = load::load_feature_configs(&store, config, &accounts, &carrier_configs).await?;
+        let config =
+            load::load_feature_configs(&store, config, &accounts, &carrier_configs).await?;
         let mut me = NumberStore::new(store, config, accounts);
         me.carrier_configs = Arc::new(carrier_configs);
         me.converters = Arc::new(converters);

@@ -135,60 +135,142 @@ impl NumberStore {
         quantity: usize,
         account: Option<&AccountId>,
     ) -> Vec<Value> {
-        self.find_for(prefix, quantity, account).await.iter().map(search_row).collect()
+        let request = NumberSearch { account, ..NumberSearch::new(prefix, quantity) };
+        let hits = self.find_for(&request).await.unwrap_or_default();
+        hits.iter().map(search_row).collect()
     }
 
-    /// The hits of [`NumberStore::search_for`] as found (module and carrier data included), so
-    /// a caller can keep them for buying (as Kazoo's `discovery` numbers).
+    /// The hits of a search (§11.1–§11.2) as found (module and carrier data included): the
+    /// carriers of §11.3 for the request's account are asked for `offset + quantity` numbers
+    /// each (at most `maximum_search_quantity`), and the merged, sorted rows from `offset` on,
+    /// at most `min(quantity, maximum_search_quantity)`, are returned. Kazoo keeps the first
+    /// answer under a query id and pages from it; asking again keeps every instance stateless.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a `country` that names no country.
     pub async fn find_for(
         &self,
-        prefix: &str,
-        quantity: usize,
-        account: Option<&AccountId>,
-    ) -> Vec<crate::carriers::FoundNumber> {
-        // §11: the country's dial code (US, +1) ++ the prefix typed; a `+…` prefix is used as is.
-        let prefix = if prefix.starts_with('+') {
-            prefix.to_owned()
-        } else {
-            format!("+1{}", prefix.strip_prefix('1').filter(|p| p.len() >= 3).unwrap_or(prefix))
+        request: &NumberSearch<'_>,
+    ) -> Result<Vec<crate::carriers::FoundNumber>, Error> {
+        let Some(prefix) = crate::country::normalized_prefix(request.country, request.prefix)
+        else {
+            return Err(Error::Invalid { reason: format!("unknown country {}", request.country) });
         };
+        let account = request.account;
         let reseller = account.and_then(|a| {
             crate::auth::Accounts::get(&*self.accounts, a).and_then(|i| i.reseller_id.clone())
         });
-        let mut query = SearchQuery::new(prefix, quantity);
+        let max = self.config.maximum_search_quantity;
+        let mut query = SearchQuery::new(prefix, request.offset.saturating_add(request.quantity));
+        query.offset = request.offset;
+        query.country = request.country.to_ascii_uppercase();
         query.account_id = account.cloned();
         query.reseller_id = reseller;
         let results = self.find(&query).await;
-        results.window(0, quantity, self.config.maximum_search_quantity).cloned().collect()
+        Ok(results.window(request.offset, request.quantity, max).cloned().collect())
     }
 
-    /// Stores the `discovery` document of a search hit, so buying it (a move) finds it:
-    /// only where the number has no document yet; `false` when one exists.
+    /// Keeps the carrier stock among `hits` as `discovery` documents in the number databases
+    /// (Kazoo's §11.4 `discovery` records, as Kazoo's number databases held them before its
+    /// in-memory search cache), so every instance sharing the store can buy a number any of them
+    /// found: a move or create of the number starts from that record (module, carrier data).
+    /// A number that already has a document is left alone, except an earlier `discovery` record,
+    /// which is refreshed (carrier data, `pvt_modified`) unless it carries a purchase whose
+    /// outcome is unknown. The crawler deletes records older than `discovery_expiry_d`.
+    /// Returns how many records were written.
     ///
     /// # Errors
     /// A storage failure.
-    pub async fn store_discovery(
+    pub async fn keep_discovery(
         &self,
-        found: &crate::carriers::FoundNumber,
-    ) -> Result<bool, Error> {
-        if found.state != NumberState::Discovery || self.load(&found.number).await?.is_some() {
+        hits: &[crate::carriers::FoundNumber],
+    ) -> Result<usize, Error> {
+        let now = now_gregorian();
+        let mut by_db: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for hit in hits.iter().filter(|h| h.state == NumberState::Discovery) {
+            if let Some(db) = number_db(hit.number.as_str()) {
+                by_db.entry(db).or_default().push(hit.to_discovery_doc(now).to_json());
+            }
+        }
+        let mut written = 0;
+        for (db, docs) in by_db {
+            let db = db_name(&db)?;
+            self.ensure_number_db(&db).await?;
+            let items = self.store.bulk_docs(&db, docs.clone()).await.map_err(|e| db_error(&e))?;
+            for (item, fresh) in items.into_iter().zip(docs) {
+                match item.outcome {
+                    Ok(_) => written += 1,
+                    Err(docstore::Error::Conflict { .. }) => {
+                        written += usize::from(self.refresh_discovery(&db, fresh).await?);
+                    }
+                    Err(e) => return Err(db_error(&e)),
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// Replaces an existing `discovery` record by `fresh` (same number), keeping its revision;
+    /// anything else, or a record of a pending purchase, is left alone. A lost race is left
+    /// alone too (someone else just wrote the number).
+    async fn refresh_discovery(&self, db: &DbName, mut fresh: Value) -> Result<bool, Error> {
+        let Some(id) = fresh.get("_id").and_then(Value::as_str).map(str::to_owned) else {
+            return Ok(false);
+        };
+        let existing = match self.store.get(db, &id).await {
+            Ok(Some(doc)) => doc,
+            Ok(None) | Err(docstore::Error::DbNotFound { .. }) => return Ok(false),
+            Err(e) => return Err(db_error(&e)),
+        };
+        let pending = existing
+            .get("pvt_carrier_data")
+            .and_then(|d| d.get(crate::carriers::PENDING_ORDER))
+            .is_some();
+        if existing.get("pvt_state").and_then(Value::as_str) != Some("discovery") || pending {
             return Ok(false);
         }
-        let Some(db) = number_db(found.number.as_str()) else { return Ok(false) };
-        let db = db_name(&db)?;
-        self.ensure_number_db(&db).await?;
-        match self.store.put(&db, found.to_discovery_doc(now_gregorian()).to_json()).await {
+        if let (Some(map), Some(rev)) = (fresh.as_object_mut(), existing.get("_rev")) {
+            map.insert("_rev".into(), rev.clone());
+            if let Some(created) = existing.get("pvt_created") {
+                map.insert("pvt_created".into(), created.clone());
+            }
+        }
+        match self.store.put(db, fresh).await {
             Ok(_) => Ok(true),
-            Err(docstore::Error::Conflict { .. }) => Ok(false),
+            Err(docstore::Error::Conflict { .. } | docstore::Error::DocNotFound { .. }) => {
+                Ok(false)
+            }
             Err(e) => Err(db_error(&e)),
         }
     }
 }
 
-/// A search hit as the search API answers it: `{number, state, module}`.
+/// One number search (Crossbar's `find_numbers` options): the prefix as typed, how many rows
+/// from which offset, the country whose dialling code prefixes it, and the account searching.
+#[derive(Debug, Clone, Copy)]
+pub struct NumberSearch<'a> {
+    /// The prefix as typed (`415`, `1415`, `+1415`).
+    pub prefix: &'a str,
+    /// How many rows at most (`quantity`, at least 1).
+    pub quantity: usize,
+    /// How many rows to skip (`offset`).
+    pub offset: usize,
+    /// Two letters (`country`, default `US`).
+    pub country: &'a str,
+    /// The account searching (its reserved and pool numbers are found too).
+    pub account: Option<&'a AccountId>,
+}
+
+impl<'a> NumberSearch<'a> {
+    /// `quantity` numbers under `prefix` in the US, from the first, for no account.
+    pub fn new(prefix: &'a str, quantity: usize) -> Self {
+        NumberSearch { prefix, quantity, offset: 0, country: "US", account: None }
+    }
+}
+
+/// A search hit as Crossbar answers it: `{number, state}`.
 pub fn search_row(found: &crate::carriers::FoundNumber) -> Value {
-    json!({"number": found.number.as_str(), "state": found.state.as_str(),
-           "module": found.module.module_name()})
+    json!({"number": found.number.as_str(), "state": found.state.as_str()})
 }
 
 /// The [`NumberIndex`] over a document store: `_all_docs` id ranges filtered in memory (the

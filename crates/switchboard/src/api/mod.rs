@@ -4,7 +4,6 @@
 
 pub(crate) mod auth;
 mod connectivity;
-mod discovery;
 mod docs;
 pub(crate) mod envelope;
 pub(crate) mod error;
