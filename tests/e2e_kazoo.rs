@@ -715,8 +715,7 @@ async fn a_number_found_at_a_carrier_is_bought_from_it_by_activate() {
         call(Method::GET, &search("prefix=973&quantity=1&offset=1&country=US"), None, None).await;
     assert_eq!(status, 200, "{paged}");
     assert_eq!(paged["data"], json!([all["data"][1]]), "{paged} / {all}");
-    let (status, refused) =
-        call(Method::GET, &search("prefix=973&country=ZZZ"), None, None).await;
+    let (status, refused) = call(Method::GET, &search("prefix=973&country=ZZZ"), None, None).await;
     assert_eq!(status, 400, "{refused}");
     let record = store.get(&db("numbers/+1973"), "+19733705112").await.unwrap().unwrap();
     assert_eq!(record["pvt_state"], "discovery", "{record}");

@@ -240,8 +240,11 @@ fn numbers_subcommands() {
     rt.block_on(store.put(&sys, manager)).unwrap();
     cli.ok(&["generate", "managed", CHILD, "14152220001", "3"]);
     let v = cli.ok(&["search", "415222", "--quantity", "2", "--account-id", CHILD]);
-    assert_eq!(v, json!([{"number": "+14152220001", "state": "discovery"},
-                         {"number": "+14152220002", "state": "discovery"}]));
+    assert_eq!(
+        v,
+        json!([{"number": "+14152220001", "state": "discovery"},
+                         {"number": "+14152220002", "state": "discovery"}])
+    );
     let v = cli.ok(&["search", "415222", "--offset", "2", "--account-id", CHILD]);
     assert_eq!(v, json!([{"number": "+14152220003", "state": "discovery"}]), "offset");
     let record = get("numbers/+1415", "+14152220001").expect("the discovery record");

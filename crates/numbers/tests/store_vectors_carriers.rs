@@ -487,23 +487,37 @@ both_backends!(
     super::bandwidth2_pending_purchase
 );
 
-/// Places a Bandwidth2 purchase of `number` for RESELLER whose order is taken but still
-/// `RECEIVED` when the polls run out: the purchase is recorded as pending on the number. The
-/// order mock then answers `then` (a fixture file) from the next look on.
-async fn pending_purchase(store: &SharedStore, server: &MockServer, number: &str) -> NumberStore {
+/// The order of Kazoo's bandwidth2 order fixtures.
+const BW_ORDER: &str = "dc0008ec-07fc-41bf-a3bd-6c6ebf913f1c";
+
+/// `server` takes exactly one order (answered with Kazoo's `bandwidth2_buy_a_number.xml`,
+/// status `RECEIVED`).
+async fn bw_takes_one_order(server: &MockServer) {
     Mock::given(method("POST"))
         .and(path(format!("{BW_ACCOUNT}/orders")))
         .respond_with(xml("bandwidth2_buy_a_number.xml"))
         .expect(1)
         .mount(server)
         .await;
-    let order = format!("{BW_ACCOUNT}/orders/dc0008ec-07fc-41bf-a3bd-6c6ebf913f1c");
-    Mock::given(method("GET"))
-        .and(path(order))
-        .respond_with(xml("bandwidth2_buy_a_number.xml"))
-        .up_to_n_times(2)
-        .mount(server)
-        .await;
+}
+
+/// `server` answers looks at the order with `reply`, the next `times` looks (all, without).
+async fn bw_order_answers(server: &MockServer, reply: ResponseTemplate, times: Option<u64>) {
+    let mock = Mock::given(method("GET"))
+        .and(path(format!("{BW_ACCOUNT}/orders/{BW_ORDER}")))
+        .respond_with(reply);
+    match times {
+        Some(n) => mock.up_to_n_times(n).mount(server).await,
+        None => mock.mount(server).await,
+    }
+}
+
+/// Places a Bandwidth2 purchase of `number` for RESELLER whose order is taken but still
+/// `RECEIVED` when the polls run out: the purchase is recorded as pending on the number. The
+/// order mock then answers `then` (a fixture file) from the next look on.
+async fn pending_purchase(store: &SharedStore, server: &MockServer, number: &str) -> NumberStore {
+    bw_takes_one_order(server).await;
+    bw_order_answers(server, xml("bandwidth2_buy_a_number.xml"), Some(2)).await;
     let mut section = bw_section(server);
     section["order_poll_max_attempts"] = json!(2);
     let ns =
@@ -529,22 +543,12 @@ async fn crawler_lands_a_pending_purchase(store: SharedStore) {
     let number = "+19734096113";
     pending_purchase(&store, &server, number).await;
     let crawler = numbers::crawler::Crawler::new(store.clone(), Default::default());
-    let order = format!("{BW_ACCOUNT}/orders/dc0008ec-07fc-41bf-a3bd-6c6ebf913f1c");
-    Mock::given(method("GET"))
-        .and(path(order.clone()))
-        .respond_with(xml("bandwidth2_buy_a_number.xml"))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
+    bw_order_answers(&server, xml("bandwidth2_buy_a_number.xml"), Some(1)).await;
     let report = crawler.run_once(numbers::store::now_gregorian()).await.unwrap();
     assert_eq!(report.still_pending, [number], "{report:?}");
     assert_eq!(stored(&store, number).await.unwrap()["pvt_state"], "discovery");
 
-    Mock::given(method("GET"))
-        .and(path(order))
-        .respond_with(xml("bandwidth2_check_order.xml"))
-        .mount(&server)
-        .await;
+    bw_order_answers(&server, xml("bandwidth2_check_order.xml"), None).await;
     let report = crawler.run_once(numbers::store::now_gregorian()).await.unwrap();
     assert_eq!(report.landed_pending, [number], "{report:?}");
     let s = stored(&store, number).await.unwrap();
@@ -573,11 +577,8 @@ async fn crawler_releases_a_failed_pending_purchase(store: SharedStore) {
     let failed = body("bandwidth2_buy_a_number.xml")
         .replace("<OrderStatus>RECEIVED</OrderStatus>", "<OrderStatus>FAILED</OrderStatus>");
     assert!(failed.contains("FAILED"), "the fixture carries an OrderStatus");
-    Mock::given(method("GET"))
-        .and(path(format!("{BW_ACCOUNT}/orders/dc0008ec-07fc-41bf-a3bd-6c6ebf913f1c")))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(failed, "application/xml"))
-        .mount(&server)
-        .await;
+    let failed = ResponseTemplate::new(200).set_body_raw(failed, "application/xml");
+    bw_order_answers(&server, failed, None).await;
     let crawler = numbers::crawler::Crawler::new(store.clone(), Default::default());
     let report = crawler.run_once(numbers::store::now_gregorian()).await.unwrap();
     assert_eq!(report.released_pending, [number], "{report:?}");
@@ -596,17 +597,8 @@ both_backends!(
 async fn create_of_a_discovered_number(store: SharedStore) {
     load_kazoo_fixturedb(&store).await;
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(format!("{BW_ACCOUNT}/orders")))
-        .respond_with(xml("bandwidth2_buy_a_number.xml"))
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("{BW_ACCOUNT}/orders/dc0008ec-07fc-41bf-a3bd-6c6ebf913f1c")))
-        .respond_with(xml("bandwidth2_check_order.xml"))
-        .mount(&server)
-        .await;
+    bw_takes_one_order(&server).await;
+    bw_order_answers(&server, xml("bandwidth2_check_order.xml"), None).await;
     let ns = configured(
         &store,
         Some(&["knm_bandwidth2"]),

@@ -103,7 +103,7 @@ pub(crate) fn table(state: &AppState) -> Vec<Endpoint> {
         endpoint!(s, POST "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", conn, "Replace a connectivity document", connectivity::post),
         endpoint!(s, PATCH "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", conn, "Merge fields into a connectivity document", connectivity::patch),
         endpoint!(s, DELETE "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", None, "Delete a connectivity document; its DIDs are released", connectivity::delete),
-        endpoint!(s, GET "/v2/phone_numbers", Public, "phone_numbers", None, "Search the carriers for numbers (?prefix=&quantity=)", phone_numbers::search),
+        endpoint!(s, GET "/v2/phone_numbers", Public, "phone_numbers", None, "Search the carriers for numbers (?prefix=&quantity=&offset=&country=)", phone_numbers::search),
         endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}/port", Token, "phone_numbers", Some("phone_numbers"), "Create a number in state port_in", phone_numbers::port),
         endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers", Token, "phone_numbers", None, "The account's numbers", phone_numbers::list),
         endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", Some("phone_numbers"), "Create many numbers ({numbers: [...], ...public fields})", phone_numbers::collection_create),
