@@ -234,8 +234,9 @@ fn numbers_subcommands() {
     // Search then buy from a pool: the account's generated knm_managed numbers are found by its
     // search (kept as `discovery` records), and `activate` or `create` of one buys it.
     let sys = DbName::new("system_config").unwrap();
-    let mut manager = get("system_config", "number_manager")
+    let original = get("system_config", "number_manager")
         .unwrap_or_else(|| json!({"_id": "number_manager", "default": {}}));
+    let mut manager = original.clone();
     manager["default"]["carrier_modules"] = json!(["knm_managed"]);
     rt.block_on(store.put(&sys, manager)).unwrap();
     cli.ok(&["generate", "managed", CHILD, "14152220001", "3"]);
@@ -265,4 +266,8 @@ fn numbers_subcommands() {
     // A number nobody found is not bought by activate.
     let e = cli.fails(&["activate", "+14152229999", "--account-id", CHILD]);
     assert_eq!(e["error"], "not_found", "{e}");
+    // The fixture's number_manager again, for whoever reads the server next.
+    let mut restored = original;
+    restored["_rev"] = get("system_config", "number_manager").unwrap()["_rev"].clone();
+    rt.block_on(store.put(&sys, restored)).unwrap();
 }
