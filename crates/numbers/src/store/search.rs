@@ -142,7 +142,7 @@ impl NumberStore {
 
     /// The hits of a search (§11.1–§11.2) as found (module and carrier data included): the
     /// carriers of §11.3 for the request's account are asked for `offset + quantity` numbers
-    /// each (at most `maximum_search_quantity`), and the merged, sorted rows from `offset` on,
+    /// each from their first (at most `maximum_search_quantity`), and the merged, sorted rows from `offset` on,
     /// at most `min(quantity, maximum_search_quantity)`, are returned. Kazoo keeps the first
     /// answer under a query id and pages from it; asking again keeps every instance stateless.
     ///
@@ -162,7 +162,6 @@ impl NumberStore {
         });
         let max = self.config.maximum_search_quantity;
         let mut query = SearchQuery::new(prefix, request.offset.saturating_add(request.quantity));
-        query.offset = request.offset;
         query.country = request.country.to_ascii_uppercase();
         query.account_id = account.cloned();
         query.reseller_id = reseller;
