@@ -13,7 +13,10 @@
 //! - One `number_manager` configuration (converters, classifiers) for the numbers API,
 //!   connectivity and routing, live.
 //! - Search then buy: an account's search finds its `knm_managed` numbers and a global search a
-//!   carrier's (Bandwidth2 played by a mock); activating a found number buys it.
+//!   carrier's (Bandwidth2 played by a mock), with `offset` and `country`; activating or
+//!   creating a found number buys it, on any daemon (the hits are `discovery` records in the
+//!   number databases); the number then identifies and lists (Kazoo's listing shape) as the
+//!   account's.
 //!
 //! Waits are on conditions with a generous upper bound, never sleep-then-assert.
 
@@ -579,6 +582,44 @@ async fn an_accounts_search_finds_its_managed_numbers_and_activate_buys_one() {
     let pooled = store.get(&db("numbers/managed"), "+14152220001").await.unwrap().unwrap();
     assert_ne!(pooled["pvt_state"], "available", "the pool number is taken: {pooled}");
 
+    // A plain create of the other number found buys it the same way (create_with_state
+    // defaults to in_service).
+    let (status, created) = call(
+        Method::PUT,
+        &api(&format!("/v2/accounts/{account}/phone_numbers/+14152220002")),
+        token,
+        Some(json!({"data": {}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["data"]["_read_only"]["state"], "in_service", "{created}");
+    let pooled = store.get(&db("numbers/managed"), "+14152220002").await.unwrap().unwrap();
+    assert_eq!(pooled["pvt_state"], "in_service", "{pooled}");
+    assert_eq!(pooled["pvt_assigned_to"], account, "{pooled}");
+
+    // Both are the account's: identify and the listing (Kazoo's shape) say so.
+    for number in ["+14152220001", "+14152220002"] {
+        let (status, who) = call(
+            Method::GET,
+            &api(&format!("/v2/accounts/{account}/phone_numbers/{number}/identify")),
+            token,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{who}");
+        assert_eq!(who["data"], json!({"account_id": account, "number": number}), "{who}");
+    }
+    let (status, listed) =
+        call(Method::GET, &api(&format!("/v2/accounts/{account}/phone_numbers")), token, None)
+            .await;
+    assert_eq!(status, 200, "{listed}");
+    let row = &listed["data"]["numbers"]["+14152220002"];
+    assert_eq!(row["state"], "in_service", "{listed}");
+    assert_eq!(row["assigned_to"], account, "{listed}");
+    assert!(row["features"].is_array(), "features are names: {listed}");
+    assert!(row["features_available"].is_array(), "{listed}");
+    assert_eq!(listed["data"]["cascade_quantity"], json!({"did_us": 2}), "{listed}");
+
     // A number nobody offered is still not found.
     let (status, body) = call(
         Method::PUT,
@@ -651,18 +692,33 @@ async fn a_number_found_at_a_carrier_is_bought_from_it_by_activate() {
         .await
         .unwrap();
 
+    // One daemon searches, another buys: the hits are `discovery` records in the number
+    // databases, not one process's memory.
+    let searcher = serve(&url);
     let daemon = serve(&url);
     let api = |path: &str| format!("{}{path}", daemon.base());
     let token = login(&daemon, "carrier-key").await;
     let token = Some(token.as_str());
+    let _ = login(&searcher, "carrier-key").await;
 
-    let (status, found) =
-        call(Method::GET, &api("/v2/phone_numbers?prefix=973&quantity=2"), None, None).await;
+    let search = |query: &str| format!("{}/v2/phone_numbers?{query}", searcher.base());
+    let (status, found) = call(Method::GET, &search("prefix=973&quantity=2"), None, None).await;
     assert_eq!(status, 200, "{found}");
     let rows = found["data"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{found}");
     assert!(rows.iter().any(|r| r["number"] == "+19733705112"), "{found}");
     assert!(rows.iter().all(|r| r["state"] == "discovery"), "{found}");
+    assert!(rows.iter().all(|r| r.as_object().unwrap().len() == 2), "Kazoo's rows: {found}");
+    // offset pages through the same answer; country picks the dialling code.
+    let (_, all) = call(Method::GET, &search("prefix=973&quantity=10"), None, None).await;
+    let (status, paged) =
+        call(Method::GET, &search("prefix=973&quantity=1&offset=1&country=US"), None, None).await;
+    assert_eq!(status, 200, "{paged}");
+    assert_eq!(paged["data"], json!([all["data"][1]]), "{paged} / {all}");
+    let (status, refused) = call(Method::GET, &search("prefix=973&country=ZZZ"), None, None).await;
+    assert_eq!(status, 400, "{refused}");
+    let record = store.get(&db("numbers/+1973"), "+19733705112").await.unwrap().unwrap();
+    assert_eq!(record["pvt_state"], "discovery", "{record}");
 
     let (status, bought) = call(
         Method::PUT,

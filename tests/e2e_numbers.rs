@@ -230,4 +230,44 @@ fn numbers_subcommands() {
     let found: Vec<&str> =
         v.as_array().unwrap().iter().filter_map(|r| r["number"].as_str()).collect();
     assert!(found.contains(&"+15550001234"), "{v}");
+
+    // Search then buy from a pool: the account's generated knm_managed numbers are found by its
+    // search (kept as `discovery` records), and `activate` or `create` of one buys it.
+    let sys = DbName::new("system_config").unwrap();
+    let original = get("system_config", "number_manager")
+        .unwrap_or_else(|| json!({"_id": "number_manager", "default": {}}));
+    let mut manager = original.clone();
+    manager["default"]["carrier_modules"] = json!(["knm_managed"]);
+    rt.block_on(store.put(&sys, manager)).unwrap();
+    cli.ok(&["generate", "managed", CHILD, "14152220001", "3"]);
+    let v = cli.ok(&["search", "415222", "--quantity", "2", "--account-id", CHILD]);
+    assert_eq!(
+        v,
+        json!([{"number": "+14152220001", "state": "discovery"},
+                         {"number": "+14152220002", "state": "discovery"}])
+    );
+    let v = cli.ok(&["search", "415222", "--offset", "2", "--account-id", CHILD]);
+    assert_eq!(v, json!([{"number": "+14152220003", "state": "discovery"}]), "offset");
+    let record = get("numbers/+1415", "+14152220001").expect("the discovery record");
+    assert_eq!(record["pvt_state"], "discovery", "{record}");
+    let v = cli.ok(&["activate", "+14152220001", "--account-id", CHILD]);
+    assert_eq!(v["_read_only"]["state"], "in_service", "{v}");
+    let v = cli.ok(&["create", "+14152220002", "--account-id", CHILD]);
+    assert_eq!(v["_read_only"]["state"], "in_service", "{v}");
+    for number in ["+14152220001", "+14152220002"] {
+        let doc = get("numbers/+1415", number).unwrap();
+        assert_eq!(doc["pvt_module_name"], "knm_managed", "{doc}");
+        assert_eq!(doc["pvt_assigned_to"], CHILD, "{doc}");
+        let pooled = get("numbers/managed", number).unwrap();
+        assert_eq!(pooled["pvt_state"], "in_service", "the pool number is taken: {pooled}");
+        let v = cli.ok(&["identify", number]);
+        assert_eq!(v["account_id"], CHILD, "{v}");
+    }
+    // A number nobody found is not bought by activate.
+    let e = cli.fails(&["activate", "+14152229999", "--account-id", CHILD]);
+    assert_eq!(e["error"], "not_found", "{e}");
+    // The fixture's number_manager again, for whoever reads the server next.
+    let mut restored = original;
+    restored["_rev"] = get("system_config", "number_manager").unwrap()["_rev"].clone();
+    rt.block_on(store.put(&sys, restored)).unwrap();
 }

@@ -1,7 +1,10 @@
 //! The lifecycle reactor (§6.3, `knm_number_crawler.erl`): over every number database, documents
 //! in state `deleted` are hard-deleted, `discovery` records older than `discovery_expiry_d` days
 //! are deleted (unless they carry a purchase whose outcome is unknown), and `aging` numbers whose `pvt_modified` is more than `aging_expiry_d` days old
-//! become `available` (and `pvt_modified` becomes now).
+//! become `available` (and `pvt_modified` becomes now). A number carrying a purchase whose
+//! outcome is unknown is reconciled: the carrier is asked again, and the number lands
+//! `in_service` for the account that was buying it, or the record is released
+//! ([`NumberStore::reconcile_pending`]).
 //!
 //! Every action is a compare-and-swap on the `_rev` that was read: when another instance (or a
 //! user) changed the document in between, the write is refused, the crawler re-reads and checks
@@ -17,7 +20,7 @@ use serde_json::Value;
 use crate::doc::{NumberDoc, NumberState, INUM_DB, MANAGED_DB};
 use crate::error::Error;
 use crate::lifecycle::MAX_ATTEMPTS;
-use crate::store::{db_error, number_dbs};
+use crate::store::{db_error, number_dbs, NumberStore, Reconciled};
 
 const DAY: i64 = 86_400;
 const PAGE: usize = 500;
@@ -85,11 +88,24 @@ pub struct CrawlReport {
     pub purged_discovery: Vec<String>,
     /// `deleted` documents removed.
     pub purged_deleted: Vec<String>,
+    /// Pending purchases the carrier completed: now `in_service` for their buyer.
+    pub landed_pending: Vec<String>,
+    /// Pending purchases the carrier says failed: their records released.
+    pub released_pending: Vec<String>,
+    /// Pending purchases still unknown (or that could not be reconciled), left for a later run.
+    pub still_pending: Vec<String>,
     /// Actions not taken because the document changed first (re-checked; another instance or a
     /// user got there first).
     pub lost_races: usize,
     /// Documents that could not be read as number documents (left alone).
     pub unreadable: usize,
+}
+
+/// Whether a raw number document records a purchase whose outcome is unknown.
+fn has_pending_purchase(raw: &Value) -> bool {
+    raw.get("pvt_carrier_data")
+        .and_then(|d| d.get(crate::carriers::PENDING_ORDER))
+        .is_some_and(Value::is_object)
 }
 
 /// What to do with one document.
@@ -151,17 +167,24 @@ impl Crawler {
     /// A storage failure other than a lost race (listing, reading, writing).
     pub async fn run_once(&self, now: i64) -> Result<CrawlReport, Error> {
         let mut report = CrawlReport::default();
+        let mut numbers = None;
         for db in number_dbs(&self.store).await? {
             if db.as_str() == MANAGED_DB || db.as_str() == INUM_DB {
                 continue;
             }
             report.dbs += 1;
-            self.crawl_db(&db, now, &mut report).await?;
+            self.crawl_db(&db, now, &mut report, &mut numbers).await?;
         }
         Ok(report)
     }
 
-    async fn crawl_db(&self, db: &DbName, now: i64, report: &mut CrawlReport) -> Result<(), Error> {
+    async fn crawl_db(
+        &self,
+        db: &DbName,
+        now: i64,
+        report: &mut CrawlReport,
+        numbers: &mut Option<NumberStore>,
+    ) -> Result<(), Error> {
         let mut query =
             AllDocsQuery { include_docs: true, limit: Some(PAGE), ..Default::default() };
         loop {
@@ -176,6 +199,10 @@ impl Crawler {
                 }
                 let Some(raw) = &row.doc else { continue };
                 report.docs += 1;
+                if has_pending_purchase(raw) {
+                    self.reconcile(&row.id, report, numbers).await?;
+                    continue;
+                }
                 self.handle(db, raw.clone(), now, report).await?;
             }
             match page.rows.last() {
@@ -186,6 +213,43 @@ impl Crawler {
                 _ => return Ok(()),
             }
         }
+    }
+
+    /// Reconciles the pending purchase of `id` through the store layer (built on first use,
+    /// with the store's current configs): landed, released or still pending. A refusal is
+    /// logged and left for the next run; a storage failure stops the run.
+    async fn reconcile(
+        &self,
+        id: &str,
+        report: &mut CrawlReport,
+        numbers: &mut Option<NumberStore>,
+    ) -> Result<(), Error> {
+        let Ok(number) = e164::E164::new(id) else {
+            report.unreadable += 1;
+            return Ok(());
+        };
+        let numbers = match numbers {
+            Some(n) => n,
+            None => numbers.insert(NumberStore::from_store(self.store.clone()).await?),
+        };
+        match numbers.reconcile_pending(&number).await {
+            Ok(Reconciled::Landed) => report.landed_pending.push(id.to_owned()),
+            Ok(Reconciled::Released(reason)) => {
+                tracing::info!(number = id, reason, "pending purchase failed at the carrier");
+                report.released_pending.push(id.to_owned());
+            }
+            Ok(Reconciled::StillPending(reason)) => {
+                tracing::info!(number = id, reason, "purchase still pending");
+                report.still_pending.push(id.to_owned());
+            }
+            Ok(Reconciled::NotPending) => {}
+            Err(err @ Error::Unspecified { .. }) => return Err(err),
+            Err(err) => {
+                tracing::warn!(number = id, error = %err, "pending purchase not reconciled");
+                report.still_pending.push(id.to_owned());
+            }
+        }
+        Ok(())
     }
 
     /// Decides and acts on one document; a refused write re-reads and decides again.

@@ -50,6 +50,7 @@ mod account;
 pub mod auth;
 pub mod carriers;
 mod config;
+pub mod country;
 pub mod crawler;
 mod doc;
 mod error;

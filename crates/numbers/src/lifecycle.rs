@@ -681,10 +681,14 @@ fn create(
             Ok(finish_save(None, doc, acquire, ctx)?.with_provider_calls(calls))
         }
         Some(existing) => {
-            // ensure_can_load_to_create/1
+            // ensure_can_load_to_create/1; a `discovery` record (a search hit) is created the way
+            // it is bought: the transition to the target state acquires it from its carrier.
             if !matches!(
                 existing.state,
-                NumberState::Aging | NumberState::Available | NumberState::PortIn
+                NumberState::Aging
+                    | NumberState::Available
+                    | NumberState::PortIn
+                    | NumberState::Discovery
             ) {
                 return Err(Error::NumberExists { number: number.to_string() });
             }

@@ -16,7 +16,7 @@ use e164::E164;
 use numbers::carriers::SearchQuery;
 use numbers::lifecycle::Move;
 use numbers::search::CarrierOutcome;
-use numbers::store::{NumberStore, RunOptions};
+use numbers::store::{NumberSearch, NumberStore, RunOptions};
 use numbers::{AuthBy, CarrierKind, Error, NumberDoc, NumberState, Operation};
 use serde_json::{json, Value};
 use wiremock::matchers::{
@@ -157,7 +157,9 @@ async fn n1_n5(store: SharedStore) {
     let rows = ns.search_for("415", 10, Some(&acc(MASTER))).await;
     let want: Vec<String> = (0..10).map(|d| format!("+1415886790{d}")).collect();
     assert_eq!(numbers_of(&rows), want, "N4: ascending");
-    assert!(rows.iter().all(|r| r["module"] == "knm_other"), "N4");
+    let request = NumberSearch { account: Some(&acc(MASTER)), ..NumberSearch::new("415", 10) };
+    let hits = ns.find_for(&request).await.unwrap();
+    assert!(hits.iter().all(|h| h.module == CarrierKind::Other), "N4");
     let mut q = SearchQuery::new("+1415", 10);
     q.blocks = true;
     let res = ns.find(&q).await;
@@ -203,7 +205,9 @@ async fn n6_n9(store: SharedStore) {
     let rows = ns.search("301359", 5).await;
     assert_eq!(rows.len(), 5, "N6");
     assert!(numbers_of(&rows).iter().all(|r| r.starts_with("+1301359")), "N6");
-    assert!(rows.iter().all(|r| r["state"] == "discovery" && r["module"] == "knm_telnyx"), "N6");
+    assert!(rows.iter().all(|r| r["state"] == "discovery"), "N6");
+    let hits = ns.find_for(&NumberSearch::new("301359", 5)).await.unwrap();
+    assert!(hits.iter().all(|h| h.module == CarrierKind::Telnyx), "N6");
     let rows = ns.search("800", 2).await;
     assert_eq!(rows.len(), 2, "N7");
     assert!(numbers_of(&rows).iter().all(|r| r.starts_with("+1800")), "N7");
@@ -482,6 +486,209 @@ both_backends!(
     bandwidth2_pending_purchase_is_recorded_and_resumed,
     super::bandwidth2_pending_purchase
 );
+
+/// The order of Kazoo's bandwidth2 order fixtures.
+const BW_ORDER: &str = "dc0008ec-07fc-41bf-a3bd-6c6ebf913f1c";
+
+/// `server` takes exactly one order (answered with Kazoo's `bandwidth2_buy_a_number.xml`,
+/// status `RECEIVED`).
+async fn bw_takes_one_order(server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path(format!("{BW_ACCOUNT}/orders")))
+        .respond_with(xml("bandwidth2_buy_a_number.xml"))
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+/// `server` answers looks at the order with `reply`, the next `times` looks (all, without).
+async fn bw_order_answers(server: &MockServer, reply: ResponseTemplate, times: Option<u64>) {
+    let mock = Mock::given(method("GET"))
+        .and(path(format!("{BW_ACCOUNT}/orders/{BW_ORDER}")))
+        .respond_with(reply);
+    match times {
+        Some(n) => mock.up_to_n_times(n).mount(server).await,
+        None => mock.mount(server).await,
+    }
+}
+
+/// Places a Bandwidth2 purchase of `number` for RESELLER whose order is taken but still
+/// `RECEIVED` when the polls run out: the purchase is recorded as pending on the number. The
+/// order mock then answers `then` (a fixture file) from the next look on.
+async fn pending_purchase(store: &SharedStore, server: &MockServer, number: &str) -> NumberStore {
+    bw_takes_one_order(server).await;
+    bw_order_answers(server, xml("bandwidth2_buy_a_number.xml"), Some(2)).await;
+    let mut section = bw_section(server);
+    section["order_poll_max_attempts"] = json!(2);
+    let ns =
+        configured(store, Some(&["knm_bandwidth2"]), &[("number_manager.bandwidth2", section)])
+            .await;
+    reset_number(store, number).await;
+    discovery(store, number, "knm_bandwidth2").await;
+    let err = ns.apply(&n(number), &buy(RESELLER), &RunOptions::by(by(MASTER))).await.unwrap_err();
+    assert!(matches!(err, Error::PurchasePending { .. }), "{err:?}");
+    let s = stored(store, number).await.unwrap();
+    let pending = &s["pvt_carrier_data"][numbers::carriers::PENDING_ORDER];
+    assert_eq!(pending["assign_to"], RESELLER, "the buyer is recorded: {s}");
+    assert_eq!(pending["auth_by"], MASTER, "who was buying is recorded: {s}");
+    ns
+}
+
+/// The crawler reconciles a purchase whose outcome is unknown: it asks the carrier once; while
+/// the order is still in progress the record stays, and once the carrier says `COMPLETE` the
+/// number lands `in_service` for the account that was buying it (no second order is placed).
+async fn crawler_lands_a_pending_purchase(store: SharedStore) {
+    load_kazoo_fixturedb(&store).await;
+    let server = MockServer::start().await;
+    let number = "+19734096113";
+    pending_purchase(&store, &server, number).await;
+    let crawler = numbers::crawler::Crawler::new(store.clone(), Default::default());
+    bw_order_answers(&server, xml("bandwidth2_buy_a_number.xml"), Some(1)).await;
+    let report = crawler.run_once(numbers::store::now_gregorian()).await.unwrap();
+    assert_eq!(report.still_pending, [number], "{report:?}");
+    assert_eq!(stored(&store, number).await.unwrap()["pvt_state"], "discovery");
+
+    bw_order_answers(&server, xml("bandwidth2_check_order.xml"), None).await;
+    let report = crawler.run_once(numbers::store::now_gregorian()).await.unwrap();
+    assert_eq!(report.landed_pending, [number], "{report:?}");
+    let s = stored(&store, number).await.unwrap();
+    assert_eq!(s["pvt_state"], "in_service", "{s}");
+    assert_eq!(s["pvt_assigned_to"], RESELLER, "{s}");
+    assert!(s["pvt_carrier_data"].get(numbers::carriers::PENDING_ORDER).is_none(), "{s}");
+    assert_eq!(s["pvt_carrier_data"]["order_name"], "Kazoo-63628571101", "{s}");
+    assert!(raw(&store, &acc(RESELLER).db_name(), number).await.is_some(), "account copy");
+    // A second crawler run finds nothing left to do.
+    let report = crawler.run_once(numbers::store::now_gregorian()).await.unwrap();
+    assert!(report.landed_pending.is_empty() && report.still_pending.is_empty(), "{report:?}");
+    reset_number(&store, number).await;
+}
+both_backends!(
+    crawler_lands_a_pending_purchase_once_completed,
+    super::crawler_lands_a_pending_purchase
+);
+
+/// The crawler releases a pending purchase the carrier says failed: the `discovery` record is
+/// deleted, nothing is bought, no new order is placed.
+async fn crawler_releases_a_failed_pending_purchase(store: SharedStore) {
+    load_kazoo_fixturedb(&store).await;
+    let server = MockServer::start().await;
+    let number = "+19734096113";
+    pending_purchase(&store, &server, number).await;
+    let failed = body("bandwidth2_buy_a_number.xml")
+        .replace("<OrderStatus>RECEIVED</OrderStatus>", "<OrderStatus>FAILED</OrderStatus>");
+    assert!(failed.contains("FAILED"), "the fixture carries an OrderStatus");
+    let failed = ResponseTemplate::new(200).set_body_raw(failed, "application/xml");
+    bw_order_answers(&server, failed, None).await;
+    let crawler = numbers::crawler::Crawler::new(store.clone(), Default::default());
+    let report = crawler.run_once(numbers::store::now_gregorian()).await.unwrap();
+    assert_eq!(report.released_pending, [number], "{report:?}");
+    assert!(stored(&store, number).await.is_none(), "the record is released");
+    assert!(raw(&store, &acc(RESELLER).db_name(), number).await.is_none(), "nothing bought");
+    reset_number(&store, number).await;
+}
+both_backends!(
+    crawler_releases_a_pending_purchase_that_failed,
+    super::crawler_releases_a_failed_pending_purchase
+);
+
+/// A plain create of a number a search found (its `discovery` record) buys it as Kazoo's
+/// `create_with_state` asks: `in_service` (the default) or `reserved` acquire it from its
+/// carrier; a state the number cannot reach from `discovery` is refused and nothing is bought.
+async fn create_of_a_discovered_number(store: SharedStore) {
+    load_kazoo_fixturedb(&store).await;
+    let server = MockServer::start().await;
+    bw_takes_one_order(&server).await;
+    bw_order_answers(&server, xml("bandwidth2_check_order.xml"), None).await;
+    let ns = configured(
+        &store,
+        Some(&["knm_bandwidth2"]),
+        &[("number_manager.bandwidth2", bw_section(&server))],
+    )
+    .await;
+    let number = "+19734096113";
+    reset_number(&store, number).await;
+    discovery(&store, number, "knm_bandwidth2").await;
+    let create = |state| {
+        Operation::Create(numbers::lifecycle::Create {
+            assign_to: Some(RESELLER.into()),
+            state,
+            ..Default::default()
+        })
+    };
+    let err = ns
+        .apply(&n(number), &create(Some(NumberState::Available)), &RunOptions::by(by(MASTER)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_json()["cause"], "from discovery to available", "{}", err.to_json());
+    let d = ns.apply(&n(number), &create(None), &RunOptions::by(by(MASTER))).await.unwrap();
+    assert_eq!(d.doc.state, NumberState::InService);
+    let s = stored(&store, number).await.unwrap();
+    assert_eq!(s["pvt_state"], "in_service", "{s}");
+    assert_eq!(s["pvt_assigned_to"], RESELLER, "{s}");
+    assert_eq!(s["pvt_module_name"], "knm_bandwidth2", "{s}");
+    assert_eq!(s["pvt_carrier_data"]["order_name"], "Kazoo-63628571101", "bought: {s}");
+    reset_number(&store, number).await;
+}
+both_backends!(create_of_a_discovered_number_buys_it, super::create_of_a_discovered_number);
+
+/// Search with `offset` and `country`, and the hits kept as `discovery` records in the number
+/// databases (where every instance sees them); a number that has a document is left alone, an
+/// earlier discovery record refreshed.
+async fn search_pages_and_keeps_discovery(store: SharedStore) {
+    load_kazoo_fixturedb(&store).await;
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("{BW_ACCOUNT}/availableNumbers")))
+        .and(query_param("areaCode", "973"))
+        .respond_with(xml("bandwidth2_find_by_npa_no_detail.xml"))
+        .mount(&server)
+        .await;
+    let ns = configured(
+        &store,
+        Some(&["knm_bandwidth2"]),
+        &[("number_manager.bandwidth2", bw_section(&server))],
+    )
+    .await;
+    let all = ns.find_for(&NumberSearch::new("973", 50)).await.unwrap();
+    assert_eq!(all.len(), 2, "Kazoo's fixture offers two numbers: {all:?}");
+    let page =
+        ns.find_for(&NumberSearch { offset: 1, ..NumberSearch::new("973", 5) }).await.unwrap();
+    assert_eq!(page, all[1..].to_vec(), "offset 1");
+    let page = ns.find_for(&NumberSearch::new("973", 1)).await.unwrap();
+    assert_eq!(page, all[..1].to_vec(), "quantity 1");
+    let us =
+        ns.find_for(&NumberSearch { country: "us", ..NumberSearch::new("973", 50) }).await.unwrap();
+    assert_eq!(us, all, "country US is the default");
+    let err = ns
+        .find_for(&NumberSearch { country: "ZZ", ..NumberSearch::new("973", 1) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), 400, "{err:?}");
+
+    let first = all[0].number.as_str().to_owned();
+    let second = all[1].number.as_str().to_owned();
+    for number in [&first, &second] {
+        reset_number(&store, number).await;
+    }
+    // The second number is someone's already: its document is left alone.
+    let owned = NumberDoc::new(&all[1].number, NumberState::InService, "knm_local", 63_700_000_000);
+    overwrite(&store, &numbers::number_db(&second).unwrap(), owned.to_json()).await;
+    let written = ns.keep_discovery(&all[..2]).await.unwrap();
+    assert_eq!(written, 1);
+    let kept = stored(&store, &first).await.unwrap();
+    assert_eq!(kept["pvt_state"], "discovery", "{kept}");
+    assert_eq!(kept["pvt_module_name"], "knm_bandwidth2", "{kept}");
+    assert_eq!(stored(&store, &second).await.unwrap()["pvt_state"], "in_service");
+    // Found again: the record is refreshed (a new revision), still one document.
+    assert_eq!(ns.keep_discovery(&all[..1]).await.unwrap(), 1);
+    let again = stored(&store, &first).await.unwrap();
+    assert_ne!(again["_rev"], kept["_rev"], "{again}");
+    assert_eq!(again["pvt_created"], kept["pvt_created"], "{again}");
+    for number in [&first, &second] {
+        reset_number(&store, number).await;
+    }
+}
+both_backends!(search_pages_and_keeps_discovery_records, super::search_pages_and_keeps_discovery);
 
 // ---------------------------------------------------------------------------------------------
 // §O carrier info, check, billing

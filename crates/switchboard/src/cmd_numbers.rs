@@ -1,5 +1,6 @@
 //! `switchboard numbers …`: one number operation against the store (kazoo-numbers.md §5), number
-//! generation and CSV import (§16.1) and search (§11). With `--json`, stdout holds the number's
+//! generation and CSV import (§16.1) and search (§11; the carrier numbers found are bought with
+//! `activate` or `create`). With `--json`, stdout holds the number's
 //! public JSON (§10.2) or the §9 error JSON with a non-zero exit.
 
 use std::io::IsTerminal;
@@ -11,7 +12,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use docstore::SharedStore;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use numbers::carriers::Pool;
-use numbers::store::{NumberStore, RunOptions};
+use numbers::store::{NumberSearch, NumberStore, RunOptions};
 use numbers::{operation_for_command, AccountId, AuthBy, NumberState};
 use serde_json::Value;
 
@@ -48,7 +49,9 @@ enum NumbersCommand {
     /// Import a knm_inventory CSV (header `number`, optional `state`, `account_id`,
     /// `module_name`, other columns become public fields). Exits non-zero when any row failed.
     Import(ImportArgs),
-    /// Search the configured carriers for numbers under PREFIX (§11).
+    /// Search the configured carriers for numbers under PREFIX (§11). The carriers' numbers
+    /// found are kept as `discovery` records for `discovery_expiry_d` days: `activate` (or
+    /// `create`) of one buys it from its carrier.
     Search(SearchArgs),
 }
 
@@ -108,6 +111,12 @@ struct SearchArgs {
     /// How many numbers at most.
     #[arg(long, default_value_t = 10)]
     quantity: usize,
+    /// How many of the numbers found to skip (paging).
+    #[arg(long, default_value_t = 0)]
+    offset: usize,
+    /// The two-letter country whose dialling code goes before PREFIX.
+    #[arg(long, default_value = "US")]
+    country: String,
     /// Search on behalf of this account (the internal carriers such as knm_local only answer
     /// searches made for an account, as in Kazoo).
     #[arg(long)]
@@ -160,8 +169,16 @@ pub(crate) async fn run(
         NumbersCommand::Search(s) => {
             let account = s.account_id.as_deref().map(AccountId::parse).transpose();
             let account = account.map_err(knm_error)?;
-            let rows = numbers.search_for(&s.prefix, s.quantity, account.as_ref()).await;
-            let value = Value::Array(rows);
+            let request = NumberSearch {
+                prefix: &s.prefix,
+                quantity: s.quantity,
+                offset: s.offset,
+                country: &s.country,
+                account: account.as_ref(),
+            };
+            let hits = numbers.find_for(&request).await.map_err(knm_error)?;
+            numbers.keep_discovery(&hits).await.map_err(knm_error)?;
+            let value = Value::Array(hits.iter().map(numbers::store::search_row).collect());
             output::print(global, &value, || pretty(&value));
             return Ok(ExitCode::SUCCESS);
         }

@@ -386,6 +386,45 @@ fn pending_order_id(doc: &NumberDoc) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// What the carrier says, at one look, of a purchase recorded as pending on a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PendingOutcome {
+    /// The order completed: the number is ours (buying it again follows that order).
+    Completed,
+    /// The order ended without the number (the carrier's status), or there is no order to ask
+    /// about: nothing was bought.
+    Failed(String),
+    /// Still in progress, or the carrier could not be asked: look again later.
+    Unknown(String),
+}
+
+/// Asks the carrier once (no polling) about the order recorded as pending on `doc`.
+///
+/// # Errors
+/// A missing or incomplete `number_manager.bandwidth2` configuration.
+pub async fn pending_order_outcome(
+    doc: &NumberDoc,
+    ctx: &CarrierCtx<'_>,
+) -> Result<PendingOutcome, Error> {
+    let Some(id) = pending_order_id(doc) else {
+        return Ok(PendingOutcome::Failed("no pending order recorded".into()));
+    };
+    let config = Bandwidth2Config::from_section(ctx)?;
+    let num = external::to_npan(doc.id.as_str()).to_owned();
+    let req = external::client(ctx).get(config.url(&format!("orders/{id}")));
+    Ok(match config.call(&num, req, config.timeout).await {
+        Ok(root) => match order_status(&root).as_str() {
+            "COMPLETE" => PendingOutcome::Completed,
+            status @ ("RECEIVED" | "PROCESSING") => {
+                PendingOutcome::Unknown(format!("order {id} still {status}"))
+            }
+            "" => PendingOutcome::Failed(format!("order {id}: no OrderStatus")),
+            other => PendingOutcome::Failed(format!("order {id}: {other}")),
+        },
+        Err(reason) => PendingOutcome::Unknown(reason),
+    })
+}
+
 fn order_status(root: &Element) -> String {
     root.find("OrderStatus").map(|s| s.text.clone()).unwrap_or_default()
 }

@@ -48,7 +48,7 @@ use crate::config::Config;
 use crate::doc::{NumberDoc, NumberState, INUM_DB, MANAGED_DB};
 use crate::error::Error;
 
-pub use bandwidth2::{Bandwidth2, PENDING_ORDER};
+pub use bandwidth2::{pending_order_outcome, Bandwidth2, PendingOutcome, PENDING_ORDER};
 pub use external::{config_doc_id, config_kind, Secret};
 pub use inum::Inum;
 pub use inventory::Inventory;

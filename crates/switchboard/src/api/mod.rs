@@ -6,7 +6,6 @@
 pub(crate) mod auth;
 mod body;
 mod connectivity;
-mod discovery;
 mod docs;
 pub(crate) mod envelope;
 pub(crate) mod error;

@@ -11,10 +11,9 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use docstore::{AllDocsQuery, DbName};
 use numbers::inbound::InboundTable;
 use numbers::lifecycle::{AccountLookup, Create, Ctx, Move, PublicFields, Update};
-use numbers::store::{NumberStore, RunOptions};
+use numbers::store::{NumberSearch, NumberStore, RunOptions};
 use numbers::{AccountId, AuthBy, NumberDoc, NumberState, Operation};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -35,8 +34,6 @@ use super::AppState;
 pub(crate) struct NumbersCache {
     /// The store layer and the generations of `system_config` and `accounts` it was built from.
     cached: Mutex<Option<((u64, u64), NumberStore)>>,
-    /// Recent search hits, kept for buying.
-    discovered: super::discovery::Discovered,
 }
 
 impl NumbersCache {
@@ -143,61 +140,97 @@ fn public_fields(mut body: Map<String, Value>) -> Map<String, Value> {
     body
 }
 
-/// `GET /v2/accounts/{A}/phone_numbers`: the numbers whose account-database copy `A` holds,
-/// `{numbers: {number: {state, assigned_to, used_by, features, …}}}` (§13.3's listing).
+/// `GET /v2/accounts/{A}/phone_numbers`: with `prefix`, the account's search (Crossbar's
+/// `find_numbers` for the account: its own pool numbers, knm_managed, knm_inum, … are found
+/// too); else the listing of the numbers whose account-database copy `A` holds, in Kazoo's shape:
+/// `{numbers: {number: {state, features: [names], assigned_to, used_by, created, updated,
+/// features_available, …}}, cascade_quantity}` (see [`listing_row`], [`cascade_quantity`]).
 pub(crate) async fn list(
     State(s): State<AppState>,
+    caller: Caller,
     Path(a): Path<String>,
     Query(q): Query<SearchQuery>,
 ) -> Result<Envelope, ApiError> {
     let account = path_account(&a)?;
     if q.prefix.is_some() {
-        // With `prefix` it is the account's search (Crossbar's `find_numbers` for the account):
-        // the account's own pool numbers (knm_managed, knm_inum, …) are found too.
-        let (prefix, quantity) = search_params(&q)?;
-        let rows = search_and_remember(&s, &prefix, quantity, Some(&account)).await?;
+        let rows = search_and_discover(&s, &q, Some(&account)).await?;
         return Ok(Envelope::ok(Value::Array(rows)));
     }
-    let db: DbName = account.db_name();
-    let mut numbers = Map::new();
-    let mut start: Option<String> = None;
-    loop {
-        let query = AllDocsQuery {
-            start_key: start.clone(),
-            skip: usize::from(start.is_some()),
-            limit: Some(1000),
-            include_docs: true,
-            ..AllDocsQuery::default()
-        };
-        let page = match s.store.all_docs(&db, &query).await {
-            Ok(page) => page,
-            Err(docstore::Error::DbNotFound { .. }) => break,
-            Err(e) => return Err(e.into()),
-        };
-        for row in &page.rows {
-            let Some(doc) = &row.doc else { continue };
-            if doc.get("pvt_type").and_then(Value::as_str) != Some("number") {
-                continue;
-            }
-            let field = |k: &str| doc.get(k).cloned().unwrap_or(Value::Null);
-            numbers.insert(
-                row.id.clone(),
-                json!({
-                    "state": doc.get("pvt_state").or_else(|| doc.get("pvt_number_state")).cloned().unwrap_or(Value::Null),
-                    "assigned_to": field("pvt_assigned_to"),
-                    "used_by": doc.get("pvt_used_by").cloned().unwrap_or(Value::String(String::new())),
-                    "features": field("pvt_features"),
-                    "created": field("pvt_created"),
-                    "updated": field("pvt_modified"),
-                }),
-            );
+    let store = number_store(&s).await?;
+    let by = AuthBy::parse(&caller.account_id).map_err(knm_error)?;
+    let is_admin = numbers::auth::is_admin(store.accounts(), &by);
+    let mut listed = Map::new();
+    for copy in store.account_numbers(&account).await.map_err(knm_error)? {
+        if let Some((id, row)) = listing_row(&store, &copy, is_admin) {
+            listed.insert(id, row);
         }
-        if page.rows.len() < 1000 {
-            break;
-        }
-        start = page.rows.last().map(|r| r.id.clone());
     }
-    Ok(Envelope::ok(json!({"numbers": numbers})))
+    let cascade = cascade_quantity(&store, &account).await?;
+    Ok(Envelope::ok(json!({"numbers": listed, "cascade_quantity": cascade})))
+}
+
+/// One row of the account listing, as Kazoo's `phone_numbers/crossbar_listing` view emits it
+/// (`features` the names of `pvt_features`, `updated` = `pvt_modified`, absent values left out)
+/// plus Crossbar's `features_available` for the caller.
+fn listing_row(store: &NumberStore, copy: &Value, is_admin: bool) -> Option<(String, Value)> {
+    let id = copy.get("_id").and_then(Value::as_str)?.to_owned();
+    let mut row = Map::new();
+    let state = copy.get("pvt_state").or_else(|| copy.get("pvt_number_state"));
+    let features: Vec<Value> = copy
+        .get("pvt_features")
+        .and_then(Value::as_object)
+        .map(|f| f.keys().map(|k| Value::String(k.clone())).collect())
+        .unwrap_or_default();
+    row.insert("features".into(), Value::Array(features));
+    for (key, field) in [
+        ("state", state),
+        ("features_allowed", copy.get("pvt_features_allowed")),
+        ("features_denied", copy.get("pvt_features_denied")),
+        ("assigned_to", copy.get("pvt_assigned_to")),
+        ("used_by", copy.get("pvt_used_by")),
+        ("created", copy.get("pvt_created")),
+        ("updated", copy.get("pvt_modified")),
+        ("locality", copy.get("pvt_locality")),
+    ] {
+        if let Some(value) = field.filter(|v| !v.is_null()) {
+            row.insert(key.into(), value.clone());
+        }
+    }
+    if let Ok(doc) = NumberDoc::from_json(copy, numbers::store::now_gregorian()) {
+        let available = numbers::features::available_features_for(
+            &doc,
+            store.config(),
+            store.accounts(),
+            is_admin,
+        );
+        row.insert("features_available".into(), json!(available));
+    }
+    Some((id, Value::Object(row)))
+}
+
+/// `cascade_quantity`: how many numbers the account and the accounts below it hold, by
+/// classifier (`{"did_us": 2, "tollfree_us": 1}`; a number no classifier matches counts as
+/// `unknown`). Kazoo reads the same figure from its service plan quantities
+/// (`kz_services_quantities:cascade_category(Services, "phone_numbers")`); here it is counted
+/// from the account databases.
+async fn cascade_quantity(
+    store: &NumberStore,
+    account: &numbers::AccountId,
+) -> Result<Value, ApiError> {
+    let mut accounts = vec![account.clone()];
+    accounts.extend(store.descendants(account).await.map_err(knm_error)?);
+    let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for holder in &accounts {
+        for copy in store.account_numbers(holder).await.map_err(knm_error)? {
+            let Some(id) = copy.get("_id").and_then(Value::as_str) else { continue };
+            let class = store
+                .converters()
+                .classifier_for(id)
+                .map_or_else(|| "unknown".to_owned(), |c| c.name.clone());
+            *counts.entry(class).or_default() += 1;
+        }
+    }
+    Ok(json!(counts))
 }
 
 /// `GET /v2/accounts/{A}/phone_numbers/{N}`: `get` (§15.2: ownership by A is not checked, the
@@ -321,7 +354,6 @@ pub(crate) async fn activate(
     CrossbarBody(body): CrossbarBody,
 ) -> Result<Envelope, ApiError> {
     let pinned = docs::pinned_rev(&headers, Some(&body))?;
-    discover(&s, &n).await?;
     let fields = public_fields(body);
     let op = Operation::Move(Move {
         assign_to: Some(path_account(&a)?),
@@ -380,26 +412,37 @@ pub(crate) async fn identify(
     ))
 }
 
-/// `GET /v2/phone_numbers?prefix=&quantity=`: search the configured carriers (§11). Like
-/// Kazoo's, this route needs no token.
+/// The query of a number search, as Crossbar's `find_numbers` reads it.
 #[derive(Debug, Deserialize)]
 pub(crate) struct SearchQuery {
     prefix: Option<String>,
     quantity: Option<String>,
+    offset: Option<String>,
+    country: Option<String>,
 }
 
-/// Kazoo's `find_numbers` schema: `prefix` 3..10 characters, `quantity` at least 1.
+/// `GET /v2/phone_numbers?prefix&quantity&offset&country`: search the configured carriers
+/// (§11). Like Kazoo's, this route needs no token. The hits are kept as `discovery` records for
+/// buying.
 pub(crate) async fn search(
     State(s): State<AppState>,
     Query(q): Query<SearchQuery>,
 ) -> Result<Envelope, ApiError> {
-    let (prefix, quantity) = search_params(&q)?;
-    let rows = search_and_remember(&s, &prefix, quantity, None).await?;
+    let rows = search_and_discover(&s, &q, None).await?;
     Ok(Envelope::ok(Value::Array(rows)))
 }
 
-/// Kazoo's `find_numbers` schema: `prefix` 3..10 characters, `quantity` at least 1 (default 1).
-fn search_params(q: &SearchQuery) -> Result<(String, usize), ApiError> {
+/// The validated options of a search (Kazoo's `find_numbers` schema: `prefix` 3..10
+/// characters, required; `quantity` at least 1, default 1; `offset` at least 0, default 0;
+/// `country` two letters, default `US`).
+struct SearchParams {
+    prefix: String,
+    quantity: usize,
+    offset: usize,
+    country: String,
+}
+
+fn search_params(q: &SearchQuery) -> Result<SearchParams, ApiError> {
     let prefix = match q.prefix.clone() {
         None => {
             return Err(ApiError::validation("prefix", "required", "Field is required but missing"))
@@ -427,31 +470,47 @@ fn search_params(q: &SearchQuery) -> Result<(String, usize), ApiError> {
             return Err(ApiError::validation("quantity", "minimum", "Value must be at least 1"))
         }
     };
-    Ok((prefix, quantity))
+    let offset = match q.offset.as_deref().map(str::parse::<usize>) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            return Err(ApiError::validation("offset", "minimum", "Value must be at least 0"))
+        }
+    };
+    let country = match q.country.as_deref() {
+        None => "US".to_owned(),
+        Some(c) if numbers::country::dial_code(c).is_some() => c.to_ascii_uppercase(),
+        Some(c) => {
+            return Err(ApiError::validation(
+                "country",
+                "enum",
+                format!("{c} is not a two-letter country code"),
+            ))
+        }
+    };
+    Ok(SearchParams { prefix, quantity, offset, country })
 }
 
-/// Searches the carriers (for `account` when given) and keeps the hits for buying.
-async fn search_and_remember(
+/// Searches the carriers (for `account` when given; §11.3) and keeps the carrier stock found
+/// as `discovery` records, so any instance sharing the store can buy it; the rows as Crossbar
+/// answers them.
+async fn search_and_discover(
     s: &AppState,
-    prefix: &str,
-    quantity: usize,
+    q: &SearchQuery,
     account: Option<&numbers::AccountId>,
 ) -> Result<Vec<Value>, ApiError> {
+    let params = search_params(q)?;
     let store = number_store(s).await?;
-    let hits = store.find_for(prefix, quantity, account).await;
-    s.numbers.discovered.remember(&hits);
+    let request = NumberSearch {
+        prefix: &params.prefix,
+        quantity: params.quantity,
+        offset: params.offset,
+        country: &params.country,
+        account,
+    };
+    let hits = store.find_for(&request).await.map_err(knm_error)?;
+    store.keep_discovery(&hits).await.map_err(knm_error)?;
     Ok(hits.iter().map(numbers::store::search_row).collect())
-}
-
-/// A number a recent search offered and that has no document yet gets its `discovery` document
-/// (Kazoo's `knm_search:discovery/2`), so buying it finds it.
-async fn discover(s: &AppState, raw: &str) -> Result<(), ApiError> {
-    let store = number_store(s).await?;
-    let Ok(number) = normalize(&store, raw) else { return Ok(()) };
-    if let Some(hit) = s.numbers.discovered.get(number.as_str()) {
-        store.store_discovery(&hit).await.map_err(knm_error)?;
-    }
-    Ok(())
 }
 
 /// `PUT /v2/accounts/{A}/phone_numbers/{N}/port`: `create` in state `port_in`.
@@ -743,6 +802,8 @@ pub(crate) fn cache() -> Arc<NumbersCache> {
 mod tests {
     use axum::response::IntoResponse;
     use docstore::naming::{accounts_db, numbers_db};
+    use docstore::DbName;
+    use numbers::{AccountMap, Config};
 
     use super::*;
     use crate::api::testing::{caught_up, memory_store, state_over};

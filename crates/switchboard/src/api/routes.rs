@@ -188,6 +188,18 @@ const SEARCH: &[QueryParam] = &[
         r#"{"type": "integer", "minimum": 1, "maximum": 18446744073709551615}"#,
         "how many numbers at most (default 1)",
     ),
+    (
+        "offset",
+        false,
+        r#"{"type": "integer", "minimum": 0, "maximum": 18446744073709551615}"#,
+        "how many of the carriers' numbers to skip (default 0)",
+    ),
+    (
+        "country",
+        false,
+        r#"{"type": "string", "pattern": "^[A-Za-z]{2}$"}"#,
+        "the ISO 3166 country the numbers are in (default US)",
+    ),
 ];
 /// The account's listing reads the same parameters, both optional: with `prefix` it searches.
 const ACCOUNT_SEARCH: &[QueryParam] = &[
@@ -202,6 +214,18 @@ const ACCOUNT_SEARCH: &[QueryParam] = &[
         false,
         r#"{"type": "integer", "minimum": 1, "maximum": 18446744073709551615}"#,
         "with prefix: how many numbers at most (default 1)",
+    ),
+    (
+        "offset",
+        false,
+        r#"{"type": "integer", "minimum": 0, "maximum": 18446744073709551615}"#,
+        "with prefix: how many of the carriers' numbers to skip (default 0)",
+    ),
+    (
+        "country",
+        false,
+        r#"{"type": "string", "pattern": "^[A-Za-z]{2}$"}"#,
+        "with prefix: the ISO 3166 country the numbers are in (default US)",
     ),
 ];
 const HARD: &[QueryParam] = &[(
@@ -255,7 +279,7 @@ pub(crate) fn table(state: &AppState) -> Vec<Endpoint> {
         endpoint!(s, POST "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", "Replace a connectivity document", connectivity::post).body(Data(conn)).errors(NUMBER),
         endpoint!(s, PATCH "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", "Merge fields into a connectivity document", connectivity::patch).body(Merge(conn)).errors(NUMBER),
         endpoint!(s, DELETE "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", "Delete a connectivity document; its DIDs are released", connectivity::delete).errors(NUMBER),
-        endpoint!(s, GET "/v2/phone_numbers", Public, "phone_numbers", "Search the carriers for numbers", phone_numbers::search).query(SEARCH).errors(NUMBER),
+        endpoint!(s, GET "/v2/phone_numbers", Public, "phone_numbers", "Search the carriers for numbers (?prefix=&quantity=&offset=&country=); the hits are kept as discovery records for buying", phone_numbers::search).query(SEARCH).errors(NUMBER),
         endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}/port", Token, "phone_numbers", "Create a number in state port_in", phone_numbers::port).body(Data(num)).ok(201).errors(NUMBER),
         endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers", Token, "phone_numbers", "The account's numbers; with ?prefix= a search for the account", phone_numbers::list).query(ACCOUNT_SEARCH).errors(NUMBER),
         endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", "Create many numbers ({numbers: [...], ...public fields}); 200 with each number's result", phone_numbers::collection_create).body(Data(coll)).errors(NUMBER),
