@@ -556,7 +556,7 @@ async fn crawler_lands_a_pending_purchase(store: SharedStore) {
     assert_eq!(s["pvt_assigned_to"], RESELLER, "{s}");
     assert!(s["pvt_carrier_data"].get(numbers::carriers::PENDING_ORDER).is_none(), "{s}");
     assert_eq!(s["pvt_carrier_data"]["order_name"], "Kazoo-63628571101", "{s}");
-    assert!(raw(&store, &acc(RESELLER).db_name(), number).await.is_some(), "account copy");
+    assert!(raw(&store, &acc(RESELLER).db_name().to_string(), number).await.is_some(), "account copy");
     // A second crawler run finds nothing left to do.
     let report = crawler.run_once(numbers::store::now_gregorian()).await.unwrap();
     assert!(report.landed_pending.is_empty() && report.still_pending.is_empty(), "{report:?}");
@@ -583,7 +583,7 @@ async fn crawler_releases_a_failed_pending_purchase(store: SharedStore) {
     let report = crawler.run_once(numbers::store::now_gregorian()).await.unwrap();
     assert_eq!(report.released_pending, [number], "{report:?}");
     assert!(stored(&store, number).await.is_none(), "the record is released");
-    assert!(raw(&store, &acc(RESELLER).db_name(), number).await.is_none(), "nothing bought");
+    assert!(raw(&store, &acc(RESELLER).db_name().to_string(), number).await.is_none(), "nothing bought");
     reset_number(&store, number).await;
 }
 both_backends!(
@@ -610,7 +610,7 @@ async fn create_of_a_discovered_number(store: SharedStore) {
     discovery(&store, number, "knm_bandwidth2").await;
     let create = |state| {
         Operation::Create(numbers::lifecycle::Create {
-            assign_to: Some(RESELLER.into()),
+            assign_to: Some(acc(RESELLER)),
             state,
             ..Default::default()
         })

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{db_error, db_name, now_gregorian, NumberStore};
 use crate::account::AccountId;
-use crate::auth::{AccountInfo, AccountMap};
+use crate::auth::AccountInfo;
 use crate::carriers::CarrierKind;
 use crate::config::Config;
 use crate::doc::{number_db, NumberDoc};

@@ -41,7 +41,8 @@ use docstore::{DbName, SharedStore};
 use e164::{Converters, E164};
 use serde_json::Value;
 
-use crate::auth::{AccountMap, AuthBy};
+use crate::account::AccountId;
+use crate::auth::{AccountInfo, AccountMap, AuthBy};
 use crate::carriers::{CarrierCtx, CarrierKind};
 use crate::config::Config;
 use crate::doc::{gregorian_seconds, NumberDoc};

@@ -168,9 +168,13 @@ mod tests {
     async fn every_route_refuses_a_missing_token_and_a_foreign_account() {
         let mut untrusting = settings();
         untrusting.trusted_networks = Vec::new();
-        let (state, shutdown) = state_with(memory_store(), Vec::new(), None, untrusting);
-        state.auth.apply(OWNER, Some(&account(OWNER, "owner-key")));
-        state.auth.apply(FOREIGN, Some(&account(FOREIGN, "foreign-key")));
+        let store = memory_store();
+        let accounts = docstore::naming::accounts_db();
+        store.ensure_db(&accounts).await.unwrap();
+        store.put(&accounts, account(OWNER, "owner-key")).await.unwrap();
+        store.put(&accounts, account(FOREIGN, "foreign-key")).await.unwrap();
+        let (state, shutdown) = state_with(store, Vec::new(), None, untrusting);
+        crate::api::testing::caught_up(&state).await;
         let (foreign, _) = state.auth.login("foreign-key").unwrap();
         let app = crate::api::router(&state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

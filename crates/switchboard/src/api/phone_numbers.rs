@@ -803,7 +803,6 @@ mod tests {
     use axum::response::IntoResponse;
     use docstore::naming::{accounts_db, numbers_db};
     use docstore::DbName;
-    use numbers::{AccountMap, Config};
 
     use super::*;
     use crate::api::testing::{caught_up, memory_store, state_over};
