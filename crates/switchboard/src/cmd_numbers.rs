@@ -1,6 +1,8 @@
 //! `switchboard numbers …`: one number operation against the store (kazoo-numbers.md §5), number
-//! generation and CSV import (§16.1) and search (§11). With `--json`, stdout holds the number's
-//! public JSON (§10.2) or the §9 error JSON with a non-zero exit.
+//! generation and CSV import (§16.1) and search (§11). Readable text by default (one `field: value`
+//! line per field of the number, a table of search results); with `--json`, stdout holds the
+//! number's public JSON (§10.2) or the error JSON (`{code, error, message, cause}`) with a
+//! non-zero exit.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ use numbers::{operation_for_command, AccountId, AuthBy, NumberState};
 use serde_json::Value;
 
 use crate::cli::GlobalArgs;
-use crate::output::{self, JsonError};
+use crate::output::{self, CliError};
 
 /// `switchboard numbers`.
 #[derive(Debug, Args)]
@@ -114,13 +116,9 @@ struct SearchArgs {
     account_id: Option<String>,
 }
 
-/// A §9 error as the command's error: printed as its JSON under `--json`.
+/// A number manager error as the command's error, in its own JSON shape under `--json`.
 fn knm_error(e: numbers::Error) -> anyhow::Error {
-    anyhow::Error::new(JsonError(e.to_json()))
-}
-
-fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    anyhow::Error::new(CliError::from_knm(&e.to_json()))
 }
 
 /// A progress bar on stderr, hidden under `--json` or when stderr is not a terminal.
@@ -161,7 +159,7 @@ pub(crate) async fn run(
             let account = account.map_err(knm_error)?;
             let rows = numbers.search_for(&s.prefix, s.quantity, account.as_ref()).await;
             let value = Value::Array(rows);
-            output::print(global, &value, || pretty(&value));
+            output::print(global, &value, || output::human(&value));
             return Ok(ExitCode::SUCCESS);
         }
     };
@@ -186,7 +184,7 @@ pub(crate) async fn run(
         let decision = numbers.apply(&number, &operation, &opts).await.map_err(knm_error)?;
         numbers.public_json(&decision.doc, &auth_by)
     };
-    output::print(global, &value, || pretty(&value));
+    output::print(global, &value, || output::human(&value));
     Ok(ExitCode::SUCCESS)
 }
 
