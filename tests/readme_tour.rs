@@ -252,7 +252,7 @@ fn run(command: &str, base: &str, token: &str) -> Outcome {
         Command::new("bash").arg("-c").arg(&script).env("TOKEN", token).output().expect("run bash");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let field = |tag: &str| {
-        stderr.lines().filter_map(|l| l.strip_prefix(tag)).last().unwrap_or_default().to_owned()
+        stderr.lines().rev().find_map(|l| l.strip_prefix(tag)).unwrap_or_default().to_owned()
     };
     Outcome {
         status: field("@@status ").parse().unwrap_or(0),
