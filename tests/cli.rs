@@ -193,18 +193,12 @@ fn numbers_print_text_unless_json() {
         .any(|l| l.starts_with("account_id:") && l.ends_with(account)));
 }
 
-/// Starts `serve` with its stderr in a pipe, waits for the banner, stops it and returns stderr.
-fn serve_log(data: &Path, envs: &[(&str, &str)]) -> String {
+/// Starts `serve` (after the global options `args`) with its stderr in a pipe, waits for the
+/// banner, stops it and returns stderr.
+fn serve_log(args: &[&str], envs: &[(&str, &str)]) -> String {
     let mut child = switchboard()
-        .args([
-            "--data-dir",
-            dir_arg(data),
-            "--log-level",
-            "info",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(args)
+        .args(["--log-level", "info", "serve", "--listen", "127.0.0.1:0"])
         .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -227,7 +221,20 @@ fn serve_log(data: &Path, envs: &[(&str, &str)]) -> String {
 #[test]
 fn logs_carry_no_colour_codes_off_a_terminal() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = serve_log(dir.path(), &[]);
+    let log = serve_log(&["--data-dir", dir_arg(dir.path())], &[]);
     assert!(log.contains("INFO"), "the daemon logged: {log}");
     assert!(!log.contains('\u{1b}'), "no escape codes in a redirected log: {log:?}");
+}
+
+#[test]
+fn serve_creates_the_default_data_dir_on_a_fresh_machine() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xdg = dir.path().join("xdg");
+    serve_log(&[], &[("XDG_DATA_HOME", dir_arg(&xdg))]);
+    assert!(xdg.join("switchboard").is_dir(), "the README's first command made its store");
+    // The other commands never create it: they read an existing store.
+    let other = dir.path().join("other");
+    let out = switchboard().arg("dbs").env("XDG_DATA_HOME", &other).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!other.exists());
 }
