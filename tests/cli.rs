@@ -65,6 +65,11 @@ fn usage_errors_are_json_under_json_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(json_error(&out)["cause"], "--no-such-flag");
 
+    let out = run(&["--json", "numbers"]);
+    assert_eq!(out.status.code(), Some(2));
+    let message = json_error(&out)["message"].as_str().unwrap().to_owned();
+    assert!(message.starts_with("a subcommand is required: switchboard numbers"), "{message}");
+
     // Without --json, clap's text on stderr and nothing on stdout.
     let out = run(&["route"]);
     assert_eq!(out.status.code(), Some(2));

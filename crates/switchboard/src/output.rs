@@ -45,11 +45,16 @@ pub(crate) fn usage_error(json: bool, err: &clap::Error) -> ExitCode {
         return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
     }
     // clap's text up to its usage lines, on one line: "the following required arguments were
-    // not provided: <NUMBER>".
+    // not provided: <NUMBER>". A command that needs a subcommand renders its whole help: say so
+    // with its usage line.
     let rendered = err.render().to_string();
-    let head = rendered.split("\n\n").next().unwrap_or_default();
-    let message =
-        head.trim_start_matches("error: ").split_whitespace().collect::<Vec<_>>().join(" ");
+    let message = if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let usage = rendered.lines().find_map(|l| l.strip_prefix("Usage: ")).unwrap_or_default();
+        format!("a subcommand is required: {}", usage.trim())
+    } else {
+        let head = rendered.split("\n\n").next().unwrap_or_default();
+        head.trim_start_matches("error: ").split_whitespace().collect::<Vec<_>>().join(" ")
+    };
     let cause =
         [ContextKind::InvalidArg, ContextKind::InvalidSubcommand, ContextKind::InvalidValue]
             .into_iter()
