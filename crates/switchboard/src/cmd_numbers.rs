@@ -1,8 +1,8 @@
-//! `switchboard numbers …`: one number operation against the store (kazoo-numbers.md §5), number
-//! generation and CSV import (§16.1) and search (§11). Readable text by default (one `field: value`
-//! line per field of the number, a table of search results); with `--json`, stdout holds the
-//! number's public JSON (§10.2) or the error JSON (`{code, error, message, cause}`) with a
-//! non-zero exit.
+//! `switchboard numbers …`: one number operation against the store (Kazoo's `knm_numbers`
+//! operations), number generation and CSV import, and search (`knm_search`). Readable text by
+//! default (one `field: value` line per field of the number, a table of search results); with
+//! `--json`, stdout holds the number's public JSON (`knm_phone_number:to_public_json/1`) or the
+//! error JSON (`{code, error, message, cause}`) with a non-zero exit.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
