@@ -243,3 +243,47 @@ fn serve_creates_the_default_data_dir_on_a_fresh_machine() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(!other.exists());
 }
+
+/// Runs `serve` on a terminal (util-linux `script` gives it a pseudo-terminal) until it has
+/// logged an INFO line, and returns what the terminal showed up to there.
+fn serve_on_a_terminal(data: &Path, no_color: Option<&str>) -> String {
+    let command = format!(
+        "{} --data-dir {} --create-data-dir --log-level info serve --listen 127.0.0.1:0",
+        env!("CARGO_BIN_EXE_switchboard"),
+        dir_arg(data)
+    );
+    let mut script = Command::new("script");
+    script.args(["-qec", &command, "/dev/null"]).stdin(Stdio::null()).stdout(Stdio::piped());
+    script.env_remove("NO_COLOR").env_remove("SWITCHBOARD_LOG");
+    if let Some(value) = no_color {
+        script.env("NO_COLOR", value);
+    }
+    let mut child = script.spawn().expect("start script");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut shown = String::new();
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        shown.push_str(&line);
+        shown.push('\n');
+        if line.contains("INFO") {
+            break;
+        }
+    }
+    // Closing the terminal (script's end) hangs the daemon up.
+    let _ = child.kill();
+    let _ = child.wait();
+    shown
+}
+
+#[test]
+fn logs_are_coloured_on_a_terminal_unless_no_color() {
+    let found = testkit::find_program("script").is_some();
+    if !testkit::require("logs_are_coloured_on_a_terminal", &[("script", found)], "util-linux") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shown = serve_on_a_terminal(&dir.path().join("a"), None);
+    assert!(shown.contains("INFO") && shown.contains('\u{1b}'), "colour on a terminal: {shown:?}");
+    let shown = serve_on_a_terminal(&dir.path().join("b"), Some("1"));
+    assert!(shown.contains("INFO"), "{shown:?}");
+    assert!(!shown.contains('\u{1b}'), "NO_COLOR: no escape codes: {shown:?}");
+}
