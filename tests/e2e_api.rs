@@ -714,7 +714,14 @@ async fn the_demo_run_starts_and_answers_on_a_fresh_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut daemon = Daemon::start(
-        &["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--create-data-dir",
+            "--listen",
+            "127.0.0.1:0",
+        ],
         &[],
     );
     let banner = daemon.banner.join("\n");
@@ -1081,6 +1088,7 @@ async fn a_config_file_is_honoured_and_tokens_expire() {
         ),
     )
     .unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
     let mut daemon = Daemon::start(&["serve", "--config", config.to_str().unwrap()], &[]);
     let banner = daemon.banner.join("\n");
     assert!(banner.contains(dir.path().join("data").to_str().unwrap()), "{banner}");

@@ -177,7 +177,7 @@ fn numbers_subcommands() {
     assert_eq!(
         e,
         json!({"code": 403, "error": "forbidden",
-               "message": "requestor is unauthorized to perform operation"})
+               "message": "requestor is unauthorized to perform operation", "cause": null})
     );
     let v = cli.ok(&["delete", "+15551233322", "--auth-account-id", MASTER]);
     assert_eq!(v["state"], "deleted");

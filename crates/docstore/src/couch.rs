@@ -36,12 +36,13 @@ use crate::types::{
     DbUpdateKind, FeedEvent, FeedQuery, Fields, Rev, Seq, ViewQuery, ViewRow,
 };
 
-/// Database names are encoded like couch_rs does (`numbers/+1415` → `numbers%2F%2B1415`).
-const DB_NAME_SET: &AsciiSet = NON_ALPHANUMERIC;
-
 /// Document ids: everything but RFC 3986 unreserved characters is encoded, so a space is `%20`
 /// (never `+`), and `/`, `?`, `#`, `+` and `%` survive the trip.
 const DOC_ID_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Database names are encoded the same way (`numbers/+1415` → `numbers%2F%2B1415`); `_` and `-`
+/// stay literal, so URLs in messages read `system_config`, not `system%5Fconfig`.
+const DB_NAME_SET: &AsciiSet = DOC_ID_SET;
 
 /// The timeout of ordinary requests when none is configured: 30 s.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -946,6 +947,9 @@ mod tests {
     fn names_and_ids_are_encoded_for_the_path() {
         let db = DbName::new("numbers/+1415").unwrap();
         assert_eq!(encode_db(&db), "numbers%2F%2B1415");
+        // Unreserved characters stay readable in the URL (and in error messages that show it).
+        let config = DbName::new("system_config").unwrap();
+        assert_eq!(encode_db(&config), "system_config");
         assert_eq!(encode_doc_id("sp ace/slash+plus?q#h%"), "sp%20ace%2Fslash%2Bplus%3Fq%23h%25");
         assert_eq!(encode_doc_id("_design/routes x"), "_design/routes%20x");
         assert_eq!(encode_doc_id("_local/switchboard-follow-a"), "_local/switchboard-follow-a");

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Carrier routing and number management beside a Kazoo CouchDB cluster.
 #[derive(Debug, Parser)]
@@ -13,6 +13,28 @@ pub(crate) struct Cli {
     pub(crate) global: GlobalArgs,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+impl Cli {
+    /// Parses a command line. Help lists each option's environment variable without its value
+    /// (`[env: COUCHDB_URL]`): an unset variable would show as an empty value, and a set one may
+    /// hold a password.
+    pub(crate) fn from_args(args: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
+        let mut command = hide_env_values(Cli::command());
+        let matches = command.try_get_matches_from_mut(args)?;
+        Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
+    }
+}
+
+/// `command` with `hide_env_values` on every argument of every subcommand.
+fn hide_env_values(command: clap::Command) -> clap::Command {
+    let subcommands: Vec<String> =
+        command.get_subcommands().map(|s| s.get_name().to_owned()).collect();
+    let mut command = command.mut_args(|arg| arg.hide_env_values(true));
+    for name in subcommands {
+        command = command.mut_subcommand(name, hide_env_values);
+    }
+    command
 }
 
 /// Options every command takes.
@@ -29,9 +51,14 @@ pub(crate) struct GlobalArgs {
     #[arg(long, global = true, env = "COUCHDB_PASSWORD", hide_env_values = true)]
     pub(crate) couch_password: Option<String>,
     /// Directory of the embedded store [default: $XDG_DATA_HOME/switchboard, else
-    /// ~/.local/share/switchboard].
+    /// ~/.local/share/switchboard]. It must exist, except that `serve` creates the default one;
+    /// see --create-data-dir.
     #[arg(long, global = true, env = "SWITCHBOARD_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
+    /// Create the embedded store's directory when it does not exist (a new, empty store) instead
+    /// of refusing: a mistyped --data-dir is an error, not a silently empty store [default: off].
+    #[arg(long, global = true)]
+    pub(crate) create_data_dir: bool,
     /// Print one JSON document on stdout (errors too, with a non-zero exit).
     #[arg(long, global = true)]
     pub(crate) json: bool,

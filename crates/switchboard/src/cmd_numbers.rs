@@ -1,7 +1,9 @@
-//! `switchboard numbers …`: one number operation against the store (kazoo-numbers.md §5), number
-//! generation and CSV import (§16.1) and search (§11; the carrier numbers found are bought with
-//! `activate` or `create`). With `--json`, stdout holds the number's
-//! public JSON (§10.2) or the §9 error JSON with a non-zero exit.
+//! `switchboard numbers …`: one number operation against the store (Kazoo's `knm_numbers`
+//! operations), number generation and CSV import, and search (`knm_search`; the carrier numbers found are bought with
+//! `activate` or `create`). Readable text by
+//! default (one `field: value` line per field of the number, a table of search results); with
+//! `--json`, stdout holds the number's public JSON (`knm_phone_number:to_public_json/1`) or the
+//! error JSON (`{code, error, message, cause}`) with a non-zero exit.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -17,7 +19,7 @@ use numbers::{operation_for_command, AccountId, AuthBy, NumberState};
 use serde_json::Value;
 
 use crate::cli::GlobalArgs;
-use crate::output::{self, JsonError};
+use crate::output::{self, CliError};
 
 /// `switchboard numbers`.
 #[derive(Debug, Args)]
@@ -123,14 +125,10 @@ struct SearchArgs {
     account_id: Option<String>,
 }
 
-/// A §9 error as the command's error: printed as its JSON under `--json` (a refused account id
-/// is the number manager's `invalid account id` error).
+/// A number manager error as the command's error, in its own JSON shape under `--json` (a
+/// refused account id is the number manager's `invalid account id` error).
 fn knm_error(e: impl Into<numbers::Error>) -> anyhow::Error {
-    anyhow::Error::new(JsonError(e.into().to_json()))
-}
-
-fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    anyhow::Error::new(CliError::from_knm(&e.into().to_json()))
 }
 
 /// A progress bar on stderr, hidden under `--json` or when stderr is not a terminal.
@@ -179,7 +177,7 @@ pub(crate) async fn run(
             let hits = numbers.find_for(&request).await.map_err(knm_error)?;
             numbers.keep_discovery(&hits).await.map_err(knm_error)?;
             let value = Value::Array(hits.iter().map(numbers::store::search_row).collect());
-            output::print(global, &value, || pretty(&value));
+            output::print(global, &value, || output::human(&value));
             return Ok(ExitCode::SUCCESS);
         }
     };
@@ -204,7 +202,7 @@ pub(crate) async fn run(
         let decision = numbers.apply(&number, &operation, &opts).await.map_err(knm_error)?;
         numbers.public_json(&decision.doc, &auth_by)
     };
-    output::print(global, &value, || pretty(&value));
+    output::print(global, &value, || output::human(&value));
     Ok(ExitCode::SUCCESS)
 }
 

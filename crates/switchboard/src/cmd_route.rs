@@ -11,11 +11,13 @@ use stepswitch::reactor::load_once;
 use stepswitch::{RouteAnswer, RouteRequest};
 
 use crate::cli::GlobalArgs;
+use crate::output::CliError;
 
 /// Options of `switchboard route`.
 #[derive(Debug, Args)]
 pub(crate) struct RouteArgs {
-    /// The dialled number (`To-DID`); normalized to E.164 unless --bypass-e164.
+    /// The dialled number (`To-DID`): digits, optionally after a `+`; normalized to E.164 unless
+    /// --bypass-e164.
     pub(crate) number: String,
     /// Request flags, a comma-separated list (`Flags`).
     #[arg(long, value_delimiter = ',')]
@@ -39,6 +41,14 @@ pub(crate) struct RouteArgs {
     pub(crate) explain: bool,
 }
 
+/// Whether `number` is something stepswitch can route: digits, optionally after one `+` (Kazoo's
+/// converters leave anything else as it is, and nothing routes it). Short codes such as `911`
+/// pass: stepswitch classifies them.
+fn is_dialable(number: &str) -> bool {
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn account(flag: &str, value: Option<&str>) -> anyhow::Result<Option<AccountId>> {
     value.map(|v| AccountId::new(v).with_context(|| format!("bad {flag}"))).transpose()
 }
@@ -49,6 +59,19 @@ pub(crate) async fn run(
     global: &GlobalArgs,
     store: SharedStore,
 ) -> anyhow::Result<ExitCode> {
+    if !args.bypass_e164 && !is_dialable(&args.number) {
+        return Err(CliError::new(
+            400,
+            "invalid_number",
+            format!(
+                "{:?} is not a number: digits, optionally after a + (pass --bypass-e164 to route \
+                 it verbatim)",
+                args.number
+            ),
+            Some(args.number.clone()),
+        )
+        .into());
+    }
     let account_id = account("--account-id", args.account_id.as_deref())?;
     let hunt = account("--hunt-account-id", args.hunt_account_id.as_deref())?;
     let (tables, diagnostics) =
@@ -132,4 +155,19 @@ fn human(answer: &RouteAnswer) -> String {
         out.push_str(&line([&row[0], &row[1], &row[2], &row[3]]));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_dialable;
+
+    #[test]
+    fn numbers_and_short_codes_are_dialable_words_are_not() {
+        for ok in ["+14155550100", "4155550100", "911", "011442079460000"] {
+            assert!(is_dialable(ok), "{ok}");
+        }
+        for bad in ["hello", "", "+", "415x", "++1415", "(415) 555-0100", "sip:alice@example.com"] {
+            assert!(!is_dialable(bad), "{bad}");
+        }
+    }
 }

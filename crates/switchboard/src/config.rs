@@ -486,6 +486,7 @@ mod tests {
             couch_password: None,
             data_dir: None,
             json: false,
+            create_data_dir: false,
             log_level: None,
         }
     }

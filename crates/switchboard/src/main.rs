@@ -14,8 +14,6 @@ mod store;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// mimalloc instead of the system allocator: the routing compile and the inbound number table
 /// are allocation-heavy, and mimalloc backs its arenas with transparent huge pages where the
 /// kernel allows them (`madvise` mode included), which keeps the table's random probes from
@@ -24,26 +22,34 @@ use clap::Parser;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let json = output::json_requested(&args);
+    let cli = match cli::Cli::from_args(&args) {
+        Ok(cli) => cli,
+        Err(err) => return output::usage_error(json, &err),
+    };
     // `serve` sets up logging once its settings (which may come from a file) are resolved.
     if !matches!(cli.command, cli::Command::Serve(_)) {
         init_tracing(cli.global.log_level.as_deref().unwrap_or("warn"));
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
-        Err(err) => return output::fail(&cli.global, &anyhow::Error::new(err)),
+        Err(err) => return output::fail(cli.global.json, &anyhow::Error::new(err)),
     };
     match runtime.block_on(cli::run(cli.command, &cli.global)) {
         Ok(code) => code,
-        Err(err) => output::fail(&cli.global, &err),
+        Err(err) => output::fail(cli.global.json, &err),
     }
 }
 
-/// Logs go to stderr so that `--json` output on stdout stays one clean document. A filter that
-/// does not parse falls back to `info`.
+/// Logs go to stderr so that `--json` output on stdout stays one clean document, coloured only
+/// on a terminal and never with `NO_COLOR`. A filter that does not parse falls back to `info`.
 pub(crate) fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(output::log_colours_here())
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -30,9 +30,13 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     let termination = Termination::install();
     let store = match &settings.store {
         StoreSettings::Couch { url, user, password } => {
-            crate::store::open_couch(url, user.as_deref(), password.as_deref())?
+            crate::store::open_couch(url, user.as_deref(), password.as_deref()).await?
         }
-        StoreSettings::Embedded { data_dir } => crate::store::open_embedded(data_dir)?,
+        // The README's first command works on a fresh machine: the default directory is created.
+        StoreSettings::Embedded { data_dir } => crate::store::open_embedded(
+            data_dir,
+            global.create_data_dir || *data_dir == docstore::EmbeddedStore::default_dir(),
+        )?,
     };
 
     let demo = match &settings.store {
@@ -286,6 +290,8 @@ fn print_banner(addr: SocketAddr, settings: &Settings, demo: Option<&Demo>) {
             "try: curl -s -X PUT http://{addr}/v2/api_auth -d '{{\"data\": {{\"api_key\": \"{}\"}}}}'",
             demo.api_key
         );
+        let _ =
+            writeln!(out, "more: README.md, \"A tour of the demo\" (routing, carriers, numbers)");
     } else {
         let _ = writeln!(
             out,

@@ -19,6 +19,7 @@ pub(crate) fn settings() -> crate::config::Settings {
         couch_password: None,
         data_dir: Some("/nonexistent".into()),
         json: false,
+        create_data_dir: false,
         log_level: None,
     };
     crate::config::Settings::resolve(&global, &crate::config::ServeArgs::default()).unwrap()
