@@ -39,20 +39,23 @@
 #![deny(missing_docs)]
 
 mod bridge;
+mod chunks;
 mod compile;
 mod config;
 mod endpoint;
 mod explain;
 mod formatters;
+mod hash;
 pub mod reactor;
 mod resource;
 mod route;
 mod simple;
 mod table;
 mod text;
+mod work;
 
 pub use bridge::{avoid_privacy_if_emergency, correct_shortdial, ShortdialInput};
-pub use compile::{compile, compile_docs, compile_parsed, rule_diagnostics, ParsedResource};
+pub use compile::{compile, compile_docs, compile_parsed, rebuild, rule_diagnostics, Rebuilt};
 pub use config::{Config, STEPSWITCH_DOC_ID};
 pub use e164::Diagnostic;
 pub use endpoint::{Endpoint, EndpointJson};
@@ -63,14 +66,15 @@ pub use explain::{
 pub use formatters::{apply_formatters, Direction};
 pub use resource::{
     kazoo_integer, CallerIdOptions, CodecOptions, DynamicParameter, GatewayDoc, GatewayStrategy,
-    InviteParameters, Media, PrivacyOptions, ResourceClassifier, ResourceDoc,
+    InviteParameters, Media, ParsedResource, PrivacyOptions, ResourceClassifier, ResourceDoc,
 };
 pub use route::{
     is_emergency_endpoint, is_emergency_test_call, reverse_lookup, route, route_to, AccountTree,
     InboundRequest, ReverseMatch, RouteAnswer, RouteRequest, Tables,
 };
 pub use table::{
-    select_capture, Gateway, Proxy, Resource, RouteTable, Rule, RuleText, Scope, Selected,
+    select_capture, Gateway, Proxy, Resource, Resources, RouteTable, Rule, RuleText, Scope,
+    Selected,
 };
 pub use text::write_sip_uris;
 
