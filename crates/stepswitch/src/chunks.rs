@@ -100,7 +100,7 @@ mod tests {
         assert!(Arc::ptr_eq(&items.chunks[0], &copy.chunks[0]));
         assert!(!Arc::ptr_eq(&items.chunks[1], &copy.chunks[1]));
         assert_eq!(copy.get(10), None);
-        assert_eq!(copy.iter().rev().next(), Some(&9));
+        assert_eq!(copy.iter().next_back(), Some(&9));
         assert!(Chunks::<u8, 3>::from_vec(Vec::new()).iter().next().is_none());
     }
 }
