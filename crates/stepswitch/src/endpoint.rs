@@ -412,6 +412,10 @@ fn normalize_keys(map: &Map<String, Value>) -> Map<String, Value> {
         .collect()
 }
 
+mod render;
+
+pub(crate) use render::Rendered;
+
 #[cfg(test)]
 mod legacy;
 #[cfg(test)]

@@ -314,6 +314,8 @@ pub struct Gateway {
     pub privacy_hide_number: bool,
     /// `invite_parameters`.
     pub invite_parameters: Option<crate::resource::InviteParameters>,
+    /// What every endpoint through this gateway shares, rendered when the table is compiled.
+    pub(crate) rendered: Option<Arc<crate::endpoint::Rendered>>,
 }
 
 /// A resource after compilation (Kazoo's `#resrc{}`): one per enabled document, or one per

@@ -2,11 +2,13 @@
 //! defaults applied, Kazoo's privacy and custom-header merges (rules 11-13, 24, 34).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::rules::{Builder, Slots};
 use crate::config::Config;
+use crate::endpoint::Rendered;
 use crate::resource::{is_true, GatewayDoc, PrivacyOptions, ResourceDoc};
 use crate::table::{Gateway, Proxy, Resource};
 use crate::Diagnostic;
@@ -73,7 +75,7 @@ pub(super) fn base_resource(
         .filter(|(_, gw)| gw.enabled)
         .map(|(doc_index, gw)| gateway(doc_index, gw, &defaults, config))
         .collect();
-    Resource {
+    let mut resource = Resource {
         id: doc.id.clone(),
         doc_id: doc.id.clone(),
         name: doc.name.clone(),
@@ -93,7 +95,12 @@ pub(super) fn base_resource(
         global,
         proxies: proxies.to_vec(),
         formatters: doc.formatters.clone().or_else(|| config.default_formatters.clone()),
+    };
+    for idx in 0..resource.gateways.len() {
+        let rendered = Rendered::of(&resource, &resource.gateways[idx]);
+        resource.gateways[idx].rendered = Some(Arc::new(rendered));
     }
+    resource
 }
 
 struct GatewayDefaults {
@@ -208,6 +215,7 @@ fn gateway(
         privacy_hide_name: hide_name,
         privacy_hide_number: hide_number,
         invite_parameters: gw.invite_parameters.clone(),
+        rendered: None,
     }
 }
 
