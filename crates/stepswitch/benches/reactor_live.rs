@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use docstore::{CouchConfig, CouchStore, DbName, SharedStore};
+use futures::StreamExt;
 use serde_json::{json, Value};
 use stepswitch::reactor::{self, ReactorOptions, Routing};
 use stepswitch::RouteRequest;
