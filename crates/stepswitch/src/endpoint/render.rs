@@ -10,7 +10,10 @@
 
 use serde_json::{Map, Value};
 
-use super::{from_uri_settings, invite_parameters, push, AnswerContext, Endpoint};
+use super::{
+    from_uri_settings, invite_parameters, push, push_dial_head, push_dial_tail, AnswerContext,
+    Endpoint,
+};
 use crate::table::{Gateway, Resource};
 use crate::RouteAnswer;
 
@@ -97,16 +100,12 @@ fn json(resource: &Resource, gateway: &Gateway) -> Option<Json> {
             (head, None)
         }
         None => {
-            let mut head = String::from("{\"Route\":\"sip:");
-            escape(&mut head, &gateway.prefix);
+            // Escaping the dial string's parts escapes the whole (it works per character).
+            let (raw_head, raw_tail) = dial_parts(gateway);
+            let mut head = String::from("{\"Route\":\"");
+            escape(&mut head, &raw_head);
             let mut tail = String::new();
-            escape(&mut tail, &gateway.suffix);
-            tail.push('@');
-            escape(&mut tail, gateway.server.as_deref().unwrap_or(""));
-            if let Some(port) = gateway.port.filter(|port| *port != 0 && *port != 5060) {
-                tail.push(':');
-                tail.push_str(&port.to_string());
-            }
+            escape(&mut tail, &raw_tail);
             tail.push_str("\",");
             (head, Some(tail))
         }
@@ -195,6 +194,14 @@ fn line(gateway: &Gateway) -> Line {
             }
         }
     }
+}
+
+/// Rule 25's dial string around the number: `sip:prefix` and `suffix@server[:port]`.
+fn dial_parts(gateway: &Gateway) -> (String, String) {
+    let (mut head, mut tail) = (String::new(), String::new());
+    push_dial_head(&mut head, gateway);
+    push_dial_tail(&mut tail, gateway);
+    (head, tail)
 }
 
 /// Each `"key":value,` of `map`, as `serde_json` writes them.
