@@ -4,7 +4,11 @@
 //!    first route answer that shows the edit, over `EDITS` edits, with the default 50 ms
 //!    debounce and with a 1 ms one (what the debounce costs);
 //! 2. resident memory (VmRSS) across 1,000 manual reloads (`Routing::reload(None)`) and 1,000
-//!    live edits of a 1,000-resource `offnet`.
+//!    live edits of a 1,000-resource `offnet`;
+//! 3. at 10,000 resources: the change-to-live latency of 60 edits with the default options,
+//!    beside the server's own `PUT` → `_changes` latency for the same edits (a second follower
+//!    of `offnet` in this process), then `route()` latency with no edits and while 100 edits/s
+//!    stream in. `REACTOR_LIVE_10K_ONLY=1` runs only this part.
 //!
 //! Run: `cargo bench -p stepswitch --bench reactor_live` (prints a table; figures are recorded
 //! in docs/PERFORMANCE.md). Needs Node.js for couch-peer, like the tests.
@@ -13,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use docstore::{CouchConfig, CouchStore, DbName, SharedStore};
+use futures::StreamExt;
 use serde_json::{json, Value};
 use stepswitch::reactor::{self, ReactorOptions, Routing};
 use stepswitch::RouteRequest;
@@ -100,6 +105,143 @@ async fn latency(store: &SharedStore, debounce: Duration, revs: &mut [String]) -
     took
 }
 
+const LARGE: usize = 10_000;
+const LARGE_EDITS: usize = 60;
+
+/// Route latencies of `numbers`, cycled, on a thread of its own for `span`.
+fn lookups(routing: &Routing, span: Duration) -> std::thread::JoinHandle<Vec<Duration>> {
+    let routing = routing.clone();
+    std::thread::spawn(move || {
+        let numbers: Vec<String> =
+            (0..1_000).map(|k| format!("+12{:02}555{:04}", k % 100, (k * 7) % 10_000)).collect();
+        let mut took = Vec::new();
+        let started = Instant::now();
+        let mut k = 0;
+        while started.elapsed() < span {
+            k = (k + 1) % numbers.len();
+            let at = Instant::now();
+            std::hint::black_box(routing.route(&RouteRequest::new(numbers[k].as_str())));
+            took.push(at.elapsed());
+        }
+        took.sort();
+        took
+    })
+}
+
+fn line(name: &str, took: &[Duration], unit: f64, suffix: &str) {
+    println!(
+        "| {name} | {:.1} {suffix} | {:.1} {suffix} | {:.1} {suffix} | {} |",
+        percentile(took, 0.5).as_secs_f64() * unit,
+        percentile(took, 0.99).as_secs_f64() * unit,
+        took.last().expect("samples").as_secs_f64() * unit,
+        took.len()
+    );
+}
+
+/// Part 3's edits: `LARGE_EDITS` edits of resource 0, each timed to the first answer that shows
+/// it and to its arrival on a `_changes` feed of this process.
+async fn edits_to_live(
+    store: &SharedStore,
+    routing: &Routing,
+    revs: &mut [String],
+    debounce: Duration,
+) {
+    let offnet = docstore::naming::offnet_db();
+    let mut generations = routing.generations();
+    while !routing.is_caught_up() || routing.tables().global.len() < LARGE {
+        let _ = tokio::time::timeout(Duration::from_millis(50), generations.changed()).await;
+    }
+    // The server's own latency: a second follower of `offnet` notes when each change arrives.
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let mut options = docstore::FollowOptions::new("bench-feed");
+    options.since = Some(store.db_info(&offnet).await.expect("db info").update_seq);
+    let mut feed = docstore::follow(store.clone(), offnet.clone(), options);
+    let feed_task = tokio::spawn(async move {
+        while let Some(event) = feed.next().await {
+            if let docstore::FollowEvent::Change(change) = event {
+                let _ = seen_tx.send((change.rev.0, Instant::now()));
+            }
+        }
+    });
+    let mut live = Vec::with_capacity(LARGE_EDITS);
+    let mut fed = Vec::with_capacity(LARGE_EDITS);
+    for n in 0..LARGE_EDITS {
+        let server = format!("large-{}-{n}.example.com", debounce.as_millis());
+        let mut doc = resource(0, &server);
+        doc["_rev"] = json!(revs[0]);
+        let started = Instant::now();
+        revs[0] = store.put(&offnet, doc).await.expect("edit").0;
+        until_live(&routing, "+12005550100", &server).await;
+        live.push(started.elapsed());
+        loop {
+            let (rev, at) = seen_rx.recv().await.expect("the feed runs");
+            if rev == revs[0] {
+                fed.push(at - started);
+                break;
+            }
+        }
+    }
+    feed_task.abort();
+    live.sort();
+    fed.sort();
+    println!();
+    println!("offnet of {LARGE} resources, {LARGE_EDITS} edits, debounce {debounce:?}");
+    println!("| measured | p50 | p99 | max | samples |");
+    println!("| --- | --- | --- | --- | --- |");
+    line("PUT → route shows the edit", &live, 1e3, "ms");
+    line("PUT → the change on `_changes`", &fed, 1e3, "ms");
+}
+
+/// Part 3: 10,000 resources.
+async fn large(store: &SharedStore, revs: &mut Vec<String>) {
+    let offnet = docstore::naming::offnet_db();
+    let more: Vec<Value> = (revs.len()..LARGE).map(|i| resource(i, "seed.example.com")).collect();
+    for chunk in more.chunks(2_000) {
+        for item in store.bulk_docs(&offnet, chunk.to_vec()).await.expect("bulk") {
+            revs.push(item.outcome.expect("seeded").0);
+        }
+    }
+    let mut reactor = None;
+    for debounce in [ReactorOptions::defaults().debounce, Duration::from_millis(1)] {
+        if let Some((_, shutdown)) = reactor.take() {
+            CancellationToken::cancel(&shutdown);
+        }
+        let shutdown = CancellationToken::new();
+        let mut options = ReactorOptions::defaults();
+        options.debounce = debounce;
+        let routing = reactor::spawn(store.clone(), options, shutdown.clone());
+        edits_to_live(store, &routing, revs, debounce).await;
+        reactor = Some((routing, shutdown));
+    }
+    let (routing, shutdown) = reactor.expect("a reactor");
+    let span = Duration::from_secs(5);
+    let quiet = lookups(&routing, span).join().expect("lookups");
+    let editing = lookups(&routing, span);
+    let started = Instant::now();
+    let mut n = 0usize;
+    while started.elapsed() < span {
+        let i = 1 + n % 100;
+        let mut doc = resource(i, &format!("stream-{n}.example.com"));
+        doc["_rev"] = json!(revs[i]);
+        revs[i] = store.put(&offnet, doc).await.expect("edit").0;
+        n += 1;
+        tokio::time::sleep_until(tokio::time::Instant::from_std(
+            started + span.mul_f64(n as f64 / 500.0),
+        ))
+        .await;
+    }
+    let busy = editing.join().expect("lookups");
+    println!();
+    println!(
+        "route() on {LARGE} resources (debounce 1 ms), 5 s each, {n} edits in the second run (100/s)"
+    );
+    println!("| lookups | p50 | p99 | max | samples |");
+    println!("| --- | --- | --- | --- | --- |");
+    line("no edits", &quiet, 1e6, "µs");
+    line("100 edits/s", &busy, 1e6, "µs");
+    shutdown.cancel();
+}
+
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(server) = CouchServer::start_persistent(dir.path()) else {
@@ -117,6 +259,10 @@ fn main() {
         );
         let offnet = docstore::naming::offnet_db();
         let mut revs = seed(&store, &offnet).await;
+        if std::env::var_os("REACTOR_LIVE_10K_ONLY").is_some() {
+            large(&store, &mut revs).await;
+            return;
+        }
 
         println!(
             "change-to-live latency, couch-peer, offnet of {RESOURCES} resources, {EDITS} edits"
@@ -170,5 +316,6 @@ fn main() {
             }
         }
         shutdown.cancel();
+        large(&store, &mut revs).await;
     });
 }

@@ -4,7 +4,8 @@
 //! Run: `CARGO_TARGET_DIR=target-stepswitch cargo bench -p stepswitch --bench route`.
 //! Before the criterion groups, a p99 latency pass prints per-lookup percentiles of `select`,
 //! the full `route()` (typed endpoints) and rendering an answer's endpoints to JSON.
-//! Criterion groups: `lookup` (`indexed_select`, `indexed_route`, `render_json`,
+//! Criterion groups: `lookup` (`indexed_select`, `indexed_route`, `render_json`, `serde_answer`
+//! (the answer through `serde_json`), `write_json` (the answer from the prepared fragments),
 //! `naive_linear_scan` up to 10k; this thread's CPU time, see [`ThreadCpu`]) and `compile`
 //! (wall time).
 
@@ -414,6 +415,22 @@ fn bench_lookup(c: &mut Criterion<ThreadCpu>) {
             b.iter(|| {
                 k = (k + 1) % answers.len();
                 black_box(answers[k].endpoints_json())
+            })
+        });
+        // What the API used to send: the answer serialised through `serde_json` (each
+        // endpoint's `to_json`), next to the answer written from the prepared fragments.
+        group.bench_function(BenchmarkId::new("serde_answer", n), |b| {
+            b.iter(|| {
+                k = (k + 1) % answers.len();
+                black_box(serde_json::to_string(&answers[k]).expect("serialises"))
+            })
+        });
+        group.bench_function(BenchmarkId::new("write_json", n), |b| {
+            b.iter(|| {
+                k = (k + 1) % answers.len();
+                let mut out = String::with_capacity(4096);
+                answers[k].write_json(&mut out);
+                black_box(out)
             })
         });
         drop(answers);

@@ -299,13 +299,22 @@ pub(crate) fn dial_string(gateway: &Gateway, number_match: &str) -> String {
 /// Rule 25's `sip:prefix+number+suffix@server[:port]` (the dial string of a gateway without a
 /// verbatim `route`), appended to `out`.
 pub(crate) fn push_sip_dial_string(out: &mut String, gateway: &Gateway, number_match: &str) {
-    let server = gateway.server.as_deref().unwrap_or("");
+    push_dial_head(out, gateway);
+    out.push_str(number_match);
+    push_dial_tail(out, gateway);
+}
+
+/// What comes before the number in rule 25's dial string: `sip:prefix`.
+pub(crate) fn push_dial_head(out: &mut String, gateway: &Gateway) {
     out.push_str("sip:");
     out.push_str(&gateway.prefix);
-    out.push_str(number_match);
+}
+
+/// What comes after the number in rule 25's dial string: `suffix@server[:port]`.
+pub(crate) fn push_dial_tail(out: &mut String, gateway: &Gateway) {
     out.push_str(&gateway.suffix);
     out.push('@');
-    out.push_str(server);
+    out.push_str(gateway.server.as_deref().unwrap_or(""));
     if let Some(port) = gateway.port.filter(|port| *port != 0 && *port != 5060) {
         use std::fmt::Write as _;
         let _ = write!(out, ":{port}");
@@ -411,6 +420,10 @@ fn normalize_keys(map: &Map<String, Value>) -> Map<String, Value> {
         .map(|(key, value)| (key.to_ascii_lowercase().replace('-', "_"), value.clone()))
         .collect()
 }
+
+mod render;
+
+pub(crate) use render::Rendered;
 
 #[cfg(test)]
 mod legacy;

@@ -254,7 +254,7 @@ fn resource(
     for rule in &res.rules {
         let pattern = &table.patterns[rule.pattern as usize];
         let found = (!pattern.is_quarantined())
-            .then(|| pattern.captures(number))
+            .then(|| pattern.captures(number, &table.patterns.any_quarantined))
             .flatten()
             .map(|list| number[select_capture(&list)].to_owned());
         let outcome = match (found, &first) {

@@ -4,11 +4,14 @@
 //! # Brief overview
 //!
 //! - [`ResourceDoc`]: a resource document of db `offnet` or an account db, every field typed.
-//! - [`compile`]: one scope's documents → a [`RouteTable`] plus [`Diagnostic`]s (rules 9-14).
+//! - [`compile`]: one scope's documents → a [`RouteTable`] plus [`Diagnostic`]s (rules 9-14);
+//!   [`rebuild`]: the same from the scope's previous table, compiling only the changed documents
+//!   when the rest of the table can be shared.
 //! - [`RouteTable`]: the compiled resources with a literal-prefix index for fast lookups.
 //! - [`route`]: a [`RouteRequest`] against [`Tables`] → [`RouteAnswer`] with the [`Endpoint`]s
 //!   in final order (rules 15-30); an endpoint is a cheap typed handle whose
-//!   [`Endpoint::to_json`] is Kazoo's endpoint object.
+//!   [`Endpoint::to_json`] is Kazoo's endpoint object; [`RouteAnswer::write_json`] writes the
+//!   same JSON from fragments prepared per gateway when the table was compiled.
 //!
 //! Everything above is pure. The one I/O module is [`reactor`]: it follows `offnet`, the
 //! account databases, `system_config` and `accounts` through docstore, rebuilds only the table a
@@ -39,20 +42,23 @@
 #![deny(missing_docs)]
 
 mod bridge;
+mod chunks;
 mod compile;
 mod config;
 mod endpoint;
 mod explain;
 mod formatters;
+mod hash;
 pub mod reactor;
 mod resource;
 mod route;
 mod simple;
 mod table;
 mod text;
+mod work;
 
 pub use bridge::{avoid_privacy_if_emergency, correct_shortdial, ShortdialInput};
-pub use compile::{compile, compile_docs, compile_parsed, rule_diagnostics, ParsedResource};
+pub use compile::{compile, compile_docs, compile_parsed, rebuild, rule_diagnostics, Rebuilt};
 pub use config::{Config, STEPSWITCH_DOC_ID};
 pub use e164::Diagnostic;
 pub use endpoint::{Endpoint, EndpointJson};
@@ -63,14 +69,15 @@ pub use explain::{
 pub use formatters::{apply_formatters, Direction};
 pub use resource::{
     kazoo_integer, CallerIdOptions, CodecOptions, DynamicParameter, GatewayDoc, GatewayStrategy,
-    InviteParameters, Media, PrivacyOptions, ResourceClassifier, ResourceDoc,
+    InviteParameters, Media, ParsedResource, PrivacyOptions, ResourceClassifier, ResourceDoc,
 };
 pub use route::{
     is_emergency_endpoint, is_emergency_test_call, reverse_lookup, route, route_to, AccountTree,
     InboundRequest, ReverseMatch, RouteAnswer, RouteRequest, Tables,
 };
 pub use table::{
-    select_capture, Gateway, Proxy, Resource, RouteTable, Rule, RuleText, Scope, Selected,
+    select_capture, Gateway, Proxy, Resource, Resources, RouteTable, Rule, RuleText, Scope,
+    Selected,
 };
 pub use text::write_sip_uris;
 

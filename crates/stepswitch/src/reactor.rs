@@ -54,7 +54,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::{compile, compile_parsed, route, AccountTree, Config, Diagnostic, Error, Proxy};
+use crate::{compile, rebuild, route, AccountTree, Config, Diagnostic, Error, Proxy};
 use crate::{ParsedResource, RouteAnswer};
 use crate::{RouteRequest, RouteTable, Scope, Tables};
 
@@ -918,8 +918,11 @@ impl Shared {
             }
         }
         state.inputs.insert(scope.clone(), inputs.clone());
-        let config = self.current.load().config.clone();
-        let (table, diagnostics, took) = compile_blocking(scope, inputs.clone(), config).await;
+        let current = self.current.load();
+        let (config, previous) = (current.config.clone(), current.table(&scope).cloned());
+        drop(current);
+        let (table, diagnostics, took) =
+            compile_blocking(previous, scope, inputs.clone(), config).await;
         let table = Arc::new(table);
         self.note_build(key, inputs.last_seq, &diagnostics, took);
         self.publish(|tables| tables.set_table(table));
@@ -955,7 +958,7 @@ impl Shared {
             state.inputs.iter().map(|(s, i)| (s.clone(), i.clone())).collect();
         for (scope, inputs) in scopes {
             let seq = inputs.last_seq.clone();
-            let (table, diags, took) = compile_blocking(scope, inputs, config.clone()).await;
+            let (table, diags, took) = compile_blocking(None, scope, inputs, config.clone()).await;
             built.push((Arc::new(table), seq, diags, took));
         }
         let mut tables: Vec<Arc<RouteTable>> = Vec::with_capacity(built.len());
@@ -995,7 +998,10 @@ impl Shared {
     }
 }
 
+/// Builds the table of `scope` from `previous` (its current table, if any; see
+/// [`crate::rebuild`]: only the changed documents are compiled when that is possible).
 async fn compile_blocking(
+    previous: Option<Arc<RouteTable>>,
     scope: Scope,
     inputs: ScopeInputs,
     config: Arc<Config>,
@@ -1003,10 +1009,8 @@ async fn compile_blocking(
     let job = move || {
         let started = Instant::now();
         let proxies = reduce(&inputs.proxies, &config);
-        let (table, diagnostics) =
-            compile_parsed(scope, inputs.docs.iter().map(|d| &**d), &proxies, &config);
-        table.warm();
-        (table, diagnostics, started.elapsed())
+        let built = rebuild(previous.as_deref(), scope, &inputs.docs, &proxies, &config);
+        (built.table, built.diagnostics, started.elapsed())
     };
     on_blocking_pool(job).await
 }

@@ -7,6 +7,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::work::{guarded, map_ordered};
 use crate::{Diagnostic, Error};
 
 /// A resource document as stored (Kazoo `kzd_resources`), before compilation.
@@ -561,6 +562,37 @@ fn string_items(
         }
     }
     out
+}
+
+/// A resource document parsed once: what a reactor keeps per `_id`, so that a rebuild after a
+/// change re-parses only the changed document. Holds the typed document (`None` when the
+/// document could not be used at all) and the diagnostics parsing raised.
+#[derive(Debug, Clone)]
+pub struct ParsedResource {
+    /// The document's `_id` (empty when it has none).
+    pub(crate) id: String,
+    pub(crate) doc: Option<ResourceDoc>,
+    pub(crate) diagnostics: Vec<Diagnostic>,
+}
+
+impl ParsedResource {
+    /// Parses one resource document ([`ResourceDoc::from_json`]); a document that cannot be
+    /// used becomes a diagnostic (`…; document skipped`), as [`compile`] reports it.
+    pub fn parse(doc: &Value) -> ParsedResource {
+        let id = doc.get("_id").and_then(Value::as_str).unwrap_or("").to_owned();
+        match guarded(|| ResourceDoc::from_json(doc)).and_then(|it| it.map_err(|e| e.to_string())) {
+            Ok((doc, diagnostics)) => ParsedResource { id, doc: Some(doc), diagnostics },
+            Err(err) => {
+                let skipped = diag(&id, "", None, &format!("{err}; document skipped"));
+                ParsedResource { id, doc: None, diagnostics: vec![skipped] }
+            }
+        }
+    }
+
+    /// Parses many documents, on rayon's pool when there are many, in input order.
+    pub fn parse_all(docs: &[Value]) -> Vec<ParsedResource> {
+        map_ordered(docs, ParsedResource::parse)
+    }
 }
 
 /// `kz_term:is_true/1` on an optional JSON value.

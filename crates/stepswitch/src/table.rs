@@ -7,14 +7,16 @@
 //! cannot bound) sit under the empty key and are always evaluated — a rule left out of the hits
 //! cannot match, so the answer is the same as trying every rule of every resource.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use e164::{CaptureList, Pattern};
 use serde_json::{Map, Value};
 
-use crate::resource::GatewayStrategy;
+use crate::chunks::Chunks;
+use crate::config::Config;
+use crate::resource::{GatewayStrategy, ParsedResource};
 use crate::simple::SimplePattern;
 
 /// Which database a table was compiled from (rule 6, rule 15).
@@ -102,21 +104,22 @@ impl RulePattern {
         self.quarantined.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn captures(&self, text: &str) -> Option<CaptureList> {
+    pub(crate) fn captures(&self, text: &str, seen: &AtomicBool) -> Option<CaptureList> {
         if !self.prefixes.is_empty()
             && !self.prefixes.iter().any(|prefix| text.as_bytes().starts_with(prefix))
         {
             return None;
         }
-        self.captures_unfiltered(text)
+        self.captures_unfiltered(text, seen)
     }
 
     /// [`RulePattern::captures`] without the prefix check (the index already did it).
     ///
     /// Every evaluation is bounded: the simple matcher by its step budget (past it the rule is
     /// demoted to the linear-time engine for good), the backtracking engine by its own (past
-    /// it the rule is quarantined: it matches nothing from then on, and the table reports it).
-    pub(crate) fn captures_unfiltered(&self, text: &str) -> Option<CaptureList> {
+    /// it the rule is quarantined: it matches nothing from then on, the table reports it, and
+    /// `seen`, its table's [`Patterns::any_quarantined`], is set).
+    pub(crate) fn captures_unfiltered(&self, text: &str, seen: &AtomicBool) -> Option<CaptureList> {
         if let Some(simple) = &self.simple {
             if text.is_ascii()
                 && text.len() <= crate::simple::MAX_TEXT
@@ -140,6 +143,7 @@ impl RulePattern {
         };
         found.unwrap_or_else(|_| {
             self.quarantined.store(true, Ordering::Relaxed);
+            seen.store(true, Ordering::Relaxed);
             None
         })
     }
@@ -164,6 +168,11 @@ impl RuleText {
     /// The text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The shared text itself.
+    pub(crate) fn shared(&self) -> std::sync::Arc<str> {
+        std::sync::Arc::clone(&self.0)
     }
 }
 
@@ -305,6 +314,8 @@ pub struct Gateway {
     pub privacy_hide_number: bool,
     /// `invite_parameters`.
     pub invite_parameters: Option<crate::resource::InviteParameters>,
+    /// What every endpoint through this gateway shares, rendered when the table is compiled.
+    pub(crate) rendered: Option<Arc<crate::endpoint::Rendered>>,
 }
 
 /// A resource after compilation (Kazoo's `#resrc{}`): one per enabled document, or one per
@@ -353,22 +364,132 @@ pub struct Resource {
 
 /// The compiled resources of one scope, ready for lookups.
 ///
-/// Immutable; the reactor builds a new one and swaps it in.
-#[derive(Debug)]
+/// Immutable; the reactor builds a new one and swaps it in. Its parts are reference-counted
+/// so that a table updated for one changed document ([`crate::rebuild`]) shares everything
+/// else with the table it was derived from.
+#[derive(Debug, Clone)]
 pub struct RouteTable {
     pub(crate) scope: Scope,
     /// In view order: ascending `_id`, classifier copies in the doc's key order.
-    pub(crate) resources: Vec<Resource>,
-    pub(crate) patterns: Vec<RulePattern>,
-    pub(crate) index: PrefixTrie,
-    pub(crate) by_classifier: HashMap<String, Vec<u32>>,
+    pub(crate) resources: Resources,
+    pub(crate) patterns: Arc<Patterns>,
+    pub(crate) index: Arc<PrefixTrie>,
+    pub(crate) by_classifier: Arc<HashMap<String, Vec<u32>>>,
     /// Per resource (same order), what select checks before it needs the resource itself:
     /// kept dense so a lookup does not pull each candidate's large `Resource` into cache.
-    pub(crate) hot: Vec<Hot>,
+    pub(crate) hot: Chunks<Hot, 8>,
     /// Some rule runs on the backtracking engine (lookaround, backreferences): a lookup may
     /// spend up to that engine's step budget per such rule, so callers on an async runtime run
     /// lookups of this table on a blocking thread ([`RouteTable::may_backtrack`]).
     pub(crate) backtracking: bool,
+    /// What the table was compiled from, when it was compiled by [`crate::rebuild`]: the next
+    /// rebuild compares its documents with these and updates only the changed ones.
+    pub(crate) lineage: Option<Arc<Lineage>>,
+}
+
+/// The distinct rule regexes of a table, by [`PatternId`].
+#[derive(Debug, Default)]
+pub(crate) struct Patterns {
+    pub(crate) list: Vec<RulePattern>,
+    /// Some lookup quarantined one of them: the next rebuild is a full compile, which gives
+    /// every rule a fresh try (shared by the tables updated from this one).
+    pub(crate) any_quarantined: AtomicBool,
+}
+
+impl Patterns {
+    pub(crate) fn new(list: Vec<RulePattern>) -> Patterns {
+        Patterns { list, any_quarantined: AtomicBool::new(false) }
+    }
+}
+
+impl std::ops::Deref for Patterns {
+    type Target = [RulePattern];
+
+    fn deref(&self) -> &[RulePattern] {
+        &self.list
+    }
+}
+
+/// The inputs a table was compiled from ([`crate::rebuild`]), and where each input document's
+/// resources and diagnostics are, so that a change to one document is applied to its part.
+#[derive(Debug)]
+pub(crate) struct Lineage {
+    /// The documents, ascending `_id`, no two with the same `_id`.
+    pub(crate) docs: Arc<Vec<Arc<ParsedResource>>>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) proxies: Vec<Proxy>,
+    /// Per document, the position of its first resource; one more entry at the end.
+    pub(crate) spans: Arc<Vec<u32>>,
+    /// The documents whose compilation raised diagnostics: position → them, in order.
+    pub(crate) compiled: Arc<BTreeMap<u32, Vec<crate::Diagnostic>>>,
+    /// The positions of the documents whose parsing raised diagnostics.
+    pub(crate) parsed: Arc<BTreeSet<u32>>,
+}
+
+impl Lineage {
+    /// Every diagnostic of the table, as [`crate::compile_parsed`] lists them: what parsing
+    /// raised, in document order, then what compiling raised, in view order.
+    pub(crate) fn diagnostics(&self) -> Vec<crate::Diagnostic> {
+        let parsed = self.parsed.iter().flat_map(|pos| self.docs[*pos as usize].diagnostics.iter());
+        parsed.chain(self.compiled.values().flatten()).cloned().collect()
+    }
+}
+
+/// The compiled resources of a table in view order ([`RouteTable::resources`]).
+pub struct Resources(pub(crate) Chunks<Resource, 5>);
+
+impl Resources {
+    /// The resources in view order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Resource> + Clone + '_ {
+        self.0.iter()
+    }
+
+    /// Number of resources.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 0
+    }
+
+    /// The resource at `idx` in view order.
+    pub fn get(&self, idx: usize) -> Option<&Resource> {
+        self.0.get(idx)
+    }
+
+    /// The first resource in view order.
+    pub fn first(&self) -> Option<&Resource> {
+        self.0.get(0)
+    }
+
+    /// Replaces the resource at `idx` (copy on write).
+    pub(crate) fn set(&mut self, idx: usize, res: Resource) {
+        self.0.set(idx, res);
+    }
+}
+
+impl Clone for Resources {
+    /// Shares every chunk.
+    fn clone(&self) -> Resources {
+        Resources(self.0.clone())
+    }
+}
+
+impl std::ops::Index<usize> for Resources {
+    type Output = Resource;
+
+    #[inline]
+    fn index(&self, idx: usize) -> &Resource {
+        &self.0[idx]
+    }
+}
+
+impl std::fmt::Debug for Resources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 /// The fields of a [`Resource`] that every candidate is checked against.
@@ -423,7 +544,7 @@ impl RouteTable {
     }
 
     /// The compiled resources in view order (ascending `_id`, rule 7).
-    pub fn resources(&self) -> &[Resource] {
+    pub fn resources(&self) -> &Resources {
         &self.resources
     }
 
@@ -463,7 +584,7 @@ impl RouteTable {
         if !self.patterns.iter().any(RulePattern::is_quarantined) {
             return out;
         }
-        for res in &self.resources {
+        for res in self.resources.iter() {
             let lists = [("rules", &res.rules), ("cid_rules", &res.cid_rules)];
             for (field, rules) in lists.into_iter().chain([("rules_test", &res.rules_test)]) {
                 for rule in rules {
@@ -556,7 +677,8 @@ impl RouteTable {
             // resources is run once per lookup.
             let found = group.iter().find_map(|&(_, pattern)| {
                 memo.get(pattern, || {
-                    let list = self.patterns[pattern as usize].captures_unfiltered(number)?;
+                    let list = self.patterns[pattern as usize]
+                        .captures_unfiltered(number, &self.patterns.any_quarantined)?;
                     Some(select_capture(&list))
                 })
             });
@@ -595,7 +717,8 @@ impl RouteTable {
     /// Rule 20: the first rule (evaluation order) that matches, and its selected capture.
     pub(crate) fn first_match(&self, rules: &[Rule], text: &str) -> Option<String> {
         rules.iter().find_map(|rule| {
-            let list = self.patterns[rule.pattern as usize].captures(text)?;
+            let patterns = &self.patterns;
+            let list = patterns[rule.pattern as usize].captures(text, &patterns.any_quarantined)?;
             Some(text[select_capture(&list)].to_owned())
         })
     }
@@ -725,7 +848,7 @@ thread_local! {
 /// pattern id rides along so a lookup need not read the resource's rule list.
 #[derive(Debug, Default)]
 pub(crate) struct PrefixTrie {
-    by_prefix: HashMap<Key, Vec<Hit>, crate::compile::FastBuild>,
+    by_prefix: HashMap<Key, Vec<Hit>, crate::hash::FastBuild>,
     /// Distinct prefix lengths, ascending, each with a filter on its keys' first two bytes.
     lengths: Vec<Length>,
 }
@@ -798,10 +921,6 @@ impl std::fmt::Debug for Key {
 }
 
 impl PrefixTrie {
-    pub(crate) fn new() -> PrefixTrie {
-        PrefixTrie::default()
-    }
-
     /// An empty index with room for `keys` distinct prefixes.
     pub(crate) fn with_capacity(keys: usize) -> PrefixTrie {
         PrefixTrie {
@@ -877,12 +996,13 @@ impl RouteTable {
     pub fn empty(scope: Scope) -> RouteTable {
         RouteTable {
             scope,
-            resources: Vec::new(),
-            patterns: Vec::new(),
-            index: PrefixTrie::new(),
-            by_classifier: HashMap::new(),
-            hot: Vec::new(),
+            resources: Resources(Chunks::new()),
+            patterns: Arc::default(),
+            index: Arc::default(),
+            by_classifier: Arc::default(),
+            hot: Chunks::new(),
             backtracking: false,
+            lineage: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The plain-text route answer: one full SIP URI per line, in failover order, ready for a SIP
-//! proxy's request URI. Written straight from the endpoints (no JSON in between).
+//! proxy's request URI. Written straight from the endpoints (no JSON in between), each line
+//! from its gateway's fragments prepared when the table was compiled.
 
-use crate::endpoint::push_sip_dial_string;
 use crate::RouteAnswer;
 
 /// Appends one line per endpoint of `answer` to `out` (`sip:…\n`) and returns how many it
@@ -13,27 +13,7 @@ use crate::RouteAnswer;
 /// contains `/`, as `sofia/…` or `loopback/…` do) names nothing a SIP proxy can dial and is
 /// left out.
 pub fn write_sip_uris(answer: &RouteAnswer, out: &mut String) -> usize {
-    let mut lines = 0;
-    for endpoint in &answer.endpoints {
-        let gateway = endpoint.gateway();
-        match gateway.route.as_deref() {
-            None => push_sip_dial_string(out, gateway, endpoint.matched()),
-            Some(route) => {
-                let lower = route.get(..5).unwrap_or(route).to_ascii_lowercase();
-                if lower.starts_with("sip:") || lower.starts_with("sips:") {
-                    out.push_str(route);
-                } else if route.contains('/') || route.trim().is_empty() {
-                    continue;
-                } else {
-                    out.push_str("sip:");
-                    out.push_str(route);
-                }
-            }
-        }
-        out.push('\n');
-        lines += 1;
-    }
-    lines
+    answer.endpoints.iter().filter(|endpoint| endpoint.write_sip_uri(out)).count()
 }
 
 #[cfg(test)]

@@ -53,6 +53,10 @@ fn same(tables: &Tables, request: &RouteRequest) -> usize {
         serde_json::to_string(&expected).unwrap(),
         "{request:?}"
     );
+    // The answer written from the prepared fragments: the same bytes.
+    let mut written = String::new();
+    new.write_json(&mut written);
+    assert_eq!(written, serde_json::to_string(&expected).unwrap(), "{request:?}");
     assert_eq!(new.is_emergency(), old.endpoints.iter().any(legacy_emergency), "{request:?}");
     for (endpoint, json) in new.endpoints.iter().zip(&old.endpoints) {
         assert_eq!(Some(endpoint.dial_string().as_str()), json["Route"].as_str());
@@ -199,6 +203,24 @@ fn vector_shapes_render_as_before() {
     let numbers = ["+14155550100", "+19005550100", "+442071234567", "911", "933", "5550100"];
     let total: usize = requests(&numbers).iter().map(|req| same(&tables, req)).sum();
     assert!(total > 200, "the vectors route: {total} endpoints");
+}
+
+#[test]
+fn values_json_must_escape_render_as_before() {
+    let docs = [json!({"_id": "q\"uote", "pvt_type": "resource", "name": "tab\tname\u{1}\"",
+            "rules": ["^(.*)$"], "gateways": [
+                {"server": "a\"b\\c", "prefix": "\n", "suffix": "\u{7f}ä", "realm": "r\"",
+                 "custom_channel_vars": {"K\"ey": "v\u{0}"}},
+                {"server": "s", "route": "sofia/\"x\""}]})];
+    let tables = tables_of(Scope::Global, &docs, &[]);
+    let mut total = 0;
+    for number in ["\"\\\t\u{1f}", "plain"] {
+        let mut request = RouteRequest::new(number);
+        request.bypass_e164 = true;
+        request.outbound_caller_id_name = Some("c\"id".into());
+        total += same(&tables, &request);
+    }
+    assert!(total >= 4, "every number routes: {total} endpoints");
 }
 
 #[test]

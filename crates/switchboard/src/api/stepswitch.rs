@@ -141,7 +141,9 @@ async fn lookup(state: &AppState, form: route_forms::Form, body: &Value) -> Resp
             json!({"number": answer.number, "classification": answer.classification, "endpoints": []}),
         );
     }
-    success(answer)
+    let mut data = String::with_capacity(512 * answer.endpoints.len() + 64);
+    answer.write_json(&mut data);
+    super::envelope::ok_rendered(data)
 }
 
 /// Routes `request` (its destination `number` already computed): inline when the table it

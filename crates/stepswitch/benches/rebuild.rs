@@ -1,0 +1,187 @@
+//! A one-resource edit applied to a compiled table (`stepswitch::rebuild` from the previous
+//! table) next to a full compile of the same documents, on the generated resources of
+//! `benches/route.rs`; then the memory a compiled table holds, and the process's resident size
+//! across 10,000 incremental edits.
+//!
+//! Run: `cargo bench -p stepswitch --bench rebuild`; `STEPSWITCH_BENCH_SIZES=10000,100000`
+//! picks the sizes (default both). The edit changes one resource's gateways (a new server), the
+//! usual live edit. Memory is counted by a global allocator that wraps the daemon's (mimalloc)
+//! and keeps the number of live bytes: a table's size is the live bytes its build added with
+//! its parsed documents already held (a reactor holds them anyway).
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::generate;
+use criterion::{BenchmarkId, Criterion};
+use serde_json::{json, Value};
+use stepswitch::{rebuild, Config, ParsedResource, RouteTable, Scope};
+
+/// mimalloc (the daemon's allocator, crates/switchboard/src/main.rs) with a count of the bytes
+/// currently allocated.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to mimalloc unchanged; the counter has no effect on memory.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` was allocated by `alloc` above with this layout.
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` was allocated by this allocator with `layout`.
+        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn sizes() -> Vec<usize> {
+    match std::env::var("STEPSWITCH_BENCH_SIZES") {
+        Ok(list) => list.split(',').filter_map(|it| it.trim().parse().ok()).collect(),
+        Err(_) => vec![10_000, 100_000],
+    }
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The generated documents as a reactor keeps them: parsed once, ascending `_id`.
+fn parsed(docs: &[Value]) -> Vec<Arc<ParsedResource>> {
+    let mut docs: Vec<&Value> = docs.iter().collect();
+    docs.sort_by(|a, b| a["_id"].as_str().cmp(&b["_id"].as_str()));
+    docs.into_iter().map(|doc| Arc::new(ParsedResource::parse(doc))).collect()
+}
+
+/// `docs` with the document at `pos` given a new gateway server.
+fn edited(
+    docs: &[Value],
+    list: &[Arc<ParsedResource>],
+    pos: usize,
+    server: &str,
+) -> Arc<ParsedResource> {
+    let id = list_id(list, pos, docs);
+    let mut doc = docs.iter().find(|it| it["_id"] == id).expect("the document").clone();
+    doc["gateways"][0]["server"] = json!(server);
+    Arc::new(ParsedResource::parse(&doc))
+}
+
+fn list_id(list: &[Arc<ParsedResource>], pos: usize, docs: &[Value]) -> String {
+    // The sorted list's `pos`-th `_id`: the documents sorted the same way.
+    let mut ids: Vec<&str> = docs.iter().filter_map(|it| it["_id"].as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids.len(), list.len());
+    ids[pos].to_owned()
+}
+
+fn with(
+    list: &[Arc<ParsedResource>],
+    pos: usize,
+    doc: &Arc<ParsedResource>,
+) -> Arc<Vec<Arc<ParsedResource>>> {
+    let mut next = list.to_vec();
+    next[pos] = Arc::clone(doc);
+    Arc::new(next)
+}
+
+fn main() {
+    let config = Arc::new(Config::kazoo_defaults());
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    println!("| resources | compiled table (live bytes) | VmRSS after the compile |");
+    println!("| --- | --- | --- |");
+    let mut prepared = Vec::new();
+    for n in sizes() {
+        let docs = generate(n);
+        let list = Arc::new(parsed(&docs));
+        let before = LIVE.load(Ordering::Relaxed);
+        let first = rebuild(None, Scope::Global, &list, &[], &config);
+        assert!(first.diagnostics.is_empty() && !first.incremental);
+        let table_bytes = LIVE.load(Ordering::Relaxed) - before;
+        println!("| {n} | {:.1} MiB | {} MiB |", mib(table_bytes), rss_kib() / 1024);
+        let pos = n / 2;
+        let edits = [
+            edited(&docs, &list, pos, "a.example.org"),
+            edited(&docs, &list, pos, "b.example.org"),
+        ];
+        prepared.push((n, docs, list, first.table, pos, edits));
+    }
+    println!();
+
+    let mut group = criterion.benchmark_group("rebuild");
+    group.sample_size(10);
+    for (n, _, list, table, pos, edits) in &prepared {
+        let next = with(list, *pos, &edits[0]);
+        let check = rebuild(Some(table), Scope::Global, &next, &[], &config);
+        assert!(check.incremental, "a gateway edit is applied to its slot");
+        group.bench_function(BenchmarkId::new("one_resource_edit", n), |b| {
+            b.iter(|| black_box(rebuild(Some(table), Scope::Global, &next, &[], &config)))
+        });
+        group.bench_function(BenchmarkId::new("full_compile", n), |b| {
+            b.iter(|| black_box(rebuild(None, Scope::Global, &next, &[], &config)))
+        });
+    }
+    group.finish();
+    criterion.final_summary();
+
+    // Resident size across 10,000 incremental edits of the smallest table (each edit builds on
+    // the previous table, as the reactor does; the previous one is dropped).
+    let Some((n, _, list, table, pos, edits)) = prepared.into_iter().next() else { return };
+    let mut table: RouteTable = table;
+    let base_live = LIVE.load(Ordering::Relaxed);
+    println!();
+    println!("{n} resources, 10,000 one-resource edits applied in turn");
+    println!("| edits | live bytes (change since the first table) | VmRSS |");
+    println!("| --- | --- | --- |");
+    println!("| 0 | +0.0 MiB | {} MiB |", rss_kib() / 1024);
+    for edit in 1..=10_000usize {
+        let next = with(&list, pos, &edits[edit % 2]);
+        let built = rebuild(Some(&table), Scope::Global, &next, &[], &config);
+        assert!(built.incremental);
+        table = built.table;
+        if edit % 2_000 == 0 {
+            let live = LIVE.load(Ordering::Relaxed) as f64 - base_live as f64;
+            println!(
+                "| {edit} | {:+.1} MiB | {} MiB |",
+                live / (1024.0 * 1024.0),
+                rss_kib() / 1024
+            );
+        }
+    }
+    drop(black_box(table));
+}

@@ -1,0 +1,144 @@
+//! `/v2/stepswitch/route` against `/healthz` under `wrk`: the release daemon against a private
+//! couch-peer holding the 10,000 generated resources of `crates/stepswitch/benches`, then in one
+//! run `wrk -t1 -c8 --latency` on `/healthz` (the HTTP stack's ceiling), the JSON answer and the
+//! text answer (`format=text`), each request a different number (a Lua script cycles through
+//! 1,024 numbers that the generated rules route).
+//!
+//! Run: `cargo bench -p switchboard --bench route_wrk` (needs `wrk` on the PATH, Debian package
+//! `wrk`); `ROUTE_WRK_SECONDS=10` sets each run's duration, `ROUTE_WRK_RESOURCES` the size.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use testkit::{CouchServer, Daemon};
+
+#[path = "../../stepswitch/benches/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+use common::{generate, mix, npa_nxx};
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|it| it.parse().ok()).unwrap_or(default)
+}
+
+fn bulk(couch: &str, docs: &[Value]) {
+    let _ = testkit::http_request("PUT", &format!("{couch}/offnet"), None);
+    for chunk in docs.chunks(2_000) {
+        let body = json!({ "docs": chunk }).to_string();
+        let (status, text) =
+            testkit::http_request("POST", &format!("{couch}/offnet/_bulk_docs"), Some(&body))
+                .expect("_bulk_docs");
+        assert!(status == 201 || status == 200, "_bulk_docs: {status} {text}");
+    }
+}
+
+fn wait_resources(base: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let (_, text) = testkit::http_request("GET", &format!("{base}/v2/stepswitch/status"), None)
+            .expect("status");
+        let status: Value = serde_json::from_str(&text).unwrap_or_default();
+        let global = status["data"]["tables"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["scope"] == "global").cloned());
+        if global.is_some_and(|g| g["resources"].as_u64() == Some(count as u64)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the table never reached {count} resources");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Numbers the generated rules route (NANP rate centres, shared NANP groups, UK groups).
+fn numbers(n: u64) -> Vec<String> {
+    (0..1_024u64)
+        .map(|k| {
+            let i = mix(k ^ 0x5555) % n;
+            let tail = mix(k) % 10_000;
+            match k % 3 {
+                0 => {
+                    let (npa, nxx) = npa_nxx(i);
+                    format!("%2B1{npa}{nxx}{tail:04}")
+                }
+                1 => {
+                    let (npa, nxx) = npa_nxx(1_000_000 + i / 4);
+                    format!("%2B1{npa}{nxx}{tail:04}")
+                }
+                _ => format!("%2B44{:05}{tail:04}", (i / 8) % 100_000),
+            }
+        })
+        .collect()
+}
+
+fn wrk(base: &str, script: Option<&std::path::Path>, path: &str, seconds: u64) -> String {
+    let mut command = Command::new("wrk");
+    command.args(["-t1", "-c8", &format!("-d{seconds}s"), "--latency"]);
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
+    let output = command.arg(format!("{base}{path}")).output().expect("wrk on the PATH");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `Requests/sec` and the 99% latency line of a `wrk --latency` report.
+fn summary(report: &str) -> String {
+    let find = |prefix: &str| {
+        report
+            .lines()
+            .find(|line| line.trim_start().starts_with(prefix))
+            .map(|line| line.trim().to_owned())
+            .unwrap_or_default()
+    };
+    format!("{} | {} | {} | {}", find("Requests/sec"), find("50%"), find("99%"), find("Non-2xx"))
+}
+
+fn main() {
+    let n = env_number("ROUTE_WRK_RESOURCES", 10_000) as usize;
+    let seconds = env_number("ROUTE_WRK_SECONDS", 10);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(server) = CouchServer::start_persistent(dir.path()) else {
+        eprintln!("COUCHDB_URL is set: this bench needs a private server");
+        return;
+    };
+    let mut couch = server.url().to_owned();
+    if let Some((user, password)) = server.credentials() {
+        couch = couch.replacen("://", &format!("://{user}:{password}@"), 1);
+    }
+    bulk(&couch, &generate(n));
+    let daemon = Daemon::start(
+        env!("CARGO_BIN_EXE_switchboard"),
+        &["--couch-url", &couch, "serve", "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    wait_resources(daemon.base(), n);
+    let list = numbers(n as u64);
+    let script = |extra: &str| {
+        let path = dir.path().join(format!("numbers{}.lua", extra.len()));
+        let quoted: Vec<String> = list.iter().map(|it| format!("\"{it}\"")).collect();
+        let lua = format!(
+            "local numbers = {{{}}}\nlocal k = 0\nrequest = function()\n  k = k % #numbers + 1\n  \
+             return wrk.format(\"GET\", \"/v2/stepswitch/route?To-DID=\" .. numbers[k] .. \"{extra}\")\nend\n",
+            quoted.join(",")
+        );
+        std::fs::write(&path, lua).expect("lua script");
+        path
+    };
+    let json_script = script("");
+    let text_script = script("&format=text");
+    // Warm-up: every number once in both forms.
+    wrk(daemon.base(), Some(&json_script), "/", 2);
+    wrk(daemon.base(), Some(&text_script), "/", 2);
+    println!("wrk -t1 -c8 -d{seconds}s --latency, {n} resources in offnet, 1,024 numbers cycled");
+    println!("| target | Requests/sec | p50 | p99 | non-2xx |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (name, script, path) in [
+        ("/healthz", None, "/healthz"),
+        ("/route JSON", Some(&json_script), "/"),
+        ("/route text", Some(&text_script), "/"),
+        ("/healthz (again)", None, "/healthz"),
+    ] {
+        let report = wrk(daemon.base(), script.map(|it| it.as_path()), path, seconds);
+        println!("| {name} | {} |", summary(&report));
+    }
+}
