@@ -1,6 +1,6 @@
 //! The store layer: number documents read from and written to the document store exactly where
 //! Kazoo keeps them (`numbers/+1415`, the owner's account database), every transition decided by
-//! [`transition`] and written with `_rev` compare-and-swap.
+//! [`transition`](crate::lifecycle::transition) and written with `_rev` compare-and-swap.
 //!
 //! # The CAS/retry protocol (see also [`crate::lifecycle`])
 //! [`NumberStore::apply`] reads the number document (migrating older versions on load, §10.3),
@@ -24,7 +24,7 @@
 //! is retried (§1.5). Unchanged documents are not written (§7.2); under `dry_run` nothing is
 //! written and no carrier is called (§8.1).
 //!
-//! [`StoreIndex`] is the [`NumberIndex`] the internal carriers use, answered from `_all_docs`
+//! [`StoreIndex`] is the [`NumberIndex`](crate::carriers::NumberIndex) the internal carriers use, answered from `_all_docs`
 //! ranges (no JavaScript views, so the embedded store answers too).
 
 mod apply;
@@ -212,7 +212,7 @@ impl NumberStore {
             .ok_or_else(|| Error::NotReconcilable { number: input.to_owned() })
     }
 
-    /// The [`NumberIndex`] over this store.
+    /// The [`NumberIndex`](crate::carriers::NumberIndex) over this store.
     pub fn index(&self) -> StoreIndex {
         StoreIndex { store: self.store.clone() }
     }
