@@ -24,8 +24,8 @@
 //! is retried (§1.5). Unchanged documents are not written (§7.2); under `dry_run` nothing is
 //! written and no carrier is called (§8.1).
 //!
-//! [`StoreIndex`] is the [`NumberIndex`](crate::carriers::NumberIndex) the internal carriers use, answered from `_all_docs`
-//! ranges (no JavaScript views, so the embedded store answers too).
+//! [`StoreIndex`] is the [`NumberIndex`](crate::carriers::NumberIndex) the internal carriers
+//! use, answered from `_all_docs` ranges (no JavaScript views, so the embedded store answers too).
 
 mod apply;
 mod bulk;
