@@ -8,8 +8,9 @@
 //! linearization point. A 409 there means someone else changed the number since it was read: the
 //! store re-reads, decides again against the new state (which may now refuse, cleanly, with the
 //! knm error JSON) and retries after a jittered pause ([`docstore::cas_pause`]), at most
-//! [`MAX_ATTEMPTS`](crate::lifecycle::MAX_ATTEMPTS) times; then it gives up with [`Error::Conflict`] (409 `datastore_conflict`,
-//! nothing written by the last attempt) naming the contention. A revision the caller pinned
+//! [`MAX_ATTEMPTS`](crate::lifecycle::MAX_ATTEMPTS) times; then it gives up with
+//! [`Error::Conflict`] (409 `datastore_conflict`, nothing written by the last attempt) naming
+//! the contention. A revision the caller pinned
 //! ([`RunOptions::expected_rev`]) that is not the stored one is the same 409, at any attempt.
 //! A carrier acquisition made by an attempt that then lost the race is reused by the next
 //! attempt, never bought twice.
