@@ -538,6 +538,16 @@ fn c11_load_to_create_by_state() {
                     Want { state: Some(NumberState::InService), ..Want::default() },
                 );
             }
+            // Deviation (docs/kazoo-compat.md): a search's `discovery` record is created the way
+            // it is bought, acquired from its carrier (Kazoo: `number_exists`).
+            NumberState::Discovery => {
+                let d = check_ok(
+                    "C11 discovery",
+                    got,
+                    Want { state: Some(NumberState::InService), ..Want::default() },
+                );
+                assert!(matches!(d.carrier_call, Some(CarrierCall::Acquire { .. })), "{d:?}");
+            }
             _ => check_err("C11", got, 409, "number_exists", Some(AVAIL)),
         }
     }

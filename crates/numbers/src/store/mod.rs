@@ -1,6 +1,6 @@
 //! The store layer: number documents read from and written to the document store exactly where
 //! Kazoo keeps them (`numbers/+1415`, the owner's account database), every transition decided by
-//! [`transition`] and written with `_rev` compare-and-swap.
+//! [`transition`](crate::lifecycle::transition) and written with `_rev` compare-and-swap.
 //!
 //! # The CAS/retry protocol (see also [`crate::lifecycle`])
 //! [`NumberStore::apply`] reads the number document (migrating older versions on load, §10.3),
@@ -8,8 +8,9 @@
 //! linearization point. A 409 there means someone else changed the number since it was read: the
 //! store re-reads, decides again against the new state (which may now refuse, cleanly, with the
 //! knm error JSON) and retries after a jittered pause ([`docstore::cas_pause`]), at most
-//! [`MAX_ATTEMPTS`](crate::lifecycle::MAX_ATTEMPTS) times; then it gives up with [`Error::Conflict`] (409 `datastore_conflict`,
-//! nothing written by the last attempt) naming the contention. A revision the caller pinned
+//! [`MAX_ATTEMPTS`](crate::lifecycle::MAX_ATTEMPTS) times; then it gives up with
+//! [`Error::Conflict`] (409 `datastore_conflict`, nothing written by the last attempt) naming
+//! the contention. A revision the caller pinned
 //! ([`RunOptions::expected_rev`]) that is not the stored one is the same 409, at any attempt.
 //! A carrier acquisition made by an attempt that then lost the race is reused by the next
 //! attempt, never bought twice.
@@ -24,8 +25,8 @@
 //! is retried (§1.5). Unchanged documents are not written (§7.2); under `dry_run` nothing is
 //! written and no carrier is called (§8.1).
 //!
-//! [`StoreIndex`] is the [`NumberIndex`] the internal carriers use, answered from `_all_docs`
-//! ranges (no JavaScript views, so the embedded store answers too).
+//! [`StoreIndex`] is the [`NumberIndex`](crate::carriers::NumberIndex) the internal carriers
+//! use, answered from `_all_docs` ranges (no JavaScript views, so the embedded store answers too).
 
 mod apply;
 mod bulk;
@@ -259,7 +260,7 @@ impl NumberStore {
             .ok_or_else(|| Error::NotReconcilable { number: input.to_owned() })
     }
 
-    /// The [`NumberIndex`] over this store.
+    /// The [`NumberIndex`](crate::carriers::NumberIndex) over this store.
     pub fn index(&self) -> StoreIndex {
         StoreIndex { store: self.store.clone() }
     }

@@ -142,8 +142,8 @@ impl NumberStore {
 
     /// The hits of a search (§11.1–§11.2) as found (module and carrier data included): the
     /// carriers of §11.3 for the request's account are asked for `offset + quantity` numbers
-    /// each from their first (at most `maximum_search_quantity`), and the merged, sorted rows from `offset` on,
-    /// at most `min(quantity, maximum_search_quantity)`, are returned. Kazoo keeps the first
+    /// each from their first (at most `maximum_search_quantity`), and the merged, sorted rows
+    /// from `offset` on, at most `min(quantity, maximum_search_quantity)`, are returned. Kazoo keeps the first
     /// answer under a query id and pages from it; asking again keeps every instance stateless.
     ///
     /// # Errors
