@@ -69,155 +69,101 @@ fn resources(answer: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A step checked once.
+fn step(command: &'static str, status: u16, check: fn(&Outcome) -> Result<(), String>) -> Step {
+    Step { command, status, eventually: false, check }
+}
+
+/// A step retried while the daemon catches up (ready at start, a new carrier live).
+fn eventually(
+    command: &'static str,
+    status: u16,
+    check: fn(&Outcome) -> Result<(), String>,
+) -> Step {
+    Step { command, status, eventually: true, check }
+}
+
+/// The `key` of every item of an answer's `data` list.
+fn listed<'a>(answer: &'a Value, key: &str) -> Vec<&'a str> {
+    answer["data"]
+        .as_array()
+        .map(|items| items.iter().filter_map(|item| item[key].as_str()).collect())
+        .unwrap_or_default()
+}
+
 fn steps() -> Vec<Step> {
     vec![
-        Step {
-            command: "/healthz",
-            status: 200,
-            eventually: true,
-            check: |o| ensure(o.json()?["status"] == "ready", "healthz is ready", o),
-        },
-        Step {
-            command: "/metrics",
-            status: 200,
-            eventually: false,
-            check: |o| ensure(o.body.contains("switchboard_"), "Prometheus text", o),
-        },
-        Step {
-            command: "/v2/openapi.json",
-            status: 200,
-            eventually: false,
-            check: |o| {
-                let doc = o.json()?;
-                ensure(doc["openapi"].is_string(), "an OpenAPI document", o)?;
-                ensure(doc["paths"]["/v2/stepswitch/route"].is_object(), "it has /route", o)
-            },
-        },
-        Step {
-            command: r#"route -d '{"To-DID": "+14155550100"}'"#,
-            status: 200,
-            eventually: true,
-            check: |o| {
-                let answer = o.json()?;
-                ensure(answer["data"]["classification"] == "did_us", "a US DID", o)?;
-                ensure(resources(&answer) == [CARRIER_B], "demo carrier B routes a US DID", o)
-            },
-        },
-        Step {
-            command: r#"route -d '{"To-DID": "+18005550100"}'"#,
-            status: 200,
-            eventually: false,
-            check: |o| {
-                let answer = o.json()?;
-                ensure(answer["data"]["classification"] == "tollfree_us", "toll-free", o)?;
-                // A classifier's copy of a resource is named `{id}-{classifier}`.
-                let by_a = resources(&answer) == [format!("{CARRIER_A}-tollfree_us")];
-                ensure(by_a, "demo carrier A routes toll-free", o)
-            },
-        },
-        Step {
-            command: "To-DID=%2B18005550100&explain=true&format=text",
-            status: 200,
-            eventually: false,
-            check: |o| {
-                ensure(o.body.contains(CARRIER_A), "the report names carrier A", o)?;
-                let skipped = format!("skipped {CARRIER_B} (weight 20): classifier bucket");
-                ensure(o.body.contains(&skipped), "and why B is skipped", o)
-            },
-        },
-        Step {
-            command: "To-DID=%2B14155550100&format=text",
-            status: 200,
-            eventually: false,
-            check: |o| {
-                let line = o.body.lines().next().unwrap_or_default();
-                ensure(
-                    line.starts_with("sip:") && line.contains("carrier-b.demo.switchboard.local"),
-                    "a SIP URI of carrier B's gateway",
-                    o,
-                )
-            },
-        },
-        Step {
-            command: "TOKEN=$(curl -s -X PUT http://127.0.0.1:8000/v2/api_auth",
-            status: 201,
-            eventually: false,
-            check: |o| ensure(o.token.len() >= 32, "TOKEN holds the auth token", o),
-        },
-        Step {
-            command: "http://127.0.0.1:8000/v2/resources\n",
-            status: 200,
-            eventually: false,
-            check: |o| {
-                let list = o.json()?;
-                let ids: Vec<&str> = list["data"]
-                    .as_array()
-                    .map(|l| l.iter().filter_map(|r| r["id"].as_str()).collect())
-                    .unwrap_or_default();
-                ensure(ids.contains(&CARRIER_A) && ids.contains(&CARRIER_B), "both carriers", o)
-            },
-        },
-        Step {
-            command: r#"route -d '{"To-DID": "+442079460000"}'"#,
-            status: 404,
-            eventually: false,
-            check: |o| ensure(o.json()?["message"] == "no_carrier", "no carrier yet", o),
-        },
-        Step {
-            command: r#"/v2/resources -d '{"data": {"name": "UK carrier""#,
-            status: 201,
-            eventually: false,
-            check: |o| ensure(o.json()?["data"]["name"] == "UK carrier", "created", o),
-        },
-        Step {
-            command: r#"route -d '{"To-DID": "+442079460000"}'"#,
-            status: 200,
-            eventually: true,
-            check: |o| {
-                let answer = o.json()?;
-                let route = answer["data"]["endpoints"][0]["Route"].as_str().unwrap_or_default();
-                ensure(route.contains("uk.carrier.example.com"), "the new carrier routes it", o)
-            },
-        },
-        Step {
-            command: "/phone_numbers?prefix=415",
-            status: 200,
-            eventually: false,
-            check: |o| {
-                let found = o.json()?;
-                let numbers: Vec<&str> = found["data"]
-                    .as_array()
-                    .map(|l| l.iter().filter_map(|n| n["number"].as_str()).collect())
-                    .unwrap_or_default();
-                ensure(numbers.contains(&AVAILABLE), "the demo's available number is found", o)
-            },
-        },
-        Step {
-            command: "/phone_numbers/%2B14158867903/activate",
-            status: 200,
-            eventually: false,
-            check: |o| {
-                let number = o.json()?;
-                ensure(number["data"]["id"] == AVAILABLE, "the number", o)?;
-                ensure(number["data"]["state"] == "in_service", "bought: in service", o)
-            },
-        },
-        Step {
-            command: "/phone_numbers/%2B14158867903/identify",
-            status: 200,
-            eventually: false,
-            check: |o| ensure(o.json()?["data"]["account_id"] == ADMIN, "it is the account's", o),
-        },
-        Step {
-            command: "create_with_state",
-            status: 201,
-            eventually: false,
-            check: |o| {
-                let number = o.json()?;
-                ensure(number["data"]["id"] == "+14155550123", "the number", o)?;
-                ensure(number["data"]["state"] == "reserved", "created reserved", o)
-            },
-        },
+        eventually("/healthz", 200, |o| {
+            ensure(o.json()?["status"] == "ready", "healthz is ready", o)
+        }),
+        step("/metrics", 200, |o| ensure(o.body.contains("switchboard_"), "Prometheus text", o)),
+        step("/v2/openapi.json", 200, |o| {
+            let doc = o.json()?;
+            ensure(doc["openapi"].is_string(), "an OpenAPI document", o)?;
+            ensure(doc["paths"]["/v2/stepswitch/route"].is_object(), "it has /route", o)
+        }),
+        eventually(r#"route -d '{"To-DID": "+14155550100"}'"#, 200, |o| {
+            let answer = o.json()?;
+            ensure(answer["data"]["classification"] == "did_us", "a US DID", o)?;
+            ensure(resources(&answer) == [CARRIER_B], "demo carrier B routes a US DID", o)
+        }),
+        step(r#"route -d '{"To-DID": "+18005550100"}'"#, 200, |o| {
+            let answer = o.json()?;
+            ensure(answer["data"]["classification"] == "tollfree_us", "toll-free", o)?;
+            // A classifier's copy of a resource is named `{id}-{classifier}`.
+            let by_a = resources(&answer) == [format!("{CARRIER_A}-tollfree_us")];
+            ensure(by_a, "demo carrier A routes toll-free", o)
+        }),
+        step("To-DID=%2B18005550100&explain=true&format=text", 200, |o| {
+            ensure(o.body.contains(CARRIER_A), "the report names carrier A", o)?;
+            let skipped = format!("skipped {CARRIER_B} (weight 20): classifier bucket");
+            ensure(o.body.contains(&skipped), "and why B is skipped", o)
+        }),
+        step("To-DID=%2B14155550100&format=text", 200, |o| {
+            let line = o.body.lines().next().unwrap_or_default();
+            ensure(
+                line.starts_with("sip:") && line.contains("carrier-b.demo.switchboard.local"),
+                "a SIP URI of carrier B's gateway",
+                o,
+            )
+        }),
+        step("TOKEN=$(curl -s -X PUT http://127.0.0.1:8000/v2/api_auth", 201, |o| {
+            ensure(o.token.len() >= 32, "TOKEN holds the auth token", o)
+        }),
+        step("http://127.0.0.1:8000/v2/resources\n", 200, |o| {
+            let list = o.json()?;
+            let ids = listed(&list, "id");
+            ensure(ids.contains(&CARRIER_A) && ids.contains(&CARRIER_B), "both carriers", o)
+        }),
+        step(r#"route -d '{"To-DID": "+442079460000"}'"#, 404, |o| {
+            ensure(o.json()?["message"] == "no_carrier", "no carrier yet", o)
+        }),
+        step(r#"/v2/resources -d '{"data": {"name": "UK carrier""#, 201, |o| {
+            ensure(o.json()?["data"]["name"] == "UK carrier", "created", o)
+        }),
+        eventually(r#"route -d '{"To-DID": "+442079460000"}'"#, 200, |o| {
+            let answer = o.json()?;
+            let route = answer["data"]["endpoints"][0]["Route"].as_str().unwrap_or_default();
+            ensure(route.contains("uk.carrier.example.com"), "the new carrier routes it", o)
+        }),
+        step("/phone_numbers?prefix=415", 200, |o| {
+            let found = o.json()?;
+            let numbers = listed(&found, "number");
+            ensure(numbers.contains(&AVAILABLE), "the demo's available number is found", o)
+        }),
+        step("/phone_numbers/%2B14158867903/activate", 200, |o| {
+            let number = o.json()?;
+            ensure(number["data"]["id"] == AVAILABLE, "the number", o)?;
+            ensure(number["data"]["state"] == "in_service", "bought: in service", o)
+        }),
+        step("/phone_numbers/%2B14158867903/identify", 200, |o| {
+            ensure(o.json()?["data"]["account_id"] == ADMIN, "it is the account's", o)
+        }),
+        step("create_with_state", 201, |o| {
+            let number = o.json()?;
+            ensure(number["data"]["id"] == "+14155550123", "the number", o)?;
+            ensure(number["data"]["state"] == "reserved", "created reserved", o)
+        }),
     ]
 }
 
