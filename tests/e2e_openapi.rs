@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use testkit::daemon::Daemon;
-use testkit::tools::require;
+use testkit::require;
+use testkit::Daemon;
 
 /// The workspace root.
 fn root() -> PathBuf {
