@@ -134,12 +134,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
     use serde_json::{json, Value};
 
     use crate::api::routes::table;
-    use crate::api::testing::{memory_store, settings, state_with};
+    use crate::api::testing::{concrete, memory_store, serve, settings, state_with};
 
     use super::*;
 
@@ -176,12 +174,7 @@ mod tests {
         let (state, shutdown) = state_with(store, Vec::new(), None, untrusting);
         crate::api::testing::caught_up(&state).await;
         let (foreign, _) = state.auth.login("foreign-key").unwrap();
-        let app = crate::api::router(&state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
-        });
+        let addr = serve(&state).await;
         let client = reqwest::Client::new();
         let mut guarded = 0;
         for endpoint in table(&state) {
@@ -189,12 +182,7 @@ mod tests {
                 continue;
             }
             guarded += 1;
-            let path = endpoint
-                .path
-                .replace("{account_id}", OWNER)
-                .replace("{resource_id}", "r1")
-                .replace("{connectivity_id}", "c1")
-                .replace("{number}", "+14155550100");
+            let path = concrete(endpoint.path, OWNER);
             let method = reqwest::Method::from_bytes(endpoint.method.as_str().as_bytes()).unwrap();
             let body = json!({"data": {"numbers": ["+14155550100"]}, "To-DID": "+14155550100"});
             for (token, expected) in [(None, 401), (Some(foreign.as_str()), 403)] {

@@ -141,7 +141,11 @@ fn request_body(body: Body, schemas: &mut Map<String, Value>) -> Option<Value> {
         Body::None => None,
         Body::Data(schema) => {
             add_schema(schema, schemas);
-            Some(json_body(envelope(reference(schema.name())), true))
+            let mut body = json_body(envelope(reference(schema.name())), true);
+            if let Some(example) = example(schema) {
+                body["content"]["application/json"]["example"] = json!({ "data": example });
+            }
+            Some(body)
         }
         Body::Merge(schema) => {
             add_schema(schema, schemas);
@@ -158,6 +162,20 @@ fn request_body(body: Body, schemas: &mut Map<String, Value>) -> Option<Value> {
                 false,
             ))
         }
+    }
+}
+
+/// An example `data` of a request body.
+fn example(schema: Schema) -> Option<Value> {
+    match schema {
+        Schema::ApiAuth => Some(json!({"api_key": "an account's pvt_api_key"})),
+        Schema::Resources => Some(json!({
+            "name": "carrier",
+            "rules": ["^\\+1(\\d{10})$"],
+            "gateways": [{"server": "gw.example.com"}]
+        })),
+        Schema::PhoneNumbersCollection => Some(json!({"numbers": ["+14155550100"]})),
+        _ => None,
     }
 }
 

@@ -174,59 +174,31 @@ macro_rules! endpoint {
     };
 }
 
-/// `?prefix=&quantity=` of a number search.
+/// A search's `prefix` and `quantity`.
+const PREFIX: &str = r#"{"type": "string", "minLength": 3, "maxLength": 10}"#;
+const QUANTITY: &str = r#"{"type": "integer", "minimum": 1, "maximum": 18446744073709551615}"#;
+/// A search's `offset` and `country` (a country the dialling-code table does not know is a 400).
+const OFFSET: &str = r#"{"type": "integer", "minimum": 0, "maximum": 18446744073709551615}"#;
+const COUNTRY: &str = r#"{"type": "string", "pattern": "^[A-Za-z]{2}$"}"#;
+
+/// `?prefix=&quantity=&offset=&country=` of a number search.
 const SEARCH: &[QueryParam] = &[
-    (
-        "prefix",
-        true,
-        r#"{"type": "string", "minLength": 3, "maxLength": 10}"#,
-        "the digits the numbers start with (3 to 10 characters)",
-    ),
-    (
-        "quantity",
-        false,
-        r#"{"type": "integer", "minimum": 1, "maximum": 18446744073709551615}"#,
-        "how many numbers at most (default 1)",
-    ),
-    (
-        "offset",
-        false,
-        r#"{"type": "integer", "minimum": 0, "maximum": 18446744073709551615}"#,
-        "how many of the carriers' numbers to skip (default 0)",
-    ),
-    (
-        "country",
-        false,
-        r#"{"type": "string", "pattern": "^[A-Za-z]{2}$"}"#,
-        "the ISO 3166 country the numbers are in (default US)",
-    ),
+    ("prefix", true, PREFIX, "the digits the numbers start with (3 to 10 characters)"),
+    ("quantity", false, QUANTITY, "how many numbers at most (default 1)"),
+    ("offset", false, OFFSET, "how many of the carriers' numbers to skip (default 0)"),
+    ("country", false, COUNTRY, "the ISO 3166 country the numbers are in (default US)"),
 ];
 /// The account's listing reads the same parameters, both optional: with `prefix` it searches.
 const ACCOUNT_SEARCH: &[QueryParam] = &[
     (
         "prefix",
         false,
-        r#"{"type": "string", "minLength": 3, "maxLength": 10}"#,
+        PREFIX,
         "search the carriers (and the account's own pool) instead of listing the account's numbers",
     ),
-    (
-        "quantity",
-        false,
-        r#"{"type": "integer", "minimum": 1, "maximum": 18446744073709551615}"#,
-        "with prefix: how many numbers at most (default 1)",
-    ),
-    (
-        "offset",
-        false,
-        r#"{"type": "integer", "minimum": 0, "maximum": 18446744073709551615}"#,
-        "with prefix: how many of the carriers' numbers to skip (default 0)",
-    ),
-    (
-        "country",
-        false,
-        r#"{"type": "string", "pattern": "^[A-Za-z]{2}$"}"#,
-        "with prefix: the ISO 3166 country the numbers are in (default US)",
-    ),
+    ("quantity", false, QUANTITY, "with prefix: how many numbers at most (default 1)"),
+    ("offset", false, OFFSET, "with prefix: how many of the carriers' numbers to skip (default 0)"),
+    ("country", false, COUNTRY, "with prefix: the ISO 3166 country the numbers are in (default US)"),
 ];
 const HARD: &[QueryParam] = &[(
     "hard",
@@ -336,14 +308,13 @@ async fn openapi_endpoint(
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
 
     use tokio_util::sync::CancellationToken;
 
     use serde_json::Value;
 
     use super::*;
-    use crate::api::testing::{memory_store, state_over};
+    use crate::api::testing::{concrete, memory_store, serve, state_over};
     use crate::api::ReadyCheck;
 
     /// The daemon's state over an in-memory embedded store, without an inbound table.
@@ -362,20 +333,11 @@ mod tests {
             feeds: None,
         }]);
         let doc = openapi::document(&table(&state));
-        let app = crate::api::router(&state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
-        });
+        let addr = serve(&state).await;
         let client = reqwest::Client::new();
         let mut operations = 0;
         for (path, item) in doc["paths"].as_object().unwrap() {
-            let concrete = path
-                .replace("{account_id}", "acc00000000000000000000000000001")
-                .replace("{resource_id}", "r1")
-                .replace("{connectivity_id}", "c1")
-                .replace("{number}", "+14155550100");
+            let concrete = concrete(path, "acc00000000000000000000000000001");
             for method in item.as_object().unwrap().keys() {
                 let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
                 let resp = client

@@ -85,3 +85,24 @@ pub(crate) async fn caught_up(state: &AppState) {
     };
     tokio::time::timeout(Duration::from_secs(30), wait).await.expect("live documents caught up");
 }
+
+/// Serves the daemon's router for `state` on a free loopback port (with the peer address, as
+/// the daemon does); its address.
+pub(crate) async fn serve(state: &AppState) -> std::net::SocketAddr {
+    let app = super::router(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .await
+    });
+    addr
+}
+
+/// A route table path with its parameters filled in (`account` for `{account_id}`).
+pub(crate) fn concrete(path: &str, account: &str) -> String {
+    path.replace("{account_id}", account)
+        .replace("{resource_id}", "r1")
+        .replace("{connectivity_id}", "c1")
+        .replace("{number}", "+14155550100")
+}
