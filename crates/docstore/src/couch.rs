@@ -18,7 +18,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +29,7 @@ use serde_json::{json, Value};
 
 use crate::decode::{self, FeedLine};
 use crate::error::{Error, Result};
-use crate::store::{DocStore, FeedStream};
+use crate::store::{DbUpdateStream, DocStore, FeedStream};
 use crate::types::{
     AllDocsPage, AllDocsQuery, BulkItem, ChangesPage, ChangesQuery, DbInfo, DbName, DbUpdate,
     DbUpdateKind, FeedEvent, FeedQuery, Fields, Rev, Seq, ViewQuery, ViewRow,
@@ -511,7 +510,6 @@ fn parse_feed_line(line: &[u8], db: &DbName, fields: Option<&Fields>) -> Result<
     }
 }
 
-type DbUpdateStream = Pin<Box<dyn Stream<Item = Result<DbUpdate>> + Send>>;
 
 #[async_trait]
 impl DocStore for CouchStore {
@@ -781,11 +779,11 @@ impl DocStore for CouchStore {
     }
 
     // couch_rs has no `_db_updates`.
-    async fn db_updates(&self) -> Result<Option<DbUpdateStream>> {
+    async fn db_updates(&self, since: &Seq) -> Result<Option<DbUpdateStream>> {
         let heartbeat = DB_UPDATES_HEARTBEAT;
         let mut req = Req::new(Method::GET, self.server_path("_db_updates"))
             .q("feed", "continuous")
-            .q("since", "now")
+            .q("since", since.to_query())
             .q("heartbeat", heartbeat.as_millis().to_string());
         req.identity = true;
         let wait = self.inner.config.request_timeout.max(heartbeat * 3);
@@ -843,7 +841,8 @@ impl DocStore for CouchStore {
                     else {
                         continue;
                     };
-                    return Some((Ok(DbUpdate { db, kind }), Some(lines)));
+                    let seq = row.get("seq").cloned().map(Seq::from_json);
+                    return Some((Ok(DbUpdate { db, kind, seq }), Some(lines)));
                 }
             }
         });

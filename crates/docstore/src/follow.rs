@@ -1247,13 +1247,13 @@ where
     let mut attempt = 0;
     let send = |db: DbName, kind: DbUpdateKind| {
         let tx = tx.clone();
-        async move { tx.send(DbUpdate { db, kind }).await.map_err(drop) }
+        async move { tx.send(DbUpdate { db, kind, seq: None }).await.map_err(drop) }
     };
     loop {
         // Open the feed before listing, so nothing created in between is missed.
         let mut feed = None;
         if use_feed {
-            match store.db_updates().await {
+            match store.db_updates(&Seq::now()).await {
                 Ok(Some(f)) => feed = Some(f),
                 Ok(None) => use_feed = false,
                 Err(e @ (Error::Unauthorized { .. } | Error::Forbidden { .. })) => {
