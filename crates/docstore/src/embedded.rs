@@ -35,11 +35,11 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::error::{Error, Result};
 use crate::store::{DbUpdateStream, DocStore, FeedStream};
-use crate::update_log::UpdateLog;
 use crate::types::{
     AllDocsPage, AllDocsQuery, BulkItem, ChangesPage, ChangesQuery, DbInfo, DbName, DbUpdate,
     DbUpdateKind, FeedEvent, FeedQuery, Rev, Seq, ViewQuery, ViewRow,
 };
+use crate::update_log::UpdateLog;
 
 /// The file, inside the data directory, that holds every database of an embedded store.
 pub const EMBEDDED_FILE_NAME: &str = "docstore.sqlite3";

@@ -85,14 +85,15 @@ impl FleetOptions {
         }
     }
 
-    /// Full jitter: a uniform wait in `[0, min(cap, base · 2^(attempt-1))]`.
+    /// The wait before retry number `attempt` ([`backoff`] with these options).
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         backoff(self.backoff_base, self.backoff_cap, attempt)
     }
 }
 
-/// Full jitter: a uniform wait in `[0, min(cap, base · 2^(attempt-1))]`.
-pub(crate) fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
+/// The wait before retry number `attempt` (from 1), with full jitter: a uniform wait in
+/// `[0, min(cap, base · 2^(attempt-1))]`. The one backoff of the followers and the fleet.
+pub fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
     let exp = attempt.saturating_sub(1).min(30);
     let ceiling = base.saturating_mul(1u32 << exp).min(cap);
     let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
@@ -394,11 +395,13 @@ impl Run {
         };
         let now: std::collections::HashSet<DbName> =
             names.into_iter().filter(|db| (self.filter)(db)).collect();
-        let missing: Vec<DbName> = self.dbs.keys().filter(|db| !now.contains(*db)).cloned().collect();
+        let missing: Vec<DbName> =
+            self.dbs.keys().filter(|db| !now.contains(*db)).cloned().collect();
         for db in missing {
             self.gone(&db).await?;
         }
-        let mut new: Vec<DbName> = now.into_iter().filter(|db| !self.dbs.contains_key(db)).collect();
+        let mut new: Vec<DbName> =
+            now.into_iter().filter(|db| !self.dbs.contains_key(db)).collect();
         new.sort();
         for db in new {
             self.touch(&db);
@@ -523,15 +526,23 @@ impl Run {
                 (self.store.clone(), self.options.clone(), self.filter_here.clone());
             self.reads.spawn(async move {
                 let fresh = since.is_none();
-                let read =
-                    read_until_done(&store, &db, since.unwrap_or_else(Seq::zero), &options, &filter_here)
-                        .await;
+                let read = read_until_done(
+                    &store,
+                    &db,
+                    since.unwrap_or_else(Seq::zero),
+                    &options,
+                    &filter_here,
+                )
+                .await;
                 (db, incarnation, fresh, read)
             });
         }
     }
 
-    async fn read_done(&mut self, (db, incarnation, fresh, read): ReadDone) -> std::result::Result<(), Stop> {
+    async fn read_done(
+        &mut self,
+        (db, incarnation, fresh, read): ReadDone,
+    ) -> std::result::Result<(), Stop> {
         let Some(state) = self.dbs.get_mut(&db) else { return Ok(()) };
         if state.incarnation != incarnation {
             return Ok(());
@@ -656,7 +667,10 @@ async fn read_changes(
         out.extend(page.results.into_iter().filter(|change| {
             selector.is_none_or(|selector| {
                 change.deleted
-                    || change.doc.as_ref().is_some_and(|doc| crate::selector::matches(selector, doc))
+                    || change
+                        .doc
+                        .as_ref()
+                        .is_some_and(|doc| crate::selector::matches(selector, doc))
             })
         }));
         let done = rows < page_size || page.pending == Some(0) || page.last_seq == since;

@@ -34,7 +34,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use futures::{Stream, StreamExt};
-use rand::Rng;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
@@ -174,10 +173,7 @@ impl FollowOptions {
 
     /// Full jitter: a uniform wait in `[0, min(cap, base · 2^(attempt-1))]`.
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1).min(30);
-        let ceiling = self.backoff_base.saturating_mul(1u32 << exp).min(self.backoff_cap);
-        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(rand::thread_rng().gen_range(0..=nanos))
+        crate::fleet::backoff(self.backoff_base, self.backoff_cap, attempt)
     }
 }
 

@@ -41,13 +41,13 @@ mod store;
 mod types;
 mod update_log;
 
-pub use couch::{AuthMode, CouchConfig, CouchStore, DEFAULT_REQUEST_TIMEOUT};
+pub use couch::{AuthMode, CouchConfig, CouchStore, DEFAULT_MAX_REQUESTS, DEFAULT_REQUEST_TIMEOUT};
 pub use design::{deploy, deploy_known, is_own, DeployReport, DesignKind, KnownRevs, OWN_PREFIX};
 pub use design_keeper::{keep, DesignKeeper, KeepOptions};
 pub use embedded::{EmbeddedStore, EMBEDDED_FILE_NAME};
 pub use error::{Error, Result};
 pub use fleet::{
-    fleet, Fleet, FleetEvent, FleetMode, FleetOptions, FleetStatus, DEFAULT_CONCURRENCY,
+    backoff, fleet, Fleet, FleetEvent, FleetMode, FleetOptions, FleetStatus, DEFAULT_CONCURRENCY,
 };
 pub use follow::{
     follow, watch_dbs, AckHandle, Checkpoint, Checkpoints, DbWatch, FileCheckpoints, FollowEvent,

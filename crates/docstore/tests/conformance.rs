@@ -783,7 +783,8 @@ mod embedded_only {
     #[tokio::test]
     async fn db_updates_report_created_updated_deleted() {
         let store = EmbeddedStore::in_memory().unwrap();
-        let mut updates = store.db_updates(&Seq::now()).await.unwrap().expect("the embedded store has a bus");
+        let mut updates =
+            store.db_updates(&Seq::now()).await.unwrap().expect("the embedded store has a bus");
         let db = DbName::new("numbers/+1415").unwrap();
         store.create_db(&db).await.unwrap();
         store.put(&db, json!({"_id": "+14155550100"})).await.unwrap();
@@ -904,7 +905,8 @@ mod embedded_only {
         }
 
         // The daemon's database event stream hears about the CLI's new database too.
-        let mut updates = daemon.db_updates(&Seq::now()).await.unwrap().expect("the embedded store has a bus");
+        let mut updates =
+            daemon.db_updates(&Seq::now()).await.unwrap().expect("the embedded store has a bus");
         let numbers = DbName::new("numbers/+1415").unwrap();
         cli.create_db(&numbers).await.unwrap();
         loop {

@@ -34,6 +34,8 @@
 //! `arc-swap`. Lookups ([`Routing::route`]) never take that lock: they load the current
 //! `Arc<Tables>` and never wait for a build.
 
+mod accounts;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -41,8 +43,8 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use docstore::naming::{self, AccountId};
 use docstore::{
-    AllDocsQuery, DbName, DbUpdateKind, DocStore, FeedBoard, FollowEvent, FollowOptions,
-    ResyncReason, RowIssue, Seq, SharedStore, Trouble, WhenDbMissing,
+    AllDocsQuery, DbName, DocStore, FeedBoard, FollowEvent, FollowOptions, ResyncReason, RowIssue,
+    Seq, SharedStore, Trouble, WhenDbMissing,
 };
 use futures::StreamExt;
 use serde::Serialize;
@@ -77,11 +79,13 @@ pub struct ReactorOptions {
     pub backoff_base: Duration,
     /// No reconnect waits longer than this: the longest a recovered store waits to be seen.
     pub backoff_cap: Duration,
+    /// Account databases read at once (at start, and when many change together).
+    pub account_concurrency: usize,
 }
 
 impl ReactorOptions {
     /// `debounce` 50 ms, `heartbeat` 10 s, `discover_every` 5 s, `backoff_base` 100 ms,
-    /// `backoff_cap` 60 s (the follower's defaults).
+    /// `backoff_cap` 60 s (the follower's defaults), `account_concurrency` 8.
     pub fn defaults() -> ReactorOptions {
         let follow = FollowOptions::new(FOLLOWER_NAME);
         ReactorOptions {
@@ -90,6 +94,7 @@ impl ReactorOptions {
             discover_every: Duration::from_secs(5),
             backoff_base: follow.backoff_base,
             backoff_cap: follow.backoff_cap,
+            account_concurrency: docstore::DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -165,9 +170,52 @@ pub struct SourceStatus {
     pub error_since: Option<String>,
 }
 
+/// How far the start has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The config, the accounts or `offnet` have not been read yet: routing answers 503.
+    Starting,
+    /// Global routing (`offnet`) is served; account tables are still loading in the background
+    /// (a route naming an account whose table is not loaded yet loads it first).
+    OffnetReady,
+    /// Every account database there was at start has been read once. Stays `ready`: whether
+    /// everything is current now is [`RoutingStatus::caught_up`].
+    Ready,
+}
+
+/// The account databases, followed together (see [`docstore::fleet`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountDbs {
+    /// How changes are learnt: `starting`, `feed` (`_db_updates`) or `poll` (listing).
+    pub mode: &'static str,
+    /// Account databases known.
+    pub dbs: usize,
+    /// Of those, read at least once.
+    pub loaded: usize,
+    /// Waiting to be read or being read.
+    pub pending: usize,
+}
+
+impl From<Option<docstore::FleetStatus>> for AccountDbs {
+    fn from(status: Option<docstore::FleetStatus>) -> AccountDbs {
+        let Some(status) = status else {
+            return AccountDbs { mode: "starting", dbs: 0, loaded: 0, pending: 0 };
+        };
+        let mode = match status.mode {
+            docstore::FleetMode::Starting => "starting",
+            docstore::FleetMode::Feed => "feed",
+            docstore::FleetMode::Poll => "poll",
+        };
+        AccountDbs { mode, dbs: status.dbs, loaded: status.loaded, pending: status.pending }
+    }
+}
+
 /// What [`Routing::status`] reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RoutingStatus {
+    /// How far the start has come.
+    pub phase: Phase,
     /// Every followed database has been read and built at least once and is caught up, and
     /// none is failing now.
     pub caught_up: bool,
@@ -194,8 +242,11 @@ pub struct RoutingStatus {
     pub config_errors: Vec<CompileError>,
     /// Accounts known to the hunt-account check (docs of db `accounts`).
     pub accounts: usize,
-    /// The followed databases.
+    /// The databases followed one by one (`system_config`, `accounts`, `offnet`,
+    /// `dedicated_ips`).
     pub sources: Vec<SourceStatus>,
+    /// The account databases.
+    pub account_dbs: AccountDbs,
 }
 
 /// What a task follows.
@@ -204,6 +255,7 @@ enum Source {
     Config,
     Accounts,
     Global,
+    DedicatedIps,
     Account(AccountId),
 }
 
@@ -213,6 +265,7 @@ impl Source {
             Source::Config => naming::system_config_db(),
             Source::Accounts => naming::accounts_db(),
             Source::Global => naming::offnet_db(),
+            Source::DedicatedIps => DbName::new(DEDICATED_IPS_DB).expect("a valid name"),
             Source::Account(id) => id.db_name(),
         }
     }
@@ -264,6 +317,7 @@ impl Source {
         match self {
             Source::Config => id == crate::STEPSWITCH_DOC_ID || id == NUMBER_MANAGER_DOC_ID,
             Source::Accounts => !id.starts_with("_design/") && !id.is_empty(),
+            Source::DedicatedIps => proxy_of(doc).is_some(),
             Source::Global | Source::Account(_) => crate::ResourceDoc::is_resource(doc),
         }
     }
@@ -297,7 +351,6 @@ type Reply = oneshot::Sender<Result<(), Error>>;
 
 struct SourceHandle {
     commands: mpsc::UnboundedSender<Reply>,
-    cancel: CancellationToken,
 }
 
 #[derive(Default)]
@@ -322,6 +375,10 @@ struct Book {
     accounts_built: bool,
     /// The config has been built at least once.
     config_built: bool,
+    /// The account databases' fleet, once it started.
+    fleet: Option<docstore::FleetStatus>,
+    /// Every account database there was at start has been read once.
+    accounts_loaded_once: bool,
 }
 
 /// `Scope` ordered: global first, then accounts by id.
@@ -363,6 +420,12 @@ struct Shared {
     shutdown: CancellationToken,
     handles: Mutex<BTreeMap<Source, SourceHandle>>,
     config_ready: watch::Sender<bool>,
+    /// `dedicated_ips` has been read once.
+    proxies_ready: watch::Sender<bool>,
+    /// The dedicated IPs by account (`pvt_assigned_to`), each list in `_id` order.
+    proxies: Mutex<Arc<HashMap<String, Arc<Vec<Proxy>>>>>,
+    /// Commands to the account tables' task.
+    accounts: mpsc::UnboundedSender<accounts::AccountCommand>,
     /// The followers' and reads' health and the documents they could not decode.
     board: FeedBoard,
 }
@@ -386,6 +449,8 @@ impl std::fmt::Debug for Routing {
 pub fn spawn(store: SharedStore, options: ReactorOptions, shutdown: CancellationToken) -> Routing {
     let (generation, _) = watch::channel(0);
     let (config_ready, _) = watch::channel(false);
+    let (proxies_ready, _) = watch::channel(false);
+    let (accounts, account_commands) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         store,
         options,
@@ -396,9 +461,15 @@ pub fn spawn(store: SharedStore, options: ReactorOptions, shutdown: Cancellation
         shutdown,
         handles: Mutex::new(BTreeMap::new()),
         config_ready,
+        proxies_ready,
+        proxies: Mutex::new(Arc::new(HashMap::new())),
+        accounts,
         board: FeedBoard::new(),
     });
-    tokio::spawn(supervise(shared.clone()));
+    for source in [Source::Config, Source::Accounts, Source::Global, Source::DedicatedIps] {
+        start_source(&shared, source, Vec::new());
+    }
+    tokio::spawn(accounts::run(shared.clone(), account_commands));
     Routing { shared }
 }
 
@@ -432,10 +503,18 @@ impl Routing {
                 s
             })
             .collect();
-        let caught_up =
-            book.discovered && sources.iter().all(|s| s.caught_up) && !report.degraded();
+        let fleet = book.fleet.clone();
+        let caught_up = book.discovered
+            && fleet.as_ref().is_some_and(docstore::FleetStatus::caught_up)
+            && sources.iter().all(|s| s.caught_up)
+            && !report.degraded();
         let loaded =
             book.config_built && book.accounts_built && book.tables.contains_key(&Scope2::Global);
+        let phase = match (loaded, book.accounts_loaded_once) {
+            (false, _) => Phase::Starting,
+            (true, false) => Phase::OffnetReady,
+            (true, true) => Phase::Ready,
+        };
         let mut out = Vec::new();
         for (scope, entry) in &book.tables {
             let (kind, account_id, table) = match scope {
@@ -463,6 +542,7 @@ impl Routing {
             });
         }
         RoutingStatus {
+            phase,
             caught_up,
             loaded,
             degraded: report.degraded(),
@@ -475,6 +555,7 @@ impl Routing {
             config_errors: book.config_errors.clone(),
             accounts: book.accounts,
             sources,
+            account_dbs: AccountDbs::from(fleet),
         }
     }
 
@@ -505,21 +586,13 @@ impl Routing {
         let sources = match account {
             None => vec![Source::Config, Source::Global],
             Some(id) => {
-                let source = Source::Account(id.clone());
-                let known = self.shared.handles.lock().expect("handles lock").contains_key(&source);
-                if !known {
-                    // Not discovered yet: start following it now (if it exists).
-                    if !self.shared.store.db_exists(&id.db_name()).await? {
-                        return Err(Error::Store(docstore::Error::DbNotFound {
-                            db: id.db_name().to_string(),
-                        }));
-                    }
-                    let (tx, rx) = oneshot::channel();
-                    start_source(&self.shared, source, vec![tx]);
-                    wait_reply(rx).await?;
-                    return Ok(self.status());
-                }
-                vec![source]
+                // The account's dedicated IPs are re-read with it, as Kazoo's reload does.
+                self.reload_sources(vec![Source::DedicatedIps]).await?;
+                let (tx, rx) = oneshot::channel();
+                let command = accounts::AccountCommand::Reload(id.clone(), tx);
+                self.shared.accounts.send(command).map_err(|_| Error::Stopped)?;
+                wait_reply(rx).await?;
+                return Ok(self.status());
             }
         };
         self.reload_sources(sources).await?;
@@ -530,7 +603,12 @@ impl Routing {
     pub async fn flush(&self) {
         let sources: Vec<Source> =
             self.shared.handles.lock().expect("handles lock").keys().cloned().collect();
-        if let Err(err) = self.reload_sources(sources).await {
+        let mut result = self.reload_sources(sources).await;
+        let (tx, rx) = oneshot::channel();
+        if self.shared.accounts.send(accounts::AccountCommand::ReloadAll(tx)).is_ok() {
+            result = result.and(wait_reply(rx).await);
+        }
+        if let Err(err) = result {
             tracing::warn!(error = %err, "Flush: a database could not be re-read; its old table stays.");
         }
     }
@@ -668,24 +746,25 @@ async fn read_db(
 
 /// The account's dedicated IPs (`dedicated_ips` docs with `pvt_assigned_to`), in `_id` order.
 async fn read_proxies(store: &dyn DocStore, account: &AccountId) -> Result<Vec<Proxy>, Error> {
-    let db = DbName::new(DEDICATED_IPS_DB).expect("a valid name");
-    let query = AllDocsQuery { include_docs: true, ..AllDocsQuery::default() };
-    let page = match store.all_docs(&db, &query).await {
-        Ok(page) => page,
-        Err(docstore::Error::DbNotFound { .. }) => return Ok(Vec::new()),
-        Err(err) => return Err(err.into()),
-    };
-    Ok(page
-        .rows
-        .into_iter()
-        .filter_map(|row| row.doc)
-        .filter(|doc| doc.get("pvt_assigned_to").and_then(Value::as_str) == Some(account.as_str()))
-        .filter_map(|doc| {
-            let ip = doc.get("ip").and_then(Value::as_str)?.to_owned();
-            let zone = doc.get("zone").and_then(Value::as_str).unwrap_or("").to_owned();
-            Some(Proxy { zone, ip })
-        })
-        .collect())
+    let (docs, _) = read_db(store, &Source::DedicatedIps, None).await?;
+    Ok(proxies_by_account(&docs).remove(account.as_str()).map(|p| p.to_vec()).unwrap_or_default())
+}
+
+/// A dedicated IP document's account (`pvt_assigned_to`) and proxy (`ip`, `zone`).
+fn proxy_of(doc: &Value) -> Option<(&str, Proxy)> {
+    let account = doc.get("pvt_assigned_to")?.as_str()?;
+    let ip = doc.get("ip")?.as_str()?.to_owned();
+    let zone = doc.get("zone").and_then(Value::as_str).unwrap_or("").to_owned();
+    Some((account, Proxy { zone, ip }))
+}
+
+/// Every account's dedicated IPs, each list in the documents' order (`_id` order as read).
+fn proxies_by_account(docs: &[Value]) -> HashMap<String, Arc<Vec<Proxy>>> {
+    let mut by_account: HashMap<String, Vec<Proxy>> = HashMap::new();
+    for (account, proxy) in docs.iter().filter_map(proxy_of) {
+        by_account.entry(account.to_owned()).or_default().push(proxy);
+    }
+    by_account.into_iter().map(|(account, proxies)| (account, Arc::new(proxies))).collect()
 }
 
 /// Rule 8: only the first proxy unless `use_first_dedicated_proxy_only` is off.
@@ -707,55 +786,6 @@ fn config_from(docs: &[Value]) -> (Config, Vec<Diagnostic>) {
     Config::from_docs(&find(crate::STEPSWITCH_DOC_ID), &find(NUMBER_MANAGER_DOC_ID))
 }
 
-/// Reads config first (so tables are compiled once with it), then starts every source and
-/// watches for account databases.
-async fn supervise(shared: Arc<Shared>) {
-    start_source(&shared, Source::Config, Vec::new());
-    start_source(&shared, Source::Accounts, Vec::new());
-    start_source(&shared, Source::Global, Vec::new());
-    let is_account = |db: &DbName| db.as_str().starts_with(naming::ACCOUNT_PREFIX);
-    // The initial listing is ours, so that `caught_up` covers every account db that exists now.
-    let mut attempt = 0u32;
-    loop {
-        match shared.store.list_dbs().await {
-            Ok(dbs) => {
-                for db in dbs.iter().filter(|db| is_account(db)) {
-                    if let Ok(id) = AccountId::from_db_name(db) {
-                        start_source(&shared, Source::Account(id), Vec::new());
-                    }
-                }
-                break;
-            }
-            Err(err) => {
-                attempt += 1;
-                tracing::warn!(error = %err, attempt, "Cannot list databases; retrying.");
-                let wait = Duration::from_millis(100 * u64::from(attempt.min(50)));
-                tokio::select! {
-                    _ = shared.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
-        }
-    }
-    shared.book.lock().expect("book lock").discovered = true;
-    let mut watch =
-        docstore::watch_dbs(shared.store.clone(), is_account, shared.options.discover_every);
-    loop {
-        let update = tokio::select! {
-            biased;
-            _ = shared.shutdown.cancelled() => return,
-            update = watch.next() => update,
-        };
-        let Some(update) = update else { return };
-        let Ok(id) = AccountId::from_db_name(&update.db) else { continue };
-        match update.kind {
-            DbUpdateKind::Created => start_source(&shared, Source::Account(id), Vec::new()),
-            DbUpdateKind::Deleted => drop_account(&shared, &id).await,
-            DbUpdateKind::Updated => {}
-        }
-    }
-}
-
 /// Starts a source's task unless it runs; `replies` are answered after its first build.
 fn start_source(shared: &Arc<Shared>, source: Source, replies: Vec<Reply>) {
     let mut handles = shared.handles.lock().expect("handles lock");
@@ -767,7 +797,7 @@ fn start_source(shared: &Arc<Shared>, source: Source, replies: Vec<Reply>) {
     }
     let (tx, rx) = mpsc::unbounded_channel();
     let cancel = shared.shutdown.child_token();
-    handles.insert(source.clone(), SourceHandle { commands: tx, cancel: cancel.clone() });
+    handles.insert(source.clone(), SourceHandle { commands: tx });
     shared.book.lock().expect("book lock").sources.insert(
         source.clone(),
         SourceStatus {
@@ -784,18 +814,15 @@ fn start_source(shared: &Arc<Shared>, source: Source, replies: Vec<Reply>) {
         commands: rx,
         replies,
         docs: BTreeMap::new(),
-        proxies: Arc::new(Vec::new()),
         last_seq: None,
+        last_build: None,
     };
     tokio::spawn(task.run());
 }
 
-/// An account database was deleted: stop its task, drop its table.
+/// An account database was deleted: drop its table.
 async fn drop_account(shared: &Arc<Shared>, id: &AccountId) {
     let source = Source::Account(id.clone());
-    if let Some(handle) = shared.handles.lock().expect("handles lock").remove(&source) {
-        handle.cancel.cancel();
-    }
     let scope = source.scope().expect("an account scope");
     let mut state = shared.build.lock().await;
     state.inputs.remove(&scope);
@@ -915,6 +942,52 @@ impl Shared {
         drop(state);
     }
 
+    /// The current dedicated IPs of `account`.
+    fn proxies_for(&self, account: &str) -> Arc<Vec<Proxy>> {
+        let proxies = self.proxies.lock().expect("proxies lock").clone();
+        proxies.get(account).cloned().unwrap_or_default()
+    }
+
+    /// New `dedicated_ips` documents: the tables of the accounts whose proxies changed are
+    /// rebuilt with them (one read of the database for all accounts, not one per account).
+    async fn build_proxies(&self, docs: &[Value]) {
+        let mut state = self.build.lock().await;
+        let next = Arc::new(proxies_by_account(docs));
+        let previous =
+            std::mem::replace(&mut *self.proxies.lock().expect("proxies lock"), next.clone());
+        let changed: Vec<(Scope, ScopeInputs)> = state
+            .inputs
+            .iter()
+            .filter_map(|(scope, inputs)| match scope {
+                Scope::Local { account_id } if previous.get(account_id) != next.get(account_id) => {
+                    let mut inputs = inputs.clone();
+                    inputs.proxies = next.get(account_id).cloned().unwrap_or_default();
+                    Some((scope.clone(), inputs))
+                }
+                _ => None,
+            })
+            .collect();
+        let config = self.current.load().config.clone();
+        let mut tables = Vec::with_capacity(changed.len());
+        for (scope, inputs) in changed {
+            state.inputs.insert(scope.clone(), inputs.clone());
+            let seq = inputs.last_seq.clone();
+            let (table, diagnostics, took) =
+                compile_blocking(scope.clone(), inputs, config.clone()).await;
+            self.note_build(Scope2::from(&scope), seq, &diagnostics, took);
+            tables.push(Arc::new(table));
+        }
+        if !tables.is_empty() {
+            self.publish(move |current| {
+                for table in tables {
+                    current.set_table(table);
+                }
+            });
+        }
+        self.proxies_ready.send_replace(true);
+        drop(state);
+    }
+
     async fn build_accounts(&self, docs: &[Value]) {
         let state = self.build.lock().await;
         let (tree, diagnostics) = AccountTree::from_docs(docs);
@@ -976,8 +1049,9 @@ struct SourceTask {
     replies: Vec<Reply>,
     /// The kept documents by `_id`.
     docs: BTreeMap<String, Kept>,
-    proxies: Arc<Vec<Proxy>>,
     last_seq: Option<Seq>,
+    /// When the last build ended: a change after a quiet period is built at once.
+    last_build: Option<tokio::time::Instant>,
 }
 
 impl SourceTask {
@@ -1039,9 +1113,6 @@ impl SourceTask {
     async fn read(&mut self) -> Result<Option<Seq>, Error> {
         let store = self.shared.store.as_ref();
         let (docs, seq) = read_db(store, &self.source, Some(&self.shared.board)).await?;
-        if let Source::Account(id) = &self.source {
-            self.proxies = Arc::new(read_proxies(store, id).await?);
-        }
         let ids: Vec<Option<String>> =
             docs.iter().map(|d| Some(d.get("_id")?.as_str()?.to_owned())).collect();
         let kept: Vec<Kept> = if self.source.is_table() {
@@ -1085,6 +1156,7 @@ impl SourceTask {
         match &self.source {
             Source::Config => self.shared.build_config(&self.json_docs()).await,
             Source::Accounts => self.shared.build_accounts(&self.json_docs()).await,
+            Source::DedicatedIps => self.shared.build_proxies(&self.json_docs()).await,
             Source::Global | Source::Account(_) => {
                 let scope = self.source.scope().expect("a table scope");
                 let docs = self
@@ -1097,14 +1169,27 @@ impl SourceTask {
                     .collect();
                 let inputs = ScopeInputs {
                     docs: Arc::new(docs),
-                    proxies: self.proxies.clone(),
+                    proxies: Arc::new(Vec::new()),
                     last_seq: self.last_seq.clone(),
                 };
                 self.shared.build_scope(scope, inputs, &self.cancel).await;
             }
         }
+        self.last_build = Some(tokio::time::Instant::now());
         for reply in self.replies.drain(..) {
             let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// When a change arriving now is built: at once after a quiet period (nothing built for
+    /// `debounce`), else `debounce` after the last build, so changes during a build coalesce.
+    /// The second value says the build is immediate.
+    fn deadline_now(&self) -> (tokio::time::Instant, bool) {
+        let now = tokio::time::Instant::now();
+        let debounce = self.shared.options.debounce;
+        match self.last_build {
+            Some(last) if last + debounce > now => (last + debounce, false),
+            _ => (now, true),
         }
     }
 
@@ -1140,6 +1225,9 @@ impl SourceTask {
         options.board = Some(self.shared.board.clone());
         let mut follower = docstore::follow(self.shared.store.clone(), self.source.db(), options);
         let debounce = self.shared.options.debounce;
+        // A build due at once waits for the changes already delivered (the timer branch runs
+        // when the stream has nothing ready), unless a constant stream holds it for `debounce`.
+        let mut immediate = false;
         let mut dirty = false;
         // Until the follower replays the database from its start, nothing is built.
         let mut replaying = false;
@@ -1155,7 +1243,9 @@ impl SourceTask {
                         if self.apply(change) {
                             dirty = true;
                             if !replaying && deadline.is_none() {
-                                deadline = Some(tokio::time::Instant::now() + debounce);
+                                let (at, now) = self.deadline_now();
+                                deadline = Some(at);
+                                immediate = now;
                             }
                         }
                     }
@@ -1165,6 +1255,7 @@ impl SourceTask {
                         if replaying {
                             replaying = false;
                             deadline = Some(tokio::time::Instant::now());
+                            immediate = true;
                         }
                         if !dirty {
                             self.set_caught_up(true);
@@ -1215,7 +1306,8 @@ impl SourceTask {
                 },
             }
             // A constant stream must not starve the timer.
-            if deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+            let grace = if immediate { debounce } else { Duration::ZERO };
+            if deadline.is_some_and(|d| d + grace <= tokio::time::Instant::now()) {
                 deadline = None;
                 dirty = false;
                 self.build().await;

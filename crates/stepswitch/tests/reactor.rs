@@ -374,6 +374,66 @@ async fn local_tables_carry_dedicated_ips(store: SharedStore) {
     assert_eq!(proxies(routing), [("west".to_owned(), "10.0.0.2".to_owned())]);
 }
 
+async fn new_account_db_routes_without_a_poll_and_without_a_feed_each(store: SharedStore) {
+    store.ensure_db(&offnet()).await.expect("offnet");
+    // Many account databases, most without resources.
+    let ids: Vec<AccountId> = (0..24u32)
+        .map(|i| AccountId::new(&format!("{i:08x}{:024x}", 0xabcu32)).expect("id"))
+        .collect();
+    for id in &ids {
+        store.create_db(&id.db_name()).await.expect("account db");
+        put(&store, &id.db_name(), json!({"_id": "user", "pvt_type": "user"})).await;
+    }
+    let mut opts = options(20);
+    // Listing the databases is not how a new one is found: `_db_updates` is.
+    opts.discover_every = Duration::from_secs(3600);
+    let running = start(&store, opts);
+    let routing = &running.routing;
+    caught_up(routing).await;
+    let status = routing.status();
+    assert_eq!(status.phase, reactor::Phase::Ready);
+    assert_eq!(status.account_dbs.mode, "feed");
+    assert_eq!((status.account_dbs.dbs, status.account_dbs.loaded), (24, 24));
+    // One follower per shared database, none per account database.
+    let followed: Vec<&str> = status.sources.iter().map(|s| s.db.as_str()).collect();
+    assert!(followed.iter().all(|db| !db.starts_with("account/")), "{followed:?}");
+    assert!(status.tables.iter().all(|t| t.account_id.is_none()), "no account has a resource");
+
+    let parent = AccountId::new(PARENT).expect("id");
+    store.create_db(&parent.db_name()).await.expect("account db");
+    put(
+        &store,
+        &parent.db_name(),
+        resource("local-n", "n.example.com", json!(["^\\+1(\\d{10})$"])),
+    )
+    .await;
+    wait_for(routing, "the new account's table", |r| table(&r.status(), Some(PARENT)).is_some())
+        .await;
+    let mut request = RouteRequest::new("+14155550100");
+    request.account_id = Some(PARENT.into());
+    request.hunt_account_id = Some(PARENT.into());
+    let endpoints = routing.route(&request).endpoints_json();
+    let got: Vec<&str> = endpoints.iter().filter_map(|ep| ep["Route"].as_str()).collect();
+    assert_eq!(got, ["sip:4155550100@n.example.com"]);
+
+    // A dedicated IP assigned later reaches the table without a reload.
+    let ips = DbName::new(reactor::DEDICATED_IPS_DB).expect("name");
+    store.ensure_db(&ips).await.expect("dedicated_ips");
+    put(
+        &store,
+        &ips,
+        json!({"_id": "ip-9", "ip": "10.9.9.9", "zone": "z", "pvt_assigned_to": PARENT}),
+    )
+    .await;
+    wait_for(routing, "the dedicated IP", |r| {
+        r.route(&request)
+            .endpoints_json()
+            .iter()
+            .any(|ep| ep.get("Proxy-IP").and_then(Value::as_str) == Some("10.9.9.9"))
+    })
+    .await;
+}
+
 // ---- backends ---------------------------------------------------------------------------
 
 fn embedded() -> SharedStore {
@@ -434,4 +494,5 @@ on_both!(
     system_config_change_rebuilds,
     reload_and_flush,
     local_tables_carry_dedicated_ips,
+    new_account_db_routes_without_a_poll_and_without_a_feed_each,
 );

@@ -28,9 +28,19 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     let settings = Arc::new(Settings::resolve(global, args)?);
     crate::init_tracing(&settings.log_level);
     let termination = Termination::install();
+    // The signal is heard from the start: a start that keeps retrying its reads can be stopped.
+    let signalled = CancellationToken::new();
+    tokio::spawn({
+        let signalled = signalled.clone();
+        async move {
+            termination.wait().await;
+            signalled.cancel();
+        }
+    });
     let store = match &settings.store {
         StoreSettings::Couch { url, user, password } => {
-            crate::store::open_couch(url, user.as_deref(), password.as_deref())?
+            let max_requests = settings.store_max_requests;
+            crate::store::open_couch(url, user.as_deref(), password.as_deref(), max_requests)?
         }
         StoreSettings::Embedded { data_dir } => crate::store::open_embedded(data_dir)?,
     };
@@ -58,12 +68,18 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     options.heartbeat = settings.feed_heartbeat;
     options.backoff_base = settings.backoff_base;
     options.backoff_cap = settings.backoff_cap;
+    options.account_concurrency = settings.account_concurrency;
     let routing = reactor::spawn(store.clone(), options, shutdown.clone());
 
     // The number reactors: the live inbound table and the lifecycle crawler (§6.3).
-    let number_store = numbers::store::NumberStore::from_store(store.clone())
-        .await
-        .context("cannot read the number manager's configuration and the accounts")?;
+    let number_store = retried(
+        "the number manager's configuration and the accounts",
+        &settings,
+        &signalled,
+        || numbers::store::NumberStore::from_store(store.clone()),
+    )
+    .await;
+    let Some(number_store) = number_store else { return Ok(ExitCode::SUCCESS) };
     let inbound = numbers::inbound::InboundTable::start(
         store.clone(),
         number_store.config().clone(),
@@ -75,10 +91,13 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
             backoff_cap: settings.backoff_cap,
         },
     );
-    let crawler = numbers::crawler::Crawler::from_store(store.clone())
-        .await
-        .context("cannot read system_config/tasks for the number crawler")?
-        .spawn();
+    let crawler =
+        retried("system_config/tasks for the number crawler", &settings, &signalled, || {
+            numbers::crawler::Crawler::from_store(store.clone())
+        })
+        .await;
+    let Some(crawler) = crawler else { return Ok(ExitCode::SUCCESS) };
+    let crawler = crawler.spawn();
 
     let auth = Arc::new(Auth::new(settings.token_lifetime));
     let mut feed = FollowOptions::new("switchboard-api-accounts");
@@ -158,7 +177,7 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     };
     let server = crate::http::serve(listener, app, limits, async move {
         tokio::select! {
-            _ = termination.wait() => {}
+            _ = signalled.cancelled() => {}
             _ = stop.cancelled() => {}
         }
         stopping_signal.cancel();
@@ -182,6 +201,42 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     tracing::info!("stopped");
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a start-time read until it succeeds, logging each failure and waiting with the feeds'
+/// backoff (`--backoff-base`, `--backoff-cap`) in between: a store that is down or overloaded
+/// at start delays the daemon, it never ends it. `None` when a stop signal came first.
+async fn retried<T, E, F, Fut>(
+    what: &str,
+    settings: &Settings,
+    signalled: &CancellationToken,
+    mut read: F,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        let result = tokio::select! {
+            _ = signalled.cancelled() => return None,
+            result = read() => result,
+        };
+        match result {
+            Ok(value) => return Some(value),
+            Err(error) => {
+                attempt += 1;
+                let wait = docstore::backoff(settings.backoff_base, settings.backoff_cap, attempt)
+                    .max(settings.backoff_base);
+                tracing::warn!(%error, attempt, ?wait, "Cannot read {what} at start; retrying.");
+                tokio::select! {
+                    _ = signalled.cancelled() => return None,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
 }
 
 /// What the demo seeding reports.
