@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use docstore::{
     AllDocsPage, AllDocsQuery, BulkItem, ChangesPage, ChangesQuery, CouchConfig, CouchStore,
-    DbInfo, DbName, DbUpdateStream, DocStore, EmbeddedStore, Fleet, FleetEvent, FleetMode,
-    FleetOptions, FeedQuery, FeedStream, Rev, Result, Seq, SharedStore, ViewQuery, ViewRow,
+    DbInfo, DbName, DbUpdateStream, DocStore, EmbeddedStore, FeedQuery, FeedStream, Fleet,
+    FleetEvent, FleetMode, FleetOptions, Result, Rev, Seq, SharedStore, ViewQuery, ViewRow,
 };
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -135,7 +135,8 @@ async fn follows_every_db_of_a_kind(inner: SharedStore, db_updates: bool) {
     options.concurrency = 2;
     options.poll_every = Duration::from_millis(100);
     let wanted = format!("{prefix}/");
-    let mut fleet = docstore::fleet(store.clone(), move |d| d.as_str().starts_with(&wanted), options);
+    let mut fleet =
+        docstore::fleet(store.clone(), move |d| d.as_str().starts_with(&wanted), options);
 
     let mut loaded = Vec::new();
     while loaded.len() < 5 {

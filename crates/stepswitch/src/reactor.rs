@@ -1,18 +1,28 @@
 //! The live reactor: follows the databases routing reads and keeps [`Tables`] current (§9).
 //!
-//! This is the only module of the crate that does I/O. One task per followed database runs one
-//! biased `tokio::select!` loop (shutdown first, then the change stream, then the debounce timer,
-//! then manual reload commands) over [`docstore::follow`]:
+//! This is the only module of the crate that does I/O. One task per singly followed database
+//! runs one biased `tokio::select!` loop (shutdown first, then the change stream, then the build
+//! timer, then manual reload commands) over [`docstore::follow`]; the account databases, however
+//! many, are one task over one [`docstore::fleet`] (`reactor/accounts.rs`):
 //!
 //! | database | scope it feeds |
 //! |---|---|
 //! | `offnet` | the global table |
-//! | each `account/xx/yy/…` | that account's local table (plus its dedicated IPs from `dedicated_ips`, rule 8) |
+//! | every `account/xx/yy/…` (one fleet) | that account's local table (with its dedicated IPs) |
+//! | `dedicated_ips` | each account's proxies: the tables whose proxies changed are rebuilt |
 //! | `system_config` (`stepswitch`, `number_manager`) | the [`Config`]: every table is recompiled |
 //! | `accounts` | the [`AccountTree`] of the hunt-account check (no compile) |
 //!
-//! Account databases are discovered with [`docstore::watch_dbs`]: a new one gets its task (and
-//! a table once it holds a resource) without a restart; a deleted one drops its table.
+//! The fleet learns from `_db_updates` which account databases changed: a new one routes without
+//! a restart or a listing poll, a deleted one drops its table, and an account database without
+//! resources costs nothing once read.
+//!
+//! # Start phases
+//! [`Phase::Starting`] until the config, the accounts and `offnet` are built (routes answer 503);
+//! then [`Phase::OffnetReady`]: global routing is served while account tables load in the
+//! background, [`ReactorOptions::account_concurrency`] databases at a time, and a route naming
+//! an account not loaded yet loads it first ([`Routing::ensure_loaded`]); [`Phase::Ready`] once
+//! every account database there was at start has been read.
 //!
 //! # Checkpoint semantics
 //! Nothing is checkpointed: startup is a rebuild from an empty table. Each task reads its whole
@@ -22,11 +32,12 @@
 //! another full re-read of that scope.
 //!
 //! # Coalescing
-//! The first change of a burst arms a timer of [`ReactorOptions::debounce`] (default 50 ms); when
-//! it fires, the scope is compiled once with every change received by then. The timer is not
-//! pushed back by later changes, so a change is live within about `debounce` plus one build even
-//! under a constant stream. Changes to documents that are not resources (and never were) do not
-//! arm the timer.
+//! A change after a quiet period (no build for [`ReactorOptions::debounce`], default 50 ms) is
+//! built at once, with whatever else the feed has already delivered. A change less than
+//! `debounce` after the last build waits until `debounce` after it, so changes arriving during a
+//! build coalesce into the next one. The timer is not pushed back by later changes, so a change
+//! is live within about `debounce` plus one build even under a constant stream. Changes to
+//! documents that are not resources (and never were) do not arm the timer.
 //!
 //! # Swapping
 //! Builds are serialized by one build lock (a config change recompiles every scope under it, so
@@ -68,7 +79,8 @@ const FOLLOWER_NAME: &str = "stepswitch";
 /// How the reactor runs. No `Default`: [`ReactorOptions::defaults`] documents every value.
 #[derive(Debug, Clone)]
 pub struct ReactorOptions {
-    /// How long the first change of a burst waits for more before the scope is rebuilt.
+    /// Build coalescing: a change less than this after the last build of its scope waits until
+    /// this long after it; a change after a quiet period is built at once.
     pub debounce: Duration,
     /// The heartbeat asked of each live change feed (a silent feed is reconnected after three).
     pub heartbeat: Duration,
@@ -426,6 +438,10 @@ struct Shared {
     proxies: Mutex<Arc<HashMap<String, Arc<Vec<Proxy>>>>>,
     /// Commands to the account tables' task.
     accounts: mpsc::UnboundedSender<accounts::AccountCommand>,
+    /// The accounts whose database has been read (while the start is still loading them).
+    loaded_accounts: Mutex<std::collections::HashSet<String>>,
+    /// Every account database there was at start has been read: no lookup waits for a load.
+    all_accounts_loaded: std::sync::atomic::AtomicBool,
     /// The followers' and reads' health and the documents they could not decode.
     board: FeedBoard,
 }
@@ -464,6 +480,8 @@ pub fn spawn(store: SharedStore, options: ReactorOptions, shutdown: Cancellation
         proxies_ready,
         proxies: Mutex::new(Arc::new(HashMap::new())),
         accounts,
+        loaded_accounts: Mutex::new(std::collections::HashSet::new()),
+        all_accounts_loaded: std::sync::atomic::AtomicBool::new(false),
         board: FeedBoard::new(),
     });
     for source in [Source::Config, Source::Accounts, Source::Global, Source::DedicatedIps] {
@@ -477,6 +495,32 @@ impl Routing {
     /// Routes a request against the current tables (a lock-free load; never waits for a build).
     pub fn route(&self, request: &RouteRequest) -> RouteAnswer {
         route(&self.shared.current.load(), request)
+    }
+
+    /// While the account tables are still loading at start (phase `offnet_ready`), loads the
+    /// tables of the accounts `request` names (`Account-ID`, `Hunt-Account-ID`) that are not
+    /// loaded yet, as Kazoo's cache loads an account's resources on first use; returns at once
+    /// otherwise. A missing or unreadable account database is left to the background load.
+    pub async fn ensure_loaded(&self, request: &RouteRequest) {
+        use std::sync::atomic::Ordering;
+        if self.shared.all_accounts_loaded.load(Ordering::Acquire) {
+            return;
+        }
+        let ids = [&request.account_id, &request.hunt_account_id];
+        for id in ids.into_iter().flatten() {
+            let loaded = self.shared.loaded_accounts.lock().expect("loaded lock").contains(id);
+            let Ok(id) = AccountId::new(id) else { continue };
+            if loaded {
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            let command = accounts::AccountCommand::Reload(id.clone(), tx);
+            if self.shared.accounts.send(command).is_ok() {
+                if let Err(err) = wait_reply(rx).await {
+                    tracing::debug!(account = %id, error = %err, "Could not load the account's table on first use.");
+                }
+            }
+        }
     }
 
     /// The current tables.
@@ -569,6 +613,16 @@ impl Routing {
     pub fn is_loaded(&self) -> bool {
         let book = self.shared.book.lock().expect("book lock");
         book.config_built && book.accounts_built && book.tables.contains_key(&Scope2::Global)
+    }
+
+    /// How far the start has come (see [`Phase`]).
+    pub fn phase(&self) -> Phase {
+        let loaded = self.is_loaded();
+        match (loaded, self.shared.all_accounts_loaded.load(std::sync::atomic::Ordering::Acquire)) {
+            (false, _) => Phase::Starting,
+            (true, false) => Phase::OffnetReady,
+            (true, true) => Phase::Ready,
+        }
     }
 
     /// Whether every followed database has been read, built and caught up.

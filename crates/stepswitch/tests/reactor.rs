@@ -434,6 +434,130 @@ async fn new_account_db_routes_without_a_poll_and_without_a_feed_each(store: Sha
     .await;
 }
 
+/// A store whose account databases' changes never arrive (as if the background load had not
+/// reached them yet); everything else passes through.
+struct SlowAccounts(SharedStore);
+
+#[async_trait::async_trait]
+impl docstore::DocStore for SlowAccounts {
+    fn backend(&self) -> &'static str {
+        self.0.backend()
+    }
+    async fn list_dbs(&self) -> docstore::Result<Vec<DbName>> {
+        self.0.list_dbs().await
+    }
+    async fn db_exists(&self, db: &DbName) -> docstore::Result<bool> {
+        self.0.db_exists(db).await
+    }
+    async fn create_db(&self, db: &DbName) -> docstore::Result<()> {
+        self.0.create_db(db).await
+    }
+    async fn delete_db(&self, db: &DbName) -> docstore::Result<()> {
+        self.0.delete_db(db).await
+    }
+    async fn db_info(&self, db: &DbName) -> docstore::Result<docstore::DbInfo> {
+        self.0.db_info(db).await
+    }
+    async fn get(&self, db: &DbName, id: &str) -> docstore::Result<Option<Value>> {
+        self.0.get(db, id).await
+    }
+    async fn put(&self, db: &DbName, doc: Value) -> docstore::Result<docstore::Rev> {
+        self.0.put(db, doc).await
+    }
+    async fn delete(
+        &self,
+        db: &DbName,
+        id: &str,
+        rev: &docstore::Rev,
+    ) -> docstore::Result<docstore::Rev> {
+        self.0.delete(db, id, rev).await
+    }
+    async fn bulk_docs(
+        &self,
+        db: &DbName,
+        docs: Vec<Value>,
+    ) -> docstore::Result<Vec<docstore::BulkItem>> {
+        self.0.bulk_docs(db, docs).await
+    }
+    async fn all_docs(
+        &self,
+        db: &DbName,
+        query: &docstore::AllDocsQuery,
+    ) -> docstore::Result<docstore::AllDocsPage> {
+        self.0.all_docs(db, query).await
+    }
+    async fn get_many(&self, db: &DbName, ids: &[String]) -> docstore::Result<Vec<Option<Value>>> {
+        self.0.get_many(db, ids).await
+    }
+    async fn changes(
+        &self,
+        db: &DbName,
+        query: &docstore::ChangesQuery,
+    ) -> docstore::Result<docstore::ChangesPage> {
+        if db.as_str().starts_with("account/") {
+            std::future::pending::<()>().await;
+        }
+        self.0.changes(db, query).await
+    }
+    async fn open_feed(
+        &self,
+        db: &DbName,
+        query: &docstore::FeedQuery,
+    ) -> docstore::Result<docstore::FeedStream> {
+        self.0.open_feed(db, query).await
+    }
+    async fn db_updates(
+        &self,
+        since: &docstore::Seq,
+    ) -> docstore::Result<Option<docstore::DbUpdateStream>> {
+        self.0.db_updates(since).await
+    }
+    async fn get_local(&self, db: &DbName, name: &str) -> docstore::Result<Option<Value>> {
+        self.0.get_local(db, name).await
+    }
+    async fn put_local(&self, db: &DbName, name: &str, body: Value) -> docstore::Result<()> {
+        self.0.put_local(db, name, body).await
+    }
+    async fn view(
+        &self,
+        db: &DbName,
+        ddoc: &str,
+        view: &str,
+        query: &docstore::ViewQuery,
+    ) -> docstore::Result<Vec<docstore::ViewRow>> {
+        self.0.view(db, ddoc, view, query).await
+    }
+}
+
+/// While the account tables load in the background (phase `offnet_ready`), a route naming an
+/// account whose table is not loaded yet loads it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_loads_its_account_table_first() {
+    let inner = embedded();
+    inner.ensure_db(&offnet()).await.expect("offnet");
+    let parent = AccountId::new(PARENT).expect("id");
+    inner.create_db(&parent.db_name()).await.expect("account db");
+    put(
+        &inner,
+        &parent.db_name(),
+        resource("local-f", "f.example.com", json!(["^\\+1(\\d{10})$"])),
+    )
+    .await;
+    let store: SharedStore = Arc::new(SlowAccounts(inner));
+    let running = start(&store, options(20));
+    let routing = &running.routing;
+    wait_for(routing, "global routing", |r| r.status().phase == reactor::Phase::OffnetReady).await;
+    assert!(table(&routing.status(), Some(PARENT)).is_none(), "not loaded in the background");
+    let mut request = RouteRequest::new("+14155550100");
+    request.account_id = Some(PARENT.into());
+    request.hunt_account_id = Some(PARENT.into());
+    routing.ensure_loaded(&request).await;
+    let endpoints = routing.route(&request).endpoints_json();
+    let got: Vec<&str> = endpoints.iter().filter_map(|ep| ep["Route"].as_str()).collect();
+    assert_eq!(got, ["sip:4155550100@f.example.com"]);
+    assert_eq!(routing.status().phase, reactor::Phase::OffnetReady);
+}
+
 // ---- backends ---------------------------------------------------------------------------
 
 fn embedded() -> SharedStore {

@@ -70,10 +70,8 @@ pub(super) async fn run(
         tokio::select! {
             biased;
             _ = shared.shutdown.cancelled() => return,
-            event = fleet.next() => match event {
-                Some(event) => task.on_event(event).await,
-                None => return,
-            },
+            // Commands first: a route waiting for its account's table goes before the
+            // background load.
             command = commands.recv() => match command {
                 Some(AccountCommand::Reload(id, reply)) => {
                     let _ = reply.send(task.reload(&id).await);
@@ -93,6 +91,10 @@ pub(super) async fn run(
                     }
                     let _ = reply.send(result);
                 }
+                None => return,
+            },
+            event = fleet.next() => match event {
+                Some(event) => task.on_event(event).await,
                 None => return,
             },
             changed = status.changed() => {
@@ -127,6 +129,7 @@ impl AccountTask {
                 account.last_seq = Some(last_seq);
                 let has = !account.docs.is_empty();
                 self.accounts.insert(id.clone(), account);
+                self.shared.note_loaded(&id, true);
                 if has || had {
                     self.build(&id).await;
                 }
@@ -143,6 +146,7 @@ impl AccountTask {
             FleetEvent::Gone { db } => {
                 let Some(id) = account_of(&db) else { return };
                 self.accounts.remove(&id);
+                self.shared.note_loaded(&id, false);
                 super::drop_account(&self.shared, &id).await;
             }
         }
@@ -163,6 +167,7 @@ impl AccountTask {
         account.docs = kept;
         account.last_seq = seq;
         self.build(id).await;
+        self.shared.note_loaded(id, true);
         Ok(())
     }
 
@@ -247,10 +252,27 @@ impl Shared {
         if status.listed {
             book.discovered = true;
         }
-        if status.caught_up() {
+        if status.caught_up() && !book.accounts_loaded_once {
             book.accounts_loaded_once = true;
+            self.all_accounts_loaded.store(true, std::sync::atomic::Ordering::Release);
+            // Only needed until then.
+            self.loaded_accounts.lock().expect("loaded lock").clear();
         }
         book.fleet = Some(status);
+    }
+
+    /// Notes that an account's database has been read (or is gone), for
+    /// [`super::Routing::ensure_loaded`] during the start.
+    fn note_loaded(&self, id: &AccountId, loaded: bool) {
+        if self.all_accounts_loaded.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let mut set = self.loaded_accounts.lock().expect("loaded lock");
+        if loaded {
+            set.insert(id.as_str().to_owned());
+        } else {
+            set.remove(id.as_str());
+        }
     }
 }
 

@@ -148,6 +148,7 @@ async fn answer_route(state: &AppState, form: route_forms::Form, body: &Value) -
         return refusal;
     }
     let request = RouteRequest::from_offnet_req(body);
+    state.routing.ensure_loaded(&request).await;
     if form.explain {
         return explained(state, form, &request).await;
     }
