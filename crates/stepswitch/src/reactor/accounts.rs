@@ -252,7 +252,9 @@ impl Shared {
         if status.listed {
             book.discovered = true;
         }
-        if status.caught_up() && !book.accounts_loaded_once {
+        // Read once each, even if some are being read again (the design keeper's writes, say).
+        let all_read = status.listed && status.loaded == status.dbs;
+        if all_read && !book.accounts_loaded_once {
             book.accounts_loaded_once = true;
             self.all_accounts_loaded.store(true, std::sync::atomic::Ordering::Release);
             // Only needed until then.
