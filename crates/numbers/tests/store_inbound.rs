@@ -22,11 +22,8 @@ fn n(s: &str) -> E164 {
 
 async fn live_table(store: SharedStore) {
     let ns = fixture_store(store.clone()).await;
-    let opts = InboundOptions {
-        heartbeat: Duration::from_millis(500),
-        poll_dbs_every: Duration::from_millis(200),
-        ..InboundOptions::default()
-    };
+    let opts =
+        InboundOptions { poll_dbs_every: Duration::from_millis(200), ..InboundOptions::default() };
     let table =
         InboundTable::start(store.clone(), Config::kazoo_defaults(), AccountMap::new(), opts);
     tokio::time::timeout(BOUND, table.wait_caught_up()).await.expect("caught up");
@@ -94,11 +91,8 @@ async fn db_lifecycle(store: SharedStore) {
         "pvt_features": ["force_outbound", "prepend"], "force_outbound": true,
         "prepend": {"enabled": true, "name": "ACME"}});
     store.bulk_docs(&db, vec![plain_doc.clone(), legacy_doc]).await.unwrap();
-    let opts = InboundOptions {
-        heartbeat: Duration::from_millis(500),
-        poll_dbs_every: Duration::from_millis(200),
-        ..InboundOptions::default()
-    };
+    let opts =
+        InboundOptions { poll_dbs_every: Duration::from_millis(200), ..InboundOptions::default() };
     let table =
         InboundTable::start(store.clone(), Config::kazoo_defaults(), AccountMap::new(), opts);
     tokio::time::timeout(BOUND, table.wait_caught_up()).await.expect("caught up");

@@ -85,7 +85,6 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
         number_store.config().clone(),
         number_store.accounts().clone(),
         numbers::inbound::InboundOptions {
-            heartbeat: settings.feed_heartbeat,
             poll_dbs_every: settings.discover_every,
             backoff_base: settings.backoff_base,
             backoff_cap: settings.backoff_cap,

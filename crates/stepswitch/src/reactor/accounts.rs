@@ -104,7 +104,7 @@ pub(super) async fn run(
             }
         }
         let now = status.borrow().clone();
-        shared.note_fleet(now);
+        shared.note_fleet(now, task.accounts.len());
     }
 }
 
@@ -246,12 +246,14 @@ async fn parse(docs: Vec<Value>) -> BTreeMap<String, Kept> {
 }
 
 impl Shared {
-    /// Notes the fleet's progress for the status.
-    fn note_fleet(&self, status: FleetStatus) {
+    /// Notes the fleet's progress for the status; `applied`: the accounts whose first read has
+    /// been applied here (the status may run ahead of the events still queued).
+    fn note_fleet(&self, mut status: FleetStatus, applied: usize) {
         let mut book = self.book.lock().expect("book lock");
         if status.listed {
             book.discovered = true;
         }
+        status.loaded = status.loaded.min(applied);
         // Read once each, even if some are being read again (the design keeper's writes, say).
         let all_read = status.listed && status.loaded == status.dbs;
         if all_read && !book.accounts_loaded_once {
