@@ -151,6 +151,14 @@ patchModule('express-pouchdb/lib/routes/root', (original) => (app) => {
 
   app.get('/_up', (req, res) => utils.sendJSON(res, 200, { status: 'ok', seeds: {} }));
 
+  app.get('/_db_updates', (req, res) => {
+    if (!isServerAdmin(req)) return sendNotServerAdmin(res);
+    dbUpdates.seed(req.PouchDB, (err) => {
+      if (err) return utils.sendError(res, err);
+      handleDbUpdates(req, res);
+    });
+  });
+
   // Sorted like CouchDB, with its paging parameters.
   app.get('/_all_dbs', (req, res) => {
     req.PouchDB.allDbs((err, names) => {
@@ -674,6 +682,170 @@ function maxSeq(a, b) {
   return b === undefined || b === null ? a : b;
 }
 
+// --- _db_updates --------------------------------------------------------------
+// The server-wide feed of database events, kept in memory from the requests this process
+// answers: `PUT /db` (created), `DELETE /db` (deleted), any other successful write under a
+// database (updated). Each database appears once, with its latest event; seqs are opaque
+// strings `N-INSTANCE`, and a `since` from another run of the server replays everything.
+const dbUpdates = {
+  instance: require('crypto').randomBytes(6).toString('hex'),
+  counter: 0,
+  // db name -> {db_name, type, seq, n}; Map order is event order (a db moves to the end).
+  latest: new Map(),
+  waiters: new Set(),
+  seeded: false,
+  seedWaiters: null,
+  // The databases that exist when the feed is first asked for are reported as created.
+  seed(PouchDB, done) {
+    if (this.seeded) return done(null);
+    if (this.seedWaiters) return this.seedWaiters.push(done);
+    this.seedWaiters = [done];
+    PouchDB.allDbs((err, names) => {
+      const waiters = this.seedWaiters;
+      this.seedWaiters = null;
+      if (!err) {
+        this.seeded = true;
+        for (const name of names.sort()) {
+          if (name !== 'pouch__auth_sessions__' && !this.latest.has(name)) this.record(name, 'created');
+        }
+      }
+      for (const w of waiters) w(err || null);
+    });
+  },
+  seqOf(n) {
+    return n + '-' + this.instance;
+  },
+  record(name, type) {
+    const n = ++this.counter;
+    const row = { db_name: name, type, seq: this.seqOf(n), n };
+    this.latest.delete(name);
+    this.latest.set(name, row);
+    for (const w of Array.from(this.waiters)) w(row);
+  },
+  // Rows after counter value `after`, in event order.
+  rowsAfter(after) {
+    const out = [];
+    for (const row of this.latest.values()) if (row.n > after) out.push(row);
+    return out;
+  },
+  // `since` as a counter value; undefined when malformed.
+  parseSince(since) {
+    if (since === undefined || since === null || since === '' || since === 0 || since === '0') return 0;
+    if (since === 'now') return this.counter;
+    const m = /^(\d+)-([0-9a-z]+)$/.exec(String(since));
+    if (!m) return undefined;
+    return m[2] === this.instance ? Math.min(Number(m[1]), this.counter) : 0;
+  },
+};
+
+// Database paths whose POST only reads.
+const READ_ONLY_POSTS = new Set(['_all_docs', '_find', '_changes', '_bulk_get', '_revs_diff', '_explain', '_design_docs']);
+
+// Notes a finished request in `dbUpdates` when it created, deleted or wrote into a database.
+function noteDbEvent(req, res) {
+  if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return;
+  res.on('finish', () => {
+    if (res.statusCode < 200 || res.statusCode >= 300) return;
+    const pathname = (req.url || '').split('?')[0];
+    const parts = pathname.split('/').filter((p) => p !== '');
+    if (parts.length === 0) return;
+    let name;
+    try {
+      name = decodeURIComponent(parts[0]);
+    } catch (e) {
+      return;
+    }
+    if (!validDbName(name)) return;
+    if (parts.length === 1) {
+      if (req.method === 'PUT') dbUpdates.record(name, 'created');
+      else if (req.method === 'DELETE') dbUpdates.record(name, 'deleted');
+      else if (req.method === 'POST') dbUpdates.record(name, 'updated');
+      return;
+    }
+    const sub = parts[1];
+    if (sub === '_local' || sub === '_compact' || sub === '_view_cleanup' || sub === '_ensure_full_commit') return;
+    if (req.method === 'POST' && (READ_ONLY_POSTS.has(sub) || parts.indexOf('_view') !== -1)) return;
+    dbUpdates.record(name, 'updated');
+  });
+}
+
+// GET /_db_updates?feed=normal|longpoll|continuous&since=&timeout=&heartbeat=
+function handleDbUpdates(req, res) {
+  const q = req.query;
+  const feed = q.feed === undefined ? 'normal' : String(q.feed);
+  if (!['normal', 'longpoll', 'continuous'].includes(feed)) {
+    return sendBadRequest(res, 'Supported `feed` types: normal, continuous, longpoll');
+  }
+  const since = dbUpdates.parseSince(q.since);
+  if (since === undefined) return sendBadRequest(res, "Malformed sequence supplied in 'since' parameter.");
+  let heartbeat = null;
+  if (q.heartbeat === true) heartbeat = DEFAULT_HEARTBEAT_MS;
+  else if (typeof q.heartbeat === 'number' && q.heartbeat > 0) heartbeat = q.heartbeat;
+  else if (q.heartbeat !== undefined && q.heartbeat !== false) {
+    return sendBadRequest(res, 'Invalid heartbeat value. Expecting a positive integer value.');
+  }
+  let timeout = DEFAULT_TIMEOUT_MS;
+  if (typeof q.timeout === 'number' && q.timeout >= 0) timeout = q.timeout;
+  else if (q.timeout !== undefined) {
+    return sendBadRequest(res, 'Invalid timeout value. Expecting a non-negative integer value.');
+  }
+  const strip = (row) => ({ db_name: row.db_name, type: row.type, seq: row.seq });
+  const backlog = dbUpdates.rowsAfter(since);
+  let last = backlog.length ? backlog[backlog.length - 1].n : Math.max(since, 0);
+
+  if (feed === 'normal' || (feed === 'longpoll' && backlog.length > 0)) {
+    const lastSeq = backlog.length ? backlog[backlog.length - 1].seq : dbUpdates.seqOf(last);
+    return utils.sendJSON(res, 200, { results: backlog.map(strip), last_seq: lastSeq });
+  }
+
+  res.status(200);
+  utils.setJsonOrPlaintext(res);
+  res.setHeader('Cache-Control', 'must-revalidate');
+  if (req.socket) req.socket.setNoDelay(true);
+  res.flushHeaders();
+  let closed = false;
+  let timer = null;
+  let beat = null;
+  const waiter = (row) => {
+    if (closed) return;
+    last = row.n;
+    if (feed === 'longpoll') {
+      res.write('{"results":[' + JSON.stringify(strip(row)) + '],"last_seq":' + JSON.stringify(row.seq) + '}\n');
+      return end(false);
+    }
+    res.write(JSON.stringify(strip(row)) + '\n');
+    arm();
+  };
+  function end(writeLast) {
+    if (closed) return;
+    if (writeLast) {
+      const lastSeq = dbUpdates.seqOf(last);
+      if (feed === 'longpoll') res.write('{"results":[],"last_seq":' + JSON.stringify(lastSeq) + '}\n');
+      else res.write(JSON.stringify({ last_seq: lastSeq }) + '\n');
+    }
+    res.end();
+    cleanup();
+  }
+  function cleanup() {
+    closed = true;
+    dbUpdates.waiters.delete(waiter);
+    if (timer) clearTimeout(timer);
+    if (beat) clearInterval(beat);
+    timer = beat = null;
+  }
+  // As on `_changes`: a heartbeat keeps the feed open; otherwise `timeout` ends it.
+  function arm() {
+    if (heartbeat !== null || closed) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => end(true), timeout);
+  }
+  res.on('close', cleanup);
+  for (const row of backlog) res.write(JSON.stringify(strip(row)) + '\n');
+  dbUpdates.waiters.add(waiter);
+  if (heartbeat !== null) beat = setInterval(() => !closed && res.write('\n'), heartbeat);
+  arm();
+}
+
 // ---------------------------------------------------------------------------
 // Build PouchDB and the express-pouchdb app.
 const expressPouchDB = require('express-pouchdb');
@@ -702,7 +874,10 @@ const app = expressPouchDB(PouchDB, {
 });
 
 function listen() {
-  const server = http.createServer(app);
+  const server = http.createServer((req, res) => {
+    noteDbEvent(req, res);
+    app(req, res);
+  });
   // Live feeds may run for minutes: no per-request time limit.
   server.requestTimeout = 0;
   server.timeout = 0;

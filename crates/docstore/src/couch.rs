@@ -18,7 +18,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +29,7 @@ use serde_json::{json, Value};
 
 use crate::decode::{self, FeedLine};
 use crate::error::{Error, Result};
-use crate::store::{DocStore, FeedStream};
+use crate::store::{DbUpdateStream, DocStore, FeedStream};
 use crate::types::{
     AllDocsPage, AllDocsQuery, BulkItem, ChangesPage, ChangesQuery, DbInfo, DbName, DbUpdate,
     DbUpdateKind, FeedEvent, FeedQuery, Fields, Rev, Seq, ViewQuery, ViewRow,
@@ -46,6 +45,9 @@ const DB_NAME_SET: &AsciiSet = DOC_ID_SET;
 
 /// The timeout of ordinary requests when none is configured: 30 s.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many ordinary requests one client has in flight at most when none is configured: 16.
+pub const DEFAULT_MAX_REQUESTS: usize = 16;
 
 /// The heartbeat asked of the `_db_updates` feed: 10 s. The feed is declared dead after three
 /// missed heartbeats.
@@ -75,6 +77,11 @@ pub struct CouchConfig {
     /// The total time an ordinary request may take, connect to end of body. Live feeds have no
     /// total timeout: the follower checks their liveness by heartbeats.
     pub request_timeout: Duration,
+    /// How many ordinary requests (everything but live feeds) are in flight at most; the rest
+    /// wait their turn, so no burst of the client's own (a start reading thousands of
+    /// databases) can exhaust the server or time itself out. Their `request_timeout` starts
+    /// once they are sent. Live feeds are outside the limit: a client holds a fixed few.
+    pub max_requests: usize,
 }
 
 impl fmt::Debug for CouchConfig {
@@ -85,6 +92,7 @@ impl fmt::Debug for CouchConfig {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("auth", &self.auth)
             .field("request_timeout", &self.request_timeout)
+            .field("max_requests", &self.max_requests)
             .finish()
     }
 }
@@ -92,7 +100,7 @@ impl fmt::Debug for CouchConfig {
 impl CouchConfig {
     /// A configuration from a URL that may carry credentials (`http://admin:secret@host:5984`):
     /// they are percent-decoded and moved to `user`/`password`, and the URL is kept without them.
-    /// Defaults: [`AuthMode::Basic`], [`DEFAULT_REQUEST_TIMEOUT`].
+    /// Defaults: [`AuthMode::Basic`], [`DEFAULT_REQUEST_TIMEOUT`], [`DEFAULT_MAX_REQUESTS`].
     ///
     /// # Errors
     /// [`Error::BadRequest`] when the URL does not parse or is not `http`/`https`.
@@ -112,6 +120,7 @@ impl CouchConfig {
             password,
             auth: AuthMode::Basic,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_requests: DEFAULT_MAX_REQUESTS,
         })
     }
 }
@@ -146,6 +155,8 @@ struct Inner {
     config: CouchConfig,
     /// `AuthSession=…` in cookie mode, once logged in.
     session: Mutex<Option<String>>,
+    /// The one limit every ordinary request goes through ([`CouchConfig::max_requests`]).
+    limit: tokio::sync::Semaphore,
 }
 
 impl fmt::Debug for CouchStore {
@@ -218,9 +229,9 @@ impl CouchStore {
         )
         .map_err(|e| Error::Transport { url: base.to_string(), message: e.to_string() })?;
         let prefix = base.path().trim_end_matches('/').to_owned();
-        Ok(CouchStore {
-            inner: Arc::new(Inner { client, base, prefix, config, session: Mutex::new(None) }),
-        })
+        let limit = tokio::sync::Semaphore::new(config.max_requests.max(1));
+        let session = Mutex::new(None);
+        Ok(CouchStore { inner: Arc::new(Inner { client, base, prefix, config, session, limit }) })
     }
 
     /// The server URL (without credentials).
@@ -352,16 +363,29 @@ impl CouchStore {
     }
 
     /// An ordinary request: with the configured timeout.
-    async fn call(&self, mut req: Req, ctx: Ctx<'_>) -> Result<Response> {
+    async fn call(&self, req: Req, ctx: Ctx<'_>) -> Result<Response> {
+        let _turn = self.turn().await;
+        self.call_in_turn(req, ctx).await
+    }
+
+    /// [`CouchStore::call`] for a caller that holds its turn (until it has read the body).
+    async fn call_in_turn(&self, mut req: Req, ctx: Ctx<'_>) -> Result<Response> {
         req.timeout = Some(self.inner.config.request_timeout);
         let resp = self.send(&req).await?;
         self.expect_ok(resp, ctx, &req.path).await
     }
 
+    /// Waits for a place under [`CouchConfig::max_requests`]; the place is held until the
+    /// returned permit is dropped.
+    async fn turn(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.inner.limit.acquire().await.expect("the request limit is never closed")
+    }
+
     /// An ordinary request whose JSON answer is returned.
     async fn call_json(&self, req: Req, ctx: Ctx<'_>) -> Result<Value> {
         let path = req.path.clone();
-        let resp = self.call(req, ctx).await?;
+        let _turn = self.turn().await;
+        let resp = self.call_in_turn(req, ctx).await?;
         self.read_json(resp, &path).await
     }
 
@@ -380,7 +404,8 @@ impl CouchStore {
     /// An ordinary request whose raw body is returned (for the row-by-row page decoders).
     async fn call_bytes(&self, req: Req, ctx: Ctx<'_>) -> Result<bytes::Bytes> {
         let path = req.path.clone();
-        let resp = self.call(req, ctx).await?;
+        let _turn = self.turn().await;
+        let resp = self.call_in_turn(req, ctx).await?;
         resp.bytes().await.map_err(|e| self.transport_error(&path, &e))
     }
 
@@ -512,8 +537,6 @@ fn parse_feed_line(line: &[u8], db: &DbName, fields: Option<&Fields>) -> Result<
     }
 }
 
-type DbUpdateStream = Pin<Box<dyn Stream<Item = Result<DbUpdate>> + Send>>;
-
 #[async_trait]
 impl DocStore for CouchStore {
     fn backend(&self) -> &'static str {
@@ -546,6 +569,7 @@ impl DocStore for CouchStore {
     async fn db_exists(&self, db: &DbName) -> Result<bool> {
         let mut req = Req::new(Method::HEAD, self.db_path(db));
         req.timeout = Some(self.inner.config.request_timeout);
+        let _turn = self.turn().await;
         let resp = self.send(&req).await?;
         match resp.status() {
             s if s.is_success() => Ok(true),
@@ -782,11 +806,11 @@ impl DocStore for CouchStore {
     }
 
     // couch_rs has no `_db_updates`.
-    async fn db_updates(&self) -> Result<Option<DbUpdateStream>> {
+    async fn db_updates(&self, since: &Seq) -> Result<Option<DbUpdateStream>> {
         let heartbeat = DB_UPDATES_HEARTBEAT;
         let mut req = Req::new(Method::GET, self.server_path("_db_updates"))
             .q("feed", "continuous")
-            .q("since", "now")
+            .q("since", since.to_query())
             .q("heartbeat", heartbeat.as_millis().to_string());
         req.identity = true;
         let wait = self.inner.config.request_timeout.max(heartbeat * 3);
@@ -844,7 +868,8 @@ impl DocStore for CouchStore {
                     else {
                         continue;
                     };
-                    return Some((Ok(DbUpdate { db, kind }), Some(lines)));
+                    let seq = row.get("seq").cloned().map(Seq::from_json);
+                    return Some((Ok(DbUpdate { db, kind, seq }), Some(lines)));
                 }
             }
         });

@@ -24,22 +24,22 @@
 mod sql;
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::Stream;
+use futures::StreamExt;
 use rusqlite::Connection;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::error::{Error, Result};
-use crate::store::{DocStore, FeedStream};
+use crate::store::{DbUpdateStream, DocStore, FeedStream};
 use crate::types::{
     AllDocsPage, AllDocsQuery, BulkItem, ChangesPage, ChangesQuery, DbInfo, DbName, DbUpdate,
-    DbUpdateKind, FeedEvent, FeedQuery, Rev, ViewQuery, ViewRow,
+    DbUpdateKind, FeedEvent, FeedQuery, Rev, Seq, ViewQuery, ViewRow,
 };
+use crate::update_log::UpdateLog;
 
 /// The file, inside the data directory, that holds every database of an embedded store.
 pub const EMBEDDED_FILE_NAME: &str = "docstore.sqlite3";
@@ -64,6 +64,10 @@ pub struct EmbeddedStore {
 struct Inner {
     conn: Mutex<Connection>,
     bus: broadcast::Sender<DbUpdate>,
+    /// Each database's latest event, for `db_updates` readers resuming from a `since`. Events
+    /// are recorded and put on the bus under this lock, so a reader that takes the backlog and
+    /// subscribes under it misses nothing and sees nothing twice.
+    log: Mutex<UpdateLog>,
     path: Option<PathBuf>,
     watcher: tokio::sync::OnceCell<()>,
 }
@@ -100,7 +104,14 @@ impl EmbeddedStore {
         sql::init(&conn)?;
         let (bus, _) = broadcast::channel(BUS_CAPACITY);
         let watcher = tokio::sync::OnceCell::new();
-        Ok(EmbeddedStore { inner: Arc::new(Inner { conn: Mutex::new(conn), bus, path, watcher }) })
+        // The databases there are when the store opens are its first events.
+        let mut log = UpdateLog::new();
+        for db in sql::list_dbs(&conn)? {
+            log.record(&db, DbUpdateKind::Created);
+        }
+        let log = Mutex::new(log);
+        let inner = Inner { conn: Mutex::new(conn), bus, log, path, watcher };
+        Ok(EmbeddedStore { inner: Arc::new(inner) })
     }
 
     /// The SQLite file, `None` for an in-memory store.
@@ -184,8 +195,10 @@ impl EmbeddedStore {
     }
 
     fn publish(&self, db: &DbName, kind: DbUpdateKind) {
+        let mut log = self.inner.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let update = log.record(db, kind);
         // No subscriber is not an error: nobody is listening.
-        let _ = self.inner.bus.send(DbUpdate { db: db.clone(), kind });
+        let _ = self.inner.bus.send(update);
     }
 }
 
@@ -330,12 +343,13 @@ impl DocStore for EmbeddedStore {
         })))
     }
 
-    async fn db_updates(
-        &self,
-    ) -> Result<Option<Pin<Box<dyn Stream<Item = Result<DbUpdate>> + Send>>>> {
+    async fn db_updates(&self, since: &Seq) -> Result<Option<DbUpdateStream>> {
         self.watch_other_processes().await?;
-        let events = self.inner.bus.subscribe();
-        let stream = futures::stream::unfold(events, |mut events| async move {
+        let (backlog, events) = {
+            let log = self.inner.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            (log.after(log.position(since)), self.inner.bus.subscribe())
+        };
+        let live = futures::stream::unfold(events, |mut events| async move {
             match events.recv().await {
                 Ok(update) => Some((Ok(update), events)),
                 Err(broadcast::error::RecvError::Lagged(n)) => Some((
@@ -348,7 +362,7 @@ impl DocStore for EmbeddedStore {
                 Err(broadcast::error::RecvError::Closed) => None,
             }
         });
-        Ok(Some(Box::pin(stream)))
+        Ok(Some(Box::pin(futures::stream::iter(backlog.into_iter().map(Ok)).chain(live))))
     }
 
     async fn get_local(&self, db: &DbName, name: &str) -> Result<Option<Value>> {

@@ -34,7 +34,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use futures::{Stream, StreamExt};
-use rand::Rng;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
@@ -174,10 +173,7 @@ impl FollowOptions {
 
     /// Full jitter: a uniform wait in `[0, min(cap, base · 2^(attempt-1))]`.
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1).min(30);
-        let ceiling = self.backoff_base.saturating_mul(1u32 << exp).min(self.backoff_cap);
-        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(rand::thread_rng().gen_range(0..=nanos))
+        crate::fleet::backoff(self.backoff_base, self.backoff_cap, attempt)
     }
 }
 
@@ -1247,13 +1243,13 @@ where
     let mut attempt = 0;
     let send = |db: DbName, kind: DbUpdateKind| {
         let tx = tx.clone();
-        async move { tx.send(DbUpdate { db, kind }).await.map_err(drop) }
+        async move { tx.send(DbUpdate { db, kind, seq: None }).await.map_err(drop) }
     };
     loop {
         // Open the feed before listing, so nothing created in between is missed.
         let mut feed = None;
         if use_feed {
-            match store.db_updates().await {
+            match store.db_updates(&Seq::now()).await {
                 Ok(Some(f)) => feed = Some(f),
                 Ok(None) => use_feed = false,
                 Err(e @ (Error::Unauthorized { .. } | Error::Forbidden { .. })) => {

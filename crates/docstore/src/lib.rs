@@ -35,6 +35,7 @@ mod design;
 mod design_keeper;
 mod embedded;
 mod error;
+mod fleet;
 mod follow;
 mod health;
 mod lease;
@@ -44,12 +45,16 @@ mod retry;
 pub mod selector;
 mod store;
 mod types;
+mod update_log;
 
-pub use couch::{AuthMode, CouchConfig, CouchStore, DEFAULT_REQUEST_TIMEOUT};
+pub use couch::{AuthMode, CouchConfig, CouchStore, DEFAULT_MAX_REQUESTS, DEFAULT_REQUEST_TIMEOUT};
 pub use design::{deploy, deploy_known, is_own, DeployReport, DesignKind, KnownRevs, OWN_PREFIX};
 pub use design_keeper::{keep, DesignKeeper, KeepOptions};
 pub use embedded::{EmbeddedStore, EMBEDDED_FILE_NAME};
 pub use error::{Error, Result};
+pub use fleet::{
+    backoff, fleet, Fleet, FleetEvent, FleetMode, FleetOptions, FleetStatus, DEFAULT_CONCURRENCY,
+};
 pub use follow::{
     follow, watch_dbs, AckHandle, Checkpoint, Checkpoints, DbWatch, FileCheckpoints, FollowEvent,
     FollowOptions, Follower, FollowerState, FollowerStatus, LocalDocCheckpoints, ResyncReason,
@@ -60,7 +65,7 @@ pub use lease::Lease;
 pub use live::{Derived, LiveDocs, LiveSnapshot, SharedDocs};
 pub use naming::AccountId;
 pub use retry::{cas_backoff, cas_pause, CAS_ATTEMPTS, CAS_BACKOFF_BASE, CAS_BACKOFF_CAP};
-pub use store::{DocStore, FeedStream, SharedStore};
+pub use store::{DbUpdateStream, DocStore, FeedStream, SharedStore};
 pub use types::{
     AllDocsPage, AllDocsQuery, AllDocsRow, BulkItem, Change, ChangesPage, ChangesQuery, DbInfo,
     DbName, DbUpdate, DbUpdateKind, FeedEvent, FeedQuery, Fields, Rev, RowAction, RowIssue, Seq,

@@ -10,12 +10,16 @@ use serde_json::Value;
 use crate::error::Result;
 use crate::types::{
     AllDocsPage, AllDocsQuery, BulkItem, ChangesPage, ChangesQuery, DbInfo, DbName, DbUpdate,
-    FeedEvent, FeedQuery, Rev, ViewQuery, ViewRow,
+    FeedEvent, FeedQuery, Rev, Seq, ViewQuery, ViewRow,
 };
 
 /// A live feed connection: rows, heartbeats and the closing `last_seq` line, until the connection
 /// ends. An `Err` item ends the connection; the follower reconnects.
 pub type FeedStream = Pin<Box<dyn Stream<Item = Result<FeedEvent>> + Send>>;
+
+/// A server-wide feed of database events (`_db_updates`), until the connection ends. An `Err`
+/// item ends it; the reader resumes from the last event's `seq`.
+pub type DbUpdateStream = Pin<Box<dyn Stream<Item = Result<DbUpdate>> + Send>>;
 
 /// A store shared between tasks.
 pub type SharedStore = Arc<dyn DocStore>;
@@ -85,11 +89,12 @@ pub trait DocStore: Send + Sync + 'static {
     /// they happen, with heartbeats. The follower (`crate::follow`) adds reconnects and checkpoints.
     async fn open_feed(&self, db: &DbName, query: &FeedQuery) -> Result<FeedStream>;
 
-    /// A server-wide feed of database events (`_db_updates`), if the backend has one. `Ok(None)`
-    /// means "not available here": poll [`list_dbs`](DocStore::list_dbs) instead.
-    async fn db_updates(
-        &self,
-    ) -> Result<Option<Pin<Box<dyn Stream<Item = Result<DbUpdate>> + Send>>>>;
+    /// A server-wide feed of database events (`_db_updates?feed=continuous`), if the backend has
+    /// one: every database whose latest event is after `since` (once each, in event order; `since`
+    /// [`Seq::now`] for none, [`Seq::zero`] for all), then events as they happen. A `since` the
+    /// server does not know replays every database. `Ok(None)` means "not available here": poll
+    /// [`list_dbs`](DocStore::list_dbs) instead.
+    async fn db_updates(&self, since: &Seq) -> Result<Option<DbUpdateStream>>;
 
     /// Reads a `_local/{name}` document (not replicated, not in feeds): checkpoints live here.
     async fn get_local(&self, db: &DbName, name: &str) -> Result<Option<Value>>;

@@ -491,6 +491,9 @@ pub struct DbUpdate {
     pub db: DbName,
     /// What happened.
     pub kind: DbUpdateKind,
+    /// The event's position in the server's feed (opaque; resume after it). `None` for events a
+    /// poller inferred from listings.
+    pub seq: Option<Seq>,
 }
 
 /// Parameters of a view query (`_design/{ddoc}/_view/{view}`).

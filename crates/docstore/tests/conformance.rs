@@ -616,6 +616,57 @@ async fn design_docs_deploy_and_list(store: &dyn DocStore, ns: &str) {
     drop_db(store, &db).await;
 }
 
+/// The next database event of the namespace `ns` (other tests share the server).
+async fn next_update(updates: &mut docstore::DbUpdateStream, ns: &str) -> docstore::DbUpdate {
+    loop {
+        let update = tokio::time::timeout(WAIT, updates.next())
+            .await
+            .expect("a database event in time")
+            .expect("the feed is open")
+            .expect("a well-formed event");
+        if update.db.as_str().starts_with(ns) {
+            return update;
+        }
+    }
+}
+
+/// `_db_updates`: created, updated and deleted as they happen, each with an opaque seq; resuming
+/// after one replays each database once with its latest event.
+async fn db_updates_live_and_resumed(store: &dyn DocStore, ns: &str) {
+    let mut updates = store.db_updates(&Seq::now()).await.unwrap().expect("a _db_updates feed");
+    let a = fresh_db(store, ns, "a").await;
+    store.put(&a, json!({"_id": "x"})).await.unwrap();
+    let b = fresh_db(store, ns, "b").await;
+    let created_a = next_update(&mut updates, ns).await;
+    assert_eq!((&created_a.db, created_a.kind), (&a, DbUpdateKind::Created));
+    let mut kinds = Vec::new();
+    loop {
+        let update = next_update(&mut updates, ns).await;
+        assert!(update.seq.is_some(), "{update:?} has a seq");
+        kinds.push((update.db.clone(), update.kind));
+        if update.db == b {
+            break;
+        }
+    }
+    assert_eq!(kinds.first(), Some(&(a.clone(), DbUpdateKind::Updated)));
+    assert_eq!(kinds.last(), Some(&(b.clone(), DbUpdateKind::Created)));
+
+    let since = created_a.seq.expect("a seq");
+    let mut resumed = store.db_updates(&since).await.unwrap().expect("a _db_updates feed");
+    let mut replayed = Vec::new();
+    while !replayed.iter().any(|(db, _)| db == &b) {
+        let update = next_update(&mut resumed, ns).await;
+        replayed.push((update.db, update.kind));
+    }
+    assert!(replayed.contains(&(a.clone(), DbUpdateKind::Updated)), "{replayed:?}");
+    assert!(!replayed.contains(&(a.clone(), DbUpdateKind::Created)), "{replayed:?}");
+
+    drop_db(store, &a).await;
+    let gone = next_update(&mut updates, ns).await;
+    assert_eq!((gone.db, gone.kind), (a, DbUpdateKind::Deleted));
+    drop_db(store, &b).await;
+}
+
 /// Instantiates every test body for one backend: `$fixture` is an async fn returning a `Fixture`.
 macro_rules! conformance {
     ($backend:ident, $fixture:path) => {
@@ -637,6 +688,7 @@ macro_rules! conformance {
                 local_docs_stay_out_of_listings,
                 concurrent_cas_has_one_winner,
                 design_docs_deploy_and_list,
+                db_updates_live_and_resumed,
             );
         }
     };
@@ -731,7 +783,8 @@ mod embedded_only {
     #[tokio::test]
     async fn db_updates_report_created_updated_deleted() {
         let store = EmbeddedStore::in_memory().unwrap();
-        let mut updates = store.db_updates().await.unwrap().expect("the embedded store has a bus");
+        let mut updates =
+            store.db_updates(&Seq::now()).await.unwrap().expect("the embedded store has a bus");
         let db = DbName::new("numbers/+1415").unwrap();
         store.create_db(&db).await.unwrap();
         store.put(&db, json!({"_id": "+14155550100"})).await.unwrap();
@@ -852,7 +905,8 @@ mod embedded_only {
         }
 
         // The daemon's database event stream hears about the CLI's new database too.
-        let mut updates = daemon.db_updates().await.unwrap().expect("the embedded store has a bus");
+        let mut updates =
+            daemon.db_updates(&Seq::now()).await.unwrap().expect("the embedded store has a bus");
         let numbers = DbName::new("numbers/+1415").unwrap();
         cli.create_db(&numbers).await.unwrap();
         loop {

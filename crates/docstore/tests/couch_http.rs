@@ -177,8 +177,8 @@ async fn the_live_feed_brings_heartbeats_and_changes() {
 #[tokio::test]
 async fn db_updates_or_none() {
     let store = couch();
-    match store.db_updates().await.unwrap() {
-        // couch-peer (pouchdb-server) has no `_db_updates`: callers poll instead.
+    match store.db_updates(&Seq::now()).await.unwrap() {
+        // A server without `_db_updates`: callers poll instead.
         None => {}
         Some(mut updates) => {
             let db = unique_db("updates-");

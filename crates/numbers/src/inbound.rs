@@ -1,13 +1,13 @@
 //! The inbound table: number → owning account, state, `used_by`, features — built from every
-//! number database and kept live from their `_changes` feeds. Stepswitch's on-net check and
+//! number database and kept live from their changes. Stepswitch's on-net check and
 //! `identify` (§5.10) read it without touching the store.
 //!
-//! [`InboundTable::start`] lists the number databases once, follows each with
-//! [`docstore::follow`] (from the start, so a fresh process rebuilds the table) and watches for
-//! databases that come and go with [`docstore::watch_dbs`]. The pools (`numbers/managed`,
-//! `numbers/inum`) hold pool records, not routable numbers, and are not read. The followers ask
-//! for the fields the table reads only ([`TABLE_FIELDS`]), so the store does not decode the rest
-//! of each document.
+//! [`InboundTable::start`] follows every number database with one [`docstore::fleet`]: each is
+//! read from the start (so a fresh process rebuilds the table), then only the databases the
+//! server's `_db_updates` names are read again, since their last sequence; no live feed per
+//! database. The pools (`numbers/managed`, `numbers/inum`) hold pool records, not routable
+//! numbers, and are not read. The reads ask for the fields the table reads only
+//! ([`TABLE_FIELDS`]), so the store does not decode the rest of each document.
 //!
 //! # Reads never wait
 //! The table is an immutable snapshot behind an atomic pointer ([`arc_swap`]): a lookup loads the
@@ -21,12 +21,11 @@
 //! A partition is a large `base` map and a small `delta` of recent changes (a removal is a `None`
 //! in the delta) that a lookup checks first. A change copies only the delta of its partition; when
 //! the delta outgrows [`delta_cap`] of its base, the partition is rebuilt into one map. A burst of
-//! change rows coalesces into one swap, and a database's first read (its backlog up to
-//! [`FollowEvent::CaughtUp`]) is collected aside and swapped in at once, as one new partition.
+//! change rows (one read of a database) coalesces into one swap, and a database's first read is
+//! swapped in at once, as one new partition.
 //!
-//! A deleted number database leaves the table (when its follower or the database watcher sees the
-//! deletion, whichever is first); a database deleted and created again is read again from the
-//! start, and its numbers replaced in one swap when that read is complete.
+//! A deleted number database leaves the table; a database deleted and created again is read
+//! again from the start, and its numbers replaced in one swap when that read is complete.
 //!
 //! Delivery is at least once: applying a change twice is harmless (last write wins per number,
 //! and the feed delivers a document's changes in order).
@@ -38,10 +37,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
-use docstore::{
-    follow, watch_dbs, Change, DbName, DbUpdateKind, Fields, FollowEvent, FollowOptions,
-    ResyncReason, SharedStore, WhenDbMissing,
-};
+use docstore::{Change, DbName, Fields, FleetEvent, FleetOptions, SharedStore};
 use e164::E164;
 use futures::StreamExt;
 use serde_json::Value;
@@ -77,10 +73,7 @@ pub const TABLE_FIELDS: &[&str] = &[
     "pvt_modified",
 ];
 
-/// Change rows a follower applies in one swap at most (a burst coalesces up to this).
-const BURST: usize = 2048;
-
-/// Changes per catch-up page (the follower's default is 5,000).
+/// Changes per `_changes` page (the fleet's default is 1,000).
 const CATCH_UP_PAGE: usize = 10_000;
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -498,8 +491,11 @@ struct State {
     /// Serializes writers (lookups never take it), and holds their side of `names`.
     write: Mutex<NameIds>,
     names: Names,
-    /// Followed databases → caught up at least once.
+    /// Number databases read at least once (→ `true`).
     dbs: DashMap<String, bool>,
+    /// Number databases known to the fleet (read or not).
+    fleet_dbs: std::sync::atomic::AtomicUsize,
+    /// Every number database known has been read and none is waiting to be read.
     listed: AtomicBool,
     changes: AtomicU64,
     /// The followers' health and undecodable rows.
@@ -595,27 +591,25 @@ fn parse_doc(doc: &Value, projected: bool) -> Parsed {
     }
 }
 
-/// How the table follows the store.
+/// How the table follows the store (it holds no live feed of its own: see [`docstore::fleet`]).
 #[derive(Debug, Clone)]
 pub struct InboundOptions {
-    /// The live feeds' heartbeat (default 10 s).
-    pub heartbeat: Duration,
-    /// The first reconnect of a failed feed waits up to this long (default 100 ms).
+    /// The first retry of a failed read waits up to this long (default 100 ms).
     pub backoff_base: Duration,
-    /// No reconnect waits longer than this (default 60 s).
+    /// No retry waits longer than this (default 60 s).
     pub backoff_cap: Duration,
-    /// How often databases are listed when the store has no `_db_updates` feed (default 5 s).
+    /// How often databases are listed and compared when the store has no `_db_updates` feed
+    /// (default 5 s).
     pub poll_dbs_every: Duration,
 }
 
 impl Default for InboundOptions {
     fn default() -> Self {
-        let follow = FollowOptions::new("inbound");
+        let fleet = FleetOptions::new("inbound");
         InboundOptions {
-            heartbeat: Duration::from_secs(10),
-            poll_dbs_every: Duration::from_secs(5),
-            backoff_base: follow.backoff_base,
-            backoff_cap: follow.backoff_cap,
+            poll_dbs_every: fleet.poll_every,
+            backoff_base: fleet.backoff_base,
+            backoff_cap: fleet.backoff_cap,
         }
     }
 }
@@ -819,8 +813,8 @@ impl InboundTable {
 
     /// The table's health.
     pub fn status(&self) -> InboundStatus {
-        let dbs = self.state.dbs.len();
         let dbs_caught_up = self.state.dbs.iter().filter(|e| *e.value()).count();
+        let dbs = self.state.fleet_dbs.load(Ordering::Relaxed).max(dbs_caught_up);
         InboundStatus {
             numbers: self.len(),
             dbs,
@@ -832,71 +826,70 @@ impl InboundTable {
     }
 }
 
-/// One database's follower: applies its change rows in bursts, and its reads from the start
-/// (the first one, and any resync) in one swap when they are complete.
-async fn follow_db(store: SharedStore, state: Arc<State>, db: DbName, opts: InboundOptions) {
-    let name = db.as_str().to_owned();
-    let part = Part::of_db(&name);
-    let mut fo = FollowOptions::new("inbound");
-    fo.heartbeat = opts.heartbeat;
-    fo.backoff_base = opts.backoff_base;
-    fo.backoff_cap = opts.backoff_cap;
-    fo.board = Some(state.board.clone());
-    fo.catch_up_batch = CATCH_UP_PAGE;
-    fo.fields = Some(Fields::new(TABLE_FIELDS.iter().copied()));
-    // A deleted database may come back before the database watcher notices it went: the
-    // follower waits for it (and replays it) rather than stopping. The watcher stops it when it
-    // does see the deletion.
-    fo.when_db_missing = WhenDbMissing::Wait;
-    let mut feed = follow(store.clone(), db.clone(), fo).ready_chunks(BURST);
-    // Collects a read from the start until `CaughtUp`; `None` while live.
-    let mut replay: Option<Batch> = None;
-    while let Some(events) = feed.next().await {
-        let mut live = Batch::default();
-        for event in events {
-            match event {
-                FollowEvent::Change(c) => {
-                    let target = replay.as_mut().unwrap_or(&mut live);
-                    if let Some(change) = read_change(&store, &db, c).await {
-                        target.changes.push(change);
-                        state.changes.fetch_add(1, Ordering::Relaxed);
-                    }
+/// Follows every number database with one [`docstore::fleet`] (no feed per database): a
+/// database's first read (and a read after it was created anew) is swapped in at once as its
+/// partition; later reads are applied as one batch each; a deleted database leaves the table.
+async fn run(store: SharedStore, state: Arc<State>, opts: InboundOptions) {
+    let mut options = FleetOptions::new("inbound");
+    options.backoff_base = opts.backoff_base;
+    options.backoff_cap = opts.backoff_cap;
+    options.poll_every = opts.poll_dbs_every;
+    options.board = Some(state.board.clone());
+    options.page = CATCH_UP_PAGE;
+    options.fields = Some(Fields::new(TABLE_FIELDS.iter().copied()));
+    let mut fleet = docstore::fleet(store.clone(), is_routable_db, options);
+    let mut status = fleet.status_watch();
+    loop {
+        tokio::select! {
+            event = fleet.next() => match event {
+                Some(FleetEvent::Loaded { db, changes, .. }) => {
+                    let replace = Part::of_db(db.as_str());
+                    let batch = read_changes(&store, &state, &db, changes, replace).await;
+                    state.publish(batch);
+                    state.dbs.insert(db.as_str().to_owned(), true);
                 }
-                FollowEvent::Resync { reason } => {
-                    state.publish(std::mem::take(&mut live));
-                    if reason == ResyncReason::Deleted {
-                        // Nothing follows until the database exists again.
-                        state.forget_db(&name);
-                    }
-                    // Until the replay is complete, lookups see the numbers as they were.
-                    replay = Some(Batch { changes: Vec::new(), replace: part });
-                    if matches!(reason, ResyncReason::Recreated | ResyncReason::Rewound) {
-                        state.dbs.insert(name.clone(), false);
-                    }
+                Some(FleetEvent::Changed { db, changes, .. }) => {
+                    let batch = read_changes(&store, &state, &db, changes, None).await;
+                    state.publish(batch);
                 }
-                FollowEvent::CaughtUp { .. } => {
-                    state.publish(std::mem::take(&mut live));
-                    if let Some(batch) = replay.take() {
-                        state.publish(batch);
-                    }
-                    state.dbs.insert(name.clone(), true);
+                Some(FleetEvent::Gone { db }) => {
+                    state.dbs.remove(db.as_str());
+                    state.forget_db(db.as_str());
                 }
-                FollowEvent::Failed(e) => {
-                    tracing::warn!(db = name, error = %e, "inbound table: follower stopped");
-                    state.publish(live);
-                    // What was read is still news: keep it, without dropping what was not.
-                    if let Some(mut batch) = replay.take() {
-                        batch.replace = None;
-                        state.publish(batch);
-                    }
-                    state.notify.notify_waiters();
+                None => return,
+            },
+            changed = status.changed() => {
+                if changed.is_err() {
                     return;
                 }
             }
         }
-        state.publish(live);
+        let now = status.borrow().clone();
+        state.fleet_dbs.store(now.dbs, Ordering::Relaxed);
+        // The status may run ahead of the events still queued: caught up once every database
+        // the fleet read has been applied here too.
+        let applied = state.dbs.len() >= now.dbs;
+        state.listed.store(now.caught_up() && applied, Ordering::Release);
         state.notify.notify_waiters();
     }
+}
+
+/// One read of a database as one batch (`replace`: it replaces the database's partition).
+async fn read_changes(
+    store: &SharedStore,
+    state: &State,
+    db: &DbName,
+    changes: Vec<Change>,
+    replace: Option<Part>,
+) -> Batch {
+    let mut batch = Batch { changes: Vec::with_capacity(changes.len()), replace };
+    for change in changes {
+        if let Some(change) = read_change(store, db, change).await {
+            batch.changes.push(change);
+            state.changes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    batch
 }
 
 /// What a change row means for the table (`None`: nothing).
@@ -920,60 +913,6 @@ async fn read_change(store: &SharedStore, db: &DbName, c: Change) -> Option<(Key
                 Some((key, None))
             }
         },
-    }
-}
-
-async fn run(store: SharedStore, state: Arc<State>, opts: InboundOptions) {
-    let mut followers: HashMap<String, Aborting> = HashMap::new();
-    let spawn = |db: DbName, followers: &mut HashMap<String, Aborting>| {
-        if followers.contains_key(db.as_str()) {
-            return;
-        }
-        state.dbs.insert(db.as_str().to_owned(), false);
-        let key = db.as_str().to_owned();
-        let handle = tokio::spawn(follow_db(store.clone(), state.clone(), db, opts.clone()));
-        followers.insert(key, Aborting(handle));
-    };
-    // The databases there are now, then the ones that come and go.
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match crate::store::number_dbs(&store).await {
-            Ok(dbs) => {
-                for db in dbs.into_iter().filter(is_routable_db) {
-                    spawn(db, &mut followers);
-                }
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "inbound table: cannot list databases; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
-    state.listed.store(true, Ordering::Release);
-    state.notify.notify_waiters();
-    let mut watch = watch_dbs(store.clone(), is_routable_db, opts.poll_dbs_every);
-    while let Some(update) = watch.next().await {
-        match update.kind {
-            DbUpdateKind::Created => spawn(update.db, &mut followers),
-            DbUpdateKind::Deleted => {
-                drop(followers.remove(update.db.as_str()));
-                state.dbs.remove(update.db.as_str());
-                state.forget_db(update.db.as_str());
-            }
-            _ => {}
-        }
-        state.notify.notify_waiters();
-    }
-}
-
-/// A follower task, stopped when dropped (with the table's background task).
-struct Aborting(JoinHandle<()>);
-
-impl Drop for Aborting {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

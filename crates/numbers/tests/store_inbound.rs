@@ -23,7 +23,6 @@ fn n(s: &str) -> E164 {
 async fn live_table(store: SharedStore) {
     let ns = fixture_store(store.clone()).await;
     let opts = InboundOptions {
-        heartbeat: Duration::from_millis(500),
         poll_dbs_every: Duration::from_millis(200),
         ..InboundOptions::default()
     };
@@ -95,7 +94,6 @@ async fn db_lifecycle(store: SharedStore) {
         "prepend": {"enabled": true, "name": "ACME"}});
     store.bulk_docs(&db, vec![plain_doc.clone(), legacy_doc]).await.unwrap();
     let opts = InboundOptions {
-        heartbeat: Duration::from_millis(500),
         poll_dbs_every: Duration::from_millis(200),
         ..InboundOptions::default()
     };

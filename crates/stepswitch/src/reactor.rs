@@ -1,13 +1,15 @@
 //! The live reactor: follows the databases routing reads and keeps [`Tables`] current (§9).
 //!
-//! This is the only module of the crate that does I/O. One task per followed database runs one
-//! biased `tokio::select!` loop (shutdown first, then the change stream, then the debounce timer,
-//! then manual reload commands) over [`docstore::follow`]:
+//! This is the only module of the crate that does I/O. One task per singly followed database
+//! runs one biased `tokio::select!` loop (shutdown first, then the change stream, then the build
+//! timer, then manual reload commands) over [`docstore::follow`]; the account databases, however
+//! many, are one task over one [`docstore::fleet`] (`reactor/accounts.rs`):
 //!
 //! | database | scope it feeds |
 //! |---|---|
 //! | `offnet` | the global table |
-//! | each `account/xx/yy/…` | that account's local table (plus its dedicated IPs from `dedicated_ips`, rule 8) |
+//! | every `account/xx/yy/…` (one fleet) | that account's local table (with its dedicated IPs) |
+//! | `dedicated_ips` | each account's proxies: the tables whose proxies changed are rebuilt |
 //! | `system_config` (`stepswitch`, `number_manager`) | the [`Config`]: every table is recompiled |
 //! | `accounts` | the [`AccountTree`] of the hunt-account check (no compile) |
 //!
@@ -15,8 +17,16 @@
 //! live copy of each ([`docstore::SharedDocs`]), and their tasks rebuild on every new snapshot
 //! whose kept documents changed.
 //!
-//! Account databases are discovered with [`docstore::watch_dbs`]: a new one gets its task (and
-//! a table once it holds a resource) without a restart; a deleted one drops its table.
+//! The fleet learns from `_db_updates` which account databases changed: a new one routes without
+//! a restart or a listing poll, a deleted one drops its table, and an account database without
+//! resources costs nothing once read.
+//!
+//! # Start phases
+//! [`Phase::Starting`] until the config, the accounts and `offnet` are built (routes answer 503);
+//! then [`Phase::OffnetReady`]: global routing is served while account tables load in the
+//! background, [`ReactorOptions::account_concurrency`] databases at a time, and a route naming
+//! an account not loaded yet loads it first ([`Routing::ensure_loaded`]); [`Phase::Ready`] once
+//! every account database there was at start has been read.
 //!
 //! # Checkpoint semantics
 //! Nothing is checkpointed: startup is a rebuild from an empty table. Each task reads its whole
@@ -26,17 +36,20 @@
 //! another full re-read of that scope.
 //!
 //! # Coalescing
-//! The first change of a burst arms a timer of [`ReactorOptions::debounce`] (default 50 ms); when
-//! it fires, the scope is compiled once with every change received by then. The timer is not
-//! pushed back by later changes, so a change is live within about `debounce` plus one build even
-//! under a constant stream. Changes to documents that are not resources (and never were) do not
-//! arm the timer.
+//! A change after a quiet period (no build for [`ReactorOptions::debounce`], default 50 ms) is
+//! built at once, with whatever else the feed has already delivered. A change less than
+//! `debounce` after the last build waits until `debounce` after it, so changes arriving during a
+//! build coalesce into the next one. The timer is not pushed back by later changes, so a change
+//! is live within about `debounce` plus one build even under a constant stream. Changes to
+//! documents that are not resources (and never were) do not arm the timer.
 //!
 //! # Swapping
 //! Builds are serialized by one build lock (a config change recompiles every scope under it, so
 //! no table is ever published with a stale config); each build publishes a new [`Tables`] with
 //! `arc-swap`. Lookups ([`Routing::route`]) never take that lock: they load the current
 //! `Arc<Tables>` and never wait for a build.
+
+mod accounts;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -45,8 +58,8 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use docstore::naming::{self, AccountId};
 use docstore::{
-    AllDocsQuery, DbName, DbUpdateKind, DocStore, FeedBoard, FollowEvent, FollowOptions, LiveDocs,
-    ResyncReason, RowIssue, Seq, SharedDocs, SharedStore, Trouble, WhenDbMissing,
+    AllDocsQuery, DbName, DocStore, FeedBoard, FollowEvent, FollowOptions, LiveDocs, ResyncReason,
+    RowIssue, Seq, SharedDocs, SharedStore, Trouble, WhenDbMissing,
 };
 use futures::StreamExt;
 use serde::Serialize;
@@ -70,7 +83,8 @@ const FOLLOWER_NAME: &str = "stepswitch";
 /// How the reactor runs. No `Default`: [`ReactorOptions::defaults`] documents every value.
 #[derive(Debug, Clone)]
 pub struct ReactorOptions {
-    /// How long the first change of a burst waits for more before the scope is rebuilt.
+    /// Build coalescing: a change less than this after the last build of its scope waits until
+    /// this long after it; a change after a quiet period is built at once.
     pub debounce: Duration,
     /// The heartbeat asked of each live change feed (a silent feed is reconnected after three).
     pub heartbeat: Duration,
@@ -81,11 +95,13 @@ pub struct ReactorOptions {
     pub backoff_base: Duration,
     /// No reconnect waits longer than this: the longest a recovered store waits to be seen.
     pub backoff_cap: Duration,
+    /// Account databases read at once (at start, and when many change together).
+    pub account_concurrency: usize,
 }
 
 impl ReactorOptions {
     /// `debounce` 50 ms, `heartbeat` 10 s, `discover_every` 5 s, `backoff_base` 100 ms,
-    /// `backoff_cap` 60 s (the follower's defaults).
+    /// `backoff_cap` 60 s (the follower's defaults), `account_concurrency` 8.
     pub fn defaults() -> ReactorOptions {
         let follow = FollowOptions::new(FOLLOWER_NAME);
         ReactorOptions {
@@ -94,6 +110,7 @@ impl ReactorOptions {
             discover_every: Duration::from_secs(5),
             backoff_base: follow.backoff_base,
             backoff_cap: follow.backoff_cap,
+            account_concurrency: docstore::DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -169,9 +186,52 @@ pub struct SourceStatus {
     pub error_since: Option<String>,
 }
 
+/// How far the start has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The config, the accounts or `offnet` have not been read yet: routing answers 503.
+    Starting,
+    /// Global routing (`offnet`) is served; account tables are still loading in the background
+    /// (a route naming an account whose table is not loaded yet loads it first).
+    OffnetReady,
+    /// Every account database there was at start has been read once. Stays `ready`: whether
+    /// everything is current now is [`RoutingStatus::caught_up`].
+    Ready,
+}
+
+/// The account databases, followed together (see [`docstore::fleet`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountDbs {
+    /// How changes are learnt: `starting`, `feed` (`_db_updates`) or `poll` (listing).
+    pub mode: &'static str,
+    /// Account databases known.
+    pub dbs: usize,
+    /// Of those, read at least once.
+    pub loaded: usize,
+    /// Waiting to be read or being read.
+    pub pending: usize,
+}
+
+impl From<Option<docstore::FleetStatus>> for AccountDbs {
+    fn from(status: Option<docstore::FleetStatus>) -> AccountDbs {
+        let Some(status) = status else {
+            return AccountDbs { mode: "starting", dbs: 0, loaded: 0, pending: 0 };
+        };
+        let mode = match status.mode {
+            docstore::FleetMode::Starting => "starting",
+            docstore::FleetMode::Feed => "feed",
+            docstore::FleetMode::Poll => "poll",
+        };
+        AccountDbs { mode, dbs: status.dbs, loaded: status.loaded, pending: status.pending }
+    }
+}
+
 /// What [`Routing::status`] reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RoutingStatus {
+    /// How far the start has come.
+    pub phase: Phase,
     /// Every followed database has been read and built at least once and is caught up, and
     /// none is failing now.
     pub caught_up: bool,
@@ -202,8 +262,11 @@ pub struct RoutingStatus {
     pub db_errors: Vec<CompileError>,
     /// Accounts known to the hunt-account check (docs of db `accounts`).
     pub accounts: usize,
-    /// The followed databases.
+    /// The databases followed one by one (`system_config`, `accounts`, `offnet`,
+    /// `dedicated_ips`).
     pub sources: Vec<SourceStatus>,
+    /// The account databases.
+    pub account_dbs: AccountDbs,
 }
 
 /// What a task follows.
@@ -212,6 +275,7 @@ enum Source {
     Config,
     Accounts,
     Global,
+    DedicatedIps,
     Account(AccountId),
 }
 
@@ -221,6 +285,7 @@ impl Source {
             Source::Config => naming::system_config_db(),
             Source::Accounts => naming::accounts_db(),
             Source::Global => naming::offnet_db(),
+            Source::DedicatedIps => DbName::new(DEDICATED_IPS_DB).expect("a valid name"),
             Source::Account(id) => id.db_name(),
         }
     }
@@ -272,6 +337,7 @@ impl Source {
         match self {
             Source::Config => id == crate::STEPSWITCH_DOC_ID || id == NUMBER_MANAGER_DOC_ID,
             Source::Accounts => !id.starts_with("_design/") && !id.is_empty(),
+            Source::DedicatedIps => proxy_of(doc).is_some(),
             Source::Global | Source::Account(_) => crate::ResourceDoc::is_resource(doc),
         }
     }
@@ -305,7 +371,6 @@ type Reply = oneshot::Sender<Result<(), Error>>;
 
 struct SourceHandle {
     commands: mpsc::UnboundedSender<Reply>,
-    cancel: CancellationToken,
 }
 
 #[derive(Default)]
@@ -332,6 +397,10 @@ struct Book {
     accounts_built: bool,
     /// The config has been built at least once.
     config_built: bool,
+    /// The account databases' fleet, once it started.
+    fleet: Option<docstore::FleetStatus>,
+    /// Every account database there was at start has been read once.
+    accounts_loaded_once: bool,
 }
 
 /// `Scope` ordered: global first, then accounts by id.
@@ -375,6 +444,16 @@ struct Shared {
     shutdown: CancellationToken,
     handles: Mutex<BTreeMap<Source, SourceHandle>>,
     config_ready: watch::Sender<bool>,
+    /// `dedicated_ips` has been read once.
+    proxies_ready: watch::Sender<bool>,
+    /// The dedicated IPs by account (`pvt_assigned_to`), each list in `_id` order.
+    proxies: Mutex<Arc<HashMap<String, Arc<Vec<Proxy>>>>>,
+    /// Commands to the account tables' task.
+    accounts: mpsc::UnboundedSender<accounts::AccountCommand>,
+    /// The accounts whose database has been read (while the start is still loading them).
+    loaded_accounts: Mutex<std::collections::HashSet<String>>,
+    /// Every account database there was at start has been read: no lookup waits for a load.
+    all_accounts_loaded: std::sync::atomic::AtomicBool,
     /// The followers' and reads' health and the documents they could not decode.
     board: FeedBoard,
 }
@@ -419,6 +498,8 @@ pub fn spawn_with(
 ) -> Routing {
     let (generation, _) = watch::channel(0);
     let (config_ready, _) = watch::channel(false);
+    let (proxies_ready, _) = watch::channel(false);
+    let (accounts, account_commands) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         store,
         live,
@@ -430,9 +511,17 @@ pub fn spawn_with(
         shutdown,
         handles: Mutex::new(BTreeMap::new()),
         config_ready,
+        proxies_ready,
+        proxies: Mutex::new(Arc::new(HashMap::new())),
+        accounts,
+        loaded_accounts: Mutex::new(std::collections::HashSet::new()),
+        all_accounts_loaded: std::sync::atomic::AtomicBool::new(false),
         board: FeedBoard::new(),
     });
-    tokio::spawn(supervise(shared.clone()));
+    for source in [Source::Config, Source::Accounts, Source::Global, Source::DedicatedIps] {
+        start_source(&shared, source, Vec::new());
+    }
+    tokio::spawn(accounts::run(shared.clone(), account_commands));
     Routing { shared }
 }
 
@@ -440,6 +529,32 @@ impl Routing {
     /// Routes a request against the current tables (a lock-free load; never waits for a build).
     pub fn route(&self, request: &RouteRequest) -> RouteAnswer {
         route(&self.shared.current.load(), request)
+    }
+
+    /// While the account tables are still loading at start (phase `offnet_ready`), loads the
+    /// tables of the accounts `request` names (`Account-ID`, `Hunt-Account-ID`) that are not
+    /// loaded yet, as Kazoo's cache loads an account's resources on first use; returns at once
+    /// otherwise. A missing or unreadable account database is left to the background load.
+    pub async fn ensure_loaded(&self, request: &RouteRequest) {
+        use std::sync::atomic::Ordering;
+        if self.shared.all_accounts_loaded.load(Ordering::Acquire) {
+            return;
+        }
+        let ids = [&request.account_id, &request.hunt_account_id];
+        for id in ids.into_iter().flatten() {
+            let loaded = self.shared.loaded_accounts.lock().expect("loaded lock").contains(id);
+            let Ok(id) = AccountId::new(id) else { continue };
+            if loaded {
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            let command = accounts::AccountCommand::Reload(id.clone(), tx);
+            if self.shared.accounts.send(command).is_ok() {
+                if let Err(err) = wait_reply(rx).await {
+                    tracing::debug!(account = %id, error = %err, "Could not load the account's table on first use.");
+                }
+            }
+        }
     }
 
     /// The current tables.
@@ -466,10 +581,18 @@ impl Routing {
                 s
             })
             .collect();
-        let caught_up =
-            book.discovered && sources.iter().all(|s| s.caught_up) && !report.degraded();
+        let fleet = book.fleet.clone();
+        let caught_up = book.discovered
+            && fleet.as_ref().is_some_and(docstore::FleetStatus::caught_up)
+            && sources.iter().all(|s| s.caught_up)
+            && !report.degraded();
         let loaded =
             book.config_built && book.accounts_built && book.tables.contains_key(&Scope2::Global);
+        let phase = match (loaded, book.accounts_loaded_once) {
+            (false, _) => Phase::Starting,
+            (true, false) => Phase::OffnetReady,
+            (true, true) => Phase::Ready,
+        };
         let mut out = Vec::new();
         for (scope, entry) in &book.tables {
             let (kind, account_id, table) = match scope {
@@ -497,6 +620,7 @@ impl Routing {
             });
         }
         RoutingStatus {
+            phase,
             caught_up,
             loaded,
             degraded: report.degraded(),
@@ -510,6 +634,7 @@ impl Routing {
             db_errors: book.db_errors.values().cloned().collect(),
             accounts: book.accounts,
             sources,
+            account_dbs: AccountDbs::from(fleet),
         }
     }
 
@@ -523,6 +648,16 @@ impl Routing {
     pub fn is_loaded(&self) -> bool {
         let book = self.shared.book.lock().expect("book lock");
         book.config_built && book.accounts_built && book.tables.contains_key(&Scope2::Global)
+    }
+
+    /// How far the start has come (see [`Phase`]).
+    pub fn phase(&self) -> Phase {
+        let loaded = self.is_loaded();
+        match (loaded, self.shared.all_accounts_loaded.load(std::sync::atomic::Ordering::Acquire)) {
+            (false, _) => Phase::Starting,
+            (true, false) => Phase::OffnetReady,
+            (true, true) => Phase::Ready,
+        }
     }
 
     /// Whether every followed database has been read, built and caught up.
@@ -540,21 +675,13 @@ impl Routing {
         let sources = match account {
             None => vec![Source::Config, Source::Global],
             Some(id) => {
-                let source = Source::Account(id.clone());
-                let known = self.shared.handles.lock().expect("handles lock").contains_key(&source);
-                if !known {
-                    // Not discovered yet: start following it now (if it exists).
-                    if !self.shared.store.db_exists(&id.db_name()).await? {
-                        return Err(Error::Store(docstore::Error::DbNotFound {
-                            db: id.db_name().to_string(),
-                        }));
-                    }
-                    let (tx, rx) = oneshot::channel();
-                    start_source(&self.shared, source, vec![tx]);
-                    wait_reply(rx).await?;
-                    return Ok(self.status());
-                }
-                vec![source]
+                // The account's dedicated IPs are re-read with it, as Kazoo's reload does.
+                self.reload_sources(vec![Source::DedicatedIps]).await?;
+                let (tx, rx) = oneshot::channel();
+                let command = accounts::AccountCommand::Reload(id.clone(), tx);
+                self.shared.accounts.send(command).map_err(|_| Error::Stopped)?;
+                wait_reply(rx).await?;
+                return Ok(self.status());
             }
         };
         self.reload_sources(sources).await?;
@@ -565,7 +692,12 @@ impl Routing {
     pub async fn flush(&self) {
         let sources: Vec<Source> =
             self.shared.handles.lock().expect("handles lock").keys().cloned().collect();
-        if let Err(err) = self.reload_sources(sources).await {
+        let mut result = self.reload_sources(sources).await;
+        let (tx, rx) = oneshot::channel();
+        if self.shared.accounts.send(accounts::AccountCommand::ReloadAll(tx)).is_ok() {
+            result = result.and(wait_reply(rx).await);
+        }
+        if let Err(err) = result {
             tracing::warn!(error = %err, "Flush: a database could not be re-read; its old table stays.");
         }
     }
@@ -703,24 +835,25 @@ async fn read_db(
 
 /// The account's dedicated IPs (`dedicated_ips` docs with `pvt_assigned_to`), in `_id` order.
 async fn read_proxies(store: &dyn DocStore, account: &AccountId) -> Result<Vec<Proxy>, Error> {
-    let db = DbName::new(DEDICATED_IPS_DB).expect("a valid name");
-    let query = AllDocsQuery { include_docs: true, ..AllDocsQuery::default() };
-    let page = match store.all_docs(&db, &query).await {
-        Ok(page) => page,
-        Err(docstore::Error::DbNotFound { .. }) => return Ok(Vec::new()),
-        Err(err) => return Err(err.into()),
-    };
-    Ok(page
-        .rows
-        .into_iter()
-        .filter_map(|row| row.doc)
-        .filter(|doc| doc.get("pvt_assigned_to").and_then(Value::as_str) == Some(account.as_str()))
-        .filter_map(|doc| {
-            let ip = doc.get("ip").and_then(Value::as_str)?.to_owned();
-            let zone = doc.get("zone").and_then(Value::as_str).unwrap_or("").to_owned();
-            Some(Proxy { zone, ip })
-        })
-        .collect())
+    let (docs, _) = read_db(store, &Source::DedicatedIps, None).await?;
+    Ok(proxies_by_account(&docs).remove(account.as_str()).map(|p| p.to_vec()).unwrap_or_default())
+}
+
+/// A dedicated IP document's account (`pvt_assigned_to`) and proxy (`ip`, `zone`).
+fn proxy_of(doc: &Value) -> Option<(&str, Proxy)> {
+    let account = doc.get("pvt_assigned_to")?.as_str()?;
+    let ip = doc.get("ip")?.as_str()?.to_owned();
+    let zone = doc.get("zone").and_then(Value::as_str).unwrap_or("").to_owned();
+    Some((account, Proxy { zone, ip }))
+}
+
+/// Every account's dedicated IPs, each list in the documents' order (`_id` order as read).
+fn proxies_by_account(docs: &[Value]) -> HashMap<String, Arc<Vec<Proxy>>> {
+    let mut by_account: HashMap<String, Vec<Proxy>> = HashMap::new();
+    for (account, proxy) in docs.iter().filter_map(proxy_of) {
+        by_account.entry(account.to_owned()).or_default().push(proxy);
+    }
+    by_account.into_iter().map(|(account, proxies)| (account, Arc::new(proxies))).collect()
 }
 
 /// Rule 8: only the first proxy unless `use_first_dedicated_proxy_only` is off.
@@ -742,83 +875,6 @@ fn config_from(docs: &[Value]) -> (Config, Vec<Diagnostic>) {
     Config::from_docs(&find(crate::STEPSWITCH_DOC_ID), &find(NUMBER_MANAGER_DOC_ID))
 }
 
-/// Reads config first (so tables are compiled once with it), then starts every source and
-/// watches for account databases.
-async fn supervise(shared: Arc<Shared>) {
-    start_source(&shared, Source::Config, Vec::new());
-    start_source(&shared, Source::Accounts, Vec::new());
-    start_source(&shared, Source::Global, Vec::new());
-    let is_account = |db: &DbName| db.as_str().starts_with(naming::ACCOUNT_PREFIX);
-    // The initial listing is ours, so that `caught_up` covers every account db that exists now.
-    let mut attempt = 0u32;
-    loop {
-        match shared.store.list_dbs().await {
-            Ok(dbs) => {
-                for db in dbs.iter().filter(|db| is_account(db)) {
-                    if let Some(id) = account_of(&shared, db, true) {
-                        start_source(&shared, Source::Account(id), Vec::new());
-                    }
-                }
-                break;
-            }
-            Err(err) => {
-                attempt += 1;
-                tracing::warn!(error = %err, attempt, "Cannot list databases; retrying.");
-                let wait = Duration::from_millis(100 * u64::from(attempt.min(50)));
-                tokio::select! {
-                    _ = shared.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
-        }
-    }
-    shared.book.lock().expect("book lock").discovered = true;
-    let mut watch =
-        docstore::watch_dbs(shared.store.clone(), is_account, shared.options.discover_every);
-    loop {
-        let update = tokio::select! {
-            biased;
-            _ = shared.shutdown.cancelled() => return,
-            update = watch.next() => update,
-        };
-        let Some(update) = update else { return };
-        let present = update.kind != DbUpdateKind::Deleted;
-        let Some(id) = account_of(&shared, &update.db, present) else { continue };
-        match update.kind {
-            DbUpdateKind::Created => start_source(&shared, Source::Account(id), Vec::new()),
-            DbUpdateKind::Deleted => drop_account(&shared, &id).await,
-            DbUpdateKind::Updated => {}
-        }
-    }
-}
-
-/// The account of an `account/…` database, or `None` for one of its monthly databases (skipped)
-/// and for a name that holds no account id, which is reported in the status while the database
-/// is `present` (not followed: silence would hide why its routes are missing).
-fn account_of(shared: &Shared, db: &DbName, present: bool) -> Option<AccountId> {
-    match AccountId::from_db_name(db) {
-        Ok(id) => Some(id),
-        Err(_) if naming::monthly_db_account(db).is_some() => None,
-        Err(err) => {
-            let mut book = shared.book.lock().expect("book lock");
-            if present {
-                tracing::warn!(db = %db, error = %err, "Not an account database; not followed.");
-                let message = format!("not followed: {err}");
-                let diagnostic = CompileError {
-                    resource_id: db.to_string(),
-                    field: "db_name".into(),
-                    index: None,
-                    message,
-                };
-                book.db_errors.insert(db.to_string(), diagnostic);
-            } else {
-                book.db_errors.remove(db.as_str());
-            }
-            None
-        }
-    }
-}
-
 /// Starts a source's task unless it runs; `replies` are answered after its first build.
 fn start_source(shared: &Arc<Shared>, source: Source, replies: Vec<Reply>) {
     let mut handles = shared.handles.lock().expect("handles lock");
@@ -830,7 +886,7 @@ fn start_source(shared: &Arc<Shared>, source: Source, replies: Vec<Reply>) {
     }
     let (tx, rx) = mpsc::unbounded_channel();
     let cancel = shared.shutdown.child_token();
-    handles.insert(source.clone(), SourceHandle { commands: tx, cancel: cancel.clone() });
+    handles.insert(source.clone(), SourceHandle { commands: tx });
     shared.book.lock().expect("book lock").sources.insert(
         source.clone(),
         SourceStatus {
@@ -847,18 +903,15 @@ fn start_source(shared: &Arc<Shared>, source: Source, replies: Vec<Reply>) {
         commands: rx,
         replies,
         docs: BTreeMap::new(),
-        proxies: Arc::new(Vec::new()),
         last_seq: None,
+        last_build: None,
     };
     tokio::spawn(task.run());
 }
 
-/// An account database was deleted: stop its task, drop its table.
+/// An account database was deleted: drop its table.
 async fn drop_account(shared: &Arc<Shared>, id: &AccountId) {
     let source = Source::Account(id.clone());
-    if let Some(handle) = shared.handles.lock().expect("handles lock").remove(&source) {
-        handle.cancel.cancel();
-    }
     let scope = source.scope().expect("an account scope");
     let mut state = shared.build.lock().await;
     state.inputs.remove(&scope);
@@ -981,6 +1034,52 @@ impl Shared {
         drop(state);
     }
 
+    /// The current dedicated IPs of `account`.
+    fn proxies_for(&self, account: &str) -> Arc<Vec<Proxy>> {
+        let proxies = self.proxies.lock().expect("proxies lock").clone();
+        proxies.get(account).cloned().unwrap_or_default()
+    }
+
+    /// New `dedicated_ips` documents: the tables of the accounts whose proxies changed are
+    /// rebuilt with them (one read of the database for all accounts, not one per account).
+    async fn build_proxies(&self, docs: &[Value]) {
+        let mut state = self.build.lock().await;
+        let next = Arc::new(proxies_by_account(docs));
+        let previous =
+            std::mem::replace(&mut *self.proxies.lock().expect("proxies lock"), next.clone());
+        let changed: Vec<(Scope, ScopeInputs)> = state
+            .inputs
+            .iter()
+            .filter_map(|(scope, inputs)| match scope {
+                Scope::Local { account_id } if previous.get(account_id) != next.get(account_id) => {
+                    let mut inputs = inputs.clone();
+                    inputs.proxies = next.get(account_id).cloned().unwrap_or_default();
+                    Some((scope.clone(), inputs))
+                }
+                _ => None,
+            })
+            .collect();
+        let config = self.current.load().config.clone();
+        let mut tables = Vec::with_capacity(changed.len());
+        for (scope, inputs) in changed {
+            state.inputs.insert(scope.clone(), inputs.clone());
+            let seq = inputs.last_seq.clone();
+            let (table, diagnostics, took) =
+                compile_blocking(scope.clone(), inputs, config.clone()).await;
+            self.note_build(Scope2::from(&scope), seq, &diagnostics, took);
+            tables.push(Arc::new(table));
+        }
+        if !tables.is_empty() {
+            self.publish(move |current| {
+                for table in tables {
+                    current.set_table(table);
+                }
+            });
+        }
+        self.proxies_ready.send_replace(true);
+        drop(state);
+    }
+
     async fn build_accounts(&self, docs: &[Value]) {
         let state = self.build.lock().await;
         let (tree, diagnostics) = AccountTree::from_docs(docs);
@@ -1043,8 +1142,9 @@ struct SourceTask {
     replies: Vec<Reply>,
     /// The kept documents by `_id`.
     docs: BTreeMap<String, Kept>,
-    proxies: Arc<Vec<Proxy>>,
     last_seq: Option<Seq>,
+    /// When the last build ended: a change after a quiet period is built at once.
+    last_build: Option<tokio::time::Instant>,
 }
 
 impl SourceTask {
@@ -1169,9 +1269,6 @@ impl SourceTask {
     async fn read(&mut self) -> Result<Option<Seq>, Error> {
         let store = self.shared.store.as_ref();
         let (docs, seq) = read_db(store, &self.source, Some(&self.shared.board)).await?;
-        if let Source::Account(id) = &self.source {
-            self.proxies = Arc::new(read_proxies(store, id).await?);
-        }
         let ids: Vec<Option<String>> =
             docs.iter().map(|d| Some(d.get("_id")?.as_str()?.to_owned())).collect();
         let kept: Vec<Kept> = if self.source.is_table() {
@@ -1215,6 +1312,7 @@ impl SourceTask {
         match &self.source {
             Source::Config => self.shared.build_config(&self.json_docs()).await,
             Source::Accounts => self.shared.build_accounts(&self.json_docs()).await,
+            Source::DedicatedIps => self.shared.build_proxies(&self.json_docs()).await,
             Source::Global | Source::Account(_) => {
                 let scope = self.source.scope().expect("a table scope");
                 let docs = self
@@ -1227,14 +1325,27 @@ impl SourceTask {
                     .collect();
                 let inputs = ScopeInputs {
                     docs: Arc::new(docs),
-                    proxies: self.proxies.clone(),
+                    proxies: Arc::new(Vec::new()),
                     last_seq: self.last_seq.clone(),
                 };
                 self.shared.build_scope(scope, inputs, &self.cancel).await;
             }
         }
+        self.last_build = Some(tokio::time::Instant::now());
         for reply in self.replies.drain(..) {
             let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// When a change arriving now is built: at once after a quiet period (nothing built for
+    /// `debounce`), else `debounce` after the last build, so changes during a build coalesce.
+    /// The second value says the build is immediate.
+    fn deadline_now(&self) -> (tokio::time::Instant, bool) {
+        let now = tokio::time::Instant::now();
+        let debounce = self.shared.options.debounce;
+        match self.last_build {
+            Some(last) if last + debounce > now => (last + debounce, false),
+            _ => (now, true),
         }
     }
 
@@ -1270,6 +1381,9 @@ impl SourceTask {
         options.board = Some(self.shared.board.clone());
         let mut follower = docstore::follow(self.shared.store.clone(), self.source.db(), options);
         let debounce = self.shared.options.debounce;
+        // A build due at once waits for the changes already delivered (the timer branch runs
+        // when the stream has nothing ready), unless a constant stream holds it for `debounce`.
+        let mut immediate = false;
         let mut dirty = false;
         // Until the follower replays the database from its start, nothing is built.
         let mut replaying = false;
@@ -1285,7 +1399,9 @@ impl SourceTask {
                         if self.apply(change) {
                             dirty = true;
                             if !replaying && deadline.is_none() {
-                                deadline = Some(tokio::time::Instant::now() + debounce);
+                                let (at, now) = self.deadline_now();
+                                deadline = Some(at);
+                                immediate = now;
                             }
                         }
                     }
@@ -1295,6 +1411,7 @@ impl SourceTask {
                         if replaying {
                             replaying = false;
                             deadline = Some(tokio::time::Instant::now());
+                            immediate = true;
                         }
                         if !dirty {
                             self.set_caught_up(true);
@@ -1345,7 +1462,8 @@ impl SourceTask {
                 },
             }
             // A constant stream must not starve the timer.
-            if deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+            let grace = if immediate { debounce } else { Duration::ZERO };
+            if deadline.is_some_and(|d| d + grace <= tokio::time::Instant::now()) {
                 deadline = None;
                 dirty = false;
                 self.build().await;

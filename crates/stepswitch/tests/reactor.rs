@@ -374,6 +374,190 @@ async fn local_tables_carry_dedicated_ips(store: SharedStore) {
     assert_eq!(proxies(routing), [("west".to_owned(), "10.0.0.2".to_owned())]);
 }
 
+async fn new_account_db_routes_without_a_poll_and_without_a_feed_each(store: SharedStore) {
+    store.ensure_db(&offnet()).await.expect("offnet");
+    // Many account databases, most without resources.
+    let ids: Vec<AccountId> = (0..24u32)
+        .map(|i| AccountId::new(&format!("{i:08x}{:024x}", 0xabcu32)).expect("id"))
+        .collect();
+    for id in &ids {
+        store.create_db(&id.db_name()).await.expect("account db");
+        put(&store, &id.db_name(), json!({"_id": "user", "pvt_type": "user"})).await;
+    }
+    let mut opts = options(20);
+    // Listing the databases is not how a new one is found: `_db_updates` is.
+    opts.discover_every = Duration::from_secs(3600);
+    let running = start(&store, opts);
+    let routing = &running.routing;
+    caught_up(routing).await;
+    let status = routing.status();
+    assert_eq!(status.phase, reactor::Phase::Ready);
+    assert_eq!(status.account_dbs.mode, "feed");
+    assert_eq!((status.account_dbs.dbs, status.account_dbs.loaded), (24, 24));
+    // One follower per shared database, none per account database.
+    let followed: Vec<&str> = status.sources.iter().map(|s| s.db.as_str()).collect();
+    assert!(followed.iter().all(|db| !db.starts_with("account/")), "{followed:?}");
+    assert!(status.tables.iter().all(|t| t.account_id.is_none()), "no account has a resource");
+
+    let parent = AccountId::new(PARENT).expect("id");
+    store.create_db(&parent.db_name()).await.expect("account db");
+    put(
+        &store,
+        &parent.db_name(),
+        resource("local-n", "n.example.com", json!(["^\\+1(\\d{10})$"])),
+    )
+    .await;
+    wait_for(routing, "the new account's table", |r| table(&r.status(), Some(PARENT)).is_some())
+        .await;
+    let mut request = RouteRequest::new("+14155550100");
+    request.account_id = Some(PARENT.into());
+    request.hunt_account_id = Some(PARENT.into());
+    let endpoints = routing.route(&request).endpoints_json();
+    let got: Vec<&str> = endpoints.iter().filter_map(|ep| ep["Route"].as_str()).collect();
+    assert_eq!(got, ["sip:4155550100@n.example.com"]);
+
+    // A dedicated IP assigned later reaches the table without a reload.
+    let ips = DbName::new(reactor::DEDICATED_IPS_DB).expect("name");
+    store.ensure_db(&ips).await.expect("dedicated_ips");
+    put(
+        &store,
+        &ips,
+        json!({"_id": "ip-9", "ip": "10.9.9.9", "zone": "z", "pvt_assigned_to": PARENT}),
+    )
+    .await;
+    wait_for(routing, "the dedicated IP", |r| {
+        r.route(&request)
+            .endpoints_json()
+            .iter()
+            .any(|ep| ep.get("Proxy-IP").and_then(Value::as_str) == Some("10.9.9.9"))
+    })
+    .await;
+}
+
+/// A store whose account databases' changes never arrive (as if the background load had not
+/// reached them yet); everything else passes through.
+struct SlowAccounts(SharedStore);
+
+#[async_trait::async_trait]
+impl docstore::DocStore for SlowAccounts {
+    fn backend(&self) -> &'static str {
+        self.0.backend()
+    }
+    async fn list_dbs(&self) -> docstore::Result<Vec<DbName>> {
+        self.0.list_dbs().await
+    }
+    async fn db_exists(&self, db: &DbName) -> docstore::Result<bool> {
+        self.0.db_exists(db).await
+    }
+    async fn create_db(&self, db: &DbName) -> docstore::Result<()> {
+        self.0.create_db(db).await
+    }
+    async fn delete_db(&self, db: &DbName) -> docstore::Result<()> {
+        self.0.delete_db(db).await
+    }
+    async fn db_info(&self, db: &DbName) -> docstore::Result<docstore::DbInfo> {
+        self.0.db_info(db).await
+    }
+    async fn get(&self, db: &DbName, id: &str) -> docstore::Result<Option<Value>> {
+        self.0.get(db, id).await
+    }
+    async fn put(&self, db: &DbName, doc: Value) -> docstore::Result<docstore::Rev> {
+        self.0.put(db, doc).await
+    }
+    async fn delete(
+        &self,
+        db: &DbName,
+        id: &str,
+        rev: &docstore::Rev,
+    ) -> docstore::Result<docstore::Rev> {
+        self.0.delete(db, id, rev).await
+    }
+    async fn bulk_docs(
+        &self,
+        db: &DbName,
+        docs: Vec<Value>,
+    ) -> docstore::Result<Vec<docstore::BulkItem>> {
+        self.0.bulk_docs(db, docs).await
+    }
+    async fn all_docs(
+        &self,
+        db: &DbName,
+        query: &docstore::AllDocsQuery,
+    ) -> docstore::Result<docstore::AllDocsPage> {
+        self.0.all_docs(db, query).await
+    }
+    async fn get_many(&self, db: &DbName, ids: &[String]) -> docstore::Result<Vec<Option<Value>>> {
+        self.0.get_many(db, ids).await
+    }
+    async fn changes(
+        &self,
+        db: &DbName,
+        query: &docstore::ChangesQuery,
+    ) -> docstore::Result<docstore::ChangesPage> {
+        if db.as_str().starts_with("account/") {
+            std::future::pending::<()>().await;
+        }
+        self.0.changes(db, query).await
+    }
+    async fn open_feed(
+        &self,
+        db: &DbName,
+        query: &docstore::FeedQuery,
+    ) -> docstore::Result<docstore::FeedStream> {
+        self.0.open_feed(db, query).await
+    }
+    async fn db_updates(
+        &self,
+        since: &docstore::Seq,
+    ) -> docstore::Result<Option<docstore::DbUpdateStream>> {
+        self.0.db_updates(since).await
+    }
+    async fn get_local(&self, db: &DbName, name: &str) -> docstore::Result<Option<Value>> {
+        self.0.get_local(db, name).await
+    }
+    async fn put_local(&self, db: &DbName, name: &str, body: Value) -> docstore::Result<()> {
+        self.0.put_local(db, name, body).await
+    }
+    async fn view(
+        &self,
+        db: &DbName,
+        ddoc: &str,
+        view: &str,
+        query: &docstore::ViewQuery,
+    ) -> docstore::Result<Vec<docstore::ViewRow>> {
+        self.0.view(db, ddoc, view, query).await
+    }
+}
+
+/// While the account tables load in the background (phase `offnet_ready`), a route naming an
+/// account whose table is not loaded yet loads it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_loads_its_account_table_first() {
+    let inner = embedded();
+    inner.ensure_db(&offnet()).await.expect("offnet");
+    let parent = AccountId::new(PARENT).expect("id");
+    inner.create_db(&parent.db_name()).await.expect("account db");
+    put(
+        &inner,
+        &parent.db_name(),
+        resource("local-f", "f.example.com", json!(["^\\+1(\\d{10})$"])),
+    )
+    .await;
+    let store: SharedStore = Arc::new(SlowAccounts(inner));
+    let running = start(&store, options(20));
+    let routing = &running.routing;
+    wait_for(routing, "global routing", |r| r.status().phase == reactor::Phase::OffnetReady).await;
+    assert!(table(&routing.status(), Some(PARENT)).is_none(), "not loaded in the background");
+    let mut request = RouteRequest::new("+14155550100");
+    request.account_id = Some(PARENT.into());
+    request.hunt_account_id = Some(PARENT.into());
+    routing.ensure_loaded(&request).await;
+    let endpoints = routing.route(&request).endpoints_json();
+    let got: Vec<&str> = endpoints.iter().filter_map(|ep| ep["Route"].as_str()).collect();
+    assert_eq!(got, ["sip:4155550100@f.example.com"]);
+    assert_eq!(routing.status().phase, reactor::Phase::OffnetReady);
+}
+
 // ---- backends ---------------------------------------------------------------------------
 
 fn embedded() -> SharedStore {
@@ -434,4 +618,5 @@ on_both!(
     system_config_change_rebuilds,
     reload_and_flush,
     local_tables_carry_dedicated_ips,
+    new_account_db_routes_without_a_poll_and_without_a_feed_each,
 );

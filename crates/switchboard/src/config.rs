@@ -87,10 +87,18 @@ pub(crate) struct ServeArgs {
     /// [default: 1024].
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS")]
     pub(crate) max_connections: Option<usize>,
-    /// How long the first change of a burst waits for more before its route table is rebuilt
-    /// [default: 50ms].
+    /// Coalescing of route table builds: a change after a quiet period is built at once; one
+    /// arriving less than this after the last build waits until this long after it, with
+    /// everything else that arrived [default: 50ms].
     #[arg(long, env = "SWITCHBOARD_DEBOUNCE", value_parser = parse_duration)]
     pub(crate) debounce: Option<Duration>,
+    /// Account databases read at once, at start and when many change together [default: 8].
+    #[arg(long, env = "SWITCHBOARD_ACCOUNT_CONCURRENCY")]
+    pub(crate) account_concurrency: Option<usize>,
+    /// Most requests in flight to CouchDB at once (live feeds aside); the rest wait their turn
+    /// [default: 16].
+    #[arg(long, env = "SWITCHBOARD_STORE_MAX_REQUESTS")]
+    pub(crate) store_max_requests: Option<usize>,
     /// How often the database list is polled for new or deleted account databases when the
     /// server has no `_db_updates` feed [default: 5s].
     #[arg(long, env = "SWITCHBOARD_DISCOVER_EVERY", value_parser = parse_duration)]
@@ -245,6 +253,10 @@ pub(crate) struct Settings {
     pub(crate) debounce: Duration,
     /// Routing reactor database discovery poll.
     pub(crate) discover_every: Duration,
+    /// Account databases read at once.
+    pub(crate) account_concurrency: usize,
+    /// Most requests in flight to CouchDB.
+    pub(crate) store_max_requests: usize,
     /// Period of the design document check.
     pub(crate) design_check_every: Duration,
     /// Seed an empty embedded store with the demo documents.
@@ -407,6 +419,14 @@ impl Settings {
             max_connections,
             debounce: args.debounce.unwrap_or(DEFAULT_DEBOUNCE),
             discover_every: args.discover_every.unwrap_or(DEFAULT_DISCOVER_EVERY),
+            account_concurrency: args
+                .account_concurrency
+                .unwrap_or(docstore::DEFAULT_CONCURRENCY)
+                .max(1),
+            store_max_requests: args
+                .store_max_requests
+                .unwrap_or(docstore::DEFAULT_MAX_REQUESTS)
+                .max(1),
             design_check_every: args.design_check_every.unwrap_or(DEFAULT_DESIGN_CHECK_EVERY),
             seed_demo: !args.no_demo,
         })

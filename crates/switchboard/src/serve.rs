@@ -28,9 +28,20 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     let settings = Arc::new(Settings::resolve(global, args)?);
     crate::init_tracing(&settings.log_level);
     let termination = Termination::install();
+    // The signal is heard from the start: a start that keeps retrying its reads can be stopped.
+    let signalled = CancellationToken::new();
+    tokio::spawn({
+        let signalled = signalled.clone();
+        async move {
+            termination.wait().await;
+            signalled.cancel();
+        }
+    });
     let store = match &settings.store {
         StoreSettings::Couch { url, user, password } => {
-            crate::store::open_couch(url, user.as_deref(), password.as_deref()).await?
+            let max_requests = settings.store_max_requests;
+            crate::store::open_couch(url, user.as_deref(), password.as_deref(), max_requests)
+                .await?
         }
         // The README's first command works on a fresh machine: the default directory is created.
         StoreSettings::Embedded { data_dir } => crate::store::open_embedded(
@@ -69,21 +80,24 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     options.heartbeat = settings.feed_heartbeat;
     options.backoff_base = settings.backoff_base;
     options.backoff_cap = settings.backoff_cap;
+    options.account_concurrency = settings.account_concurrency;
     let routing = reactor::spawn_with(store.clone(), live.clone(), options, shutdown.clone());
 
     // The number reactors: the live inbound table and the lifecycle crawler (§6.3).
     let inbound = numbers::inbound::InboundTable::start(
         store.clone(),
         numbers::inbound::InboundOptions {
-            heartbeat: settings.feed_heartbeat,
             poll_dbs_every: settings.discover_every,
             backoff_base: settings.backoff_base,
             backoff_cap: settings.backoff_cap,
         },
     );
-    let crawler = numbers::crawler::Crawler::from_store(store.clone())
-        .await
-        .context("cannot read system_config/tasks for the number crawler")?;
+    let crawler =
+        retried("system_config/tasks for the number crawler", &settings, &signalled, || {
+            numbers::crawler::Crawler::from_store(store.clone())
+        })
+        .await;
+    let Some(crawler) = crawler else { return Ok(ExitCode::SUCCESS) };
     let crawler = crate::crawl::spawn(store.clone(), crawler, shutdown.clone());
 
     // Tokens are signed with the key every instance on this store shares.
@@ -172,7 +186,7 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     };
     let server = crate::http::serve(listener, app, limits, async move {
         tokio::select! {
-            _ = termination.wait() => {}
+            _ = signalled.cancelled() => {}
             _ = stop.cancelled() => {}
         }
         stopping_signal.cancel();
@@ -219,6 +233,42 @@ async fn load_token_key(
         tokio::select! {
             _ = shutdown.cancelled() => anyhow::bail!("stopped before the token signing key was read"),
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Runs a start-time read until it succeeds, logging each failure and waiting with the feeds'
+/// backoff (`--backoff-base`, `--backoff-cap`) in between: a store that is down or overloaded
+/// at start delays the daemon, it never ends it. `None` when a stop signal came first.
+async fn retried<T, E, F, Fut>(
+    what: &str,
+    settings: &Settings,
+    signalled: &CancellationToken,
+    mut read: F,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        let result = tokio::select! {
+            _ = signalled.cancelled() => return None,
+            result = read() => result,
+        };
+        match result {
+            Ok(value) => return Some(value),
+            Err(error) => {
+                attempt += 1;
+                let wait = docstore::backoff(settings.backoff_base, settings.backoff_cap, attempt)
+                    .max(settings.backoff_base);
+                tracing::warn!(%error, attempt, ?wait, "Cannot read {what} at start; retrying.");
+                tokio::select! {
+                    _ = signalled.cancelled() => return None,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
         }
     }
 }

@@ -20,7 +20,8 @@ use crate::output::CliError;
 pub(crate) async fn open(global: &GlobalArgs) -> anyhow::Result<SharedStore> {
     match &global.couch_url {
         Some(url) => {
-            open_couch(url, global.couch_user.as_deref(), global.couch_password.as_deref()).await
+            let (user, password) = (global.couch_user.as_deref(), global.couch_password.as_deref());
+            open_couch(url, user, password, docstore::DEFAULT_MAX_REQUESTS).await
         }
         None => {
             let dir = global.data_dir.clone().unwrap_or_else(EmbeddedStore::default_dir);
@@ -29,14 +30,17 @@ pub(crate) async fn open(global: &GlobalArgs) -> anyhow::Result<SharedStore> {
     }
 }
 
-/// A CouchDB store; `user`/`password` override credentials in the URL. One request is made to
-/// check that the server answers and accepts the credentials.
+/// A CouchDB store; `user`/`password` override credentials in the URL; at most `max_requests`
+/// requests in flight. One request is made to check that the server answers and accepts the
+/// credentials.
 pub(crate) async fn open_couch(
     url: &str,
     user: Option<&str>,
     password: Option<&str>,
+    max_requests: usize,
 ) -> anyhow::Result<SharedStore> {
     let mut config = CouchConfig::from_url(url).context("bad CouchDB URL")?;
+    config.max_requests = max_requests;
     if let Some(user) = user {
         config.user = Some(user.to_owned());
     }

@@ -172,7 +172,9 @@ pub(crate) async fn metrics_endpoint(State(state): State<AppState>) -> Response 
 /// reactor's feed or read is failing (the store unreachable, a feed reconnecting or silent past
 /// its heartbeats); else 503 `starting`. Documents skipped or repaired because they could not be
 /// decoded do not make the daemon unready: they are listed in `warnings` (and in
-/// `/v2/stepswitch/status`).
+/// `/v2/stepswitch/status`). `phase` says how far routing's start has come: `starting` (503 on
+/// routes), `offnet_ready` (global routing served, account tables loading in the background),
+/// `ready` (every account database there was at start has been read).
 pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     let mut waiting = Vec::new();
     let mut checks = serde_json::Map::new();
@@ -204,6 +206,7 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     };
     let mut body = json!({
         "status": status,
+        "phase": state.routing.phase(),
         "checks": checks,
         "backend": state.store.backend(),
         "warnings": warnings,

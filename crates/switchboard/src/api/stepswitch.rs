@@ -127,6 +127,7 @@ async fn lookup(state: &AppState, form: route_forms::Form, body: &Value) -> Resp
         return refusal;
     }
     let request = RouteRequest::from_offnet_req(body);
+    state.routing.ensure_loaded(&request).await;
     if form.explain {
         return explained(state, form, &request).await;
     }
