@@ -1065,7 +1065,8 @@ impl Shared {
             state.inputs.insert(scope.clone(), inputs.clone());
             let seq = inputs.last_seq.clone();
             let (table, diagnostics, took) =
-                compile_blocking(scope.clone(), inputs, config.clone()).await;
+                // the proxies changed: a full compile (no previous table to share)
+                compile_blocking(None, scope.clone(), inputs, config.clone()).await;
             self.note_build(Scope2::from(&scope), seq, &diagnostics, took);
             tables.push(Arc::new(table));
         }
@@ -1152,7 +1153,7 @@ impl SourceTask {
         let live = match self.source {
             Source::Config => Some(self.shared.live.system_config.clone()),
             Source::Accounts => Some(self.shared.live.accounts.clone()),
-            Source::Global | Source::Account(_) => None,
+            Source::Global | Source::Account(_) | Source::DedicatedIps => None,
         };
         if let Some(live) = live {
             return self.run_live(live).await;
