@@ -36,7 +36,7 @@ pub(crate) fn account_place(
     state.auth.authorize(caller, account)?;
     let id = AccountId::new(account).map_err(|_| {
         ApiError::BadRequest(format!(
-            "account {account} has no database: its id is not 32 lowercase hex characters"
+            "account {account} has no database: its id is not 32 lowercase letters, digits or `_`"
         ))
     })?;
     Ok(Place { db: id.db_name(), account: Some(id) })
