@@ -9,8 +9,9 @@
 //! Adding one takes:
 //! 1. a new file in this folder with the carrier's config struct, its `impl Carrier` and its
 //!    `SPEC` (`mod` it below);
-//! 2. a variant of [`CarrierKind`] and its place in [`CarrierKind::ALL`] (in declaration order:
-//!    the `kinds_and_specs_agree` test fails otherwise);
+//! 2. a variant of [`CarrierKind`] and the same place in [`CarrierKind::ALL`] (the
+//!    `kinds_and_specs_agree` test checks the order, and that `ALL` ends with the last variant:
+//!    a variant added last is named there too);
 //! 3. its arm in [`CarrierKind::spec`] (the compiler asks for it).
 //!
 //! The test `kinds_and_specs_agree` checks every spec against its kind. The external
