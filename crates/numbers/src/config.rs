@@ -9,7 +9,6 @@ use crate::account::AccountId;
 use crate::auth::Accounts;
 use crate::doc::NumberState;
 use crate::error::Error;
-use crate::features::FeaturePolicy;
 
 /// Kazoo's default `cnam_provider` (`knm_providers.erl`).
 pub const DEFAULT_CNAM_PROVIDER: &str = "knm_cnam_notifier";
@@ -270,6 +269,52 @@ pub enum ProviderKey {
     Cnam,
     /// `e911` → `e911_provider`.
     E911,
+}
+
+/// The configuration the feature lists come from. `None` means "not set" at that level.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeaturePolicy {
+    /// System `number_manager.features.allow` (legacy key `providers`); `None` = every feature.
+    pub system_allow: Option<Vec<String>>,
+    /// The number owner's reseller `number_manager.features.allow`.
+    pub reseller_allow: Option<Vec<String>>,
+    /// The number owner's reseller `number_manager.features.deny`.
+    pub reseller_deny: Option<Vec<String>>,
+    /// System `number_manager.local_feature_override` (default false): when set, local numbers
+    /// are not denied the external features.
+    pub local_feature_override: bool,
+}
+
+fn policy_list(v: Option<&Value>) -> Option<Vec<String>> {
+    v?.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+}
+
+impl FeaturePolicy {
+    /// Reads the system part from the `number_manager` system config document (its `default`
+    /// section, else top level): `features.allow` (legacy `providers`) and
+    /// `local_feature_override`.
+    pub fn from_system_config(doc: &Value) -> Self {
+        let section = doc.get("default");
+        let get = |key: &str| section.and_then(|s| s.get(key)).or_else(|| doc.get(key));
+        FeaturePolicy {
+            system_allow: policy_list(get("features").and_then(|f| f.get("allow")))
+                .or_else(|| policy_list(get("providers"))),
+            reseller_allow: None,
+            reseller_deny: None,
+            local_feature_override: get("local_feature_override")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        }
+    }
+
+    /// Adds the reseller's lists from its `configs_number_manager` account-config document
+    /// (`features.allow`, `features.deny`).
+    pub fn with_reseller_config(mut self, doc: &Value) -> Self {
+        let features = doc.get("features");
+        self.reseller_allow = policy_list(features.and_then(|f| f.get("allow")));
+        self.reseller_deny = policy_list(features.and_then(|f| f.get("deny")));
+        self
+    }
 }
 
 #[cfg(test)]

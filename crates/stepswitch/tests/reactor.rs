@@ -262,6 +262,27 @@ async fn accounts_discovered_local_routing_and_only_touched_table(store: SharedS
     assert!(routing.route(&request).endpoints.is_empty());
 }
 
+/// A database named like an account database whose name holds no account id is not followed and
+/// is named in the status (until it is deleted); an account's monthly database is skipped quietly.
+async fn unparsable_account_db_is_a_status_diagnostic(store: SharedStore) {
+    store.ensure_db(&offnet()).await.expect("offnet");
+    let odd = DbName::new("account/zz/zz/not-an-account").expect("name");
+    store.create_db(&odd).await.expect("odd db");
+    let account = AccountId::new(ACCOUNT).expect("id");
+    let monthly = DbName::new(format!("{}-202401", account.db_name())).expect("name");
+    store.create_db(&monthly).await.expect("monthly db");
+    let running = start(&store, options(20));
+    let routing = &running.routing;
+    caught_up(routing).await;
+    let status = routing.status();
+    assert_eq!(status.db_errors.len(), 1, "{:?}", status.db_errors);
+    assert_eq!(status.db_errors[0].resource_id, odd.as_str());
+    assert!(status.db_errors[0].message.contains("not an account id"), "{:?}", status.db_errors);
+    assert!(status.tables.iter().all(|t| t.account_id.is_none()), "{:?}", status.tables);
+    store.delete_db(&odd).await.expect("delete db");
+    wait_for(routing, "the diagnostic gone", |r| r.status().db_errors.is_empty()).await;
+}
+
 async fn system_config_change_rebuilds(store: SharedStore) {
     store.ensure_db(&offnet()).await.expect("offnet");
     // No weight_cost: the weight comes from default_weight (rule 12).
@@ -615,6 +636,7 @@ on_both!(
     live_edit_delete_and_bad_regex,
     burst_coalesces_into_few_builds,
     accounts_discovered_local_routing_and_only_touched_table,
+    unparsable_account_db_is_a_status_diagnostic,
     system_config_change_rebuilds,
     reload_and_flush,
     local_tables_carry_dedicated_ips,

@@ -59,9 +59,6 @@ pub(crate) async fn update_pool(
     mut fields: Map<String, Value>,
     ctx: &CarrierCtx<'_>,
 ) -> Result<(), Error> {
-    if ctx.dry_run {
-        return Ok(());
-    }
     fields.insert("pvt_module_name".into(), Value::from(kind.module_name()));
     ctx.index.update_pool_doc(pool, &doc.id, fields).await
 }
@@ -152,7 +149,7 @@ mod tests {
         let mut doc = found.rows()[0].to_discovery_doc(5);
         doc.state = NumberState::InService;
         doc.assigned_to = Some(acc(2));
-        Managed.acquire_number(doc.clone(), &ctx.with_dry_run(true)).await.unwrap();
+        CarrierKind::Managed.acquire(doc.clone(), &ctx.with_dry_run(true)).await.unwrap();
         assert_eq!(index.pool_doc(Pool::Managed, "+15550000001")["pvt_state"], "available");
         let ctx = CarrierCtx::new(&config, &index);
         Managed.acquire_number(doc.clone(), &ctx).await.unwrap();

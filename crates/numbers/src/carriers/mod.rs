@@ -9,8 +9,9 @@
 //! Adding one takes:
 //! 1. a new file in this folder with the carrier's config struct, its `impl Carrier` and its
 //!    `SPEC` (`mod` it below);
-//! 2. a variant of [`CarrierKind`] and its place in [`CarrierKind::ALL`] (in declaration order:
-//!    the `kinds_and_specs_agree` test fails otherwise);
+//! 2. a variant of [`CarrierKind`] and the same place in [`CarrierKind::ALL`] (the
+//!    `kinds_and_specs_agree` test checks the order, and that `ALL` ends with the last variant:
+//!    a variant added last is named there too);
 //! 3. its arm in [`CarrierKind::spec`] (the compiler asks for it).
 //!
 //! The test `kinds_and_specs_agree` checks every spec against its kind. The external
@@ -350,9 +351,9 @@ pub trait Carrier: Send + Sync {
     async fn find_numbers(&self, query: &SearchQuery, ctx: &CarrierCtx<'_>)
         -> Result<Found, Error>;
 
-    /// `acquire_number(N)`: buys or claims the number; may update `pvt_carrier_data`. Never
-    /// called under dry run by the lifecycle; implementations must still honour
-    /// [`CarrierCtx::dry_run`]. The default has nothing to buy and returns the number as it is
+    /// `acquire_number(N)`: buys or claims the number; may update `pvt_carrier_data`. Called
+    /// through [`CarrierKind::acquire`], which answers a dry run itself: implementations do not
+    /// check [`CarrierCtx::dry_run`]. The default has nothing to buy and returns the number as it is
     /// (knm_local, knm_inventory, knm_mdn, knm_reserved, knm_reserved_reseller).
     ///
     /// # Errors
@@ -365,7 +366,8 @@ pub trait Carrier: Send + Sync {
         Ok(doc)
     }
 
-    /// `disconnect_number(N)`: gives the number back to the carrier. The default has nothing
+    /// `disconnect_number(N)`: gives the number back to the carrier (called through
+    /// [`CarrierKind::disconnect`], which answers a dry run itself). The default has nothing
     /// to give back and returns the number as it is (the internal modules, knm_bandwidth2,
     /// knm_other and the Kazoo modules not ported here).
     ///
@@ -592,6 +594,35 @@ impl CarrierKind {
     /// The implementation.
     pub fn carrier(self) -> &'static dyn Carrier {
         self.spec().carrier
+    }
+
+    /// `acquire_number(N)` of this module as the store calls it: the one place the dry run
+    /// (§8.1) is honoured for every carrier, which then buys nothing and returns the number as
+    /// it is.
+    ///
+    /// # Errors
+    /// The carrier's refusal, or a store failure.
+    pub async fn acquire(self, doc: NumberDoc, ctx: &CarrierCtx<'_>) -> Result<NumberDoc, Error> {
+        if ctx.dry_run {
+            return Ok(doc);
+        }
+        self.carrier().acquire_number(doc, ctx).await
+    }
+
+    /// `disconnect_number(N)` of this module as the store calls it; under dry run nothing is
+    /// given back and the number is returned as it is.
+    ///
+    /// # Errors
+    /// The carrier's refusal, or a store failure.
+    pub async fn disconnect(
+        self,
+        doc: NumberDoc,
+        ctx: &CarrierCtx<'_>,
+    ) -> Result<NumberDoc, Error> {
+        if ctx.dry_run {
+            return Ok(doc);
+        }
+        self.carrier().disconnect_number(doc, ctx).await
     }
 }
 

@@ -154,9 +154,6 @@ impl Carrier for Simwood {
         doc: NumberDoc,
         ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
-        if ctx.dry_run {
-            return Ok(doc);
-        }
         let config = SimwoodConfig::from_section(ctx)?;
         let num = doc.id.digits().to_owned();
         config.call(ctx, &num, reqwest::Method::PUT, &format!("allocated/{num}")).await?;
@@ -168,9 +165,6 @@ impl Carrier for Simwood {
         doc: NumberDoc,
         ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
-        if ctx.dry_run {
-            return Ok(doc);
-        }
         let config = SimwoodConfig::from_section(ctx)?;
         let num = doc.id.digits().to_owned();
         config.call(ctx, &num, reqwest::Method::DELETE, &format!("allocated/{num}")).await?;
@@ -273,8 +267,8 @@ mod tests {
         let env = Env::new(s);
         let n = doc("+442031234567", KIND);
         let ctx = env.ctx().with_dry_run(true);
-        assert_eq!(Simwood.acquire_number(n.clone(), &ctx).await.unwrap(), n);
-        assert_eq!(Simwood.disconnect_number(n.clone(), &ctx).await.unwrap(), n);
+        assert_eq!(KIND.acquire(n.clone(), &ctx).await.unwrap(), n);
+        assert_eq!(KIND.disconnect(n.clone(), &ctx).await.unwrap(), n);
         assert!(server.received_requests().await.unwrap().is_empty());
         Mock::given(method("DELETE"))
             .respond_with(ResponseTemplate::new(204))

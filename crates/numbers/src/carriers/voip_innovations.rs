@@ -228,9 +228,6 @@ impl Carrier for VoipInnovations {
         doc: NumberDoc,
         ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
-        if ctx.dry_run {
-            return Ok(doc);
-        }
         let config = VoipInnovationsConfig::from_section(ctx)?;
         let number = doc.id.as_str();
         if config.provisioning.skip_call(KIND, number)? {
@@ -252,9 +249,6 @@ impl Carrier for VoipInnovations {
         doc: NumberDoc,
         ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
-        if ctx.dry_run {
-            return Ok(doc);
-        }
         let config = VoipInnovationsConfig::from_section(ctx)?;
         let number = doc.id.as_str();
         if config.provisioning.skip_call(KIND, number)? {
@@ -435,8 +429,8 @@ mod tests {
         let n = doc("+14352154006", KIND);
         let env = Env::new(s.clone());
         let ctx = env.ctx().with_dry_run(true);
-        assert_eq!(VoipInnovations.acquire_number(n.clone(), &ctx).await.unwrap(), n);
-        assert_eq!(VoipInnovations.disconnect_number(n.clone(), &ctx).await.unwrap(), n);
+        assert_eq!(KIND.acquire(n.clone(), &ctx).await.unwrap(), n);
+        assert_eq!(KIND.disconnect(n.clone(), &ctx).await.unwrap(), n);
         s["default"]["enable_provisioning"] = json!(false);
         let env = Env::new(s.clone());
         for err in [

@@ -41,13 +41,12 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 use crate::account::AccountId;
-use crate::auth::{self, Accounts};
+use crate::auth::Accounts;
 use crate::carriers::CarrierCtx;
 use crate::config::{Config, ProviderKey};
 use crate::doc::NumberDoc;
 use crate::error::Error;
 use crate::features;
-use crate::lifecycle::Ctx;
 
 /// Public keys that request a feature (`?FEATURES_ROOT_KEYS`, §10.2).
 pub const ROOT_KEYS: [&str; 11] = [
@@ -81,18 +80,6 @@ pub struct FeatureCtx<'a> {
     pub is_admin: bool,
     /// §8.1: change the document, call nothing.
     pub dry_run: bool,
-}
-
-impl<'a> FeatureCtx<'a> {
-    /// The providers' view of a lifecycle context.
-    pub fn from_lifecycle(ctx: &Ctx<'a>) -> Self {
-        FeatureCtx {
-            config: ctx.config,
-            accounts: ctx.accounts,
-            is_admin: ctx.auth_by.is_some_and(|a| auth::is_admin(ctx.accounts, a)),
-            dry_run: ctx.dry_run,
-        }
-    }
 }
 
 /// The providers this build runs, one file each.

@@ -18,7 +18,7 @@ use crate::carriers::testindex::MemoryIndex;
 use crate::config::Config;
 use crate::doc::{NumberDoc, NumberState};
 use crate::lifecycle::{
-    lookup_account, transition, Create, Decision, Operation, PublicFields, Update,
+    lookup_account, transition, Create, Ctx, Decision, Operation, PublicFields, Update,
 };
 
 const NOW: i64 = 63_800_000_000;

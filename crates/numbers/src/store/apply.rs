@@ -175,7 +175,7 @@ impl NumberStore {
                     return Ok(());
                 }
                 let rev = decision.doc.rev.clone();
-                let mut doc = kind.carrier().acquire_number(decision.doc.clone(), &ctx).await?;
+                let mut doc = kind.acquire(decision.doc.clone(), &ctx).await?;
                 doc.rev = rev;
                 *acquired = Some((module, doc.clone()));
                 decision.doc = doc;
@@ -193,7 +193,7 @@ impl NumberStore {
                 }
                 let rev = decision.doc.rev.clone();
                 let state = decision.doc.state;
-                let mut doc = kind.carrier().disconnect_number(decision.doc.clone(), &ctx).await?;
+                let mut doc = kind.disconnect(decision.doc.clone(), &ctx).await?;
                 doc.rev = rev;
                 doc.state = state;
                 *disconnected = Some(module);

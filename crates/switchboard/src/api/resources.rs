@@ -30,7 +30,7 @@ fn global_place() -> Place {
 pub(crate) fn account_place(account: &str) -> Result<Place, ApiError> {
     let id = AccountId::new(account).map_err(|_| {
         ApiError::BadRequest(format!(
-            "account {account} has no database: its id is not 32 lowercase hex characters"
+            "account {account} has no database: its id is not 32 lowercase letters, digits or `_`"
         ))
     })?;
     Ok(Place { db: id.db_name(), account: Some(id) })

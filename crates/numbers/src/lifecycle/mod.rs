@@ -34,9 +34,7 @@
 //! After the number-database write succeeded, the account-database steps are retried on their own
 //! conflicts (they are copies, §7.3) and never re-decide.
 
-use std::collections::BTreeMap;
-
-use e164::{Converters, E164};
+use e164::E164;
 use serde_json::{Map, Value};
 
 use crate::account::AccountId;
@@ -45,6 +43,15 @@ use crate::config::Config;
 use crate::doc::{number_db, NumberDoc, NumberState, KNM_LOCAL, KNM_MDN};
 use crate::error::Error;
 use crate::providers::{self, FeatureCtx, ProviderCall};
+
+mod bulk;
+mod lookup;
+mod table;
+
+pub use bulk::{split_reconcilable, transition_many, BulkOutcome, Reconciled};
+pub use lookup::{lookup_account, AccountLookup};
+pub use table::apply_transition;
+use table::{authorize, gate};
 
 /// How many times the store layer decides and writes before giving up on a contended number
 /// (each conflict on the number-database write re-reads and re-decides, after the jittered
@@ -232,6 +239,18 @@ impl<'a> Ctx<'a> {
     }
 }
 
+impl<'a> Ctx<'a> {
+    /// The feature providers' view of this context.
+    pub fn feature_ctx(&self) -> FeatureCtx<'a> {
+        FeatureCtx {
+            config: self.config,
+            accounts: self.accounts,
+            is_admin: self.auth_by.is_some_and(|a| auth::is_admin(self.accounts, a)),
+            dry_run: self.dry_run,
+        }
+    }
+}
+
 /// A call the store must make to the number's carrier module (§4.4, §6.1 step 7) before writing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CarrierCall {
@@ -327,160 +346,6 @@ impl Decision {
 /// The `assign_to` an operation requires: its absence is `assign_failure` (`field_undefined`).
 fn require_assign_to(assign_to: Option<&AccountId>) -> Result<AccountId, Error> {
     assign_to.cloned().ok_or_else(|| Error::AssignFailure { cause: "field_undefined".into() })
-}
-
-/// §3.6 read gate, applied to every loaded document.
-fn gate(doc: &NumberDoc, assign_to: Option<&AccountId>, ctx: &Ctx<'_>) -> Result<(), Error> {
-    if auth::can_read(ctx.accounts, ctx.auth_by, doc.state, doc.assigned_to.as_ref(), assign_to) {
-        Ok(())
-    } else {
-        Err(Error::unauthorized())
-    }
-}
-
-fn authorize(doc: &NumberDoc, assign_to: Option<&AccountId>, ctx: &Ctx<'_>) -> Result<(), Error> {
-    if auth::is_authorized(ctx.accounts, ctx.auth_by, doc.assigned_to.as_ref(), assign_to) {
-        Ok(())
-    } else {
-        Err(Error::unauthorized())
-    }
-}
-
-/// §4.2 "move to state S".
-fn move_to(doc: &mut NumberDoc, target: NumberState, assign_to: Option<&AccountId>) {
-    if target != NumberState::Available && doc.assigned_to.as_ref() != assign_to {
-        doc.set_assigned_to(assign_to.cloned());
-    }
-    doc.state = target;
-}
-
-/// The §4.5 table: changes `doc` towards `target` and returns whether the carrier must acquire.
-///
-/// # Errors
-/// The table's errors: `invalid_state_transition` (with the MDN causes), 403 `forbidden`,
-/// `no_change_required`.
-pub fn apply_transition(
-    doc: &mut NumberDoc,
-    target: NumberState,
-    assign_to: Option<&AccountId>,
-    ctx: &Ctx<'_>,
-) -> Result<bool, Error> {
-    use NumberState as S;
-    let current = doc.state;
-    let invalid = || Error::invalid_transition(Some(current.as_str()), target.as_str());
-    let mdn_guard = |doc: &NumberDoc| -> Result<(), Error> {
-        if doc.is_mdn() {
-            Err(Error::invalid_transition(Some("'MDN'"), target.as_str()))
-        } else {
-            Ok(())
-        }
-    };
-    let mdn_in_service = |doc: &NumberDoc| -> Result<(), Error> {
-        if doc.is_mdn() {
-            Err(invalid())
-        } else {
-            Ok(())
-        }
-    };
-    match target {
-        S::Reserved => {
-            mdn_guard(doc)?;
-            let acquire = match current {
-                S::Reserved => {
-                    let Some(to) = assign_to else { return Err(Error::unauthorized()) };
-                    if doc.assigned_to.as_ref() == Some(to) {
-                        return Err(Error::NoChangeRequired);
-                    }
-                    true
-                }
-                S::Discovery => true,
-                S::Available | S::InService => false,
-                _ => return Err(invalid()),
-            };
-            authorize(doc, assign_to, ctx)?;
-            if let Some(to) = assign_to {
-                doc.push_reserve_history(to);
-            }
-            move_to(doc, target, assign_to);
-            Ok(acquire)
-        }
-        S::InService => match current {
-            S::InService => {
-                if assign_to == doc.assigned_to.as_ref() {
-                    return Ok(false);
-                }
-                authorize(doc, assign_to, ctx)?;
-                move_to(doc, target, assign_to);
-                Ok(false)
-            }
-            S::Discovery => {
-                mdn_in_service(doc)?;
-                authorize(doc, assign_to, ctx)?;
-                move_to(doc, target, assign_to);
-                Ok(true)
-            }
-            S::PortIn => {
-                mdn_in_service(doc)?;
-                authorize(doc, assign_to, ctx)?;
-                move_to(doc, target, assign_to);
-                Ok(false)
-            }
-            // "Everyone MUST be allowed to buy available"; external carriers not contacted.
-            S::Available | S::Aging => {
-                mdn_in_service(doc)?;
-                move_to(doc, target, assign_to);
-                Ok(false)
-            }
-            S::Reserved => {
-                mdn_in_service(doc)?;
-                let ok = auth::is_authorized(
-                    ctx.accounts,
-                    ctx.auth_by,
-                    doc.assigned_to.as_ref(),
-                    assign_to,
-                ) || auth::is_reserved_from_parent(
-                    ctx.accounts,
-                    ctx.auth_by,
-                    doc.state,
-                    doc.assigned_to.as_ref(),
-                );
-                if !ok {
-                    return Err(Error::unauthorized());
-                }
-                move_to(doc, target, assign_to);
-                Ok(false)
-            }
-            _ => Err(invalid()),
-        },
-        S::Available => {
-            mdn_guard(doc)?;
-            if current != S::Available {
-                return Err(invalid());
-            }
-            authorize(doc, assign_to, ctx)?;
-            move_to(doc, target, assign_to);
-            Ok(false)
-        }
-        S::Aging => {
-            mdn_guard(doc)?;
-            if !matches!(current, S::Aging | S::Released | S::Available) {
-                return Err(invalid());
-            }
-            move_to(doc, target, assign_to);
-            Ok(false)
-        }
-        S::PortIn => {
-            mdn_guard(doc)?;
-            if current != S::PortIn {
-                return Err(invalid());
-            }
-            move_to(doc, target, assign_to);
-            Ok(false)
-        }
-        S::Released | S::PortOut | S::Deleted | S::Discovery => {
-            Err(Error::InvalidStateTransition { from: None, to: None })
-        }
-    }
 }
 
 fn not_found(number: &E164) -> Error {
@@ -677,7 +542,7 @@ fn create(
                 doc.replace_public(fields);
             }
             let acquire = apply_transition(&mut doc, target, Some(&assign_to), ctx)?;
-            let calls = providers::save(&mut doc, &FeatureCtx::from_lifecycle(ctx))?;
+            let calls = providers::save(&mut doc, &ctx.feature_ctx())?;
             Ok(finish_save(None, doc, acquire, ctx)?.with_provider_calls(calls))
         }
         Some(existing) => {
@@ -703,7 +568,7 @@ fn create(
                 doc.replace_public(fields);
             }
             let acquire = apply_transition(&mut doc, target, Some(&assign_to), ctx)?;
-            let calls = providers::save(&mut doc, &FeatureCtx::from_lifecycle(ctx))?;
+            let calls = providers::save(&mut doc, &ctx.feature_ctx())?;
             Ok(finish_save(Some(existing), doc, acquire, ctx)?.with_provider_calls(calls))
         }
     }
@@ -729,7 +594,7 @@ fn release(number: &E164, current: Option<&NumberDoc>, ctx: &Ctx<'_>) -> Result<
     authorize(existing, None, ctx)?;
     // Step 5 (run first, see docs/kazoo-compat.md): the providers' delete over the features the
     // number had — Kazoo runs it after step 4 reset them, so it never de-provisions anything.
-    let calls = providers::delete(&mut existing.clone(), &FeatureCtx::from_lifecycle(ctx))?;
+    let calls = providers::delete(&mut existing.clone(), &ctx.feature_ctx())?;
     release_steps(existing, released_state, ctx).map(|d| d.with_provider_calls(calls))
 }
 
@@ -818,7 +683,7 @@ pub fn transition(
             }
             let acquire =
                 apply_transition(&mut doc, NumberState::InService, Some(&assign_to), ctx)?;
-            let calls = providers::save(&mut doc, &FeatureCtx::from_lifecycle(ctx))?;
+            let calls = providers::save(&mut doc, &ctx.feature_ctx())?;
             Ok(finish_save(current.filter(|d| d.rev.is_some()), doc, acquire, ctx)?
                 .with_provider_calls(calls))
         }
@@ -828,7 +693,7 @@ pub fn transition(
             let assign_to = require_assign_to(assign_to.as_ref())?;
             let mut doc = existing.clone();
             let acquire = apply_transition(&mut doc, NumberState::Reserved, Some(&assign_to), ctx)?;
-            let calls = providers::save(&mut doc, &FeatureCtx::from_lifecycle(ctx))?;
+            let calls = providers::save(&mut doc, &ctx.feature_ctx())?;
             Ok(finish_save(current.filter(|d| d.rev.is_some()), doc, acquire, ctx)?
                 .with_provider_calls(calls))
         }
@@ -843,7 +708,7 @@ pub fn transition(
             if let Some(app) = u.used_by.as_ref().filter(|a| !a.is_empty()) {
                 doc.used_by = Some(app.clone());
             }
-            let fctx = FeatureCtx::from_lifecycle(ctx);
+            let fctx = ctx.feature_ctx();
             if u.remove_denied_features {
                 providers::remove_denied_features(&mut doc, &fctx);
             }
@@ -866,7 +731,7 @@ pub fn transition(
             let existing = loaded(number, current)?;
             gate(existing, None, ctx)?;
             let mut doc = existing.clone();
-            let calls = providers::delete(&mut doc, &FeatureCtx::from_lifecycle(ctx))?;
+            let calls = providers::delete(&mut doc, &ctx.feature_ctx())?;
             Ok(finish_delete(existing.clone(), false, ctx).with_provider_calls(calls))
         }
         Operation::Reconcile { assign_to, module_name, public_fields } => {
@@ -911,220 +776,5 @@ pub fn transition(
     }
 }
 
-/// The result of a bulk operation (§5.0, §15.3): per number, a decision or an error.
-#[derive(Debug, Default)]
-pub struct BulkOutcome {
-    /// Numbers that succeeded, by normalized number.
-    pub ok: BTreeMap<String, Decision>,
-    /// Numbers that failed, by normalized number (by the input as given for `not_reconcilable`).
-    pub ko: BTreeMap<String, Error>,
-}
-
-impl BulkOutcome {
-    /// The collection JSON of §15.3: `{"success": {num: public JSON}, "error": {num: error}}`, empty
-    /// parts omitted; `not_found` / `not_reconcilable` errors are bare strings (§9.2).
-    pub fn to_json(&self) -> Value {
-        let mut out = Map::new();
-        if !self.ok.is_empty() {
-            let success: Map<String, Value> =
-                self.ok.iter().map(|(n, d)| (n.clone(), d.to_public_json())).collect();
-            out.insert("success".into(), Value::Object(success));
-        }
-        if !self.ko.is_empty() {
-            let error: Map<String, Value> =
-                self.ko.iter().map(|(n, e)| (n.clone(), e.to_bulk_json())).collect();
-            out.insert("error".into(), Value::Object(error));
-        }
-        Value::Object(out)
-    }
-}
-
-/// Inputs split by §1.3: reconcilable numbers (normalized, duplicates collapsed) and the failures
-/// keyed by the input as given.
-#[derive(Debug, Default)]
-pub struct Reconciled {
-    /// Normalized, unique, in first-seen order.
-    pub numbers: Vec<E164>,
-    /// `not_reconcilable`, keyed by the original input.
-    pub ko: BTreeMap<String, Error>,
-}
-
-/// `knm_numbers:new/4` + `are_reconcilable/1`: normalizes each input with the configured
-/// converters; inputs that are not reconcilable (or do not normalize to E.164) fail as
-/// `not_reconcilable` keyed by the input.
-pub fn split_reconcilable<S: AsRef<str>>(inputs: &[S], converters: &Converters) -> Reconciled {
-    let mut out = Reconciled::default();
-    for input in inputs {
-        let input = input.as_ref();
-        match converters.is_reconcilable(input).then(|| converters.to_e164(input)).flatten() {
-            Some(n) => {
-                if !out.numbers.contains(&n) {
-                    out.numbers.push(n);
-                }
-            }
-            None => {
-                out.ko
-                    .insert(input.to_owned(), Error::NotReconcilable { number: input.to_owned() });
-            }
-        }
-    }
-    out
-}
-
-/// Decides `op` for many numbers (§5.0): each number independently, failures collected per
-/// number. `docs` gives the stored document of each reconcilable number (`None` = not found).
-pub fn transition_many<'d, I>(items: I, op: &Operation, ctx: &Ctx<'_>) -> BulkOutcome
-where
-    I: IntoIterator<Item = (E164, Option<&'d NumberDoc>)>,
-{
-    let mut out = BulkOutcome::default();
-    for (number, current) in items {
-        match transition(&number, current, op, ctx) {
-            Ok(d) => {
-                out.ok.insert(number.into_string(), d);
-            }
-            Err(e) => {
-                out.ko.insert(number.into_string(), e);
-            }
-        }
-    }
-    out
-}
-
-/// What `lookup_account` (§5.10, `/identify`, routing) answers for a routable number.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountLookup {
-    /// The owner.
-    pub account_id: AccountId,
-    /// The number.
-    pub number: E164,
-    /// `pending_port`: state `port_in` (or found only in a port request).
-    pub pending_port: bool,
-    /// `local`: module `knm_local` (true for port-request hits).
-    pub local: bool,
-    /// `inbound_cnam`: feature present and the carrier looks up CNAM.
-    pub inbound_cnam: bool,
-    /// `force_outbound` (§12.6).
-    pub force_outbound: bool,
-    /// `prepend`: `prepend.name` when `prepend.enabled`.
-    pub prepend: Option<String>,
-    /// `ringback_media`: `ringback.early`.
-    pub ringback_media: Option<String>,
-    /// `transfer_media`: `ringback.transfer`.
-    pub transfer_media: Option<String>,
-}
-
-impl AccountLookup {
-    /// `{account_id, number}` plus the routing properties, as `/identify` returns them.
-    pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("account_id".into(), Value::from(self.account_id.as_str()));
-        m.insert("number".into(), Value::from(self.number.as_str()));
-        m.insert("pending_port".into(), Value::from(self.pending_port));
-        m.insert("local".into(), Value::from(self.local));
-        m.insert("inbound_cnam".into(), Value::from(self.inbound_cnam));
-        m.insert("force_outbound".into(), Value::from(self.force_outbound));
-        for (k, v) in [
-            ("prepend", &self.prepend),
-            ("ringback_media", &self.ringback_media),
-            ("transfer_media", &self.transfer_media),
-        ] {
-            if let Some(v) = v {
-                m.insert(k.into(), Value::from(v.clone()));
-            }
-        }
-        Value::Object(m)
-    }
-}
-
-fn feature_str(doc: &NumberDoc, feature: &str, key: &str) -> Option<String> {
-    doc.features.get(feature).and_then(|f| f.get(key)).and_then(Value::as_str).map(str::to_owned)
-}
-
-/// §12.6 `is_force_outbound/3`.
-fn is_force_outbound(doc: &NumberDoc, config: &Config) -> bool {
-    let local = doc.is_local_or_mdn();
-    match doc.state {
-        NumberState::PortIn => {
-            config.force_port_in_outbound || (local && config.force_local_outbound)
-        }
-        NumberState::PortOut => {
-            config.force_port_out_outbound || (local && config.force_local_outbound)
-        }
-        _ if local => config.force_local_outbound,
-        _ => match doc.features.get("force_outbound") {
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) => s == "true",
-            _ => config.default_force_outbound,
-        },
-    }
-}
-
-/// §5.10 `lookup_account`: who owns `number`, for routing and `/identify`.
-///
-/// `current` is the number document read with system auth; `port_request_owner` the account of
-/// an open port request holding the number, if the caller found one (used only when there is no
-/// document and `fetch_account_from_ports` is set). `should_lookup_cnam` is the carrier module's
-/// answer (see `CarrierKind::should_lookup_cnam`).
-///
-/// # Errors
-/// `not_found`, `unassigned`, `not_in_service` (naming the owner), `account_disabled`.
-pub fn lookup_account(
-    number: &E164,
-    current: Option<&NumberDoc>,
-    port_request_owner: Option<&AccountId>,
-    should_lookup_cnam: bool,
-    ctx: &Ctx<'_>,
-) -> Result<AccountLookup, Error> {
-    let Some(doc) = current else {
-        return match port_request_owner {
-            Some(owner) if ctx.config.fetch_account_from_ports => Ok(AccountLookup {
-                account_id: owner.clone(),
-                number: number.clone(),
-                pending_port: true,
-                local: true,
-                inbound_cnam: false,
-                force_outbound: true,
-                prepend: None,
-                ringback_media: None,
-                transfer_media: None,
-            }),
-            _ => Err(not_found(number)),
-        };
-    };
-    let Some(owner) = doc.assigned_to.clone() else {
-        return Err(Error::Unassigned { number: number.to_string() });
-    };
-    if !matches!(
-        doc.state,
-        NumberState::PortIn | NumberState::InService | NumberState::PortOut | NumberState::Reserved
-    ) {
-        return Err(Error::NotInService { number: number.to_string(), account: owner.to_string() });
-    }
-    if ctx.accounts.get(&owner).is_some_and(|a| !a.enabled) {
-        return Err(Error::AccountDisabled {
-            number: number.to_string(),
-            account: owner.to_string(),
-        });
-    }
-    let prepend_enabled = doc
-        .features
-        .get("prepend")
-        .and_then(|p| p.get("enabled"))
-        .is_some_and(|e| e == &Value::Bool(true));
-    Ok(AccountLookup {
-        account_id: owner,
-        number: number.clone(),
-        pending_port: doc.state == NumberState::PortIn,
-        local: doc.module_name == KNM_LOCAL,
-        inbound_cnam: doc.features.contains_key("inbound_cnam") && should_lookup_cnam,
-        force_outbound: is_force_outbound(doc, ctx.config),
-        prepend: if prepend_enabled { feature_str(doc, "prepend", "name") } else { None },
-        ringback_media: feature_str(doc, "ringback", "early"),
-        transfer_media: feature_str(doc, "ringback", "transfer"),
-    })
-}
-
 #[cfg(test)]
-#[path = "lifecycle_tests.rs"]
 mod tests;
