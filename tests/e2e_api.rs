@@ -801,7 +801,7 @@ async fn phone_numbers_lifecycle_auth_cross_account_and_bad_input() {
     let number = random_number();
     let one = w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/{number}"));
 
-    // The superduper admin creates the number for A (§15.2 PUT: create, default in_service).
+    // The superduper admin creates the number for A (`cb_phone_numbers_v2`'s routes PUT: create, default in_service).
     let (status, body) =
         call(Method::PUT, &one, Some(&root), Some(json!({"data": {"my_field": "x"}}))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -812,7 +812,7 @@ async fn phone_numbers_lifecycle_auth_cross_account_and_bad_input() {
     let stored = couch_get_doc(&w.couch, &format!("numbers/{}", &number[..5]), &number);
     assert_eq!(stored["pvt_assigned_to"], a.as_str());
 
-    // A reads, merges a field, identifies and lists it. The features A may set (§12.2) are in
+    // A reads, merges a field, identifies and lists it. The features A may set (`knm_providers:list_available_features/1`) are in
     // `_read_only.features_available`: force_outbound always (vector K14), carrier_name only
     // for admins (K15), and no external feature on a local number.
     let (status, body) = call(Method::GET, &one, Some(&a_token), None).await;
@@ -873,7 +873,7 @@ async fn phone_numbers_lifecycle_auth_cross_account_and_bad_input() {
     assert_eq!(body["message"], "bad_identifier");
     assert_eq!(body["data"]["not_found"], "The number could not be found");
 
-    // Collections: 200 with per-number results, even for the ones that fail (§15.3).
+    // Collections: 200 with per-number results, even for the ones that fail (`cb_phone_numbers_v2`'s success replies).
     let coll = w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/collection"));
     let (n1, n2) = (random_number(), random_number());
     let (status, body) = call(
@@ -919,8 +919,8 @@ async fn phone_numbers_lifecycle_auth_cross_account_and_bad_input() {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 
-    // carriers_info (§11.6): default carriers knm_local (prefix 10, min 15); the superduper
-    // admin may create in every state, a plain account in none (§3.8).
+    // carriers_info (`knm_carriers:info/3`): default carriers knm_local (prefix 10, min 15); the superduper
+    // admin may create in every state, a plain account in none (`knm_number:allowed_creation_states/2`).
     let info = w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/carriers_info"));
     let (status, body) = call(Method::GET, &info, Some(&root), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -944,7 +944,7 @@ async fn phone_numbers_lifecycle_auth_cross_account_and_bad_input() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_error(&body, 401);
 
-    // check (§11.5, vectors O7-O8): knm_local cannot check, so every number (deduplicated
+    // check (`knm_carriers:check/1`, vectors O7-O8): knm_local cannot check, so every number (deduplicated
     // after normalization) is "error"; an input that cannot be normalized is "error" too.
     let check = w.daemon.url(&format!("/v2/accounts/{a}/phone_numbers/check"));
     // An exchange digit of 2-9, so that the ten-digit form normalizes to the same NANP number.
@@ -1001,7 +1001,7 @@ async fn phone_numbers_lifecycle_auth_cross_account_and_bad_input() {
     // Release: the number leaves A.
     let (status, body) = call(Method::DELETE, &one, Some(&a_token), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    // A knm_local number is deleted on release (§6.1); any other leaves A's hands.
+    // A knm_local number is deleted on release (`knm_numbers:release/2`); any other leaves A's hands.
     let db = enc(&format!("numbers/{}", &number[..5]));
     let (_, rows) = couch(
         "POST",

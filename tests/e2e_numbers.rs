@@ -1,7 +1,7 @@
 //! End-to-end tests of `switchboard numbers …` with the real binary against the
 //! CouchDB-compatible test server loaded with Kazoo's fixturedb documents
-//! (`fixtures/numbers/fixturedb`): each subcommand, `--json` output (the public JSON of §10.2),
-//! an error case's exact §9 JSON and exit code, dry run, generation, CSV import and search.
+//! (`fixtures/numbers/fixturedb`): each subcommand, `--json` output (the public JSON of `knm_phone_number:to_public_json/1`),
+//! an error case's exact `knm_errors` JSON and exit code, dry run, generation, CSV import and search.
 //!
 //! One test function runs the steps in order: the fixture databases have Kazoo's fixed names.
 
@@ -120,7 +120,7 @@ fn numbers_subcommands() {
     assert_eq!(v["state"], "available");
     assert_eq!(v["_read_only"]["state"], "available");
 
-    // §9 error JSON, exactly, and a non-zero exit: not_found (B7, normalized input).
+    // `knm_errors` error JSON, exactly, and a non-zero exit: not_found (B7, normalized input).
     let e = cli.fails(&["get", "5559871234"]);
     assert_eq!(
         e,
@@ -196,7 +196,7 @@ fn numbers_subcommands() {
     let e = cli.fails(&["reserve", "+15551239876", "--state", "available"]);
     assert_eq!(e["error"], "invalid");
 
-    // generate managed (§16.1): 250 pool docs through _bulk_docs; again: each one refused.
+    // generate managed (`kazoo_number_manager_maintenance:generate_numbers/4`): 250 pool docs through _bulk_docs; again: each one refused.
     let v = cli.ok(&["generate", "managed", RESELLER, "14158000000", "250"]);
     assert_eq!(v["success"].as_object().unwrap().len(), 250);
     assert_eq!(get("numbers/managed", "+14158000249").unwrap()["pvt_account_id"], RESELLER);

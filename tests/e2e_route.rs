@@ -293,7 +293,7 @@ async fn local_resource_routes_with_a_hunt_account() {
     until_routes(world, req, "the local resource", |r| r == ["sip:9175550100@byoc.example.com"])
         .await;
     // Without the hunt account the global table answers (nothing there for this range); a hunt
-    // account outside the caller's hierarchy routes nothing (rule 15).
+    // account outside the caller's hierarchy routes nothing (`stepswitch_resources:maybe_get_endpoints/2`).
     assert!(routes(world, json!({"To-DID": "+19175550100", "Account-ID": CHILD})).await.is_empty());
     let outside = json!({"To-DID": "+19175550100", "Account-ID": PARENT, "Hunt-Account-ID": CHILD});
     assert!(routes(world, outside).await.is_empty());
@@ -505,7 +505,7 @@ fn cli_routes_kazoo_fixture_json_and_table() {
     assert!(table.contains("number: +14158867900") && table.contains("ROUTE"), "{table}");
 }
 
-/// Stepswitch rules 2-3 through `POST /v2/stepswitch/outbound`: a number written into its
+/// `stepswitch_util:get_outbound_destination/1` and the on-net check (`knm_numbers:lookup_account/1`) through `POST /v2/stepswitch/outbound`: a number written into its
 /// numbers database (as in Fauxton), owned by an account in service, loops back to the owner
 /// once the inbound table has it; `Force-Outbound` and an unknown number get `/route`'s carrier
 /// endpoints.
@@ -551,7 +551,7 @@ async fn outbound_loops_an_on_net_number_back_and_routes_the_rest() {
     };
     let deadline = Instant::now() + WAIT;
     let data = loop {
-        // Ten digits: normalized first (rule 2).
+        // Ten digits: normalized first (`stepswitch_util:get_outbound_destination/1`).
         let data = outbound(json!({"To-DID": "2135550100", "Account-ID": OWNER})).await;
         if data["on_net"] == true {
             break data;

@@ -4,7 +4,7 @@
 //! pooled `reqwest` client with the Basic `Authorization` header, the server URL, request building
 //! ([`couch_rs::Client::req`]) and the wire shapes of change rows
 //! ([`couch_rs::types::changes::ChangeEvent`]). Its higher-level calls are not used, each for a
-//! reason named where the raw request is built (couchdb-peer.md §5 lists them all):
+//! reason named where the raw request is built (tools/couch-peer/README.md lists them all):
 //! - every couch_rs call maps errors through `error_for_status()` or reads only `error`, dropping
 //!   CouchDB's `reason` and making a missing database indistinguishable from a missing document,
 //!   which this crate's [`Error`] must keep apart;

@@ -25,11 +25,11 @@ pub const SYSTEM_CONFIG: &str = "system_config";
 pub const RATEDECK: &str = "ratedeck";
 /// The global SIP credentials database (Kazoo's `?KZ_SIP_DB`); it also carries `_design/resources`.
 pub const SIP_AUTH: &str = "sip_auth";
-/// The number database of the `knm_managed` carrier (kazoo-numbers.md §1.4).
+/// The number database of the `knm_managed` carrier (`knm_converters:to_db/1`).
 pub const NUMBERS_MANAGED: &str = "numbers/managed";
-/// The number database of the `knm_inum` carrier (kazoo-numbers.md §1.4).
+/// The number database of the `knm_inum` carrier (`knm_converters:to_db/1`).
 pub const NUMBERS_INUM: &str = "numbers/inum";
-/// The prefix every number database name starts with (kazoo-numbers.md §1.4).
+/// The prefix every number database name starts with (`knm_converters:to_db/1`).
 pub const NUMBERS_PREFIX: &str = "numbers/";
 /// The prefix every account database name starts with.
 pub const ACCOUNT_PREFIX: &str = "account/";
@@ -195,7 +195,7 @@ pub fn account_db(account: &AccountId) -> DbName {
     account.db_name()
 }
 
-/// The database holding a number (`knm_converters:to_db/1`, kazoo-numbers.md §1.4): `numbers/`
+/// The database holding a number (`knm_converters:to_db/1`, `knm_converters:to_db/1`): `numbers/`
 /// followed by the first 5 characters of the number as given — normalized `+14158867900` gives
 /// `numbers/+1415`, a number that was not normalized is used as is (`14158867900` gives
 /// `numbers/14158`).
@@ -353,7 +353,7 @@ mod tests {
         assert!(serde_json::from_value::<AccountId>(serde_json::json!("nope")).is_err());
     }
 
-    /// kazoo-numbers-vectors.md A4.
+    /// Kazoo's number vectors A4.
     #[test]
     fn a4_number_db_names() {
         let db = numbers_db("+14158867900").unwrap();

@@ -6,7 +6,7 @@
 //! `embedded` (a fresh [`EmbeddedStore`] in a temporary directory) and `couchdb` (a [`CouchStore`]
 //! against the test server `testkit` starts, or `COUCHDB_URL`).
 //!
-//! Assertions stick to what CouchDB and the pinned pouchdb-server agree on (couchdb-peer.md §3-4):
+//! Assertions stick to what CouchDB and the pinned pouchdb-server agree on (tools/couch-peer/README.md):
 //! sequences are opaque (never parsed or ordered, only passed back as `since`), revs are `N-…`,
 //! error checks go by kind and HTTP status.
 

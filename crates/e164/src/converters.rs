@@ -1,7 +1,7 @@
 //! `system_config/number_manager`: E.164 converters, the reconcile regex and the classifiers.
 //!
-//! Kazoo: `knm_converters.erl`, `knm_converter_regex.erl` (kazoo-stepswitch.md §11,
-//! kazoo-numbers.md §1). Every default below is Kazoo's code default, used when the key is absent.
+//! Kazoo: `knm_converters.erl`, `knm_converter_regex.erl` (`knm_converters` (classifiers and E.164 conversion),
+//! Kazoo's `offnet_req` flow). Every default below is Kazoo's code default, used when the key is absent.
 
 use serde_json::{Map, Value};
 
@@ -17,7 +17,7 @@ pub const DEFAULT_E164_CONVERTERS: [(&str, &str); 3] = [
     (r"^[2-9]\d{7,}$", "+"),
 ];
 
-/// Kazoo's default `reconcile_regex` (`?DEFAULT_RECONCILE_REGEX`, rule 53).
+/// Kazoo's default `reconcile_regex` (`?DEFAULT_RECONCILE_REGEX`, `knm_converters`' `reconcile_regex`).
 pub const DEFAULT_RECONCILE_REGEX: &str = r"^(\+?1)?\d{10}$|^\+[2-9]\d{7,}$|^011\d*$|^00\d*$";
 
 /// The NANP regex `to_npan`/`to_1npan` use (group 2 is the ten-digit NPAN).
@@ -29,7 +29,7 @@ const NANP_PRETTY_PRINT: &str = "SS(###) ### - ####";
 /// Kazoo's default `classifiers` (`?DEFAULT_CLASSIFIERS`, master), in evaluation order:
 /// (name, regex, friendly name, emergency, pretty print).
 ///
-/// The emergency regex is master's; 4.3 adds `988` (§11), set it in the config to get it.
+/// The emergency regex is master's; 4.3 adds `988` (`knm_converters` (classifiers and E.164 conversion)), set it in the config to get it.
 pub const DEFAULT_CLASSIFIERS: [(&str, &str, &str, bool, Option<&str>); 7] = [
     (
         "tollfree_us",
@@ -69,11 +69,11 @@ pub struct Converter {
 pub struct Classifier {
     /// The key, e.g. `did_us`.
     pub name: String,
-    /// `friendly_name`; defaults to the key (4.3's HELP-15556 fix, spec bug 59 not copied).
+    /// `friendly_name`; defaults to the key (4.3's HELP-15556 fix, spec the Kazoo bug in `knm_converters:available_classifiers/0` not copied).
     pub friendly_name: String,
-    /// `regex`; a classifier object without one uses `^$` (rule 52).
+    /// `regex`; a classifier object without one uses `^$` (`knm_converters:classify/1`).
     pub pattern: Pattern,
-    /// `emergency`, default false; a resource classifier copy inherits it (rule 14).
+    /// `emergency`, default false; a resource classifier copy inherits it (`stepswitch_resources:create_classifier_resource/4`).
     pub emergency: bool,
     /// `pretty_print`, if any (see [`pretty_print`]).
     pub pretty_print: Option<String>,
@@ -211,7 +211,7 @@ impl Converters {
         &self.reconcile
     }
 
-    /// `knm_converters:normalize/1` (rule 54): a number starting with `+` is returned unchanged;
+    /// `knm_converters:normalize/1` (`knm_converters`' default `e164_converters`): a number starting with `+` is returned unchanged;
     /// otherwise the first converter whose regex matches gives `prefix ++ last capture ++ suffix`
     /// (the last element of the Erlang capture list, so the whole match when there is no group);
     /// no match returns the input unchanged.
@@ -239,7 +239,7 @@ impl Converters {
         E164::new(self.normalize(number)).ok()
     }
 
-    /// `knm_converters:is_reconcilable/1` (rule 53): the normalized number matches `reconcile_regex`.
+    /// `knm_converters:is_reconcilable/1` (`knm_converters`' `reconcile_regex`): the normalized number matches `reconcile_regex`.
     pub fn is_reconcilable(&self, number: &str) -> bool {
         if number.starts_with('+') {
             return self.reconcile.is_match(number);
@@ -247,7 +247,7 @@ impl Converters {
         self.reconcile.is_match(&self.normalize(number))
     }
 
-    /// `knm_converters:classify/1` (rule 52): normalize, then the first classifier (config key
+    /// `knm_converters:classify/1` (`knm_converters:classify/1`): normalize, then the first classifier (config key
     /// order) whose regex matches, unanchored; `None` when none matches.
     pub fn classify(&self, number: &str) -> Option<Classification> {
         self.classifier_for(number).map(|it| Classification {
@@ -303,7 +303,7 @@ impl Converters {
     }
 }
 
-/// `knm_converters:to_db/1` (kazoo-numbers.md §1.4): the URL-encoded number database of a
+/// `knm_converters:to_db/1` (`knm_converters:to_db/1`): the URL-encoded number database of a
 /// number, from its first five bytes (`+14158867900` → `numbers%2F%2B1415`); `None` when
 /// shorter than five bytes.
 pub fn to_db(number: &str) -> Option<String> {
@@ -319,7 +319,7 @@ pub fn to_db(number: &str) -> Option<String> {
     Some(out)
 }
 
-/// `knm_util:pretty_print/2` (kazoo-numbers.md §1.6): `S` skips a character of the number,
+/// `knm_util:pretty_print/2` (`knm_converters:classify/1`): `S` skips a character of the number,
 /// `#` emits one, `*` emits the rest; `\S`, `\#`, `\*` are literals, as is every other character.
 /// Once the number is used up, `S`/`#`/`*` emit nothing.
 pub fn pretty_print(format: &str, number: &str) -> String {
@@ -510,7 +510,7 @@ mod tests {
 
     #[test]
     fn a1_normalize_test() {
-        // Vector A1 normalize_test_ (rule 54).
+        // Vector A1 normalize_test_ (`knm_converters`' default `e164_converters`).
         let conv = Converters::kazoo_defaults();
         for input in NANP_FORMS {
             assert_eq!(conv.normalize(input), "+12234567890", "{input}");
@@ -520,7 +520,7 @@ mod tests {
 
     #[test]
     fn a1_to_npan_and_to_1npan() {
-        // Vector A1 to_npan_test_ / to_1npan_test_ (rule 54).
+        // Vector A1 to_npan_test_ / to_1npan_test_ (`knm_converters`' default `e164_converters`).
         let conv = Converters::kazoo_defaults();
         for input in NANP_FORMS {
             assert_eq!(conv.to_npan(input), "2234567890", "{input}");
@@ -563,7 +563,7 @@ mod tests {
 
     #[test]
     fn a1_to_db() {
-        // Vector A1 to_db_test_ (kazoo-numbers.md §1.4).
+        // Vector A1 to_db_test_ (`knm_converters:to_db/1`).
         assert_eq!(to_db("+14158867900").as_deref(), Some("numbers%2F%2B1415"));
         assert_eq!(to_db("14158867900").as_deref(), Some("numbers%2F14158"));
         assert_eq!(to_db("1234"), None);
@@ -599,7 +599,7 @@ mod tests {
 
     #[test]
     fn a1_available_classifiers_help_15556() {
-        // Vector A1 [4.3] available_classifiers_test_ (bug 59 not copied).
+        // Vector A1 [4.3] available_classifiers_test_ (the Kazoo bug in `knm_converters:available_classifiers/0` not copied).
         let doc = json!({"default": {"classifiers": {
             "noname": {"regex": "^1$"},
             "name": {"friendly_name": "Named", "regex": "^2$"},
@@ -643,7 +643,7 @@ mod tests {
 
     #[test]
     fn rule_52_alphabetical_config_classifies_tollfree_as_did_us() {
-        // Kept behaviour (bug 60): a schema-seeded, key-sorted config is used in its own order.
+        // Kept behaviour (the Kazoo bug in `knm_converters:classify/1` (classifier order)): a schema-seeded, key-sorted config is used in its own order.
         let mut classifiers = Map::new();
         let mut sorted: Vec<_> = DEFAULT_CLASSIFIERS.to_vec();
         sorted.sort_by_key(|it| it.0);
@@ -654,7 +654,7 @@ mod tests {
             Converters::from_config(&json!({"default": {"classifiers": classifiers}}));
         assert!(diagnostics.is_empty());
         assert_eq!(conv.classify("+18005550100").unwrap().name, "did_us");
-        // A classifier without `regex` uses `^$` (rule 52).
+        // A classifier without `regex` uses `^$` (`knm_converters:classify/1`).
         let (conv, _) =
             Converters::from_config(&json!({"classifiers": {"blank": {"friendly_name": "B"}}}));
         assert_eq!(conv.classify("").unwrap().name, "blank");

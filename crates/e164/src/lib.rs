@@ -7,7 +7,7 @@
 //!
 //! - [`E164`]: a `+`-prefixed digit string, checked once in its constructor.
 //! - [`Converters`]: `system_config/number_manager` compiled — `normalize`, `to_e164`,
-//!   `is_reconcilable`, `classify`, `to_npan`, `to_1npan` (kazoo-stepswitch.md §11).
+//!   `is_reconcilable`, `classify`, `to_npan`, `to_1npan` (`knm_converters` (classifiers and E.164 conversion)).
 //! - [`Pattern`]: a PCRE rule as Kazoo evaluates it (ASCII `\d`, unanchored, Erlang capture
 //!   list), compiled with `regex` or, for lookaround/backreferences, `fancy-regex`.
 //! - [`Diagnostic`]: a config entry that was left out, and why (partial success is a value).

@@ -442,7 +442,7 @@ mod tests {
 
     #[test]
     fn erlang_capture_shape() {
-        // Trailing unset groups are omitted, non-trailing ones kept as unset (spec §11 rule 54).
+        // Trailing unset groups are omitted, non-trailing ones kept as unset (spec `knm_converters` (classifiers and E.164 conversion) `knm_converters`' default `e164_converters`).
         check_match(
             r"^011(\d{5,})$|^00(\d{5,})$",
             "0044123456",

@@ -1,4 +1,4 @@
-//! Authorization predicates over account documents (§3, `knm_phone_number.erl`,
+//! Authorization predicates over account documents (`knm_phone_number`'s authorization, `knm_phone_number.erl`,
 //! `knm_number.erl`), fed by the caller: the core never fetches an account.
 
 use std::collections::HashMap;
@@ -12,7 +12,7 @@ use crate::error::Error;
 /// Who performs an operation (`auth_by`): the internal bypass `"system"`, or an account.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AuthBy {
-    /// `"system"`: bypasses every check (§3.1).
+    /// `"system"`: bypasses every check (`knm_phone_number:is_admin`).
     System,
     /// An account.
     Account(AccountId),
@@ -40,7 +40,7 @@ impl AuthBy {
     }
 }
 
-/// What §3 needs from one account document of the `accounts` database.
+/// What `knm_phone_number`'s authorization needs from one account document of the `accounts` database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountInfo {
     /// `_id`.
@@ -128,7 +128,7 @@ impl Accounts for AccountMap {
     }
 }
 
-/// §3.1 `is_admin(A)`: `"system"`, or an account with `pvt_superduper_admin: true`.
+/// `knm_phone_number:is_admin` `is_admin(A)`: `"system"`, or an account with `pvt_superduper_admin: true`.
 pub fn is_admin(accounts: &dyn Accounts, auth_by: &AuthBy) -> bool {
     match auth_by {
         AuthBy::System => true,
@@ -140,7 +140,7 @@ fn is_admin_account(accounts: &dyn Accounts, account: &AccountId) -> bool {
     accounts.get(account).is_some_and(|a| a.superduper_admin)
 }
 
-/// §3.2 `in_hierarchy(check, of)`: `check == of`, or `check` is an ancestor of `of`
+/// `kzd_accounts:is_in_account_hierarchy/3` `in_hierarchy(check, of)`: `check == of`, or `check` is an ancestor of `of`
 /// (`check ∈ of.pvt_tree`).
 pub fn in_hierarchy(accounts: &dyn Accounts, check: &AccountId, of: &AccountId) -> bool {
     check == of || accounts.get(of).is_some_and(|a| a.tree.contains(check))
@@ -150,7 +150,7 @@ fn is_admin_or_in_hierarchy(accounts: &dyn Accounts, who: &AccountId, of: &Accou
     is_admin_account(accounts, who) || in_hierarchy(accounts, who, of)
 }
 
-/// §3.3 `is_authorized`.
+/// `knm_phone_number:is_authorized/1` `is_authorized`.
 pub fn is_authorized(
     accounts: &dyn Accounts,
     auth_by: Option<&AuthBy>,
@@ -169,8 +169,8 @@ pub fn is_authorized(
     }
 }
 
-/// §3.4 `is_reserved_from_parent`: the number is reserved and its owner is the requester or one
-/// of its ancestors. Quirk kept (§18.2): the admin test is applied to the *owner*.
+/// `knm_number_states:is_reserved_from_parent` `is_reserved_from_parent`: the number is reserved and its owner is the requester or one
+/// of its ancestors. Quirk kept (a Kazoo quirk kept for parity): the admin test is applied to the *owner*.
 pub fn is_reserved_from_parent(
     accounts: &dyn Accounts,
     auth_by: Option<&AuthBy>,
@@ -186,7 +186,7 @@ pub fn is_reserved_from_parent(
     }
 }
 
-/// §3.6 read gate (`handle_fetch/2`): `available`, or authorized, or reserved from a parent.
+/// `knm_phone_number:handle_fetch/2` read gate (`handle_fetch/2`): `available`, or authorized, or reserved from a parent.
 pub fn can_read(
     accounts: &dyn Accounts,
     auth_by: Option<&AuthBy>,
@@ -199,7 +199,7 @@ pub fn can_read(
         || is_reserved_from_parent(accounts, auth_by, state, assigned_to)
 }
 
-/// §3.7 `allow_number_additions(A)`: `"system"`, or `pvt_wnm_allow_additions: true`.
+/// `knm_number:allow_number_additions` `allow_number_additions(A)`: `"system"`, or `pvt_wnm_allow_additions: true`.
 pub fn allow_number_additions(accounts: &dyn Accounts, auth_by: &AuthBy) -> bool {
     match auth_by {
         AuthBy::System => true,
@@ -207,7 +207,7 @@ pub fn allow_number_additions(accounts: &dyn Accounts, auth_by: &AuthBy) -> bool
     }
 }
 
-/// §3.8 `allowed_creation_states`: admin → aging, available, in_service, port_in, reserved;
+/// `knm_number:allowed_creation_states/2` `allowed_creation_states`: admin → aging, available, in_service, port_in, reserved;
 /// additions allowed → in_service, reserved; otherwise none.
 pub fn allowed_creation_states(
     accounts: &dyn Accounts,
@@ -250,7 +250,7 @@ pub(crate) mod tests {
         m
     }
 
-    /// §3.1–§3.2 over the fixturedb account documents.
+    /// `knm_phone_number:is_admin` and `kzd_accounts:is_in_account_hierarchy/3` over the fixturedb account documents.
     #[test]
     fn s3_admin_and_hierarchy() {
         let a = fixture_accounts();
@@ -265,7 +265,7 @@ pub(crate) mod tests {
         assert!(!in_hierarchy(&a, &unrelated, &acc(2)));
     }
 
-    /// §3.3–§3.5 and vector D2/D4 predicates.
+    /// `knm_phone_number:is_authorized/1` and `knm_number_states:authorize_subaccount` and vector D2/D4 predicates.
     #[test]
     fn s3_authorized_and_reserved_from_parent() {
         let a = fixture_accounts();
@@ -279,7 +279,7 @@ pub(crate) mod tests {
         assert!(is_authorized(&a, Some(&AuthBy::Account(acc(2))), None, Some(&acc(3))));
     }
 
-    /// §3.8 and vectors O3–O5.
+    /// `knm_number:allowed_creation_states/2` and vectors O3–O5.
     #[test]
     fn s3_8_creation_states() {
         let a = fixture_accounts();

@@ -1,5 +1,5 @@
 //! The `number_manager` system config keys the lifecycle, the carriers and the feature providers
-//! read (§17), plus the resellers' `number_manager` account configs the providers consult (§12).
+//! read (the `number_manager` configuration keys), plus the resellers' `number_manager` account configs the providers consult (`knm_providers`).
 
 use std::collections::BTreeMap;
 
@@ -23,9 +23,9 @@ pub struct Config {
     pub available_module_name: String,
     /// `port_in_module_name` (default `knm_local`): module of ported-in numbers.
     pub port_in_module_name: String,
-    /// `carrier_modules` (default `[available_module_name]`): modules searched (§11.3).
+    /// `carrier_modules` (default `[available_module_name]`): modules searched (`knm_carriers:get_available_carriers/1`).
     pub carrier_modules: Vec<String>,
-    /// `released_state` (default `available`): state after release (§6.1).
+    /// `released_state` (default `available`): state after release (`knm_numbers:release/2`).
     pub released_state: NumberState,
     /// `should_age` (default false): released `available` numbers go to `aging`.
     pub should_age: bool,
@@ -33,29 +33,29 @@ pub struct Config {
     pub should_permanently_delete: bool,
     /// `maximum_search_quantity` (default 500).
     pub maximum_search_quantity: usize,
-    /// `number_search_timeout_ms` (default 5000): per-carrier search deadline (§11.1).
+    /// `number_search_timeout_ms` (default 5000): per-carrier search deadline (`knm_search:find/1`).
     pub number_search_timeout_ms: u64,
     /// `fetch_account_from_ports` (default true): `lookup_account` falls back to port requests.
     pub fetch_account_from_ports: bool,
-    /// `default_force_outbound` (default false) (§12.6).
+    /// `default_force_outbound` (default false) (`knm_number:is_force_outbound/3`).
     pub default_force_outbound: bool,
-    /// `force_local_outbound` (default true) (§12.6).
+    /// `force_local_outbound` (default true) (`knm_number:is_force_outbound/3`).
     pub force_local_outbound: bool,
-    /// `force_port_in_outbound` (default true) (§12.6).
+    /// `force_port_in_outbound` (default true) (`knm_number:is_force_outbound/3`).
     pub force_port_in_outbound: bool,
-    /// `force_port_out_outbound` (default true) (§12.6).
+    /// `force_port_out_outbound` (default true) (`knm_number:is_force_outbound/3`).
     pub force_port_out_outbound: bool,
-    /// `features.allow` (legacy key `providers`) (§12.2); `None` = every feature.
+    /// `features.allow` (legacy key `providers`) (`knm_providers:list_available_features/1`); `None` = every feature.
     pub features_allow: Option<Vec<String>>,
-    /// `features.deny` (§12.2): what `get_from_reseller` falls back to when the reseller sets no
+    /// `features.deny` (`knm_providers:list_available_features/1`): what `get_from_reseller` falls back to when the reseller sets no
     /// deny list; `None` = not set.
     pub features_deny: Option<Vec<String>>,
-    /// `local_feature_override` (default false) (§12.2).
+    /// `local_feature_override` (default false) (`knm_providers:list_available_features/1`).
     pub local_feature_override: bool,
     /// `cnam_provider` (default `knm_cnam_notifier`): the system fallback of the resellers' key
-    /// (§12.3).
+    /// (`knm_providers:exec/2`).
     pub cnam_provider: String,
-    /// `e911_provider` (default `knm_dash_e911`) (§12.3).
+    /// `e911_provider` (default `knm_dash_e911`) (`knm_providers:exec/2`).
     pub e911_provider: String,
     /// The resellers' `number_manager` account configs (`configs_number_manager` in the reseller's
     /// account database), by reseller: `cnam_provider`, `e911_provider`, `features.allow/deny`.
@@ -63,7 +63,7 @@ pub struct Config {
     pub reseller_configs: BTreeMap<AccountId, Value>,
     /// Each carrier module's `features` section (`number_manager.<carrier>` → `features`), by
     /// module name: `sms` / `mms` are only available on carriers with `features.<im>.enabled`
-    /// (§12.2). Empty by default.
+    /// (`knm_providers:list_available_features/1`). Empty by default.
     pub carrier_features: BTreeMap<String, Value>,
     /// The feature providers' own system config sections by document id
     /// (`number_manager.dash_e911`: `emergency_provisioning_url`, `auth_username`,
@@ -72,7 +72,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// Kazoo 4.3's defaults (§17).
+    /// Kazoo 4.3's defaults (the `number_manager` configuration keys).
     pub fn kazoo_defaults() -> Self {
         Config {
             available_module_name: "knm_local".into(),
@@ -197,7 +197,7 @@ impl Config {
         })
     }
 
-    /// Adds a reseller's `configs_number_manager` account-config document (§12.3).
+    /// Adds a reseller's `configs_number_manager` account-config document (`knm_providers:exec/2`).
     pub fn with_reseller_config(mut self, reseller: AccountId, doc: Value) -> Self {
         self.reseller_configs.insert(reseller, doc);
         self
@@ -219,7 +219,7 @@ impl Config {
         self.reseller_configs.get(reseller)
     }
 
-    /// §12.3 provider of `cnam` / `e911` features for a number owned by `owner`: the reseller's
+    /// `knm_providers:exec/2` provider of `cnam` / `e911` features for a number owned by `owner`: the reseller's
     /// `cnam_provider` / `e911_provider`, else the system's, else Kazoo's default.
     pub fn provider_for(
         &self,
@@ -238,7 +238,7 @@ impl Config {
             .map_or_else(|| system.clone(), str::to_owned)
     }
 
-    /// §12.2 the feature lists for a number owned by `owner`: the system `features.allow`,
+    /// `knm_providers:list_available_features/1` the feature lists for a number owned by `owner`: the system `features.allow`,
     /// the reseller's `features.allow` / `features.deny` (each falling back to the system's, as
     /// `get_from_reseller` does) and `local_feature_override`.
     pub fn feature_policy(
@@ -262,7 +262,7 @@ impl Config {
     }
 }
 
-/// The two features whose provider module is configurable (§12.3).
+/// The two features whose provider module is configurable (`knm_providers:exec/2`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKey {
     /// `cnam`, `inbound_cnam`, `outbound_cnam` → `cnam_provider`.
@@ -322,7 +322,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// §17: the fixturedb `number_manager` doc only sets `port_in_module_name`.
+    /// the `number_manager` configuration keys: the fixturedb `number_manager` doc only sets `port_in_module_name`.
     #[test]
     fn s17_defaults_and_fixture() {
         let path = concat!(
@@ -340,7 +340,7 @@ mod tests {
         assert!(e.to_string().contains("should_age"), "{e}");
     }
 
-    /// §12.2–§12.3: the feature keys; `providers` is the legacy `features.allow`; a reseller's
+    /// `knm_providers:list_available_features/1` and `knm_providers:exec/2`: the feature keys; `providers` is the legacy `features.allow`; a reseller's
     /// account config wins over the system for the numbers of its sub-accounts, not for itself.
     #[test]
     fn s12_feature_keys_and_reseller_configs() {

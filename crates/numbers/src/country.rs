@@ -255,7 +255,7 @@ pub fn dial_code(country: &str) -> Option<String> {
     CODES.iter().find(|(c, _)| *c == upper).map(|(_, code)| format!("+{code}"))
 }
 
-/// The normalized search prefix (§11.2): the country's dialling code followed by the prefix
+/// The normalized search prefix (`knm_search`' result rows): the country's dialling code followed by the prefix
 /// typed (white space removed, as Crossbar does). For the NANP (`+1`) a typed leading `1` before
 /// at least three digits is the country code typed again and is not doubled (`1415` and `415`
 /// both search `+1415`); a prefix that starts with `+` is already normalized and used as is.

@@ -1,4 +1,4 @@
-//! The lifecycle reactor (§6.3, `knm_number_crawler.erl`): over every number database, documents
+//! The lifecycle reactor (Kazoo's number crawler (`knm_number_crawler`), `knm_number_crawler.erl`): over every number database, documents
 //! in state `deleted` are hard-deleted, `discovery` records older than `discovery_expiry_d` days
 //! are deleted (unless they carry a purchase whose outcome is unknown), and `aging` numbers whose `pvt_modified` is more than `aging_expiry_d` days old
 //! become `available` (and `pvt_modified` becomes now). A number carrying a purchase whose
@@ -25,7 +25,7 @@ use crate::store::{db_error, number_dbs, NumberStore, Reconciled};
 const DAY: i64 = 86_400;
 const PAGE: usize = 500;
 
-/// The crawler's settings (system_config `tasks`, §17).
+/// The crawler's settings (system_config `tasks`, the `number_manager` configuration keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrawlerConfig {
     /// `tasks.discovery_expiry_d` (default 1).

@@ -1,45 +1,45 @@
-//! The one error type of `numbers`, and its rendering as Kazoo's number-manager error JSON (§9).
+//! The one error type of `numbers`, and its rendering as Kazoo's number-manager error JSON (`knm_errors`).
 
 use serde_json::{Map, Value};
 
 /// Everything a number operation can refuse or fail with.
 ///
 /// The Kazoo errors (`knm_errors.erl`) keep Kazoo's names; [`Error::to_json`] renders each exactly as
-/// `knm_errors:to_json/3` does (§9.1): `{"code", "error", "cause"?, "message"?}`.
+/// `knm_errors:to_json/3` does (`knm_errors:to_json`): `{"code", "error", "cause"?, "message"?}`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// §9 `number_is_porting(N)`: the number is in an open port request (400).
+    /// `knm_errors` `number_is_porting(N)`: the number is in an open port request (400).
     #[error("number {number} is porting")]
     NumberIsPorting {
         /// The number.
         number: String,
     },
-    /// §9 `number_exists(N)`: create of a number that exists in a state that forbids it (409).
+    /// `knm_errors` `number_exists(N)`: create of a number that exists in a state that forbids it (409).
     #[error("number {number} already exists")]
     NumberExists {
         /// The number.
         number: String,
     },
-    /// §9 `not_found`: no such number document (404).
+    /// `knm_errors` `not_found`: no such number document (404).
     #[error("number {number} not found")]
     NotFound {
         /// The number.
         number: String,
     },
-    /// §9 `not_reconcilable`: the input does not match `reconcile_regex` (§1.3) (404).
+    /// `knm_errors` `not_reconcilable`: the input does not match `reconcile_regex` (`knm_converters:is_reconcilable/1`) (404).
     #[error("number {number} is not reconcilable")]
     NotReconcilable {
         /// The input as given.
         number: String,
     },
-    /// §9 `unauthorized()`: 403 `forbidden`, with an optional cause (e.g. `state_for_create`).
+    /// `knm_errors` `unauthorized()`: 403 `forbidden`, with an optional cause (e.g. `state_for_create`).
     #[error("requestor is unauthorized to perform operation")]
     Unauthorized {
         /// The cause, when Kazoo gives one.
         cause: Option<String>,
     },
-    /// §9 `service_restriction(N, Msg)` (402).
+    /// `knm_errors` `service_restriction(N, Msg)` (402).
     #[error("{message}")]
     ServiceRestriction {
         /// The number.
@@ -47,10 +47,10 @@ pub enum Error {
         /// The restriction's message.
         message: String,
     },
-    /// §9 `no_change_required` (400, no cause, as in Kazoo).
+    /// `knm_errors` `no_change_required` (400, no cause, as in Kazoo).
     #[error("no change required")]
     NoChangeRequired,
-    /// §9 `invalid_state_transition` (400). `from`/`to` are `None` for the bare form without a cause
+    /// `knm_errors` `invalid_state_transition` (400). `from`/`to` are `None` for the bare form without a cause
     /// (`knm_number_states:change_state/2` fall-through).
     #[error("invalid state transition{}", transition_suffix(.from, .to))]
     InvalidStateTransition {
@@ -59,20 +59,20 @@ pub enum Error {
         /// The target state.
         to: Option<String>,
     },
-    /// §9 `assign_failure(_, E)` (400): e.g. cause `field_undefined` when `assign_to` is missing or
+    /// `knm_errors` `assign_failure(_, E)` (400): e.g. cause `field_undefined` when `assign_to` is missing or
     /// not an account id.
     #[error("invalid account to assign to: {cause}")]
     AssignFailure {
         /// The cause.
         cause: String,
     },
-    /// §9 `invalid(N, Reason)` (400).
+    /// `knm_errors` `invalid(N, Reason)` (400).
     #[error("invalid: {reason}")]
     Invalid {
         /// The reason.
         reason: String,
     },
-    /// §9 `by_carrier(Mod, E, N)` (500 `unspecified_fault`, message `fault by carrier`, cause N).
+    /// `knm_errors` `by_carrier(Mod, E, N)` (500 `unspecified_fault`, message `fault by carrier`, cause N).
     #[error("fault by carrier {module} for {number}: {reason}")]
     ByCarrier {
         /// The carrier module (only logged by Kazoo, not rendered).
@@ -96,7 +96,7 @@ pub enum Error {
         /// The carrier's order id.
         order_id: String,
     },
-    /// §9 `not_enough_credit` (402).
+    /// `knm_errors` `not_enough_credit` (402).
     #[error("account {account} does not have enough credit to perform the operation")]
     NotEnoughCredit {
         /// The account.
@@ -104,7 +104,7 @@ pub enum Error {
         /// The missing units.
         units: String,
     },
-    /// §9 fall-through: any other reason (`carrier_not_specified`, `provisioning_disabled`,
+    /// `knm_errors` fall-through: any other reason (`carrier_not_specified`, `provisioning_disabled`,
     /// `missing_provider_url`, …) is a 500 `unspecified_fault` whose message is the reason name.
     #[error("{reason}")]
     Unspecified {
@@ -126,13 +126,13 @@ pub enum Error {
         /// The Kazoo module name.
         module: String,
     },
-    /// §5.10 `lookup_account`: the number has no owner.
+    /// `knm_number:lookup_account/1` `lookup_account`: the number has no owner.
     #[error("number {number} is not assigned to an account")]
     Unassigned {
         /// The number.
         number: String,
     },
-    /// §5.10 `lookup_account`: the number's state does not route.
+    /// `knm_number:lookup_account/1` `lookup_account`: the number's state does not route.
     #[error("number {number} is not in service (owner {account})")]
     NotInService {
         /// The number.
@@ -140,7 +140,7 @@ pub enum Error {
         /// Its owner.
         account: String,
     },
-    /// §5.10 `lookup_account`: the owner account is disabled.
+    /// `knm_number:lookup_account/1` `lookup_account`: the owner account is disabled.
     #[error("account {account} owning {number} is disabled")]
     AccountDisabled {
         /// The number.
@@ -179,7 +179,7 @@ pub enum Error {
         /// What happened.
         cause: String,
     },
-    /// The document store failed (§9 `database_error`, 500).
+    /// The document store failed (`knm_errors` `database_error`, 500).
     #[error(transparent)]
     Store(docstore::Error),
 }
@@ -202,7 +202,7 @@ fn transition_suffix(from: &Option<String>, to: &Option<String>) -> String {
 }
 
 impl Error {
-    /// The HTTP-like status code Kazoo attaches (§9.1).
+    /// The HTTP-like status code Kazoo attaches (`knm_errors:to_json`).
     pub fn code(&self) -> u16 {
         match self {
             Error::NumberIsPorting { .. }
@@ -222,7 +222,7 @@ impl Error {
         }
     }
 
-    /// The invalid-state-transition error for `from` → `to` (§9, `(nothing)` for no state).
+    /// The invalid-state-transition error for `from` → `to` (`knm_errors`, `(nothing)` for no state).
     pub fn invalid_transition(from: Option<&str>, to: &str) -> Self {
         Error::InvalidStateTransition {
             from: Some(from.unwrap_or("(nothing)").to_owned()),
@@ -235,7 +235,7 @@ impl Error {
         Error::Unauthorized { cause: None }
     }
 
-    /// Whether this error is the bare atom Kazoo keeps in bulk results (§9.2): `not_found` or
+    /// Whether this error is the bare atom Kazoo keeps in bulk results (`knm_numbers`' bulk errors): `not_found` or
     /// `not_reconcilable`.
     pub fn bare_atom(&self) -> Option<&'static str> {
         match self {
@@ -245,7 +245,7 @@ impl Error {
         }
     }
 
-    /// The §9 error JSON: `{"code", "error", "cause"?, "message"?}` in that key order, exactly as
+    /// The `knm_errors` error JSON: `{"code", "error", "cause"?, "message"?}` in that key order, exactly as
     /// `knm_errors:to_json/3` builds it.
     pub fn to_json(&self) -> Value {
         let (error, message, cause): (&str, String, Option<String>) = match self {
@@ -340,8 +340,8 @@ impl Error {
         Value::Object(map)
     }
 
-    /// The error as a bulk result value (§9.2, §15.3): the bare strings `"not_found"` /
-    /// `"not_reconcilable"` for those two, the §9 JSON for everything else.
+    /// The error as a bulk result value (`knm_numbers`' bulk errors, `cb_phone_numbers_v2`'s success replies): the bare strings `"not_found"` /
+    /// `"not_reconcilable"` for those two, the `knm_errors` JSON for everything else.
     pub fn to_bulk_json(&self) -> Value {
         match self.bare_atom() {
             Some(atom) => Value::from(atom),
@@ -367,7 +367,7 @@ mod tests {
         );
     }
 
-    /// §9.1: every row of the table, shape and key order.
+    /// `knm_errors:to_json`: every row of the table, shape and key order.
     #[test]
     fn s9_1_error_json_table() {
         let n = "+15551233322".to_owned();
@@ -450,7 +450,7 @@ mod tests {
         }
     }
 
-    /// §9.2: bulk results keep `not_found` / `not_reconcilable` as bare atoms.
+    /// `knm_numbers`' bulk errors: bulk results keep `not_found` / `not_reconcilable` as bare atoms.
     #[test]
     fn s9_2_bare_atoms_in_bulk() {
         assert_eq!(Error::NotFound { number: "+1".into() }.to_bulk_json(), json!("not_found"));

@@ -1,8 +1,8 @@
-//! Which number features an account may use on a number (§12.2,
+//! Which number features an account may use on a number (`knm_providers:list_available_features/1`,
 //! `knm_providers:available_features/1`): allowed minus denied, from the number's own overrides,
 //! the reseller's `number_manager.features` config, then the system's.
 //!
-//! These are the lists; [`crate::providers`] runs the feature providers on save (§12.3–§12.4)
+//! These are the lists; [`crate::providers`] runs the feature providers on save (`knm_providers:exec/2` and the feature providers it runs)
 //! and uses them to refuse (403) or strip what is denied.
 
 use serde_json::Value;
@@ -12,7 +12,7 @@ use crate::config::Config;
 pub use crate::config::FeaturePolicy;
 use crate::doc::{NumberDoc, NumberState};
 
-/// Every number feature (§12.1, `?KAZOO_NUMBER_FEATURES`), sorted.
+/// Every number feature (`knm_providers`' feature names, `?KAZOO_NUMBER_FEATURES`), sorted.
 pub const ALL_FEATURES: [&str; 12] = [
     "carrier_name",
     "cnam",
@@ -56,7 +56,7 @@ fn is_local(doc: &NumberDoc) -> bool {
     doc.is_local_or_mdn() || doc.features.contains_key("local")
 }
 
-/// §12.2 `list_allowed_features/1`: the number's `pvt_features_allowed` if non-empty, else the
+/// `knm_providers:list_available_features/1` `list_allowed_features/1`: the number's `pvt_features_allowed` if non-empty, else the
 /// reseller's allow list (assigned numbers), else the system's (default: all). Not yet mapped
 /// from legacy provider names.
 fn allowed_list(doc: &NumberDoc, policy: &FeaturePolicy) -> Vec<String> {
@@ -70,7 +70,7 @@ fn allowed_list(doc: &NumberDoc, policy: &FeaturePolicy) -> Vec<String> {
     }
 }
 
-/// §12.2 `features_denied/1` (`list_denied_features/1`, cleansed): the number's
+/// `knm_providers:list_available_features/1` `features_denied/1` (`list_denied_features/1`, cleansed): the number's
 /// `pvt_features_denied` if non-empty, else (unassigned → all external; else the reseller's deny
 /// list, or, without one, all external for a local number unless `local_feature_override`) plus
 /// `failover` unless the number is used by `trunkstore`; `carrier_name` for non-admins. Legacy
@@ -105,7 +105,7 @@ pub fn denied_features(
     out
 }
 
-/// §12.2 `list_available_features/1`: Allowed − Denied, sorted (see [`denied_features`] for
+/// `knm_providers:list_available_features/1` `list_available_features/1`: Allowed − Denied, sorted (see [`denied_features`] for
 /// Denied). `sms` / `mms` are not filtered here: see [`available_features_for`].
 pub fn available_features(
     doc: &NumberDoc,
@@ -195,7 +195,7 @@ mod tests {
         }
     }
 
-    /// §12.2: local numbers lose the external features unless overridden; unassigned numbers
+    /// `knm_providers:list_available_features/1`: local numbers lose the external features unless overridden; unassigned numbers
     /// always do; `failover` only for trunkstore; the number's own lists win.
     #[test]
     fn s12_2_lists() {

@@ -1,4 +1,4 @@
-//! Number generation and import, as documents to write (§16.1): `generate_numbers` for the
+//! Number generation and import, as documents to write (`kazoo_number_manager_maintenance:generate_numbers/4`): `generate_numbers` for the
 //! `knm_managed` / `knm_inum` pools, `knm_managed:import_numbers/2`, and a CSV import for
 //! `knm_inventory` with a per-row report (every row is either a document or a named error).
 
@@ -283,7 +283,7 @@ mod tests {
         AccountId::parse(&format!("account000000000000000000000000{n}")).unwrap()
     }
 
-    /// §16.1: managed generation.
+    /// `kazoo_number_manager_maintenance:generate_numbers/4`: managed generation.
     #[test]
     fn s16_1_generate_managed() {
         let docs = generate_numbers(Pool::Managed, &acc(1), 14_158_867_900, 3).unwrap();
@@ -297,7 +297,7 @@ mod tests {
         assert!(generate_numbers(Pool::Managed, &acc(1), 1, MAX_GENERATE + 1).is_err());
     }
 
-    /// §16.1: inum start must be 15 digits beginning 8835100.
+    /// `kazoo_number_manager_maintenance:generate_numbers/4`: inum start must be 15 digits beginning 8835100.
     #[test]
     fn s16_1_generate_inum() {
         assert_eq!(generate_numbers(Pool::Inum, &acc(1), 883_510_000_000_001, 2).unwrap().len(), 2);
@@ -305,7 +305,7 @@ mod tests {
         assert!(e.to_string().contains("8835100"), "{e}");
     }
 
-    /// §16.1 `import_numbers`: success and errors per number.
+    /// `kazoo_number_manager_maintenance:generate_numbers/4` `import_numbers`: success and errors per number.
     #[test]
     fn s16_1_import_pool_numbers() {
         let conv = Converters::kazoo_defaults();

@@ -1,6 +1,6 @@
 //! The inbound table: number → owning account, state, `used_by`, features — built from every
 //! number database and kept live from their changes. Stepswitch's on-net check and
-//! `identify` (§5.10) read it without touching the store.
+//! `identify` (`knm_number:lookup_account/1`) read it without touching the store.
 //!
 //! [`InboundTable::start`] follows every number database with one [`docstore::fleet`]: each is
 //! read from the start (so a fresh process rebuilds the table), then only the databases the
@@ -112,8 +112,8 @@ impl InboundEntry {
         }
     }
 
-    /// Whether calls to this number stay on the network (stepswitch rule 3): it has an owner and
-    /// a routable state (`in_service`, `port_in`, `port_out`, `reserved`; §5.10).
+    /// Whether calls to this number stay on the network (`knm_numbers:lookup_account/1` (the on-net check)): it has an owner and
+    /// a routable state (`in_service`, `port_in`, `port_out`, `reserved`; `knm_number:lookup_account/1`).
     pub fn is_on_net(&self) -> bool {
         self.account.is_some() && is_routable(self.state)
     }
@@ -264,7 +264,7 @@ impl Packed {
     }
 }
 
-/// The states a call to an owned number stays on the network in (§5.10).
+/// The states a call to an owned number stays on the network in (`knm_number:lookup_account/1`).
 #[inline]
 fn is_routable(state: NumberState) -> bool {
     matches!(
@@ -717,7 +717,7 @@ impl InboundTable {
             .is_some_and(|key| self.state.snap.load().get(key).is_some_and(Packed::is_on_net))
     }
 
-    /// §5.10 `lookup_account` from the table (port requests are not in the table: a number only
+    /// `knm_number:lookup_account/1` `lookup_account` from the table (port requests are not in the table: a number only
     /// in a port request is `not_found` here; the store layer's
     /// [`crate::store::NumberStore::lookup_account`] also reads port requests), decided with the
     /// caller's current `config` and `accounts` (the table keeps numbers only).

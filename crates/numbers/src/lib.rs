@@ -2,16 +2,16 @@
 //! lifecycle state machine deciding every transition, and the carrier modules behind one trait.
 //!
 //! # Brief overview
-//! - [`NumberDoc`] / [`NumberState`]: the typed number document (§10), with load-time migration
-//!   of older versions (§10.3) and the public JSON (§10.2).
-//! - [`transition`]: decides one [`Operation`] on one number (§4–§8) and returns a [`Decision`] —
+//! - [`NumberDoc`] / [`NumberState`]: the typed number document (`knm_phone_number`'s document), with load-time migration
+//!   of older versions (`knm_phone_number:from_json/1`) and the public JSON (`knm_phone_number:to_public_json/1`).
+//! - [`transition`]: decides one [`Operation`] on one number (`knm_number_states` and `knm_numbers`) and returns a [`Decision`] —
 //!   the would-be document, the [`CarrierCall`] to make and the [`Write`]s to perform — or the
-//!   §9 [`Error`]. [`transition_many`] is the bulk form (§5.0, §15.3).
-//! - [`Carrier`] / [`CarrierKind`]: the carrier-module contract (§14) and the closed set of
-//!   Kazoo module names; [`search`] fans a search out to the configured carriers (§11).
-//! - [`generate`]: managed / inum number generation and CSV import for `knm_inventory` (§16.1).
-//! - [`features`] / [`providers`]: which features a number may have (§12.2) and the feature
-//!   providers run on every save (§12.3–§12.4) — the document they produce, and the external
+//!   `knm_errors` [`Error`]. [`transition_many`] is the bulk form (`knm_numbers`' bulk result shape, `cb_phone_numbers_v2`'s success replies).
+//! - [`Carrier`] / [`CarrierKind`]: the carrier-module contract (Kazoo's carrier modules) and the closed set of
+//!   Kazoo module names; [`search`] fans a search out to the configured carriers (`knm_search`).
+//! - [`generate`]: managed / inum number generation and CSV import for `knm_inventory` (`kazoo_number_manager_maintenance:generate_numbers/4`).
+//! - [`features`] / [`providers`]: which features a number may have (`knm_providers:list_available_features/1`) and the feature
+//!   providers run on every save (`knm_providers:exec/2` and the feature providers it runs) — the document they produce, and the external
 //!   calls (Telnyx / Dash e911, Telnyx CNAM) as [`ProviderCall`]s the store layer performs.
 //!
 //! - [`store`]: the I/O edge over a `docstore::SharedStore` — [`store::NumberStore`] loads
@@ -19,7 +19,7 @@
 //!   a conflict re-reads and decides again; bulk generation/import; [`store::StoreIndex`] is the
 //!   [`NumberIndex`] the internal carriers use.
 //! - [`inbound`]: the live number → account table (`identify`, stepswitch's on-net check);
-//!   [`crawler`]: the §6.3 lifecycle reactor.
+//!   [`crawler`]: the Kazoo's number crawler (`knm_number_crawler`) lifecycle reactor.
 //!
 //! Everything above [`store`] is pure: it decides, it does not read or write CouchDB.
 //!

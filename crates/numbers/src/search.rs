@@ -1,9 +1,9 @@
-//! Number search across carriers (§11, `knm_search.erl`, `knm_carriers.erl`): which carriers are
+//! Number search across carriers (`knm_search`, `knm_search.erl`, `knm_carriers.erl`): which carriers are
 //! asked, the parallel fan-out with a per-carrier deadline, paging, `check`, and carrier `info`.
 //!
 //! This is the one module that uses a timer (`tokio::time::timeout`): it is the fan-out, not a
 //! lifecycle decision. Results are returned as a value; caching them under a query id for later
-//! pages (§11.1) is the caller's business.
+//! pages (`knm_search:find/1`) is the caller's business.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use crate::carriers::{CarrierCtx, CarrierKind, FoundNumber, SearchQuery};
 use crate::config::Config;
 use crate::error::Error;
 
-/// §11.3 `get_available_carriers/1`: without both an account and a reseller, the system
+/// `knm_carriers:get_available_carriers/1` `get_available_carriers/1`: without both an account and a reseller, the system
 /// `carrier_modules`; with both, `knm_reserved`, `knm_reserved_reseller`, `knm_local`, then the
 /// reseller's `carrier_modules` (else the system's) minus those three. Names this build does not
 /// know are dropped and returned as the second value (Kazoo drops modules it cannot load).
@@ -56,9 +56,9 @@ pub enum CarrierOutcome {
         /// Rows returned.
         rows: usize,
     },
-    /// It failed (ignored by the search, §11.1).
+    /// It failed (ignored by the search, `knm_search:find/1`).
     Failed(Error),
-    /// It did not answer before `number_search_timeout_ms` (ignored, §11.1).
+    /// It did not answer before `number_search_timeout_ms` (ignored, `knm_search:find/1`).
     TimedOut,
 }
 
@@ -82,7 +82,7 @@ pub struct SearchResults {
 }
 
 impl SearchResults {
-    /// §11.2 `next/1`: `offset` rows skipped, at most `min(quantity, maximum)` rows (the merged
+    /// `knm_search`' result rows `next/1`: `offset` rows skipped, at most `min(quantity, maximum)` rows (the merged
     /// rows of every carrier, not per carrier).
     pub fn window(
         &self,
@@ -100,7 +100,7 @@ impl SearchResults {
             .collect()
     }
 
-    /// §11.4 `discovery(Num)`: the hit for `number` in state `discovery`, if any.
+    /// `knm_search:discovery/1` `discovery(Num)`: the hit for `number` in state `discovery`, if any.
     pub fn discovery(&self, number: &E164) -> Option<&FoundNumber> {
         self.rows
             .iter()
@@ -108,7 +108,7 @@ impl SearchResults {
     }
 }
 
-/// §11.1 `first/1`: asks every carrier in parallel for `min(quantity, maximum_search_quantity)`
+/// `knm_search:find/1` `first/1`: asks every carrier in parallel for `min(quantity, maximum_search_quantity)`
 /// numbers, each bounded by `number_search_timeout_ms`; errors and timeouts are reported and
 /// otherwise ignored.
 pub async fn find(
@@ -144,7 +144,7 @@ pub async fn find(
     out
 }
 
-/// §11.5 `check(Numbers)`: duplicates removed; the first carrier whose `check_numbers` answers
+/// `knm_carriers:check/1` `check(Numbers)`: duplicates removed; the first carrier whose `check_numbers` answers
 /// decides; with none, every number is `"error"`.
 pub async fn check(
     numbers: &[E164],
@@ -168,7 +168,7 @@ pub async fn check(
     unique.into_iter().map(|n| (n.into_string(), "error".to_owned())).collect()
 }
 
-/// §11.6 `info(AuthAccountId, AccountId, ResellerId)` over the carriers of that account:
+/// `knm_carriers:info/3` `info(AuthAccountId, AccountId, ResellerId)` over the carriers of that account:
 /// `{maximal_prefix_length, usable_carriers, usable_creation_states}`.
 pub fn carriers_info(
     kinds: &[CarrierKind],
@@ -201,7 +201,7 @@ mod tests {
     use crate::doc::NumberDoc;
     use async_trait::async_trait;
 
-    /// §11.3: system list without account/reseller; reserved first with both; unknown dropped.
+    /// `knm_carriers:get_available_carriers/1`: system list without account/reseller; reserved first with both; unknown dropped.
     #[test]
     fn s11_3_available_carriers() {
         let mut config = Config::kazoo_defaults();
@@ -264,7 +264,7 @@ mod tests {
         assert!(statuses.values().all(|s| s == "error"));
     }
 
-    /// Vectors N2/N3 analogue and §11.1–§11.2: the fan-out merges, sorts, dedups and pages; a
+    /// Vectors N2/N3 analogue and `knm_search:find/1` and `knm_search`' result rows: the fan-out merges, sorts, dedups and pages; a
     /// failing carrier is ignored.
     #[tokio::test]
     async fn s11_1_fan_out_merges_and_pages() {
@@ -292,7 +292,7 @@ mod tests {
         assert!(find(&[], &q, &ctx).await.rows.is_empty());
     }
 
-    /// §11.1–§11.2 `maximum_search_quantity`: each carrier is asked for at most the maximum, and
+    /// `knm_search:find/1` and `knm_search`' result rows `maximum_search_quantity`: each carrier is asked for at most the maximum, and
     /// the merged rows of several carriers are cut at the maximum too, whatever the quantity asked.
     #[tokio::test]
     async fn s11_2_maximum_search_quantity_caps_carriers_and_merge() {
@@ -371,7 +371,7 @@ mod tests {
         }
     }
 
-    /// §11.1: a carrier that misses the deadline is reported and the others' rows are returned
+    /// `knm_search:find/1`: a carrier that misses the deadline is reported and the others' rows are returned
     /// (virtual time: the deadline elapses without waiting).
     #[tokio::test(start_paused = true)]
     async fn s11_1_deadline() {

@@ -1,4 +1,4 @@
-//! The lifecycle reactor (kazoo-numbers.md §6.3) against both backends: `run_once(now)` with
+//! The lifecycle reactor (Kazoo's number crawler (`knm_number_crawler`)) against both backends: `run_once(now)` with
 //! documents whose timestamps straddle the expiry limits, and two crawlers at once.
 
 mod common;
@@ -47,7 +47,7 @@ fn ours<'a>(ids: &'a [String], area: &str) -> Vec<&'a str> {
     ids.iter().filter(|i| i.starts_with(area)).map(String::as_str).collect()
 }
 
-/// §6.3 timing rules, and that the aged document is saved available with pvt_modified = now.
+/// Kazoo's number crawler (`knm_number_crawler`) timing rules, and that the aged document is saved available with pvt_modified = now.
 async fn run_once_cases(store: SharedStore) {
     let area = seed(&store).await;
     let crawler = Crawler::new(store.clone(), CrawlerConfig::default());

@@ -1,8 +1,8 @@
-//! kazoo-numbers-vectors.md §K (and C19–C21, M13 "fix", M15) end-to-end: the feature providers
-//! (§12.3–§12.4) run by the store layer over Kazoo's fixturedb documents, on the embedded store
+//! Kazoo's number vectors group K (and C19–C21, M13 "fix", M15) end-to-end: the feature providers
+//! (`knm_providers:exec/2` and the feature providers it runs) run by the store layer over Kazoo's fixturedb documents, on the embedded store
 //! and on the CouchDB-compatible server. Telnyx and Dash are wiremock servers (carrier APIs may
 //! be mocked; CouchDB never is). Each test reads the stored documents back: what was written,
-//! what was not (an unchanged replace keeps its `_rev`, §7.2), the owner's account copy.
+//! what was not (an unchanged replace keeps its `_rev`, `knm_phone_number`'s dirty tracking), the owner's account copy.
 //!
 //! The providers come from Kazoo's master fixturedb: MASTER's `configs_number_manager` names
 //! `knm_telnyx_e911` / `knm_telnyx_cnam`, so RESELLER's numbers use Telnyx; CHILD's reseller
@@ -212,7 +212,7 @@ async fn k3_k4(store: SharedStore) {
         ns.apply(&n(TELNYX), &replace(json!({"e911": e911_k3()})), &by(RESELLER)).await.unwrap();
     assert!(!d.dirty && d.writes.is_empty());
     assert_eq!(stored(&store, TELNYX).await["_rev"], doc["_rev"], "K4: not written");
-    // §6.1 release (deviation: Kazoo never de-provisions here).
+    // `knm_numbers:release/2` release (deviation: Kazoo never de-provisions here).
     let d = ns.apply(&n(TELNYX), &Operation::Release, &by(RESELLER)).await.unwrap();
     assert_eq!(d.doc.state, NumberState::Available);
     let doc = stored(&store, TELNYX).await;
@@ -432,8 +432,8 @@ async fn m13_m15(store: SharedStore) {
 }
 both_backends!(m13_m15_fix, super::m13_m15);
 
-/// §12.4 `knm_dash_e911` through the store (CHILD's numbers use Kazoo's default provider), and
-/// §8.1: a dry run calls nothing and writes nothing.
+/// Kazoo's feature providers (`knm_prepend`, `knm_failover`, …) `knm_dash_e911` through the store (CHILD's numbers use Kazoo's default provider), and
+/// `knm_number_options:dry_run`: a dry run calls nothing and writes nothing.
 async fn dash(store: SharedStore) {
     let server = MockServer::start().await;
     let location = |code: &str| {
@@ -466,7 +466,7 @@ async fn dash(store: SharedStore) {
     let d: Decision = ns.apply(&n(NEW), &create, &dry).await.unwrap();
     assert!(d.dry_run && d.provider_calls.is_empty());
     assert!(raw(&store, "numbers/+1555", NEW).await.is_none());
-    assert!(server.received_requests().await.unwrap().is_empty(), "§8.1");
+    assert!(server.received_requests().await.unwrap().is_empty(), "`knm_number_options:dry_run`");
     ns.apply(&n(NEW), &create, &by(MASTER)).await.unwrap();
     let doc = stored(&store, NEW).await;
     let want = json!({"street_address": "301 MARINA BLVD", "locality": "SAN FRANCISCO",
@@ -497,7 +497,7 @@ impl wiremock::Respond for Gate {
     }
 }
 
-/// §7.1 + §12.4: the number changes while Telnyx provisions its e911 address; the store's write
+/// `knm_numbers:save_numbers/1` + Kazoo's feature providers (`knm_prepend`, `knm_failover`, …): the number changes while Telnyx provisions its e911 address; the store's write
 /// conflicts and it decides again, but the address is not created twice: the first call's
 /// `address_id` is reapplied (`ProviderCall::reapply`).
 async fn provider_call_not_repeated(store: SharedStore) {

@@ -1,6 +1,6 @@
-//! Racing instances (kazoo-numbers.md §7 and the race requirement): every transition is a
+//! Racing instances (`knm_numbers:save_numbers/1` and the race requirement): every transition is a
 //! `_rev` compare-and-swap; a loser re-reads, re-decides against the winner's state and gets a
-//! clean §9 error. Each `NumberStore` below is a separate instance (its own client) over the same
+//! clean `knm_errors` error. Each `NumberStore` below is a separate instance (its own client) over the same
 //! database, like separate processes. Fresh number areas per test keep the shared server's
 //! databases apart.
 
@@ -68,7 +68,7 @@ async fn fifty_reservations(make_store: fn() -> SharedStore) {
     assert_eq!(winners.len(), 1, "exactly one reservation wins; errors: {errors:?}");
     assert_eq!(errors.len(), 49);
     for e in &errors {
-        assert_eq!(e["error"], "forbidden", "a clean §9 error: {e}");
+        assert_eq!(e["error"], "forbidden", "a clean `knm_errors` error: {e}");
         assert_eq!(e["code"], 403);
     }
     let (winner, decision) = &winners[0];
@@ -105,8 +105,8 @@ async fn fifty_reservations_couchdb() {
 /// release then released that sub-account's number (the owner is its parent) — never two
 /// activations, never a lost update; the account copies match the final document, and the
 /// reserve history is the one that serial order writes: the seed's `[reseller]` kept by an
-/// activation (a move to `in_service` does not push, §4.5), emptied by the release's unwind
-/// (§6.1 step 6, one entry: unassigned), whose previous owner is whoever held the number last.
+/// activation (a move to `in_service` does not push, `knm_number_states`' transition table), emptied by the release's unwind
+/// (`knm_numbers:release/2` step 6, one entry: unassigned), whose previous owner is whoever held the number last.
 async fn release_vs_activate(make_store: fn() -> SharedStore) {
     let store = make_store();
     let reseller = account(90);
@@ -189,7 +189,7 @@ async fn release_vs_activate(make_store: fn() -> SharedStore) {
             }
             (None, None) => panic!("nobody won: {errors:?}"),
         }
-        assert!(errors.iter().all(|e| e["code"].as_u64().is_some()), "only §9 errors: {errors:?}");
+        assert!(errors.iter().all(|e| e["code"].as_u64().is_some()), "only `knm_errors` errors: {errors:?}");
         // The copies agree with the number database.
         let owner = stored.as_ref().and_then(|s| s["pvt_assigned_to"].as_str().map(str::to_owned));
         for a in kids.iter().chain(std::iter::once(&reseller)) {

@@ -1,6 +1,6 @@
-//! kazoo-numbers-vectors.md end-to-end: the store layer over Kazoo's fixturedb documents, on the
+//! Kazoo's number vectors end-to-end: the store layer over Kazoo's fixturedb documents, on the
 //! embedded store and on the CouchDB-compatible server. Each test names its vector; the
-//! persistence checks (§7: number db, account copy, previous owner's copy, dirty tracking,
+//! persistence checks (`knm_numbers:save_numbers/1`: number db, account copy, previous owner's copy, dirty tracking,
 //! migration on write) read the stored documents back.
 
 mod common;
@@ -67,7 +67,7 @@ async fn get_vectors(store: SharedStore) {
 }
 both_backends!(b_get, super::get_vectors);
 
-/// C1 + §7.1: create of a new number by MASTER for RESELLER writes the number db (a new db
+/// C1 + `knm_numbers:save_numbers/1`: create of a new number by MASTER for RESELLER writes the number db (a new db
 /// `numbers/+1555` doc) and the copy in RESELLER's db; C8: an in_service number is 409.
 async fn create_vectors(store: SharedStore) {
     let ns = fixture_store(store.clone()).await;
@@ -105,7 +105,7 @@ async fn create_vectors(store: SharedStore) {
 }
 both_backends!(c_create, super::create_vectors);
 
-/// C9 / §8.1: dry run returns the would-be result and writes nothing.
+/// C9 / `knm_number_options:dry_run`: dry run returns the would-be result and writes nothing.
 async fn dry_run_vectors(store: SharedStore) {
     let ns = fixture_store(store.clone()).await;
     let before = raw(&store, "numbers/+1555", AVAIL).await.unwrap();
@@ -122,7 +122,7 @@ async fn dry_run_vectors(store: SharedStore) {
 }
 both_backends!(dry_run, super::dry_run_vectors);
 
-/// D1/D5/D4 + §7.1: moving writes the new owner's copy and removes the previous owner's.
+/// D1/D5/D4 + `knm_numbers:save_numbers/1`: moving writes the new owner's copy and removes the previous owner's.
 async fn move_vectors(store: SharedStore) {
     let ns = fixture_store(store.clone()).await;
     // D4: UNRELATED may not take RESELLER's reservation.
@@ -169,7 +169,7 @@ async fn reserve_vectors(store: SharedStore) {
 }
 both_backends!(e_reserve, super::reserve_vectors);
 
-/// F8/F10 + §7.2: an unchanged write is a no-op (same `_rev`); a change is written.
+/// F8/F10 + `knm_phone_number`'s dirty tracking: an unchanged write is a no-op (same `_rev`); a change is written.
 async fn dirty_vectors(store: SharedStore) {
     let ns = fixture_store(store.clone()).await;
     let rev0 = raw(&store, "numbers/+1555", INSVC).await.unwrap()["_rev"].clone();
@@ -247,7 +247,7 @@ async fn lookup_vectors(store: SharedStore) {
 }
 both_backends!(l_lookup, super::lookup_vectors);
 
-/// M1/M3 + §7.2: a legacy document loads migrated (dirty), and the next write stores the
+/// M1/M3 + `knm_phone_number`'s dirty tracking: a legacy document loads migrated (dirty), and the next write stores the
 /// current form (integers for the timestamps, `pvt_state` instead of `pvt_number_state`).
 async fn migration_vectors(store: SharedStore) {
     let ns = fixture_store(store.clone()).await;
@@ -268,7 +268,7 @@ async fn migration_vectors(store: SharedStore) {
 }
 both_backends!(m_migration, super::migration_vectors);
 
-/// §1.5: saving into a number database that does not exist creates it with the design docs.
+/// `knm_phone_number:save/1` (doc id = the E.164 number): saving into a number database that does not exist creates it with the design docs.
 async fn creates_missing_db(store: SharedStore) {
     let ns = numbers::store::NumberStore::from_store(store.clone()).await.unwrap();
     let area = fresh_area(&store).await;

@@ -1,4 +1,4 @@
-//! kazoo-numbers-vectors.md §N (carriers and search) and §O (carrier info, check, billing)
+//! Kazoo's number vectors group N (carriers and search) and group O (carrier info, check, billing)
 //! end-to-end: through [`NumberStore`] over Kazoo's fixturedb, on the embedded store and on the
 //! CouchDB-compatible server, with each carrier configured the way Kazoo keeps it
 //! (`system_config/number_manager` `carrier_modules`, `system_config/number_manager.<carrier>`)
@@ -68,7 +68,7 @@ async fn configured(
     NumberStore::from_store(store.clone()).await.unwrap()
 }
 
-/// Writes a `discovery` document for `number` (a carrier's search hit kept for buying, §11.4),
+/// Writes a `discovery` document for `number` (a carrier's search hit kept for buying, `knm_search:discovery/1`),
 /// replacing whatever the fixturedb had.
 async fn discovery(store: &SharedStore, number: &str, module: &str) {
     let doc = NumberDoc::new(&n(number), NumberState::Discovery, module, 63_700_000_000);
@@ -83,7 +83,7 @@ fn buy(to: &str) -> Operation {
     Operation::Move(Move { assign_to: Some(acc(to)), ..Move::default() })
 }
 
-/// Buys `number` for RESELLER and checks what was stored (§4.4, §7.1).
+/// Buys `number` for RESELLER and checks what was stored (`knm_carriers:acquire/1`, `knm_numbers:save_numbers/1`).
 async fn bought(store: &SharedStore, ns: &NumberStore, case: &str, number: &str) -> NumberDoc {
     let d = ns
         .apply(&n(number), &buy(RESELLER), &RunOptions::default())
@@ -99,7 +99,7 @@ async fn bought(store: &SharedStore, ns: &NumberStore, case: &str, number: &str)
 }
 
 // ---------------------------------------------------------------------------------------------
-// §N1–N5: knm_local and knm_other
+// vectors N1–N5: knm_local and knm_other
 
 /// The numbers body of Kazoo's `knm_carriers_find_tests` (N4): `+1415886790<d>` → `{extension: d}`.
 fn phonebook_numbers() -> Value {
@@ -108,7 +108,7 @@ fn phonebook_numbers() -> Value {
     json!({"status": "success", "data": data})
 }
 
-/// Vectors N1–N5 (§11.1–§11.3, §14.3 knm_other).
+/// Vectors N1–N5 (`knm_search:find/1` and `knm_carriers:get_available_carriers/1`, `knm_other` knm_other).
 async fn n1_n5(store: SharedStore) {
     load_kazoo_fixturedb(&store).await;
     // N1: knm_local needs an account.
@@ -170,7 +170,7 @@ async fn n1_n5(store: SharedStore) {
 both_backends!(n1_n5_local_other, super::n1_n5);
 
 // ---------------------------------------------------------------------------------------------
-// §N6–N9: knm_telnyx
+// vectors N6–N9: knm_telnyx
 
 async fn telnyx_search_mock(server: &MockServer, descriptor: Value, file: &str) {
     Mock::given(method("POST"))
@@ -183,7 +183,7 @@ async fn telnyx_search_mock(server: &MockServer, descriptor: Value, file: &str) 
         .await;
 }
 
-/// Vectors N6–N9 (§14.2 knm_telnyx; N9 through a buy of a discovered number, §4.4).
+/// Vectors N6–N9 (the carrier provisioning switches of `number_manager.<carrier>` knm_telnyx; N9 through a buy of a discovered number, `knm_carriers:acquire/1`).
 async fn n6_n9(store: SharedStore) {
     load_kazoo_fixturedb(&store).await;
     let server = MockServer::start().await;
@@ -232,9 +232,9 @@ async fn n6_n9(store: SharedStore) {
 both_backends!(n6_n9_telnyx, super::n6_n9);
 
 // ---------------------------------------------------------------------------------------------
-// §N10–N12: knm_vitelity
+// vectors N10–N12: knm_vitelity
 
-/// Vectors N10–N12 (§14.2 knm_vitelity).
+/// Vectors N10–N12 (the carrier provisioning switches of `number_manager.<carrier>` knm_vitelity).
 async fn n10_n12(store: SharedStore) {
     load_kazoo_fixturedb(&store).await;
     let server = MockServer::start().await;
@@ -265,7 +265,7 @@ async fn n10_n12(store: SharedStore) {
 both_backends!(n10_n12_vitelity, super::n10_n12);
 
 // ---------------------------------------------------------------------------------------------
-// §N13–N16: knm_voip_innovations
+// vectors N13–N16: knm_voip_innovations
 
 async fn vi_mock(server: &MockServer, action: &str, needle: &str, reply: String) {
     Mock::given(method("POST"))
@@ -281,7 +281,7 @@ async fn vi_mock(server: &MockServer, action: &str, needle: &str, reply: String)
         .await;
 }
 
-/// Vectors N13–N16 (§14.2 knm_voip_innovations; N15 through a buy, N16 through a release whose
+/// Vectors N13–N16 (the carrier provisioning switches of `number_manager.<carrier>` knm_voip_innovations; N15 through a buy, N16 through a release whose
 /// disconnect the carrier refuses: the number fails and nothing is written).
 async fn n13_n16(store: SharedStore) {
     load_kazoo_fixturedb(&store).await;
@@ -357,7 +357,7 @@ async fn n13_n16(store: SharedStore) {
 both_backends!(n13_n16_voip_innovations, super::n13_n16);
 
 // ---------------------------------------------------------------------------------------------
-// §N17–N19: knm_bandwidth2
+// vectors N17–N19: knm_bandwidth2
 
 const BW_ACCOUNT: &str = "/api/accounts/eunit_testing_account";
 
@@ -375,7 +375,7 @@ fn bw_section(server: &MockServer) -> Value {
            "order_poll_interval_ms": 10})
 }
 
-/// Vectors N17–N19 (§14.2 knm_bandwidth2; N19 through a buy: order RECEIVED, polled COMPLETE).
+/// Vectors N17–N19 (the carrier provisioning switches of `number_manager.<carrier>` knm_bandwidth2; N19 through a buy: order RECEIVED, polled COMPLETE).
 async fn n17_n19(store: SharedStore) {
     load_kazoo_fixturedb(&store).await;
     let server = MockServer::start().await;
@@ -691,10 +691,10 @@ async fn search_pages_and_keeps_discovery(store: SharedStore) {
 both_backends!(search_pages_and_keeps_discovery_records, super::search_pages_and_keeps_discovery);
 
 // ---------------------------------------------------------------------------------------------
-// §O carrier info, check, billing
+// group O carrier info, check, billing
 
-/// Vectors O1–O8 (§11.6 info with the reseller's account config, §3.8 creation states, §8.3
-/// billable, §11.5 check).
+/// Vectors O1–O8 (`knm_carriers:info/3` info with the reseller's account config, `knm_number:allowed_creation_states/2` creation states, `knm_numbers:update_services/1`
+/// billable, `knm_carriers:check/1` check).
 async fn o_info_check(store: SharedStore) {
     let ns = kazoo_store(store.clone()).await;
     let info = |account: &'static str, reseller: Option<&'static str>, who: &'static str| {
@@ -730,7 +730,7 @@ async fn o_info_check(store: SharedStore) {
     for s in ["in_service", "reserved", "available"] {
         assert!(o3["usable_creation_states"].as_array().unwrap().contains(&json!(s)), "O3 {s}");
     }
-    // §11.3: a search for CHILD as its own reseller asks the same carriers, in Kazoo's order.
+    // `knm_carriers:get_available_carriers/1`: a search for CHILD as its own reseller asks the same carriers, in Kazoo's order.
     let mut q = SearchQuery::new("+1415", 1);
     q.account_id = Some(acc(CHILD));
     q.reseller_id = Some(acc(CHILD));
@@ -743,11 +743,11 @@ async fn o_info_check(store: SharedStore) {
             CarrierKind::Local,
             CarrierKind::Bandwidth2
         ],
-        "§11.3"
+        "`knm_carriers:get_available_carriers/1`"
     );
     q.reseller_id = Some(acc(RESELLER));
     let asked: Vec<CarrierKind> = ns.find(&q).await.reports.iter().map(|r| r.module).collect();
-    assert!(!asked.contains(&CarrierKind::Bandwidth2), "§11.3: RESELLER has no account config");
+    assert!(!asked.contains(&CarrierKind::Bandwidth2), "`knm_carriers:get_available_carriers/1`: RESELLER has no account config");
     // O4 / O5
     let o4 = info(CHILD, Some(CHILD), RESELLER).await;
     assert_eq!(o4["usable_creation_states"], json!(["in_service", "reserved"]), "O4");

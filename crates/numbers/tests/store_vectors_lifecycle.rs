@@ -1,11 +1,11 @@
-//! kazoo-numbers-vectors.md §A (DB naming as the store shows it), §B–§J, §L and §M end-to-end:
+//! Kazoo's number vectors group A (DB naming as the store shows it), group B–group J, group L and group M end-to-end:
 //! every case through [`NumberStore`] over Kazoo's fixturedb (number databases, accounts,
 //! `system_config`, `port_requests`, and the account databases with their number copies and
 //! account configs), on the embedded store and on the CouchDB-compatible server.
 //!
 //! One fixture load per group; before each case the numbers it touches are put back as the
 //! fixturedb has them ([`reset_number`]). Each case names its vector and checks what the vector
-//! asserts, then reads the stored documents back (kazoo-numbers.md §7): the number database holds
+//! asserts, then reads the stored documents back (`knm_numbers:save_numbers/1`): the number database holds
 //! exactly the returned document, the owner's account copy is the same JSON with its own `_rev`,
 //! no other account keeps a copy, an unchanged or refused operation leaves the same `_rev`, a
 //! hard delete removes the documents. The pure-core counterparts are in `src/lifecycle_tests.rs`
@@ -21,7 +21,7 @@ use numbers::store::{NumberStore, RunOptions};
 use numbers::{AuthBy, Decision, Error, NumberState, Operation, PublicFields};
 use serde_json::{json, Map, Value};
 
-// The starting documents of vectors §0 (master fixturedb).
+// The starting documents of vectors Kazoo's number manager (`knm`) (master fixturedb).
 const AVAIL: &str = "+15551239876";
 const INSVC: &str = "+15551233322";
 const MDN: &str = "+15551233324";
@@ -154,7 +154,7 @@ impl V {
         raw(&self.store, &acc(account).db_name().to_string(), number).await
     }
 
-    /// §7.1/§7.3: the number database holds exactly `d.doc`; the owner's account copy (when its
+    /// `knm_numbers:save_numbers/1`/`knm_phone_number:save/1`'s account-db copy: the number database holds exactly `d.doc`; the owner's account copy (when its
     /// database exists) is the same JSON with its own `_rev`; no other account keeps a copy.
     async fn persisted(&self, case: &str, d: &Decision) {
         let number = d.doc.id.as_str();
@@ -179,7 +179,7 @@ impl V {
         assert_eq!(&self.rev(number).await, before, "{case}: _rev changed");
     }
 
-    /// §5.8 / §6.1 step 8: the number document and every account copy are gone.
+    /// `knm_numbers:delete/2` / `knm_numbers:release/2` step 8: the number document and every account copy are gone.
     async fn gone(&self, case: &str, number: &str) {
         assert!(self.stored(number).await.is_none(), "{case}: number doc still stored");
         for account in FIXTURE_ACCOUNTS {
@@ -189,9 +189,9 @@ impl V {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §A normalization and DB names, as the store writes them
+// group A normalization and DB names, as the store writes them
 
-/// Vectors A1, A3, A4, A5 (kazoo-numbers.md §1.1, §1.3–§1.5): every input form of a number
+/// Vectors A1, A3, A4, A5 (`knm_converters:normalize/1`, `knm_converters:is_reconcilable/1` and `knm_phone_number:save/1` (doc id = the E.164 number)): every input form of a number
 /// becomes one document, `_id` = the normalized number, in `numbers/<first 5 bytes>` with
 /// `pvt_db_name` URL-encoded; converters apply in key order; a number without a database name is
 /// refused before any write.
@@ -218,10 +218,10 @@ async fn a_naming(store: SharedStore) {
         let d = &out.ok[want];
         v.persisted(want, d).await;
         let stored = v.stored(want).await.unwrap();
-        assert_eq!(stored["_id"], want, "§1.5 _id");
+        assert_eq!(stored["_id"], want, "`knm_phone_number:save/1` (doc id = the E.164 number) _id");
         assert_eq!(stored["pvt_db_name"], encoded, "A4");
         let dbn = format!("numbers/{}", &want[..5]);
-        assert!(raw(&v.store, &dbn, "_design/numbers").await.is_some(), "§1.5 views deployed");
+        assert!(raw(&v.store, &dbn, "_design/numbers").await.is_some(), "`knm_phone_number:save/1` (doc id = the E.164 number) views deployed");
         v.reset(&[want]).await;
     }
     // A4: `1234` has no number database ("undefined"): refused, nothing written.
@@ -234,9 +234,9 @@ async fn a_naming(store: SharedStore) {
 both_backends!(a_db_naming, super::a_naming);
 
 // ---------------------------------------------------------------------------------------------
-// §B get
+// group B get
 
-/// Vectors B1–B8 (§5.1, §3.6, §1.3, §5.0 bulk form, §7.2: a read never writes).
+/// Vectors B1–B8 (`knm_numbers:get/2`, `knm_phone_number:handle_fetch/2`, `knm_converters:is_reconcilable/1`, `knm_numbers`' bulk result shape bulk form, `knm_phone_number`'s dirty tracking: a read never writes).
 async fn b_get(store: SharedStore) {
     let v = V::new(store).await;
     // B1
@@ -299,9 +299,9 @@ async fn b_get(store: SharedStore) {
 both_backends!(b_get_vectors, super::b_get);
 
 // ---------------------------------------------------------------------------------------------
-// §C create
+// group C create
 
-/// Vectors C1–C18 except C12 (§5.2, §7.1, §8.1, §8.2). C12 (no `auth_by` at all) cannot be
+/// Vectors C1–C18 except C12 (`knm_numbers:create/2`, `knm_numbers:save_numbers/1`, `knm_number_options:dry_run`, `knm_number_options:mdn_run`). C12 (no `auth_by` at all) cannot be
 /// expressed through the store: [`RunOptions::auth_by`] is not optional. C19–C21 are features
 /// (carrier_name), tested with the feature providers.
 async fn c_create(store: SharedStore) {
@@ -490,9 +490,9 @@ async fn c_create(store: SharedStore) {
 both_backends!(c_create_vectors, super::c_create);
 
 // ---------------------------------------------------------------------------------------------
-// §D move
+// group D move
 
-/// Vectors D1–D11 (§5.3, §4.5, §7.1: the new owner's copy is written, the previous owner's
+/// Vectors D1–D11 (`knm_numbers:move/3`, `knm_number_states`' transition table, `knm_numbers:save_numbers/1`: the new owner's copy is written, the previous owner's
 /// removed).
 async fn d_move(store: SharedStore) {
     let v = V::new(store).await;
@@ -514,7 +514,7 @@ async fn d_move(store: SharedStore) {
     err("D4", v.run(RESV, &mv(UNRELATED), &by(UNRELATED)).await, 403, "forbidden", None);
     v.unchanged("D4", RESV, &before).await;
     assert!(v.copy(RESELLER, RESV).await.is_some(), "D4: the owner's copy stays");
-    // D5: UNRELATED has no account database: its copy is skipped (§7.1).
+    // D5: UNRELATED has no account database: its copy is skipped (`knm_numbers:save_numbers/1`).
     let d = ok("D5", v.run(RESV, &mv(UNRELATED), &sys()).await);
     assert_eq!((d.doc.state, owner(&d)), (NumberState::InService, Some(UNRELATED)), "D5");
     v.persisted("D5", &d).await;
@@ -579,9 +579,9 @@ async fn d_move(store: SharedStore) {
 both_backends!(d_move_vectors, super::d_move);
 
 // ---------------------------------------------------------------------------------------------
-// §E reserve
+// group E reserve
 
-/// Vectors E1–E5 (§5.4, §4.5 reserved column, reserve history, §15.3 bulk errors).
+/// Vectors E1–E5 (`knm_numbers:reserve/2`, `knm_number_states`' transition table reserved column, reserve history, `cb_phone_numbers_v2`'s success replies bulk errors).
 async fn e_reserve(store: SharedStore) {
     let v = V::new(store).await;
     // E1
@@ -635,9 +635,9 @@ async fn e_reserve(store: SharedStore) {
 both_backends!(e_reserve_vectors, super::e_reserve);
 
 // ---------------------------------------------------------------------------------------------
-// §F update, assign_to_app
+// group F update, assign_to_app
 
-/// Vectors F1–F11 (§5.5, §5.6, §8.2 MDN guard, §7.2 dirty tracking: an unchanged write keeps
+/// Vectors F1–F11 (`knm_numbers:update/3`, `knm_numbers:assign_to_app/3`, `knm_number_options:mdn_run` MDN guard, `knm_phone_number`'s dirty tracking dirty tracking: an unchanged write keeps
 /// the `_rev`).
 async fn f_update(store: SharedStore) {
     let v = V::new(store).await;
@@ -724,9 +724,9 @@ async fn f_update(store: SharedStore) {
 both_backends!(f_update_vectors, super::f_update);
 
 // ---------------------------------------------------------------------------------------------
-// §G release
+// group G release
 
-/// Vectors G1–G10 (§5.7, §6.1 with the fixture's defaults: released_state available, no aging,
+/// Vectors G1–G10 (`knm_numbers:release/2`, `knm_numbers:release/2` with the fixture's defaults: released_state available, no aging,
 /// no permanent delete; local/MDN numbers left unassigned are deleted).
 async fn g_release(store: SharedStore) {
     let v = V::new(store).await;
@@ -800,9 +800,9 @@ async fn g_release(store: SharedStore) {
 both_backends!(g_release_vectors, super::g_release);
 
 // ---------------------------------------------------------------------------------------------
-// §H hard delete
+// group H hard delete
 
-/// Vectors H1–H3 (§5.8: superduper admins only; the number document and the owner's copy are
+/// Vectors H1–H3 (`knm_numbers:delete/2`: superduper admins only; the number document and the owner's copy are
 /// deleted; the returned record keeps its features).
 async fn h_delete(store: SharedStore) {
     let v = V::new(store).await;
@@ -843,9 +843,9 @@ async fn h_delete(store: SharedStore) {
 both_backends!(h_delete_vectors, super::h_delete);
 
 // ---------------------------------------------------------------------------------------------
-// §I reconcile (4.3)
+// group I reconcile (4.3)
 
-/// Vectors I1–I6 and the §5.9 quirk (an unknown number is returned, not saved).
+/// Vectors I1–I6 and the `knm_numbers:reconcile/2` quirk (an unknown number is returned, not saved).
 async fn i_reconcile(store: SharedStore) {
     let v = V::new(store).await;
     // I1
@@ -890,19 +890,19 @@ async fn i_reconcile(store: SharedStore) {
     let d = ok("I6", v.run(MDN, &reconcile(Some(MASTER), None), &mdn_run(by(MASTER))).await);
     assert!(d.dirty && d.doc.state == NumberState::InService && owner(&d) == Some(MASTER), "I6");
     v.persisted("I6", &d).await;
-    // §5.9 quirk kept: a number not in the database comes back in_service and is not saved.
+    // `knm_numbers:reconcile/2` quirk kept: a number not in the database comes back in_service and is not saved.
     v.reset(&[NEW]).await;
-    let d = ok("§5.9", v.run(NEW, &reconcile(Some(RESELLER), None), &sys()).await);
-    assert_eq!((d.doc.state, owner(&d)), (NumberState::InService, Some(RESELLER)), "§5.9");
-    assert!(v.stored(NEW).await.is_none() && v.copy(RESELLER, NEW).await.is_none(), "§5.9");
+    let d = ok("`knm_numbers:reconcile/2`", v.run(NEW, &reconcile(Some(RESELLER), None), &sys()).await);
+    assert_eq!((d.doc.state, owner(&d)), (NumberState::InService, Some(RESELLER)), "`knm_numbers:reconcile/2`");
+    assert!(v.stored(NEW).await.is_none() && v.copy(RESELLER, NEW).await.is_none(), "`knm_numbers:reconcile/2`");
     v.reset(&[AVAIL, BW, MDN]).await;
 }
 both_backends!(i_reconcile_vectors, super::i_reconcile);
 
 // ---------------------------------------------------------------------------------------------
-// §J MDN rules
+// group J MDN rules
 
-/// Vectors J1–J5 (§8.2, §4.5 MDN rows, §5.2 c: an MDN number is always created in_service).
+/// Vectors J1–J5 (`knm_number_options:mdn_run`, `knm_number_states`' transition table MDN rows, `knm_numbers:create/2` c: an MDN number is always created in_service).
 async fn j_mdn(store: SharedStore) {
     let v = V::new(store).await;
     v.reset(&[MDN]).await;
@@ -937,9 +937,9 @@ async fn j_mdn(store: SharedStore) {
 both_backends!(j_mdn_vectors, super::j_mdn);
 
 // ---------------------------------------------------------------------------------------------
-// §L lookup_account
+// group L lookup_account
 
-/// Vectors L1–L8 (§5.10, §12.6 force_outbound, port requests from the `port_requests` db).
+/// Vectors L1–L8 (`knm_number:lookup_account/1`, `knm_number:is_force_outbound/3` force_outbound, port requests from the `port_requests` db).
 async fn l_lookup(store: SharedStore) {
     let v = V::new(store).await;
     let look = |number: &'static str| {
@@ -969,7 +969,7 @@ async fn l_lookup(store: SharedStore) {
 both_backends!(l_lookup_vectors, super::l_lookup);
 
 // ---------------------------------------------------------------------------------------------
-// §M load-time migration of legacy documents
+// group M load-time migration of legacy documents
 
 fn priv_fixture(name: &str) -> Value {
     let path = fixturedb_dir().join("../priv-fixtures").join(name);
@@ -986,7 +986,7 @@ fn public_of(doc: &Value) -> Map<String, Value> {
         .collect()
 }
 
-/// Vectors M1–M12, M13 (load part) and M14 (§10.3 migration on load, §7.2: a migrated document
+/// Vectors M1–M12, M13 (load part) and M14 (`knm_phone_number:from_json/1` migration on load, `knm_phone_number`'s dirty tracking: a migrated document
 /// is dirty and its next save writes the current form; a current one is not written at all).
 /// M13's "fix" and M15 need the feature providers and are tested with them.
 async fn m_migration(store: SharedStore) {
@@ -1086,7 +1086,7 @@ async fn m_migration(store: SharedStore) {
         "M7"
     );
     // M8: the migrated document carries a public `e911` (from `dash_e911`) on a local number,
-    // which the feature providers refuse to save (§12.2, as in vectors K1 and M13's "fix"); the
+    // which the feature providers refuse to save (`knm_providers:list_available_features/1`, as in vectors K1 and M13's "fix"); the
     // migrated form is checked on the loaded document.
     let (before, after, _) = roundtrip("M8", "+14242424247", true, false).await;
     assert_eq!(before["pvt_module_name"], "wnm_local");

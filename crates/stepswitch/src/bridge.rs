@@ -1,5 +1,5 @@
-//! Bridge-time steps that stay pure: emergency privacy (rule 35) and short-dial correction
-//! (rule 37).
+//! Bridge-time steps that stay pure: emergency privacy (`stepswitch_bridge`'s emergency handling) and short-dial correction
+//! (`stepswitch_util:correct_shortdial/2`).
 
 use serde_json::{Map, Value};
 
@@ -7,12 +7,12 @@ use crate::config::Config;
 use crate::endpoint::EndpointJson;
 use crate::resource::is_true;
 
-/// Rule 35 (`avoid_privacy_if_emergency_call/2`): when any endpoint is an emergency endpoint
+/// `stepswitch_bridge`'s emergency handling (`avoid_privacy_if_emergency_call/2`): when any endpoint is an emergency endpoint
 /// (CCV `Emergency-Resource` true), privacy is forced off on every endpoint
 /// (`Privacy-Method: "none"`, hide flags false).
 ///
 /// Works on the endpoints' JSON, as the bridge sends them (`RouteAnswer::endpoints_json`).
-/// The endpoint order is kept (bug 63 fixed: Kazoo reverses it, trying the highest weight
+/// The endpoint order is kept (the Kazoo bug in `stepswitch_bridge:avoid_privacy_if_emergency_call/2` fixed: Kazoo reverses it, trying the highest weight
 /// first on emergency calls). Returns whether anything was changed.
 pub fn avoid_privacy_if_emergency(endpoints: &mut [EndpointJson]) -> bool {
     let emergency = |endpoint: &EndpointJson| {
@@ -45,7 +45,7 @@ pub struct ShortdialInput<'a> {
     pub denied_call_restrictions: Option<&'a Map<String, Value>>,
 }
 
-/// Rule 37 (`stepswitch_util:correct_shortdial/2`): complete a short-dialled number with the
+/// `stepswitch_util:correct_shortdial/2` (`stepswitch_util:correct_shortdial/2`): complete a short-dialled number with the
 /// leading digits of the caller's own number. `None` when no correction applies, when the
 /// corrected number's classification is denied, or when it equals the original number.
 pub fn correct_shortdial(config: &Config, input: &ShortdialInput<'_>) -> Option<String> {
@@ -124,7 +124,7 @@ mod tests {
 
     #[test]
     fn a3_emergency_privacy() {
-        // Vector A3 (rule 35).
+        // Vector A3 (`stepswitch_bridge`'s emergency handling).
         let check = |emergency: &str, input: (&str, bool), expected: (&str, bool)| {
             let mut eps = vec![endpoint(emergency, input.0, input.1)];
             avoid_privacy_if_emergency(&mut eps);

@@ -1,4 +1,4 @@
-//! `system_config/stepswitch` (rule 51) and `system_config/number_manager` (§11) as one value.
+//! `system_config/stepswitch` (the `system_config/stepswitch` keys) and `system_config/number_manager` (`knm_converters` (classifiers and E.164 conversion)) as one value.
 //!
 //! [`Config`] has no `Default`: it is built from the two documents (absent keys take Kazoo's
 //! defaults, listed on each field) or explicitly with [`Config::kazoo_defaults`].
@@ -16,9 +16,9 @@ pub const STEPSWITCH_DOC_ID: &str = "stepswitch";
 /// number conversions of `system_config/number_manager`.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `number_manager`: `normalize`, `classify`, classifier regexes (rule 14, §11).
+    /// `number_manager`: `normalize`, `classify`, classifier regexes (`stepswitch_resources:create_classifier_resource/4`, `knm_converters` (classifiers and E.164 conversion)).
     pub converters: Converters,
-    /// `default_weight`, default 3 (rule 12).
+    /// `default_weight`, default 3 (`stepswitch_resources`' weight).
     pub default_weight: i64,
     /// `default_prefix`, default "".
     pub default_prefix: String,
@@ -44,17 +44,17 @@ pub struct Config {
     pub default_formatters: Option<Map<String, Value>>,
     /// `format_from_uri`, default false (bridge time).
     pub format_from_uri: bool,
-    /// `cid_rules_honor_diversions`, default false (rule 23).
+    /// `cid_rules_honor_diversions`, default false (`stepswitch_resources:evaluate_cid_rules/2`).
     pub cid_rules_honor_diversions: bool,
-    /// `use_first_dedicated_proxy_only`, default true (rule 8; applied by whoever builds proxies).
+    /// `use_first_dedicated_proxy_only`, default true (`stepswitch_resources`' local-resource fields; applied by whoever builds proxies).
     pub use_first_dedicated_proxy_only: bool,
-    /// `min_shortdial_correction`, default 2 (rule 37).
+    /// `min_shortdial_correction`, default 2 (`stepswitch_util:correct_shortdial/2`).
     pub min_shortdial_correction: usize,
-    /// `max_shortdial_correction`, default 5 (rule 37).
+    /// `max_shortdial_correction`, default 5 (`stepswitch_util:correct_shortdial/2`).
     pub max_shortdial_correction: usize,
-    /// `fixed_length_shortdial_correction`, default unset (rule 37).
+    /// `fixed_length_shortdial_correction`, default unset (`stepswitch_util:correct_shortdial/2`).
     pub fixed_length_shortdial_correction: Option<usize>,
-    /// `min_shortdial_destination` (4.3), default unset (rule 37).
+    /// `min_shortdial_destination` (4.3), default unset (`stepswitch_util:correct_shortdial/2`).
     pub min_shortdial_destination: Option<usize>,
     /// `system_config/privacy.method`, default `kazoo` (`kz_privacy:get_method/1`).
     pub default_privacy_method: String,
@@ -63,7 +63,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// Kazoo's defaults for every key (rule 51, §11).
+    /// Kazoo's defaults for every key (the `system_config/stepswitch` keys, `knm_converters` (classifiers and E.164 conversion)).
     pub fn kazoo_defaults() -> Config {
         Config {
             converters: Converters::kazoo_defaults(),

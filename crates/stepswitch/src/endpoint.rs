@@ -1,5 +1,5 @@
 //! A route answer's carrier endpoint: a typed, cheap value, rendered to Kazoo's endpoint JSON
-//! (rule 30 plus the rule-24 CCVs) only at the edge.
+//! (`stepswitch_resources:gateway_to_endpoint/3` plus the rule-24 CCVs) only at the edge.
 //!
 //! An [`Endpoint`] is a handle: the compiled table it came from (shared), which resource,
 //! gateway and proxy, the matched part of the number, and the per-request values that every
@@ -33,7 +33,7 @@ pub(crate) struct AnswerContext {
     pub(crate) caller_id_number: Option<String>,
     pub(crate) emergency_caller_id_name: Option<String>,
     pub(crate) emergency_caller_id_number: Option<String>,
-    /// `E164-Origination`: the normalized caller id, when reconcilable (bug 73 fixed).
+    /// `E164-Origination`: the normalized caller id, when reconcilable (the Kazoo bug in `stepswitch_resources`' `E164-Origination` fixed).
     pub(crate) e164_origination: Option<String>,
     /// The request's own privacy (its keys or its requestor CCVs).
     pub(crate) hide_name: bool,
@@ -43,12 +43,12 @@ pub(crate) struct AnswerContext {
     pub(crate) fax: bool,
     /// `Fax-T38-Enabled`.
     pub(crate) fax_t38_enabled: bool,
-    /// What dynamic invite parameters read (rule 29); left empty when no selected gateway has
+    /// What dynamic invite parameters read (`stepswitch_resources:sip_invite_parameters/2`); left empty when no selected gateway has
     /// `invite_parameters`.
     pub(crate) invite: InviteInputs,
 }
 
-/// The request values dynamic invite parameters read (rule 29).
+/// The request values dynamic invite parameters read (`stepswitch_resources:sip_invite_parameters/2`).
 #[derive(Debug, Default)]
 pub(crate) struct InviteInputs {
     /// `Requestor-Custom-Channel-Vars`, keys normalized.
@@ -63,13 +63,13 @@ pub(crate) struct InviteInputs {
 ///
 /// Cheap: a shared pointer and a few indices. Its JSON ([`Endpoint::to_json`], or serde, which
 /// serialises the same object) is Kazoo's endpoint: `Route`, `To-DID`, `Custom-Channel-Vars`
-/// and the rest of rule 30. An endpoint keeps its table alive until it is dropped.
+/// and the rest of `stepswitch_resources:gateway_to_endpoint/3`. An endpoint keeps its table alive until it is dropped.
 #[derive(Clone)]
 pub struct Endpoint {
     ctx: Arc<AnswerContext>,
     resource: u32,
     gateway: u32,
-    /// Index in the resource's `proxies` (rule 27).
+    /// Index in the resource's `proxies` (`stepswitch_resources`' dedicated-IP proxies).
     proxy: Option<u32>,
     /// Byte range of the matched number inside `ctx.number`.
     matched: (u32, u32),
@@ -102,7 +102,7 @@ impl Endpoint {
         &self.resource().gateways[self.gateway as usize]
     }
 
-    /// The account proxy of a local resource's endpoint copy (rule 27).
+    /// The account proxy of a local resource's endpoint copy (`stepswitch_resources`' dedicated-IP proxies).
     pub fn proxy(&self) -> Option<&Proxy> {
         self.proxy.map(|idx| &self.resource().proxies[idx as usize])
     }
@@ -117,7 +117,7 @@ impl Endpoint {
         self.resource().weight
     }
 
-    /// "NumberMatch" (rule 20): `To-DID`, the callee id and CCV `Matched-Number`.
+    /// "NumberMatch" (`stepswitch_resources:filter_resource_by_rules/5`): `To-DID`, the callee id and CCV `Matched-Number`.
     pub fn matched(&self) -> &str {
         &self.ctx.number[self.matched.0 as usize..self.matched.1 as usize]
     }
@@ -127,18 +127,18 @@ impl Endpoint {
         &self.ctx.number
     }
 
-    /// `Route`: the dial string (rule 25).
+    /// `Route`: the dial string (`stepswitch_resources:gateway_dialstring/2`).
     pub fn dial_string(&self) -> String {
         dial_string(self.gateway(), self.matched())
     }
 
-    /// Whether this is an emergency endpoint (CCV `Emergency-Resource` true, rule 35).
+    /// Whether this is an emergency endpoint (CCV `Emergency-Resource` true, `stepswitch_bridge`'s emergency handling).
     pub fn is_emergency(&self) -> bool {
         let gateway = self.gateway();
         gateway.emergency || is_true(gateway.ccvs.get("Emergency-Resource"))
     }
 
-    /// Kazoo's endpoint object (`gateway_to_endpoint/3`, rule 30, with the rule-24 CCVs):
+    /// Kazoo's endpoint object (`gateway_to_endpoint/3`, `stepswitch_resources:gateway_to_endpoint/3`, with the rule-24 CCVs):
     /// `props:filter_empty/1` drops undefined, `""`, `[]`, `{}`, `false` and `0` values, except
     /// for `Name` and `Weight`, which are always present.
     pub fn to_json(&self) -> EndpointJson {
@@ -166,7 +166,7 @@ impl Endpoint {
             ccvs.insert("RTCP-MUX".into(), text(mux));
         }
         from_uri_settings(gateway, &mut ccvs);
-        // Rule 24.
+        // `stepswitch_resources:resource_to_endpoints`.
         if resource.global {
             ccvs.insert("Global-Resource".into(), Value::Bool(true));
         }
@@ -225,7 +225,7 @@ impl Endpoint {
         ep.insert("Name".into(), opt(resource.name.as_deref()));
         ep.insert("Weight".into(), Value::from(resource.weight));
         if let Some(proxy) = self.proxy() {
-            // Rule 27.
+            // `stepswitch_resources`' dedicated-IP proxies.
             ep.insert("Proxy-Zone".into(), text(&proxy.zone));
             ep.insert("Proxy-IP".into(), text(&proxy.ip));
         }
@@ -282,7 +282,7 @@ fn push(endpoint: &mut EndpointJson, key: &str, value: Value) {
     }
 }
 
-/// Rule 25: the dial string.
+/// `stepswitch_resources:gateway_dialstring/2`: the dial string.
 pub(crate) fn dial_string(gateway: &Gateway, number_match: &str) -> String {
     if let Some(route) = gateway.route.as_deref() {
         return route.to_owned();
@@ -296,7 +296,7 @@ pub(crate) fn dial_string(gateway: &Gateway, number_match: &str) -> String {
     out
 }
 
-/// Rule 25's `sip:prefix+number+suffix@server[:port]` (the dial string of a gateway without a
+/// `stepswitch_resources:gateway_dialstring/2`'s `sip:prefix+number+suffix@server[:port]` (the dial string of a gateway without a
 /// verbatim `route`), appended to `out`.
 pub(crate) fn push_sip_dial_string(out: &mut String, gateway: &Gateway, number_match: &str) {
     push_dial_head(out, gateway);
@@ -304,13 +304,13 @@ pub(crate) fn push_sip_dial_string(out: &mut String, gateway: &Gateway, number_m
     push_dial_tail(out, gateway);
 }
 
-/// What comes before the number in rule 25's dial string: `sip:prefix`.
+/// What comes before the number in `stepswitch_resources:gateway_dialstring/2`'s dial string: `sip:prefix`.
 pub(crate) fn push_dial_head(out: &mut String, gateway: &Gateway) {
     out.push_str("sip:");
     out.push_str(&gateway.prefix);
 }
 
-/// What comes after the number in rule 25's dial string: `suffix@server[:port]`.
+/// What comes after the number in `stepswitch_resources:gateway_dialstring/2`'s dial string: `suffix@server[:port]`.
 pub(crate) fn push_dial_tail(out: &mut String, gateway: &Gateway) {
     out.push_str(&gateway.suffix);
     out.push('@');
@@ -321,7 +321,7 @@ pub(crate) fn push_dial_tail(out: &mut String, gateway: &Gateway) {
     }
 }
 
-/// Rule 34 hints (`gateway_from_uri_settings/1`): realm precedence from_uri_realm →
+/// `stepswitch_resources:gateway_from_uri_settings/1` hints (`gateway_from_uri_settings/1`): realm precedence from_uri_realm →
 /// from_account_realm → gateway realm.
 fn from_uri_settings(gateway: &Gateway, ccvs: &mut Map<String, Value>) {
     if !gateway.format_from_uri {
@@ -376,7 +376,7 @@ impl InviteInputs {
     }
 }
 
-/// Rule 29 (`sip_invite_parameters/2`): static parameters verbatim, then the dynamic ones in
+/// `stepswitch_resources:sip_invite_parameters/2` (`sip_invite_parameters/2`): static parameters verbatim, then the dynamic ones in
 /// reverse of their listed order; missing or empty values are skipped.
 pub(crate) fn invite_parameters(params: &InviteParameters, inputs: &InviteInputs) -> Vec<String> {
     let mut out: Vec<String> = params.static_params.iter().map(|it| it.to_string()).collect();

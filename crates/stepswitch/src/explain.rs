@@ -19,7 +19,7 @@ use crate::ResourceDoc;
 /// The explanation of one route request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
-    /// The number routed (rule 2).
+    /// The number routed (`stepswitch_util:get_outbound_destination/1`).
     pub number: String,
     /// Its classification.
     pub classification: Option<String>,
@@ -27,7 +27,7 @@ pub struct Explanation {
     pub table: String,
     /// Why the table routes nothing at all, when it does not even get looked at.
     pub table_skipped: Option<TableSkip>,
-    /// The classifier bucket the lookup used (rule 18): `None` is the unclassified bucket.
+    /// The classifier bucket the lookup used (`stepswitch_resources:resources_to_endpoints/3`): `None` is the unclassified bucket.
     pub bucket: Option<String>,
     /// Every resource of the table in view order, then the documents of that scope that
     /// compiled to no resource.
@@ -36,7 +36,7 @@ pub struct Explanation {
     pub order: Vec<OrderEntry>,
 }
 
-/// Why no resource of any table was looked at (rule 15).
+/// Why no resource of any table was looked at (`stepswitch_resources:maybe_get_endpoints/2`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum TableSkip {
@@ -63,11 +63,11 @@ pub struct ResourceExplanation {
     pub doc_id: String,
     /// The classifier of a classifier copy.
     pub classifier: Option<String>,
-    /// The weight (rule 12); absent for a document that compiled to nothing.
+    /// The weight (`stepswitch_resources`' weight); absent for a document that compiled to nothing.
     pub weight: Option<i64>,
     /// Taken or skipped, and why.
     pub verdict: Verdict,
-    /// Every rule in evaluation order (rule 10) with its outcome.
+    /// Every rule in evaluation order (`stepswitch_resources`' rule compilation) with its outcome.
     pub rules: Vec<RuleExplanation>,
 }
 
@@ -81,7 +81,7 @@ pub enum Verdict {
         rule: String,
         /// Its index in the document's list.
         rule_index: usize,
-        /// The part of the number it captured (rule 20): what the gateways dial.
+        /// The part of the number it captured (`stepswitch_resources:filter_resource_by_rules/5`): what the gateways dial.
         capture: String,
         /// How many endpoints it contributes (gateways × proxies).
         endpoints: usize,
@@ -94,34 +94,34 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum SkipReason {
-    /// The document has `enabled: false` (rule 13).
+    /// The document has `enabled: false` (`stepswitch_resources`' disabled documents).
     Disabled,
     /// The document could not be read as a resource.
     Invalid {
         /// What is wrong with it.
         message: String,
     },
-    /// Its `classifiers` yield no copy (empty, or no key is a system classifier; rule 14).
+    /// Its `classifiers` yield no copy (empty, or no key is a system classifier; `stepswitch_resources:create_classifier_resource/4`).
     NoClassifierCopies,
-    /// `require_flags` and the request has no flags (rule 17).
+    /// `require_flags` and the request has no flags (`stepswitch_resources:filter_resources/2`).
     FlagsRequired,
-    /// Request flags the resource does not offer (rule 17).
+    /// Request flags the resource does not offer (`stepswitch_resources:filter_resources/2`).
     FlagsMissing {
         /// The request's flags it lacks.
         missing: Vec<String>,
     },
-    /// Not in the classification bucket the lookup used (rule 18).
+    /// Not in the classification bucket the lookup used (`stepswitch_resources:resources_to_endpoints/3`).
     ClassifierBucket {
         /// The resource's classifier (`None`: an unclassified resource).
         classifier: Option<String>,
     },
     /// A classifier copy in the right bucket, disabled by `classifiers.<K>.enabled`.
     ClassifierDisabled,
-    /// The resource has no usable rule (rule 21).
+    /// The resource has no usable rule (`stepswitch_resources:filter_resource_by_rules/5`).
     NoRules,
     /// No rule matched the number.
     NoRuleMatched,
-    /// A rule matched, but its `cid_rules` did not match the caller id (rule 23).
+    /// A rule matched, but its `cid_rules` did not match the caller id (`stepswitch_resources:evaluate_cid_rules/2`).
     CallerId {
         /// The caller id the `cid_rules` saw.
         caller_id: Option<String>,
@@ -146,7 +146,7 @@ pub struct RuleExplanation {
 pub enum RuleOutcome {
     /// The first rule (evaluation order) that matched: it decides the capture.
     Matched {
-        /// The selected capture (rule 20).
+        /// The selected capture (`stepswitch_resources:filter_resource_by_rules/5`).
         capture: String,
     },
     /// Matched too, but an earlier rule in evaluation order already decided.
@@ -166,7 +166,7 @@ pub enum RuleOutcome {
 pub struct OrderEntry {
     /// The resource it comes from.
     pub resource_id: String,
-    /// Its weight (the sort key, rule 28).
+    /// Its weight (the sort key, `stepswitch_resources:sort_endpoints/1`).
     pub weight: i64,
     /// Its `Route`.
     pub route: String,

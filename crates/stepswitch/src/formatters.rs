@@ -1,4 +1,4 @@
-//! Resource `formatters` (rule 33, `kz_formatters`): rewrite endpoint or route-request values.
+//! Resource `formatters` (`kz_formatters`, `kz_formatters`): rewrite endpoint or route-request values.
 //!
 //! A formatter map is keyed by field name (matched after normalisation: lower case, `-` → `_`,
 //! so `From` matches `from`); its value is one formatter object or a list of them. Top-level
@@ -17,10 +17,10 @@ pub enum Direction {
     Outbound,
 }
 
-/// Applies `formatters` to `target` for `direction` (rule 33).
+/// Applies `formatters` to `target` for `direction` (`kz_formatters`).
 ///
 /// Per field, the formatters that apply to this direction (`direction` unset, equal, or
-/// `"both"` — bug 71 fixed) are tried in list order; inside one, the actions are tried in the
+/// `"both"` — the Kazoo bug in `kz_formatters:is_formatter_applicable/2` fixed) are tried in list order; inside one, the actions are tried in the
 /// order `strip`, `value`, `match_invite_format`, `regex`, and the first that applies ends the
 /// field. `match_invite_format` uses the target's `Invite-Format` (`e164`, `npan`, `1npan`).
 pub fn apply_formatters(

@@ -4,12 +4,12 @@
 //! # Brief overview
 //!
 //! - [`ResourceDoc`]: a resource document of db `offnet` or an account db, every field typed.
-//! - [`compile`]: one scope's documents → a [`RouteTable`] plus [`Diagnostic`]s (rules 9-14);
+//! - [`compile`]: one scope's documents → a [`RouteTable`] plus [`Diagnostic`]s (`stepswitch_resources`' compilation);
 //!   [`rebuild`]: the same from the scope's previous table, compiling only the changed documents
 //!   when the rest of the table can be shared.
 //! - [`RouteTable`]: the compiled resources with a literal-prefix index for fast lookups.
 //! - [`route`]: a [`RouteRequest`] against [`Tables`] → [`RouteAnswer`] with the [`Endpoint`]s
-//!   in final order (rules 15-30); an endpoint is a cheap typed handle whose
+//!   in final order (`stepswitch_resources:endpoints/2`); an endpoint is a cheap typed handle whose
 //!   [`Endpoint::to_json`] is Kazoo's endpoint object; [`RouteAnswer::write_json`] writes the
 //!   same JSON from fragments prepared per gateway when the table was compiled.
 //!
@@ -17,7 +17,7 @@
 //! account databases, `system_config` and `accounts` through docstore, rebuilds only the table a
 //! change touches and swaps it in atomically ([`reactor::spawn`] → [`reactor::Routing`]);
 //! [`reactor::load_once`] reads the tables once for one-shot commands. Rule numbers cite
-//! `kazoo-stepswitch.md`.
+//! Kazoo's stepswitch behaviour.
 //!
 //! ```
 //! use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The live reactor: follows the databases routing reads and keeps [`Tables`] current (§9).
+//! The live reactor: follows the databases routing reads and keeps [`Tables`] current (`stepswitch_cache`).
 //!
 //! This is the only module of the crate that does I/O. One task per singly followed database
 //! runs one biased `tokio::select!` loop (shutdown first, then the change stream, then the build
@@ -856,7 +856,7 @@ fn proxies_by_account(docs: &[Value]) -> HashMap<String, Arc<Vec<Proxy>>> {
     by_account.into_iter().map(|(account, proxies)| (account, Arc::new(proxies))).collect()
 }
 
-/// Rule 8: only the first proxy unless `use_first_dedicated_proxy_only` is off.
+/// `stepswitch_resources`' local-resource fields: only the first proxy unless `use_first_dedicated_proxy_only` is off.
 fn reduce(proxies: &[Proxy], config: &Config) -> Vec<Proxy> {
     if config.use_first_dedicated_proxy_only {
         proxies.iter().take(1).cloned().collect()

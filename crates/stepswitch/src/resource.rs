@@ -1,6 +1,6 @@
 //! Typed resource documents (`pvt_type: "resource"`) of db `offnet` and of account dbs.
 //!
-//! Every field of kazoo-stepswitch.md §3 has a typed home here; keys this model does not know
+//! Every field of Kazoo's resource document fields has a typed home here; keys this model does not know
 //! are kept in `extra` so nothing an operator wrote is lost. Parsing is lenient the way
 //! `kz_json` is (`"false"` is false, `"5"` is 5) and a field of the wrong JSON type is reported
 //! as a [`Diagnostic`] and treated as absent, never failing the whole document.
@@ -17,13 +17,13 @@ pub struct ResourceDoc {
     pub id: String,
     /// `name`.
     pub name: Option<String>,
-    /// `enabled`, default true (rule 13).
+    /// `enabled`, default true (`stepswitch_resources`' disabled documents).
     pub enabled: bool,
-    /// `weight_cost`, numeric strings accepted; default and clamp applied at compile (rule 12).
+    /// `weight_cost`, numeric strings accepted; default and clamp applied at compile (`stepswitch_resources`' weight).
     pub weight_cost: Option<i64>,
-    /// `grace_period` (reported only, never used for routing; bug 61).
+    /// `grace_period` (reported only, never used for routing; the Kazoo bug in the resource's `grace_period`).
     pub grace_period: Option<i64>,
-    /// `flags` the resource offers (rule 17).
+    /// `flags` the resource offers (`stepswitch_resources:filter_resources/2`).
     pub flags: Vec<String>,
     /// `require_flags`, default false.
     pub require_flags: bool,
@@ -39,7 +39,7 @@ pub struct ResourceDoc {
     pub emergency: bool,
     /// `caller_id_options`.
     pub caller_id_options: CallerIdOptions,
-    /// `classifiers`, in key order; `Some(vec![])` for `{}` (rule 14).
+    /// `classifiers`, in key order; `Some(vec![])` for `{}` (`stepswitch_resources:create_classifier_resource/4`).
     pub classifiers: Option<Vec<ResourceClassifier>>,
     /// `format_from_uri`, default false.
     pub format_from_uri: bool,
@@ -49,9 +49,9 @@ pub struct ResourceDoc {
     pub from_account_realm: bool,
     /// `media`.
     pub media: Media,
-    /// `formatters` (applied at bridge time, rule 33).
+    /// `formatters` (applied at bridge time, `kz_formatters`).
     pub formatters: Option<Map<String, Value>>,
-    /// `gateway_strategy`, default sequential (rule 26).
+    /// `gateway_strategy`, default sequential (`stepswitch_resources`' `gateway_strategy`).
     pub gateway_strategy: GatewayStrategy,
     /// `privacy` object (`method`, `hide_name`, `hide_number`).
     pub privacy: PrivacyOptions,
@@ -124,7 +124,7 @@ pub struct CodecOptions {
     pub extra: Map<String, Value>,
 }
 
-/// Gateway order inside a resource (rule 26).
+/// Gateway order inside a resource (`stepswitch_resources`' `gateway_strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GatewayStrategy {
     /// Document order.
@@ -134,7 +134,7 @@ pub enum GatewayStrategy {
     Random,
 }
 
-/// One entry of a resource's `classifiers` object (rule 14).
+/// One entry of a resource's `classifiers` object (`stepswitch_resources:create_classifier_resource/4`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ResourceClassifier {
     /// The key: a system classifier name.
@@ -164,7 +164,7 @@ pub struct GatewayDoc {
     pub server: Option<String>,
     /// `port`.
     pub port: Option<i64>,
-    /// `route`: verbatim dial string (rule 25).
+    /// `route`: verbatim dial string (`stepswitch_resources:gateway_dialstring/2`).
     pub route: Option<String>,
     /// `prefix`.
     pub prefix: Option<String>,
@@ -216,9 +216,9 @@ pub struct GatewayDoc {
     pub from_account_realm: Option<bool>,
     /// `emergency`.
     pub emergency: Option<bool>,
-    /// `force_port`, default false (rule 40).
+    /// `force_port`, default false (`stepswitch_resources:reverse_lookup/1`).
     pub force_port: bool,
-    /// `invite_parameters` (rule 29).
+    /// `invite_parameters` (`stepswitch_resources:sip_invite_parameters/2`).
     pub invite_parameters: Option<InviteParameters>,
     /// `caller_id_options` (privacy keys).
     pub caller_id_options: CallerIdOptions,
@@ -230,7 +230,7 @@ pub struct GatewayDoc {
     pub extra: Map<String, Value>,
 }
 
-/// `invite_parameters` of a gateway (rule 29).
+/// `invite_parameters` of a gateway (`stepswitch_resources:sip_invite_parameters/2`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct InviteParameters {
     /// `static`, verbatim.
@@ -259,7 +259,7 @@ pub enum DynamicParameter {
 
 impl ResourceDoc {
     /// Whether a raw document is a live resource doc: `pvt_type == "resource"` and neither
-    /// `pvt_deleted` nor `_deleted` (what the `resources/listing_by_id` view emits, rule 7).
+    /// `pvt_deleted` nor `_deleted` (what the `resources/listing_by_id` view emits, the `resources/listing_by_id` view).
     pub fn is_resource(doc: &Value) -> bool {
         doc.get("pvt_type").and_then(Value::as_str) == Some("resource")
             && !is_true(doc.get("pvt_deleted"))

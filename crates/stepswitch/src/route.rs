@@ -1,4 +1,4 @@
-//! Answering a route request: which endpoints, in which order (rules 15-30, §12).
+//! Answering a route request: which endpoints, in which order (`stepswitch_resources:endpoints/2`, `stepswitch_resources`' matching).
 //!
 //! [`route`] is a pure function of the compiled [`Tables`] and a [`RouteRequest`]; its
 //! [`RouteAnswer`] serialises to exactly what `switchboard route --json` prints.
@@ -18,7 +18,7 @@ use crate::table::{Gateway, Hot, RouteTable, Scope, Selected};
 use crate::Diagnostic;
 
 /// Account ancestry from the `accounts` db (`pvt_tree` of each account doc), for the hunt
-/// account check of rule 15, and the accounts' realms (`realm`), for rule 39's "account owning
+/// account check of `stepswitch_resources:maybe_get_endpoints/2`, and the accounts' realms (`realm`), for `stepswitch_resources:reverse_lookup/1`'s "account owning
 /// Realm".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountTree {
@@ -89,7 +89,7 @@ impl AccountTree {
             .or_insert_with(|| Some(account_id.to_owned()));
     }
 
-    /// The account whose `realm` is `realm` (rule 39); none when no account, or several, have
+    /// The account whose `realm` is `realm` (`stepswitch_resources:reverse_lookup/1`); none when no account, or several, have
     /// it.
     pub fn account_by_realm(&self, realm: &str) -> Option<&str> {
         self.realms.get(&realm.to_ascii_lowercase())?.as_deref()
@@ -106,7 +106,7 @@ impl AccountTree {
         self.trees.get(account_id).map(Vec::as_slice)
     }
 
-    /// `kzd_accounts:is_in_account_hierarchy(Hunt, Account, true)` (rule 15): the hunt account
+    /// `kzd_accounts:is_in_account_hierarchy(Hunt, Account, true)` (`stepswitch_resources:maybe_get_endpoints/2`): the hunt account
     /// is the account itself or one of its ancestors. An absent account fails (quirk 70).
     pub fn is_in_hierarchy(&self, hunt_account_id: &str, account_id: Option<&str>) -> bool {
         let Some(account_id) = account_id else { return false };
@@ -128,7 +128,7 @@ pub struct Tables {
     pub global: Arc<RouteTable>,
     /// Local tables by raw account id; a missing account routes like an empty table.
     pub local: HashMap<String, Arc<RouteTable>>,
-    /// Account ancestry for rule 15.
+    /// Account ancestry for `stepswitch_resources:maybe_get_endpoints/2`.
     pub accounts: Arc<AccountTree>,
 }
 
@@ -177,7 +177,7 @@ pub struct RouteRequest {
     pub flags: Vec<String>,
     /// `Account-ID`.
     pub account_id: Option<String>,
-    /// `Hunt-Account-ID`: local resources of this account (rule 15).
+    /// `Hunt-Account-ID`: local resources of this account (`stepswitch_resources:maybe_get_endpoints/2`).
     pub hunt_account_id: Option<String>,
     /// `Outbound-Caller-ID-Number` (cid_rules, endpoint CID, `E164-Origination`).
     pub outbound_caller_id_number: Option<String>,
@@ -187,24 +187,24 @@ pub struct RouteRequest {
     pub emergency_caller_id_number: Option<String>,
     /// `Emergency-Caller-ID-Name`.
     pub emergency_caller_id_name: Option<String>,
-    /// `Bypass-E164`: route `To-DID` verbatim instead of normalizing it (rule 2).
+    /// `Bypass-E164`: route `To-DID` verbatim instead of normalizing it (`stepswitch_util:get_outbound_destination/1`).
     pub bypass_e164: bool,
-    /// `Force-Outbound`: skip rule 3's on-net loop-back. Read by the on-net check that comes
+    /// `Force-Outbound`: skip `knm_numbers:lookup_account/1` (the on-net check)'s on-net loop-back. Read by the on-net check that comes
     /// before routing, not by [`route`].
     pub force_outbound: bool,
     /// `Fax-T38-Enabled` (rule 30a).
     pub fax_t38_enabled: bool,
-    /// `Requestor-Custom-Channel-Vars` (rule 29, privacy).
+    /// `Requestor-Custom-Channel-Vars` (`stepswitch_resources:sip_invite_parameters/2`, privacy).
     pub requestor_custom_channel_vars: Map<String, Value>,
-    /// `Requestor-Custom-SIP-Headers` (rule 29).
+    /// `Requestor-Custom-SIP-Headers` (`stepswitch_resources:sip_invite_parameters/2`).
     pub requestor_custom_sip_headers: Map<String, Value>,
-    /// `Custom-SIP-Headers` (its `Diversions` feed `cid_rules` when honoured, rule 23).
+    /// `Custom-SIP-Headers` (its `Diversions` feed `cid_rules` when honoured, `stepswitch_resources:evaluate_cid_rules/2`).
     pub custom_sip_headers: Map<String, Value>,
     /// The request's own privacy keys (`Privacy-Hide-Name`, `Caller-Privacy-Hide-Name`...).
     pub privacy_hide_name: bool,
     /// The request's own hide-number privacy.
     pub privacy_hide_number: bool,
-    /// This node's zone name for the `zone` invite parameter (rule 29); `None` leaves it out.
+    /// This node's zone name for the `zone` invite parameter (`stepswitch_resources:sip_invite_parameters/2`); `None` leaves it out.
     pub local_zone: Option<String>,
     /// Seed for `gateway_strategy: random` shuffles; `None` draws a fresh one per request.
     pub shuffle_seed: Option<u64>,
@@ -256,7 +256,7 @@ impl RouteRequest {
         }
     }
 
-    /// Rule 2 (`stepswitch_util:get_outbound_destination/1`): `To-DID` normalized to E.164 by
+    /// `stepswitch_util:get_outbound_destination/1` (`stepswitch_util:get_outbound_destination/1`): `To-DID` normalized to E.164 by
     /// the config's converters, or verbatim with `Bypass-E164`.
     pub fn destination(&self, config: &Config) -> String {
         if self.bypass_e164 {
@@ -276,12 +276,12 @@ pub struct RouteAnswer {
     pub number: String,
     /// `classify(number)`, `null` when no classifier matches.
     pub classification: Option<String>,
-    /// Endpoints in final order (rule 28); empty means "no resources".
+    /// Endpoints in final order (`stepswitch_resources:sort_endpoints/1`); empty means "no resources".
     pub endpoints: Vec<Endpoint>,
 }
 
 impl RouteAnswer {
-    /// Whether any endpoint is an emergency endpoint (`Emergency-Resource`, rule 35).
+    /// Whether any endpoint is an emergency endpoint (`Emergency-Resource`, `stepswitch_bridge`'s emergency handling).
     pub fn is_emergency(&self) -> bool {
         self.endpoints.iter().any(Endpoint::is_emergency)
     }
@@ -297,7 +297,7 @@ pub fn is_emergency_endpoint(endpoint: &Endpoint) -> bool {
     endpoint.is_emergency()
 }
 
-/// Routes a request (`stepswitch_resources:endpoints/2`, §12).
+/// Routes a request (`stepswitch_resources:endpoints/2`, `stepswitch_resources`' matching).
 ///
 /// The endpoints are built without rendering any JSON: each is a handle on its table's resource
 /// and gateway plus the values of this request (see [`Endpoint`]).
@@ -306,7 +306,7 @@ pub fn route(tables: &Tables, request: &RouteRequest) -> RouteAnswer {
 }
 
 /// [`route`] for a destination already computed from `request` ([`RouteRequest::destination`],
-/// rule 2), for a caller that needed it first (the on-net check).
+/// `stepswitch_util:get_outbound_destination/1`), for a caller that needed it first (the on-net check).
 pub fn route_to(tables: &Tables, request: &RouteRequest, number: String) -> RouteAnswer {
     let config = &*tables.config;
     let converters = &config.converters;
@@ -345,7 +345,7 @@ pub fn route_to(tables: &Tables, request: &RouteRequest, number: String) -> Rout
     RouteAnswer { number, classification, endpoints }
 }
 
-/// Why a request routes with no table at all (rule 15).
+/// Why a request routes with no table at all (`stepswitch_resources:maybe_get_endpoints/2`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NoTable {
     /// The hunt account is neither the account nor one of its ancestors.
@@ -354,7 +354,7 @@ pub(crate) enum NoTable {
     NotLoaded,
 }
 
-/// Rule 15: the global table, or the hunt account's when it is in the caller's hierarchy.
+/// `stepswitch_resources:maybe_get_endpoints/2`: the global table, or the hunt account's when it is in the caller's hierarchy.
 pub(crate) fn table_for<'t>(
     tables: &'t Tables,
     request: &RouteRequest,
@@ -371,7 +371,7 @@ pub(crate) fn table_for<'t>(
     }
 }
 
-/// The values of this request that the endpoints render (rules 23-30).
+/// The values of this request that the endpoints render (`stepswitch_resources:gateway_to_endpoint/3` and its helpers).
 fn answer_context(
     table: &Arc<RouteTable>,
     request: &RouteRequest,
@@ -391,7 +391,7 @@ fn answer_context(
         caller_id_number: request.outbound_caller_id_number.clone(),
         emergency_caller_id_name: request.emergency_caller_id_name.clone(),
         emergency_caller_id_number: request.emergency_caller_id_number.clone(),
-        // Bug 73 fixed: no caller id means no `E164-Origination` instead of a crash.
+        // Kazoo bug in `stepswitch_resources`' `E164-Origination` fixed: no caller id means no `E164-Origination` instead of a crash.
         e164_origination: request
             .outbound_caller_id_number
             .as_deref()
@@ -415,7 +415,7 @@ fn answer_context(
     }
 }
 
-/// Rule 23: the caller id `cid_rules` see.
+/// `stepswitch_resources:evaluate_cid_rules/2`: the caller id `cid_rules` see.
 pub(crate) fn caller_id_for_rules<'r>(
     config: &Config,
     request: &'r RouteRequest,
@@ -429,7 +429,7 @@ pub(crate) fn caller_id_for_rules<'r>(
             .and_then(|items| items.first())
             .and_then(Value::as_str);
         if let Some(diversion) = first {
-            // Bug 65 fixed: Kazoo crashes unless there is exactly one `:` before the `@`.
+            // Kazoo bug in `stepswitch_bridge:check_diversion_fields/1` fixed: Kazoo crashes unless there is exactly one `:` before the `@`.
             return diversion_user(diversion).map(Cow::Owned).or_else(outbound);
         }
     }
@@ -457,7 +457,7 @@ fn fresh_seed() -> u64 {
     std::collections::hash_map::RandomState::new().build_hasher().finish() | 1
 }
 
-/// Rules 24-27 for one selected resource: one endpoint per gateway (shuffled for
+/// `stepswitch_resources:resource_to_endpoints` to `stepswitch_resources`' dedicated-IP proxies for one selected resource: one endpoint per gateway (shuffled for
 /// `gateway_strategy: random`), one copy per account proxy of a local resource.
 fn resource_endpoints(
     ctx: &Arc<AnswerContext>,
@@ -470,7 +470,7 @@ fn resource_endpoints(
         if hot.proxies == 0 {
             out.push(Endpoint::new(Arc::clone(ctx), sel.index, gateway, None, sel.span.clone()));
         } else {
-            // Rule 27.
+            // `stepswitch_resources`' dedicated-IP proxies.
             for proxy in 0..hot.proxies as usize {
                 out.push(Endpoint::new(
                     Arc::clone(ctx),
@@ -486,7 +486,7 @@ fn resource_endpoints(
     if hot.random_gateways {
         let seed = seed.get_or_insert_with(fresh_seed);
         let mut order: Vec<usize> = (0..n_gateways).collect();
-        // Rule 26: Fisher-Yates with a xorshift generator.
+        // `stepswitch_resources`' `gateway_strategy`: Fisher-Yates with a xorshift generator.
         for i in (1..order.len()).rev() {
             *seed ^= *seed << 13;
             *seed ^= *seed >> 7;
@@ -504,13 +504,13 @@ fn requestor_hides(ccvs: &Map<String, Value>, key: &str, caller_key: &str) -> bo
     is_true(ccvs.get(key)) || is_true(ccvs.get(caller_key))
 }
 
-/// Rule 41 (`is_test_number/2`): whether any endpoint's `Resource-ID` names a **global**
+/// `stepswitch_resources:is_test_number/2` (`is_test_number/2`): whether any endpoint's `Resource-ID` names a **global**
 /// resource whose `rules_test` match the raw `To-DID` (local resources never count, quirk 64).
 pub fn is_emergency_test_call(tables: &Tables, endpoints: &[Endpoint], to_did: &str) -> bool {
     endpoints.iter().any(|ep| tables.global.is_test_number(ep.resource_id(), to_did))
 }
 
-/// Inputs of an inbound reverse lookup (rule 38).
+/// Inputs of an inbound reverse lookup (`stepswitch_resources:reverse_lookup/1`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InboundRequest {
     /// `From-Network-Addr` (or `Orig-IP`).
@@ -522,12 +522,12 @@ pub struct InboundRequest {
     /// `From` (`user@host`), whose host is the realm when `Auth-Realm` is empty or an IP.
     pub from: Option<String>,
     /// `Account-ID` (or CCV `Account-ID`) whose local resources are searched when no global
-    /// gateway matches; without it, the account owning the realm (rule 39,
+    /// gateway matches; without it, the account owning the realm (`stepswitch_resources:reverse_lookup/1`,
     /// [`AccountTree::account_by_realm`]).
     pub account_id: Option<String>,
 }
 
-/// A reverse lookup hit (rule 40 result props).
+/// A reverse lookup hit (`stepswitch_resources:reverse_lookup/1` result props).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReverseMatch {
     /// The resource's id.
@@ -544,7 +544,7 @@ pub struct ReverseMatch {
     pub fax_option: bool,
 }
 
-/// Rules 38-40 (`stepswitch_resources:reverse_lookup/1`): which carrier gateway an inbound
+/// `stepswitch_resources:reverse_lookup/1` (`stepswitch_resources:reverse_lookup/1`): which carrier gateway an inbound
 /// call came from. Global resources first, then the local ones of `Account-ID` or, without it,
 /// of the account owning the realm; resources in Kazoo's cached order (descending `_id`) and
 /// gateways in stored order (reverse document order).
@@ -577,7 +577,7 @@ pub fn reverse_lookup(tables: &Tables, inbound: &InboundRequest) -> Option<Rever
     })
 }
 
-/// Rule 38 (`stepswitch_util:get_realm/1`).
+/// `stepswitch_resources:reverse_lookup/1` (`stepswitch_util:get_realm/1`).
 fn inbound_realm(inbound: &InboundRequest) -> Option<String> {
     match inbound.auth_realm.as_deref() {
         Some(realm) if !realm.is_empty() && realm.parse::<std::net::IpAddr>().is_err() => {
@@ -591,7 +591,7 @@ fn inbound_realm(inbound: &InboundRequest) -> Option<String> {
     }
 }
 
-/// Rule 40 (`search_gateway/4`).
+/// `stepswitch_resources:reverse_lookup/1` (`search_gateway/4`).
 fn gateway_matches(gw: &Gateway, ip: Option<&str>, port: Option<i64>, realm: Option<&str>) -> bool {
     if gw.force_port {
         return matches!((ip, port, gw.server.as_deref(), gw.port), (Some(ip), Some(port), Some(server), Some(gw_port)) if server == ip && gw_port == port);

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::resource::{GatewayStrategy, ParsedResource};
 use crate::simple::SimplePattern;
 
-/// Which database a table was compiled from (rule 6, rule 15).
+/// Which database a table was compiled from (Kazoo's resource databases (`offnet`, account dbs), `stepswitch_resources:maybe_get_endpoints/2`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// Db `offnet`: global carriers.
@@ -38,7 +38,7 @@ impl Scope {
     }
 }
 
-/// A dedicated-IP proxy of an account (rule 8, rule 27).
+/// A dedicated-IP proxy of an account (`stepswitch_resources`' local-resource fields, `stepswitch_resources`' dedicated-IP proxies).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Proxy {
     /// The IP's `zone`.
@@ -154,7 +154,7 @@ impl RulePattern {
 pub struct Rule {
     /// The regex as written.
     pub source: RuleText,
-    /// Its index in the document's list (rule 10 evaluates highest index first).
+    /// Its index in the document's list (`stepswitch_resources`' rule compilation evaluates highest index first).
     pub doc_index: usize,
     pub(crate) pattern: PatternId,
 }
@@ -251,7 +251,7 @@ impl PartialEq<RuleText> for &str {
 }
 
 /// A gateway after compilation: document values with resource and config defaults applied
-/// (`gateway_from_jobj/2`, §3).
+/// (`gateway_from_jobj/2`, Kazoo's resource document fields).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gateway {
     /// Position in the document's `gateways` list.
@@ -290,13 +290,13 @@ pub struct Gateway {
     pub codecs: Vec<String>,
     /// `bypass_media`, default the resource's.
     pub bypass_media: bool,
-    /// `force_port` (rule 40).
+    /// `force_port` (`stepswitch_resources:reverse_lookup/1`).
     pub force_port: bool,
-    /// `route` or `ss.default_route`: verbatim dial string (rule 25).
+    /// `route` or `ss.default_route`: verbatim dial string (`stepswitch_resources:gateway_dialstring/2`).
     pub route: Option<String>,
-    /// `prefix` (classifier copies may override it, rule 14).
+    /// `prefix` (classifier copies may override it, `stepswitch_resources:create_classifier_resource/4`).
     pub prefix: String,
-    /// `suffix` (classifier copies may override it, rule 14).
+    /// `suffix` (classifier copies may override it, `stepswitch_resources:create_classifier_resource/4`).
     pub suffix: String,
     /// `media.rtcp_mux` or `ss.default_rtcp_mux`.
     pub rtcp_mux: Option<String>,
@@ -310,7 +310,7 @@ pub struct Gateway {
     pub privacy_method: std::borrow::Cow<'static, str>,
     /// Hide the caller's name.
     pub privacy_hide_name: bool,
-    /// Hide the caller's number (from the number keys: bug 62 fixed).
+    /// Hide the caller's number (from the number keys: the Kazoo bug in `stepswitch_resources`' `privacy_hide_number` fixed).
     pub privacy_hide_number: bool,
     /// `invite_parameters`.
     pub invite_parameters: Option<crate::resource::InviteParameters>,
@@ -319,7 +319,7 @@ pub struct Gateway {
 }
 
 /// A resource after compilation (Kazoo's `#resrc{}`): one per enabled document, or one per
-/// classifier copy (rule 14).
+/// classifier copy (`stepswitch_resources:create_classifier_resource/4`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource {
     /// `_id`, or `<_id>-<classifier>` for a classifier copy.
@@ -328,9 +328,9 @@ pub struct Resource {
     pub doc_id: String,
     /// `name` (classifier copies: `<name> - <classifier>`).
     pub name: Option<String>,
-    /// Weight after default and clamp to 1..=100 (rule 12).
+    /// Weight after default and clamp to 1..=100 (`stepswitch_resources`' weight).
     pub weight: i64,
-    /// Grace period after default and clamp to 0..=100 (unused by routing, bug 61).
+    /// Grace period after default and clamp to 0..=100 (unused by routing, the Kazoo bug in the resource's `grace_period`).
     pub grace_period: i64,
     /// `flags`.
     pub flags: Vec<String>,
@@ -338,11 +338,11 @@ pub struct Resource {
     pub require_flags: bool,
     /// `ignore_flags`.
     pub ignore_flags: bool,
-    /// Number rules in evaluation order (reverse document order, rule 10).
+    /// Number rules in evaluation order (reverse document order, `stepswitch_resources`' rule compilation).
     pub rules: Vec<Rule>,
-    /// Caller-id rules in evaluation order (rule 10, rule 23).
+    /// Caller-id rules in evaluation order (`stepswitch_resources`' rule compilation, `stepswitch_resources:evaluate_cid_rules/2`).
     pub cid_rules: Vec<Rule>,
-    /// Emergency test rules in evaluation order (rule 41).
+    /// Emergency test rules in evaluation order (`stepswitch_resources:is_test_number/2`).
     pub rules_test: Vec<Rule>,
     /// Emergency resource.
     pub emergency: bool,
@@ -350,15 +350,15 @@ pub struct Resource {
     pub classifier: Option<String>,
     /// `classifiers.<K>.enabled` of a classifier copy (default true).
     pub classifier_enable: bool,
-    /// Enabled gateways in document order (rule 11).
+    /// Enabled gateways in document order (`stepswitch_resources`' gateway compilation).
     pub gateways: Vec<Gateway>,
     /// `gateway_strategy`.
     pub gateway_strategy: GatewayStrategy,
     /// Global (db `offnet`) or local.
     pub global: bool,
-    /// The account's dedicated proxies (local resources only, rule 27).
+    /// The account's dedicated proxies (local resources only, `stepswitch_resources`' dedicated-IP proxies).
     pub proxies: Vec<Proxy>,
-    /// `formatters` or `ss.default_formatters` (rule 33).
+    /// `formatters` or `ss.default_formatters` (`kz_formatters`).
     pub formatters: Option<Map<String, Value>>,
 }
 
@@ -504,7 +504,7 @@ pub(crate) struct Hot {
     pub(crate) unclassified: bool,
     pub(crate) has_cid_rules: bool,
     pub(crate) random_gateways: bool,
-    /// Some gateway has `invite_parameters` (rule 29).
+    /// Some gateway has `invite_parameters` (`stepswitch_resources:sip_invite_parameters/2`).
     pub(crate) invite_parameters: bool,
 }
 
@@ -524,14 +524,14 @@ impl Hot {
 }
 
 /// A resource chosen for a number: the resource and the part of the number its rule matched
-/// (rule 20). `'t` is the table's lifetime, `'n` the number's.
+/// (`stepswitch_resources:filter_resource_by_rules/5`). `'t` is the table's lifetime, `'n` the number's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Selected<'t, 'n> {
     /// The resource.
     pub resource: &'t Resource,
     /// Its position in [`RouteTable::resources`].
     pub index: usize,
-    /// "NumberMatch": the selected capture (rule 20), a slice of the number looked up.
+    /// "NumberMatch": the selected capture (`stepswitch_resources:filter_resource_by_rules/5`), a slice of the number looked up.
     pub matched: &'n str,
     /// Where `matched` is in the number looked up.
     pub span: std::ops::Range<usize>,
@@ -543,7 +543,7 @@ impl RouteTable {
         &self.scope
     }
 
-    /// The compiled resources in view order (ascending `_id`, rule 7).
+    /// The compiled resources in view order (ascending `_id`, the `resources/listing_by_id` view).
     pub fn resources(&self) -> &Resources {
         &self.resources
     }
@@ -611,11 +611,11 @@ impl RouteTable {
         out
     }
 
-    /// Rules 17-21: the resources that route `number` (already normalized) for these request
-    /// flags and caller id, in final order (stable by weight, ties per rule 19).
+    /// `stepswitch_resources:filter_resources/2` to `stepswitch_resources:filter_resource_by_rules/5`: the resources that route `number` (already normalized) for these request
+    /// flags and caller id, in final order (stable by weight, ties per `stepswitch_resources`' order before sorting).
     ///
     /// `classification` is `classify(number)`; `caller_id` is what `cid_rules` are matched
-    /// against (a resource with `cid_rules` never matches an absent caller id: bug 65 fixed).
+    /// against (a resource with `cid_rules` never matches an absent caller id: the Kazoo bug in `stepswitch_bridge:check_diversion_fields/1` fixed).
     pub fn select<'t, 'n>(
         &'t self,
         number: &'n str,
@@ -672,7 +672,7 @@ impl RouteTable {
                     continue;
                 }
             }
-            // Rule 20: the first rule in evaluation order that matches; the rules not hit
+            // `stepswitch_resources:filter_resource_by_rules/5`: the first rule in evaluation order that matches; the rules not hit
             // cannot match (their prefixes are not in the number). A rule shared by several
             // resources is run once per lookup.
             let found = group.iter().find_map(|&(_, pattern)| {
@@ -700,7 +700,7 @@ impl RouteTable {
                 span,
             });
         }
-        // Rule 19 + rule 28: stable weight sort of the candidates in view order (no flags) or
+        // `stepswitch_resources`' order before sorting + `stepswitch_resources:sort_endpoints/1`: stable weight sort of the candidates in view order (no flags) or
         // in reverse view order (with flags). Candidates are in view order already.
         if !flags.is_empty() {
             chosen.reverse();
@@ -709,12 +709,12 @@ impl RouteTable {
         chosen
     }
 
-    /// Rule 41: whether any of `rules_test` of resource `id` matches `to_did`.
+    /// `stepswitch_resources:is_test_number/2`: whether any of `rules_test` of resource `id` matches `to_did`.
     pub fn is_test_number(&self, id: &str, to_did: &str) -> bool {
         self.resource(id).is_some_and(|res| self.first_match(&res.rules_test, to_did).is_some())
     }
 
-    /// Rule 20: the first rule (evaluation order) that matches, and its selected capture.
+    /// `stepswitch_resources:filter_resource_by_rules/5`: the first rule (evaluation order) that matches, and its selected capture.
     pub(crate) fn first_match(&self, rules: &[Rule], text: &str) -> Option<String> {
         rules.iter().find_map(|rule| {
             let patterns = &self.patterns;
@@ -723,7 +723,7 @@ impl RouteTable {
         })
     }
 
-    /// Rule 18's bucket for a lookup: the classifier whose copies it uses, `None` for the
+    /// `stepswitch_resources:resources_to_endpoints/3`'s bucket for a lookup: the classifier whose copies it uses, `None` for the
     /// unclassified resources.
     pub(crate) fn bucket_class<'c>(
         &self,
@@ -750,7 +750,7 @@ impl RouteTable {
     }
 }
 
-/// Rule 18: which classification bucket a lookup uses.
+/// `stepswitch_resources:resources_to_endpoints/3`: which classification bucket a lookup uses.
 enum Bucket<'c> {
     /// Only copies with this classifier and `classifier_enable`.
     Classified(&'c str),
@@ -769,7 +769,7 @@ impl Bucket<'_> {
     }
 }
 
-/// Rule 17: the flag filter.
+/// `stepswitch_resources:filter_resources/2`: the flag filter.
 pub(crate) fn passes_flags(res: &Resource, flags: &[String]) -> bool {
     if flags.is_empty() {
         return !res.require_flags;
@@ -778,15 +778,15 @@ pub(crate) fn passes_flags(res: &Resource, flags: &[String]) -> bool {
         || flags.iter().all(|flag| is_empty_flag(flag) || res.flags.iter().any(|it| it == flag))
 }
 
-/// `kz_term:is_empty/1` for a flag: `""`, `"0"`, `"NULL"`, `"undefined"` (rule 17, quirk 68).
+/// `kz_term:is_empty/1` for a flag: `""`, `"0"`, `"NULL"`, `"undefined"` (`stepswitch_resources:filter_resources/2`, quirk 68).
 fn is_empty_flag(flag: &str) -> bool {
     matches!(flag, "" | "0" | "NULL" | "undefined")
 }
 
-/// Rule 20: which part of a match becomes the number.
+/// `stepswitch_resources:filter_resource_by_rules/5`: which part of a match becomes the number.
 ///
 /// Only the whole match (or trailing-unset groups only) → the whole match; otherwise the
-/// longest group, ties going to the highest-numbered. Unset groups are never chosen (bug 74
+/// longest group, ties going to the highest-numbered. Unset groups are never chosen (the Kazoo bug in `stepswitch_resources:evaluate_rules/2` (unset groups)
 /// fixed: Kazoo could pick an unset group and crash).
 pub fn select_capture(list: &[Option<std::ops::Range<usize>>]) -> std::ops::Range<usize> {
     let whole = list.first().cloned().flatten().unwrap_or(0..0);
@@ -1029,13 +1029,13 @@ mod tests {
         // No group: whole match, possibly a substring (quirk 56).
         check_capture(r"^\+1", "+14158867900", "+1");
         check_capture(r"^\+1\d{10}$", "+14158867900", "+14158867900");
-        // Longest group wins, not the first (rule 20 / quirk 56).
+        // Longest group wins, not the first (`stepswitch_resources:filter_resource_by_rules/5` / quirk 56).
         check_capture(r"^(\+1)(\d{10})$", "+14158867900", "4158867900");
         // Ties go to the highest-numbered group.
         check_capture(r"^\+(\d{3})(\d{3})", "+141588", "588");
         // Trailing unset groups are dropped → whole match.
         check_capture(r"^\+1\d{10}(x)?$", "+14158867900", "+14158867900");
-        // Unset non-trailing group next to an empty set group: Kazoo crashes (bug 74), we
+        // Unset non-trailing group next to an empty set group: Kazoo crashes (the Kazoo bug in `stepswitch_resources:evaluate_rules/2` (unset groups)), we
         // take the set (empty) group.
         check_capture(r"^(a)?()b", "b", "");
     }

@@ -7,7 +7,7 @@ use crate::RouteAnswer;
 /// Appends one line per endpoint of `answer` to `out` (`sip:…\n`) and returns how many it
 /// wrote.
 ///
-/// A gateway's dial string (rule 25) is already a `sip:` URI unless the gateway has a verbatim
+/// A gateway's dial string (`stepswitch_resources:gateway_dialstring/2`) is already a `sip:` URI unless the gateway has a verbatim
 /// `route`. A verbatim route with a URI scheme (`sip:`, `sips:`) is written as it is; a bare
 /// `user@host` or `host` gets `sip:` in front; a route that is a FreeSWITCH dial string (it
 /// contains `/`, as `sofia/…` or `loopback/…` do) names nothing a SIP proxy can dial and is

@@ -1,4 +1,4 @@
-//! Kazoo's own stepswitch fixtures and the routing rules of kazoo-stepswitch.md, end to end on
+//! Kazoo's own stepswitch fixtures and the routing rules of Kazoo's stepswitch behaviour, end to end on
 //! the pure core (vector ids and rule numbers in test names).
 
 use std::sync::Arc;
@@ -260,7 +260,7 @@ fn fixture_global_json_routes_offnet_req() {
     assert_eq!(answer.classification.as_deref(), Some("did_us"));
     assert_eq!(answer.endpoints.len(), 1);
     let ep = Value::Object(answer.endpoints[0].to_json());
-    // Rule 25: the gateway `route` is used verbatim; rule 20: longest group of did_us.
+    // `stepswitch_resources:gateway_dialstring/2`: the gateway `route` is used verbatim; `stepswitch_resources:filter_resource_by_rules/5`: longest group of did_us.
     assert_eq!(ep["Route"], json!("+14158867900@2600hz.local"));
     assert_eq!(ep["To-DID"], json!("4158867900"));
     assert_eq!(ep["Outbound-Callee-ID-Number"], json!("4158867900"));
@@ -279,7 +279,7 @@ fn fixture_global_json_routes_offnet_req() {
         ep["Custom-SIP-Headers"],
         json!({"x-gateway-header": "baz", "x-legacy-header": "Hz", "x-gateway-outbound": "bar"})
     );
-    // Rule 24 CCVs.
+    // `stepswitch_resources:resource_to_endpoints` CCVs.
     let ccvs = &ep["Custom-Channel-Vars"];
     assert_eq!(ccvs["Global-Resource"], json!(true));
     assert_eq!(ccvs["Resource-ID"], json!("resource000000000000000000000001-did_us"));
@@ -308,7 +308,7 @@ fn fixture_global_json_tollfree_and_unclassified_rule_18() {
     );
     // International: no copy for that class and no unclassified resource → no route.
     check(&tables, &RouteRequest::new("+442071234567"), &[]);
-    // Flag not offered by the resource (rule 17).
+    // Flag not offered by the resource (`stepswitch_resources:filter_resources/2`).
     check(&tables, &flagged("8445550100", &["nope"]), &[]);
 }
 
@@ -371,9 +371,9 @@ fn rule_17_flag_filter() {
     let ids = |request: &RouteRequest| -> Vec<String> {
         summary(&tables, request).into_iter().map(|it| it.0).collect()
     };
-    // No flags: only resources without require_flags, ascending _id (rule 19).
+    // No flags: only resources without require_flags, ascending _id (`stepswitch_resources`' order before sorting).
     assert_eq!(ids(&flagged("+14155550100", &[])), vec!["a-plain", "c-xy"]);
-    // Flags: every request flag offered (or empty), or ignore_flags; descending _id (rule 19).
+    // Flags: every request flag offered (or empty), or ignore_flags; descending _id (`stepswitch_resources`' order before sorting).
     assert_eq!(ids(&flagged("+14155550100", &["x"])), vec!["d-ignore", "c-xy", "b-needs"]);
     assert_eq!(ids(&flagged("+14155550100", &["x", "y"])), vec!["d-ignore", "c-xy"]);
     assert_eq!(
@@ -440,9 +440,9 @@ fn rule_19_28_stable_weight_order_and_tie_flip_kept() {
 #[test]
 fn rule_10_20_21_rule_order_and_capture_kept() {
     let tables = global_tables(&[
-        // Last rule evaluated first (rule 10): the substring rule wins over the full one.
+        // Last rule evaluated first (`stepswitch_resources`' rule compilation): the substring rule wins over the full one.
         res("rev", 3, &["^\\+1(\\d{10})$", "^\\+1"], json!({})),
-        // Longest group, not the first (rule 20).
+        // Longest group, not the first (`stepswitch_resources:filter_resource_by_rules/5`).
         res("long", 4, &["^(\\+1)(\\d{3})(\\d{7})$"], json!({})),
         res("none", 5, &[], json!({})),
     ]);
@@ -466,9 +466,9 @@ fn rule_23_cid_rules_and_bug_65() {
     };
     assert_eq!(summary(&tables, &with_cid(Some("+14158867900"))).len(), 1);
     assert!(summary(&tables, &with_cid(Some("+12128867900"))).is_empty());
-    // Bug 65 fixed: no caller id is simply no match (Kazoo crashes).
+    // Kazoo bug in `stepswitch_bridge:check_diversion_fields/1` fixed: no caller id is simply no match (Kazoo crashes).
     assert!(summary(&tables, &with_cid(None)).is_empty());
-    // Diversions honoured: user part of the first Diversion, even with a port (bug 65 fixed).
+    // Diversions honoured: user part of the first Diversion, even with a port (the Kazoo bug in `stepswitch_bridge:check_diversion_fields/1` fixed).
     let mut config = Config::kazoo_defaults();
     config.cid_rules_honor_diversions = true;
     let mut honoring = tables.clone();
@@ -642,9 +642,9 @@ fn rule_38_40_reverse_lookup() {
     );
 }
 
-/// Rule 39: when no global gateway matches, the local resources of `Account-ID` are searched
+/// `stepswitch_resources:reverse_lookup/1`: when no global gateway matches, the local resources of `Account-ID` are searched
 /// (and only then: a global match wins; without an account, or for an account with no table,
-/// there is no fallback). Gateways are searched in stored order, which rule 11 makes the
+/// there is no fallback). Gateways are searched in stored order, which `stepswitch_resources`' gateway compilation makes the
 /// reverse of document order: of two matching gateways of one resource, the later one wins.
 #[test]
 fn rule_39_local_fallback_and_gateway_order() {
@@ -699,7 +699,7 @@ fn rule_39_local_fallback_and_gateway_order() {
     assert_eq!(lookup(Some("10.9.9.9"), None, None), hit("g2", "g2-first", true));
 }
 
-/// Rule 39: without an `Account-ID`, the local resources searched are those of the account
+/// `stepswitch_resources:reverse_lookup/1`: without an `Account-ID`, the local resources searched are those of the account
 /// owning the realm (`realm` of its account doc); a realm two accounts claim finds none.
 #[test]
 fn rule_39_account_owning_the_realm() {
@@ -737,7 +737,7 @@ fn rule_39_account_owning_the_realm() {
     };
     let byoc = Some(("l".to_owned(), Some("byoc".to_owned()), false));
     assert_eq!(lookup("owner.sip.example.com", None), byoc);
-    // An IP literal as Auth-Realm: the realm is the host of From (rule 38).
+    // An IP literal as Auth-Realm: the realm is the host of From (`stepswitch_resources:reverse_lookup/1`).
     assert_eq!(lookup("10.1.2.3", Some("sip:+14155550100@OWNER.sip.example.com")), byoc);
     // Another account's realm (it has no local resources), an unknown and a shared one.
     assert_eq!(lookup("other.sip.example.com", None), None);

@@ -214,7 +214,7 @@ async fn accounts_discovered_local_routing_and_only_touched_table(store: SharedS
     let running = start(&store, options(20));
     let routing = &running.routing;
     caught_up(routing).await;
-    // The account docs' realms reach the tables (rule 39's account owning the realm).
+    // The account docs' realms reach the tables (`stepswitch_resources:reverse_lookup/1`'s account owning the realm).
     assert_eq!(routing.tables().accounts.account_by_realm("parent.example.com"), Some(PARENT));
     let global_builds = builds(routing, None);
     assert!(global_builds >= 1);
@@ -237,7 +237,7 @@ async fn accounts_discovered_local_routing_and_only_touched_table(store: SharedS
     let endpoints = answer.endpoints_json();
     let got: Vec<&str> = endpoints.iter().filter_map(|ep| ep["Route"].as_str()).collect();
     assert_eq!(got, ["sip:4155550100@local.example.com"]);
-    // The hunt account must be the account or an ancestor (rule 15).
+    // The hunt account must be the account or an ancestor (`stepswitch_resources:maybe_get_endpoints/2`).
     request.account_id = Some(PARENT.into());
     request.hunt_account_id = Some(ACCOUNT.into());
     assert!(routing.route(&request).endpoints.is_empty());
@@ -285,7 +285,7 @@ async fn unparsable_account_db_is_a_status_diagnostic(store: SharedStore) {
 
 async fn system_config_change_rebuilds(store: SharedStore) {
     store.ensure_db(&offnet()).await.expect("offnet");
-    // No weight_cost: the weight comes from default_weight (rule 12).
+    // No weight_cost: the weight comes from default_weight (`stepswitch_resources`' weight).
     let mut doc = resource("no-weight", "w.example.com", json!(["^\\+1(\\d{10})$"]));
     doc.as_object_mut().expect("object").remove("weight_cost");
     put(&store, &offnet(), doc).await;
@@ -346,8 +346,8 @@ async fn reload_and_flush(store: SharedStore) {
 }
 
 async fn local_tables_carry_dedicated_ips(store: SharedStore) {
-    // Rule 8: the account's dedicated IPs (db `dedicated_ips`), only the first by default;
-    // rule 47: reload/1 re-reads them (their changes are not followed, rule 46).
+    // `stepswitch_resources`' local-resource fields: the account's dedicated IPs (db `dedicated_ips`), only the first by default;
+    // `stepswitch_maintenance:reload_resources/0`: reload/1 re-reads them (their changes are not followed, `stepswitch_cache` (not flushed on `number_manager` changes)).
     let ips = DbName::new(reactor::DEDICATED_IPS_DB).expect("name");
     store.ensure_db(&ips).await.expect("dedicated_ips");
     let ip = |id: &str, addr: &str, zone: &str| json!({"_id": id, "pvt_type": "dedicated_ip", "ip": addr, "zone": zone, "pvt_assigned_to": PARENT});

@@ -31,27 +31,27 @@ pub(crate) struct NumbersArgs {
 /// The number subcommands.
 #[derive(Debug, Subcommand)]
 enum NumbersCommand {
-    /// Show a number (§5.1).
+    /// Show a number (`knm_numbers:get/2`).
     Get(OpArgs),
-    /// Create a number for --account-id (§5.2; --state, default in_service).
+    /// Create a number for --account-id (`knm_numbers:create/2`; --state, default in_service).
     Create(OpArgs),
-    /// Reserve a number for --account-id (§5.4).
+    /// Reserve a number for --account-id (`knm_numbers:reserve/2`).
     Reserve(OpArgs),
-    /// Put a number in service for --account-id (move/buy, §5.3).
+    /// Put a number in service for --account-id (move/buy, `knm_numbers:move/3`).
     Activate(OpArgs),
-    /// Release a number (§6.1).
+    /// Release a number (`knm_numbers:release/2`).
     Release(OpArgs),
-    /// Hard-delete a number (§5.8; superduper admins and `system` only).
+    /// Hard-delete a number (`knm_numbers:delete/2`; superduper admins and `system` only).
     Delete(OpArgs),
-    /// Which account a number routes to (§5.10).
+    /// Which account a number routes to (`knm_number:lookup_account/1`).
     Identify(OpArgs),
-    /// Generate QUANTITY consecutive pool numbers from START for ACCOUNT_ID (§16.1). Exits
+    /// Generate QUANTITY consecutive pool numbers from START for ACCOUNT_ID (`kazoo_number_manager_maintenance:generate_numbers/4`). Exits
     /// non-zero when any number could not be written (the report names each).
     Generate(GenerateArgs),
     /// Import a knm_inventory CSV (header `number`, optional `state`, `account_id`,
     /// `module_name`, other columns become public fields). Exits non-zero when any row failed.
     Import(ImportArgs),
-    /// Search the configured carriers for numbers under PREFIX (§11). The carriers' numbers
+    /// Search the configured carriers for numbers under PREFIX (`knm_search`). The carriers' numbers
     /// found are kept as `discovery` records for `discovery_expiry_d` days: `activate` (or
     /// `create`) of one buys it from its carrier.
     Search(SearchArgs),
@@ -60,7 +60,7 @@ enum NumbersCommand {
 /// Options of one number operation.
 #[derive(Debug, Args)]
 struct OpArgs {
-    /// The number (normalized per §1.1: 4158867900, 14158867900 and +14158867900 are the same).
+    /// The number (normalized per `knm_converters:normalize/1`: 4158867900, 14158867900 and +14158867900 are the same).
     number: String,
     /// The account to assign the number to (create, reserve, activate).
     #[arg(long)]
@@ -71,7 +71,7 @@ struct OpArgs {
     /// The state to create the number in (create only).
     #[arg(long)]
     state: Option<String>,
-    /// Decide and show the result, but write nothing and call no carrier (§8.1).
+    /// Decide and show the result, but write nothing and call no carrier (`knm_number_options:dry_run`).
     #[arg(long)]
     dry_run: bool,
 }

@@ -83,7 +83,7 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     options.account_concurrency = settings.account_concurrency;
     let routing = reactor::spawn_with(store.clone(), live.clone(), options, shutdown.clone());
 
-    // The number reactors: the live inbound table and the lifecycle crawler (§6.3).
+    // The number reactors: the live inbound table and the lifecycle crawler (Kazoo's number crawler (`knm_number_crawler`)).
     let inbound = numbers::inbound::InboundTable::start(
         store.clone(),
         numbers::inbound::InboundOptions {

@@ -1,4 +1,4 @@
-//! `knm_bandwidth2` (§14.7): the Bandwidth Dashboard API (XML over HTTP basic auth,
+//! `knm_bandwidth2` (`knm_bandwidth2`): the Bandwidth Dashboard API (XML over HTTP basic auth,
 //! `https://dashboard.bandwidth.com/api/accounts/{account_id}/`) — `GET availableNumbers`,
 //! `POST orders` and order polling with `GET orders/{id}`. Numbers of the legacy `knm_bandwidth`
 //! module are read as this one ([`CarrierKind::from_module`]).
@@ -107,7 +107,7 @@ impl Bandwidth2Config {
     }
 }
 
-/// The wire answer → the reason of a §9 `by_carrier` (`handle_response/1`,
+/// The wire answer → the reason of a `knm_errors` `by_carrier` (`handle_response/1`,
 /// `verify_response/1`): 401 `authentication`, 403 `authorization`, 404 `not_found`, 500/503
 /// `server_error`; an XML body is successful iff it holds a number, a number detail, a site, a
 /// peer or an `OrderStatus`, else its `ErrorList/Error/Description` (or `Number not found`); a
@@ -643,7 +643,7 @@ mod tests {
         }
     }
 
-    /// Disconnect is a no-op; §14.2 switches (bandwidth2's sandbox defaults to true); a dry run
+    /// Disconnect is a no-op; the carrier provisioning switches of `number_manager.<carrier>` switches (bandwidth2's sandbox defaults to true); a dry run
     /// makes no request; credentials stay out of errors and Debug.
     #[tokio::test]
     async fn disconnect_provisioning_and_dry_run() {
@@ -708,7 +708,7 @@ mod tests {
         }
     }
 
-    /// §11.1: a slow Bandwidth does not hold the search back.
+    /// `knm_search:find/1`: a slow Bandwidth does not hold the search back.
     #[tokio::test]
     async fn slow_carrier() {
         let server = MockServer::start().await;

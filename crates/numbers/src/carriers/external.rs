@@ -1,9 +1,9 @@
 //! Plumbing shared by the external carrier modules (telnyx, vitelity, voip_innovations,
 //! bandwidth2, other, simwood): reading a `number_manager.<carrier>` section, redacted
-//! credentials, the HTTP client, sending one request under a timeout, and the §14.2
+//! credentials, the HTTP client, sending one request under a timeout, and the the carrier provisioning switches of `number_manager.<carrier>`
 //! provisioning switches.
 //!
-//! A transport failure or timeout becomes the §9 `by_carrier` error whose reason is logged, never
+//! A transport failure or timeout becomes the `knm_errors` `by_carrier` error whose reason is logged, never
 //! rendered; the request URL is stripped from transport errors because some carriers (vitelity)
 //! carry credentials in the query string.
 
@@ -17,7 +17,7 @@ use super::{CarrierCtx, CarrierKind};
 use crate::error::Error;
 
 /// Default per-request timeout of the external carriers (`request_timeout_ms`): 30 s (Kazoo
-/// waits 180 s). A search is also bounded by `number_search_timeout_ms` (§11.1).
+/// waits 180 s). A search is also bounded by `number_search_timeout_ms` (`knm_search:find/1`).
 pub(crate) const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 
 /// Connect timeout of the default client.
@@ -177,7 +177,7 @@ impl<'a> Section<'a> {
     }
 }
 
-/// §14.2 `enable_provisioning` / `sandbox_provisioning`.
+/// the carrier provisioning switches of `number_manager.<carrier>` `enable_provisioning` / `sandbox_provisioning`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Provisioning {
     pub(crate) enabled: bool,
@@ -249,7 +249,7 @@ pub(crate) fn client<'a>(ctx: &CarrierCtx<'a>) -> &'a reqwest::Client {
     }
 }
 
-/// The §9 `by_carrier` error: `reason` is for the log only.
+/// The `knm_errors` `by_carrier` error: `reason` is for the log only.
 pub(crate) fn by_carrier(kind: CarrierKind, number: &str, reason: impl Into<String>) -> Error {
     let reason = reason.into();
     tracing::warn!(
@@ -447,7 +447,7 @@ pub(crate) mod testutil {
         )
     }
 
-    /// The §11.1 deadline test: `slow` is behind a mock that never answers in time, `knm_local`
+    /// The `knm_search:find/1` deadline test: `slow` is behind a mock that never answers in time, `knm_local`
     /// answers from the index; the search returns the local rows and reports `slow` timed out.
     pub(crate) async fn slow_carrier_is_left_behind(slow: CarrierKind, section: Value) {
         use crate::carriers::testindex::avail;

@@ -1,4 +1,4 @@
-//! `knm_inum` (§14.1): iNum numbers (`+883 510…`) generated into the `numbers%2Finum` pool;
+//! `knm_inum` (`knm_gen_carrier`): iNum numbers (`+883 510…`) generated into the `numbers%2Finum` pool;
 //! searched per account (falling back to the reseller, offset reset), rows `available`; disconnect
 //! puts the pool document back to `released` with no owner and an empty history.
 
@@ -73,7 +73,7 @@ mod tests {
     use crate::config::Config;
     use e164::E164;
 
-    /// §14.1: inum without account → []; rows `available`; disconnect → released.
+    /// `knm_gen_carrier`: inum without account → []; rows `available`; disconnect → released.
     #[tokio::test]
     async fn s14_1_inum() {
         let config = Config::kazoo_defaults();

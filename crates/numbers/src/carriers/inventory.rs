@@ -1,4 +1,4 @@
-//! `knm_inventory` (§14.1): like `knm_local`, for numbers imported into the system's inventory
+//! `knm_inventory` (`knm_gen_carrier`): like `knm_local`, for numbers imported into the system's inventory
 //! (module `knm_inventory`; not local, not billable). Import is [`crate::generate::parse_inventory_csv`].
 
 use async_trait::async_trait;
@@ -44,7 +44,7 @@ mod tests {
     use crate::carriers::testindex::{acc, avail, MemoryIndex};
     use crate::config::Config;
 
-    /// §14.1: inventory searches its own module only; not local.
+    /// `knm_gen_carrier`: inventory searches its own module only; not local.
     #[tokio::test]
     async fn s14_1_inventory_search() {
         let config = Config::kazoo_defaults();

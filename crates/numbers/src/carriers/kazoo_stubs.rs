@@ -1,6 +1,6 @@
 //! Kazoo's placeholder carrier modules (`knm_didww`, `knm_flowroute`, `knm_inteliquent`,
 //! `knm_it_vocal`, `knm_level3`, `knm_o1`, `knm_peerless`, `knm_thinq`, `knm_verizon`,
-//! `knm_windstream`, `knm_ziron`, 4.3 `knm_voxbone`), with Kazoo's own behaviour (§14.1): search
+//! `knm_windstream`, `knm_ziron`, 4.3 `knm_voxbone`), with Kazoo's own behaviour (`knm_gen_carrier`): search
 //! finds nothing, acquire fails `by_carrier not_implemented`, disconnect does nothing.
 
 use async_trait::async_trait;

@@ -1,4 +1,4 @@
-//! `knm_local` (§14.1): numbers already in the system's number databases, state `available`,
+//! `knm_local` (`knm_gen_carrier`): numbers already in the system's number databases, state `available`,
 //! module `knm_local`; nothing to buy or give back.
 
 use async_trait::async_trait;
@@ -31,7 +31,7 @@ pub(crate) async fn find_in_number_db(
             ctx.index.available_by_module(kind.module_name(), &query.prefix, skip, want).await?;
         let got = page.len();
         skip += got;
-        // Kazoo's view upper bound is not prefix-limited (§14.1 quirk): we keep only the prefix.
+        // Kazoo's view upper bound is not prefix-limited (`knm_gen_carrier` quirk): we keep only the prefix.
         rows.extend(page.into_iter().filter(|d| d.id.as_str().starts_with(&query.prefix)).map(
             |d| FoundNumber {
                 module: CarrierKind::from_module(&d.module_name).unwrap_or(kind),
@@ -92,7 +92,7 @@ mod tests {
         assert!(matches!(err, Error::NotAvailable { .. }), "{err}");
     }
 
-    /// §14.1: prefix ≥ 5 characters with `+`; paging until quantity; real state; prefix bound.
+    /// `knm_gen_carrier`: prefix ≥ 5 characters with `+`; paging until quantity; real state; prefix bound.
     #[tokio::test]
     async fn s14_1_local_search() {
         let config = Config::kazoo_defaults();

@@ -1,5 +1,5 @@
-//! `knm_managed` (§14.1): numbers generated into the `numbers%2Fmanaged` pool for an account
-//! (maintenance `generate_numbers`, §16.1); searched per account, falling back to the reseller;
+//! `knm_managed` (`knm_gen_carrier`): numbers generated into the `numbers%2Fmanaged` pool for an account
+//! (maintenance `generate_numbers`, `kazoo_number_manager_maintenance:generate_numbers/4`); searched per account, falling back to the reseller;
 //! acquiring or disconnecting updates the pool document.
 
 use async_trait::async_trait;
@@ -129,7 +129,7 @@ mod tests {
     use crate::doc::MANAGED_DB;
     use serde_json::json;
 
-    /// §14.1: managed search per account then reseller; rows `discovery`; acquire/disconnect
+    /// `knm_gen_carrier`: managed search per account then reseller; rows `discovery`; acquire/disconnect
     /// update the pool doc; dry run touches nothing.
     #[tokio::test]
     async fn s14_1_managed() {

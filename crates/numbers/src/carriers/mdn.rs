@@ -1,4 +1,4 @@
-//! `knm_mdn` (§14.1): mobile numbers (MDNs) provisioned by an external mobile system; nothing to
+//! `knm_mdn` (`knm_gen_carrier`): mobile numbers (MDNs) provisioned by an external mobile system; nothing to
 //! search, buy or give back.
 
 use async_trait::async_trait;
@@ -43,7 +43,7 @@ mod tests {
     use crate::carriers::testindex::MemoryIndex;
     use crate::config::Config;
 
-    /// §14.1: MDN search is `not_available`; info prefix 0; not local, not billable.
+    /// `knm_gen_carrier`: MDN search is `not_available`; info prefix 0; not local, not billable.
     #[tokio::test]
     async fn s14_1_mdn() {
         let config = Config::kazoo_defaults();

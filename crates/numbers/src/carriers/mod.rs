@@ -1,4 +1,4 @@
-//! The carrier-module contract (§14, `knm_gen_carrier.erl`): the [`Carrier`] trait, the
+//! The carrier-module contract (Kazoo's carrier modules, `knm_gen_carrier.erl`): the [`Carrier`] trait, the
 //! [`CarrierCtx`] every call gets, and the closed [`CarrierKind`] enum mapping Kazoo module names
 //! (legacy `wnm_*` and `knm_bandwidth` included) to implementations.
 //!
@@ -65,7 +65,7 @@ pub use telnyx::Telnyx;
 pub use vitelity::Vitelity;
 pub use voip_innovations::VoipInnovations;
 
-/// A search as a carrier receives it (`knm_search:options()`, §14.1).
+/// A search as a carrier receives it (`knm_search:options()`, `knm_gen_carrier`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchQuery {
     /// The normalized prefix (`+1415`): dialcode of the country ++ the prefix typed.
@@ -82,7 +82,7 @@ pub struct SearchQuery {
     pub country: String,
     /// Whether ranges ("blocks") are asked for (`knm_other`).
     pub blocks: bool,
-    /// The query id results are cached under (§11.2).
+    /// The query id results are cached under (`knm_search`' result rows).
     pub query_id: Option<String>,
 }
 
@@ -102,7 +102,7 @@ impl SearchQuery {
     }
 }
 
-/// One number a carrier offers (`{Number, Module, State, CarrierData}`, §11.2).
+/// One number a carrier offers (`{Number, Module, State, CarrierData}`, `knm_search`' result rows).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoundNumber {
     /// The number.
@@ -116,7 +116,7 @@ pub struct FoundNumber {
 }
 
 impl FoundNumber {
-    /// The `discovery` record buying this number starts from (§11.4): state, module and carrier
+    /// The `discovery` record buying this number starts from (`knm_search:discovery/1`): state, module and carrier
     /// data of the search hit, created `now`.
     pub fn to_discovery_doc(&self, now: i64) -> NumberDoc {
         let mut doc = NumberDoc::new(&self.number, self.state, self.module.module_name(), now);
@@ -125,7 +125,7 @@ impl FoundNumber {
     }
 }
 
-/// A carrier's answer to `find_numbers` (§14.1).
+/// A carrier's answer to `find_numbers` (`knm_gen_carrier`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Found {
     /// `{ok, Results}`: numbers.
@@ -143,14 +143,14 @@ impl Found {
     }
 }
 
-/// `info()` of a module (§14.1).
+/// `info()` of a module (`knm_gen_carrier`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CarrierInfo {
     /// `maximal_prefix_length`.
     pub maximal_prefix_length: usize,
 }
 
-/// The databases of the pooled carriers (§13.2).
+/// The databases of the pooled carriers (Kazoo's `numbers_managed`/`numbers_inum` views).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Pool {
     /// `numbers%2Fmanaged`, view `numbers_managed/status`.
@@ -242,7 +242,7 @@ pub trait NumberIndex: Send + Sync {
 /// breaking callers.
 #[non_exhaustive]
 pub struct CarrierCtx<'a> {
-    /// §8.1: decide, but change nothing at the carrier.
+    /// `knm_number_options:dry_run`: decide, but change nothing at the carrier.
     pub dry_run: bool,
     /// `number_manager` config.
     pub config: &'a Config,
@@ -314,7 +314,7 @@ impl<'a> CarrierCtx<'a> {
     }
 }
 
-/// A carrier module (`knm_gen_carrier` behaviour, §14.1).
+/// A carrier module (`knm_gen_carrier` behaviour, `knm_gen_carrier`).
 ///
 /// Calls are async because most carriers talk to an API; the internal ones go through the
 /// [`NumberIndex`] of the [`CarrierCtx`].
@@ -554,7 +554,7 @@ impl CarrierKind {
     }
 
     /// The kind of a module name as stored or configured: `wnm_X` is read as `knm_X`,
-    /// `knm_bandwidth` as `knm_bandwidth2` (§10.3, §14.1), and a bare name without prefix
+    /// `knm_bandwidth` as `knm_bandwidth2` (`knm_phone_number:from_json/1`, `knm_gen_carrier`), and a bare name without prefix
     /// (`local`, as `carrier_name` and `usable_carriers` spell it) as `knm_<name>`. `None` for a
     /// module Kazoo could not load either (e.g. `knm_pacwest`).
     pub fn from_module(name: &str) -> Option<CarrierKind> {
@@ -564,12 +564,12 @@ impl CarrierKind {
         CarrierKind::ALL.into_iter().find(|k| k.module_name() == full)
     }
 
-    /// `is_local()` (§14.1 table).
+    /// `is_local()` (`knm_gen_carrier` table).
     pub fn is_local(self) -> bool {
         self.spec().is_local
     }
 
-    /// `is_number_billable/1` (§14.1 table; an unknown module is billable, §8.3).
+    /// `is_number_billable/1` (`knm_gen_carrier` table; an unknown module is billable, `knm_numbers:update_services/1`).
     pub fn is_billable(self) -> bool {
         self.spec().is_billable
     }
@@ -580,7 +580,7 @@ impl CarrierKind {
         self.spec().lookup_cnam
     }
 
-    /// `info()`'s `maximal_prefix_length` (§14.1 table).
+    /// `info()`'s `maximal_prefix_length` (`knm_gen_carrier` table).
     pub fn maximal_prefix_length(self) -> usize {
         self.spec().maximal_prefix_length
     }
@@ -597,7 +597,7 @@ impl CarrierKind {
     }
 
     /// `acquire_number(N)` of this module as the store calls it: the one place the dry run
-    /// (§8.1) is honoured for every carrier, which then buys nothing and returns the number as
+    /// (`knm_number_options:dry_run`) is honoured for every carrier, which then buys nothing and returns the number as
     /// it is.
     ///
     /// # Errors
@@ -632,13 +632,13 @@ impl fmt::Display for CarrierKind {
     }
 }
 
-/// `is_number_billable` of a number by its module name; an unknown module is billable (§8.3).
+/// `is_number_billable` of a number by its module name; an unknown module is billable (`knm_numbers:update_services/1`).
 pub fn is_number_billable(doc: &NumberDoc) -> bool {
     CarrierKind::from_module(&doc.module_name).is_none_or(CarrierKind::is_billable)
 }
 
 /// `should_lookup_cnam/0` of a number's module, for `lookup_account`'s `inbound_cnam`; an unknown
-/// module looks CNAM up (§5.10).
+/// module looks CNAM up (`knm_number:lookup_account/1`).
 pub fn should_lookup_cnam(module_name: &str) -> bool {
     CarrierKind::from_module(module_name).is_none_or(CarrierKind::should_lookup_cnam)
 }
@@ -670,7 +670,7 @@ mod tests {
     use super::*;
     use crate::doc::NumberDoc;
 
-    /// §14.1: module names, legacy mapping, static properties; vector O6 billable.
+    /// `knm_gen_carrier`: module names, legacy mapping, static properties; vector O6 billable.
     #[test]
     fn s14_1_kinds() {
         for k in CarrierKind::ALL {
@@ -699,7 +699,7 @@ mod tests {
     /// Each module's `SPEC` is consistent with its kind: `ALL` lists every kind once in
     /// declaration order, the spec and its implementation name the kind, module names are
     /// Kazoo's, a config section is `number_manager.<name without knm_>` and only external
-    /// modules have one, and the §14.1 table's prefix lengths hold.
+    /// modules have one, and the `knm_gen_carrier` table's prefix lengths hold.
     #[test]
     fn kinds_and_specs_agree() {
         for (i, kind) in CarrierKind::ALL.into_iter().enumerate() {

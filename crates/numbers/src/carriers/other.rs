@@ -1,4 +1,4 @@
-//! `knm_other` (§14.3): an operator's own "phonebook" JSON API at `phonebook_url` —
+//! `knm_other` (`knm_other`): an operator's own "phonebook" JSON API at `phonebook_url` —
 //! `GET numbers/{country}/search`, `GET blocks/{country}/search` (ranges, returned as bulk
 //! results), `PUT numbers/{country}/order`, `POST numbers/{country}/status`; answers are
 //! `{"status": "success", "data": …}`.
@@ -63,7 +63,7 @@ impl OtherConfig {
     }
 }
 
-/// The wire answer → §9: a 200 JSON object whose `status` is `success` gives its `data`;
+/// The wire answer → `knm_errors`: a 200 JSON object whose `status` is `success` gives its `data`;
 /// anything else is `by_carrier` (`failed` is the reason for the log: the HTTP status, the
 /// phonebook's `status`/`message`, or `malformed_response`).
 fn map_error(number: &str, failed: &str, status: u16, body: &str) -> Result<Value, Error> {
@@ -286,7 +286,7 @@ mod tests {
         assert_eq!(nums, ["+14158867900", "+14158897909"]);
     }
 
-    /// §14.3 acquire: the order carries the number and the gateways; `opaque` becomes the carrier
+    /// `knm_other` acquire: the order carries the number and the gateways; `opaque` becomes the carrier
     /// data and `locality` a feature.
     #[tokio::test]
     async fn acquire_success() {
@@ -359,7 +359,7 @@ mod tests {
         );
     }
 
-    /// §11.5: check through the phonebook.
+    /// `knm_carriers:check/1`: check through the phonebook.
     #[tokio::test]
     async fn check() {
         let server = MockServer::start().await;
@@ -399,7 +399,7 @@ mod tests {
         }
     }
 
-    /// §11.1: a slow phonebook does not hold the search back.
+    /// `knm_search:find/1`: a slow phonebook does not hold the search back.
     #[tokio::test]
     async fn slow_carrier() {
         let server = MockServer::start().await;

@@ -1,4 +1,4 @@
-//! `knm_reserved` (§14.1): numbers reserved in the searching account's own database (view
+//! `knm_reserved` (`knm_gen_carrier`): numbers reserved in the searching account's own database (view
 //! `numbers/list_reserved`), offered with their real state and module; nothing to buy.
 
 use async_trait::async_trait;
@@ -85,7 +85,7 @@ mod tests {
     use crate::config::Config;
     use crate::doc::NumberState;
 
-    /// §14.1: reserved numbers of the account itself; none → not_available.
+    /// `knm_gen_carrier`: reserved numbers of the account itself; none → not_available.
     #[tokio::test]
     async fn s14_1_reserved_search() {
         let config = Config::kazoo_defaults();

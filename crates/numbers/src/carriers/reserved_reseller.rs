@@ -1,5 +1,5 @@
-//! `knm_reserved_reseller` (§14.1): numbers reserved in the searching account's *reseller*
-//! database. Kazoo's paging recursion swaps two arguments (§18.2 quirk), so it never finds a
+//! `knm_reserved_reseller` (`knm_gen_carrier`): numbers reserved in the searching account's *reseller*
+//! database. Kazoo's paging recursion swaps two arguments (a Kazoo quirk kept for parity quirk), so it never finds a
 //! second page; this implementation pages correctly (listed in `docs/kazoo-compat.md`).
 
 use async_trait::async_trait;
@@ -50,7 +50,7 @@ mod tests {
     use crate::carriers::testindex::{acc, reserved, MemoryIndex};
     use crate::config::Config;
 
-    /// §14.1: searches the reseller's reservations, all pages.
+    /// `knm_gen_carrier`: searches the reseller's reservations, all pages.
     #[tokio::test]
     async fn s14_1_reserved_reseller_pages() {
         let config = Config::kazoo_defaults();

@@ -1,4 +1,4 @@
-//! `knm_simwood` (§14.8): Simwood's numbers API v3 (`https://api.simwood.com/v3/numbers`, JSON,
+//! `knm_simwood` (`knm_simwood`): Simwood's numbers API v3 (`https://api.simwood.com/v3/numbers`, JSON,
 //! HTTP basic auth) — `GET {account}/available/standard/{1|10|100}?pattern=P*`,
 //! `PUT {account}/allocated/{number}` to buy and `DELETE` the same to give it back.
 //!
@@ -70,7 +70,7 @@ impl SimwoodConfig {
     }
 }
 
-/// The wire answer → §9: a 2xx body is the answer; any other status is `by_carrier` with the
+/// The wire answer → `knm_errors`: a 2xx body is the answer; any other status is `by_carrier` with the
 /// status and Simwood's `error` text (or the body) kept for the log.
 fn map_error(number: &str, status: u16, body: String) -> Result<String, Error> {
     if (200..300).contains(&status) {
@@ -194,7 +194,7 @@ mod tests {
         ])
     }
 
-    /// §14.8 search: quantity buckets 1/10/100, `pattern=P*`, numbers `+` country code ++ number.
+    /// `knm_simwood` search: quantity buckets 1/10/100, `pattern=P*`, numbers `+` country code ++ number.
     #[tokio::test]
     async fn search() {
         let server = MockServer::start().await;
@@ -303,7 +303,7 @@ mod tests {
         }
     }
 
-    /// §11.1: a slow Simwood does not hold the search back.
+    /// `knm_search:find/1`: a slow Simwood does not hold the search back.
     #[tokio::test]
     async fn slow_carrier() {
         let server = MockServer::start().await;

@@ -1,4 +1,4 @@
-//! `knm_telnyx` (§14.4): Telnyx's legacy v1 origination API (`https://api.telnyx.com/origination/`,
+//! `knm_telnyx` (`knm_telnyx`): Telnyx's legacy v1 origination API (`https://api.telnyx.com/origination/`,
 //! JSON, headers `x-api-user` / `x-api-token`) — `POST number_searches` and `POST number_orders`.
 //!
 //! Config `number_manager.telnyx`: `user`, `token` (credentials), `base_url` (default
@@ -31,7 +31,7 @@ pub struct TelnyxConfig {
     pub user: Secret,
     /// `token` (`x-api-token`).
     pub token: Secret,
-    /// §14.2 switches.
+    /// the carrier provisioning switches of `number_manager.<carrier>` switches.
     provisioning: Provisioning,
     /// `should_keep_best_effort`.
     pub keep_best_effort: bool,
@@ -124,7 +124,7 @@ impl TelnyxConfig {
     }
 }
 
-/// The wire answer → §9: a 200 JSON object is the answer; any other status is `by_carrier`
+/// The wire answer → `knm_errors`: a 200 JSON object is the answer; any other status is `by_carrier`
 /// with Kazoo's reason (`bad_request`, `unauthenticated`, `unauthorized`, `not_found`,
 /// `server_error`, `empty_response`) and the carrier's `message` kept for the log; a body that
 /// is not a JSON object is `by_carrier` `malformed_response`.
@@ -374,7 +374,7 @@ mod tests {
     }
 
     /// An order without id (the carrier's `message` is logged, not rendered) and an HTTP 401:
-    /// both §9 `by_carrier`; credentials appear in neither the error nor its JSON.
+    /// both `knm_errors` `by_carrier`; credentials appear in neither the error nor its JSON.
     #[tokio::test]
     async fn acquire_failures() {
         let server = MockServer::start().await;
@@ -416,7 +416,7 @@ mod tests {
         assert!(!format!("{config:?}").contains("s3cret-token"));
     }
 
-    /// Disconnect makes no call; §14.2 provisioning disabled: sandbox succeeds without a call,
+    /// Disconnect makes no call; the carrier provisioning switches of `number_manager.<carrier>` provisioning disabled: sandbox succeeds without a call,
     /// otherwise `provisioning_disabled`.
     #[tokio::test]
     async fn disconnect_and_provisioning_switches() {
@@ -440,7 +440,7 @@ mod tests {
         assert!(server.received_requests().await.unwrap().is_empty());
     }
 
-    /// §8.1: a dry run makes no request.
+    /// `knm_number_options:dry_run`: a dry run makes no request.
     #[tokio::test]
     async fn dry_run_makes_no_request() {
         let server = MockServer::start().await;
@@ -484,7 +484,7 @@ mod tests {
         assert!(matches!(&err, Error::ByCarrier { reason, .. } if reason == "timeout"), "{err:?}");
     }
 
-    /// §11.1: a slow Telnyx does not hold the search back.
+    /// `knm_search:find/1`: a slow Telnyx does not hold the search back.
     #[tokio::test]
     async fn slow_carrier() {
         let server = MockServer::start().await;

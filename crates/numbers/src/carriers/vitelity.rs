@@ -1,4 +1,4 @@
-//! `knm_vitelity` (§14.5): Vitelity's `api.php` — an HTTP POST whose query string carries `login`,
+//! `knm_vitelity` (`knm_vitelity`): Vitelity's `api.php` — an HTTP POST whose query string carries `login`,
 //! `pass`, `xml=yes` and a `cmd` (`listnpa`, `listnpanxx`, `listtollfree`, `getlocaldid`,
 //! `gettollfree`, `removedid`), answered with `<content><status>ok|fail</status>…</content>`.
 //!
@@ -93,7 +93,7 @@ impl VitelityConfig {
     }
 }
 
-/// The wire answer → §9: the `<content>` element when `status` is `ok` (or absent); `fail` is
+/// The wire answer → `knm_errors`: the `<content>` element when `status` is `ok` (or absent); `fail` is
 /// `by_carrier` with the `<error>` text; a body that is not Vitelity XML is `by_carrier`
 /// `malformed_response` (or `http <status>` when the status says why).
 fn map_error(number: &str, status: u16, body: &str) -> Result<Element, Error> {
@@ -414,7 +414,7 @@ mod tests {
         }
     }
 
-    /// §11.1: a slow Vitelity does not hold the search back.
+    /// `knm_search:find/1`: a slow Vitelity does not hold the search back.
     #[tokio::test]
     async fn slow_carrier() {
         let server = MockServer::start().await;

@@ -1,4 +1,4 @@
-//! `knm_voip_innovations` (§14.6): VoIP Innovations' SOAP 1.1 web service
+//! `knm_voip_innovations` (`knm_voip_innovations`): VoIP Innovations' SOAP 1.1 web service
 //! (`https://backoffice.voipinnovations.com/Services/APIService.asmx`, namespace
 //! `http://tempuri.org/`, header `SOAPAction: http://tempuri.org/<op>`) — `getDIDs`, `assignDID`,
 //! `releaseDID`; success is `responseCode` 100, per DID `statusCode` 100.
@@ -93,7 +93,7 @@ impl VoipInnovationsConfig {
     }
 }
 
-/// The wire answer → §9 (`handle_response/1`, `verify_response/1`): an XML body whose
+/// The wire answer → `knm_errors` (`handle_response/1`, `verify_response/1`): an XML body whose
 /// `responseCode` is 100 is the answer; another code is `by_carrier` with `responseMessage`; a
 /// non-XML body is `by_carrier` with Kazoo's status reason (`unauthenticated`, `unauthorized`,
 /// `not_found`, `server_error`, `empty_response`); XML that does not parse is `empty_response`.
@@ -420,7 +420,7 @@ mod tests {
         assert!(!format!("{config:?}").contains("vi-s3cret"));
     }
 
-    /// §14.2: provisioning disabled (sandbox: no call; otherwise `provisioning_disabled`); a dry
+    /// the carrier provisioning switches of `number_manager.<carrier>`: provisioning disabled (sandbox: no call; otherwise `provisioning_disabled`); a dry
     /// run makes no request; the sandbox URL is used when sandbox provisioning is on.
     #[tokio::test]
     async fn provisioning_switches_and_dry_run() {
@@ -486,7 +486,7 @@ mod tests {
         );
     }
 
-    /// §11.1: a slow VoIP Innovations does not hold the search back.
+    /// `knm_search:find/1`: a slow VoIP Innovations does not hold the search back.
     #[tokio::test]
     async fn slow_carrier() {
         let server = MockServer::start().await;

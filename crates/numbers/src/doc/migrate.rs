@@ -1,5 +1,5 @@
 //! Reading stored number documents of every version Kazoo wrote: `from_json/1` with the
-//! load-time migrations of older documents (§10.3: renamed features, legacy module names,
+//! load-time migrations of older documents (`knm_phone_number:from_json/1`: renamed features, legacy module names,
 //! public e911 keys), and the lenient readers of stored values it uses.
 
 use serde_json::{Map, Value};
@@ -173,7 +173,7 @@ pub(super) fn migrate_feature_list(
     out
 }
 
-/// Module names as stored, mapped to the module Kazoo loads (§10.3): `wnm_X` → `knm_X`,
+/// Module names as stored, mapped to the module Kazoo loads (`knm_phone_number:from_json/1`): `wnm_X` → `knm_X`,
 /// `knm_bandwidth` → `knm_bandwidth2`. Returns the name and whether it changed.
 pub fn migrate_module_name(stored: &str) -> (String, bool) {
     let mut name = stored.to_owned();
@@ -198,7 +198,7 @@ pub(super) fn is_local_module(module: &str) -> bool {
 }
 
 impl NumberDoc {
-    /// Reads a stored document, applying Kazoo's load-time migrations (§10.3, `from_json/1`).
+    /// Reads a stored document, applying Kazoo's load-time migrations (`knm_phone_number:from_json/1`, `from_json/1`).
     ///
     /// A document that needed a migration that Kazoo counts as a change is marked so that the next
     /// decision writes it ([`NumberDoc::migrated`]); adding defaults (`pvt_ported_in`, an empty

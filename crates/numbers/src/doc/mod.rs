@@ -1,5 +1,5 @@
-//! The number document as Kazoo 4.3 stores it (§10), its states (§2), the number-database names
-//! (§1.4); reading stored documents with the load-time migration of older versions (§10.3) is in
+//! The number document as Kazoo 4.3 stores it (`knm_phone_number`'s document), its states (Kazoo's number states), the number-database names
+//! (`knm_converters:to_db/1`); reading stored documents with the load-time migration of older versions (`knm_phone_number:from_json/1`) is in
 //! `migrate`.
 //!
 //! Mirrors `knm_phone_number.erl` (`from_json/1`, `to_json/1`, `to_public_json/1` and the setters
@@ -39,7 +39,7 @@ pub const MANAGED_DB: &str = "numbers/managed";
 /// The unencoded database of `knm_inum` numbers (`numbers%2Finum`).
 pub const INUM_DB: &str = "numbers/inum";
 
-/// Private keys Kazoo reads or used to write and that it drops on the next write (§10.1). Any other
+/// Private keys Kazoo reads or used to write and that it drops on the next write (`knm_phone_number:to_json/1`). Any other
 /// unknown `pvt_*` / `_*` key is kept (see `docs/kazoo-compat.md`).
 const DROPPED_PRIVATE_KEYS: &[&str] = &[
     "pvt_authorizing_account",
@@ -71,7 +71,7 @@ const OWN_KEYS: &[&str] = &[
     "pvt_region",
 ];
 
-/// The nine values of `pvt_state` (§2.1, `knm_phone_number:is_state/1`).
+/// The nine values of `pvt_state` (`knm_phone_number:is_state/1`, `knm_phone_number:is_state/1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum NumberState {
     /// Found by a carrier search, not yet bought.
@@ -140,7 +140,7 @@ impl FromStr for NumberState {
     }
 }
 
-/// The unencoded number database of a normalized number (§1.4 `knm_converters:to_db/1`):
+/// The unencoded number database of a normalized number (`knm_converters:to_db/1` `knm_converters:to_db/1`):
 /// `numbers/` + the first 5 bytes (`+14158867900` → `numbers/+1415`). `None` under 5 bytes (or
 /// when that is no valid database name). The naming itself is docstore's
 /// ([`docstore::naming::numbers_db`]).
@@ -155,7 +155,7 @@ pub fn encoded_number_db(number: &str) -> Option<String> {
 
 /// A phone-number document (`knm_phone_number` record), typed.
 ///
-/// Fields are Kazoo's (§10.1). Public (non-`_`, non-`pvt_`) fields live in [`NumberDoc::public`];
+/// Fields are Kazoo's (`knm_phone_number:to_json/1`). Public (non-`_`, non-`pvt_`) fields live in [`NumberDoc::public`];
 /// unknown private fields are kept in [`NumberDoc::extra`] and written back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NumberDoc {
@@ -191,11 +191,11 @@ pub struct NumberDoc {
     pub carrier_data: Map<String, Value>,
     /// `pvt_region`.
     pub region: Option<String>,
-    /// Public fields (minus `id` and `used_by`, §10.1).
+    /// Public fields (minus `id` and `used_by`, `knm_phone_number:to_json/1`).
     pub public: Map<String, Value>,
     /// Unknown private (`pvt_*`, `_*`) fields, kept across writes.
     pub extra: Map<String, Value>,
-    /// Set by [`NumberDoc::from_json`] when the stored document needed a migration (§10.3): the
+    /// Set by [`NumberDoc::from_json`] when the stored document needed a migration (`knm_phone_number:from_json/1`): the
     /// next decision writes it even if nothing else changes.
     migrated: bool,
 }
@@ -215,7 +215,7 @@ pub fn sanitize_public_fields(obj: &Map<String, Value>) -> Map<String, Value> {
 
 impl NumberDoc {
     /// A new, never-saved record (`knm_phone_number:new/1`): no owner, empty history, created and
-    /// modified `now`. The `local` feature is set for `knm_local` / `knm_mdn` (§12.5).
+    /// modified `now`. The `local` feature is set for `knm_local` / `knm_mdn` (`knm_phone_number:set_module_name/2`).
     pub fn new(number: &E164, state: NumberState, module_name: &str, now: i64) -> Self {
         let mut features = Map::new();
         if is_local_module(module_name) {
@@ -244,7 +244,7 @@ impl NumberDoc {
         }
     }
 
-    /// Whether loading this document applied a migration that must be written back (§7.2, §10.3).
+    /// Whether loading this document applied a migration that must be written back (`knm_phone_number`'s dirty tracking, `knm_phone_number:from_json/1`).
     pub fn migrated(&self) -> bool {
         self.migrated
     }
@@ -255,7 +255,7 @@ impl NumberDoc {
     }
 
     /// Whether the two documents carry the same content, ignoring `pvt_modified`, `_rev` and the
-    /// migration mark: the dirty test of §7.2.
+    /// migration mark: the dirty test of `knm_phone_number`'s dirty tracking.
     pub fn same_content(&self, other: &NumberDoc) -> bool {
         let mut a = self.clone();
         a.modified = other.modified;
@@ -274,7 +274,7 @@ impl NumberDoc {
         is_local_module(&self.module_name)
     }
 
-    /// The unencoded number database (`numbers/+1415`) (§1.4), or `None` for ids under 5 bytes.
+    /// The unencoded number database (`numbers/+1415`) (`knm_converters:to_db/1`), or `None` for ids under 5 bytes.
     pub fn db(&self) -> Option<String> {
         number_db(self.id.as_str())
     }
@@ -291,14 +291,14 @@ impl NumberDoc {
         self.used_by = None;
     }
 
-    /// `add_reserve_history/2` (§4.3): prepend unless it is already the head.
+    /// `add_reserve_history/2` (`knm_number_states:push_reserve_history/1`): prepend unless it is already the head.
     pub fn push_reserve_history(&mut self, account: &AccountId) {
         if self.reserve_history.first() != Some(account) {
             self.reserve_history.insert(0, account.clone());
         }
     }
 
-    /// `set_module_name/2` after load (§12.5): migrates legacy names; `knm_local` / `knm_mdn` add
+    /// `set_module_name/2` after load (`knm_phone_number:set_module_name/2`): migrates legacy names; `knm_local` / `knm_mdn` add
     /// the `local` feature, any other module removes it.
     pub fn set_module_name(&mut self, name: &str) {
         let (name, _) = migrate_module_name(name);
@@ -324,7 +324,7 @@ impl NumberDoc {
         self.public = doc_from_public_fields(&merged);
     }
 
-    /// `reset_features/1` (§6.1 step 4): `{local: …}` for local/MDN numbers, `{}` otherwise.
+    /// `reset_features/1` (`knm_numbers:release/2` step 4): `{local: …}` for local/MDN numbers, `{}` otherwise.
     pub fn reset_features(&mut self) {
         let local = self.features.get("local").cloned();
         self.features = Map::new();
@@ -342,10 +342,10 @@ impl NumberDoc {
         list
     }
 
-    /// The stored JSON (`to_json/1`, §10.1), in Kazoo's key order: `_id`, `pvt_db_name`,
+    /// The stored JSON (`to_json/1`, `knm_phone_number:to_json/1`), in Kazoo's key order: `_id`, `pvt_db_name`,
     /// `pvt_state`, `pvt_ported_in`, `pvt_module_name`, `pvt_modified`, `pvt_created`, `pvt_type`,
     /// the public fields, then the fields that are only written when non-empty, then kept unknown
-    /// private fields. This same JSON is the account-database copy (§7.1) with that database's own
+    /// private fields. This same JSON is the account-database copy (`knm_numbers:save_numbers/1`) with that database's own
     /// `_rev`.
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
@@ -399,7 +399,7 @@ impl NumberDoc {
         Value::Object(m)
     }
 
-    /// The copy written into the owner's account database (§7.1, §7.3): the same JSON as
+    /// The copy written into the owner's account database (`knm_numbers:save_numbers/1`, `knm_phone_number:save/1`'s account-db copy): the same JSON as
     /// [`NumberDoc::to_json`] but with that database's own `_rev` (`None` = the copy does not
     /// exist yet).
     pub fn to_account_copy_json(&self, account_db_rev: Option<&str>) -> Value {
@@ -417,7 +417,7 @@ impl NumberDoc {
         v
     }
 
-    /// The public JSON (`to_public_json/1`, §10.2): public fields + `id`, `state`, `used_by`,
+    /// The public JSON (`to_public_json/1`, `knm_phone_number:to_public_json/1`): public fields + `id`, `state`, `used_by`,
     /// `features` (sorted names), and `_read_only {created, modified, state, used_by, features,
     /// carrier_module}` with empty values omitted.
     ///
@@ -428,7 +428,7 @@ impl NumberDoc {
         self.public_json(None)
     }
 
-    /// [`NumberDoc::to_public_json`] with `_read_only.features_available` (§10.2, §12.2).
+    /// [`NumberDoc::to_public_json`] with `_read_only.features_available` (`knm_phone_number:to_public_json/1`, `knm_providers:list_available_features/1`).
     pub fn to_public_json_with_features(&self, features_available: &[String]) -> Value {
         self.public_json(Some(features_available))
     }
@@ -508,7 +508,7 @@ mod tests {
         d.features.keys().map(String::as_str).collect()
     }
 
-    /// §1.4, vector A4: number database names.
+    /// `knm_converters:to_db/1`, vector A4: number database names.
     #[test]
     fn a4_number_db_names() {
         assert_eq!(encoded_number_db("+14158867900").as_deref(), Some("numbers%2F%2B1415"));
@@ -517,7 +517,7 @@ mod tests {
         assert_eq!(number_db("+14158867900").as_deref(), Some("numbers/+1415"));
     }
 
-    /// §2.1: the nine states round-trip; anything else is refused.
+    /// `knm_phone_number:is_state/1`: the nine states round-trip; anything else is refused.
     #[test]
     fn s2_1_states() {
         for st in NumberState::ALL {
@@ -692,7 +692,7 @@ mod tests {
         assert_eq!(d.to_json()["pvt_used_by"], fixture("old_vsn_6_out.json")["pvt_used_by"]);
     }
 
-    /// Vector M13 (load part; the "fix" needs the feature providers, §12).
+    /// Vector M13 (load part; the "fix" needs the feature providers, `knm_providers`).
     #[test]
     fn m13_old_vsn_7() {
         let d = load("old_vsn_7_in.json");
@@ -704,7 +704,7 @@ mod tests {
         assert_eq!(d.used_by.as_deref(), Some("callflow"));
     }
 
-    /// §7.3: the account copy carries its own `_rev`.
+    /// `knm_phone_number:save/1`'s account-db copy: the account copy carries its own `_rev`.
     #[test]
     fn s7_3_account_copy() {
         let d = load("old_vsn_7.1.json");
@@ -722,7 +722,7 @@ mod tests {
         assert_eq!(d.to_json(), raw);
     }
 
-    /// §10.1: unknown private fields are kept, Kazoo's obsolete ones dropped, `id`/`used_by`
+    /// `knm_phone_number:to_json/1`: unknown private fields are kept, Kazoo's obsolete ones dropped, `id`/`used_by`
     /// never written as public fields.
     #[test]
     fn s10_1_unknown_fields() {
@@ -738,7 +738,7 @@ mod tests {
         assert!(j.get("id").is_none() && j.get("used_by").is_none());
     }
 
-    /// §10.2: public JSON shape.
+    /// `knm_phone_number:to_public_json/1`: public JSON shape.
     #[test]
     fn s10_2_public_json() {
         let d = load("old_vsn_6_in.json");

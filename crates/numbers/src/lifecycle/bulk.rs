@@ -1,5 +1,5 @@
-//! Operations on many numbers (`knm_numbers.erl`, §5.0): the inputs split into reconcilable
-//! numbers and failures (§1.3), then each number decided on its own, failures collected per number.
+//! Operations on many numbers (`knm_numbers.erl`, `knm_numbers`' bulk result shape): the inputs split into reconcilable
+//! numbers and failures (`knm_converters:is_reconcilable/1`), then each number decided on its own, failures collected per number.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +10,7 @@ use super::{transition, Ctx, Decision, Operation};
 use crate::doc::NumberDoc;
 use crate::error::Error;
 
-/// The result of a bulk operation (§5.0, §15.3): per number, a decision or an error.
+/// The result of a bulk operation (`knm_numbers`' bulk result shape, `cb_phone_numbers_v2`'s success replies): per number, a decision or an error.
 #[derive(Debug, Default)]
 pub struct BulkOutcome {
     /// Numbers that succeeded, by normalized number.
@@ -20,8 +20,8 @@ pub struct BulkOutcome {
 }
 
 impl BulkOutcome {
-    /// The collection JSON of §15.3: `{"success": {num: public JSON}, "error": {num: error}}`, empty
-    /// parts omitted; `not_found` / `not_reconcilable` errors are bare strings (§9.2).
+    /// The collection JSON of `cb_phone_numbers_v2`'s success replies: `{"success": {num: public JSON}, "error": {num: error}}`, empty
+    /// parts omitted; `not_found` / `not_reconcilable` errors are bare strings (`knm_numbers`' bulk errors).
     pub fn to_json(&self) -> Value {
         let mut out = Map::new();
         if !self.ok.is_empty() {
@@ -38,7 +38,7 @@ impl BulkOutcome {
     }
 }
 
-/// Inputs split by §1.3: reconcilable numbers (normalized, duplicates collapsed) and the failures
+/// Inputs split by `knm_converters:is_reconcilable/1`: reconcilable numbers (normalized, duplicates collapsed) and the failures
 /// keyed by the input as given.
 #[derive(Debug, Default)]
 pub struct Reconciled {
@@ -70,7 +70,7 @@ pub fn split_reconcilable<S: AsRef<str>>(inputs: &[S], converters: &Converters) 
     out
 }
 
-/// Decides `op` for many numbers (§5.0): each number independently, failures collected per
+/// Decides `op` for many numbers (`knm_numbers`' bulk result shape): each number independently, failures collected per
 /// number. `docs` gives the stored document of each reconcilable number (`None` = not found).
 pub fn transition_many<'d, I>(items: I, op: &Operation, ctx: &Ctx<'_>) -> BulkOutcome
 where

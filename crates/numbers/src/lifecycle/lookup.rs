@@ -1,4 +1,4 @@
-//! `lookup_account` (§5.10): who owns a number, for routing and `/identify`, with the number's
+//! `lookup_account` (`knm_number:lookup_account/1`): who owns a number, for routing and `/identify`, with the number's
 //! inbound settings (CNAM, prepend, ringback, force-outbound).
 
 use e164::E164;
@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::doc::{NumberDoc, NumberState, KNM_LOCAL};
 use crate::error::Error;
 
-/// What `lookup_account` (§5.10, `/identify`, routing) answers for a routable number.
+/// What `lookup_account` (`knm_number:lookup_account/1`, `/identify`, routing) answers for a routable number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountLookup {
     /// The owner.
@@ -23,7 +23,7 @@ pub struct AccountLookup {
     pub local: bool,
     /// `inbound_cnam`: feature present and the carrier looks up CNAM.
     pub inbound_cnam: bool,
-    /// `force_outbound` (§12.6).
+    /// `force_outbound` (`knm_number:is_force_outbound/3`).
     pub force_outbound: bool,
     /// `prepend`: `prepend.name` when `prepend.enabled`.
     pub prepend: Option<String>,
@@ -60,7 +60,7 @@ pub(super) fn feature_str(doc: &NumberDoc, feature: &str, key: &str) -> Option<S
     doc.features.get(feature).and_then(|f| f.get(key)).and_then(Value::as_str).map(str::to_owned)
 }
 
-/// §12.6 `is_force_outbound/3`.
+/// `knm_number:is_force_outbound/3` `is_force_outbound/3`.
 pub(super) fn is_force_outbound(doc: &NumberDoc, config: &Config) -> bool {
     let local = doc.is_local_or_mdn();
     match doc.state {
@@ -79,7 +79,7 @@ pub(super) fn is_force_outbound(doc: &NumberDoc, config: &Config) -> bool {
     }
 }
 
-/// §5.10 `lookup_account`: who owns `number`, for routing and `/identify`.
+/// `knm_number:lookup_account/1` `lookup_account`: who owns `number`, for routing and `/identify`.
 ///
 /// `current` is the number document read with system auth; `port_request_owner` the account of
 /// an open port request holding the number, if the caller found one (used only when there is no

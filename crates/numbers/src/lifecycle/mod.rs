@@ -1,28 +1,28 @@
 //! The number lifecycle as a pure decision: given the stored document (if any), an operation and
 //! its context, [`transition`] returns the resulting document and the side effects it implies
-//! (carrier call, feature-provider calls, writes), or the §9 error.
+//! (carrier call, feature-provider calls, writes), or the `knm_errors` error.
 //!
 //! Where Kazoo's `save_numbers` runs `knm_providers:save` — create, move, reserve, update — the
 //! feature providers run on the would-be document before the dirty test ([`crate::providers`],
-//! §12.3), so an unchanged replace stays a no-op; release and hard delete run the providers'
+//! `knm_providers:exec/2`), so an unchanged replace stays a no-op; release and hard delete run the providers'
 //! delete; `assign_to_app`, reconcile and raw state changes are plain saves, as in Kazoo.
 //!
-//! This is `knm_number_states.erl` (the §4.5 table), `knm_numbers.erl` / `knm_number.erl` (the §5
-//! operations, §6.1 release) and the save decisions of `knm_phone_number.erl` (§7 dirty tracking,
-//! §8.2 MDN guard, §8.1 dry run). No I/O: the store layer performs the effects, compare-and-swaps
+//! This is `knm_number_states.erl` (the `knm_number_states`' transition table table), `knm_numbers.erl` / `knm_number.erl` (the `knm_numbers`
+//! operations, `knm_numbers:release/2` release) and the save decisions of `knm_phone_number.erl` (`knm_numbers:save_numbers/1` dirty tracking,
+//! `knm_number_options:mdn_run` MDN guard, `knm_number_options:dry_run` dry run). No I/O: the store layer performs the effects, compare-and-swaps
 //! on `_rev` and, on a conflict, re-reads and calls [`transition`] again with the new document.
 //!
 //! # For the store layer
 //! One attempt, repeated at most [`MAX_ATTEMPTS`] times while the number-database write conflicts:
 //! 1. read the number document (`NumberDoc::from_json`; a missing document is `None`; for a move
-//!    of an unknown number, the search cache's discovery record, §11.4);
-//! 2. `transition(number, current, op, ctx)`; an `Err` is the §9 answer, nothing was done;
+//!    of an unknown number, the search cache's discovery record, `knm_search:discovery/1`);
+//! 2. `transition(number, current, op, ctx)`; an `Err` is the `knm_errors` answer, nothing was done;
 //! 3. [`Decision::carrier_call`]: resolve the module with `CarrierKind::from_module`; an unknown
 //!    module is skipped (acquire) or ignored (disconnect), as Kazoo does; otherwise call the
 //!    carrier and replace [`Decision::doc`] with what it returns (a refusal fails the number). If
 //!    a later attempt asks to acquire the same number from the same module again, reuse the first
 //!    acquisition rather than buying twice;
-//! 3. then each of [`Decision::provider_calls`] (§12.4) with [`ProviderCall::perform`], replacing
+//! 3. then each of [`Decision::provider_calls`] (Kazoo's feature providers (`knm_prepend`, `knm_failover`, …)) with [`ProviderCall::perform`], replacing
 //!    [`Decision::doc`] with what it returns (a refusal fails the number, nothing is written);
 //!    on a later attempt, a call identical to one already made is not made again
 //!    ([`ProviderCall::reapply`]);
@@ -32,7 +32,7 @@
 //!    use the revs found in each database.
 //!
 //! After the number-database write succeeded, the account-database steps are retried on their own
-//! conflicts (they are copies, §7.3) and never re-decide.
+//! conflicts (they are copies, `knm_phone_number:save/1`'s account-db copy) and never re-decide.
 
 use e164::E164;
 use serde_json::{Map, Value};
@@ -67,7 +67,7 @@ pub enum PublicFields {
     Merge(Map<String, Value>),
 }
 
-/// Options of `create` (§5.2).
+/// Options of `create` (`knm_numbers:create/2`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Create {
     /// `assign_to`: the account to give the number to (required; an account id).
@@ -80,11 +80,11 @@ pub struct Create {
     pub ported_in: bool,
     /// Public fields of the number.
     pub public_fields: Option<Map<String, Value>>,
-    /// Whether the number is in an open port request (the caller looks it up; §5.2 d).
+    /// Whether the number is in an open port request (the caller looks it up; `knm_numbers:create/2` d).
     pub number_is_porting: bool,
 }
 
-/// Options of `move` / activate / buy (§5.3).
+/// Options of `move` / activate / buy (`knm_numbers:move/3`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Move {
     /// The account to move the number to (required; an account id).
@@ -97,48 +97,48 @@ pub struct Move {
     pub ported_in: Option<bool>,
 }
 
-/// Options of `update` (§5.5).
+/// Options of `update` (`knm_numbers:update/3`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Update {
     /// Public fields to replace or merge.
     pub public_fields: Option<PublicFields>,
     /// `ported_in` to set.
     pub ported_in: Option<bool>,
-    /// `used_by` to set (`set_used_by/2`), if any: the maintenance "fix" of §16.2 sets the app
+    /// `used_by` to set (`set_used_by/2`), if any: the maintenance "fix" of `kazoo_number_manager_maintenance` sets the app
     /// found in the account's callflow / trunkstore views.
     pub used_by: Option<String>,
-    /// `remove_denied_features/1` before saving (§16.2 fix, vectors M13, M15): features the
+    /// `remove_denied_features/1` before saving (`kazoo_number_manager_maintenance` fix, vectors M13, M15): features the
     /// number may no longer have are dropped instead of failing the save with 403.
     pub remove_denied_features: bool,
 }
 
-/// One operation of §5 on one number.
+/// One operation of `knm_numbers` on one number.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operation {
-    /// §5.1 `get`: the read gate only; never writes.
+    /// `knm_numbers:get/2` `get`: the read gate only; never writes.
     Get,
-    /// §5.2 `create`.
+    /// `knm_numbers:create/2` `create`.
     Create(Create),
-    /// §5.3 `move` (activate, buy): target `in_service`. For a number not in the database the
-    /// caller passes the discovery record it found in the search cache (§11.4) as `current`.
+    /// `knm_numbers:move/3` `move` (activate, buy): target `in_service`. For a number not in the database the
+    /// caller passes the discovery record it found in the search cache (`knm_search:discovery/1`) as `current`.
     Move(Move),
-    /// §5.4 `reserve`: target `reserved`.
+    /// `knm_numbers:reserve/2` `reserve`: target `reserved`.
     Reserve {
         /// The account to reserve the number for (required; an account id).
         assign_to: Option<AccountId>,
     },
-    /// §5.5 `update`: setters only, no state change.
+    /// `knm_numbers:update/3` `update`: setters only, no state change.
     Update(Update),
-    /// §5.6 `assign_to_app`: `used_by := app` (`None` clears it).
+    /// `knm_numbers:assign_to_app/3` `assign_to_app`: `used_by := app` (`None` clears it).
     AssignToApp {
         /// The app (`callflow`, `trunkstore`, …).
         used_by: Option<String>,
     },
-    /// §5.7 / §6.1 `release`.
+    /// `knm_numbers:release/2` / `knm_numbers:release/2` `release`.
     Release,
-    /// §5.8 hard delete (superduper admins only).
+    /// `knm_numbers:delete/2` hard delete (superduper admins only).
     Delete,
-    /// §5.9 `reconcile` (Kazoo 4.3 only): forces the number into `in_service` for `assign_to`,
+    /// `knm_numbers:reconcile/2` `reconcile` (Kazoo 4.3 only): forces the number into `in_service` for `assign_to`,
     /// as the system, without the transition table; public fields are merged. Quirk kept: a
     /// number not in the database is returned as a new `in_service` record and **not saved**.
     Reconcile {
@@ -149,7 +149,7 @@ pub enum Operation {
         /// Public fields to merge.
         public_fields: Option<Map<String, Value>>,
     },
-    /// A raw §4.5 transition to `target` (the crawler's aging → available, port completion, …).
+    /// A raw `knm_number_states`' transition table transition to `target` (the crawler's aging → available, port completion, …).
     ChangeState {
         /// The target state.
         target: NumberState,
@@ -212,13 +212,13 @@ pub fn operation_for_command(
 pub struct Ctx<'a> {
     /// `number_manager` config.
     pub config: &'a Config,
-    /// The account documents the predicates of §3 read.
+    /// The account documents the predicates of `knm_phone_number`'s authorization read.
     pub accounts: &'a dyn Accounts,
     /// `auth_by` (`None` = undefined, which fails every check; Kazoo's default is `System`).
     pub auth_by: Option<&'a AuthBy>,
-    /// §8.1 `dry_run`: decide everything, write nothing, call no carrier.
+    /// `knm_number_options:dry_run` `dry_run`: decide everything, write nothing, call no carrier.
     pub dry_run: bool,
-    /// §8.2 `mdn_run`.
+    /// `knm_number_options:mdn_run` `mdn_run`.
     pub mdn_run: bool,
     /// Now, in Gregorian seconds (`pvt_modified` of a dirty document).
     pub now: i64,
@@ -251,7 +251,7 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// A call the store must make to the number's carrier module (§4.4, §6.1 step 7) before writing.
+/// A call the store must make to the number's carrier module (`knm_carriers:acquire/1`, `knm_numbers:release/2` step 7) before writing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CarrierCall {
     /// `Module:acquire_number/1`; the carrier may update `pvt_carrier_data`. A module this build
@@ -268,12 +268,12 @@ pub enum CarrierCall {
     },
 }
 
-/// One database write a decision implies (§7.1, §5.8). Databases are unencoded names
+/// One database write a decision implies (`knm_numbers:save_numbers/1`, `knm_numbers:delete/2`). Databases are unencoded names
 /// (`numbers/+1415`), the form the store's database names take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
     /// Write [`Decision::doc`] to its number database, compare-and-swap on `doc.rev` (no rev =
-    /// create). A missing number database is created, then the save retried (§1.5).
+    /// create). A missing number database is created, then the save retried (`knm_phone_number:save/1` (doc id = the E.164 number)).
     SaveNumber {
         /// `numbers/+1415`.
         db: String,
@@ -313,13 +313,13 @@ pub struct Decision {
     pub dirty: bool,
     /// The carrier call to make first, if any (never under dry run).
     pub carrier_call: Option<CarrierCall>,
-    /// The feature providers' external calls (§12.4: Telnyx / Dash e911, Telnyx CNAM), made in
+    /// The feature providers' external calls (Kazoo's feature providers (`knm_prepend`, `knm_failover`, …): Telnyx / Dash e911, Telnyx CNAM), made in
     /// order after the carrier call and before the writes; each may change [`Decision::doc`]
     /// (see [`ProviderCall::perform`]). Never under dry run.
     pub provider_calls: Vec<ProviderCall>,
     /// The writes, in order (empty under dry run, and when nothing changed).
     pub writes: Vec<Write>,
-    /// Whether this was a dry run (§8.1).
+    /// Whether this was a dry run (`knm_number_options:dry_run`).
     pub dry_run: bool,
 }
 
@@ -329,7 +329,7 @@ impl Decision {
         self.carrier_call.is_none() && self.provider_calls.is_empty() && self.writes.is_empty()
     }
 
-    /// Attaches the providers' calls (dropped under dry run, §8.1).
+    /// Attaches the providers' calls (dropped under dry run, `knm_number_options:dry_run`).
     fn with_provider_calls(mut self, calls: Vec<ProviderCall>) -> Self {
         if !self.dry_run {
             self.provider_calls = calls;
@@ -337,7 +337,7 @@ impl Decision {
         self
     }
 
-    /// The public JSON of the resulting document (§10.2).
+    /// The public JSON of the resulting document (`knm_phone_number:to_public_json/1`).
     pub fn to_public_json(&self) -> Value {
         self.doc.to_public_json()
     }
@@ -356,7 +356,7 @@ fn loaded<'d>(number: &E164, current: Option<&'d NumberDoc>) -> Result<&'d Numbe
     current.ok_or_else(|| not_found(number))
 }
 
-/// The writes of a save (§7.1): number db, owner's copy, removal from the previous owner's db.
+/// The writes of a save (`knm_numbers:save_numbers/1`): number db, owner's copy, removal from the previous owner's db.
 fn save_writes(doc: &NumberDoc) -> Vec<Write> {
     let mut writes = Vec::with_capacity(3);
     if let Some(db) = number_db(doc.id.as_str()) {
@@ -377,7 +377,7 @@ fn save_writes(doc: &NumberDoc) -> Vec<Write> {
     writes
 }
 
-/// The writes of a hard delete (§5.8, `knm_phone_number:delete/1`).
+/// The writes of a hard delete (`knm_numbers:delete/2`, `knm_phone_number:delete/1`).
 fn delete_writes(doc: &NumberDoc) -> Vec<Write> {
     let mut writes = Vec::with_capacity(3);
     if let Some(owner) = &doc.assigned_to {
@@ -404,7 +404,7 @@ fn delete_writes(doc: &NumberDoc) -> Vec<Write> {
     writes
 }
 
-/// §8.2 `is_mdn_for_mdn_run`: unless `"system"`, `mdn_run` must equal "module is knm_mdn".
+/// `knm_number_options:mdn_run` `is_mdn_for_mdn_run`: unless `"system"`, `mdn_run` must equal "module is knm_mdn".
 fn mdn_guard(doc: &NumberDoc, ctx: &Ctx<'_>) -> Result<(), Error> {
     if matches!(ctx.auth_by, Some(AuthBy::System)) || ctx.mdn_run == doc.is_mdn() {
         Ok(())
@@ -413,7 +413,7 @@ fn mdn_guard(doc: &NumberDoc, ctx: &Ctx<'_>) -> Result<(), Error> {
     }
 }
 
-/// Finishes a decision that saves (§7.1): dirty test, MDN guard, writes, dry run.
+/// Finishes a decision that saves (`knm_numbers:save_numbers/1`): dirty test, MDN guard, writes, dry run.
 fn finish_save(
     original: Option<&NumberDoc>,
     mut doc: NumberDoc,
@@ -481,7 +481,7 @@ fn apply_public(doc: &mut NumberDoc, fields: Option<&PublicFields>) {
     }
 }
 
-/// §5.2 c `state_for_create`.
+/// `knm_numbers:create/2` c `state_for_create`.
 fn state_for_create(op: &Create, ctx: &Ctx<'_>) -> Result<NumberState, Error> {
     let requested = op.state.unwrap_or(NumberState::InService);
     if requested == NumberState::PortIn {
@@ -598,7 +598,7 @@ fn release(number: &E164, current: Option<&NumberDoc>, ctx: &Ctx<'_>) -> Result<
     release_steps(existing, released_state, ctx).map(|d| d.with_provider_calls(calls))
 }
 
-/// §6.1 steps 4 and 6–8 of [`release`].
+/// `knm_numbers:release/2` steps 4 and 6–8 of [`release`].
 fn release_steps(
     existing: &NumberDoc,
     released_state: NumberState,
@@ -637,16 +637,16 @@ fn release_steps(
     Ok(decision)
 }
 
-/// Decides one operation on one number (§4–§8).
+/// Decides one operation on one number (`knm_number_states` and `knm_numbers`).
 ///
 /// `number` is the normalized number; `current` the stored document, already read through
 /// [`NumberDoc::from_json`] (`None` if there is none). The result is the would-be document and the
-/// effects to perform; under `ctx.dry_run` there are none (§8.1). An unchanged document yields no
-/// write (§7.2).
+/// effects to perform; under `ctx.dry_run` there are none (`knm_number_options:dry_run`). An unchanged document yields no
+/// write (`knm_phone_number`'s dirty tracking).
 ///
 /// # Errors
-/// The §9 errors of the operation: `not_found` when a document is needed and missing,
-/// `forbidden` (read gate §3.6, authorization, MDN guard §8.2, admin-only delete),
+/// The `knm_errors` errors of the operation: `not_found` when a document is needed and missing,
+/// `forbidden` (read gate `knm_phone_number:handle_fetch/2`, authorization, MDN guard `knm_number_options:mdn_run`, admin-only delete),
 /// `invalid_state_transition`, `no_change_required`, `number_exists`, `number_is_porting`,
 /// `assign_failure`.
 pub fn transition(

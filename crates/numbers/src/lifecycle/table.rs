@@ -1,5 +1,5 @@
-//! Kazoo's state-transition table (`knm_number_states.erl`, §4.5): which state a number may move
-//! to from which, who may move it (the read gate of §3.6 and the authorization of §3), and what
+//! Kazoo's state-transition table (`knm_number_states.erl`, `knm_number_states`' transition table): which state a number may move
+//! to from which, who may move it (the read gate of `knm_phone_number:handle_fetch/2` and the authorization of `knm_phone_number`'s authorization), and what
 //! the move changes on the document.
 
 use super::Ctx;
@@ -8,7 +8,7 @@ use crate::auth;
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
-/// §3.6 read gate, applied to every loaded document.
+/// `knm_phone_number:handle_fetch/2` read gate, applied to every loaded document.
 pub(super) fn gate(
     doc: &NumberDoc,
     assign_to: Option<&AccountId>,
@@ -33,7 +33,7 @@ pub(super) fn authorize(
     }
 }
 
-/// §4.2 "move to state S".
+/// `knm_number_states:move_phone_number_to_state` "move to state S".
 pub(super) fn move_to(doc: &mut NumberDoc, target: NumberState, assign_to: Option<&AccountId>) {
     if target != NumberState::Available && doc.assigned_to.as_ref() != assign_to {
         doc.set_assigned_to(assign_to.cloned());
@@ -41,7 +41,7 @@ pub(super) fn move_to(doc: &mut NumberDoc, target: NumberState, assign_to: Optio
     doc.state = target;
 }
 
-/// The §4.5 table: changes `doc` towards `target` and returns whether the carrier must acquire.
+/// The `knm_number_states`' transition table table: changes `doc` towards `target` and returns whether the carrier must acquire.
 ///
 /// # Errors
 /// The table's errors: `invalid_state_transition` (with the MDN causes), 403 `forbidden`,

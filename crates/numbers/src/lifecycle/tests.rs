@@ -1,5 +1,5 @@
-//! Tests of `lifecycle`: every case of kazoo-numbers-vectors.md §B–§H, §J, §L (and the §4.5 table,
-//! §7, §8.1) on the pure state machine, over Kazoo's own fixturedb documents.
+//! Tests of `lifecycle`: every case of Kazoo's number vectors group B–group H, group J, group L (and the `knm_number_states`' transition table table,
+//! `knm_numbers:save_numbers/1`, `knm_number_options:dry_run`) on the pure state machine, over Kazoo's own fixturedb documents.
 
 use std::path::PathBuf;
 
@@ -15,7 +15,7 @@ use crate::doc::{NumberDoc, NumberState};
 
 const NOW: i64 = 63_800_000_000;
 
-// The starting documents of vectors §0 (master fixturedb).
+// The starting documents of vectors Kazoo's number manager (`knm`) (master fixturedb).
 const AVAIL: &str = "+15551239876";
 const INSVC: &str = "+15551233322";
 const MDN: &str = "+15551233324";
@@ -208,7 +208,7 @@ fn public(v: Value) -> Map<String, Value> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §B get
+// group B get
 
 /// Vectors B1, B2: available numbers are readable by anyone; a read writes nothing.
 #[test]
@@ -228,7 +228,7 @@ fn b1_b2_get_available() {
     }
 }
 
-/// §3.6 read gate: an in-service number is not readable by an unrelated account.
+/// `knm_phone_number:handle_fetch/2` read gate: an in-service number is not readable by an unrelated account.
 #[test]
 fn s3_6_read_gate() {
     check_err(
@@ -296,7 +296,7 @@ fn b8_starting_docs_load_clean() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §C create
+// group C create
 
 /// Vectors C1–C3, C5, C7, C10, C18, J5: new numbers.
 #[test]
@@ -402,7 +402,7 @@ fn c_create_new_numbers() {
     );
 }
 
-/// Vectors C4, C12, C13, C14, §5.2 b: refusals of new numbers.
+/// Vectors C4, C12, C13, C14, `knm_numbers:create/2` b: refusals of new numbers.
 #[test]
 fn c_create_refusals() {
     check_err(
@@ -445,7 +445,7 @@ fn c_create_refusals() {
         Want::default(),
     );
     check_err(
-        "§5.2 b",
+        "`knm_numbers:create/2` b",
         run(NEW, &Operation::Create(create(None)), Auth::Acc(MASTER), PLAIN),
         400,
         "assign_failure",
@@ -504,7 +504,7 @@ fn c_create_existing_numbers() {
     }
 }
 
-/// Vector C9, §8.1: a dry run decides but writes nothing.
+/// Vector C9, `knm_number_options:dry_run`: a dry run decides but writes nothing.
 #[test]
 fn c9_create_dry_run() {
     let d = check_ok(
@@ -587,7 +587,7 @@ fn c15_bulk_create() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §D move
+// group D move
 
 /// Vectors D1–D5, D11, J1.
 #[test]
@@ -674,7 +674,7 @@ fn d9_d10_move_not_found_and_bulk() {
     assert_eq!(split.ko.len(), 1);
 }
 
-/// §4.4, §8.1: buying a discovered number acquires it from its carrier, except in a dry run.
+/// `knm_carriers:acquire/1`, `knm_number_options:dry_run`: buying a discovered number acquires it from its carrier, except in a dry run.
 #[test]
 fn s4_4_discovery_acquires() {
     let d = check_ok(
@@ -685,7 +685,7 @@ fn s4_4_discovery_acquires() {
     assert_eq!(d.carrier_call, Some(CarrierCall::Acquire { module: "knm_bandwidth2".into() }));
     let d = check_ok("BW dry", run(BW, &mv(RESELLER), Auth::System, DRY), Want::default());
     assert!(d.is_noop());
-    // A search hit that is not in the database yet (§11.4) is written as a creation.
+    // A search hit that is not in the database yet (`knm_search:discovery/1`) is written as a creation.
     let hit = crate::carriers::FoundNumber {
         number: e(NEW),
         module: crate::carriers::CarrierKind::Managed,
@@ -700,7 +700,7 @@ fn s4_4_discovery_acquires() {
     assert_eq!(d.writes[0], Write::SaveNumber { db: "numbers/+1555".into() });
 }
 
-/// §7.1, §7.2: re-assignment removes the previous owner's copy; an unchanged move writes nothing.
+/// `knm_numbers:save_numbers/1`, `knm_phone_number`'s dirty tracking: re-assignment removes the previous owner's copy; an unchanged move writes nothing.
 #[test]
 fn s7_writes_and_dirty_tracking() {
     let d = run(INSVC, &mv(CHILD), Auth::System, PLAIN).unwrap();
@@ -717,14 +717,14 @@ fn s7_writes_and_dirty_tracking() {
         ]
     );
     assert_eq!(d.doc.modified, NOW);
-    assert!(d.doc.used_by.is_none(), "changing owner clears used_by (§4.2)");
+    assert!(d.doc.used_by.is_none(), "changing owner clears used_by (`knm_number_states:move_phone_number_to_state`)");
     let same = run(INSVC, &mv(RESELLER), Auth::System, PLAIN).unwrap();
     assert!(!same.dirty && same.is_noop());
     assert_eq!(same.doc, stored(INSVC).unwrap());
 }
 
 /// A migrated document is written back on its next decision even when nothing else changes
-/// (§7.2, §10.3).
+/// (`knm_phone_number`'s dirty tracking, `knm_phone_number:from_json/1`).
 #[test]
 fn s7_2_migrated_docs_are_dirty() {
     let w = World::new();
@@ -762,7 +762,7 @@ fn s4_race_redecision_gives_a_clean_error() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §E reserve
+// group E reserve
 
 /// Vectors E1–E5, J4.
 #[test]
@@ -814,7 +814,7 @@ fn e_reserve() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §F update, assign_to_app
+// group F update, assign_to_app
 
 fn update_public(v: Value) -> Operation {
     Operation::Update(Update {
@@ -890,7 +890,7 @@ fn f_assign_to_app() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §G release
+// group G release
 
 /// Vectors G1–G10, J2 (defaults: released_state available, no aging, no permanent delete).
 #[test]
@@ -978,10 +978,10 @@ fn g_release() {
         );
         assert!(d.carrier_call.is_none(), "still assigned: no disconnect");
     }
-    check_err("§6.1 step 3", run(INSVC, &rel, Auth::Acc(CHILD), PLAIN), 403, "forbidden", None);
+    check_err("`knm_numbers:release/2` step 3", run(INSVC, &rel, Auth::Acc(CHILD), PLAIN), 403, "forbidden", None);
 }
 
-/// §6.1 steps 4 and 8 with non-default config: aging, released state, permanent delete.
+/// `knm_numbers:release/2` steps 4 and 8 with non-default config: aging, released state, permanent delete.
 #[test]
 fn s6_1_release_config() {
     let mut w = World::new();
@@ -1009,7 +1009,7 @@ fn s6_1_release_config() {
     .unwrap();
     assert_eq!(d.doc.state, NumberState::Released);
     check_err(
-        "§6.2 quirk",
+        "`knm_numbers:release/2` quirk",
         run_on(&w, TELNYX, stored(TELNYX).as_ref(), &Operation::Release, Auth::System, PLAIN),
         400,
         "invalid_state_transition",
@@ -1036,7 +1036,7 @@ fn s6_1_release_config() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §H hard delete
+// group H hard delete
 
 /// Vectors H1–H3.
 #[test]
@@ -1070,16 +1070,16 @@ fn h_hard_delete() {
         Want { state: Some(NumberState::Deleted), dirty: Some(true), ..Want::default() },
     );
     let d = run(AVAIL, &Operation::Delete, Auth::System, DRY).unwrap();
-    assert!(d.is_noop(), "§8.1: a dry-run delete deletes nothing");
+    assert!(d.is_noop(), "`knm_number_options:dry_run`: a dry-run delete deletes nothing");
     for auth in [Auth::Acc(RESELLER), Auth::Acc(CHILD), Auth::None] {
         check_err("H3", run(INSVC, &Operation::Delete, auth, PLAIN), 403, "forbidden", None);
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// §4.5 the transition table
+// `knm_number_states`' transition table the transition table
 
-/// §4.5: every (current, target) cell, for a non-MDN and an MDN number, with system auth,
+/// `knm_number_states`' transition table: every (current, target) cell, for a non-MDN and an MDN number, with system auth,
 /// assign_to CHILD and the number owned by RESELLER.
 #[test]
 fn s4_5_transition_table() {
@@ -1164,7 +1164,7 @@ fn s4_5_transition_table() {
     }
 }
 
-/// §4.5 reserved → reserved: no assign_to is 403; same owner is `no_change_required`.
+/// `knm_number_states`' transition table reserved → reserved: no assign_to is 403; same owner is `no_change_required`.
 #[test]
 fn s4_5_reserved_to_reserved() {
     let w = World::new();
@@ -1222,7 +1222,7 @@ fn s4_5_change_state() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §L lookup_account
+// group L lookup_account
 
 /// Vectors L1–L8.
 #[test]
@@ -1284,7 +1284,7 @@ fn cli_commands() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §I reconcile (4.3 only)
+// group I reconcile (4.3 only)
 
 fn reconcile(to: Option<u8>, module: Option<&str>) -> Operation {
     Operation::Reconcile {
@@ -1294,7 +1294,7 @@ fn reconcile(to: Option<u8>, module: Option<&str>) -> Operation {
     }
 }
 
-/// Vectors I2–I6, §5.9 quirk (unknown numbers are not saved).
+/// Vectors I2–I6, `knm_numbers:reconcile/2` quirk (unknown numbers are not saved).
 #[test]
 fn i_reconcile() {
     check_err(
@@ -1330,7 +1330,7 @@ fn i_reconcile() {
         Want { state: Some(NumberState::InService), dirty: Some(true), ..Want::default() },
     );
     let d = check_ok(
-        "§5.9 quirk",
+        "`knm_numbers:reconcile/2` quirk",
         run(NEW, &reconcile(Some(RESELLER), None), Auth::System, PLAIN),
         Want {
             state: Some(NumberState::InService),

@@ -1,4 +1,4 @@
-//! `knm_cnam_notifier` (§12.4), Kazoo's default CNAM provider: in `reserved` / `in_service` /
+//! `knm_cnam_notifier` (Kazoo's feature providers (`knm_prepend`, `knm_failover`, …)), Kazoo's default CNAM provider: in `reserved` / `in_service` /
 //! `port_in`, `outbound_cnam := {display_name}` from the public `cnam.display_name` (removed when
 //! there is none), `inbound_cnam := {inbound_lookup: true}` iff `cnam.inbound_lookup`, and the
 //! legacy private `cnam` feature is removed; other states leave the features as they are.

@@ -1,4 +1,4 @@
-//! `knm_dash_e911` (§12.4), Kazoo's default e911 provider: addresses provisioned with Dash
+//! `knm_dash_e911` (Kazoo's feature providers (`knm_prepend`, `knm_failover`, …)), Kazoo's default e911 provider: addresses provisioned with Dash
 //! (Bandwidth) emergency provisioning, for numbers in `reserved` / `in_service` / `port_in`.
 //!
 //! Pure part ([`save`] / [`delete`]): the public `e911` object is compared with the private
@@ -21,7 +21,7 @@
 //!    and the private `e911`.
 //!
 //! [`Call::RemoveUri`] (`removeuri`) never fails the save (Kazoo ignores its outcome). Unlike
-//! Kazoo, a dry run does not call `validatelocation` either (§8.1: no external call).
+//! Kazoo, a dry run does not call `validatelocation` either (`knm_number_options:dry_run`: no external call).
 
 use std::time::Duration;
 

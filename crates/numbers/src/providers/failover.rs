@@ -1,7 +1,7 @@
-//! `knm_failover` (§12.4): the `failover` feature (`{e164, sip}` destinations used when the
+//! `knm_failover` (Kazoo's feature providers (`knm_prepend`, `knm_failover`, …)): the `failover` feature (`{e164, sip}` destinations used when the
 //! account's endpoints do not answer) for `in_service` numbers: the private feature is the public
 //! `failover` object; empty removes it; any other state removes it. (Available only to numbers
-//! used by `trunkstore` unless the number's own lists say otherwise, §12.2.)
+//! used by `trunkstore` unless the number's own lists say otherwise, `knm_providers:list_available_features/1`.)
 
 use crate::doc::{NumberDoc, NumberState};
 

@@ -1,4 +1,4 @@
-//! `knm_force_outbound` (§12.4, §12.6): for `in_service` numbers the private `force_outbound`
+//! `knm_force_outbound` (Kazoo's feature providers (`knm_prepend`, `knm_failover`, …), `knm_number:is_force_outbound/3`): for `in_service` numbers the private `force_outbound`
 //! feature is the public value when it is boolean-like (`true`, `false`, `"true"`, `"false"`),
 //! stored as a boolean; anything else (absent, `"blabla"`) removes it; any other state removes
 //! it. A stored `false` is kept (vectors K12, K13): it overrides `default_force_outbound`.

@@ -1,4 +1,4 @@
-//! `knm_sms` / `knm_mms` (`knm_im.erl`, §12.3): for `in_service` numbers the private `sms` /
+//! `knm_sms` / `knm_mms` (`knm_im.erl`, `knm_providers:exec/2`): for `in_service` numbers the private `sms` /
 //! `mms` feature is the public object when its `enabled` is true; an empty or disabled object
 //! removes an existing feature; any other state removes it.
 //!

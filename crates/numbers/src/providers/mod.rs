@@ -1,11 +1,11 @@
-//! The number feature providers run when a number is saved or deleted (§12.3–§12.4,
+//! The number feature providers run when a number is saved or deleted (`knm_providers:exec/2` and the feature providers it runs,
 //! `providers/knm_providers.erl` and one `providers/knm_*.erl` per provider).
 //!
 //! # As a decision
 //! [`save`] and [`delete`] are pure: they change the [`NumberDoc`] the way the providers would
 //! (private `pvt_features` from the public fields, `carrier_name` renames, stripped denied
 //! features) and return the [`ProviderCall`]s that need an external API (Telnyx e911 and CNAM,
-//! Dash e911) — never under dry run (§8.1). The lifecycle attaches them to the
+//! Dash e911) — never under dry run (`knm_number_options:dry_run`). The lifecycle attaches them to the
 //! [`crate::Decision`]; the store layer performs them ([`ProviderCall::perform`]) after the
 //! carrier call and before the writes, exactly like carrier calls, and a refusal fails the number
 //! with nothing written.
@@ -48,7 +48,7 @@ use crate::doc::NumberDoc;
 use crate::error::Error;
 use crate::features;
 
-/// Public keys that request a feature (`?FEATURES_ROOT_KEYS`, §10.2).
+/// Public keys that request a feature (`?FEATURES_ROOT_KEYS`, `knm_phone_number:to_public_json/1`).
 pub const ROOT_KEYS: [&str; 11] = [
     "carrier_name",
     "cnam",
@@ -78,7 +78,7 @@ pub struct FeatureCtx<'a> {
     pub accounts: &'a dyn Accounts,
     /// Whether `auth_by` is an admin (`knm_phone_number:is_admin/1`): `carrier_name` is theirs.
     pub is_admin: bool,
-    /// §8.1: change the document, call nothing.
+    /// `knm_number_options:dry_run`: change the document, call nothing.
     pub dry_run: bool,
 }
 
@@ -228,11 +228,11 @@ impl Provider {
 /// A provider's call to an external API, performed by the store layer before the writes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProviderCall {
-    /// `knm_telnyx_e911` (§12.4).
+    /// `knm_telnyx_e911` (Kazoo's feature providers (`knm_prepend`, `knm_failover`, …)).
     TelnyxE911(telnyx_e911::Call),
     /// `knm_telnyx_cnam`.
     TelnyxCnam(telnyx_cnam::Call),
-    /// `knm_dash_e911` (§12.4).
+    /// `knm_dash_e911` (Kazoo's feature providers (`knm_prepend`, `knm_failover`, …)).
     DashE911(dash_e911::Call),
 }
 
@@ -253,7 +253,7 @@ impl ProviderCall {
     /// `number_manager.dash_e911` section.
     ///
     /// # Errors
-    /// The §9 error the provider raises (`invalid`, `multiple_choice`, `unspecified_fault`,
+    /// The `knm_errors` error the provider raises (`invalid`, `multiple_choice`, `unspecified_fault`,
     /// `by_carrier`); nothing must be written then.
     pub async fn perform(&self, doc: NumberDoc, ctx: &CarrierCtx<'_>) -> Result<NumberDoc, Error> {
         match self {
@@ -364,7 +364,7 @@ enum Action {
     Delete,
 }
 
-/// §12.3 `knm_providers:save/1` on one number (see the module docs). Returns the external calls
+/// `knm_providers:exec/2` `knm_providers:save/1` on one number (see the module docs). Returns the external calls
 /// to make, none under dry run.
 ///
 /// # Errors
@@ -393,7 +393,7 @@ pub fn save(doc: &mut NumberDoc, ctx: &FeatureCtx<'_>) -> Result<Vec<ProviderCal
     Ok(calls)
 }
 
-/// §12.3 `knm_providers:delete/1`: every requested module's `delete` (features removed,
+/// `knm_providers:exec/2` `knm_providers:delete/1`: every requested module's `delete` (features removed,
 /// e911 de-provisioned upstream, Telnyx inbound CNAM switched off). Returns the external calls,
 /// none under dry run.
 ///

@@ -1,4 +1,4 @@
-//! `knm_prepend` (§12.4): the `prepend` feature (caller-id name prefix at routing, §5.10) for
+//! `knm_prepend` (Kazoo's feature providers (`knm_prepend`, `knm_failover`, …)): the `prepend` feature (caller-id name prefix at routing, `knm_number:lookup_account/1`) for
 //! `in_service` numbers: the private feature is the public `prepend` object when its `enabled`
 //! is true; an empty or disabled object removes it; any other state removes it.
 

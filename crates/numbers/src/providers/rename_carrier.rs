@@ -1,9 +1,9 @@
-//! `knm_rename_carrier` (§12.4): the admin-only `carrier_name` public key changes the number's
+//! `knm_rename_carrier` (Kazoo's feature providers (`knm_prepend`, `knm_failover`, …)): the admin-only `carrier_name` public key changes the number's
 //! carrier module, then disappears from the public fields ("one time" feature).
 //!
 //! The value is a carrier name with or without `knm_` / `wnm_` (`"telnyx"`, `"knm_telnyx"`,
-//! `"local"`, `"bandwidth"` → `knm_bandwidth2` by the §10.3 rename); the module is set with
-//! `set_module_name/2` (§12.5: `knm_local` / `knm_mdn` add the `local` feature, others remove
+//! `"local"`, `"bandwidth"` → `knm_bandwidth2` by the `knm_phone_number:from_json/1` rename); the module is set with
+//! `set_module_name/2` (`knm_phone_number:set_module_name/2`: `knm_local` / `knm_mdn` add the `local` feature, others remove
 //! it). A requester that is not an admin gets 403 `forbidden`; a name that is no carrier module
 //! gets 400 `invalid` with cause `'<value>' is not known by the system`.
 //!

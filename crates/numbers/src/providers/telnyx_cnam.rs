@@ -1,5 +1,5 @@
 //! `knm_telnyx_cnam`: CNAM at Telnyx for numbers in `reserved` / `in_service` / `port_in`
-//! (chosen by a reseller's `cnam_provider`, §12.3).
+//! (chosen by a reseller's `cnam_provider`, `knm_providers:exec/2`).
 //!
 //! Pure part ([`save`] / [`delete`]), as Kazoo:
 //! - outbound: the public `cnam.display_name` becomes `outbound_cnam {display_name}`; absent →

@@ -1,4 +1,4 @@
-//! `knm_telnyx_e911` (§12.4): e911 addresses provisioned at Telnyx for numbers in `reserved` /
+//! `knm_telnyx_e911` (Kazoo's feature providers (`knm_prepend`, `knm_failover`, …)): e911 addresses provisioned at Telnyx for numbers in `reserved` /
 //! `in_service` / `port_in`.
 //!
 //! Pure part ([`save`] / [`delete`]): the private `e911` feature follows the public `e911` object

@@ -1,5 +1,5 @@
-//! Tests of the feature providers: kazoo-numbers-vectors.md §K (K1–K13, K16–K23), C19–C21,
-//! M13 "fix" and M15 through [`crate::lifecycle::transition`] (the pure core, §12.3–§12.4), and
+//! Tests of the feature providers: Kazoo's number vectors group K (K1–K13, K16–K23), C19–C21,
+//! M13 "fix" and M15 through [`crate::lifecycle::transition`] (the pure core, `knm_providers:exec/2` and the feature providers it runs), and
 //! each external call against a wiremock server standing in for Telnyx / Dash.
 
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ fn read_json(rel: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
-/// A starting document of vectors §0 (master fixturedb), as loaded.
+/// A starting document of vectors Kazoo's number manager (`knm`) (master fixturedb), as loaded.
 fn stored(number: &str) -> NumberDoc {
     let db = crate::doc::encoded_number_db(number).unwrap();
     let v = read_json(&format!("fixturedb/{db}/docs/%2B{}.json", &number[1..]));
@@ -102,7 +102,7 @@ impl World {
         self.decide(number, current, op, by, false)
     }
 
-    /// §12.6 as routing sees it.
+    /// `knm_number:is_force_outbound/3` as routing sees it.
     fn force_outbound(&self, doc: &NumberDoc) -> bool {
         let ctx = Ctx {
             config: &self.config,
@@ -265,7 +265,7 @@ async fn mock_telnyx_cnam(server: &MockServer) {
         .await;
 }
 
-/// K1 (§12.2–§12.3): an external feature requested on a local number is refused with 403 and
+/// K1 (`knm_providers:list_available_features/1` and `knm_providers:exec/2`): an external feature requested on a local number is refused with 403 and
 /// nothing changes.
 #[test]
 fn k1_e911_on_a_local_number_is_forbidden() {
@@ -292,7 +292,7 @@ fn k2_e911_denied_on_the_number() {
     assert!(forbidden(&e), "{}", e.to_json());
 }
 
-/// K3, K4 (`knm_telnyx_e911`, §12.4): create with an e911 address → the feature equals the public
+/// K3, K4 (`knm_telnyx_e911`, Kazoo's feature providers (`knm_prepend`, `knm_failover`, …)): create with an e911 address → the feature equals the public
 /// object, Telnyx gets `301 MARINA BLVD`, the address id is kept; the same address again is not
 /// dirty and calls nothing.
 #[tokio::test]
@@ -317,7 +317,7 @@ async fn k3_k4_telnyx_e911() {
     assert_eq!(d.doc.carrier_data[telnyx_e911::ADDRESS_ID], ADDRESS);
 }
 
-/// §8.1: under dry run the e911 feature is decided locally and nothing is called.
+/// `knm_number_options:dry_run`: under dry run the e911 feature is decided locally and nothing is called.
 #[test]
 fn dry_run_makes_no_provider_call() {
     let w = World::master();
@@ -412,7 +412,7 @@ async fn telnyx_e911_refused() {
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
 
-/// Telnyx e911 removal (public `e911` emptied, and §6.1 release): the address is unassigned and
+/// Telnyx e911 removal (public `e911` emptied, and `knm_numbers:release/2` release): the address is unassigned and
 /// deleted, `address_id` dropped.
 #[tokio::test]
 async fn telnyx_e911_removed_on_update_and_release() {
@@ -454,7 +454,7 @@ async fn telnyx_e911_removed_on_update_and_release() {
     env.perform(&d).await.unwrap();
 }
 
-/// K8–K13 (`knm_force_outbound`, §12.6): only boolean-like values become the (boolean) feature;
+/// K8–K13 (`knm_force_outbound`, `knm_number:is_force_outbound/3`): only boolean-like values become the (boolean) feature;
 /// routing follows the feature.
 #[test]
 fn k8_k13_force_outbound() {
@@ -596,7 +596,7 @@ fn c19_c21_create_with_carrier_name() {
     assert!(forbidden(&e), "{e:?}");
 }
 
-/// M13 "fix" (§16.2): `used_by` from the account's apps and `remove_denied_features` → dirty,
+/// M13 "fix" (`kazoo_number_manager_maintenance`): `used_by` from the account's apps and `remove_denied_features` → dirty,
 /// the CNAM features a local number may not have are gone; without the removal the save is 403.
 #[test]
 fn m13_fix_removes_denied_features() {
@@ -630,7 +630,7 @@ fn m15_fix_nothing_to_fix() {
     }
 }
 
-/// §12.3: `im` is dropped; a requested but unavailable `sms` is no error (the provider does not
+/// `knm_providers:exec/2`: `im` is dropped; a requested but unavailable `sms` is no error (the provider does not
 /// run); an available one becomes the feature when enabled.
 #[test]
 fn s12_3_im_and_sms() {
@@ -646,7 +646,7 @@ fn s12_3_im_and_sms() {
     assert_eq!(feature(&d.doc, "sms"), Some(&json!({"enabled": true})));
 }
 
-/// §12.3 provider mapping: a reseller naming a Kazoo provider this build lacks gets a clear 500,
+/// `knm_providers:exec/2` provider mapping: a reseller naming a Kazoo provider this build lacks gets a clear 500,
 /// not a silently skipped e911.
 #[test]
 fn s12_3_unavailable_provider() {
@@ -667,7 +667,7 @@ fn s12_3_unavailable_provider() {
     assert_eq!(e.code(), 500);
 }
 
-/// §12.4 `knm_cnam_notifier` / `knm_prepend` / `knm_failover` on their own.
+/// Kazoo's feature providers (`knm_prepend`, `knm_failover`, …) `knm_cnam_notifier` / `knm_prepend` / `knm_failover` on their own.
 #[test]
 fn s12_4_kazoo_side_providers() {
     let w = World::kazoo();
@@ -750,7 +750,7 @@ fn dash_reply(verb: &str, inner: &str) -> String {
     )
 }
 
-/// `knm_dash_e911` (§12.4): validate, add, provision a geocoded location; the address as Dash
+/// `knm_dash_e911` (Kazoo's feature providers (`knm_prepend`, `knm_failover`, …)): validate, add, provision a geocoded location; the address as Dash
 /// returns it becomes the public and private `e911`; emptying it removes the number upstream.
 #[tokio::test]
 async fn dash_e911_provisioning() {

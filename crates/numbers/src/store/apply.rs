@@ -21,7 +21,7 @@ use crate::lifecycle::{
 use crate::providers::ProviderCall;
 
 impl NumberStore {
-    /// Performs `op` on `number` (§4–§8): read, decide, carrier call, CAS write; on a conflict
+    /// Performs `op` on `number` (`knm_number_states` and `knm_numbers`): read, decide, carrier call, CAS write; on a conflict
     /// re-read and decide again, at most [`MAX_ATTEMPTS`] times (see the module docs). Returns the
     /// decision as performed (its `doc` carries the new `_rev`).
     ///
@@ -96,7 +96,7 @@ impl NumberStore {
         })
     }
 
-    /// [`NumberStore::apply`] for many inputs (§5.0): inputs that are not reconcilable fail as
+    /// [`NumberStore::apply`] for many inputs (`knm_numbers`' bulk result shape): inputs that are not reconcilable fail as
     /// `not_reconcilable` keyed as given, the others are performed one by one, each failure kept
     /// per number.
     pub async fn apply_many<S: AsRef<str>>(
@@ -204,7 +204,7 @@ impl NumberStore {
         Ok(())
     }
 
-    /// The feature providers' external calls (§12.4), in order, after the carrier call; a call
+    /// The feature providers' external calls (Kazoo's feature providers (`knm_prepend`, `knm_failover`, …)), in order, after the carrier call; a call
     /// already made by an earlier attempt is not made again, its outcome is reapplied.
     async fn provider_calls(
         &self,
@@ -280,7 +280,7 @@ impl NumberStore {
         Ok(Performed::Done)
     }
 
-    /// Writes a number document; `None` on a conflict. A missing database is created (§1.5).
+    /// Writes a number document; `None` on a conflict. A missing database is created (`knm_phone_number:save/1` (doc id = the E.164 number)).
     async fn put_number(&self, db: &DbName, doc: Value) -> Result<Option<String>, Error> {
         for _ in 0..2 {
             match self.store.put(db, doc.clone()).await {
@@ -297,7 +297,7 @@ impl NumberStore {
     }
 
     /// Makes the account copy of `id` in `db` equal to `doc` (or absent), retrying its own
-    /// conflicts (copies never re-decide, §7.3). A missing database: skipped for a save (§7.1),
+    /// conflicts (copies never re-decide, `knm_phone_number:save/1`'s account-db copy). A missing database: skipped for a save (`knm_numbers:save_numbers/1`),
     /// an error for a deletion unless `ignore_missing_db`.
     pub(super) async fn set_copy(
         &self,

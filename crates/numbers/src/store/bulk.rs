@@ -95,7 +95,7 @@ impl NumberStore {
         Ok(report)
     }
 
-    /// §16.1 `generate_numbers(managed|inum, Account, Start, Quantity)`: the pool documents,
+    /// `kazoo_number_manager_maintenance:generate_numbers/4` `generate_numbers(managed|inum, Account, Start, Quantity)`: the pool documents,
     /// written with `_bulk_docs`; `progress` as in [`NumberStore::bulk_create`].
     ///
     /// # Errors

@@ -1,5 +1,5 @@
 //! Reading from the store: number documents, number databases, the accounts and the configs the
-//! store layer is built from, and §5.10's lookup (number document, then open port requests).
+//! store layer is built from, and `knm_number:lookup_account/1`'s lookup (number document, then open port requests).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::lifecycle::{lookup_account, AccountLookup, Ctx};
 
 impl NumberStore {
-    /// Reads the stored document of `number` (migrated on load, §10.3); `None` when there is none.
+    /// Reads the stored document of `number` (migrated on load, `knm_phone_number:from_json/1`); `None` when there is none.
     ///
     /// # Errors
     /// A storage failure, or a document that cannot be read as a number document.
@@ -33,7 +33,7 @@ impl NumberStore {
         }
     }
 
-    /// Creates a number database when missing and deploys the number design documents (§1.5).
+    /// Creates a number database when missing and deploys the number design documents (`knm_phone_number:save/1` (doc id = the E.164 number)).
     ///
     /// # Errors
     /// A storage failure.
@@ -46,7 +46,7 @@ impl NumberStore {
         Ok(())
     }
 
-    /// §5.10 `lookup_account` from the store: the number document (system auth) and, when there
+    /// `knm_number:lookup_account/1` `lookup_account` from the store: the number document (system auth) and, when there
     /// is none, an open port request holding the number.
     ///
     /// # Errors
@@ -96,7 +96,7 @@ impl NumberStore {
         }
     }
 
-    /// Whether `number` is in an open port request (§5.2 d).
+    /// Whether `number` is in an open port request (`knm_numbers:create/2` d).
     ///
     /// # Errors
     /// A storage failure.
@@ -114,7 +114,7 @@ pub(super) fn system_doc_ids() -> Vec<String> {
     ids
 }
 
-/// What the feature providers read besides `system_config/number_manager` (§12): each reseller's
+/// What the feature providers read besides `system_config/number_manager` (`knm_providers`): each reseller's
 /// `configs_number_manager` account config, the Dash e911 section `number_manager.dash_e911`,
 /// and each carrier section's `features` (sms/mms).
 ///

@@ -3,7 +3,7 @@
 //! [`transition`](crate::lifecycle::transition) and written with `_rev` compare-and-swap.
 //!
 //! # The CAS/retry protocol (see also [`crate::lifecycle`])
-//! [`NumberStore::apply`] reads the number document (migrating older versions on load, §10.3),
+//! [`NumberStore::apply`] reads the number document (migrating older versions on load, `knm_phone_number:from_json/1`),
 //! decides, calls the carrier, and writes the number database first: that write is the
 //! linearization point. A 409 there means someone else changed the number since it was read: the
 //! store re-reads, decides again against the new state (which may now refuse, cleanly, with the
@@ -15,15 +15,15 @@
 //! A carrier acquisition made by an attempt that then lost the race is reused by the next
 //! attempt, never bought twice.
 //!
-//! The account-database copies (§7.3) follow the number write. Two writers that both succeeded on
+//! The account-database copies (`knm_phone_number:save/1`'s account-db copy) follow the number write. Two writers that both succeeded on
 //! the number database one after the other may write their copies in the other order, so after
 //! its writes each writer re-reads the number document and, if it moved on, brings the copies it
 //! touched in line with the current document (repeating until the document holds still). The
 //! copies therefore always converge to what the number database says.
 //!
-//! A missing number database is created and the design documents of §13 deployed before the save
-//! is retried (§1.5). Unchanged documents are not written (§7.2); under `dry_run` nothing is
-//! written and no carrier is called (§8.1).
+//! A missing number database is created and the design documents of Kazoo's number views deployed before the save
+//! is retried (`knm_phone_number:save/1` (doc id = the E.164 number)). Unchanged documents are not written (`knm_phone_number`'s dirty tracking); under `dry_run` nothing is
+//! written and no carrier is called (`knm_number_options:dry_run`).
 //!
 //! [`StoreIndex`] is the [`NumberIndex`](crate::carriers::NumberIndex) the internal carriers
 //! use, answered from `_all_docs` ranges (no JavaScript views, so the embedded store answers too).
@@ -61,7 +61,7 @@ pub fn now_gregorian() -> i64 {
     gregorian_seconds(i64::try_from(unix).unwrap_or(i64::MAX))
 }
 
-/// A storage failure as the §9 fall-through error (`database_error`, 500).
+/// A storage failure as the `knm_errors` fall-through error (`database_error`, 500).
 pub fn db_error(e: &docstore::Error) -> Error {
     Error::Unspecified { reason: "database_error".into(), cause: Some(e.to_string()) }
 }
@@ -70,14 +70,14 @@ fn db_name(name: &str) -> Result<DbName, Error> {
     DbName::new(name).map_err(|e| db_error(&e))
 }
 
-/// Who performs an operation and how (§5.0 options).
+/// Who performs an operation and how (`knm_numbers`' bulk result shape options).
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// `auth_by` (Kazoo's default: `system`).
     pub auth_by: AuthBy,
-    /// §8.1: decide everything, write nothing, call no carrier.
+    /// `knm_number_options:dry_run`: decide everything, write nothing, call no carrier.
     pub dry_run: bool,
-    /// §8.2.
+    /// `knm_number_options:mdn_run`.
     pub mdn_run: bool,
     /// The time of the operation in Gregorian seconds; `None`: the clock.
     pub now: Option<i64>,
@@ -129,7 +129,7 @@ pub struct NumberStore {
 }
 
 impl NumberStore {
-    /// A store layer with this config and these accounts (for the §3 predicates).
+    /// A store layer with this config and these accounts (for the `knm_phone_number`'s authorization predicates).
     pub fn new(store: SharedStore, config: Config, accounts: AccountMap) -> Self {
         NumberStore {
             store,
@@ -143,7 +143,7 @@ impl NumberStore {
     /// A store layer configured from the store itself: `system_config/number_manager` (Kazoo's
     /// defaults when missing), every account of the `accounts` database (none when missing),
     /// each carrier's `number_manager.<carrier>` section, and what the feature providers read
-    /// (the resellers' `configs_number_manager`, `number_manager.dash_e911`; §12.3). For
+    /// (the resellers' `configs_number_manager`, `number_manager.dash_e911`; `knm_providers:exec/2`). For
     /// one-shot commands; the daemon builds from its live documents ([`NumberStore::from_live`]).
     ///
     /// # Errors
@@ -228,14 +228,14 @@ impl NumberStore {
         &self.config
     }
 
-    /// The accounts the §3 predicates read.
+    /// The accounts the `knm_phone_number`'s authorization predicates read.
     pub fn accounts(&self) -> &AccountMap {
         &self.accounts
     }
 
-    /// The public JSON of `doc` (§10.2) as `auth_by` sees it: [`NumberDoc::to_public_json`] plus
+    /// The public JSON of `doc` (`knm_phone_number:to_public_json/1`) as `auth_by` sees it: [`NumberDoc::to_public_json`] plus
     /// `_read_only.features_available`, the features that requester may set on this number
-    /// (§12.2, with the owner's reseller config and the carriers' sms/mms settings).
+    /// (`knm_providers:list_available_features/1`, with the owner's reseller config and the carriers' sms/mms settings).
     pub fn public_json(&self, doc: &NumberDoc, auth_by: &AuthBy) -> Value {
         let is_admin = crate::auth::is_admin(&*self.accounts, auth_by);
         let available =
@@ -243,12 +243,12 @@ impl NumberStore {
         doc.to_public_json_with_features(&available)
     }
 
-    /// The normalization rules (§1.1).
+    /// The normalization rules (`knm_converters:normalize/1`).
     pub fn converters(&self) -> &Converters {
         &self.converters
     }
 
-    /// Normalizes and checks one input (§1.1, §1.3).
+    /// Normalizes and checks one input (`knm_converters:normalize/1`, `knm_converters:is_reconcilable/1`).
     ///
     /// # Errors
     /// `not_reconcilable` naming the input.

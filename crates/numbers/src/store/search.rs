@@ -1,4 +1,4 @@
-//! Search (§11) over the store: which carriers, the fan-out, `check`, carrier info, the
+//! Search (`knm_search`) over the store: which carriers, the fan-out, `check`, carrier info, the
 //! `discovery` records of search hits, and [`StoreIndex`], the index the internal carriers search.
 
 use std::collections::BTreeMap;
@@ -18,15 +18,15 @@ use crate::error::Error;
 use crate::lifecycle::MAX_ATTEMPTS;
 
 impl NumberStore {
-    /// §11 search over the configured carriers (system-wide, no account): public rows
-    /// `{number, state, module}`, at most `min(quantity, maximum_search_quantity)` (§11.2), each
+    /// `knm_search` search over the configured carriers (system-wide, no account): public rows
+    /// `{number, state, module}`, at most `min(quantity, maximum_search_quantity)` (`knm_search`' result rows), each
     /// carrier asked for no more. `prefix` without `+` is a US prefix
     /// (`415` and `1415` both search `+1415`).
     pub async fn search(&self, prefix: &str, quantity: usize) -> Vec<Value> {
         self.search_for(prefix, quantity, None).await
     }
 
-    /// §11.5 `check(Numbers)` over the system `carrier_modules`, in order, on behalf of
+    /// `knm_carriers:check/1` `check(Numbers)` over the system `carrier_modules`, in order, on behalf of
     /// `auth_by`: `{number: status}`, every number `"error"` when no carrier can check (the
     /// default `knm_local` cannot).
     pub async fn check(&self, numbers: &[E164], auth_by: &AuthBy) -> BTreeMap<String, String> {
@@ -36,11 +36,11 @@ impl NumberStore {
         crate::search::check(numbers, &kinds, &ctx).await
     }
 
-    /// §11.6 `info(AuthAccountId, AccountId, ResellerId)` as Crossbar's `carriers_info` calls it:
+    /// `knm_carriers:info/3` `info(AuthAccountId, AccountId, ResellerId)` as Crossbar's `carriers_info` calls it:
     /// the carriers of `account`, its reseller read from the accounts (and that reseller's
     /// account-config `carrier_modules` honoured, see [`NumberStore::carriers_info_for`]), as
     /// `{maximal_prefix_length, usable_carriers, usable_creation_states}`, the creation states
-    /// being those `auth_by` may use (§3.8).
+    /// being those `auth_by` may use (`knm_number:allowed_creation_states/2`).
     pub async fn carriers_info(
         &self,
         account: &AccountId,
@@ -51,8 +51,8 @@ impl NumberStore {
         self.carriers_info_for(Some(account), reseller.as_ref(), auth_by).await
     }
 
-    /// §11.6 `info(AuthAccountId, AccountId, ResellerId)` with Kazoo's arguments: the carriers of
-    /// §11.3 for `account` and `reseller` (the reseller's account-config `carrier_modules` when
+    /// `knm_carriers:info/3` `info(AuthAccountId, AccountId, ResellerId)` with Kazoo's arguments: the carriers of
+    /// `knm_carriers:get_available_carriers/1` for `account` and `reseller` (the reseller's account-config `carrier_modules` when
     /// set, see [`NumberStore::account_carrier_modules`]), as [`NumberStore::carriers_info`]
     /// returns them.
     ///
@@ -88,7 +88,7 @@ impl NumberStore {
         }
     }
 
-    /// §11.3 for `account` and `reseller`, the reseller's account config included.
+    /// `knm_carriers:get_available_carriers/1` for `account` and `reseller`, the reseller's account config included.
     async fn carriers_for(
         &self,
         account: Option<&AccountId>,
@@ -106,8 +106,8 @@ impl NumberStore {
         Ok(kinds)
     }
 
-    /// §11.1 `first/1` for a whole [`SearchQuery`] (country, `blocks`, account and reseller as
-    /// given): every row of the carriers of §11.3 (the reseller's account config included) and
+    /// `knm_search:find/1` `first/1` for a whole [`SearchQuery`] (country, `blocks`, account and reseller as
+    /// given): every row of the carriers of `knm_carriers:get_available_carriers/1` (the reseller's account config included) and
     /// how each carrier answered. A failure reading the reseller's config falls back to the
     /// system `carrier_modules` (logged).
     pub async fn find(&self, query: &SearchQuery) -> crate::search::SearchResults {
@@ -140,8 +140,8 @@ impl NumberStore {
         hits.iter().map(search_row).collect()
     }
 
-    /// The hits of a search (§11.1–§11.2) as found (module and carrier data included): the
-    /// carriers of §11.3 for the request's account are asked for `offset + quantity` numbers
+    /// The hits of a search (`knm_search:find/1` and `knm_search`' result rows) as found (module and carrier data included): the
+    /// carriers of `knm_carriers:get_available_carriers/1` for the request's account are asked for `offset + quantity` numbers
     /// each from their first (at most `maximum_search_quantity`), and the merged, sorted rows
     /// from `offset` on, at most `min(quantity, maximum_search_quantity)`, are returned. Kazoo keeps the first
     /// answer under a query id and pages from it; asking again keeps every instance stateless.
@@ -170,7 +170,7 @@ impl NumberStore {
     }
 
     /// Keeps the carrier stock among `hits` as `discovery` documents in the number databases
-    /// (Kazoo's §11.4 `discovery` records, as Kazoo's number databases held them before its
+    /// (Kazoo's `knm_search:discovery/1` `discovery` records, as Kazoo's number databases held them before its
     /// in-memory search cache), so every instance sharing the store can buy a number any of them
     /// found: a move or create of the number starts from that record (module, carrier data).
     /// A number that already has a document is left alone, except an earlier `discovery` record,

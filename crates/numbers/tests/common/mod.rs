@@ -47,7 +47,7 @@ pub fn db(name: &str) -> DbName {
 /// Loads Kazoo's fixturedb (`fixtures/numbers/fixturedb`) into `store`, replacing whatever
 /// those databases held: every `numbers%2F…` database, `accounts`, `system_config`,
 /// `port_requests`, and an (empty) account database for each fixture account so that the
-/// account copies of §7.3 have somewhere to go. Stored `_rev`s and attachment stubs are dropped.
+/// account copies of `knm_phone_number:save/1`'s account-db copy have somewhere to go. Stored `_rev`s and attachment stubs are dropped.
 pub async fn load_fixturedb(store: &SharedStore) {
     let root = fixturedb_dir();
     let mut dirs: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();

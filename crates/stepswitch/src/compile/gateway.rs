@@ -1,5 +1,5 @@
 //! One document's values as a compiled [`Resource`] and its [`Gateway`]s: resource and config
-//! defaults applied, Kazoo's privacy and custom-header merges (rules 11-13, 24, 34).
+//! defaults applied, Kazoo's privacy and custom-header merges (`stepswitch_resources`' gateway compilation to `stepswitch_resources`' disabled documents, 24, 34).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ pub(super) fn base_resource(
     let rules = builder.rules(&doc.id, "rules", &doc.rules, slots, diagnostics);
     let cid_rules = builder.rules(&doc.id, "cid_rules", &doc.cid_rules, slots, diagnostics);
     let rules_test = builder.rules(&doc.id, "rules_test", &doc.rules_test, slots, diagnostics);
-    // Rule 12: default, then clamp to 1..=100.
+    // `stepswitch_resources`' weight: default, then clamp to 1..=100.
     let weight = doc.weight_cost.unwrap_or(config.default_weight).clamp(1, 100);
     let grace_period = doc.grace_period.unwrap_or(config.default_weight).clamp(0, 100);
     let emergency = doc.emergency || doc.caller_id_options.kind.as_deref() == Some("emergency");
@@ -67,7 +67,7 @@ pub(super) fn base_resource(
             &doc.extra,
         ),
     };
-    // Rules 11 and 13: enabled gateways, document order.
+    // `stepswitch_resources`' gateway compilation and 13: enabled gateways, document order.
     let gateways = doc
         .gateways
         .iter()
@@ -158,7 +158,7 @@ fn gateway(
             gw.privacy_mode.as_deref(),
             &gw.extra,
         );
-    // Bug 62 fixed: Kazoo computes the gateway's hide-number with the hide-name check.
+    // Kazoo bug in `stepswitch_resources`' `privacy_hide_number` fixed: Kazoo computes the gateway's hide-number with the hide-name check.
     let hide_number = defaults.hide_number
         || should_hide(
             HideWhat::Number,

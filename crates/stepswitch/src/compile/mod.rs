@@ -1,4 +1,4 @@
-//! Compilation of resource documents into a [`RouteTable`] (rules 9-14).
+//! Compilation of resource documents into a [`RouteTable`] (`stepswitch_resources`' compilation).
 //!
 //! One call compiles one scope (the global `offnet` table or one account's table), so the
 //! reactor can rebuild only the table a change touches. Compilation never fails as a whole:
@@ -35,9 +35,9 @@ use rules::{Builder, IndexKeys, Slots};
 /// of `scope`.
 ///
 /// Documents that are not live resources (`pvt_type` other than `resource`, deleted) are
-/// ignored; the input order does not matter (rows are sorted by `_id` as the view does, rule 7);
+/// ignored; the input order does not matter (rows are sorted by `_id` as the view does, the `resources/listing_by_id` view);
 /// of two documents with the same `_id` the later wins and the clash is reported. `proxies` are
-/// the account's dedicated IPs for a local scope (rule 8; already reduced to the first one when
+/// the account's dedicated IPs for a local scope (`stepswitch_resources`' local-resource fields; already reduced to the first one when
 /// `use_first_dedicated_proxy_only`), ignored for the global scope.
 pub fn compile(
     scope: Scope,
@@ -119,7 +119,7 @@ fn compile_refs(
     config: &Config,
 ) -> (RouteTable, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
-    // Rule 7: view rows in `_id` order (byte order = ICU collation for Kazoo's ids).
+    // the `resources/listing_by_id` view: view rows in `_id` order (byte order = ICU collation for Kazoo's ids).
     docs.sort_by(|a, b| a.id.cmp(&b.id));
     let mut deduped: Vec<&ResourceDoc> = Vec::with_capacity(docs.len());
     for doc in docs {
@@ -197,7 +197,7 @@ pub(crate) fn compile_unique(
     for (idx, res) in resources.iter().enumerate() {
         let idx = idx as u32;
         if res.rules.is_empty() {
-            // Rule 21: never matches, so it needs no index entry.
+            // `stepswitch_resources:filter_resource_by_rules/5`: never matches, so it needs no index entry.
         }
         for (pos, rule) in res.rules.iter().enumerate() {
             let pos = pos as u32;
@@ -245,7 +245,7 @@ fn doc_resources(
 ) -> (Built, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let mut resources = Vec::new();
-    // Rule 13: disabled documents are skipped.
+    // `stepswitch_resources`' disabled documents: disabled documents are skipped.
     if !doc.enabled {
         return (Built::Many(resources), diagnostics);
     }
@@ -255,7 +255,7 @@ fn doc_resources(
             return (Built::One(res), diagnostics);
         }
         Some(classifiers) => {
-            // Rule 14: one copy per classifier known to the system; the doc itself is not
+            // `stepswitch_resources:create_classifier_resource/4`: one copy per classifier known to the system; the doc itself is not
             // loaded, and `"classifiers": {}` yields nothing.
             for (class_idx, classifier) in classifiers.iter().enumerate() {
                 let Some(system) = config.converters.classifier(&classifier.name) else {
@@ -311,7 +311,7 @@ fn doc_resources(
     (Built::Many(resources), diagnostics)
 }
 
-/// The resources of one document: the document itself, or its classifier copies (rule 14).
+/// The resources of one document: the document itself, or its classifier copies (`stepswitch_resources:create_classifier_resource/4`).
 /// Inline, so the usual single resource costs no allocation of its own on the way.
 #[allow(clippy::large_enum_variant)]
 enum Built {

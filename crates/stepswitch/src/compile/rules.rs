@@ -77,7 +77,7 @@ impl<'a> Builder<'a> {
         self.note(&doc.rules_test);
     }
 
-    /// Notes a rule list in evaluation order (reverse document order, rule 10).
+    /// Notes a rule list in evaluation order (reverse document order, `stepswitch_resources`' rule compilation).
     fn note(&mut self, sources: &'a [String]) {
         for source in sources.iter().rev() {
             self.note_one(source);
@@ -133,7 +133,7 @@ impl<'a> Builder<'a> {
         true
     }
 
-    /// Rule 10: compiles a rule list into evaluation order (reverse document order), reporting
+    /// `stepswitch_resources`' rule compilation: compiles a rule list into evaluation order (reverse document order), reporting
     /// and skipping rules that do not compile.
     ///
     /// `slots` are the document's noted rule uses; this list's are next (`note_doc` walks the

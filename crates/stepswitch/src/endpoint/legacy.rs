@@ -21,17 +21,17 @@ pub(super) struct RouteAnswer {
     pub(super) endpoints: Vec<Endpoint>,
 }
 
-/// Routes a request (`stepswitch_resources:endpoints/2`, §12).
+/// Routes a request (`stepswitch_resources:endpoints/2`, `stepswitch_resources`' matching).
 pub(super) fn route(tables: &Tables, request: &RouteRequest) -> RouteAnswer {
     let converters = &tables.config.converters;
-    // Rule 2.
+    // `stepswitch_util:get_outbound_destination/1`.
     let number = if request.bypass_e164 {
         request.to_did.clone()
     } else {
         converters.normalize(&request.to_did)
     };
     let classification = converters.classifier_for(&number).map(|it| it.name.clone());
-    // Rule 15.
+    // `stepswitch_resources:maybe_get_endpoints/2`.
     let table: Option<&RouteTable> =
         match request.hunt_account_id.as_deref().filter(|it| !it.is_empty()) {
             None => Some(&tables.global),
@@ -64,7 +64,7 @@ pub(super) fn route(tables: &Tables, request: &RouteRequest) -> RouteAnswer {
     RouteAnswer { number, classification, endpoints }
 }
 
-/// Rule 23: the caller id `cid_rules` see.
+/// `stepswitch_resources:evaluate_cid_rules/2`: the caller id `cid_rules` see.
 fn caller_id_for_rules(config: &Config, request: &RouteRequest) -> Option<String> {
     if config.cid_rules_honor_diversions {
         let first = request
@@ -74,7 +74,7 @@ fn caller_id_for_rules(config: &Config, request: &RouteRequest) -> Option<String
             .and_then(|items| items.first())
             .and_then(Value::as_str);
         if let Some(diversion) = first {
-            // Bug 65 fixed: Kazoo crashes unless there is exactly one `:` before the `@`.
+            // Kazoo bug in `stepswitch_bridge:check_diversion_fields/1` fixed: Kazoo crashes unless there is exactly one `:` before the `@`.
             return diversion_user(diversion).or_else(|| request.outbound_caller_id_number.clone());
         }
     }
@@ -93,7 +93,7 @@ struct EndpointContext<'a> {
     matched: &'a str,
 }
 
-/// Rules 24-27 for one selected resource.
+/// `stepswitch_resources:resource_to_endpoints` to `stepswitch_resources`' dedicated-IP proxies for one selected resource.
 fn resource_endpoints(
     resource: &Resource,
     ctx: &EndpointContext<'_>,
@@ -102,7 +102,7 @@ fn resource_endpoints(
 ) {
     let mut order: Vec<&Gateway> = resource.gateways.iter().collect();
     if resource.gateway_strategy == GatewayStrategy::Random {
-        // Rule 26: Fisher-Yates with a xorshift generator.
+        // `stepswitch_resources`' `gateway_strategy`: Fisher-Yates with a xorshift generator.
         for i in (1..order.len()).rev() {
             *seed ^= *seed << 13;
             *seed ^= *seed >> 7;
@@ -116,7 +116,7 @@ fn resource_endpoints(
         if resource.proxies.is_empty() {
             out.push(endpoint);
         } else {
-            // Rule 27.
+            // `stepswitch_resources`' dedicated-IP proxies.
             for proxy in &resource.proxies {
                 let mut copy = endpoint.clone();
                 copy.insert("Proxy-Zone".into(), Value::String(proxy.zone.clone()));
@@ -127,7 +127,7 @@ fn resource_endpoints(
     }
 }
 
-/// Rule 25: the dial string.
+/// `stepswitch_resources:gateway_dialstring/2`: the dial string.
 fn dial_string(gateway: &Gateway, number_match: &str) -> String {
     if let Some(route) = &gateway.route {
         return route.clone();
@@ -169,7 +169,7 @@ fn opt(value: &Option<String>) -> Value {
     value.clone().map(Value::String).unwrap_or(Value::Null)
 }
 
-/// Rule 30 (`gateway_to_endpoint/3`) plus the rule-24 updates.
+/// `stepswitch_resources:gateway_to_endpoint/3` (`gateway_to_endpoint/3`) plus the rule-24 updates.
 fn gateway_endpoint(resource: &Resource, gateway: &Gateway, ctx: &EndpointContext<'_>) -> Endpoint {
     let request = ctx.request;
     let matched = ctx.matched;
@@ -199,13 +199,13 @@ fn gateway_endpoint(resource: &Resource, gateway: &Gateway, ctx: &EndpointContex
         ccvs.insert("RTCP-MUX".into(), Value::String(mux.clone()));
     }
     from_uri_settings(gateway, &mut ccvs);
-    // Rule 24.
+    // `stepswitch_resources:resource_to_endpoints`.
     if resource.global {
         ccvs.insert("Global-Resource".into(), Value::Bool(true));
     }
     ccvs.insert("Resource-ID".into(), Value::String(resource.id.clone()));
     ccvs.insert("E164-Destination".into(), Value::String(ctx.number.to_owned()));
-    // Bug 73 fixed: no caller id means no `E164-Origination` instead of a crash.
+    // Kazoo bug in `stepswitch_resources`' `E164-Origination` fixed: no caller id means no `E164-Origination` instead of a crash.
     if let Some(cid) = request.outbound_caller_id_number.as_deref() {
         let converters = &ctx.config.converters;
         if converters.is_reconcilable(cid) {
@@ -277,7 +277,7 @@ fn requestor_hides(ccvs: &Map<String, Value>, key: &str, caller_key: &str) -> bo
     is_true(ccvs.get(key)) || is_true(ccvs.get(caller_key))
 }
 
-/// Rule 34 hints (`gateway_from_uri_settings/1`): realm precedence from_uri_realm →
+/// `stepswitch_resources:gateway_from_uri_settings/1` hints (`gateway_from_uri_settings/1`): realm precedence from_uri_realm →
 /// from_account_realm → gateway realm.
 fn from_uri_settings(gateway: &Gateway, ccvs: &mut Map<String, Value>) {
     if !gateway.format_from_uri {
@@ -316,7 +316,7 @@ fn t38_settings(gateway_fax: bool, call_t38: bool, ep: &mut Endpoint) {
     }
 }
 
-/// Rule 29 (`sip_invite_parameters/2`): static parameters verbatim, then the dynamic ones in
+/// `stepswitch_resources:sip_invite_parameters/2` (`sip_invite_parameters/2`): static parameters verbatim, then the dynamic ones in
 /// reverse of their listed order; missing or empty values are skipped.
 fn invite_parameters(gateway: &Gateway, request: &RouteRequest) -> Vec<String> {
     let Some(params) = &gateway.invite_parameters else { return Vec::new() };

@@ -196,7 +196,7 @@ fn line(gateway: &Gateway) -> Line {
     }
 }
 
-/// Rule 25's dial string around the number: `sip:prefix` and `suffix@server[:port]`.
+/// `stepswitch_resources:gateway_dialstring/2`'s dial string around the number: `sip:prefix` and `suffix@server[:port]`.
 fn dial_parts(gateway: &Gateway) -> (String, String) {
     let (mut head, mut tail) = (String::new(), String::new());
     push_dial_head(&mut head, gateway);

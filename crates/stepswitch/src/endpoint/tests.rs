@@ -1,6 +1,6 @@
 //! The typed endpoints render exactly the JSON the old builder produced (same keys, values and
 //! key order), for Kazoo's fixture `resources/global.json` and the vector shapes of
-//! kazoo-stepswitch.md, across many request variants.
+//! Kazoo's stepswitch behaviour, across many request variants.
 
 use std::sync::Arc;
 
@@ -90,7 +90,7 @@ fn requests(numbers: &[&str]) -> Vec<RouteRequest> {
                 match profile {
                     0 => {}
                     1 => {
-                        // No caller ids at all (bug 73), T.38 on.
+                        // No caller ids at all (the Kazoo bug in `stepswitch_resources`' `E164-Origination`), T.38 on.
                         for key in [
                             "Outbound-Caller-ID-Number",
                             "Outbound-Caller-ID-Name",
@@ -225,7 +225,7 @@ fn values_json_must_escape_render_as_before() {
 
 #[test]
 fn local_resources_with_proxies_render_as_before() {
-    // Rule 15 and rule 27: a hunt account's local resources, one copy per proxy.
+    // `stepswitch_resources:maybe_get_endpoints/2` and `stepswitch_resources`' dedicated-IP proxies: a hunt account's local resources, one copy per proxy.
     let account = "0123456789abcdef0123456789abcdef".to_owned();
     let proxies = [
         Proxy { zone: "east".into(), ip: "10.0.0.1".into() },

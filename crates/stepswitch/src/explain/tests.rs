@@ -54,7 +54,7 @@ fn every_resource_is_taken_or_skipped_with_its_reason() {
     assert_eq!(ids, ["broken", "cheap", "cid", "dear", "fax", "norules", "off", "uk"]);
 
     let cheap = find(&explanation, "cheap");
-    // Rule 10: the last rule is evaluated first and decides; the first matches too.
+    // `stepswitch_resources`' rule compilation: the last rule is evaluated first and decides; the first matches too.
     assert_eq!(
         cheap.verdict,
         Verdict::Taken {

@@ -53,7 +53,7 @@ pub(crate) enum ApiError {
         /// What happened.
         cause: String,
     },
-    /// An error whose envelope a spec fixes (the number manager's §15.5 shape, say).
+    /// An error whose envelope a spec fixes (the number manager's `cb_phone_numbers_v2`'s knm error reply shape, say).
     Custom {
         /// The HTTP status.
         status: StatusCode,

@@ -1,8 +1,8 @@
 //! `/v2/accounts/{A}/phone_numbers[/{N}[/activate|/reserve|/identify]]`: Kazoo's
-//! `cb_phone_numbers_v2` single-number routes (kazoo-numbers.md §15.2) over the `numbers` store
-//! layer, with §15.3-15.7's status codes and bodies. Every write is a `numbers::store`
+//! `cb_phone_numbers_v2` single-number routes (`cb_phone_numbers_v2`'s routes) over the `numbers` store
+//! layer, with `cb_phone_numbers_v2`'s replies's status codes and bodies. Every write is a `numbers::store`
 //! transition (read, decide, CAS write, re-decide on conflict) performed with `auth_by` = the
-//! token's account (§15.1).
+//! token's account (`cb_phone_numbers_v2:default_knm_options/1`).
 //!
 //! Not served (yet): locality, prefix and fix; and dry runs with `accept_charges` (no
 //! services/billing here: every write is performed, never quoted).
@@ -76,7 +76,7 @@ pub(crate) fn caught_up_table(state: &AppState) -> Option<&InboundTable> {
     state.inbound.as_ref().filter(|table| table.is_caught_up())
 }
 
-/// §5.10 `lookup_account` of a number document in hand (the inbound table's, or one read from
+/// `knm_number:lookup_account/1` `lookup_account` of a number document in hand (the inbound table's, or one read from
 /// the store; no port request), decided with `store`'s config and accounts, which are the
 /// current ones (the cache is rebuilt when the live `system_config` or `accounts` moves).
 pub(crate) fn lookup_doc(
@@ -233,8 +233,8 @@ async fn cascade_quantity(
     Ok(json!(counts))
 }
 
-/// `GET /v2/accounts/{A}/phone_numbers/{N}`: `get` (§15.2: ownership by A is not checked, the
-/// read gate of §3.6 is).
+/// `GET /v2/accounts/{A}/phone_numbers/{N}`: `get` (`cb_phone_numbers_v2`'s routes: ownership by A is not checked, the
+/// read gate of `knm_phone_number:handle_fetch/2` is).
 pub(crate) async fn get_one(
     State(s): State<AppState>,
     caller: Caller,
@@ -320,7 +320,7 @@ pub(crate) struct DeleteQuery {
 }
 
 /// `DELETE /v2/accounts/{A}/phone_numbers/{N}`: `release`; `?hard=true` by a superduper admin
-/// deletes. Releasing an `available` number is a 404 (§15.7).
+/// deletes. Releasing an `available` number is a 404 (`cb_phone_numbers_v2`'s not-in-service reply).
 pub(crate) async fn delete(
     State(s): State<AppState>,
     caller: Caller,
@@ -422,7 +422,7 @@ pub(crate) struct SearchQuery {
 }
 
 /// `GET /v2/phone_numbers?prefix&quantity&offset&country`: search the configured carriers
-/// (§11). Like Kazoo's, this route needs no token. The hits are kept as `discovery` records for
+/// (`knm_search`). Like Kazoo's, this route needs no token. The hits are kept as `discovery` records for
 /// buying.
 pub(crate) async fn search(
     State(s): State<AppState>,
@@ -491,7 +491,7 @@ fn search_params(q: &SearchQuery) -> Result<SearchParams, ApiError> {
     Ok(SearchParams { prefix, quantity, offset, country })
 }
 
-/// Searches the carriers (for `account` when given; §11.3) and keeps the carrier stock found
+/// Searches the carriers (for `account` when given; `knm_carriers:get_available_carriers/1`) and keeps the carrier stock found
 /// as `discovery` records, so any instance sharing the store can buy it; the rows as Crossbar
 /// answers them.
 async fn search_and_discover(
@@ -540,7 +540,7 @@ enum Bulk {
     Activate,
 }
 
-/// `numbers` of a collection body (§15.1: required, a non-empty list of strings, unique after
+/// `numbers` of a collection body (`cb_phone_numbers_v2:default_knm_options/1`: required, a non-empty list of strings, unique after
 /// normalization), the rest of the body being public fields.
 fn collection_numbers(
     store: &NumberStore,
@@ -623,7 +623,7 @@ async fn collection(
     let outcome = store.apply_many(&inputs, &op, &opts).await;
     metrics::counter!("switchboard_number_transitions_total", "op" => "collection")
         .increment(outcome.ok.len() as u64);
-    // §15.3: 200 with the per-number results, even when every number failed.
+    // `cb_phone_numbers_v2`'s success replies: 200 with the per-number results, even when every number failed.
     Ok(Envelope::ok(outcome.to_json()))
 }
 
@@ -720,7 +720,7 @@ pub(crate) async fn classify(
     Ok(Envelope::ok(Value::Object(data)))
 }
 
-/// `GET /v2/accounts/{A}/phone_numbers/carriers_info`: §11.6 `info(auth account, A, A's
+/// `GET /v2/accounts/{A}/phone_numbers/carriers_info`: `knm_carriers:info/3` `info(auth account, A, A's
 /// reseller)`: `{maximal_prefix_length, usable_carriers, usable_creation_states}`.
 pub(crate) async fn carriers_info(
     State(s): State<AppState>,
@@ -735,7 +735,7 @@ pub(crate) async fn carriers_info(
 }
 
 /// `numbers` of a check body: required, a non-empty list of strings (duplicates are allowed,
-/// §11.5 removes them after normalization).
+/// `knm_carriers:check/1` removes them after normalization).
 fn check_numbers(body: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
     let list = match body.get("numbers") {
         None => {
@@ -765,7 +765,7 @@ fn check_numbers(body: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
         .collect()
 }
 
-/// `POST /v2/accounts/{A}/phone_numbers/check` with `{"data": {"numbers": [...]}}`: §11.5
+/// `POST /v2/accounts/{A}/phone_numbers/check` with `{"data": {"numbers": [...]}}`: `knm_carriers:check/1`
 /// `check(Numbers)` over the system `carrier_modules`: `{number: status}`, the first carrier
 /// that can check deciding; with none (the default `knm_local` cannot) every number is
 /// `"error"`. An input that cannot be normalized is `"error"` under the input as given.
@@ -827,7 +827,7 @@ mod tests {
         (status, serde_json::from_slice(&body).unwrap())
     }
 
-    /// §5.10 through `/identify`: the inbound table answers for the numbers it has (with the
+    /// `knm_number:lookup_account/1` through `/identify`: the inbound table answers for the numbers it has (with the
     /// store layer's current accounts); the store for the others, port requests included
     /// (vector L7); the exact 404 and 400 shapes either way. A number owned outside the
     /// caller's tree is the 404 of an unknown number, in service or not.

@@ -211,9 +211,9 @@ async fn explained(state: &AppState, form: route_forms::Form, request: &RouteReq
 
 /// `POST /v2/stepswitch/outbound`: `stepswitch_outbound`'s decision for an `offnet_req` (the
 /// body of `/route` plus `Force-Outbound`). The destination is `To-DID` normalized as `/route`
-/// does (rule 2); a number on the network (rule 3: owned, in a routable state, its owner
+/// does (`stepswitch_util:get_outbound_destination/1`); a number on the network (`knm_numbers:lookup_account/1` (the on-net check): owned, in a routable state, its owner
 /// enabled) loops back to its owner, `{number, on_net: true, account_id, state, used_by, …}`
-/// with §5.10's routing properties, unless its `force_outbound` (§12.6), `Force-Outbound` or a
+/// with `knm_number:lookup_account/1`'s routing properties, unless its `force_outbound` (`knm_number:is_force_outbound/3`), `Force-Outbound` or a
 /// `Hunt-Account-ID` sends it out; anything else is carrier routing: `/route`'s answer plus
 /// `on_net: false`.
 pub(crate) async fn outbound(State(state): State<AppState>, body: Bytes) -> Response {
@@ -231,7 +231,7 @@ pub(crate) async fn outbound(State(state): State<AppState>, body: Bytes) -> Resp
     }
     let request = RouteRequest::from_offnet_req(&body);
     let tables = state.routing.tables();
-    // Rule 2, once: the on-net check and the routing below use the same destination (and one
+    // `stepswitch_util:get_outbound_destination/1`, once: the on-net check and the routing below use the same destination (and one
     // snapshot of the tables).
     let number = request.destination(&tables.config);
     if !request.force_outbound && request.hunt_account_id.is_none() {
@@ -250,11 +250,11 @@ pub(crate) async fn outbound(State(state): State<AppState>, body: Bytes) -> Resp
     success(data)
 }
 
-/// Rule 3's on-net half: what a loop-back to the owner of `number` needs, or `None` (carrier
+/// `knm_numbers:lookup_account/1` (the on-net check)'s on-net half: what a loop-back to the owner of `number` needs, or `None` (carrier
 /// routing: unknown, unowned, not in a routable state, owner disabled, `force_outbound`, or
 /// the number store unreadable). From the live inbound table once it has caught up; before
 /// that from the number's stored document (a number found only in a port request is always
-/// `force_outbound`, §5.10, so the document alone decides).
+/// `force_outbound`, `knm_number:lookup_account/1`, so the document alone decides).
 async fn on_net(state: &AppState, number: &str) -> Option<Value> {
     // `Bypass-E164` text that is not E.164 names no number of ours.
     let number = E164::new(number).ok()?;
@@ -358,14 +358,14 @@ mod tests {
     const DISABLED: &str = "acc00000000000000000000000000d01";
     /// Owned by OWNER, in service, used by callflow.
     const ON_NET: &str = "+14155550101";
-    /// Owned by OWNER, in service, with the force_outbound feature (§12.6).
+    /// Owned by OWNER, in service, with the force_outbound feature (`knm_number:is_force_outbound/3`).
     const FORCED: &str = "+14155550102";
     /// Owned by DISABLED (in service).
     const OF_DISABLED: &str = "+14155550103";
     /// In the numbers db, available: owned by nobody.
     const AVAILABLE: &str = "+14155550104";
     /// Owned by OWNER, in service, on carrier knm_local: `force_local_outbound` (default true,
-    /// §12.6) sends it out.
+    /// `knm_number:is_force_outbound/3`) sends it out.
     const LOCAL: &str = "+14155550105";
     /// In no numbers db.
     const UNKNOWN: &str = "+14155550199";
@@ -479,11 +479,11 @@ mod tests {
         assert!(!data["endpoints"].as_array().unwrap().is_empty(), "{data}");
     }
 
-    /// Rule 3, on-net: an owned, in-service number loops back to its owner.
+    /// `knm_numbers:lookup_account/1` (the on-net check), on-net: an owned, in-service number loops back to its owner.
     #[tokio::test]
     async fn rule_3_an_owned_number_in_service_is_on_net() {
         let (state, shutdown) = daemon(true).await;
-        // Normalized first (rule 2): the ten-digit form is the same number.
+        // Normalized first (`stepswitch_util:get_outbound_destination/1`): the ten-digit form is the same number.
         for to_did in [ON_NET, &ON_NET[2..]] {
             let data = post_outbound(&state, json!({"To-DID": to_did, "Account-ID": OWNER})).await;
             assert_eq!(data["on_net"], true, "{data}");
@@ -499,7 +499,7 @@ mod tests {
         shutdown.cancel();
     }
 
-    /// Rule 3: each of force_outbound (the number's feature, or the config's for its carrier),
+    /// `knm_numbers:lookup_account/1` (the on-net check): each of force_outbound (the number's feature, or the config's for its carrier),
     /// Force-Outbound and Hunt-Account-ID sends an on-net number to the carriers; so do an
     /// unknown number, an unowned one and a disabled owner's.
     #[tokio::test]
@@ -520,7 +520,7 @@ mod tests {
         shutdown.cancel();
     }
 
-    /// Rule 2: with Bypass-E164 the To-DID is used verbatim, as /route does: the ten-digit
+    /// `stepswitch_util:get_outbound_destination/1`: with Bypass-E164 the To-DID is used verbatim, as /route does: the ten-digit
     /// form is not the on-net number.
     #[tokio::test]
     async fn rule_2_bypass_e164_is_honoured() {
