@@ -819,7 +819,7 @@ impl DocStore for CouchStore {
             Err(_) => return Err(Error::Timeout { url: self.display_url(&req.path) }),
         };
         if matches!(resp.status().as_u16(), 400 | 404 | 405 | 501) {
-            // pouchdb-server answers 400 ("TODO: implement"): no server-wide feed here.
+            // pouchdb-server answers 400 (its `_db_updates` is not implemented): no server-wide feed here.
             return Ok(None);
         }
         let resp = self.expect_ok(resp, Ctx::Server, &req.path).await?;

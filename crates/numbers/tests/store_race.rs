@@ -189,7 +189,10 @@ async fn release_vs_activate(make_store: fn() -> SharedStore) {
             }
             (None, None) => panic!("nobody won: {errors:?}"),
         }
-        assert!(errors.iter().all(|e| e["code"].as_u64().is_some()), "only `knm_errors` errors: {errors:?}");
+        assert!(
+            errors.iter().all(|e| e["code"].as_u64().is_some()),
+            "only `knm_errors` errors: {errors:?}"
+        );
         // The copies agree with the number database.
         let owner = stored.as_ref().and_then(|s| s["pvt_assigned_to"].as_str().map(str::to_owned));
         for a in kids.iter().chain(std::iter::once(&reseller)) {

@@ -556,7 +556,10 @@ async fn crawler_lands_a_pending_purchase(store: SharedStore) {
     assert_eq!(s["pvt_assigned_to"], RESELLER, "{s}");
     assert!(s["pvt_carrier_data"].get(numbers::carriers::PENDING_ORDER).is_none(), "{s}");
     assert_eq!(s["pvt_carrier_data"]["order_name"], "Kazoo-63628571101", "{s}");
-    assert!(raw(&store, &acc(RESELLER).db_name().to_string(), number).await.is_some(), "account copy");
+    assert!(
+        raw(&store, &acc(RESELLER).db_name().to_string(), number).await.is_some(),
+        "account copy"
+    );
     // A second crawler run finds nothing left to do.
     let report = crawler.run_once(numbers::store::now_gregorian()).await.unwrap();
     assert!(report.landed_pending.is_empty() && report.still_pending.is_empty(), "{report:?}");
@@ -583,7 +586,10 @@ async fn crawler_releases_a_failed_pending_purchase(store: SharedStore) {
     let report = crawler.run_once(numbers::store::now_gregorian()).await.unwrap();
     assert_eq!(report.released_pending, [number], "{report:?}");
     assert!(stored(&store, number).await.is_none(), "the record is released");
-    assert!(raw(&store, &acc(RESELLER).db_name().to_string(), number).await.is_none(), "nothing bought");
+    assert!(
+        raw(&store, &acc(RESELLER).db_name().to_string(), number).await.is_none(),
+        "nothing bought"
+    );
     reset_number(&store, number).await;
 }
 both_backends!(
@@ -747,7 +753,10 @@ async fn o_info_check(store: SharedStore) {
     );
     q.reseller_id = Some(acc(RESELLER));
     let asked: Vec<CarrierKind> = ns.find(&q).await.reports.iter().map(|r| r.module).collect();
-    assert!(!asked.contains(&CarrierKind::Bandwidth2), "`knm_carriers:get_available_carriers/1`: RESELLER has no account config");
+    assert!(
+        !asked.contains(&CarrierKind::Bandwidth2),
+        "`knm_carriers:get_available_carriers/1`: RESELLER has no account config"
+    );
     // O4 / O5
     let o4 = info(CHILD, Some(CHILD), RESELLER).await;
     assert_eq!(o4["usable_creation_states"], json!(["in_service", "reserved"]), "O4");

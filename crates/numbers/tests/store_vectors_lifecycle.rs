@@ -218,10 +218,16 @@ async fn a_naming(store: SharedStore) {
         let d = &out.ok[want];
         v.persisted(want, d).await;
         let stored = v.stored(want).await.unwrap();
-        assert_eq!(stored["_id"], want, "`knm_phone_number:save/1` (doc id = the E.164 number) _id");
+        assert_eq!(
+            stored["_id"], want,
+            "`knm_phone_number:save/1` (doc id = the E.164 number) _id"
+        );
         assert_eq!(stored["pvt_db_name"], encoded, "A4");
         let dbn = format!("numbers/{}", &want[..5]);
-        assert!(raw(&v.store, &dbn, "_design/numbers").await.is_some(), "`knm_phone_number:save/1` (doc id = the E.164 number) views deployed");
+        assert!(
+            raw(&v.store, &dbn, "_design/numbers").await.is_some(),
+            "`knm_phone_number:save/1` (doc id = the E.164 number) views deployed"
+        );
         v.reset(&[want]).await;
     }
     // A4: `1234` has no number database ("undefined"): refused, nothing written.
@@ -892,9 +898,17 @@ async fn i_reconcile(store: SharedStore) {
     v.persisted("I6", &d).await;
     // `knm_numbers:reconcile/2` quirk kept: a number not in the database comes back in_service and is not saved.
     v.reset(&[NEW]).await;
-    let d = ok("`knm_numbers:reconcile/2`", v.run(NEW, &reconcile(Some(RESELLER), None), &sys()).await);
-    assert_eq!((d.doc.state, owner(&d)), (NumberState::InService, Some(RESELLER)), "`knm_numbers:reconcile/2`");
-    assert!(v.stored(NEW).await.is_none() && v.copy(RESELLER, NEW).await.is_none(), "`knm_numbers:reconcile/2`");
+    let d =
+        ok("`knm_numbers:reconcile/2`", v.run(NEW, &reconcile(Some(RESELLER), None), &sys()).await);
+    assert_eq!(
+        (d.doc.state, owner(&d)),
+        (NumberState::InService, Some(RESELLER)),
+        "`knm_numbers:reconcile/2`"
+    );
+    assert!(
+        v.stored(NEW).await.is_none() && v.copy(RESELLER, NEW).await.is_none(),
+        "`knm_numbers:reconcile/2`"
+    );
     v.reset(&[AVAIL, BW, MDN]).await;
 }
 both_backends!(i_reconcile_vectors, super::i_reconcile);

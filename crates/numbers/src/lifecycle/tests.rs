@@ -717,7 +717,10 @@ fn s7_writes_and_dirty_tracking() {
         ]
     );
     assert_eq!(d.doc.modified, NOW);
-    assert!(d.doc.used_by.is_none(), "changing owner clears used_by (`knm_number_states:move_phone_number_to_state`)");
+    assert!(
+        d.doc.used_by.is_none(),
+        "changing owner clears used_by (`knm_number_states:move_phone_number_to_state`)"
+    );
     let same = run(INSVC, &mv(RESELLER), Auth::System, PLAIN).unwrap();
     assert!(!same.dirty && same.is_noop());
     assert_eq!(same.doc, stored(INSVC).unwrap());
@@ -978,7 +981,13 @@ fn g_release() {
         );
         assert!(d.carrier_call.is_none(), "still assigned: no disconnect");
     }
-    check_err("`knm_numbers:release/2` step 3", run(INSVC, &rel, Auth::Acc(CHILD), PLAIN), 403, "forbidden", None);
+    check_err(
+        "`knm_numbers:release/2` step 3",
+        run(INSVC, &rel, Auth::Acc(CHILD), PLAIN),
+        403,
+        "forbidden",
+        None,
+    );
 }
 
 /// `knm_numbers:release/2` steps 4 and 8 with non-default config: aging, released state, permanent delete.

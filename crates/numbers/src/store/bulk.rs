@@ -153,8 +153,11 @@ impl NumberStore {
                 .await?;
             for id in &sub.saved {
                 if let Some(doc) = owners.get(id).filter(|d| d.assigned_to.is_some()) {
-                    let owner =
-                        doc.assigned_to.as_ref().map(|a| a.db_name().to_string()).unwrap_or_default();
+                    let owner = doc
+                        .assigned_to
+                        .as_ref()
+                        .map(|a| a.db_name().to_string())
+                        .unwrap_or_default();
                     self.set_copy(&owner, id, Some(doc), true).await?;
                 }
             }

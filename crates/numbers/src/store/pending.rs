@@ -55,7 +55,8 @@ impl NumberStore {
         };
         match outcome {
             PendingOutcome::Completed => {
-                let Some(buyer) = field("assign_to").and_then(|b| crate::AccountId::parse(&b).ok()) else {
+                let Some(buyer) = field("assign_to").and_then(|b| crate::AccountId::parse(&b).ok())
+                else {
                     return Ok(Reconciled::StillPending(
                         "the order completed but the record names no buyer".into(),
                     ));

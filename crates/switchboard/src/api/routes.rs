@@ -198,7 +198,12 @@ const ACCOUNT_SEARCH: &[QueryParam] = &[
     ),
     ("quantity", false, QUANTITY, "with prefix: how many numbers at most (default 1)"),
     ("offset", false, OFFSET, "with prefix: how many of the carriers' numbers to skip (default 0)"),
-    ("country", false, COUNTRY, "with prefix: the ISO 3166 country the numbers are in (default US)"),
+    (
+        "country",
+        false,
+        COUNTRY,
+        "with prefix: the ISO 3166 country the numbers are in (default US)",
+    ),
 ];
 const HARD: &[QueryParam] = &[(
     "hard",
