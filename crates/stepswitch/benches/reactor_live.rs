@@ -171,7 +171,7 @@ async fn edits_to_live(
         doc["_rev"] = json!(revs[0]);
         let started = Instant::now();
         revs[0] = store.put(&offnet, doc).await.expect("edit").0;
-        until_live(&routing, "+12005550100", &server).await;
+        until_live(routing, "+12005550100", &server).await;
         live.push(started.elapsed());
         loop {
             let (rev, at) = seen_rx.recv().await.expect("the feed runs");
