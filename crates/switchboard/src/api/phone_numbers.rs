@@ -597,7 +597,7 @@ async fn collection(
     let store = number_store(s).await?;
     let inputs = collection_numbers(&store, &mut body)?;
     let fields = public_fields(body);
-    let assign_to = Some(path_account(&a)?);
+    let assign_to = Some(path_account(a)?);
     let op = match bulk {
         Bulk::Create => Operation::Create(Create {
             assign_to,
