@@ -68,7 +68,11 @@ pub(super) async fn run(
     };
     let mut fleet = docstore::fleet(shared.store.clone(), is_account, fleet_options);
     let mut status = fleet.status_watch();
-    let mut task = AccountTask { shared: shared.clone(), accounts: HashMap::new() };
+    let mut task = AccountTask {
+        shared: shared.clone(),
+        accounts: HashMap::new(),
+        unroutable: std::collections::HashSet::new(),
+    };
     loop {
         tokio::select! {
             biased;
@@ -107,7 +111,7 @@ pub(super) async fn run(
             }
         }
         let now = status.borrow().clone();
-        shared.note_fleet(now, task.accounts.len());
+        shared.note_fleet(now, task.accounts.len() + task.unroutable.len());
     }
 }
 
@@ -119,13 +123,19 @@ fn placeholder() -> AccountId {
 struct AccountTask {
     shared: Arc<Shared>,
     accounts: HashMap<AccountId, Account>,
+    /// Databases named like account databases that hold no account id, read once (they count
+    /// towards "every account database read" but route nothing).
+    unroutable: std::collections::HashSet<DbName>,
 }
 
 impl AccountTask {
     async fn on_event(&mut self, event: FleetEvent) {
         match event {
             FleetEvent::Loaded { db, changes, last_seq } => {
-                let Some(id) = account_of(&self.shared, &db, true) else { return };
+                let Some(id) = account_of(&self.shared, &db, true) else {
+                    self.unroutable.insert(db);
+                    return;
+                };
                 let had = self.accounts.remove(&id).is_some_and(|a| !a.docs.is_empty());
                 let mut account = Account::default();
                 apply_all(&mut account, changes).await;
@@ -147,6 +157,7 @@ impl AccountTask {
                 }
             }
             FleetEvent::Gone { db } => {
+                self.unroutable.remove(&db);
                 let Some(id) = account_of(&self.shared, &db, false) else { return };
                 self.accounts.remove(&id);
                 self.shared.note_loaded(&id, false);
