@@ -96,7 +96,14 @@ async fn demo_daemon(dir: &Path) -> (Daemon, String, String) {
     let data = dir.join("data");
     let daemon = Daemon::start(
         env!("CARGO_BIN_EXE_switchboard"),
-        &["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[
+            "serve",
+            "--create-data-dir",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
         &[],
     );
     let seed: Value = serde_json::from_str(

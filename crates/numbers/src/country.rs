@@ -248,6 +248,11 @@ const CODES: &[(&str, &str)] = &[
     ("ZW", "263"),
 ];
 
+/// Every country code [`dial_code`] knows (ISO 3166-1 alpha-2, upper case).
+pub fn codes() -> impl Iterator<Item = &'static str> {
+    CODES.iter().map(|(c, _)| *c)
+}
+
 /// The dialling code of `country` (two letters, any case) with its `+`, or `None` for a code
 /// that names no country.
 pub fn dial_code(country: &str) -> Option<String> {

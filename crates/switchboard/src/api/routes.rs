@@ -3,6 +3,8 @@
 //! [`super::guard`]) and `/v2/openapi.json` ([`super::openapi`]) are both built from it, so
 //! they cannot disagree.
 
+use std::sync::LazyLock;
+
 use axum::http::Method;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{self, MethodRouter};
@@ -179,17 +181,30 @@ const PREFIX: &str = r#"{"type": "string", "minLength": 3, "maxLength": 10}"#;
 const QUANTITY: &str = r#"{"type": "integer", "minimum": 1, "maximum": 18446744073709551615}"#;
 /// A search's `offset` and `country` (a country the dialling-code table does not know is a 400).
 const OFFSET: &str = r#"{"type": "integer", "minimum": 0, "maximum": 18446744073709551615}"#;
-const COUNTRY: &str = r#"{"type": "string", "pattern": "^[A-Za-z]{2}$"}"#;
+/// A search's `country`: the codes the dialling-code table knows, in either case.
+static COUNTRY: LazyLock<String> = LazyLock::new(|| {
+    let codes: Vec<String> =
+        numbers::country::codes().flat_map(|c| [c.to_owned(), c.to_ascii_lowercase()]).collect();
+    serde_json::json!({"type": "string", "enum": codes}).to_string()
+});
 
 /// `?prefix=&quantity=&offset=&country=` of a number search.
-const SEARCH: &[QueryParam] = &[
-    ("prefix", true, PREFIX, "the digits the numbers start with (3 to 10 characters)"),
-    ("quantity", false, QUANTITY, "how many numbers at most (default 1)"),
-    ("offset", false, OFFSET, "how many of the carriers' numbers to skip (default 0)"),
-    ("country", false, COUNTRY, "the ISO 3166 country the numbers are in (default US)"),
-];
+static SEARCH: LazyLock<[QueryParam; 4]> = LazyLock::new(|| {
+    [
+        ("prefix", true, PREFIX, "the digits the numbers start with (3 to 10 characters)"),
+        ("quantity", false, QUANTITY, "how many numbers at most (default 1)"),
+        ("offset", false, OFFSET, "how many of the carriers' numbers to skip (default 0)"),
+        (
+            "country",
+            false,
+            COUNTRY.as_str(),
+            "the ISO 3166 country the numbers are in (default US)",
+        ),
+    ]
+});
 /// The account's listing reads the same parameters, both optional: with `prefix` it searches.
-const ACCOUNT_SEARCH: &[QueryParam] = &[
+static ACCOUNT_SEARCH: LazyLock<[QueryParam; 4]> = LazyLock::new(|| {
+    [
     (
         "prefix",
         false,
@@ -201,10 +216,12 @@ const ACCOUNT_SEARCH: &[QueryParam] = &[
     (
         "country",
         false,
-        COUNTRY,
+        COUNTRY.as_str(),
         "with prefix: the ISO 3166 country the numbers are in (default US)",
     ),
-];
+
+]
+});
 const HARD: &[QueryParam] = &[(
     "hard",
     false,
@@ -256,9 +273,9 @@ pub(crate) fn table(state: &AppState) -> Vec<Endpoint> {
         endpoint!(s, POST "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", "Replace a connectivity document", connectivity::post).body(Data(conn)).errors(NUMBER),
         endpoint!(s, PATCH "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", "Merge fields into a connectivity document", connectivity::patch).body(Merge(conn)).errors(NUMBER),
         endpoint!(s, DELETE "/v2/accounts/{account_id}/connectivity/{connectivity_id}", Token, "connectivity", "Delete a connectivity document; its DIDs are released", connectivity::delete).errors(NUMBER),
-        endpoint!(s, GET "/v2/phone_numbers", Public, "phone_numbers", "Search the carriers for numbers (?prefix=&quantity=&offset=&country=); the hits are kept as discovery records for buying", phone_numbers::search).query(SEARCH).errors(NUMBER),
+        endpoint!(s, GET "/v2/phone_numbers", Public, "phone_numbers", "Search the carriers for numbers (?prefix=&quantity=&offset=&country=); the hits are kept as discovery records for buying", phone_numbers::search).query(&*SEARCH).errors(NUMBER),
         endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/{number}/port", Token, "phone_numbers", "Create a number in state port_in", phone_numbers::port).body(Data(num)).ok(201).errors(NUMBER),
-        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers", Token, "phone_numbers", "The account's numbers; with ?prefix= a search for the account", phone_numbers::list).query(ACCOUNT_SEARCH).errors(NUMBER),
+        endpoint!(s, GET "/v2/accounts/{account_id}/phone_numbers", Token, "phone_numbers", "The account's numbers; with ?prefix= a search for the account", phone_numbers::list).query(&*ACCOUNT_SEARCH).errors(NUMBER),
         endpoint!(s, PUT "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", "Create many numbers ({numbers: [...], ...public fields}); 200 with each number's result", phone_numbers::collection_create).body(Data(coll)).errors(NUMBER),
         endpoint!(s, POST "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", "Replace the public fields of many numbers", phone_numbers::collection_post).body(Data(coll)).errors(NUMBER),
         endpoint!(s, PATCH "/v2/accounts/{account_id}/phone_numbers/collection", Token, "phone_numbers", "Merge into the public fields of many numbers", phone_numbers::collection_patch).body(Data(coll)).errors(NUMBER),
