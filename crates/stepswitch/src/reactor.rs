@@ -352,6 +352,16 @@ enum Kept {
 }
 
 impl Kept {
+    /// The parsed resources among kept documents, in `_id` order: a table build's input.
+    fn parsed_resources(docs: &BTreeMap<String, Kept>) -> Vec<Arc<ParsedResource>> {
+        docs.values()
+            .filter_map(|kept| match kept {
+                Kept::Resource { parsed, .. } => Some(parsed.clone()),
+                Kept::Json(_) => None,
+            })
+            .collect()
+    }
+
     fn rev(&self) -> Option<&str> {
         match self {
             Kept::Json(doc) => doc.get("_rev").and_then(Value::as_str),
@@ -1316,14 +1326,7 @@ impl SourceTask {
             Source::DedicatedIps => self.shared.build_proxies(&self.json_docs()).await,
             Source::Global | Source::Account(_) => {
                 let scope = self.source.scope().expect("a table scope");
-                let docs = self
-                    .docs
-                    .values()
-                    .filter_map(|kept| match kept {
-                        Kept::Resource { parsed, .. } => Some(parsed.clone()),
-                        Kept::Json(_) => None,
-                    })
-                    .collect();
+                let docs = Kept::parsed_resources(&self.docs);
                 let inputs = ScopeInputs {
                     docs: Arc::new(docs),
                     proxies: Arc::new(Vec::new()),

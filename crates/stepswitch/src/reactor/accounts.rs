@@ -187,14 +187,7 @@ impl AccountTask {
 
     async fn build(&self, id: &AccountId) {
         let Some(account) = self.accounts.get(id) else { return };
-        let docs = account
-            .docs
-            .values()
-            .filter_map(|kept| match kept {
-                Kept::Resource { parsed, .. } => Some(parsed.clone()),
-                Kept::Json(_) => None,
-            })
-            .collect();
+        let docs = Kept::parsed_resources(&account.docs);
         let inputs = ScopeInputs {
             docs: Arc::new(docs),
             proxies: self.shared.proxies_for(id.as_str()),
