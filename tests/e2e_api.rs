@@ -146,10 +146,7 @@ fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
         let server = CouchServer::shared();
-        let mut couch_url = server.url().to_owned();
-        if let Some((user, password)) = server.credentials() {
-            couch_url = couch_url.replacen("://", &format!("://{user}:{password}@"), 1);
-        }
+        let couch_url = server.url_with_credentials();
         let root = hex_id();
         let root_key = format!("root-{}", hex_id());
         make_account(&couch_url, &root, &root_key, &[], true);

@@ -26,12 +26,7 @@ fn private_server(dir: &std::path::Path) -> Option<CouchServer> {
 
 /// The server URL with its credentials, for raw writes and for the daemon.
 fn couch_url(server: &CouchServer) -> String {
-    match server.credentials() {
-        Some((user, password)) => {
-            server.url().replacen("://", &format!("://{user}:{password}@"), 1)
-        }
-        None => server.url().to_owned(),
-    }
+    server.url_with_credentials()
 }
 
 fn start_daemon(couch: &str) -> Daemon {

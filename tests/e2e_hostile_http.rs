@@ -52,12 +52,7 @@ fn hex_id() -> String {
 }
 
 fn couch_url() -> String {
-    let server = CouchServer::shared();
-    let mut url = server.url().to_owned();
-    if let Some((user, password)) = server.credentials() {
-        url = url.replacen("://", &format!("://{user}:{password}@"), 1);
-    }
-    url
+    CouchServer::shared().url_with_credentials()
 }
 
 fn world() -> &'static World {

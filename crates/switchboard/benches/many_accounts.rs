@@ -134,9 +134,8 @@ fn main() {
     let n: usize = std::env::var("MANY_ACCOUNTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let server = CouchServer::shared();
     let mut config = CouchConfig::from_url(server.url()).expect("url");
-    let mut couch = server.url().to_owned();
+    let couch = server.url_with_credentials();
     if let Some((user, password)) = server.credentials() {
-        couch = couch.replacen("://", &format!("://{user}:{password}@"), 1);
         config.user = Some(user);
         config.password = Some(password);
     }

@@ -162,10 +162,7 @@ fn main() {
         eprintln!("COUCHDB_URL is set: this bench needs a private server");
         return;
     };
-    let mut couch = server.url().to_owned();
-    if let Some((user, password)) = server.credentials() {
-        couch = couch.replacen("://", &format!("://{user}:{password}@"), 1);
-    }
+    let couch = server.url_with_credentials();
     bulk(&couch, carriers());
     let daemon = Daemon::start(
         env!("CARGO_BIN_EXE_switchboard"),

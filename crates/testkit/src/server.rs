@@ -92,6 +92,27 @@ impl CouchServer {
         self.credentials.clone()
     }
 
+    /// [`url`](CouchServer::url) with the [`credentials`](CouchServer::credentials) (if any) in it,
+    /// percent-encoded: what a client that takes one URL (the daemon, raw HTTP writes) needs.
+    pub fn url_with_credentials(&self) -> String {
+        let enc = |s: &str| -> String {
+            s.bytes()
+                .map(|b| match b {
+                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        };
+        match &self.credentials {
+            Some((user, password)) => {
+                self.url.replacen("://", &format!("://{}:{}@", enc(user), enc(password)), 1)
+            }
+            None => self.url.clone(),
+        }
+    }
+
     /// Whether this is the external `COUCHDB_URL` server (which the harness cannot kill).
     pub fn is_external(&self) -> bool {
         self.process.is_none()

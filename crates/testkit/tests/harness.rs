@@ -13,12 +13,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// `server`'s URL with its credentials (if any) for `http_request`.
 fn base(server: &CouchServer) -> String {
-    match server.credentials() {
-        Some((user, password)) => {
-            server.url().replacen("://", &format!("://{}:{}@", enc(&user), enc(&password)), 1)
-        }
-        None => server.url().to_string(),
-    }
+    server.url_with_credentials()
 }
 
 /// Percent-encodes everything but unreserved characters (so `/` and `+` in db names too).
