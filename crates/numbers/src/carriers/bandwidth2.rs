@@ -17,8 +17,10 @@ use async_trait::async_trait;
 use e164::E164;
 use serde_json::{Map, Value};
 
-use super::external::{self, by_carrier, xml_escape, Element, Provisioning, Secret, Section};
-use super::{Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, FoundNumber, SearchQuery};
+use super::external::{
+    self, by_carrier, xml_escape, Element, ExternalCarrier, Provisioning, Secret, Section,
+};
+use super::{CarrierCtx, CarrierKind, CarrierSpec, ConfigSection, Found, FoundNumber, SearchQuery};
 use crate::auth::AuthBy;
 use crate::doc::{gregorian_seconds, NumberDoc, NumberState};
 use crate::error::Error;
@@ -64,8 +66,7 @@ impl Bandwidth2Config {
     ///
     /// # Errors
     /// [`Error::Config`] naming a key of the wrong type.
-    pub fn from_section(ctx: &CarrierCtx<'_>) -> Result<Self, Error> {
-        let s = Section::of(KIND, ctx);
+    fn read(s: &Section<'_>) -> Result<Self, Error> {
         Ok(Bandwidth2Config {
             base_url: s.base_url("base_url", "https://dashboard.bandwidth.com/api")?,
             account_id: s.string_or("account_id", "")?,
@@ -223,23 +224,26 @@ pub(crate) const SPEC: CarrierSpec = CarrierSpec {
     is_billable: true,
     lookup_cnam: true,
     maximal_prefix_length: 3,
-    config_section: Some("bandwidth2"),
+    config_section: Some(ConfigSection::of::<Bandwidth2>("bandwidth2")),
     carrier: &Bandwidth2,
 };
 
 #[async_trait]
-impl Carrier for Bandwidth2 {
-    fn kind(&self) -> CarrierKind {
-        KIND
+impl ExternalCarrier for Bandwidth2 {
+    const KIND: CarrierKind = KIND;
+    type Config = Bandwidth2Config;
+
+    fn read_config(section: &Section<'_>) -> Result<Bandwidth2Config, Error> {
+        Bandwidth2Config::read(section)
     }
 
-    async fn find_numbers(
+    async fn find(
         &self,
         query: &SearchQuery,
+        config: &Bandwidth2Config,
         ctx: &CarrierCtx<'_>,
     ) -> Result<Found, Error> {
         let digits = query.prefix.trim_start_matches('+').trim_start_matches('1');
-        let config = Bandwidth2Config::from_section(ctx)?;
         let quantity = (query.quantity as u64).min(config.max_search_quantity);
         let params = search_params(digits, quantity).ok_or_else(|| super::not_available(KIND))?;
         let req = external::client(ctx).get(config.url("availableNumbers")).query(&params);
@@ -250,15 +254,12 @@ impl Carrier for Bandwidth2 {
         Ok(Found::Numbers(rows(&root)))
     }
 
-    async fn acquire_number(
+    async fn acquire(
         &self,
         mut doc: NumberDoc,
+        config: &Bandwidth2Config,
         ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
-        if ctx.dry_run {
-            return Ok(doc);
-        }
-        let config = Bandwidth2Config::from_section(ctx)?;
         if config.provisioning.skip_call(KIND, doc.id.as_str())? {
             return Ok(doc);
         }
@@ -409,7 +410,7 @@ pub async fn pending_order_outcome(
     let Some(id) = pending_order_id(doc) else {
         return Ok(PendingOutcome::Failed("no pending order recorded".into()));
     };
-    let config = Bandwidth2Config::from_section(ctx)?;
+    let config = ctx.settings.get::<Bandwidth2>()?;
     let num = external::to_npan(doc.id.as_str()).to_owned();
     let req = external::client(ctx).get(config.url(&format!("orders/{id}")));
     Ok(match config.call(&num, req, config.timeout).await {
@@ -487,6 +488,7 @@ mod tests {
     use crate::carriers::external::testutil::{
         doc, fixture, numbers, slow_carrier_is_left_behind, Env,
     };
+    use crate::carriers::Carrier;
     use serde_json::json;
     use wiremock::matchers::{
         body_string_contains, header, header_exists, method, path, query_param,
@@ -652,7 +654,7 @@ mod tests {
         let env = Env::new(section(&server));
         assert_eq!(Bandwidth2.disconnect_number(n.clone(), &env.ctx()).await.unwrap(), n);
         let ctx = env.ctx().with_dry_run(true);
-        assert_eq!(Bandwidth2.acquire_number(n.clone(), &ctx).await.unwrap(), n);
+        assert_eq!(KIND.acquire(n.clone(), &ctx).await.unwrap(), n);
         let env = Env::new(json!({"enable_provisioning": false}));
         assert_eq!(Bandwidth2.acquire_number(n.clone(), &env.ctx()).await.unwrap(), n);
         let env = Env::new(json!({"enable_provisioning": false, "sandbox_provisioning": false}));
@@ -671,7 +673,7 @@ mod tests {
             matches!(&err, Error::ByCarrier { reason, .. } if reason == "authentication"),
             "{err:?}"
         );
-        let config = Bandwidth2Config::from_section(&env.ctx()).unwrap();
+        let config = env.config_of::<Bandwidth2>();
         assert!(!format!("{config:?} {err:?}").contains("bw-s3cret"));
     }
 

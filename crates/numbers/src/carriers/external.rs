@@ -1,20 +1,126 @@
 //! Plumbing shared by the external carrier modules (telnyx, vitelity, voip_innovations,
-//! bandwidth2, other, simwood): reading a `number_manager.<carrier>` section, redacted
-//! credentials, the HTTP client, sending one request under a timeout, and the the carrier provisioning switches of `number_manager.<carrier>`
-//! provisioning switches.
+//! bandwidth2, other, simwood): the [`ExternalCarrier`] trait (a carrier handed its typed
+//! config), reading a `number_manager.<carrier>` section, redacted credentials, the HTTP client,
+//! sending one request under a timeout, and the provisioning switches of a carrier's section.
 //!
 //! A transport failure or timeout becomes the `knm_errors` `by_carrier` error whose reason is logged, never
 //! rendered; the request URL is stripped from transport errors because some carriers (vitelity)
 //! carry credentials in the query string.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use e164::E164;
 use serde_json::Value;
 
-use super::{CarrierCtx, CarrierKind};
+use super::{check_not_implemented, Carrier, CarrierCtx, CarrierKind, Found, SearchQuery};
+use crate::doc::NumberDoc;
 use crate::error::Error;
+
+/// A carrier module with an API and settings of its own: its `number_manager.<carrier>` section
+/// is read once into [`ExternalCarrier::Config`] ([`super::CarrierSettings`]) and each call is
+/// handed that config. Implementing this implements [`Carrier`]: the calls look the config up in
+/// the context's settings (a section that could not be read fails the call with its
+/// [`Error::Config`]) and pass it on. The dry run is answered before, by
+/// [`CarrierKind::acquire`] and [`CarrierKind::disconnect`].
+#[async_trait]
+pub(crate) trait ExternalCarrier: Send + Sync + 'static {
+    /// Which module this is.
+    const KIND: CarrierKind;
+
+    /// The typed settings.
+    type Config: fmt::Debug + Send + Sync + 'static;
+
+    /// Reads the settings from the carrier's section.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming a key of the wrong type.
+    fn read_config(section: &Section<'_>) -> Result<Self::Config, Error>;
+
+    /// [`Carrier::find_numbers`] with the carrier's settings.
+    async fn find(
+        &self,
+        query: &SearchQuery,
+        config: &Self::Config,
+        ctx: &CarrierCtx<'_>,
+    ) -> Result<Found, Error>;
+
+    /// [`Carrier::acquire_number`] with the carrier's settings; the default buys nothing.
+    async fn acquire(
+        &self,
+        doc: NumberDoc,
+        _config: &Self::Config,
+        _ctx: &CarrierCtx<'_>,
+    ) -> Result<NumberDoc, Error> {
+        Ok(doc)
+    }
+
+    /// [`Carrier::disconnect_number`] with the carrier's settings; the default gives nothing back.
+    async fn disconnect(
+        &self,
+        doc: NumberDoc,
+        _config: &Self::Config,
+        _ctx: &CarrierCtx<'_>,
+    ) -> Result<NumberDoc, Error> {
+        Ok(doc)
+    }
+
+    /// [`Carrier::check_numbers`] with the carrier's settings; the default cannot check.
+    async fn check(
+        &self,
+        _numbers: &[E164],
+        _config: &Self::Config,
+        _ctx: &CarrierCtx<'_>,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        Err(check_not_implemented())
+    }
+}
+
+#[async_trait]
+impl<T: ExternalCarrier> Carrier for T {
+    fn kind(&self) -> CarrierKind {
+        T::KIND
+    }
+
+    async fn find_numbers(
+        &self,
+        query: &SearchQuery,
+        ctx: &CarrierCtx<'_>,
+    ) -> Result<Found, Error> {
+        let config = ctx.settings.get::<T>()?;
+        self.find(query, &config, ctx).await
+    }
+
+    async fn acquire_number(
+        &self,
+        doc: NumberDoc,
+        ctx: &CarrierCtx<'_>,
+    ) -> Result<NumberDoc, Error> {
+        let config = ctx.settings.get::<T>()?;
+        self.acquire(doc, &config, ctx).await
+    }
+
+    async fn disconnect_number(
+        &self,
+        doc: NumberDoc,
+        ctx: &CarrierCtx<'_>,
+    ) -> Result<NumberDoc, Error> {
+        let config = ctx.settings.get::<T>()?;
+        self.disconnect(doc, &config, ctx).await
+    }
+
+    async fn check_numbers(
+        &self,
+        numbers: &[E164],
+        ctx: &CarrierCtx<'_>,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        let config = ctx.settings.get::<T>()?;
+        self.check(numbers, &config, ctx).await
+    }
+}
 
 /// Default per-request timeout of the external carriers (`request_timeout_ms`): 30 s (Kazoo
 /// waits 180 s). A search is also bounded by `number_search_timeout_ms` (`knm_search:find/1`).
@@ -26,11 +132,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The system_config document holding `kind`'s settings (`number_manager.telnyx`, …), or `None`
 /// for a module without settings of its own.
 pub fn config_doc_id(kind: CarrierKind) -> Option<String> {
-    kind.spec().config_section.map(|section| format!("number_manager.{section}"))
+    kind.spec().config_section.map(|section| format!("number_manager.{}", section.name))
 }
 
 /// The carrier whose settings document `doc_id` is (`number_manager.telnyx` → `knm_telnyx`), the
-/// inverse of [`config_doc_id`]; the store uses it to build [`CarrierCtx::with_carrier_configs`].
+/// inverse of [`config_doc_id`].
 pub fn config_kind(doc_id: &str) -> Option<CarrierKind> {
     let name = doc_id.strip_prefix("number_manager.")?;
     CarrierKind::from_module(&format!("knm_{name}")).filter(|k| config_doc_id(*k).is_some())
@@ -79,8 +185,8 @@ pub(crate) struct Section<'a> {
 }
 
 impl<'a> Section<'a> {
-    pub(crate) fn of(kind: CarrierKind, ctx: &CarrierCtx<'a>) -> Self {
-        let top = ctx.config_for(kind);
+    /// `kind`'s section `top` (the document, or its `default` object).
+    pub(crate) fn new(kind: CarrierKind, top: &'a Value) -> Self {
         Section {
             doc: config_doc_id(kind).unwrap_or_else(|| "number_manager".to_owned()),
             section: top.get("default").filter(|v| v.is_object()),
@@ -177,7 +283,7 @@ impl<'a> Section<'a> {
     }
 }
 
-/// the carrier provisioning switches of `number_manager.<carrier>` `enable_provisioning` / `sandbox_provisioning`.
+/// The provisioning switches of a carrier's section: `enable_provisioning` / `sandbox_provisioning`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Provisioning {
     pub(crate) enabled: bool,
@@ -396,8 +502,11 @@ pub(crate) mod testutil {
 
     use serde_json::Value;
 
+    use std::sync::Arc;
+
+    use crate::carriers::external::ExternalCarrier;
     use crate::carriers::testindex::MemoryIndex;
-    use crate::carriers::{CarrierCtx, CarrierKind};
+    use crate::carriers::{CarrierCtx, CarrierKind, CarrierSettings};
     use crate::config::Config;
     use crate::doc::{NumberDoc, NumberState};
 
@@ -412,11 +521,12 @@ pub(crate) mod testutil {
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
-    /// Everything a carrier test context borrows.
+    /// Everything a carrier test context borrows: `section` is every external carrier's.
     pub(crate) struct Env {
         pub(crate) config: Config,
         pub(crate) index: MemoryIndex,
         pub(crate) section: Value,
+        pub(crate) settings: CarrierSettings,
         pub(crate) client: reqwest::Client,
     }
 
@@ -425,6 +535,7 @@ pub(crate) mod testutil {
             Env {
                 config: Config::kazoo_defaults(),
                 index: MemoryIndex::default(),
+                settings: CarrierSettings::same_for_all(&section),
                 section,
                 client: reqwest::Client::new(),
             }
@@ -432,8 +543,13 @@ pub(crate) mod testutil {
 
         pub(crate) fn ctx(&self) -> CarrierCtx<'_> {
             CarrierCtx::new(&self.config, &self.index)
-                .with_carrier_config(&self.section)
+                .with_settings(&self.settings)
                 .with_http(&self.client)
+        }
+
+        /// The typed config carrier `T` is handed.
+        pub(crate) fn config_of<T: ExternalCarrier>(&self) -> Arc<T::Config> {
+            self.settings.get::<T>().expect("the section reads")
         }
     }
 
@@ -457,10 +573,10 @@ pub(crate) mod testutil {
         let mut config = Config::kazoo_defaults();
         config.number_search_timeout_ms = 300;
         let index = MemoryIndex::with_numbers(vec![avail("+14158867900", "knm_local")]);
-        let configs: BTreeMap<CarrierKind, Value> = [(slow, section)].into_iter().collect();
+        let sections: BTreeMap<CarrierKind, Value> = [(slow, section)].into_iter().collect();
+        let settings = CarrierSettings::read(sections);
         let client = reqwest::Client::new();
-        let ctx =
-            CarrierCtx::new(&config, &index).with_carrier_configs(&configs).with_http(&client);
+        let ctx = CarrierCtx::new(&config, &index).with_settings(&settings).with_http(&client);
         let mut q = SearchQuery::new("+1415886", 5);
         q.account_id = Some(crate::auth::tests::acc(2));
         let started = std::time::Instant::now();
@@ -513,14 +629,12 @@ mod tests {
         assert_eq!(config_kind("number_manager"), None);
         let env = Env::new(json!({"_id": "number_manager.telnyx", "user": "top",
             "default": {"user": "u", "enable_provisioning": "false", "request_timeout_ms": "250"}}));
-        let ctx = env.ctx();
-        let s = Section::of(CarrierKind::Telnyx, &ctx);
+        let s = Section::new(CarrierKind::Telnyx, &env.section);
         assert_eq!(s.string("user").unwrap().as_deref(), Some("u"));
         assert!(!s.boolean("enable_provisioning", true).unwrap());
         assert_eq!(s.timeout().unwrap(), Duration::from_millis(250));
         let env = Env::new(json!({"token": 5, "base_url": "ftp://x", "endpoints": "a"}));
-        let ctx = env.ctx();
-        let s = Section::of(CarrierKind::Telnyx, &ctx);
+        let s = Section::new(CarrierKind::Telnyx, &env.section);
         assert_eq!(s.secret("token").unwrap().expose(), "5");
         assert_eq!(s.strings("endpoints").unwrap(), vec!["a".to_owned()]);
         let err = s.base_url("base_url", "https://api.telnyx.com").unwrap_err();

@@ -3,38 +3,47 @@
 //! (legacy `wnm_*` and `knm_bandwidth` included) to implementations.
 //!
 //! # Adding a carrier
-//! Each carrier module declares what it is in one place, its `const SPEC:` [`CarrierSpec`]
-//! (module name, local, billable, CNAM lookup, maximal prefix length, config section and the
-//! implementation); every property of [`CarrierKind`] and [`config_doc_id`] are read from it.
-//! Adding one takes:
-//! 1. a new file in this folder with the carrier's config struct, its `impl Carrier` and its
-//!    `SPEC` (`mod` it below);
-//! 2. a variant of [`CarrierKind`] and the same place in [`CarrierKind::ALL`] (the
-//!    `kinds_and_specs_agree` test checks the order, and that `ALL` ends with the last variant:
-//!    a variant added last is named there too);
-//! 3. its arm in [`CarrierKind::spec`] (the compiler asks for it).
+//! A carrier is one file of this folder declaring what it is in one place, its `const SPEC:`
+//! [`CarrierSpec`] (module name, local, billable, CNAM lookup, maximal prefix length, settings
+//! and the implementation); every property of [`CarrierKind`] and [`config_doc_id`] is read from
+//! it. Adding one takes exactly:
+//! 1. the file, say `acme.rs`, with a unit struct `Acme`, its `SPEC` (`kind: CarrierKind::Acme`,
+//!    `carrier: &Acme`) and its implementation: for a carrier with an API and settings of its
+//!    own, `impl ExternalCarrier for Acme` (the config struct, `read_config` from its
+//!    `number_manager.acme` section, and `find`/`acquire`/`disconnect`/`check` taking that config;
+//!    the trait then implements [`Carrier`]) with `config_section: Some(ConfigSection::of::<Acme>("acme"))`
+//!    in the `SPEC`; otherwise `impl Carrier for Acme` and `config_section: None`;
+//! 2. in this file, its `mod acme;` line and one line `Acme => acme,` in the `carriers!` list,
+//!    which declares the `CarrierKind::Acme` variant, its place in [`CarrierKind::ALL`] and its
+//!    arm of [`CarrierKind::spec`]. (The `mod` line stays outside the macro: rustfmt does not
+//!    follow modules a macro declares, so `cargo fmt --check` would stop checking the file.)
 //!
 //! The test `kinds_and_specs_agree` checks every spec against its kind. The external
 //! carriers (`knm_telnyx`, `knm_vitelity`, `knm_voip_innovations`, `knm_bandwidth2`, `knm_other`,
 //! `knm_simwood`) talk to their APIs over HTTP with the client of [`CarrierCtx::http`] (a shared,
-//! TLS-verifying default when none is given), each reading its own `number_manager.<carrier>`
-//! section ([`CarrierCtx::config_for`]); their common plumbing is in `external.rs`.
+//! TLS-verifying default when none is given). Each one's `number_manager.<carrier>` section is
+//! read once into its typed config when the store layer is built from `system_config`
+//! ([`CarrierSettings`]); a call is handed that config, or the clear [`Error::Config`] the
+//! section's reading gave. Their common plumbing is in `external.rs`.
 
+// The carrier modules, one file each (declared here, not by `carriers!`, so that rustfmt sees them).
 mod bandwidth2;
-pub(crate) mod external;
 mod inum;
 mod inventory;
 mod kazoo_stubs;
 mod local;
 mod managed;
 mod mdn;
-mod other;
+pub(crate) mod other;
 mod reserved;
 mod reserved_reseller;
-mod simwood;
-mod telnyx;
+pub(crate) mod simwood;
+pub(crate) mod telnyx;
 mod vitelity;
 mod voip_innovations;
+
+pub(crate) mod external;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -49,21 +58,72 @@ use crate::config::Config;
 use crate::doc::{NumberDoc, NumberState, INUM_DB, MANAGED_DB};
 use crate::error::Error;
 
-pub use bandwidth2::{pending_order_outcome, Bandwidth2, PendingOutcome, PENDING_ORDER};
+pub use bandwidth2::{pending_order_outcome, PendingOutcome, PENDING_ORDER};
 pub use external::{config_doc_id, config_kind, Secret};
-pub use inum::Inum;
-pub use inventory::Inventory;
-pub use kazoo_stubs::KazooStub;
-pub use local::Local;
-pub use managed::Managed;
-pub use mdn::Mdn;
-pub use other::Other;
-pub use reserved::Reserved;
-pub use reserved_reseller::ReservedReseller;
-pub use simwood::Simwood;
-pub use telnyx::Telnyx;
-pub use vitelity::Vitelity;
-pub use voip_innovations::VoipInnovations;
+pub use settings::{CarrierSettings, ConfigSection};
+
+/// The carrier kinds from one list: each entry names a [`CarrierKind`] variant and the module
+/// whose `SPEC` describes it (`Variant => file`), or one of several specs of a module
+/// (`Variant => file::NAME`). It generates the enum, [`CarrierKind::ALL`] (in the list's order)
+/// and [`CarrierKind::spec`].
+macro_rules! carriers {
+    ($($kind:ident => $module:ident $(:: $spec:ident)?,)*) => {
+        /// Every Kazoo carrier module this build knows, closed (the `carriers!` list of
+        /// `carriers/mod.rs`). Legacy names are mapped by [`CarrierKind::from_module`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum CarrierKind {
+            $(
+                #[doc = concat!("The module of `carriers/", stringify!($module), ".rs` ",
+                    "(its `SPEC` names the Kazoo module).")]
+                $kind,
+            )*
+        }
+
+        impl CarrierKind {
+            /// Every kind, in declaration order.
+            pub const ALL: [CarrierKind; [$(CarrierKind::$kind),*].len()] =
+                [$(CarrierKind::$kind),*];
+
+            /// What the module declares about itself: its `SPEC`, the one place each property
+            /// of a carrier is written.
+            pub fn spec(self) -> &'static CarrierSpec {
+                match self {
+                    $(CarrierKind::$kind => &carriers!(@spec $module $($spec)?),)*
+                }
+            }
+        }
+    };
+    (@spec $module:ident) => { $module::SPEC };
+    (@spec $module:ident $spec:ident) => { $module::$spec };
+}
+
+carriers! {
+    Local => local,
+    Inventory => inventory,
+    Managed => managed,
+    Mdn => mdn,
+    Reserved => reserved,
+    ReservedReseller => reserved_reseller,
+    Inum => inum,
+    Other => other,
+    Telnyx => telnyx,
+    Vitelity => vitelity,
+    VoipInnovations => voip_innovations,
+    Bandwidth2 => bandwidth2,
+    Simwood => simwood,
+    Didww => kazoo_stubs::DIDWW,
+    Flowroute => kazoo_stubs::FLOWROUTE,
+    Inteliquent => kazoo_stubs::INTELIQUENT,
+    ItVocal => kazoo_stubs::IT_VOCAL,
+    Level3 => kazoo_stubs::LEVEL3,
+    O1 => kazoo_stubs::O1,
+    Peerless => kazoo_stubs::PEERLESS,
+    Thinq => kazoo_stubs::THINQ,
+    Verizon => kazoo_stubs::VERIZON,
+    Windstream => kazoo_stubs::WINDSTREAM,
+    Ziron => kazoo_stubs::ZIRON,
+    Voxbone => kazoo_stubs::VOXBONE,
+}
 
 /// A search as a carrier receives it (`knm_search:options()`, `knm_gen_carrier`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,32 +306,28 @@ pub struct CarrierCtx<'a> {
     pub dry_run: bool,
     /// `number_manager` config.
     pub config: &'a Config,
-    /// The carrier's own config section (`number_manager.<carrier>`), `Null` when there is none.
-    pub carrier_config: &'a Value,
+    /// Each external carrier's settings, read once from its `number_manager.<carrier>` section
+    /// (each carrier's defaults when none is given).
+    pub settings: &'a CarrierSettings,
     /// Storage for the internal carriers.
     pub index: &'a dyn NumberIndex,
     /// The HTTP client of the external carriers; `None`: a process-wide default client
     /// (TLS verified, connect timeout 10 s; request timeouts are per carrier).
     pub http: Option<&'a reqwest::Client>,
-    /// Each carrier's `number_manager.<carrier>` section by kind, for calls that reach several
-    /// carriers (the search fan-out); a kind missing here reads [`CarrierCtx::carrier_config`].
-    pub carrier_configs: Option<&'a BTreeMap<CarrierKind, Value>>,
     /// Who performs the operation (`knm_bandwidth2` sends it as `CustomerOrderId`).
     pub auth_by: Option<&'a AuthBy>,
 }
 
-static NULL: Value = Value::Null;
-
 impl<'a> CarrierCtx<'a> {
-    /// A context over `config` and `index`, not a dry run, without a carrier config section.
+    /// A context over `config` and `index`, not a dry run, every carrier with its default
+    /// settings.
     pub fn new(config: &'a Config, index: &'a dyn NumberIndex) -> Self {
         CarrierCtx {
             dry_run: false,
             config,
-            carrier_config: &NULL,
+            settings: CarrierSettings::defaults(),
             index,
             http: None,
-            carrier_configs: None,
             auth_by: None,
         }
     }
@@ -282,9 +338,10 @@ impl<'a> CarrierCtx<'a> {
         self
     }
 
-    /// The same context with the carrier's config section.
-    pub fn with_carrier_config(mut self, carrier_config: &'a Value) -> Self {
-        self.carrier_config = carrier_config;
+    /// The same context with these carrier settings (see [`config_doc_id`] for the documents
+    /// they are read from).
+    pub fn with_settings(mut self, settings: &'a CarrierSettings) -> Self {
+        self.settings = settings;
         self
     }
 
@@ -294,23 +351,10 @@ impl<'a> CarrierCtx<'a> {
         self
     }
 
-    /// The same context with every carrier's config section, by kind (see
-    /// [`config_doc_id`] for the documents they come from).
-    pub fn with_carrier_configs(mut self, configs: &'a BTreeMap<CarrierKind, Value>) -> Self {
-        self.carrier_configs = Some(configs);
-        self
-    }
-
     /// The same context with the operation's `auth_by`.
     pub fn with_auth_by(mut self, auth_by: &'a AuthBy) -> Self {
         self.auth_by = Some(auth_by);
         self
-    }
-
-    /// The config section of `kind`: its entry in [`CarrierCtx::carrier_configs`], else
-    /// [`CarrierCtx::carrier_config`].
-    pub fn config_for(&self, kind: CarrierKind) -> &'a Value {
-        self.carrier_configs.and_then(|m| m.get(&kind)).unwrap_or(self.carrier_config)
     }
 }
 
@@ -410,9 +454,9 @@ pub struct CarrierSpec {
     pub lookup_cnam: bool,
     /// `info()`'s `maximal_prefix_length`.
     pub maximal_prefix_length: usize,
-    /// The module's own settings document is `number_manager.<section>` (`telnyx`, …); `None`
-    /// for a module without settings of its own.
-    pub config_section: Option<&'static str>,
+    /// The module's own settings: the document `number_manager.<name>` (`telnyx`, …) and how it
+    /// is read; `None` for a module without settings of its own.
+    pub config_section: Option<ConfigSection>,
     /// The implementation.
     pub carrier: &'static dyn Carrier,
 }
@@ -425,129 +469,12 @@ impl fmt::Debug for CarrierSpec {
             .field("is_billable", &self.is_billable)
             .field("lookup_cnam", &self.lookup_cnam)
             .field("maximal_prefix_length", &self.maximal_prefix_length)
-            .field("config_section", &self.config_section)
+            .field("config_section", &self.config_section.map(|s| s.name))
             .finish()
     }
 }
 
-/// Every Kazoo carrier module name this build knows, closed. Legacy names are mapped by
-/// [`CarrierKind::from_module`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CarrierKind {
-    /// `knm_local`.
-    Local,
-    /// `knm_inventory`.
-    Inventory,
-    /// `knm_managed`.
-    Managed,
-    /// `knm_mdn`.
-    Mdn,
-    /// `knm_reserved`.
-    Reserved,
-    /// `knm_reserved_reseller`.
-    ReservedReseller,
-    /// `knm_inum`.
-    Inum,
-    /// `knm_other` (external).
-    Other,
-    /// `knm_telnyx` (external).
-    Telnyx,
-    /// `knm_vitelity` (external).
-    Vitelity,
-    /// `knm_voip_innovations` (external).
-    VoipInnovations,
-    /// `knm_bandwidth2` (external). Legacy `knm_bandwidth` maps here.
-    Bandwidth2,
-    /// `knm_simwood` (external).
-    Simwood,
-    /// `knm_didww` (a stub in Kazoo).
-    Didww,
-    /// `knm_flowroute` (a stub in Kazoo).
-    Flowroute,
-    /// `knm_inteliquent` (a stub in Kazoo).
-    Inteliquent,
-    /// `knm_it_vocal` (a stub in Kazoo).
-    ItVocal,
-    /// `knm_level3` (a stub in Kazoo).
-    Level3,
-    /// `knm_o1` (a stub in Kazoo).
-    O1,
-    /// `knm_peerless` (a stub in Kazoo).
-    Peerless,
-    /// `knm_thinq` (a stub in Kazoo).
-    Thinq,
-    /// `knm_verizon` (a stub in Kazoo).
-    Verizon,
-    /// `knm_windstream` (a stub in Kazoo).
-    Windstream,
-    /// `knm_ziron` (a stub in Kazoo).
-    Ziron,
-    /// `knm_voxbone` (a stub in Kazoo 4.3).
-    Voxbone,
-}
-
 impl CarrierKind {
-    /// Every kind.
-    pub const ALL: [CarrierKind; 25] = [
-        CarrierKind::Local,
-        CarrierKind::Inventory,
-        CarrierKind::Managed,
-        CarrierKind::Mdn,
-        CarrierKind::Reserved,
-        CarrierKind::ReservedReseller,
-        CarrierKind::Inum,
-        CarrierKind::Other,
-        CarrierKind::Telnyx,
-        CarrierKind::Vitelity,
-        CarrierKind::VoipInnovations,
-        CarrierKind::Bandwidth2,
-        CarrierKind::Simwood,
-        CarrierKind::Didww,
-        CarrierKind::Flowroute,
-        CarrierKind::Inteliquent,
-        CarrierKind::ItVocal,
-        CarrierKind::Level3,
-        CarrierKind::O1,
-        CarrierKind::Peerless,
-        CarrierKind::Thinq,
-        CarrierKind::Verizon,
-        CarrierKind::Windstream,
-        CarrierKind::Ziron,
-        CarrierKind::Voxbone,
-    ];
-
-    /// What the module declares about itself: its `SPEC`, the one place each property of a
-    /// carrier is written.
-    pub fn spec(self) -> &'static CarrierSpec {
-        match self {
-            CarrierKind::Local => &local::SPEC,
-            CarrierKind::Inventory => &inventory::SPEC,
-            CarrierKind::Managed => &managed::SPEC,
-            CarrierKind::Mdn => &mdn::SPEC,
-            CarrierKind::Reserved => &reserved::SPEC,
-            CarrierKind::ReservedReseller => &reserved_reseller::SPEC,
-            CarrierKind::Inum => &inum::SPEC,
-            CarrierKind::Other => &other::SPEC,
-            CarrierKind::Telnyx => &telnyx::SPEC,
-            CarrierKind::Vitelity => &vitelity::SPEC,
-            CarrierKind::VoipInnovations => &voip_innovations::SPEC,
-            CarrierKind::Bandwidth2 => &bandwidth2::SPEC,
-            CarrierKind::Simwood => &simwood::SPEC,
-            CarrierKind::Didww => &kazoo_stubs::DIDWW,
-            CarrierKind::Flowroute => &kazoo_stubs::FLOWROUTE,
-            CarrierKind::Inteliquent => &kazoo_stubs::INTELIQUENT,
-            CarrierKind::ItVocal => &kazoo_stubs::IT_VOCAL,
-            CarrierKind::Level3 => &kazoo_stubs::LEVEL3,
-            CarrierKind::O1 => &kazoo_stubs::O1,
-            CarrierKind::Peerless => &kazoo_stubs::PEERLESS,
-            CarrierKind::Thinq => &kazoo_stubs::THINQ,
-            CarrierKind::Verizon => &kazoo_stubs::VERIZON,
-            CarrierKind::Windstream => &kazoo_stubs::WINDSTREAM,
-            CarrierKind::Ziron => &kazoo_stubs::ZIRON,
-            CarrierKind::Voxbone => &kazoo_stubs::VOXBONE,
-        }
-    }
-
     /// The Kazoo module name (`knm_local`, …).
     pub fn module_name(self) -> &'static str {
         self.spec().module_name
@@ -715,13 +642,13 @@ mod tests {
                         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             );
             if let Some(section) = spec.config_section {
-                assert_eq!(section, bare, "{spec:?}");
+                assert_eq!(section.name, bare, "{spec:?}");
                 assert!(!spec.is_local, "{spec:?}: a local module has no carrier settings");
-                assert_eq!(config_kind(&format!("number_manager.{section}")), Some(kind));
+                assert_eq!(config_kind(&format!("number_manager.{}", section.name)), Some(kind));
             }
             assert_eq!(
                 config_doc_id(kind),
-                spec.config_section.map(|s| format!("number_manager.{s}"))
+                spec.config_section.map(|s| format!("number_manager.{}", s.name))
             );
             let carrier = kind.carrier();
             assert_eq!(carrier.info().maximal_prefix_length, spec.maximal_prefix_length);

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use e164::E164;
 use serde_json::{json, Map, Value};
 
-use super::external::{self, by_carrier, Section};
-use super::{Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, FoundNumber, SearchQuery};
+use super::external::{self, by_carrier, ExternalCarrier, Section};
+use super::{CarrierCtx, CarrierKind, CarrierSpec, ConfigSection, Found, FoundNumber, SearchQuery};
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
@@ -44,8 +44,7 @@ impl OtherConfig {
     ///
     /// # Errors
     /// [`Error::Config`] naming a key of the wrong type.
-    pub fn from_section(ctx: &CarrierCtx<'_>) -> Result<Self, Error> {
-        let s = Section::of(KIND, ctx);
+    fn read(s: &Section<'_>) -> Result<Self, Error> {
         let phonebook_url = match s.string("phonebook_url")? {
             Some(_) => Some(s.base_url("phonebook_url", "")?),
             None => None,
@@ -105,22 +104,25 @@ pub(crate) const SPEC: CarrierSpec = CarrierSpec {
     is_billable: true,
     lookup_cnam: true,
     maximal_prefix_length: 10,
-    config_section: Some("other"),
+    config_section: Some(ConfigSection::of::<Other>("other")),
     carrier: &Other,
 };
 
 #[async_trait]
-impl Carrier for Other {
-    fn kind(&self) -> CarrierKind {
-        KIND
+impl ExternalCarrier for Other {
+    const KIND: CarrierKind = KIND;
+    type Config = OtherConfig;
+
+    fn read_config(section: &Section<'_>) -> Result<OtherConfig, Error> {
+        OtherConfig::read(section)
     }
 
-    async fn find_numbers(
+    async fn find(
         &self,
         query: &SearchQuery,
+        config: &OtherConfig,
         ctx: &CarrierCtx<'_>,
     ) -> Result<Found, Error> {
-        let config = OtherConfig::from_section(ctx)?;
         let Some(base) = config.phonebook_url.as_deref() else {
             return Err(super::not_available(KIND));
         };
@@ -158,12 +160,12 @@ impl Carrier for Other {
         }
     }
 
-    async fn acquire_number(
+    async fn acquire(
         &self,
         mut doc: NumberDoc,
+        config: &OtherConfig,
         ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
-        let config = OtherConfig::from_section(ctx)?;
         let number = doc.id.as_str().to_owned();
         let Some(base) = config.phonebook_url.as_deref() else {
             return Err(Error::Unspecified {
@@ -195,12 +197,12 @@ impl Carrier for Other {
         Ok(doc)
     }
 
-    async fn check_numbers(
+    async fn check(
         &self,
         numbers: &[E164],
+        config: &OtherConfig,
         ctx: &CarrierCtx<'_>,
     ) -> Result<BTreeMap<String, String>, Error> {
-        let config = OtherConfig::from_section(ctx)?;
         let Some(base) = config.phonebook_url.as_deref() else {
             return Err(super::not_available(KIND));
         };
@@ -228,6 +230,7 @@ impl Carrier for Other {
 mod tests {
     use super::*;
     use crate::carriers::external::testutil::{doc, slow_carrier_is_left_behind, Env};
+    use crate::carriers::Carrier;
     use crate::search::{find, CarrierOutcome};
     use wiremock::matchers::{body_json, method, path, query_param};
     use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use e164::E164;
 use serde_json::Value;
 
-use super::external::{self, by_carrier, Secret, Section};
-use super::{Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, FoundNumber, SearchQuery};
+use super::external::{self, by_carrier, ExternalCarrier, Secret, Section};
+use super::{CarrierCtx, CarrierKind, CarrierSpec, ConfigSection, Found, FoundNumber, SearchQuery};
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
@@ -43,8 +43,7 @@ impl SimwoodConfig {
     ///
     /// # Errors
     /// [`Error::Config`] naming a key of the wrong type.
-    pub fn from_section(ctx: &CarrierCtx<'_>) -> Result<Self, Error> {
-        let s = Section::of(KIND, ctx);
+    fn read(s: &Section<'_>) -> Result<Self, Error> {
         Ok(SimwoodConfig {
             numbers_api_url: s.base_url("numbers_api_url", "https://api.simwood.com/v3/numbers")?,
             account_id: s.string_or("simwood_account_id", "")?,
@@ -100,22 +99,25 @@ pub(crate) const SPEC: CarrierSpec = CarrierSpec {
     is_billable: true,
     lookup_cnam: true,
     maximal_prefix_length: 3,
-    config_section: Some("simwood"),
+    config_section: Some(ConfigSection::of::<Simwood>("simwood")),
     carrier: &Simwood,
 };
 
 #[async_trait]
-impl Carrier for Simwood {
-    fn kind(&self) -> CarrierKind {
-        KIND
+impl ExternalCarrier for Simwood {
+    const KIND: CarrierKind = KIND;
+    type Config = SimwoodConfig;
+
+    fn read_config(section: &Section<'_>) -> Result<SimwoodConfig, Error> {
+        SimwoodConfig::read(section)
     }
 
-    async fn find_numbers(
+    async fn find(
         &self,
         query: &SearchQuery,
+        config: &SimwoodConfig,
         ctx: &CarrierCtx<'_>,
     ) -> Result<Found, Error> {
-        let config = SimwoodConfig::from_section(ctx)?;
         let pattern = format!("{}*", query.prefix.trim_start_matches('+'));
         let path = format!("available/standard/{}?pattern={pattern}", bucket(query.quantity));
         let body = config.call(ctx, &query.prefix, reqwest::Method::GET, &path).await?;
@@ -149,23 +151,23 @@ impl Carrier for Simwood {
         Ok(Found::Numbers(rows))
     }
 
-    async fn acquire_number(
+    async fn acquire(
         &self,
         doc: NumberDoc,
+        config: &SimwoodConfig,
         ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
-        let config = SimwoodConfig::from_section(ctx)?;
         let num = doc.id.digits().to_owned();
         config.call(ctx, &num, reqwest::Method::PUT, &format!("allocated/{num}")).await?;
         Ok(doc)
     }
 
-    async fn disconnect_number(
+    async fn disconnect(
         &self,
         doc: NumberDoc,
+        config: &SimwoodConfig,
         ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
-        let config = SimwoodConfig::from_section(ctx)?;
         let num = doc.id.digits().to_owned();
         config.call(ctx, &num, reqwest::Method::DELETE, &format!("allocated/{num}")).await?;
         Ok(doc)
@@ -176,6 +178,7 @@ impl Carrier for Simwood {
 mod tests {
     use super::*;
     use crate::carriers::external::testutil::{doc, slow_carrier_is_left_behind, Env};
+    use crate::carriers::Carrier;
     use serde_json::json;
     use wiremock::matchers::{header_exists, method, path, query_param};
     use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -253,8 +256,7 @@ mod tests {
         );
         let shown = format!("{err} {err:?} {}", err.to_json());
         assert!(!shown.contains("sw-s3cret"));
-        assert!(!format!("{:?}", SimwoodConfig::from_section(&env.ctx()).unwrap())
-            .contains("sw-s3cret"));
+        assert!(!format!("{:?}", env.config_of::<Simwood>()).contains("sw-s3cret"));
     }
 
     /// No provisioning switches for Simwood (they change nothing); a dry run makes no request.

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use e164::E164;
 use serde_json::{json, Map, Value};
 
-use super::external::{self, by_carrier, Provisioning, Secret, Section};
-use super::{Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, FoundNumber, SearchQuery};
+use super::external::{self, by_carrier, ExternalCarrier, Provisioning, Secret, Section};
+use super::{CarrierCtx, CarrierKind, CarrierSpec, ConfigSection, Found, FoundNumber, SearchQuery};
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
@@ -31,8 +31,8 @@ pub struct TelnyxConfig {
     pub user: Secret,
     /// `token` (`x-api-token`).
     pub token: Secret,
-    /// the carrier provisioning switches of `number_manager.<carrier>` switches.
-    provisioning: Provisioning,
+    /// `enable_provisioning` / `sandbox_provisioning`.
+    pub(crate) provisioning: Provisioning,
     /// `should_keep_best_effort`.
     pub keep_best_effort: bool,
     /// `should_filter_rates` with the `(upfront_cost, monthly_recurring_cost)` kept.
@@ -43,11 +43,7 @@ pub struct TelnyxConfig {
 
 impl TelnyxConfig {
     /// Reads the section.
-    ///
-    /// # Errors
-    /// [`Error::Config`] naming a key of the wrong type.
-    pub fn from_section(ctx: &CarrierCtx<'_>) -> Result<Self, Error> {
-        let s = Section::of(KIND, ctx);
+    fn read(s: &Section<'_>) -> Result<Self, Error> {
         let cost = |key: &str| -> Result<f64, Error> {
             Ok(match s.string(key)? {
                 None => 1.0,
@@ -72,6 +68,27 @@ impl TelnyxConfig {
         })
     }
 
+    /// `knm_telnyx_util:req/3`'s request: `method` on `path` under the API root, with the
+    /// credentials (missing ones are a config error).
+    pub(crate) fn request(
+        &self,
+        ctx: &CarrierCtx<'_>,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, Error> {
+        if self.user.is_empty() || self.token.is_empty() {
+            return Err(Error::Config {
+                key: "number_manager.telnyx.user/token".into(),
+                reason: "credentials are not configured".into(),
+            });
+        }
+        Ok(external::client(ctx)
+            .request(method, format!("{}/{path}", self.base_url))
+            .header("Accept", "application/json")
+            .header("x-api-user", self.user.expose())
+            .header("x-api-token", self.token.expose()))
+    }
+
     /// `knm_telnyx_util:req('post', Path, Body)`: the decoded, filtered answer.
     async fn post(
         &self,
@@ -80,18 +97,7 @@ impl TelnyxConfig {
         number: &str,
         body: &Value,
     ) -> Result<Map<String, Value>, Error> {
-        if self.user.is_empty() || self.token.is_empty() {
-            return Err(Error::Config {
-                key: "number_manager.telnyx.user/token".into(),
-                reason: "credentials are not configured".into(),
-            });
-        }
-        let req = external::client(ctx)
-            .post(format!("{}/{path}", self.base_url))
-            .header("Accept", "application/json")
-            .header("x-api-user", self.user.expose())
-            .header("x-api-token", self.token.expose())
-            .json(body);
+        let req = self.request(ctx, reqwest::Method::POST, path)?.json(body);
         let reply = external::send(KIND, number, req, self.timeout).await?;
         let mut obj = map_error(number, reply.status, &reply.body)?;
         self.filter(&mut obj);
@@ -201,22 +207,25 @@ pub(crate) const SPEC: CarrierSpec = CarrierSpec {
     is_billable: true,
     lookup_cnam: true,
     maximal_prefix_length: 3,
-    config_section: Some("telnyx"),
+    config_section: Some(ConfigSection::of::<Telnyx>("telnyx")),
     carrier: &Telnyx,
 };
 
 #[async_trait]
-impl Carrier for Telnyx {
-    fn kind(&self) -> CarrierKind {
-        KIND
+impl ExternalCarrier for Telnyx {
+    const KIND: CarrierKind = KIND;
+    type Config = TelnyxConfig;
+
+    fn read_config(section: &Section<'_>) -> Result<TelnyxConfig, Error> {
+        TelnyxConfig::read(section)
     }
 
-    async fn find_numbers(
+    async fn find(
         &self,
         query: &SearchQuery,
+        config: &TelnyxConfig,
         ctx: &CarrierCtx<'_>,
     ) -> Result<Found, Error> {
-        let config = TelnyxConfig::from_section(ctx)?;
         let search = search_kind(query)?;
         let rep = config
             .post(ctx, "number_searches", &query.prefix, &search_body(&search, query.quantity))
@@ -254,12 +263,12 @@ impl Carrier for Telnyx {
         Ok(Found::Numbers(found))
     }
 
-    async fn acquire_number(
+    async fn acquire(
         &self,
         mut doc: NumberDoc,
+        config: &TelnyxConfig,
         ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
-        let config = TelnyxConfig::from_section(ctx)?;
         let number = doc.id.as_str().to_owned();
         if config.provisioning.skip_call(KIND, &number)? {
             return Ok(doc);
@@ -278,12 +287,12 @@ impl Carrier for Telnyx {
         }
     }
 
-    async fn disconnect_number(
+    async fn disconnect(
         &self,
         doc: NumberDoc,
-        ctx: &CarrierCtx<'_>,
+        config: &TelnyxConfig,
+        _ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
-        let config = TelnyxConfig::from_section(ctx)?;
         config.provisioning.skip_call(KIND, doc.id.as_str())?;
         Ok(doc)
     }
@@ -295,6 +304,7 @@ mod tests {
     use crate::carriers::external::testutil::{
         doc, fixture, numbers, slow_carrier_is_left_behind, Env,
     };
+    use crate::carriers::Carrier;
     use wiremock::matchers::{body_partial_json, header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -412,7 +422,7 @@ mod tests {
         );
         let shown = format!("{err} {err:?} {}", err.to_json());
         assert!(!shown.contains("s3cret-token") && !shown.contains("telnyx-user"), "{shown}");
-        let config = TelnyxConfig::from_section(&env.ctx()).unwrap();
+        let config = env.config_of::<Telnyx>();
         assert!(!format!("{config:?}").contains("s3cret-token"));
     }
 

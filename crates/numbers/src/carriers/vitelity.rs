@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use e164::{Converters, E164};
 use serde_json::{Map, Value};
 
-use super::external::{self, by_carrier, Element, Secret, Section};
-use super::{Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, FoundNumber, SearchQuery};
+use super::external::{self, by_carrier, Element, ExternalCarrier, Secret, Section};
+use super::{CarrierCtx, CarrierKind, CarrierSpec, ConfigSection, Found, FoundNumber, SearchQuery};
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
@@ -47,8 +47,7 @@ impl VitelityConfig {
     ///
     /// # Errors
     /// [`Error::Config`] naming a key of the wrong type.
-    pub fn from_section(ctx: &CarrierCtx<'_>) -> Result<Self, Error> {
-        let s = Section::of(KIND, ctx);
+    fn read(s: &Section<'_>) -> Result<Self, Error> {
         let mut search_values = Vec::new();
         for key in ["withrates", "type", "provider", "cnam"] {
             let v = match s.string(key) {
@@ -172,19 +171,23 @@ pub(crate) const SPEC: CarrierSpec = CarrierSpec {
     is_billable: true,
     lookup_cnam: false,
     maximal_prefix_length: 3,
-    config_section: Some("vitelity"),
+    config_section: Some(ConfigSection::of::<Vitelity>("vitelity")),
     carrier: &Vitelity,
 };
 
 #[async_trait]
-impl Carrier for Vitelity {
-    fn kind(&self) -> CarrierKind {
-        KIND
+impl ExternalCarrier for Vitelity {
+    const KIND: CarrierKind = KIND;
+    type Config = VitelityConfig;
+
+    fn read_config(section: &Section<'_>) -> Result<VitelityConfig, Error> {
+        VitelityConfig::read(section)
     }
 
-    async fn find_numbers(
+    async fn find(
         &self,
         query: &SearchQuery,
+        config: &VitelityConfig,
         ctx: &CarrierCtx<'_>,
     ) -> Result<Found, Error> {
         let prefix = match query.prefix.strip_prefix("+1") {
@@ -192,7 +195,6 @@ impl Carrier for Vitelity {
             None if query.prefix.starts_with('+') => return Err(super::not_available(KIND)),
             None => query.prefix.as_str(),
         };
-        let config = VitelityConfig::from_section(ctx)?;
         let mut params: Vec<(&str, String)> = Vec::new();
         if is_tollfree(prefix) {
             params.push(("cmd", "listtollfree".into()));
@@ -233,15 +235,12 @@ impl Carrier for Vitelity {
         Ok(Found::Numbers(rows))
     }
 
-    async fn acquire_number(
+    async fn acquire(
         &self,
         doc: NumberDoc,
+        config: &VitelityConfig,
         ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
-        if ctx.dry_run {
-            return Ok(doc);
-        }
-        let config = VitelityConfig::from_section(ctx)?;
         let number = doc.id.as_str();
         let cmd = if is_tollfree(number) { "gettollfree" } else { "getlocaldid" };
         let routesip = config.routesip.clone().ok_or_else(|| Error::Config {
@@ -257,15 +256,12 @@ impl Carrier for Vitelity {
         Ok(doc)
     }
 
-    async fn disconnect_number(
+    async fn disconnect(
         &self,
         doc: NumberDoc,
+        config: &VitelityConfig,
         ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
-        if ctx.dry_run {
-            return Ok(doc);
-        }
-        let config = VitelityConfig::from_section(ctx)?;
         let number = doc.id.as_str();
         let params =
             [("did", external::to_npan(number).to_owned()), ("cmd", "removedid".to_owned())];
@@ -280,6 +276,7 @@ mod tests {
     use crate::carriers::external::testutil::{
         doc, fixture, numbers, slow_carrier_is_left_behind, Env,
     };
+    use crate::carriers::Carrier;
     use serde_json::json;
     use wiremock::matchers::{method, path, query_param};
     use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -389,8 +386,8 @@ mod tests {
         let env = Env::new(s.clone());
         let n = doc("+19875559876", KIND);
         let ctx = env.ctx().with_dry_run(true);
-        assert_eq!(Vitelity.acquire_number(n.clone(), &ctx).await.unwrap(), n);
-        assert_eq!(Vitelity.disconnect_number(n.clone(), &ctx).await.unwrap(), n);
+        assert_eq!(KIND.acquire(n.clone(), &ctx).await.unwrap(), n);
+        assert_eq!(KIND.disconnect(n.clone(), &ctx).await.unwrap(), n);
         assert!(server.received_requests().await.unwrap().is_empty());
         s["default"]["sandbox_provisioning"] = json!(true);
         answer(&server, "removedid", "<content><status>ok</status></content>".into()).await;

@@ -14,8 +14,10 @@ use async_trait::async_trait;
 use e164::E164;
 use serde_json::{Map, Value};
 
-use super::external::{self, by_carrier, xml_escape, Element, Provisioning, Secret, Section};
-use super::{Carrier, CarrierCtx, CarrierKind, CarrierSpec, Found, FoundNumber, SearchQuery};
+use super::external::{
+    self, by_carrier, xml_escape, Element, ExternalCarrier, Provisioning, Secret, Section,
+};
+use super::{CarrierCtx, CarrierKind, CarrierSpec, ConfigSection, Found, FoundNumber, SearchQuery};
 use crate::doc::{NumberDoc, NumberState};
 use crate::error::Error;
 
@@ -50,8 +52,7 @@ impl VoipInnovationsConfig {
     ///
     /// # Errors
     /// [`Error::Config`] naming a key of the wrong type.
-    pub fn from_section(ctx: &CarrierCtx<'_>) -> Result<Self, Error> {
-        let s = Section::of(KIND, ctx);
+    fn read(s: &Section<'_>) -> Result<Self, Error> {
         let provisioning = Provisioning::read(&s, false)?;
         let default_url = if provisioning.sandbox { SANDBOX_URL } else { URL };
         Ok(VoipInnovationsConfig {
@@ -154,19 +155,23 @@ pub(crate) const SPEC: CarrierSpec = CarrierSpec {
     is_billable: true,
     lookup_cnam: true,
     maximal_prefix_length: 3,
-    config_section: Some("voip_innovations"),
+    config_section: Some(ConfigSection::of::<VoipInnovations>("voip_innovations")),
     carrier: &VoipInnovations,
 };
 
 #[async_trait]
-impl Carrier for VoipInnovations {
-    fn kind(&self) -> CarrierKind {
-        KIND
+impl ExternalCarrier for VoipInnovations {
+    const KIND: CarrierKind = KIND;
+    type Config = VoipInnovationsConfig;
+
+    fn read_config(section: &Section<'_>) -> Result<VoipInnovationsConfig, Error> {
+        VoipInnovationsConfig::read(section)
     }
 
-    async fn find_numbers(
+    async fn find(
         &self,
         query: &SearchQuery,
+        config: &VoipInnovationsConfig,
         ctx: &CarrierCtx<'_>,
     ) -> Result<Found, Error> {
         if !query.prefix.starts_with("+1") {
@@ -188,7 +193,6 @@ impl Carrier for VoipInnovations {
                 }
             })
             .collect();
-        let config = VoipInnovationsConfig::from_section(ctx)?;
         let root = config.soap(ctx, &query.prefix, "getDIDs", &params).await?;
         let locators = root
             .find("getDIDsResult")
@@ -223,12 +227,12 @@ impl Carrier for VoipInnovations {
         Ok(Found::Numbers(rows))
     }
 
-    async fn acquire_number(
+    async fn acquire(
         &self,
         doc: NumberDoc,
+        config: &VoipInnovationsConfig,
         ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
-        let config = VoipInnovationsConfig::from_section(ctx)?;
         let number = doc.id.as_str();
         if config.provisioning.skip_call(KIND, number)? {
             return Ok(doc);
@@ -244,12 +248,12 @@ impl Carrier for VoipInnovations {
         Ok(doc)
     }
 
-    async fn disconnect_number(
+    async fn disconnect(
         &self,
         doc: NumberDoc,
+        config: &VoipInnovationsConfig,
         ctx: &CarrierCtx<'_>,
     ) -> Result<NumberDoc, Error> {
-        let config = VoipInnovationsConfig::from_section(ctx)?;
         let number = doc.id.as_str();
         if config.provisioning.skip_call(KIND, number)? {
             return Ok(doc);
@@ -270,6 +274,7 @@ mod tests {
     use crate::carriers::external::testutil::{
         doc, fixture, numbers, slow_carrier_is_left_behind, Env,
     };
+    use crate::carriers::Carrier;
     use serde_json::json;
     use wiremock::matchers::{body_string_contains, header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -416,7 +421,7 @@ mod tests {
         );
         let shown = format!("{err} {err:?} {}", err.to_json());
         assert!(!shown.contains("vi-s3cret"));
-        let config = VoipInnovationsConfig::from_section(&env.ctx()).unwrap();
+        let config = env.config_of::<VoipInnovations>();
         assert!(!format!("{config:?}").contains("vi-s3cret"));
     }
 
@@ -446,7 +451,7 @@ mod tests {
         assert!(server.received_requests().await.unwrap().is_empty());
         let sandbox = json!({"sandbox_provisioning": true});
         let env = Env::new(sandbox);
-        assert_eq!(VoipInnovationsConfig::from_section(&env.ctx()).unwrap().url, SANDBOX_URL);
+        assert_eq!(env.config_of::<VoipInnovations>().url, SANDBOX_URL);
     }
 
     /// Broken XML, and an answer without `DIDs`: clean errors.

@@ -20,11 +20,12 @@
 //! behaviour). A refusal is a 500 `unspecified_fault` whose message is Telnyx's reason and whose
 //! cause is the number; nothing is written then.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use crate::carriers::external::{self, Secret, Section};
+use crate::carriers::external;
+use crate::carriers::telnyx::{Telnyx, TelnyxConfig};
 use crate::carriers::{CarrierCtx, CarrierKind};
 use crate::doc::NumberDoc;
 use crate::error::Error;
@@ -108,28 +109,19 @@ pub fn address_body(address: &Map<String, Value>) -> Value {
     Value::Object(body)
 }
 
-/// The Telnyx API as the providers use it (`knm_telnyx_util:req/3`).
+/// The Telnyx API as the providers use it (`knm_telnyx_util:req/3`), with the carrier's
+/// settings (`number_manager.telnyx`, read once with the carrier's).
 pub(super) struct TelnyxApi<'a> {
     ctx: &'a CarrierCtx<'a>,
-    base_url: String,
-    user: Secret,
-    token: Secret,
+    config: Arc<TelnyxConfig>,
     pub(super) sandbox: bool,
-    timeout: Duration,
 }
 
 impl<'a> TelnyxApi<'a> {
-    /// Reads `number_manager.telnyx`.
+    /// The API with the context's `number_manager.telnyx` settings.
     pub(super) fn new(ctx: &'a CarrierCtx<'a>) -> Result<Self, Error> {
-        let s = Section::of(CarrierKind::Telnyx, ctx);
-        Ok(TelnyxApi {
-            ctx,
-            base_url: s.base_url("base_url", "https://api.telnyx.com/origination")?,
-            user: s.secret("user")?,
-            token: s.secret("token")?,
-            sandbox: s.boolean("sandbox_provisioning", false)?,
-            timeout: s.timeout()?,
-        })
+        let config = ctx.settings.get::<Telnyx>()?;
+        Ok(TelnyxApi { ctx, sandbox: config.provisioning.sandbox, config })
     }
 
     /// One request; `Ok((status, JSON object or None))`. Missing credentials are a config
@@ -141,21 +133,11 @@ impl<'a> TelnyxApi<'a> {
         body: Option<&Value>,
         number: &str,
     ) -> Result<(u16, Option<Map<String, Value>>), Error> {
-        if self.user.is_empty() || self.token.is_empty() {
-            return Err(Error::Config {
-                key: "number_manager.telnyx.user/token".into(),
-                reason: "credentials are not configured".into(),
-            });
-        }
-        let mut req = external::client(self.ctx)
-            .request(method, format!("{}/{path}", self.base_url))
-            .header("Accept", "application/json")
-            .header("x-api-user", self.user.expose())
-            .header("x-api-token", self.token.expose());
+        let mut req = self.config.request(self.ctx, method, path)?;
         if let Some(body) = body {
             req = req.json(body);
         }
-        let reply = external::send(CarrierKind::Telnyx, number, req, self.timeout).await?;
+        let reply = external::send(CarrierKind::Telnyx, number, req, self.config.timeout).await?;
         Ok((reply.status, serde_json::from_str(&reply.body).ok()))
     }
 }

@@ -15,6 +15,7 @@ use super::*;
 use crate::auth::tests::{acc, fixture_accounts};
 use crate::auth::{AccountMap, AuthBy};
 use crate::carriers::testindex::MemoryIndex;
+use crate::carriers::CarrierSettings;
 use crate::config::Config;
 use crate::doc::{NumberDoc, NumberState};
 use crate::lifecycle::{
@@ -169,7 +170,7 @@ fn e911_k3() -> Value {
 struct CallEnv {
     config: Config,
     index: MemoryIndex,
-    telnyx: Value,
+    telnyx: CarrierSettings,
     client: reqwest::Client,
 }
 
@@ -184,15 +185,17 @@ impl CallEnv {
         CallEnv {
             config,
             index: MemoryIndex::default(),
-            telnyx: json!({"default": {"base_url": format!("{}/origination", server.uri()),
-                                       "user": "telnyx-user", "token": "s3cret-token"}}),
+            telnyx: CarrierSettings::same_for_all(
+                &json!({"default": {"base_url": format!("{}/origination", server.uri()),
+                                    "user": "telnyx-user", "token": "s3cret-token"}}),
+            ),
             client: reqwest::Client::new(),
         }
     }
 
     fn ctx(&self) -> CarrierCtx<'_> {
         CarrierCtx::new(&self.config, &self.index)
-            .with_carrier_config(&self.telnyx)
+            .with_settings(&self.telnyx)
             .with_http(&self.client)
     }
 

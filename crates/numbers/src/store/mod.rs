@@ -44,7 +44,7 @@ use serde_json::Value;
 
 use crate::account::AccountId;
 use crate::auth::{AccountInfo, AccountMap, AuthBy};
-use crate::carriers::{CarrierCtx, CarrierKind};
+use crate::carriers::{CarrierCtx, CarrierKind, CarrierSettings};
 use crate::config::Config;
 use crate::doc::{gregorian_seconds, NumberDoc};
 use crate::error::Error;
@@ -125,7 +125,8 @@ pub struct NumberStore {
     config: Arc<Config>,
     accounts: Arc<AccountMap>,
     converters: Arc<Converters>,
-    carrier_configs: Arc<BTreeMap<CarrierKind, Value>>,
+    /// Each external carrier's settings, read once from its `number_manager.<carrier>` section.
+    settings: Arc<CarrierSettings>,
 }
 
 impl NumberStore {
@@ -136,7 +137,7 @@ impl NumberStore {
             config: Arc::new(config),
             accounts: Arc::new(accounts),
             converters: Arc::new(Converters::kazoo_defaults()),
-            carrier_configs: Arc::new(BTreeMap::new()),
+            settings: Arc::new(CarrierSettings::default()),
         }
     }
 
@@ -201,19 +202,22 @@ impl NumberStore {
             .into_iter()
             .filter(|r| crate::auth::Accounts::get(&accounts, r).is_some())
             .collect();
-        let mut carrier_configs = BTreeMap::new();
+        let mut sections = BTreeMap::new();
         for kind in CarrierKind::ALL {
             let Some(id) = crate::carriers::config_doc_id(kind) else { continue };
             if let Some(doc) = system(&id) {
                 let section = doc.get("default").unwrap_or(doc).clone();
-                carrier_configs.insert(kind, section);
+                sections.insert(kind, section);
             }
         }
+        // each carrier's section read into its typed config, once per `system_config`
+        let settings = CarrierSettings::read(sections);
         let dash = system(crate::providers::dash_e911::CONFIG_DOC).cloned();
         let config =
-            load::load_feature_configs(&store, config, resellers, dash, &carrier_configs).await?;
+            load::load_feature_configs(&store, config, resellers, dash, settings.sections())
+                .await?;
         let mut me = NumberStore::new(store, config, accounts);
-        me.carrier_configs = Arc::new(carrier_configs);
+        me.settings = Arc::new(settings);
         me.converters = Arc::new(converters);
         Ok(me)
     }
@@ -266,8 +270,6 @@ impl NumberStore {
     }
 
     fn carrier_ctx<'a>(&'a self, index: &'a StoreIndex, auth_by: &'a AuthBy) -> CarrierCtx<'a> {
-        CarrierCtx::new(&self.config, index)
-            .with_carrier_configs(&self.carrier_configs)
-            .with_auth_by(auth_by)
+        CarrierCtx::new(&self.config, index).with_settings(&self.settings).with_auth_by(auth_by)
     }
 }

@@ -22,17 +22,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::decode::{self, FeedLine};
+use crate::decode;
 use crate::error::{Error, Result};
 use crate::store::{DbUpdateStream, DocStore, FeedStream};
 use crate::types::{
     AllDocsPage, AllDocsQuery, BulkItem, ChangesPage, ChangesQuery, DbInfo, DbName, DbUpdate,
-    DbUpdateKind, FeedEvent, FeedQuery, Fields, Rev, Seq, ViewQuery, ViewRow,
+    DbUpdateKind, FeedEvent, FeedQuery, Rev, Seq, ViewQuery, ViewRow,
+};
+
+mod wire;
+
+use wire::{
+    body_lines, decode_err, encode_db, encode_doc_id, map_status, parse_feed_line, rev_from_write,
+    seq_of,
 };
 
 /// Document ids: everything but RFC 3986 unreserved characters is encoded, so a space is `%20`
@@ -433,107 +440,6 @@ impl CouchStore {
             None => status.canonical_reason().unwrap_or("no reason given").to_owned(),
         };
         map_status(status.as_u16(), error, reason, ctx)
-    }
-}
-
-fn map_status(status: u16, error: String, reason: String, ctx: Ctx<'_>) -> Error {
-    let db_missing = |r: &str| r.contains("Database does not exist") || r == "no_db_file";
-    match (status, ctx) {
-        (400, Ctx::Db(db)) if error == "illegal_database_name" => {
-            Error::IllegalDbName { name: db.as_str().to_owned(), reason }
-        }
-        (400, _) => Error::BadRequest { reason },
-        (401, _) => Error::Unauthorized { reason },
-        (403, _) => Error::Forbidden { reason },
-        (404, Ctx::Doc(db, id)) if !db_missing(&reason) => {
-            Error::DocNotFound { db: db.as_str().to_owned(), id: id.to_owned() }
-        }
-        (404, Ctx::Doc(db, _) | Ctx::Db(db)) => Error::DbNotFound { db: db.as_str().to_owned() },
-        (409, Ctx::Doc(db, id)) => {
-            Error::Conflict { db: db.as_str().to_owned(), id: id.to_owned() }
-        }
-        (412, Ctx::Db(db)) if error == "file_exists" => {
-            Error::DbExists { db: db.as_str().to_owned() }
-        }
-        _ => Error::Http { status, error, reason },
-    }
-}
-
-fn encode_db(db: &DbName) -> String {
-    utf8_percent_encode(db.as_str(), DB_NAME_SET).to_string()
-}
-
-/// `_design/` and `_local/` stay literal (CouchDB routes on them); the rest is encoded.
-fn encode_doc_id(id: &str) -> String {
-    for prefix in ["_design/", "_local/"] {
-        if let Some(rest) = id.strip_prefix(prefix) {
-            return format!("{prefix}{}", utf8_percent_encode(rest, DOC_ID_SET));
-        }
-    }
-    utf8_percent_encode(id, DOC_ID_SET).to_string()
-}
-
-fn seq_of(v: &Value) -> Seq {
-    Seq::from_json(v.clone())
-}
-
-fn decode_err(what: impl Into<String>, message: impl fmt::Display) -> Error {
-    Error::Decode { what: what.into(), message: message.to_string() }
-}
-
-fn rev_from_write(v: &Value, what: &str) -> Result<Rev> {
-    v.get("rev")
-        .and_then(Value::as_str)
-        .map(|r| Rev(r.to_owned()))
-        .ok_or_else(|| decode_err(what, format!("no rev in {v}")))
-}
-
-/// Splits a streamed body into lines (without the `\n`); a last unterminated line is yielded too.
-fn body_lines<S, B>(body: S) -> impl Stream<Item = std::result::Result<Vec<u8>, reqwest::Error>>
-where
-    S: Stream<Item = std::result::Result<B, reqwest::Error>> + Send + 'static,
-    B: AsRef<[u8]>,
-{
-    let state = (Box::pin(body), Vec::<u8>::new(), false);
-    futures::stream::unfold(state, |(mut body, mut buf, mut eof)| async move {
-        loop {
-            if let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).take(pos).collect();
-                return Some((Ok(line), (body, buf, eof)));
-            }
-            if eof {
-                if buf.is_empty() {
-                    return None;
-                }
-                let line = std::mem::take(&mut buf);
-                return Some((Ok(line), (body, buf, eof)));
-            }
-            match body.next().await {
-                Some(Ok(chunk)) => buf.extend_from_slice(chunk.as_ref()),
-                Some(Err(e)) => {
-                    eof = true;
-                    buf.clear();
-                    return Some((Err(e), (body, buf, eof)));
-                }
-                None => eof = true,
-            }
-        }
-    })
-}
-
-/// Parses one line of a continuous `_changes` feed ([`decode::decode_feed_line`]): the events it
-/// makes (a repaired row is its issue, then its change). An error row ends the connection: the
-/// follower retries it like a 5xx.
-fn parse_feed_line(line: &[u8], db: &DbName, fields: Option<&Fields>) -> Result<Vec<FeedEvent>> {
-    match decode::decode_feed_line(db.as_str(), line, fields) {
-        FeedLine::Heartbeat => Ok(vec![FeedEvent::Heartbeat]),
-        FeedLine::Change(change, None) => Ok(vec![FeedEvent::Change(change)]),
-        FeedLine::Change(change, Some(issue)) => {
-            Ok(vec![FeedEvent::Issue(issue), FeedEvent::Change(change)])
-        }
-        FeedLine::Skipped(issue) => Ok(vec![FeedEvent::Issue(issue)]),
-        FeedLine::End(last_seq) => Ok(vec![FeedEvent::End { last_seq }]),
-        FeedLine::Error { error, reason } => Err(Error::Http { status: 500, error, reason }),
     }
 }
 
@@ -965,96 +871,4 @@ impl DocStore for CouchStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_and_ids_are_encoded_for_the_path() {
-        let db = DbName::new("numbers/+1415").unwrap();
-        assert_eq!(encode_db(&db), "numbers%2F%2B1415");
-        // Unreserved characters stay readable in the URL (and in error messages that show it).
-        let config = DbName::new("system_config").unwrap();
-        assert_eq!(encode_db(&config), "system_config");
-        assert_eq!(encode_doc_id("sp ace/slash+plus?q#h%"), "sp%20ace%2Fslash%2Bplus%3Fq%23h%25");
-        assert_eq!(encode_doc_id("_design/routes x"), "_design/routes%20x");
-        assert_eq!(encode_doc_id("_local/switchboard-follow-a"), "_local/switchboard-follow-a");
-        assert_eq!(encode_doc_id("+14155550100"), "%2B14155550100");
-    }
-
-    #[test]
-    fn credentials_come_out_of_the_url() {
-        let cfg = CouchConfig::from_url("http://ad%40min:p%3Ass@127.0.0.1:5984/prefix/").unwrap();
-        assert_eq!(cfg.user.as_deref(), Some("ad@min"));
-        assert_eq!(cfg.password.as_deref(), Some("p:ss"));
-        assert_eq!(cfg.url, "http://127.0.0.1:5984/prefix/");
-        assert!(!format!("{cfg:?}").contains("p:ss"));
-        let plain = CouchConfig::from_url("http://127.0.0.1:5984").unwrap();
-        assert_eq!(plain.user, None);
-        assert!(CouchConfig::from_url("ftp://x").is_err());
-        assert!(CouchConfig::from_url("not a url").is_err());
-        let store = CouchStore::new(cfg).unwrap();
-        let db = DbName::new("a/b").unwrap();
-        assert_eq!(store.doc_path(&db, "x y"), "/prefix/a%2Fb/x%20y");
-    }
-
-    #[test]
-    fn statuses_map_to_typed_errors_with_reasons() {
-        let db = DbName::new("offnet").unwrap();
-        let e = map_status(
-            404,
-            "not_found".into(),
-            "Database does not exist.".into(),
-            Ctx::Doc(&db, "x"),
-        );
-        assert!(matches!(e, Error::DbNotFound { .. }), "{e}");
-        let e = map_status(404, "not_found".into(), "missing".into(), Ctx::Doc(&db, "x"));
-        assert!(matches!(e, Error::DocNotFound { ref id, .. } if id == "x"), "{e}");
-        let e = map_status(
-            409,
-            "conflict".into(),
-            "Document update conflict.".into(),
-            Ctx::Doc(&db, "x"),
-        );
-        assert!(matches!(e, Error::Conflict { .. }), "{e}");
-        let e = map_status(
-            412,
-            "file_exists".into(),
-            "The database could not be created.".into(),
-            Ctx::Db(&db),
-        );
-        assert!(matches!(e, Error::DbExists { .. }), "{e}");
-        let e = map_status(
-            401,
-            "unauthorized".into(),
-            "Name or password is incorrect.".into(),
-            Ctx::Server,
-        );
-        assert_eq!(e.to_string(), "unauthorized: Name or password is incorrect.");
-        let e = map_status(503, "service_unavailable".into(), "down".into(), Ctx::Db(&db));
-        assert!(e.is_transient());
-        assert!(e.to_string().contains("down"));
-    }
-
-    #[test]
-    fn feed_lines_parse_into_events() {
-        let db = DbName::new("offnet").unwrap();
-        assert_eq!(parse_feed_line(b"", &db, None).unwrap(), [FeedEvent::Heartbeat]);
-        let row = br#"{"seq":"3-g1A","id":"r1","changes":[{"rev":"2-ab"}],"deleted":true,"doc":{"_id":"r1"}}"#;
-        match parse_feed_line(row, &db, None).unwrap().remove(0) {
-            FeedEvent::Change(c) => {
-                assert_eq!(c.seq, Seq::from_json(json!("3-g1A")));
-                assert_eq!(c.rev.as_str(), "2-ab");
-                assert!(c.deleted);
-                assert!(c.doc.is_some());
-            }
-            other => panic!("not a change: {other:?}"),
-        }
-        assert_eq!(
-            parse_feed_line(br#"{"last_seq":7,"pending":0}"#, &db, None).unwrap(),
-            [FeedEvent::End { last_seq: Seq::from_json(json!(7)) }]
-        );
-        assert!(parse_feed_line(br#"{"error":"unauthorized","reason":"no"}"#, &db, None).is_err());
-        let skipped = parse_feed_line(b"{not json", &db, None).unwrap();
-        assert!(matches!(skipped[..], [FeedEvent::Issue(_)]), "{skipped:?}");
-    }
-}
+mod tests;
