@@ -122,8 +122,6 @@ async fn kazoo_design_documents_are_left_alone_and_ours_follow_every_database() 
             "127.0.0.1:0",
             "--discover-every",
             "100ms",
-            "--design-check-every",
-            "200ms",
         ],
         &[],
     );
@@ -166,6 +164,22 @@ async fn kazoo_design_documents_are_left_alone_and_ours_follow_every_database() 
     store.delete(&offnet, "_design/switchboard_resources", &Rev(rev_of(&ours))).await.unwrap();
     wait_for("_design/switchboard_resources put back in offnet", || {
         has_doc(&store, "offnet", "_design/switchboard_resources")
+    })
+    .await;
+    // Ours edited is put back (seen in the database's changes: no periodic sweep).
+    let mut edited = store.get(&offnet, "_design/switchboard_resources").await.unwrap().unwrap();
+    let validator = edited["validate_doc_update"].clone();
+    edited["validate_doc_update"] = json!("function(newDoc) {}");
+    store.put(&offnet, edited).await.unwrap();
+    wait_for("the edited _design/switchboard_resources put back", || async {
+        let doc = store.get(&offnet, "_design/switchboard_resources").await.ok().flatten();
+        doc.is_some_and(|doc| doc["validate_doc_update"] == validator)
+    })
+    .await;
+    let theirs = store.get(&db(ACCOUNT_BEFORE), "_design/resources").await.unwrap().unwrap();
+    store.delete(&db(ACCOUNT_BEFORE), "_design/resources", &Rev(rev_of(&theirs))).await.unwrap();
+    wait_for("Kazoo's _design/resources created again in the account db", || {
+        has_doc(&store, ACCOUNT_BEFORE, "_design/resources")
     })
     .await;
 

@@ -81,19 +81,58 @@ const { matchesSelector, massageSelector } = require('pouchdb-selector-core');
 // Resolve a db for `/:db/...` routes. Same as stock, but the 404 reason is
 // CouchDB's and no directories are created in the cwd for in-memory dbs.
 utils.setDBOnReq = function setDBOnReq(dbName, dbWrapper, req, res, next) {
-  req.PouchDB.allDbs((err, dbs) => {
-    if (err) return utils.sendError(res, err);
-    if (dbs.indexOf(dbName) === -1) return sendMissingDb(res);
-    getOrCreateDB(req.PouchDB, dbName)
-      .then((db) => {
-        ensureParentDir(dbName);
-        return dbWrapper.wrap(dbName, db).then(() => {
-          req.db = db;
-          next();
-        });
-      })
-      .catch((e) => utils.sendError(res, e));
-  });
+  if (!dbNames.has(dbName)) return sendMissingDb(res);
+  getOrCreateDB(req.PouchDB, dbName)
+    .then((db) => {
+      ensureParentDir(dbName);
+      return dbWrapper.wrap(dbName, db).then(() => {
+        req.db = db;
+        next();
+      });
+    })
+    .catch((e) => utils.sendError(res, e));
+};
+
+// The names of the databases that exist, kept in a Set. Stock asks `PouchDB.allDbs()` on every
+// request that names a database, and that builds a new array of every name (each one
+// URI-decoded) to search it: O(databases) per request, so creating 10,000 databases took
+// minutes and every request at that size paid milliseconds. The Set is filled once from
+// `allDbs()` before the server listens and then kept by PouchDB's own `created`/`destroyed`
+// events (the ones pouchdb-all-dbs keeps its list by), with the same names it lists.
+const dbNames = {
+  set: new Set(),
+  has(name) {
+    return this.set.has(name);
+  },
+  // The name pouchdb-all-dbs would list for a PouchDB name, or null for one it ignores
+  // (its own list, view indexes, remote databases).
+  listed(name) {
+    const n = String(name).replace(/^_pouch_/, '');
+    if (n === 'pouch__all_dbs__' || n.indexOf('-mrview-') !== -1 || /^https?:\/\//.test(n)) return null;
+    try {
+      return decodeURIComponent(n);
+    } catch (e) {
+      return n;
+    }
+  },
+  watch(PouchDB) {
+    PouchDB.on('created', (name) => {
+      const n = this.listed(name);
+      if (n !== null) this.set.add(n);
+    });
+    PouchDB.on('destroyed', (name) => {
+      const n = this.listed(name);
+      if (n !== null) this.set.delete(n);
+    });
+  },
+  load(PouchDB, done) {
+    // express-pouchdb installs `allDbs` when its daemons start, just after the app is built.
+    if (typeof PouchDB.allDbs !== 'function') return setTimeout(() => this.load(PouchDB, done), 10);
+    PouchDB.allDbs((err, names) => {
+      if (!err) for (const n of names) this.set.add(n);
+      done(err || null);
+    });
+  },
 };
 
 // With leveldb, `a/b` lives in DIR/a/b: its parent directory must exist.
@@ -161,10 +200,9 @@ patchModule('express-pouchdb/lib/routes/root', (original) => (app) => {
 
   // Sorted like CouchDB, with its paging parameters.
   app.get('/_all_dbs', (req, res) => {
-    req.PouchDB.allDbs((err, names) => {
-      if (err) return utils.sendError(res, err);
+    {
       const q = req.query;
-      let list = names.filter((n) => n !== 'pouch__auth_sessions__').sort();
+      let list = Array.from(dbNames.set).filter((n) => n !== 'pouch__auth_sessions__').sort();
       const start = q.start_key !== undefined ? q.start_key : q.startkey;
       const end = q.end_key !== undefined ? q.end_key : q.endkey;
       if (q.descending === true) {
@@ -179,7 +217,7 @@ patchModule('express-pouchdb/lib/routes/root', (original) => (app) => {
       list = list.slice(skip);
       if (Number.isInteger(q.limit) && q.limit >= 0) list = list.slice(0, q.limit);
       utils.sendJSON(res, 200, list);
-    });
+    }
   });
 
   original(app);
@@ -199,9 +237,8 @@ patchModule('express-pouchdb/lib/routes/db', (original) => (app) => {
       });
     }
     if (!isServerAdmin(req)) return sendNotServerAdmin(res);
-    req.PouchDB.allDbs((err, dbs) => {
-      if (err) return utils.sendError(res, err);
-      if (dbs.indexOf(name) !== -1) {
+    {
+      if (dbNames.has(name)) {
         return utils.sendJSON(res, 412, {
           error: 'file_exists',
           reason: 'The database could not be created, the file already exists.',
@@ -224,7 +261,7 @@ patchModule('express-pouchdb/lib/routes/db', (original) => (app) => {
           },
           (e) => utils.sendError(res, e, 412),
         );
-    });
+    }
   });
 
   app.delete('/:db', (req, res, next) => {
@@ -232,11 +269,8 @@ patchModule('express-pouchdb/lib/routes/db', (original) => (app) => {
     // Checked here: stock drops the db from its cache before its own check fails, and the
     // db is then unusable even for admins.
     if (!isServerAdmin(req)) return sendNotServerAdmin(res);
-    req.PouchDB.allDbs((err, dbs) => {
-      if (err) return utils.sendError(res, err);
-      if (dbs.indexOf(req.params.db) === -1) return sendMissingDb(res);
-      next();
-    });
+    if (!dbNames.has(req.params.db)) return sendMissingDb(res);
+    next();
   });
 
   // CouchDB 3 shaped db info (couch_rs's DbInfo needs every one of these).
@@ -862,6 +896,7 @@ if (inMemory) {
   pouchOpts = { adapter: 'leveldb', prefix: dataDir + path.sep };
 }
 PouchDB = PouchDB.defaults(pouchOpts);
+dbNames.watch(PouchDB);
 
 const app = expressPouchDB(PouchDB, {
   mode: 'fullCouchDB',
@@ -874,6 +909,16 @@ const app = expressPouchDB(PouchDB, {
 });
 
 function listen() {
+  dbNames.load(PouchDB, (err) => {
+    if (err) {
+      console.error('couch-peer: cannot list the databases:', err);
+      process.exit(1);
+    }
+    serve();
+  });
+}
+
+function serve() {
   const server = http.createServer((req, res) => {
     noteDbEvent(req, res);
     app(req, res);

@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::naming;
 use crate::store::DocStore;
-use crate::types::{AllDocsQuery, DbName, Rev};
+use crate::types::{AllDocsQuery, DbName};
 
 /// The prefix of the design documents Switchboard owns; every other one is Kazoo's.
 pub const OWN_PREFIX: &str = "_design/switchboard_";
@@ -171,56 +171,103 @@ pub struct DeployReport {
     pub unchanged: Vec<String>,
 }
 
-/// The revisions of our own design documents last seen equal to ours, per document id; lets
-/// [`deploy_known`] skip reading a document whose revision has not moved.
-pub type KnownRevs = BTreeMap<String, Rev>;
+/// What is known of one design document of a database: [`Seen::Live`] with its content (`None`
+/// when it was not read), or [`Seen::Deleted`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Seen {
+    /// It exists, with this content if it was read.
+    Live(Option<Value>),
+    /// It was deleted.
+    Deleted,
+}
+
+/// The design documents of `kind` that must be written, given what is known of the database's
+/// design documents (`seen`, by id): Kazoo's where deleted, ours where deleted or different
+/// (compared without `_rev`; one whose content was not read counts as different, and
+/// [`write_all`] reads it before writing). A wanted document that is not in `seen` is written
+/// only when `seen` is the whole set (`complete`); otherwise nothing is known of it.
+///
+/// # Errors
+/// As [`DesignKind::documents`].
+pub(crate) fn to_write(
+    kind: DesignKind,
+    seen: &BTreeMap<String, Seen>,
+    complete: bool,
+) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for wanted in kind.documents()? {
+        let id = wanted["_id"].as_str().unwrap_or_default();
+        let write = match seen.get(id) {
+            None => complete,
+            Some(Seen::Deleted) => true,
+            Some(Seen::Live(_)) if !is_own(id) => false,
+            Some(Seen::Live(doc)) => doc.as_ref().is_none_or(|doc| !same_content(doc, &wanted)),
+        };
+        if write {
+            out.push(wanted);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `doc` holds `wanted`, `_rev` aside.
+fn same_content(doc: &Value, wanted: &Value) -> bool {
+    let mut doc = doc.clone();
+    if let Some(map) = doc.as_object_mut() {
+        map.remove("_rev");
+    }
+    doc == *wanted
+}
 
 /// Writes the design documents of `kind` into `db`: Kazoo's where missing, ours where missing or
-/// different (compared without `_rev`), so running it again writes nothing. `db` must exist.
+/// different (compared without `_rev`), so running it again writes nothing. `db` must exist. One
+/// request (a listing of the design documents) when nothing needs doing.
 ///
 /// # Errors
 /// [`Error::DbNotFound`] if `db` is missing, [`Error::Conflict`] if someone else keeps rewriting
 /// the same design document while we try, and whatever the store reports.
 pub async fn deploy(store: &dyn DocStore, db: &DbName, kind: DesignKind) -> Result<DeployReport> {
-    deploy_known(store, db, kind, &mut KnownRevs::new()).await
-}
-
-/// [`deploy`], reading one listing of the database's design documents and only those of ours
-/// whose revision is not in `known`; `known` is updated with what is now in place. One request
-/// when nothing needs doing.
-///
-/// # Errors
-/// As [`deploy`].
-pub async fn deploy_known(
-    store: &dyn DocStore,
-    db: &DbName,
-    kind: DesignKind,
-    known: &mut KnownRevs,
-) -> Result<DeployReport> {
     let query = AllDocsQuery {
         start_key: Some("_design/".into()),
         end_key: Some("_design0".into()),
         exclusive_end: true,
+        include_docs: true,
         ..AllDocsQuery::default()
     };
-    let present: BTreeMap<String, Rev> =
-        store.all_docs(db, &query).await?.rows.into_iter().map(|row| (row.id, row.rev)).collect();
-    known.retain(|id, rev| present.get(id) == Some(rev));
+    let seen: BTreeMap<String, Seen> = store
+        .all_docs(db, &query)
+        .await?
+        .rows
+        .into_iter()
+        .map(|row| (row.id, Seen::Live(row.doc)))
+        .collect();
+    let wanted = kind.documents()?;
+    let mut report = write_all(store, db, to_write(kind, &seen, true)?).await?;
+    report.unchanged = wanted
+        .iter()
+        .filter_map(|doc| doc["_id"].as_str())
+        .filter(|id| !report.written.iter().any(|w| w == id))
+        .map(str::to_owned)
+        .collect();
+    Ok(report)
+}
+
+/// Writes `docs` (from [`to_write`]) into `db`: each of Kazoo's only if it is still missing,
+/// each of ours made equal to the one given (read first: unchanged if it already is). The
+/// report's `unchanged` lists those that needed no write after all.
+///
+/// # Errors
+/// As [`deploy`].
+pub(crate) async fn write_all(store: &dyn DocStore, db: &DbName, docs: Vec<Value>) -> Result<DeployReport> {
     let mut report = DeployReport::default();
-    for wanted in kind.documents()? {
+    for wanted in docs {
         let id = wanted["_id"].as_str().unwrap_or_default().to_owned();
-        let settled = if is_own(&id) {
-            if known.contains_key(&id) {
-                false
-            } else {
-                put_own(store, db, &id, wanted, known).await?
-            }
-        } else if present.contains_key(&id) {
-            false
+        let written = if is_own(&id) {
+            put_own(store, db, &id, wanted).await?
         } else {
             create_missing(store, db, wanted).await?
         };
-        if settled {
+        if written {
             report.written.push(id);
         } else {
             report.unchanged.push(id);
@@ -239,40 +286,21 @@ async fn create_missing(store: &dyn DocStore, db: &DbName, doc: Value) -> Result
 }
 
 /// Makes one of our design documents equal to `wanted`; `true` if it had to be written.
-async fn put_own(
-    store: &dyn DocStore,
-    db: &DbName,
-    id: &str,
-    wanted: Value,
-    known: &mut KnownRevs,
-) -> Result<bool> {
+async fn put_own(store: &dyn DocStore, db: &DbName, id: &str, wanted: Value) -> Result<bool> {
     let mut attempts = 0;
     loop {
         attempts += 1;
         let current = store.get(db, id).await?;
-        let current_rev = current.as_ref().and_then(|doc| doc.get("_rev").cloned());
-        let same = current.as_ref().is_some_and(|doc| {
-            let mut doc = doc.clone();
-            if let Some(map) = doc.as_object_mut() {
-                map.remove("_rev");
-            }
-            doc == wanted
-        });
-        if same {
-            if let Some(rev) = current_rev.as_ref().and_then(Value::as_str) {
-                known.insert(id.to_owned(), Rev(rev.to_owned()));
-            }
+        if current.as_ref().is_some_and(|doc| same_content(doc, &wanted)) {
             return Ok(false);
         }
         let mut doc = wanted.clone();
+        let current_rev = current.as_ref().and_then(|doc| doc.get("_rev").cloned());
         if let (Some(rev), Some(map)) = (current_rev, doc.as_object_mut()) {
             map.insert("_rev".into(), rev);
         }
         match store.put(db, doc).await {
-            Ok(rev) => {
-                known.insert(id.to_owned(), rev);
-                return Ok(true);
-            }
+            Ok(_) => return Ok(true),
             // Someone wrote it between our read and our write: look again.
             Err(Error::Conflict { .. }) if attempts < 3 => continue,
             Err(e) => return Err(e),
@@ -372,25 +400,46 @@ mod tests {
         assert_eq!(fifth.written, vec!["_design/numbers"]);
     }
 
-    #[tokio::test]
-    async fn known_revisions_skip_reads_until_ours_moves() {
-        let store = EmbeddedStore::in_memory().unwrap();
-        let db = DbName::new(naming::NUMBERS_MANAGED).unwrap();
-        store.create_db(&db).await.unwrap();
-        let mut known = KnownRevs::new();
-        let first = deploy_known(&store, &db, DesignKind::Managed, &mut known).await.unwrap();
-        assert_eq!(
-            first.written,
-            vec!["_design/numbers", "_design/switchboard_numbers", "_design/numbers_managed"]
-        );
-        assert_eq!(known.keys().collect::<Vec<_>>(), ["_design/switchboard_numbers"]);
-        let ours = store.get(&db, "_design/switchboard_numbers").await.unwrap().unwrap();
-        store
-            .delete(&db, "_design/switchboard_numbers", &Rev(ours["_rev"].as_str().unwrap().into()))
-            .await
-            .unwrap();
-        let again = deploy_known(&store, &db, DesignKind::Managed, &mut known).await.unwrap();
-        assert_eq!(again.written, vec!["_design/switchboard_numbers"]);
+    #[test]
+    fn what_to_write_follows_what_was_seen() {
+        let kind = DesignKind::Managed;
+        let wanted = kind.documents().unwrap();
+        let doc = |id: &str| wanted.iter().find(|d| d["_id"] == id).unwrap().clone();
+        let ids = |docs: Vec<Value>| {
+            docs.iter().map(|d| d["_id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        };
+        // Nothing seen of a whole database: everything is written.
+        let none = BTreeMap::new();
+        assert_eq!(ids(to_write(kind, &none, true).unwrap()).len(), wanted.len());
+        // Nothing seen in a partial view (changes of other documents): nothing is written.
+        assert!(to_write(kind, &none, false).unwrap().is_empty());
+
+        // All in place, ours with a `_rev`: nothing.
+        let mut seen: BTreeMap<String, Seen> = wanted
+            .iter()
+            .map(|d| {
+                let mut d = d.clone();
+                d["_rev"] = Value::from("1-a");
+                (d["_id"].as_str().unwrap().to_owned(), Seen::Live(Some(d)))
+            })
+            .collect();
+        assert!(to_write(kind, &seen, true).unwrap().is_empty());
+
+        // Kazoo's edited: kept as it is. Ours edited or unread: written.
+        let mut theirs = doc("_design/numbers");
+        theirs["views"]["extra"] = serde_json::json!({"map": "function(doc) {}"});
+        seen.insert("_design/numbers".into(), Seen::Live(Some(theirs)));
+        let mut ours = doc("_design/switchboard_numbers");
+        ours["validate_doc_update"] = Value::from("function(newDoc) {}");
+        seen.insert("_design/switchboard_numbers".into(), Seen::Live(Some(ours)));
+        assert_eq!(ids(to_write(kind, &seen, true).unwrap()), ["_design/switchboard_numbers"]);
+        seen.insert("_design/switchboard_numbers".into(), Seen::Live(None));
+        assert_eq!(ids(to_write(kind, &seen, false).unwrap()), ["_design/switchboard_numbers"]);
+
+        // Deleted, Kazoo's or ours: written again.
+        let partial: BTreeMap<String, Seen> =
+            [("_design/numbers_managed".to_owned(), Seen::Deleted)].into();
+        assert_eq!(ids(to_write(kind, &partial, false).unwrap()), ["_design/numbers_managed"]);
     }
 
     #[test]

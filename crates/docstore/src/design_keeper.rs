@@ -1,36 +1,45 @@
 //! Keeps the design documents of [`crate::design`] in every database that calls for them, for as
-//! long as the daemon runs: a database that appears later (a new customer's account database, an
-//! `offnet` or a number database deleted and created again) gets them as soon as the database
-//! watcher ([`watch_dbs`], the one the reactors use) reports it, and a periodic check puts back
-//! one of ours that was removed or edited, or one of Kazoo's that was deleted.
+//! long as the daemon runs, from one [`crate::fleet`] of those databases (one `_db_updates`
+//! feed, no feed per database, no periodic sweep).
 //!
-//! The check costs one `_all_docs` request per database when nothing changed: it lists the
-//! design documents and compares our documents' revisions with the ones last seen correct.
+//! The fleet reads only the design documents' changes (a `^_design/` selector; deletions pass
+//! too). A database is checked when it is first read — at start, or when it appears later (a new
+//! customer's account database, `offnet` or a number database deleted and created again) — and
+//! again only when one of its design documents changes or is deleted: a removed or edited one of
+//! ours is put back, a deleted one of Kazoo's is created again, an existing one of Kazoo's is
+//! never touched. The check itself is done on what the fleet read (no request when everything is
+//! in place); only the writes cost requests. Our own writes come back through the fleet and
+//! are then found in place.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
-use tokio::task::JoinHandle;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio::task::{JoinHandle, JoinSet};
 
-use crate::design::{deploy_known, DesignKind, KnownRevs};
-use crate::follow::watch_dbs;
+use crate::design::{to_write, write_all, DesignKind, Seen};
+use crate::fleet::{backoff, fleet, FleetEvent, FleetOptions, FleetStatus};
 use crate::store::SharedStore;
-use crate::types::{DbName, DbUpdateKind};
+use crate::types::{Change, DbName};
 
-/// How many databases are checked at once.
-const CONCURRENCY: usize = 8;
+/// How many databases are written to at once (the checks themselves need no request).
+const CONCURRENCY: usize = 4;
+/// How many databases' design documents are read at once.
+const READ_CONCURRENCY: usize = 4;
 
 /// Settings of [`keep`].
 #[derive(Debug, Clone, Copy)]
 pub struct KeepOptions {
     /// How often the database list is polled when the server has no `_db_updates` feed.
     pub poll_dbs_every: Duration,
-    /// How often every known database is checked again.
-    pub check_every: Duration,
+    /// A failed write is retried after a full-jitter wait doubling from this…
+    pub backoff_base: Duration,
+    /// …up to this.
+    pub backoff_cap: Duration,
 }
 
 /// The running keeper; dropping it stops it.
@@ -46,7 +55,8 @@ impl fmt::Debug for DesignKeeper {
 }
 
 impl DesignKeeper {
-    /// Whether every database that existed at start has been checked once.
+    /// Whether every database that existed at start has been checked once (and written to
+    /// where it needed it).
     pub fn is_caught_up(&self) -> bool {
         self.caught_up.load(Ordering::Acquire)
     }
@@ -68,110 +78,182 @@ pub fn keep(store: SharedStore, options: KeepOptions) -> DesignKeeper {
     DesignKeeper { caught_up, task }
 }
 
-async fn run(store: SharedStore, options: KeepOptions, caught_up: Arc<AtomicBool>) {
-    let mut known: BTreeMap<DbName, KnownRevs> = BTreeMap::new();
-    // The initial listing is ours, so that `caught_up` covers every database that exists now.
-    let mut attempt = 0u32;
-    let initial = loop {
-        match store.list_dbs().await {
-            Ok(dbs) => break dbs,
-            Err(err) => {
-                attempt += 1;
-                tracing::warn!(error = %err, attempt, "Cannot list databases to deploy design documents; retrying.");
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(50)))).await;
-            }
-        }
-    };
-    let initial: BTreeSet<DbName> =
-        initial.into_iter().filter(|db| DesignKind::for_db(db).is_some()).collect();
-    let count = initial.len();
-    let failures = check(&store, initial, &mut known).await;
-    tracing::info!(databases = count, failures, "design documents checked");
-    caught_up.store(true, Ordering::Release);
+/// The fleet's selector: design documents only (deletions of any document pass as well).
+fn design_selector() -> Value {
+    json!({"_id": {"$regex": "^_design/"}})
+}
 
-    let mut watch = watch_dbs(
-        store.clone(),
-        |db: &DbName| DesignKind::for_db(db).is_some(),
-        options.poll_dbs_every,
-    );
-    let mut timer = tokio::time::interval(options.check_every);
-    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    timer.tick().await;
+async fn run(store: SharedStore, options: KeepOptions, caught_up: Arc<AtomicBool>) {
+    let mut fleet_options = FleetOptions::new("design-keeper");
+    fleet_options.concurrency = READ_CONCURRENCY;
+    fleet_options.selector = Some(design_selector());
+    fleet_options.poll_every = options.poll_dbs_every;
+    fleet_options.backoff_base = options.backoff_base;
+    fleet_options.backoff_cap = options.backoff_cap;
+    let mut fleet =
+        fleet(store.clone(), |db: &DbName| DesignKind::for_db(db).is_some(), fleet_options);
+    let mut status = fleet.status_watch();
+    // Databases whose first read has been checked, until every one has (then `None`).
+    let mut checked: Option<HashSet<DbName>> = Some(HashSet::new());
+    let mut writes: JoinSet<()> = JoinSet::new();
     loop {
-        let mut due = BTreeSet::new();
         tokio::select! {
-            update = watch.next() => {
-                let Some(update) = update else { return };
-                note(update.db, update.kind, &mut due, &mut known);
-                // Take the rest of a burst (the watcher's first listing, say) in one round.
-                while let Some(Some(update)) = watch.next().now_or_never() {
-                    note(update.db, update.kind, &mut due, &mut known);
+            event = fleet.next(), if writes.len() < CONCURRENCY => {
+                let Some(event) = event else { return };
+                if let Some((db, docs)) = on_event(event, checked.as_mut()) {
+                    writes.spawn(write_until_done(store.clone(), db, docs, options));
                 }
             }
-            _ = timer.tick() => due.extend(known.keys().cloned()),
+            Some(_) = writes.join_next(), if !writes.is_empty() => {}
+            changed = status.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
         }
-        if !due.is_empty() {
-            check(&store, due, &mut known).await;
-        }
-    }
-}
-
-fn note(
-    db: DbName,
-    kind: DbUpdateKind,
-    due: &mut BTreeSet<DbName>,
-    known: &mut BTreeMap<DbName, KnownRevs>,
-) {
-    match kind {
-        DbUpdateKind::Created | DbUpdateKind::Updated => {
-            due.insert(db);
-        }
-        DbUpdateKind::Deleted => {
-            due.remove(&db);
-            known.remove(&db);
+        if let Some(seen) = &checked {
+            if all_checked(&status.borrow(), seen.len()) && writes.is_empty() {
+                tracing::info!(databases = seen.len(), "design documents checked");
+                caught_up.store(true, Ordering::Release);
+                checked = None;
+            }
         }
     }
 }
 
-/// Deploys into each of `dbs`; returns how many failed (logged; they are tried again at the
-/// next check).
-async fn check(
-    store: &SharedStore,
-    dbs: BTreeSet<DbName>,
-    known: &mut BTreeMap<DbName, KnownRevs>,
-) -> usize {
-    let work: Vec<(DbName, DesignKind, KnownRevs)> = dbs
+/// Every database the fleet knows has been read and its first read checked here.
+fn all_checked(status: &FleetStatus, checked: usize) -> bool {
+    status.caught_up() && checked >= status.dbs
+}
+
+/// What a fleet event asks of the keeper: the database and the documents to write into it.
+fn on_event(
+    event: FleetEvent,
+    checked: Option<&mut HashSet<DbName>>,
+) -> Option<(DbName, Vec<Value>)> {
+    let (db, changes, complete) = match event {
+        FleetEvent::Loaded { db, changes, .. } => {
+            if let Some(checked) = checked {
+                checked.insert(db.clone());
+            }
+            (db, changes, true)
+        }
+        FleetEvent::Changed { db, changes, .. } => (db, changes, false),
+        FleetEvent::Gone { db } => {
+            if let Some(checked) = checked {
+                checked.remove(&db);
+            }
+            return None;
+        }
+    };
+    let kind = DesignKind::for_db(&db)?;
+    let docs = match to_write(kind, &seen_in(changes), complete) {
+        Ok(docs) => docs,
+        Err(err) => {
+            tracing::error!(%db, error = %err, "cannot render the design documents");
+            return None;
+        }
+    };
+    (!docs.is_empty()).then_some((db, docs))
+}
+
+/// The design documents among `changes` (the latest change of each wins).
+fn seen_in(changes: Vec<Change>) -> BTreeMap<String, Seen> {
+    changes
         .into_iter()
-        .filter_map(|db| {
-            let kind = DesignKind::for_db(&db)?;
-            let revs = known.remove(&db).unwrap_or_default();
-            Some((db, kind, revs))
+        .filter(|change| change.id.starts_with("_design/"))
+        .map(|change| {
+            let seen = if change.deleted { Seen::Deleted } else { Seen::Live(change.doc) };
+            (change.id, seen)
         })
-        .collect();
-    let jobs = work.into_iter().map(|(db, kind, mut revs)| {
-        let store = store.clone();
-        async move {
-            let outcome = deploy_known(store.as_ref(), &db, kind, &mut revs).await;
-            (db, revs, outcome)
-        }
-    });
-    let mut results = futures::stream::iter(jobs).buffer_unordered(CONCURRENCY);
-    let mut failures = 0;
-    while let Some((db, revs, outcome)) = results.next().await {
-        match outcome {
+        .collect()
+}
+
+/// Writes `docs` into `db`, retrying failures with the backoff until it is done, the database
+/// is gone, or the store refuses the write (a `validate_doc_update` of someone else's, say:
+/// tried again when a design document of the database changes next).
+async fn write_until_done(store: SharedStore, db: DbName, docs: Vec<Value>, options: KeepOptions) {
+    let mut attempt = 0u32;
+    loop {
+        match write_all(store.as_ref(), &db, docs.clone()).await {
             Ok(report) => {
                 if !report.written.is_empty() {
                     tracing::info!(db = %db, written = ?report.written, "design documents deployed");
                 }
-                known.insert(db, revs);
+                return;
             }
-            Err(crate::Error::DbNotFound { .. }) => {}
-            Err(err) => {
-                failures += 1;
+            Err(crate::Error::DbNotFound { .. }) => return,
+            Err(err @ (crate::Error::Forbidden { .. } | crate::Error::Unauthorized { .. })) => {
                 tracing::warn!(db = %db, error = %err, "cannot deploy design documents");
-                known.insert(db, KnownRevs::new());
+                return;
+            }
+            Err(err) => {
+                attempt += 1;
+                tracing::warn!(db = %db, error = %err, attempt, "cannot deploy design documents; retrying");
+                tokio::time::sleep(backoff(options.backoff_base, options.backoff_cap, attempt))
+                    .await;
             }
         }
     }
-    failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Rev, Seq};
+
+    fn change(id: &str, deleted: bool, doc: Option<Value>) -> Change {
+        Change { seq: Seq::zero(), id: id.into(), rev: Rev("1-a".into()), deleted, doc }
+    }
+
+    #[test]
+    fn a_first_read_writes_what_is_missing_and_a_change_only_what_it_touched() {
+        let db = DbName::new("numbers/+1415").unwrap();
+        let mut checked = HashSet::new();
+        let loaded = FleetEvent::Loaded {
+            db: db.clone(),
+            changes: vec![change("user", false, None)],
+            last_seq: Seq::zero(),
+        };
+        let (_, docs) = on_event(loaded, Some(&mut checked)).expect("everything is missing");
+        assert_eq!(docs.len(), DesignKind::Numbers.documents().unwrap().len());
+        assert!(checked.contains(&db));
+
+        // Another document's change (a deletion passes the selector) asks for nothing.
+        let other = FleetEvent::Changed {
+            db: db.clone(),
+            changes: vec![change("user", true, None)],
+            last_seq: Seq::zero(),
+        };
+        assert!(on_event(other, None).is_none());
+
+        // Kazoo's deleted: created again; and only it.
+        let deleted = FleetEvent::Changed {
+            db: db.clone(),
+            changes: vec![change("_design/numbers", true, None)],
+            last_seq: Seq::zero(),
+        };
+        let (_, docs) = on_event(deleted, None).expect("put back");
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0]["_id"], "_design/numbers");
+
+        // Kazoo's edited: left alone.
+        let edited = FleetEvent::Changed {
+            db: db.clone(),
+            changes: vec![change("_design/numbers", false, Some(json!({"_id": "_design/numbers"})))],
+            last_seq: Seq::zero(),
+        };
+        assert!(on_event(edited, None).is_none());
+
+        let gone = FleetEvent::Gone { db: db.clone() };
+        assert!(on_event(gone, Some(&mut checked)).is_none());
+        assert!(checked.is_empty());
+    }
+
+    #[test]
+    fn databases_without_design_documents_are_not_kept() {
+        let db = DbName::new("system_config").unwrap();
+        let loaded = FleetEvent::Loaded { db, changes: vec![], last_seq: Seq::zero() };
+        assert!(on_event(loaded, None).is_none());
+    }
 }

@@ -48,7 +48,7 @@ mod types;
 mod update_log;
 
 pub use couch::{AuthMode, CouchConfig, CouchStore, DEFAULT_MAX_REQUESTS, DEFAULT_REQUEST_TIMEOUT};
-pub use design::{deploy, deploy_known, is_own, DeployReport, DesignKind, KnownRevs, OWN_PREFIX};
+pub use design::{deploy, is_own, DeployReport, DesignKind, OWN_PREFIX};
 pub use design_keeper::{keep, DesignKeeper, KeepOptions};
 pub use embedded::{EmbeddedStore, EMBEDDED_FILE_NAME};
 pub use error::{Error, Result};

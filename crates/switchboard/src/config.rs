@@ -42,8 +42,6 @@ pub(crate) const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10)
 pub(crate) const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default most connections served at once; more are answered 503 and closed.
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// Default period of the design document check (ours put back, Kazoo's created where missing).
-pub(crate) const DEFAULT_DESIGN_CHECK_EVERY: Duration = Duration::from_secs(60);
 /// Default grace period for in-flight requests on shutdown.
 pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -103,10 +101,6 @@ pub(crate) struct ServeArgs {
     /// server has no `_db_updates` feed [default: 5s].
     #[arg(long, env = "SWITCHBOARD_DISCOVER_EVERY", value_parser = parse_duration)]
     pub(crate) discover_every: Option<Duration>,
-    /// How often every database's design documents are checked again, so a removed or edited
-    /// `_design/switchboard_*` (or a deleted Kazoo design document) is put back [default: 60s].
-    #[arg(long, env = "SWITCHBOARD_DESIGN_CHECK_EVERY", value_parser = parse_duration)]
-    pub(crate) design_check_every: Option<Duration>,
     /// Do not seed an empty embedded store with the demo documents.
     #[arg(long)]
     pub(crate) no_demo: bool,
@@ -257,8 +251,6 @@ pub(crate) struct Settings {
     pub(crate) account_concurrency: usize,
     /// Most requests in flight to CouchDB.
     pub(crate) store_max_requests: usize,
-    /// Period of the design document check.
-    pub(crate) design_check_every: Duration,
     /// Seed an empty embedded store with the demo documents.
     pub(crate) seed_demo: bool,
 }
@@ -427,7 +419,6 @@ impl Settings {
                 .store_max_requests
                 .unwrap_or(docstore::DEFAULT_MAX_REQUESTS)
                 .max(1),
-            design_check_every: args.design_check_every.unwrap_or(DEFAULT_DESIGN_CHECK_EVERY),
             seed_demo: !args.no_demo,
         })
     }

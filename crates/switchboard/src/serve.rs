@@ -63,7 +63,8 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
         store.clone(),
         docstore::KeepOptions {
             poll_dbs_every: settings.discover_every,
-            check_every: settings.design_check_every,
+            backoff_base: settings.backoff_base,
+            backoff_cap: settings.backoff_cap,
         },
     ));
 
