@@ -1,0 +1,595 @@
+//! What the reactor follows: one task per singly followed database (`offnet`,
+//! `dedicated_ips`, and `system_config`/`accounts` from their live copies), reading it whole,
+//! then following its changes and building on the coalescing timer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use docstore::naming::{self, AccountId};
+use docstore::{
+    AllDocsQuery, DbName, DocStore, FeedBoard, FollowEvent, FollowOptions, LiveDocs, ResyncReason,
+    Seq, WhenDbMissing,
+};
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{on_blocking_pool, ScopeInputs, Shared, SourceStatus, DEDICATED_IPS_DB, FOLLOWER_NAME};
+use super::{NUMBER_MANAGER_DOC_ID, PAGE};
+use crate::{Error, ParsedResource, Proxy, Scope};
+
+/// What a task follows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) enum Source {
+    Config,
+    Accounts,
+    Global,
+    DedicatedIps,
+    Account(AccountId),
+}
+
+impl Source {
+    pub(super) fn db(&self) -> DbName {
+        match self {
+            Source::Config => naming::system_config_db(),
+            Source::Accounts => naming::accounts_db(),
+            Source::Global => naming::offnet_db(),
+            Source::DedicatedIps => DbName::new(DEDICATED_IPS_DB).expect("a valid name"),
+            Source::Account(id) => id.db_name(),
+        }
+    }
+
+    pub(super) fn scope(&self) -> Option<Scope> {
+        match self {
+            Source::Global => Some(Scope::Global),
+            Source::Account(id) => Some(Scope::Local { account_id: id.as_str().to_owned() }),
+            _ => None,
+        }
+    }
+
+    /// The part of a kept document the source needs (account docs: `_id`, `_rev`, `pvt_tree`,
+    /// `realm`).
+    pub(super) fn slim(&self, doc: Value) -> Value {
+        match self {
+            Source::Accounts => {
+                let mut slim = serde_json::Map::new();
+                for key in ["_id", "_rev", "pvt_tree", "realm"] {
+                    if let Some(value) = doc.get(key) {
+                        slim.insert(key.to_owned(), value.clone());
+                    }
+                }
+                Value::Object(slim)
+            }
+            _ => doc,
+        }
+    }
+
+    /// The feed selector: account databases hold mostly other documents, so only resources
+    /// (and deletions) are sent. A document whose `pvt_type` is edited away from `resource`
+    /// is then not seen until the next full read (Kazoo soft-deletes with `pvt_deleted`, which
+    /// keeps `pvt_type` and is seen).
+    pub(super) fn selector(&self) -> Option<Value> {
+        match self {
+            Source::Account(_) => Some(serde_json::json!({"pvt_type": "resource"})),
+            _ => None,
+        }
+    }
+
+    /// Whether this source builds a routing table (its documents are resources).
+    pub(super) fn is_table(&self) -> bool {
+        matches!(self, Source::Global | Source::Account(_))
+    }
+
+    /// Whether a document of this source's database is one it keeps.
+    pub(super) fn keeps(&self, doc: &Value) -> bool {
+        let id = doc.get("_id").and_then(Value::as_str).unwrap_or("");
+        match self {
+            Source::Config => id == crate::STEPSWITCH_DOC_ID || id == NUMBER_MANAGER_DOC_ID,
+            Source::Accounts => !id.starts_with("_design/") && !id.is_empty(),
+            Source::DedicatedIps => proxy_of(doc).is_some(),
+            Source::Global | Source::Account(_) => crate::ResourceDoc::is_resource(doc),
+        }
+    }
+}
+
+/// A document a source task keeps: the JSON its build reads (config and account documents), or,
+/// for a resource, its `_rev` and the document parsed once (a rebuild after one change then
+/// re-parses nothing else).
+pub(super) enum Kept {
+    Json(Value),
+    Resource { rev: Option<String>, parsed: Arc<ParsedResource> },
+}
+
+impl Kept {
+    /// The parsed resources among kept documents, in `_id` order: a table build's input.
+    pub(super) fn parsed_resources(docs: &BTreeMap<String, Kept>) -> Vec<Arc<ParsedResource>> {
+        docs.values()
+            .filter_map(|kept| match kept {
+                Kept::Resource { parsed, .. } => Some(parsed.clone()),
+                Kept::Json(_) => None,
+            })
+            .collect()
+    }
+
+    pub(super) fn rev(&self) -> Option<&str> {
+        match self {
+            Kept::Json(doc) => doc.get("_rev").and_then(Value::as_str),
+            Kept::Resource { rev, .. } => rev.as_deref(),
+        }
+    }
+}
+
+/// A resource document as a source task keeps it.
+pub(super) fn resource(doc: &Value, parsed: ParsedResource) -> Kept {
+    let rev = doc.get("_rev").and_then(Value::as_str).map(str::to_owned);
+    Kept::Resource { rev, parsed: Arc::new(parsed) }
+}
+
+/// A manual reload request; the reply comes after the rebuild.
+pub(super) type Reply = oneshot::Sender<Result<(), Error>>;
+
+pub(super) struct SourceHandle {
+    pub(super) commands: mpsc::UnboundedSender<Reply>,
+}
+
+/// Reads every kept document of a source's database, noting `update_seq` first, and the rows it
+/// could not decode on `board`. `Ok((docs, None))` when the database does not exist.
+pub(super) async fn read_db(
+    store: &dyn DocStore,
+    source: &Source,
+    board: Option<&FeedBoard>,
+) -> Result<(Vec<Value>, Option<Seq>), Error> {
+    let db = source.db();
+    let seq = match store.db_info(&db).await {
+        Ok(info) => info.update_seq,
+        Err(docstore::Error::DbNotFound { .. }) => return Ok((Vec::new(), None)),
+        Err(err) => return Err(err.into()),
+    };
+    let mut docs = Vec::new();
+    let mut start: Option<String> = None;
+    loop {
+        let query = AllDocsQuery {
+            start_key: start.clone(),
+            skip: usize::from(start.is_some()),
+            limit: Some(PAGE),
+            include_docs: true,
+            ..AllDocsQuery::default()
+        };
+        let page = match store.all_docs(&db, &query).await {
+            Ok(page) => page,
+            Err(docstore::Error::DbNotFound { .. }) => return Ok((Vec::new(), None)),
+            Err(err) => return Err(err.into()),
+        };
+        if let Some(board) = board {
+            board.note_page(db.as_str(), &page);
+        }
+        let skipped = page.issues.iter().filter(|i| i.action == docstore::RowAction::Skipped);
+        let n = page.rows.len() + skipped.count();
+        start = page
+            .rows
+            .last()
+            .map(|row| row.id.clone())
+            .max(page.issues.iter().filter_map(|i| i.id.clone()).max());
+        docs.extend(
+            page.rows
+                .into_iter()
+                .filter_map(|row| row.doc)
+                .filter(|d| source.keeps(d))
+                .map(|d| source.slim(d)),
+        );
+        if n < PAGE {
+            break;
+        }
+    }
+    Ok((docs, Some(seq)))
+}
+
+/// The account's dedicated IPs (`dedicated_ips` docs with `pvt_assigned_to`), in `_id` order.
+pub(super) async fn read_proxies(
+    store: &dyn DocStore,
+    account: &AccountId,
+) -> Result<Vec<Proxy>, Error> {
+    let (docs, _) = read_db(store, &Source::DedicatedIps, None).await?;
+    Ok(proxies_by_account(&docs).remove(account.as_str()).map(|p| p.to_vec()).unwrap_or_default())
+}
+
+/// A dedicated IP document's account (`pvt_assigned_to`) and proxy (`ip`, `zone`).
+pub(super) fn proxy_of(doc: &Value) -> Option<(&str, Proxy)> {
+    let account = doc.get("pvt_assigned_to")?.as_str()?;
+    let ip = doc.get("ip")?.as_str()?.to_owned();
+    let zone = doc.get("zone").and_then(Value::as_str).unwrap_or("").to_owned();
+    Some((account, Proxy { zone, ip }))
+}
+
+/// Every account's dedicated IPs, each list in the documents' order (`_id` order as read).
+pub(super) fn proxies_by_account(docs: &[Value]) -> HashMap<String, Arc<Vec<Proxy>>> {
+    let mut by_account: HashMap<String, Vec<Proxy>> = HashMap::new();
+    for (account, proxy) in docs.iter().filter_map(proxy_of) {
+        by_account.entry(account.to_owned()).or_default().push(proxy);
+    }
+    by_account.into_iter().map(|(account, proxies)| (account, Arc::new(proxies))).collect()
+}
+
+/// Starts a source's task unless it runs; `replies` are answered after its first build.
+pub(super) fn start_source(shared: &Arc<Shared>, source: Source, replies: Vec<Reply>) {
+    let mut handles = shared.handles.lock().expect("handles lock");
+    if let Some(handle) = handles.get(&source) {
+        for reply in replies {
+            let _ = handle.commands.send(reply);
+        }
+        return;
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let cancel = shared.shutdown.child_token();
+    handles.insert(source.clone(), SourceHandle { commands: tx });
+    shared.book.lock().expect("book lock").sources.insert(
+        source.clone(),
+        SourceStatus {
+            db: source.db().to_string(),
+            caught_up: false,
+            last_error: None,
+            error_since: None,
+        },
+    );
+    let task = SourceTask {
+        shared: shared.clone(),
+        source,
+        cancel,
+        commands: rx,
+        replies,
+        docs: BTreeMap::new(),
+        last_seq: None,
+        last_build: None,
+    };
+    tokio::spawn(task.run());
+}
+
+/// How a follow loop ended.
+pub(super) enum Next {
+    /// Re-read the database.
+    Reread,
+    /// Stop the task.
+    Stop,
+}
+
+pub(super) struct SourceTask {
+    pub(super) shared: Arc<Shared>,
+    pub(super) source: Source,
+    pub(super) cancel: CancellationToken,
+    pub(super) commands: mpsc::UnboundedReceiver<Reply>,
+    /// Answered after the next build.
+    pub(super) replies: Vec<Reply>,
+    /// The kept documents by `_id`.
+    pub(super) docs: BTreeMap<String, Kept>,
+    pub(super) last_seq: Option<Seq>,
+    /// When the last build ended: a change after a quiet period is built at once.
+    pub(super) last_build: Option<tokio::time::Instant>,
+}
+
+impl SourceTask {
+    pub(super) async fn run(mut self) {
+        let live = match self.source {
+            Source::Config => Some(self.shared.live.system_config.clone()),
+            Source::Accounts => Some(self.shared.live.accounts.clone()),
+            Source::Global | Source::Account(_) | Source::DedicatedIps => None,
+        };
+        if let Some(live) = live {
+            return self.run_live(live).await;
+        }
+        let mut attempt = 0u32;
+        let cancel = self.cancel.clone();
+        loop {
+            let read = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                read = self.read() => read,
+            };
+            let since = match read {
+                Ok(since) => {
+                    attempt = 0;
+                    self.shared.board.read_ok(self.source.db().as_str());
+                    self.build().await;
+                    if since.is_none() {
+                        // A missing database is caught up: it is empty until it exists.
+                        self.set_caught_up(true);
+                    }
+                    since
+                }
+                Err(err) => {
+                    attempt += 1;
+                    tracing::warn!(db = %self.source.db(), error = %err, attempt, "Cannot read; the old table stays, retrying.");
+                    self.shared.board.read_failed(self.source.db().as_str(), &err);
+                    let message = err.to_string();
+                    self.shared.note_source(&self.source, |s| {
+                        s.last_error = Some(message);
+                    });
+                    for reply in self.replies.drain(..) {
+                        let _ = reply.send(Err(Error::Unavailable {
+                            db: self.source.db().to_string(),
+                            message: err.to_string(),
+                        }));
+                    }
+                    let wait = Duration::from_millis(100) * attempt.min(100);
+                    tokio::select! {
+                        biased;
+                        _ = self.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                        reply = self.commands.recv() => match reply {
+                            Some(reply) => self.replies.push(reply),
+                            None => return,
+                        },
+                    }
+                    continue;
+                }
+            };
+            match self.follow(since).await {
+                Next::Reread => continue,
+                Next::Stop => return,
+            }
+        }
+    }
+
+    /// A source read from a live database: rebuilds from each new snapshot whose kept documents
+    /// changed (a change burst is gathered for `debounce` first); a manual reload rebuilds from
+    /// the current snapshot.
+    pub(super) async fn run_live(mut self, live: LiveDocs) {
+        let mut generations = live.subscribe();
+        let mut reload = false;
+        let mut built = false;
+        loop {
+            let snapshot = live.current();
+            if snapshot.is_caught_up() {
+                let docs: BTreeMap<String, Kept> = snapshot
+                    .docs()
+                    .filter(|doc| self.source.keeps(doc))
+                    .filter_map(|doc| {
+                        let id = doc.get("_id")?.as_str()?.to_owned();
+                        Some((id, Kept::Json(self.source.slim(doc.clone()))))
+                    })
+                    .collect();
+                let same = built
+                    && docs.len() == self.docs.len()
+                    && docs
+                        .iter()
+                        .zip(&self.docs)
+                        .all(|((a, x), (b, y))| a == b && x.rev().is_some() && x.rev() == y.rev());
+                if !same || reload {
+                    self.docs = docs;
+                    self.build().await;
+                    built = true;
+                }
+                reload = false;
+            }
+            self.set_caught_up(snapshot.is_caught_up());
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return,
+                changed = generations.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(self.shared.options.debounce) => {}
+                    }
+                }
+                reply = self.commands.recv() => match reply {
+                    Some(reply) => {
+                        self.replies.push(reply);
+                        reload = true;
+                    }
+                    None => return,
+                },
+            }
+        }
+    }
+
+    /// Full read: the kept docs and the sequence to follow from (`None`: the db is missing).
+    pub(super) async fn read(&mut self) -> Result<Option<Seq>, Error> {
+        let store = self.shared.store.as_ref();
+        let (docs, seq) = read_db(store, &self.source, Some(&self.shared.board)).await?;
+        let ids: Vec<Option<String>> =
+            docs.iter().map(|d| Some(d.get("_id")?.as_str()?.to_owned())).collect();
+        let kept: Vec<Kept> = if self.source.is_table() {
+            // Parsing a whole database is CPU work: off the async workers, on rayon's pool.
+            on_blocking_pool(move || {
+                let parsed = ParsedResource::parse_all(&docs);
+                docs.iter().zip(parsed).map(|(d, p)| resource(d, p)).collect()
+            })
+            .await
+        } else {
+            docs.into_iter().map(Kept::Json).collect()
+        };
+        self.docs = ids.into_iter().zip(kept).filter_map(|(id, k)| Some((id?, k))).collect();
+        self.last_seq = seq.clone();
+        Ok(seq)
+    }
+
+    /// Applies one change; whether the derived state changed.
+    pub(super) fn apply(&mut self, change: docstore::Change) -> bool {
+        self.last_seq = Some(change.seq.clone());
+        let keep = !change.deleted && change.doc.as_ref().is_some_and(|d| self.source.keeps(d));
+        if keep {
+            let doc = self.source.slim(change.doc.expect("checked"));
+            let rev = doc.get("_rev").and_then(Value::as_str);
+            if rev.is_some() && self.docs.get(&change.id).and_then(Kept::rev) == rev {
+                return false;
+            }
+            let kept = if self.source.is_table() {
+                resource(&doc, ParsedResource::parse(&doc))
+            } else {
+                Kept::Json(doc)
+            };
+            self.docs.insert(change.id, kept);
+            true
+        } else {
+            self.docs.remove(&change.id).is_some()
+        }
+    }
+
+    pub(super) async fn build(&mut self) {
+        match &self.source {
+            Source::Config => self.shared.build_config(&self.json_docs()).await,
+            Source::Accounts => self.shared.build_accounts(&self.json_docs()).await,
+            Source::DedicatedIps => self.shared.build_proxies(&self.json_docs()).await,
+            Source::Global | Source::Account(_) => {
+                let scope = self.source.scope().expect("a table scope");
+                let docs = Kept::parsed_resources(&self.docs);
+                let inputs = ScopeInputs {
+                    docs: Arc::new(docs),
+                    proxies: Arc::new(Vec::new()),
+                    last_seq: self.last_seq.clone(),
+                };
+                self.shared.build_scope(scope, inputs, &self.cancel).await;
+            }
+        }
+        self.last_build = Some(tokio::time::Instant::now());
+        for reply in self.replies.drain(..) {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// When a change arriving now is built: at once after a quiet period (nothing built for
+    /// `debounce`), else `debounce` after the last build, so changes during a build coalesce.
+    /// The second value says the build is immediate.
+    pub(super) fn deadline_now(&self) -> (tokio::time::Instant, bool) {
+        let now = tokio::time::Instant::now();
+        let debounce = self.shared.options.debounce;
+        match self.last_build {
+            Some(last) if last + debounce > now => (last + debounce, false),
+            _ => (now, true),
+        }
+    }
+
+    /// The kept JSON documents (config and account sources), in `_id` order.
+    pub(super) fn json_docs(&self) -> Vec<Value> {
+        self.docs
+            .values()
+            .filter_map(|kept| match kept {
+                Kept::Json(doc) => Some(doc.clone()),
+                Kept::Resource { .. } => None,
+            })
+            .collect()
+    }
+
+    pub(super) fn set_caught_up(&self, caught_up: bool) {
+        self.shared.note_source(&self.source, |s| {
+            s.caught_up = caught_up;
+            if caught_up {
+                s.last_error = None;
+            }
+        });
+    }
+
+    /// Follows the database from `since` until a re-read is due or the task stops.
+    pub(super) async fn follow(&mut self, since: Option<Seq>) -> Next {
+        let mut options = FollowOptions::new(FOLLOWER_NAME);
+        options.since = since.clone();
+        options.heartbeat = self.shared.options.heartbeat;
+        options.when_db_missing = WhenDbMissing::Wait;
+        options.selector = self.source.selector();
+        options.backoff_base = self.shared.options.backoff_base;
+        options.backoff_cap = self.shared.options.backoff_cap;
+        options.board = Some(self.shared.board.clone());
+        let mut follower = docstore::follow(self.shared.store.clone(), self.source.db(), options);
+        let debounce = self.shared.options.debounce;
+        // A build due at once waits for the changes already delivered (the timer branch runs
+        // when the stream has nothing ready), unless a constant stream holds it for `debounce`.
+        let mut immediate = false;
+        let mut dirty = false;
+        // Until the follower replays the database from its start, nothing is built.
+        let mut replaying = false;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        // The feed has delivered its backlog (the follower's `CaughtUp`).
+        let mut feed_caught_up = false;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Next::Stop,
+                event = follower.next() => match event {
+                    Some(FollowEvent::Change(change)) => {
+                        if self.apply(change) {
+                            dirty = true;
+                            if !replaying && deadline.is_none() {
+                                let (at, now) = self.deadline_now();
+                                deadline = Some(at);
+                                immediate = now;
+                            }
+                        }
+                    }
+                    Some(FollowEvent::CaughtUp { last_seq }) => {
+                        feed_caught_up = true;
+                        self.last_seq = Some(last_seq);
+                        if replaying {
+                            replaying = false;
+                            deadline = Some(tokio::time::Instant::now());
+                            immediate = true;
+                        }
+                        if !dirty {
+                            self.set_caught_up(true);
+                        }
+                    }
+                    Some(FollowEvent::Resync { reason: ResyncReason::Initial }) => {
+                        // The follower replays the database from sequence 0.
+                        self.docs.clear();
+                        dirty = true;
+                        replaying = true;
+                        feed_caught_up = false;
+                        deadline = None;
+                        self.set_caught_up(false);
+                    }
+                    Some(FollowEvent::Resync { reason }) => {
+                        tracing::info!(db = %self.source.db(), ?reason, "Re-reading after a resync.");
+                        self.set_caught_up(false);
+                        return Next::Reread;
+                    }
+                    Some(FollowEvent::Failed(err)) => {
+                        tracing::warn!(db = %self.source.db(), error = %err, "Change follower failed; re-reading.");
+                        let message = err.to_string();
+                        self.shared.note_source(&self.source, |s| {
+                            s.caught_up = false;
+                            s.last_error = Some(message);
+                        });
+                        tokio::select! {
+                            _ = self.cancel.cancelled() => return Next::Stop,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        return Next::Reread;
+                    }
+                    None => return Next::Reread,
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    deadline = None;
+                    dirty = false;
+                    self.build().await;
+                    self.set_caught_up(feed_caught_up);
+                    continue;
+                }
+                reply = self.commands.recv() => match reply {
+                    Some(reply) => {
+                        self.replies.push(reply);
+                        return Next::Reread;
+                    }
+                    None => return Next::Stop,
+                },
+            }
+            // A constant stream must not starve the timer.
+            let grace = if immediate { debounce } else { Duration::ZERO };
+            if deadline.is_some_and(|d| d + grace <= tokio::time::Instant::now()) {
+                deadline = None;
+                dirty = false;
+                self.build().await;
+                self.set_caught_up(feed_caught_up);
+            }
+        }
+    }
+}
+
+pub(super) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
