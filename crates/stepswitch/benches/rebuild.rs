@@ -4,7 +4,8 @@
 //! across 10,000 incremental edits.
 //!
 //! Run: `cargo bench -p stepswitch --bench rebuild`; `STEPSWITCH_BENCH_SIZES=10000,100000`
-//! picks the sizes (default both). The edit changes one resource's gateways (a new server), the
+//! picks the sizes (default both), `STEPSWITCH_BENCH_MEMORY_ONLY=1` stops after the table sizes.
+//! The edit changes one resource's gateways (a new server), the
 //! usual live edit. Memory is counted by a global allocator that wraps the daemon's (mimalloc)
 //! and keeps the number of live bytes: a table's size is the live bytes its build added with
 //! its parsed documents already held (a reactor holds them anyway).
@@ -20,7 +21,7 @@ use std::time::Duration;
 use common::generate;
 use criterion::{BenchmarkId, Criterion};
 use serde_json::{json, Value};
-use stepswitch::{rebuild, Config, ParsedResource, RouteTable, Scope};
+use stepswitch::{compile_parsed, rebuild, Config, ParsedResource, RouteTable, Scope};
 
 /// mimalloc (the daemon's allocator, crates/switchboard/src/main.rs) with a count of the bytes
 /// currently allocated.
@@ -123,17 +124,31 @@ fn main() {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
-    println!("| resources | compiled table (live bytes) | VmRSS after the compile |");
-    println!("| --- | --- | --- |");
+    println!(
+        "| resources | compiled table (live bytes) | of which regex engines (`warm`) | VmRSS after the compile |"
+    );
+    println!("| --- | --- | --- | --- |");
     let mut prepared = Vec::new();
     for n in sizes() {
         let docs = generate(n);
         let list = Arc::new(parsed(&docs));
+        // The same compile without the engines first, to tell them apart.
+        let before = LIVE.load(Ordering::Relaxed);
+        let (cold, _) = compile_parsed(Scope::Global, list.iter().map(|it| &**it), &[], &config);
+        let cold_bytes = LIVE.load(Ordering::Relaxed) - before;
+        cold.warm();
+        let engines = LIVE.load(Ordering::Relaxed) - before - cold_bytes;
+        drop(cold);
         let before = LIVE.load(Ordering::Relaxed);
         let first = rebuild(None, Scope::Global, &list, &[], &config);
         assert!(first.diagnostics.is_empty() && !first.incremental);
         let table_bytes = LIVE.load(Ordering::Relaxed) - before;
-        println!("| {n} | {:.1} MiB | {} MiB |", mib(table_bytes), rss_kib() / 1024);
+        println!(
+            "| {n} | {:.1} MiB | {:.1} MiB | {} MiB |",
+            mib(table_bytes),
+            mib(engines),
+            rss_kib() / 1024
+        );
         let pos = n / 2;
         let edits = [
             edited(&docs, &list, pos, "a.example.org"),
@@ -142,6 +157,9 @@ fn main() {
         prepared.push((n, docs, list, first.table, pos, edits));
     }
     println!();
+    if std::env::var_os("STEPSWITCH_BENCH_MEMORY_ONLY").is_some() {
+        return;
+    }
 
     let mut group = criterion.benchmark_group("rebuild");
     group.sample_size(10);

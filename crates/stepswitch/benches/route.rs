@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{generate, mix, npa_nxx};
+use common::{generate, mix, npa_nxx, thread_cpu};
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use e164::Pattern;
@@ -143,15 +143,6 @@ fn tables_for(table: RouteTable, config: &Config) -> Tables {
     let mut tables = Tables::new(Arc::new(config.clone()));
     tables.set_table(Arc::new(table));
     tables
-}
-
-/// CPU time of this thread: unlike wall time it excludes preemption, which dominates the tail
-/// on a shared, loaded machine.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Criterion measurement of this thread's CPU time per sample. On a shared, oversubscribed

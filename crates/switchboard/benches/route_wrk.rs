@@ -50,6 +50,21 @@ fn wait_resources(base: &str, count: usize) {
     }
 }
 
+/// Waits until `/healthz` answers 200 (every reactor caught up), so that the ceiling measured
+/// is the ready reply's, not a 503's; panics with the last reply after two minutes.
+fn wait_healthy(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, text) =
+            testkit::http_request("GET", &format!("{base}/healthz"), None).expect("healthz");
+        if status == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "/healthz never became ready: {status} {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Numbers the generated rules route (NANP rate centres, shared NANP groups, UK groups).
 fn numbers(n: u64) -> Vec<String> {
     (0..1_024u64)
@@ -109,6 +124,7 @@ fn main() {
         &[],
     );
     wait_resources(daemon.base(), n);
+    wait_healthy(daemon.base());
     let list = numbers(n as u64);
     let script = |extra: &str| {
         let path = dir.path().join(format!("numbers{}.lua", extra.len()));

@@ -1,7 +1,19 @@
 //! The generated resource documents both stepswitch benches use (`route.rs`, `compile_parts.rs`):
 //! realistic NANP rate-centre and international rules, several per resource.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
+
+/// CPU time of this thread: unlike wall time it excludes preemption, which dominates the tail
+/// on a shared, loaded machine. (Not every bench that includes this module measures it.)
+#[allow(dead_code)]
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
 
 /// SplitMix64: deterministic pseudo-random numbers for the generator.
 pub fn mix(mut x: u64) -> u64 {

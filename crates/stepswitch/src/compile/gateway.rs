@@ -68,13 +68,15 @@ pub(super) fn base_resource(
         ),
     };
     // `stepswitch_resources`' gateway compilation and 13: enabled gateways, document order.
-    let gateways = doc
+    let mut gateways: Vec<Gateway> = doc
         .gateways
         .iter()
         .enumerate()
         .filter(|(_, gw)| gw.enabled)
         .map(|(doc_index, gw)| gateway(doc_index, gw, &defaults, config))
         .collect();
+    // A filtered collect leaves room for more; a table holds tens of thousands of these.
+    gateways.shrink_to_fit();
     let mut resource = Resource {
         id: doc.id.clone(),
         doc_id: doc.id.clone(),

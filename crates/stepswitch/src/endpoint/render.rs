@@ -8,6 +8,10 @@
 //! caller ids...), producing exactly the bytes `serde_json` writes for
 //! [`Endpoint::to_json`](crate::Endpoint::to_json).
 
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::{
@@ -48,27 +52,27 @@ pub(crate) struct Rendered {
 struct Json {
     /// `{"Route":"sip:<prefix>` (the number and `route_tail` follow), or with a verbatim route
     /// the whole `{"Route":"<route>",`.
-    route_head: String,
+    route_head: Arc<str>,
     /// `<suffix>@<server>[:<port>]",`, `None` with a verbatim route.
-    route_tail: Option<String>,
+    route_tail: Option<Box<str>>,
     /// `"Invite-Format":…,` through `"Endpoint-Progress-Timeout":…,` (the non-empty ones),
     /// then `"Custom-Channel-Vars":{` and the gateway's CCVs (`Emergency-Resource` included).
-    statics: String,
+    statics: Arc<str>,
     /// After `Matched-Number`: `"Resource-Type":…,` through `"Resource-ID":…,`.
-    ccvs_tail: String,
+    ccvs_tail: Arc<str>,
     /// `"Privacy-Method":…,`.
-    privacy: String,
+    privacy: Arc<str>,
     /// `"Name":…,"Weight":…`.
-    name_weight: String,
+    name_weight: Arc<str>,
 }
 
 /// A gateway's line of the text form (see [`crate::write_sip_uris`]).
 #[derive(Clone, PartialEq)]
 enum Line {
     /// `sip:<prefix>`, the number, then `<suffix>@<server>[:<port>]`.
-    Dial(String, String),
+    Dial(Arc<str>, Box<str>),
     /// A verbatim route, as a SIP URI.
-    Fixed(String),
+    Fixed(Box<str>),
     /// A verbatim route that names nothing a SIP proxy can dial.
     Skip,
 }
@@ -86,18 +90,51 @@ impl Rendered {
     }
 }
 
+/// Most fragments are the same for many gateways (the static keys of every gateway with the
+/// same settings, a resource's `Resource-ID` tail for each of its gateways): each thread that
+/// compiles keeps the fragments it rendered lately, and a gateway whose fragment is already
+/// there shares it instead of holding a copy.
+struct Fragments {
+    seen: HashSet<Arc<str>, crate::hash::FastBuild>,
+}
+
+/// Past this many fragments a thread forgets them all (a table of unusual gateways then shares
+/// less, and the memory a thread keeps stays bounded).
+const FRAGMENTS_KEPT: usize = 4_096;
+
+thread_local! {
+    static FRAGMENTS: RefCell<Fragments> =
+        RefCell::new(Fragments { seen: HashSet::with_hasher(Default::default()) });
+}
+
+/// `text` as a shared fragment: the one this thread rendered before, or a new one.
+fn shared(text: String) -> Arc<str> {
+    FRAGMENTS.with(|cell| {
+        let mut fragments = cell.borrow_mut();
+        if let Some(known) = fragments.seen.get(text.as_str()) {
+            return Arc::clone(known);
+        }
+        if fragments.seen.len() >= FRAGMENTS_KEPT {
+            fragments.seen.clear();
+        }
+        let fragment: Arc<str> = Arc::from(text);
+        fragments.seen.insert(Arc::clone(&fragment));
+        fragment
+    })
+}
+
 fn json(resource: &Resource, gateway: &Gateway) -> Option<Json> {
     if gateway.ccvs.keys().any(|key| OWN_CCVS.contains(&key.as_str())) {
         return None;
     }
     let (route_head, route_tail) = match gateway.route.as_deref() {
         // An empty verbatim route is left out, as every empty value is.
-        Some("") => ("{".to_owned(), None),
+        Some("") => (shared("{".to_owned()), None),
         Some(route) => {
             let mut head = String::from("{\"Route\":");
             quoted(&mut head, route);
             head.push(',');
-            (head, None)
+            (shared(head), None)
         }
         None => {
             // Escaping the dial string's parts escapes the whole (it works per character).
@@ -107,7 +144,7 @@ fn json(resource: &Resource, gateway: &Gateway) -> Option<Json> {
             let mut tail = String::new();
             escape(&mut tail, &raw_tail);
             tail.push_str("\",");
-            (head, Some(tail))
+            (shared(head), Some(tail.into_boxed_str()))
         }
     };
     // The same `push` calls as `Endpoint::to_json`, so the same keys are left out.
@@ -164,10 +201,10 @@ fn json(resource: &Resource, gateway: &Gateway) -> Option<Json> {
     Some(Json {
         route_head,
         route_tail,
-        statics: statics_text,
-        ccvs_tail,
-        privacy: privacy_text,
-        name_weight,
+        statics: shared(statics_text),
+        ccvs_tail: shared(ccvs_tail),
+        privacy: shared(privacy_text),
+        name_weight: shared(name_weight),
     })
 }
 
@@ -181,16 +218,16 @@ fn line(gateway: &Gateway) -> Line {
                 tail.push(':');
                 tail.push_str(&port.to_string());
             }
-            Line::Dial(head, tail)
+            Line::Dial(shared(head), tail.into_boxed_str())
         }
         Some(route) => {
             let lower = route.get(..5).unwrap_or(route).to_ascii_lowercase();
             if lower.starts_with("sip:") || lower.starts_with("sips:") {
-                Line::Fixed(route.to_owned())
+                Line::Fixed(route.into())
             } else if route.contains('/') || route.trim().is_empty() {
                 Line::Skip
             } else {
-                Line::Fixed(format!("sip:{route}"))
+                Line::Fixed(format!("sip:{route}").into_boxed_str())
             }
         }
     }
