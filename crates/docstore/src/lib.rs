@@ -3,11 +3,11 @@
 //!
 //! # Brief overview
 //! - [`DocStore`]: the contract (databases, documents with `_rev` compare-and-swap, `_bulk_docs`,
-//!   `_all_docs`, the normal and live change feeds, `_local` checkpoint docs, views where the backend
+//!   `_all_docs`, the normal and live change feeds, `_local` documents, views where the backend
 //!   has them).
 //! - [`CouchStore`] (CouchDB over HTTP, built from a [`CouchConfig`]) and [`EmbeddedStore`] (one
 //!   SQLite file, no server): the two backends.
-//! - [`follow`]: a resumable, checkpointed stream of one database's changes ([`FollowEvent`]), with
+//! - [`follow`]: a resumable stream of one database's changes ([`FollowEvent`]), with
 //!   reconnects, heartbeat liveness and explicit resyncs; [`watch_dbs`] discovers databases.
 //! - [`DbName`], [`Seq`], [`Rev`]: names, opaque update sequences and revisions as types.
 //! - [`Error`]: the one error type of this crate.
@@ -56,9 +56,8 @@ pub use fleet::{
     backoff, fleet, Fleet, FleetEvent, FleetMode, FleetOptions, FleetStatus, DEFAULT_CONCURRENCY,
 };
 pub use follow::{
-    follow, watch_dbs, AckHandle, Checkpoint, Checkpoints, DbWatch, FileCheckpoints, FollowEvent,
-    FollowOptions, Follower, FollowerState, FollowerStatus, LocalDocCheckpoints, ResyncReason,
-    StatusHandle, WhenDbMissing,
+    follow, watch_dbs, DbWatch, FollowEvent, FollowOptions, Follower, FollowerState,
+    FollowerStatus, ResyncReason, StatusHandle, WhenDbMissing,
 };
 pub use health::{BoardReport, FeedBoard, Trouble, MAX_ISSUES};
 pub use lease::Lease;

@@ -125,7 +125,6 @@ impl LiveDocs {
         options.name = format!("switchboard-live-{}", live.inner.db);
         options.include_docs = true;
         options.since = None;
-        options.checkpoint = None;
         options.selector = None;
         options.fields = None;
         options.when_db_missing = WhenDbMissing::Wait;
