@@ -9,6 +9,8 @@
 //!   SQLite file, no server): the two backends.
 //! - [`follow`]: a resumable stream of one database's changes ([`FollowEvent`]), with
 //!   reconnects, heartbeat liveness and explicit resyncs; [`watch_dbs`] discovers databases.
+//! - [`Reflect`]: what a consumer keeps in memory of a database, driven by [`reflect`] (one
+//!   database) or [`reflect_fleet`] (every database of a kind), on the one [`FeedOptions`].
 //! - [`DbName`], [`Seq`], [`Rev`]: names, opaque update sequences and revisions as types.
 //! - [`Error`]: the one error type of this crate.
 //!
@@ -56,8 +58,8 @@ pub use fleet::{
     backoff, fleet, Fleet, FleetEvent, FleetMode, FleetOptions, FleetStatus, DEFAULT_CONCURRENCY,
 };
 pub use follow::{
-    follow, watch_dbs, DbWatch, FollowEvent, FollowOptions, Follower, FollowerState,
-    FollowerStatus, ResyncReason, StatusHandle, WhenDbMissing,
+    follow, reflect, reflect_fleet, watch_dbs, DbWatch, FeedOptions, FollowEvent, FollowOptions,
+    Follower, FollowerState, FollowerStatus, Reflect, ResyncReason, StatusHandle, WhenDbMissing,
 };
 pub use health::{BoardReport, FeedBoard, Trouble, MAX_ISSUES};
 pub use lease::Lease;

@@ -24,6 +24,7 @@
 //! a literal `0` counts: a clustered CouchDB that silently replays from an older position (after a
 //! shard move, apache/couchdb#3788) shows as changes delivered again, which consumers tolerate.
 
+mod reflect;
 mod runner;
 mod watch;
 
@@ -42,6 +43,7 @@ use crate::health::{FeedBoard, Registration};
 use crate::store::SharedStore;
 use crate::types::{Change, DbName, Fields, RowIssue, Seq};
 
+pub use reflect::{reflect, reflect_fleet, FeedOptions, Reflect};
 use runner::Runner;
 pub use watch::{watch_dbs, DbWatch};
 

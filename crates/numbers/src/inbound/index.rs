@@ -416,13 +416,6 @@ impl State {
         }
         self.snap.store(Arc::new(next));
     }
-
-    /// Drops the numbers of database `db`.
-    pub(super) fn forget_db(&self, db: &str) {
-        if let Some(part) = Part::of_db(db) {
-            self.publish(Batch { changes: Vec::new(), replace: Some(part) });
-        }
-    }
 }
 
 /// What one stored document means for the table.

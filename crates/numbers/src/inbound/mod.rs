@@ -35,9 +35,8 @@ mod reflect;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use docstore::{DbName, FleetOptions, SharedStore};
+use docstore::{DbName, SharedStore};
 use e164::E164;
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -149,28 +148,10 @@ pub struct InboundStatus {
     pub feeds: docstore::BoardReport,
 }
 
-/// How the table follows the store (it holds no live feed of its own: see [`docstore::fleet`]).
-#[derive(Debug, Clone)]
-pub struct InboundOptions {
-    /// The first retry of a failed read waits up to this long (default 100 ms).
-    pub backoff_base: Duration,
-    /// No retry waits longer than this (default 60 s).
-    pub backoff_cap: Duration,
-    /// How often databases are listed and compared when the store has no `_db_updates` feed
-    /// (default 5 s).
-    pub poll_dbs_every: Duration,
-}
-
-impl Default for InboundOptions {
-    fn default() -> Self {
-        let fleet = FleetOptions::new("inbound");
-        InboundOptions {
-            poll_dbs_every: fleet.poll_every,
-            backoff_base: fleet.backoff_base,
-            backoff_cap: fleet.backoff_cap,
-        }
-    }
-}
+/// How the table follows the store: the process's one [`docstore::FeedOptions`] (its fleet's
+/// backoff, `poll_every` and `concurrency`; the table holds no live feed of its own, see
+/// [`docstore::fleet`]).
+pub type InboundOptions = docstore::FeedOptions;
 
 /// The live inbound table. Cheap to clone; the background tasks stop when the last clone is
 /// dropped.
@@ -448,9 +429,11 @@ mod tests {
         assert!(!table.is_on_net(&n("+14150000002")));
         assert!(!table.is_on_net(&n("+14150000003")), "removed");
         assert!(table.with_entry(&n("+14150000004"), |e| e.is_some()));
-        // Forgetting a database drops its partition only.
+        // Forgetting a database (an empty batch replacing its partition, as when it is gone)
+        // drops its partition only.
         table.apply_doc(&doc("+12125550100", "in_service"));
-        table.state.forget_db("numbers/+1415");
+        let replace = Part::of_db("numbers/+1415");
+        table.state.publish(Batch { changes: Vec::new(), replace });
         assert_eq!(table.len(), 1);
         assert!(table.lookup(&n("+12125550100")).is_some());
     }
