@@ -3,12 +3,14 @@
 //!
 //! # Brief overview
 //! - [`DocStore`]: the contract (databases, documents with `_rev` compare-and-swap, `_bulk_docs`,
-//!   `_all_docs`, the normal and live change feeds, `_local` checkpoint docs, views where the backend
+//!   `_all_docs`, the normal and live change feeds, `_local` documents, views where the backend
 //!   has them).
 //! - [`CouchStore`] (CouchDB over HTTP, built from a [`CouchConfig`]) and [`EmbeddedStore`] (one
 //!   SQLite file, no server): the two backends.
-//! - [`follow`]: a resumable, checkpointed stream of one database's changes ([`FollowEvent`]), with
+//! - [`follow`]: a resumable stream of one database's changes ([`FollowEvent`]), with
 //!   reconnects, heartbeat liveness and explicit resyncs; [`watch_dbs`] discovers databases.
+//! - [`Reflect`]: what a consumer keeps in memory of a database, driven by [`reflect`] (one
+//!   database) or [`reflect_fleet`] (every database of a kind), on the one [`FeedOptions`].
 //! - [`DbName`], [`Seq`], [`Rev`]: names, opaque update sequences and revisions as types.
 //! - [`Error`]: the one error type of this crate.
 //!
@@ -56,9 +58,8 @@ pub use fleet::{
     backoff, fleet, Fleet, FleetEvent, FleetMode, FleetOptions, FleetStatus, DEFAULT_CONCURRENCY,
 };
 pub use follow::{
-    follow, watch_dbs, AckHandle, Checkpoint, Checkpoints, DbWatch, FileCheckpoints, FollowEvent,
-    FollowOptions, Follower, FollowerState, FollowerStatus, LocalDocCheckpoints, ResyncReason,
-    StatusHandle, WhenDbMissing,
+    follow, reflect, reflect_fleet, watch_dbs, DbWatch, FeedOptions, FollowEvent, FollowOptions,
+    Follower, FollowerState, FollowerStatus, Reflect, ResyncReason, StatusHandle, WhenDbMissing,
 };
 pub use health::{BoardReport, FeedBoard, Trouble, MAX_ISSUES};
 pub use lease::Lease;

@@ -8,7 +8,8 @@
 //! so no consumer sees half a database; a database that does not exist is published as empty
 //! and caught up, and followed once it is created. A resync (database recreated or rewound) keeps the old
 //! snapshot published until the replay has caught up; a deleted database publishes an empty one.
-//! A follower that fails for good is started again after a pause.
+//! A follower that fails for good is started again after a pause. The loop is
+//! [`crate::reflect`]'s, the one every follower of a single database runs.
 //!
 //! Consumers derive what they need from a snapshot and key their caches on
 //! [`LiveSnapshot::generation`] (or wait on [`LiveDocs::subscribe`]); [`Derived`] is that cache
@@ -18,19 +19,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::{naming, DbName, FeedBoard, FollowEvent, FollowOptions, ResyncReason, SharedStore};
-use crate::{Change, WhenDbMissing};
-
-/// How long a follower that failed for good waits before it starts again.
-const RESTART_PAUSE: Duration = Duration::from_secs(1);
+use crate::{naming, Change, DbName, FeedBoard, FollowOptions, SharedStore};
 
 /// One published state of a live database: its documents by id (design documents left out).
 #[derive(Debug, Default)]
@@ -124,13 +119,12 @@ impl LiveDocs {
         let mut options = feed.clone();
         options.name = format!("switchboard-live-{}", live.inner.db);
         options.include_docs = true;
-        options.since = None;
-        options.checkpoint = None;
         options.selector = None;
         options.fields = None;
-        options.when_db_missing = WhenDbMissing::Wait;
         options.board = Some(live.inner.board.clone());
-        tokio::spawn(run(store, live.clone(), options, shutdown));
+        let reflection = Reflection { live: live.clone(), docs: BTreeMap::new() };
+        let db = live.inner.db.clone();
+        tokio::spawn(crate::reflect(store, db, options, reflection, shutdown));
         live
     }
 
@@ -199,78 +193,24 @@ fn apply(docs: &mut BTreeMap<String, Arc<Value>>, change: Change) -> bool {
     }
 }
 
-/// The follow loop: applies every ready event, then publishes once per burst.
-async fn run(
-    store: SharedStore,
+/// What [`crate::reflect`] keeps for a [`LiveDocs`]: the working copy the next publication
+/// holds.
+struct Reflection {
     live: LiveDocs,
-    options: FollowOptions,
-    shutdown: CancellationToken,
-) {
-    let db = live.inner.db.clone();
-    loop {
-        if !live.is_caught_up() && matches!(store.db_exists(&db).await, Ok(false)) {
-            // A missing database is read in full: it is empty until it exists (the follower
-            // waits for it).
-            live.publish(BTreeMap::new(), true);
-        }
-        let mut follower = crate::follow(store.clone(), db.clone(), options.clone());
-        // The working copy: what the next publication holds.
-        let mut docs: BTreeMap<String, Arc<Value>> = live.current().docs.clone();
-        let mut caught_up = live.is_caught_up();
-        // Between a resync and the next catch-up, the working copy is a partial replay.
-        let mut replaying = false;
-        let mut dirty = false;
-        let failed = loop {
-            let first = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return,
-                event = follower.next() => event,
-            };
-            let mut next = first;
-            // Every event already waiting is applied before one publication.
-            let stop = loop {
-                match next {
-                    None => break Some(false),
-                    Some(FollowEvent::Failed(err)) => {
-                        tracing::warn!(%db, error = %err, "live documents: the follower stopped; starting again");
-                        break Some(true);
-                    }
-                    Some(FollowEvent::Change(change)) => dirty |= apply(&mut docs, change),
-                    Some(FollowEvent::CaughtUp { .. }) => {
-                        // The end of a replay is published even when it found nothing.
-                        dirty |= replaying || !caught_up;
-                        replaying = false;
-                        caught_up = true;
-                    }
-                    Some(FollowEvent::Resync { reason }) => {
-                        tracing::info!(%db, ?reason, "live documents: re-reading the database");
-                        docs.clear();
-                        replaying = true;
-                        dirty = false;
-                        if reason == ResyncReason::Deleted {
-                            // Nothing follows until the database exists again: it is empty.
-                            live.publish(BTreeMap::new(), caught_up);
-                        }
-                    }
-                }
-                match follower.next().now_or_never() {
-                    Some(event) => next = event,
-                    None => break None,
-                }
-            };
-            if dirty && caught_up && !replaying {
-                live.publish(docs.clone(), true);
-                dirty = false;
-            }
-            if let Some(failed) = stop {
-                break failed;
-            }
-        };
-        let pause = if failed { RESTART_PAUSE } else { Duration::ZERO };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(pause) => {}
-        }
+    docs: BTreeMap<String, Arc<Value>>,
+}
+
+impl crate::Reflect for Reflection {
+    fn reset(&mut self) {
+        self.docs.clear();
+    }
+
+    fn apply(&mut self, change: Change) -> bool {
+        apply(&mut self.docs, change)
+    }
+
+    async fn publish(&mut self, caught_up: bool) {
+        self.live.publish(self.docs.clone(), caught_up);
     }
 }
 

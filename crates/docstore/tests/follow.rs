@@ -1,5 +1,5 @@
 //! The change follower against a real CouchDB-compatible server (`testkit`'s couch-peer, or
-//! `COUCHDB_URL`) and against the embedded store: catch-up then live, checkpoints, reconnects
+//! `COUCHDB_URL`) and against the embedded store: catch-up then live, reconnects
 //! after a server restart, a stalled or cut connection, deletion and recreation, terminal errors,
 //! and database discovery.
 //!
@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docstore::{
-    follow, watch_dbs, Checkpoint, Checkpoints, CouchConfig, CouchStore, DbName, DbUpdateKind,
-    EmbeddedStore, Error, FileCheckpoints, FollowEvent, FollowOptions, Follower, FollowerState,
-    LocalDocCheckpoints, ResyncReason, SharedStore, WhenDbMissing,
+    follow, watch_dbs, CouchConfig, CouchStore, DbName, DbUpdateKind, EmbeddedStore, Error,
+    FollowEvent, FollowOptions, Follower, FollowerState, ResyncReason, SharedStore, WhenDbMissing,
 };
 use futures::StreamExt;
 use serde_json::json;
@@ -198,80 +197,14 @@ async fn couch_selectors_filter_and_bad_ones_fail() {
     selectors_filter_and_bad_ones_fail(couch()).await;
 }
 
-async fn resume_from_checkpoint(store: SharedStore, checkpoints: Arc<dyn Checkpoints>) {
-    let db = unique_db("follow-resume-");
-    store.create_db(&db).await.unwrap();
-    for i in 0..5 {
-        put(&store, &db, &format!("a-{i}")).await;
-    }
-    let mut opts = fast("resume");
-    opts.checkpoint = Some(checkpoints.clone());
-    let mut follower = follow(store.clone(), db.clone(), opts.clone());
-    let mut last = None;
-    loop {
-        match next(&mut follower).await {
-            FollowEvent::Change(change) => {
-                // The consumer applies the change, then acknowledges it.
-                follower.ack(change.seq.clone());
-                last = Some(change.seq);
-            }
-            FollowEvent::CaughtUp { .. } => break,
-            FollowEvent::Resync { .. } => {}
-            FollowEvent::Failed(e) => panic!("{e}"),
-        }
-    }
-    follower.acks().flush().await.unwrap();
-    let saved = checkpoints.load(&db, "resume").await.unwrap().expect("a checkpoint");
-    assert_eq!(Some(saved.seq), last, "the last acknowledged seq is checkpointed");
-    drop(follower);
-
-    for i in 0..3 {
-        put(&store, &db, &format!("b-{i}")).await;
-    }
-    let mut follower = follow(store.clone(), db.clone(), opts);
-    let (ids, resyncs) = until_caught_up(&mut follower).await;
-    assert!(resyncs.is_empty(), "resuming from a checkpoint is not a resync: {resyncs:?}");
-    let ids: BTreeSet<_> = ids.into_iter().collect();
-    for i in 0..3 {
-        assert!(ids.contains(&format!("b-{i}")), "b-{i} missing from {ids:?}");
-    }
-    // Duplicates are allowed, but a checkpoint must not replay the whole database.
-    assert!(!ids.contains("a-0"), "resumed from the start: {ids:?}");
-    store.delete_db(&db).await.unwrap();
-}
-
-#[tokio::test]
-async fn couch_resume_from_local_doc_checkpoint() {
-    let store = couch();
-    resume_from_checkpoint(store.clone(), Arc::new(LocalDocCheckpoints::new(store))).await;
-}
-
-#[tokio::test]
-async fn couch_resume_from_file_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = Arc::new(FileCheckpoints::new(dir.path().join("checkpoints.json")));
-    resume_from_checkpoint(couch(), file).await;
-}
-
-#[tokio::test]
-async fn embedded_resume_from_local_doc_checkpoint() {
-    let store = embedded();
-    resume_from_checkpoint(store.clone(), Arc::new(LocalDocCheckpoints::new(store))).await;
-}
-
 async fn delete_and_recreate(store: SharedStore) {
     let db = unique_db("follow-recreate-");
     store.create_db(&db).await.unwrap();
     put(&store, &db, "old-0").await;
-    let dir = tempfile::tempdir().unwrap();
-    let file: Arc<dyn Checkpoints> = Arc::new(FileCheckpoints::new(dir.path().join("cp.json")));
     let mut opts = fast("recreate");
     opts.when_db_missing = WhenDbMissing::Wait;
-    opts.checkpoint = Some(file.clone());
-    let mut follower = follow(store.clone(), db.clone(), opts.clone());
-    let change = until_change(&mut follower, "old-0").await;
-    follower.ack(change.seq);
-    follower.acks().flush().await.unwrap();
+    let mut follower = follow(store.clone(), db.clone(), opts);
+    until_change(&mut follower, "old-0").await;
     follower.status().wait_for(|s| s.state == FollowerState::Live).await;
 
     // Deleted while live: reported, then the follower waits for the database.
@@ -287,15 +220,6 @@ async fn delete_and_recreate(store: SharedStore) {
     put(&store, &db, "new-0").await;
     until_change(&mut follower, "new-0").await;
     drop(follower);
-
-    // Recreated behind a checkpoint's back: the checkpoint belongs to another incarnation.
-    store.delete_db(&db).await.unwrap();
-    store.create_db(&db).await.unwrap();
-    put(&store, &db, "newer-0").await;
-    let mut follower = follow(store.clone(), db.clone(), opts);
-    let (ids, resyncs) = until_caught_up(&mut follower).await;
-    assert_eq!(resyncs, [ResyncReason::Recreated]);
-    assert_eq!(ids, ["newer-0"]);
     store.delete_db(&db).await.unwrap();
 }
 
@@ -309,21 +233,17 @@ async fn embedded_delete_and_recreate_resyncs() {
     delete_and_recreate(embedded()).await;
 }
 
-/// A checkpoint further on than the server's `update_seq` of 0, with the same incarnation marker
-/// (a restore that kept `_local` documents): the follower reports a rewind and replays from 0.
+/// A start position further on than the server's `update_seq` of 0, with an incarnation marker
+/// in place (a restore that kept `_local` documents): the follower reports a rewind and replays
+/// from 0.
 /// Only servers whose empty databases report `update_seq` 0 (pouchdb) can show this; CouchDB 3 and
 /// the embedded store give `"0-…"` sequences, which the follower does not parse.
 async fn rewind_to_zero_resyncs(store: SharedStore) {
     let db = unique_db("follow-rewind-");
     store.create_db(&db).await.unwrap();
     store.put_local(&db, "switchboard-incarnation", json!({ "uuid": "m1" })).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = Arc::new(FileCheckpoints::new(dir.path().join("cp.json")));
-    let stale =
-        Checkpoint { seq: docstore::Seq::from_json(json!(7)), incarnation: Some("m1".into()) };
-    file.save(&db, "rewind", &stale).await.unwrap();
     let mut opts = fast("rewind");
-    opts.checkpoint = Some(file);
+    opts.since = Some(docstore::Seq::from_json(json!(7)));
     let mut follower = follow(store.clone(), db.clone(), opts);
     let (ids, resyncs) = until_caught_up(&mut follower).await;
     assert_eq!(resyncs, [ResyncReason::Rewound]);

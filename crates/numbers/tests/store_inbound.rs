@@ -23,7 +23,7 @@ fn n(s: &str) -> E164 {
 async fn live_table(store: SharedStore) {
     let ns = fixture_store(store.clone()).await;
     let opts =
-        InboundOptions { poll_dbs_every: Duration::from_millis(200), ..InboundOptions::default() };
+        InboundOptions { poll_every: Duration::from_millis(200), ..InboundOptions::defaults() };
     let table = InboundTable::start(store.clone(), opts);
     let (config, accounts) = (Config::kazoo_defaults(), AccountMap::new());
     tokio::time::timeout(BOUND, table.wait_caught_up()).await.expect("caught up");
@@ -92,7 +92,7 @@ async fn db_lifecycle(store: SharedStore) {
         "prepend": {"enabled": true, "name": "ACME"}});
     store.bulk_docs(&db, vec![plain_doc.clone(), legacy_doc]).await.unwrap();
     let opts =
-        InboundOptions { poll_dbs_every: Duration::from_millis(200), ..InboundOptions::default() };
+        InboundOptions { poll_every: Duration::from_millis(200), ..InboundOptions::defaults() };
     let table = InboundTable::start(store.clone(), opts);
     let (config, accounts) = (Config::kazoo_defaults(), AccountMap::new());
     tokio::time::timeout(BOUND, table.wait_caught_up()).await.expect("caught up");

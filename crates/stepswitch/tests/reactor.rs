@@ -30,7 +30,7 @@ fn options(debounce_ms: u64) -> ReactorOptions {
     let mut options = ReactorOptions::defaults();
     options.debounce = Duration::from_millis(debounce_ms);
     options.heartbeat = Duration::from_millis(500);
-    options.discover_every = Duration::from_millis(200);
+    options.poll_every = Duration::from_millis(200);
     options
 }
 
@@ -312,7 +312,7 @@ async fn reload_and_flush(store: SharedStore) {
         .await;
     let mut opts = options(20);
     // Discovery is slow here, so that a reload is what finds the account.
-    opts.discover_every = Duration::from_secs(3600);
+    opts.poll_every = Duration::from_secs(3600);
     let running = start(&store, opts);
     let routing = &running.routing;
     caught_up(routing).await;
@@ -407,7 +407,7 @@ async fn new_account_db_routes_without_a_poll_and_without_a_feed_each(store: Sha
     }
     let mut opts = options(20);
     // Listing the databases is not how a new one is found: `_db_updates` is.
-    opts.discover_every = Duration::from_secs(3600);
+    opts.poll_every = Duration::from_secs(3600);
     let running = start(&store, opts);
     let routing = &running.routing;
     caught_up(routing).await;

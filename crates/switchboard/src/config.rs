@@ -256,6 +256,20 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// The one set of feed settings every follower runs on (the shared documents, routing's
+    /// sources and account databases, the inbound number table): `feed.*`, `--debounce`,
+    /// `--discover-every` (a fleet's poll) and `--account-concurrency` (a fleet's reads at once).
+    pub(crate) fn feed_options(&self) -> docstore::FeedOptions {
+        docstore::FeedOptions {
+            heartbeat: self.feed_heartbeat,
+            backoff_base: self.backoff_base,
+            backoff_cap: self.backoff_cap,
+            debounce: self.debounce,
+            poll_every: self.discover_every,
+            concurrency: self.account_concurrency,
+        }
+    }
+
     /// Merges flags and environment (already merged by clap in `global` and `args`: a flag wins
     /// over its variable), the configuration file (`--config` / `SWITCHBOARD_CONFIG`) and the
     /// defaults.

@@ -11,9 +11,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use docstore::{DbName, FollowOptions, SharedStore};
+use docstore::{DbName, SharedStore};
 use serde_json::Value;
-use stepswitch::reactor::{self, ReactorOptions};
+use stepswitch::reactor;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, auth::Auth, AppState, Inner, ReadyCheck};
@@ -68,31 +68,20 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
         },
     ));
 
-    // `accounts` and `system_config`, followed once for every consumer below.
-    let mut feed = FollowOptions::new("switchboard-live");
-    feed.heartbeat = settings.feed_heartbeat;
-    feed.backoff_base = settings.backoff_base;
-    feed.backoff_cap = settings.backoff_cap;
-    let live = docstore::SharedDocs::spawn(store.clone(), &feed, shutdown.clone());
+    // The one set of feed settings every follower below runs on.
+    let feed = settings.feed_options();
 
-    let mut options = ReactorOptions::defaults();
-    options.debounce = settings.debounce;
-    options.discover_every = settings.discover_every;
-    options.heartbeat = settings.feed_heartbeat;
-    options.backoff_base = settings.backoff_base;
-    options.backoff_cap = settings.backoff_cap;
-    options.account_concurrency = settings.account_concurrency;
-    let routing = reactor::spawn_with(store.clone(), live.clone(), options, shutdown.clone());
+    // `accounts` and `system_config`, followed once for every consumer below.
+    let live = docstore::SharedDocs::spawn(
+        store.clone(),
+        &feed.follow("switchboard-live"),
+        shutdown.clone(),
+    );
+
+    let routing = reactor::spawn_with(store.clone(), live.clone(), feed.clone(), shutdown.clone());
 
     // The number reactors: the live inbound table and the lifecycle crawler (Kazoo's number crawler (`knm_number_crawler`)).
-    let inbound = numbers::inbound::InboundTable::start(
-        store.clone(),
-        numbers::inbound::InboundOptions {
-            poll_dbs_every: settings.discover_every,
-            backoff_base: settings.backoff_base,
-            backoff_cap: settings.backoff_cap,
-        },
-    );
+    let inbound = numbers::inbound::InboundTable::start(store.clone(), feed.clone());
     let crawler =
         retried("system_config/tasks for the number crawler", &settings, &signalled, || {
             numbers::crawler::Crawler::from_store(store.clone())

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use docstore::naming::{self, AccountId};
-use docstore::{Change, DbName, FleetEvent, FleetOptions, FleetStatus, Seq};
+use docstore::{Change, DbName, FleetEvent, FleetStatus, Seq};
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -55,12 +55,8 @@ pub(super) async fn run(
         } => {}
     }
     let options = &shared.options;
-    let mut fleet_options = FleetOptions::new(FOLLOWER_NAME);
-    fleet_options.concurrency = options.account_concurrency.max(1);
+    let mut fleet_options = options.fleet(FOLLOWER_NAME);
     fleet_options.selector = Source::Account(placeholder()).selector();
-    fleet_options.poll_every = options.discover_every;
-    fleet_options.backoff_base = options.backoff_base;
-    fleet_options.backoff_cap = options.backoff_cap;
     fleet_options.board = Some(shared.board.clone());
     // an account's monthly databases (`…-YYYYMM`) are not account databases
     let is_account = |db: &DbName| {

@@ -24,7 +24,8 @@
 //! # Start phases
 //! [`Phase::Starting`] until the config, the accounts and `offnet` are built (routes answer 503);
 //! then [`Phase::OffnetReady`]: global routing is served while account tables load in the
-//! background, [`ReactorOptions::account_concurrency`] databases at a time, and a route naming
+//! background, [`ReactorOptions::concurrency`](docstore::FeedOptions::concurrency) databases at a
+//! time, and a route naming
 //! an account not loaded yet loads it first ([`Routing::ensure_loaded`]); [`Phase::Ready`] once
 //! every account database there was at start has been read.
 //!
@@ -36,7 +37,8 @@
 //! database) is another full re-read of that scope.
 //!
 //! # Coalescing
-//! A change after a quiet period (no build for [`ReactorOptions::debounce`], default 50 ms) is
+//! A change after a quiet period (no build for [`ReactorOptions::debounce`](docstore::FeedOptions::debounce), default
+//! 50 ms) is
 //! built at once, with whatever else the feed has already delivered. A change less than
 //! `debounce` after the last build waits until `debounce` after it, so changes arriving during a
 //! build coalesce into the next one. The timer is not pushed back by later changes, so a change
@@ -56,11 +58,10 @@ mod status;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use docstore::naming::AccountId;
-use docstore::{DocStore, FeedBoard, FollowOptions, SharedDocs, SharedStore};
+use docstore::{DocStore, FeedBoard, SharedDocs, SharedStore};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -83,40 +84,10 @@ const PAGE: usize = 1000;
 /// The name the reactor's followers go by.
 const FOLLOWER_NAME: &str = "stepswitch";
 
-/// How the reactor runs. No `Default`: [`ReactorOptions::defaults`] documents every value.
-#[derive(Debug, Clone)]
-pub struct ReactorOptions {
-    /// Build coalescing: a change less than this after the last build of its scope waits until
-    /// this long after it; a change after a quiet period is built at once.
-    pub debounce: Duration,
-    /// The heartbeat asked of each live change feed (a silent feed is reconnected after three).
-    pub heartbeat: Duration,
-    /// How often the database list is polled for new or deleted account databases when the
-    /// server has no usable `_db_updates` feed.
-    pub discover_every: Duration,
-    /// The first reconnect of a failed feed waits up to this long (full jitter, doubling).
-    pub backoff_base: Duration,
-    /// No reconnect waits longer than this: the longest a recovered store waits to be seen.
-    pub backoff_cap: Duration,
-    /// Account databases read at once (at start, and when many change together).
-    pub account_concurrency: usize,
-}
-
-impl ReactorOptions {
-    /// `debounce` 50 ms, `heartbeat` 10 s, `discover_every` 5 s, `backoff_base` 100 ms,
-    /// `backoff_cap` 60 s (the follower's defaults), `account_concurrency` 8.
-    pub fn defaults() -> ReactorOptions {
-        let follow = FollowOptions::new(FOLLOWER_NAME);
-        ReactorOptions {
-            debounce: Duration::from_millis(50),
-            heartbeat: Duration::from_secs(10),
-            discover_every: Duration::from_secs(5),
-            backoff_base: follow.backoff_base,
-            backoff_cap: follow.backoff_cap,
-            account_concurrency: docstore::DEFAULT_CONCURRENCY,
-        }
-    }
-}
+/// How the reactor runs: the process's one [`docstore::FeedOptions`] (`debounce` coalesces
+/// builds; `heartbeat` and the backoff reach every follower of the reactor; `poll_every` and
+/// `concurrency` are the account databases' fleet's).
+pub type ReactorOptions = docstore::FeedOptions;
 
 struct Shared {
     store: SharedStore,
@@ -163,11 +134,7 @@ impl std::fmt::Debug for Routing {
 /// # Panics
 /// Outside a tokio runtime.
 pub fn spawn(store: SharedStore, options: ReactorOptions, shutdown: CancellationToken) -> Routing {
-    let mut feed = FollowOptions::new(FOLLOWER_NAME);
-    feed.heartbeat = options.heartbeat;
-    feed.backoff_base = options.backoff_base;
-    feed.backoff_cap = options.backoff_cap;
-    let live = SharedDocs::spawn(store.clone(), &feed, shutdown.clone());
+    let live = SharedDocs::spawn(store.clone(), &options.follow(FOLLOWER_NAME), shutdown.clone());
     spawn_with(store, live, options, shutdown)
 }
 

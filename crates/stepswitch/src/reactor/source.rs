@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use docstore::naming::{self, AccountId};
 use docstore::{
-    AllDocsQuery, DbName, DocStore, FeedBoard, FollowEvent, FollowOptions, LiveDocs, ResyncReason,
-    Seq, WhenDbMissing,
+    AllDocsQuery, DbName, DocStore, FeedBoard, FollowEvent, LiveDocs, ResyncReason, Seq,
+    WhenDbMissing,
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -311,7 +311,10 @@ impl SourceTask {
                             message: err.to_string(),
                         }));
                     }
-                    let wait = Duration::from_millis(100) * attempt.min(100);
+                    let options = &self.shared.options;
+                    let wait =
+                        docstore::backoff(options.backoff_base, options.backoff_cap, attempt)
+                            .max(options.backoff_base);
                     tokio::select! {
                         biased;
                         _ = self.cancel.cancelled() => return,
@@ -485,13 +488,10 @@ impl SourceTask {
 
     /// Follows the database from `since` until a re-read is due or the task stops.
     pub(super) async fn follow(&mut self, since: Option<Seq>) -> Next {
-        let mut options = FollowOptions::new(FOLLOWER_NAME);
+        let mut options = self.shared.options.follow(FOLLOWER_NAME);
         options.since = since.clone();
-        options.heartbeat = self.shared.options.heartbeat;
         options.when_db_missing = WhenDbMissing::Wait;
         options.selector = self.source.selector();
-        options.backoff_base = self.shared.options.backoff_base;
-        options.backoff_cap = self.shared.options.backoff_cap;
         options.board = Some(self.shared.board.clone());
         let mut follower = docstore::follow(self.shared.store.clone(), self.source.db(), options);
         let debounce = self.shared.options.debounce;

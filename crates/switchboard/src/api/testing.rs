@@ -49,14 +49,10 @@ pub(crate) fn state_with(
     settings: crate::config::Settings,
 ) -> (AppState, CancellationToken) {
     let shutdown = CancellationToken::new();
-    let feed = docstore::FollowOptions::new("test");
-    let live = docstore::SharedDocs::spawn(store.clone(), &feed, shutdown.clone());
-    let routing = ::stepswitch::reactor::spawn_with(
-        store.clone(),
-        live.clone(),
-        ::stepswitch::reactor::ReactorOptions::defaults(),
-        shutdown.clone(),
-    );
+    let feed = docstore::FeedOptions::defaults();
+    let live = docstore::SharedDocs::spawn(store.clone(), &feed.follow("test"), shutdown.clone());
+    let routing =
+        ::stepswitch::reactor::spawn_with(store.clone(), live.clone(), feed, shutdown.clone());
     let key = TokenKey::new(vec![5; 32]).expect("a 32-byte key");
     let state = AppState::new(Inner {
         store,

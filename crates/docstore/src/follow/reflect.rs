@@ -1,0 +1,243 @@
+//! Following a database into memory, one way: a consumer says what it keeps ([`Reflect`]) and
+//! [`reflect`] drives it from one database's [`follow`](super::follow), or [`reflect_fleet`] from
+//! a [`fleet`](crate::fleet) of databases, with the reconnects, resyncs, restarts and shutdown
+//! written once. [`FeedOptions`] is the one set of settings every follower runs on.
+//!
+//! # What a reflection sees
+//! [`Reflect::reset`] first (a read from the start: the first one, and again after a resync or
+//! a deletion), then [`Reflect::apply`] for each change, then [`Reflect::publish`] once the
+//! changes delivered together have been applied. Nothing is published between a reset and the
+//! end of the read that follows it, so readers never see half a database; a deleted database
+//! is published empty at once. Changes may come twice (see [`super::follow`]): applying one
+//! again must be harmless.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+use super::{FollowEvent, FollowOptions, ResyncReason, WhenDbMissing};
+use crate::fleet::{FleetEvent, FleetOptions, FleetStatus};
+use crate::store::SharedStore;
+use crate::types::{Change, DbName};
+
+/// How long a follower that failed for good waits before it starts again.
+const RESTART_PAUSE: Duration = Duration::from_secs(1);
+
+/// The settings every follower of the process runs on (the daemon's `feed.*` settings,
+/// `--debounce`, `--discover-every`, `--account-concurrency`). No `Default`:
+/// [`FeedOptions::defaults`] documents every value.
+#[derive(Debug, Clone)]
+pub struct FeedOptions {
+    /// The heartbeat asked of each live change feed (a feed silent for three is reconnected).
+    pub heartbeat: Duration,
+    /// The first retry of a failed feed or read waits up to this long (full jitter, doubling).
+    pub backoff_base: Duration,
+    /// No retry waits longer than this: the longest a recovered store waits to be seen.
+    pub backoff_cap: Duration,
+    /// Build coalescing of the routing tables: a change less than this after the last build of
+    /// its table waits until this long after it; a change after a quiet period is built at once.
+    pub debounce: Duration,
+    /// How often a fleet lists the databases and compares their `update_seq` when the server has
+    /// no usable `_db_updates` feed.
+    pub poll_every: Duration,
+    /// Databases a fleet reads at once (at start, and when many change together).
+    pub concurrency: usize,
+}
+
+impl FeedOptions {
+    /// `heartbeat` 10 s, `backoff_base` 100 ms, `backoff_cap` 60 s, `debounce` 50 ms,
+    /// `poll_every` 5 s, `concurrency` 8.
+    pub fn defaults() -> FeedOptions {
+        FeedOptions {
+            heartbeat: Duration::from_secs(10),
+            backoff_base: Duration::from_millis(100),
+            backoff_cap: Duration::from_secs(60),
+            debounce: Duration::from_millis(50),
+            poll_every: Duration::from_secs(5),
+            concurrency: crate::fleet::DEFAULT_CONCURRENCY,
+        }
+    }
+
+    /// A follower named `name` on these settings (its other fields at their defaults).
+    pub fn follow(&self, name: impl Into<String>) -> FollowOptions {
+        let mut options = FollowOptions::new(name);
+        options.heartbeat = self.heartbeat;
+        options.backoff_base = self.backoff_base;
+        options.backoff_cap = self.backoff_cap;
+        options
+    }
+
+    /// A fleet named `name` on these settings (its other fields at their defaults).
+    pub fn fleet(&self, name: impl Into<String>) -> FleetOptions {
+        let mut options = FleetOptions::new(name);
+        options.backoff_base = self.backoff_base;
+        options.backoff_cap = self.backoff_cap;
+        options.poll_every = self.poll_every;
+        options.concurrency = self.concurrency.max(1);
+        options
+    }
+}
+
+impl Default for FeedOptions {
+    /// [`FeedOptions::defaults`].
+    fn default() -> Self {
+        FeedOptions::defaults()
+    }
+}
+
+/// What a consumer keeps in memory of one database; see the module docs.
+pub trait Reflect: Send {
+    /// Forgets everything derived from the database: the changes that follow are the database
+    /// from its start.
+    fn reset(&mut self);
+
+    /// Applies one change; whether what is derived changed.
+    fn apply(&mut self, change: Change) -> bool;
+
+    /// Makes what was applied since the last publication visible to readers. `caught_up`: the
+    /// whole database has been read (a database that does not exist is read, and empty).
+    fn publish(&mut self, caught_up: bool) -> impl Future<Output = ()> + Send;
+}
+
+/// Keeps `target` a reflection of `db` until `shutdown` (see the module docs): follows the
+/// database from its start with `options` (the database is waited for while it does not exist;
+/// its name, start and missing-database policy are set here), publishes once per burst of
+/// changes, and starts again after a pause when the follower fails for good.
+pub async fn reflect(
+    store: SharedStore,
+    db: DbName,
+    mut options: FollowOptions,
+    mut target: impl Reflect,
+    shutdown: CancellationToken,
+) {
+    options.since = None;
+    options.when_db_missing = WhenDbMissing::Wait;
+    // Whether the whole database has been published once.
+    let mut caught_up = false;
+    loop {
+        if !caught_up && matches!(store.db_exists(&db).await, Ok(false)) {
+            // A missing database is read in full: it is empty until it exists (the follower
+            // waits for it).
+            target.reset();
+            target.publish(true).await;
+            caught_up = true;
+        }
+        let mut follower = super::follow(store.clone(), db.clone(), options.clone());
+        // Between a resync and the next catch-up, what was applied is a partial replay.
+        let mut replaying = false;
+        let mut dirty = false;
+        let failed = loop {
+            let first = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                event = follower.next() => event,
+            };
+            let mut next = first;
+            // Every event already waiting is applied before one publication.
+            let stop = loop {
+                match next {
+                    None => break Some(false),
+                    Some(FollowEvent::Failed(err)) => {
+                        tracing::warn!(%db, follower = %options.name, error = %err, "The follower stopped; starting again.");
+                        break Some(true);
+                    }
+                    Some(FollowEvent::Change(change)) => dirty |= target.apply(change),
+                    Some(FollowEvent::CaughtUp { .. }) => {
+                        // The end of a replay is published even when it found nothing.
+                        dirty |= replaying || !caught_up;
+                        replaying = false;
+                        caught_up = true;
+                    }
+                    Some(FollowEvent::Resync { reason }) => {
+                        tracing::info!(%db, follower = %options.name, ?reason, "Re-reading the database.");
+                        target.reset();
+                        replaying = true;
+                        dirty = false;
+                        if reason == ResyncReason::Deleted {
+                            // Nothing follows until the database exists again: it is empty.
+                            target.publish(caught_up).await;
+                        }
+                    }
+                }
+                match follower.next().now_or_never() {
+                    Some(event) => next = event,
+                    None => break None,
+                }
+            };
+            if dirty && caught_up && !replaying {
+                target.publish(true).await;
+                dirty = false;
+            }
+            if let Some(failed) = stop {
+                break failed;
+            }
+        };
+        let pause = if failed { RESTART_PAUSE } else { Duration::ZERO };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Keeps one [`Reflect`] per database of a [`fleet`](crate::fleet) (the databases of `store`
+/// that pass `filter`) until the fleet's consumer stops: `open` makes the reflection of a
+/// database the first time it is read (and again when it is created anew), each read of it is
+/// applied and published as one burst, and a deleted database is reset, published empty and
+/// dropped. `status` is told the fleet's progress after every event and status change.
+pub async fn reflect_fleet<R, F>(
+    store: SharedStore,
+    filter: F,
+    options: FleetOptions,
+    mut open: impl FnMut(&DbName) -> R + Send,
+    mut status: impl FnMut(&FleetStatus) + Send,
+    shutdown: CancellationToken,
+) where
+    R: Reflect,
+    F: Fn(&DbName) -> bool + Send + Sync + 'static,
+{
+    let mut fleet = crate::fleet::fleet(store, filter, options);
+    let mut progress = fleet.status_watch();
+    let mut dbs: std::collections::HashMap<DbName, R> = std::collections::HashMap::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            event = fleet.next() => match event {
+                Some(FleetEvent::Loaded { db, changes, .. }) => {
+                    let target = dbs.entry(db.clone()).or_insert_with(|| open(&db));
+                    target.reset();
+                    for change in changes {
+                        target.apply(change);
+                    }
+                    target.publish(true).await;
+                }
+                Some(FleetEvent::Changed { db, changes, .. }) => {
+                    let target = dbs.entry(db.clone()).or_insert_with(|| open(&db));
+                    let mut dirty = false;
+                    for change in changes {
+                        dirty |= target.apply(change);
+                    }
+                    if dirty {
+                        target.publish(true).await;
+                    }
+                }
+                Some(FleetEvent::Gone { db }) => {
+                    if let Some(mut target) = dbs.remove(&db) {
+                        target.reset();
+                        target.publish(false).await;
+                    }
+                }
+                None => return,
+            },
+            changed = progress.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        let now = progress.borrow().clone();
+        status(&now);
+    }
+}
