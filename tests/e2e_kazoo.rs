@@ -81,13 +81,8 @@ fn private_server() -> Option<(CouchServer, CouchConfig, String, tempfile::TempD
         eprintln!("COUCHDB_URL is set: e2e_kazoo needs a private server; skipped");
         return None;
     };
-    let mut config = CouchConfig::from_url(server.url()).expect("url");
-    let mut url = server.url().to_owned();
-    if let Some((user, password)) = server.credentials() {
-        url = url.replacen("://", &format!("://{user}:{password}@"), 1);
-        config.user = Some(user);
-        config.password = Some(password);
-    }
+    let url = server.url_with_credentials();
+    let config = CouchConfig::from_url(&url).expect("url");
     Some((server, config, url, dir))
 }
 

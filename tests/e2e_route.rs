@@ -67,11 +67,7 @@ fn world() -> Option<&'static World> {
                 eprintln!("COUCHDB_URL is set: e2e_route needs a private server; skipped");
                 return None;
             };
-            let mut config = CouchConfig::from_url(server.url()).expect("url");
-            if let Some((user, password)) = server.credentials() {
-                config.user = Some(user);
-                config.password = Some(password);
-            }
+            let config = CouchConfig::from_url(&server.url_with_credentials()).expect("url");
             let mut cmd = binary();
             cmd.args(["--couch-url", server.url(), "serve", "--listen", "127.0.0.1:0"])
                 .args(["--debounce", "20ms", "--discover-every", "200ms"])

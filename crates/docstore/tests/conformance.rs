@@ -719,11 +719,7 @@ conformance!(embedded, crate::embedded_fixture);
 
 async fn couchdb_fixture() -> Fixture {
     let server = testkit::CouchServer::shared();
-    let mut config = CouchConfig::from_url(server.url()).expect("the test server's url");
-    if let Some((user, password)) = server.credentials() {
-        config.user = Some(user);
-        config.password = Some(password);
-    }
+    let config = CouchConfig::from_url(&server.url_with_credentials()).expect("the server's url");
     Fixture { store: Box::new(CouchStore::new(config).expect("a CouchDB client")), _dir: None }
 }
 

@@ -157,11 +157,7 @@ fn main() {
         let couch_n = env_usize("INBOUND_LOAD_COUCH_N", 20_000);
         if couch_n > 0 {
             let server = testkit::CouchServer::shared();
-            let mut config = CouchConfig::from_url(server.url()).unwrap();
-            if let Some((u, p)) = server.credentials() {
-                config.user = Some(u);
-                config.password = Some(p);
-            }
+            let config = CouchConfig::from_url(&server.url_with_credentials()).unwrap();
             let store: SharedStore = Arc::new(CouchStore::new(config).unwrap());
             let started = Instant::now();
             fill(&store, couch_n, dbs.min(couch_n)).await;

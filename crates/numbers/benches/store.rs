@@ -53,11 +53,7 @@ fn doc_json_for(number: &E164) -> Value {
 
 fn couch() -> SharedStore {
     let server = testkit::CouchServer::shared();
-    let mut config = CouchConfig::from_url(server.url()).unwrap();
-    if let Some((u, p)) = server.credentials() {
-        config.user = Some(u);
-        config.password = Some(p);
-    }
+    let config = CouchConfig::from_url(&server.url_with_credentials()).unwrap();
     Arc::new(CouchStore::new(config).unwrap())
 }
 

@@ -76,7 +76,7 @@ impl Bandwidth2Config {
             sip_peer: s.string_or("sip_peer", "")?,
             order_name_prefix: s.string_or("order_name_prefix", "Kazoo")?,
             max_search_quantity: s.positive("max_search_quantity", 500)?,
-            provisioning: Provisioning::read(&s, true)?,
+            provisioning: Provisioning::read(s, true)?,
             timeout: s.timeout()?,
             poll_interval: Duration::from_millis(s.positive("order_poll_interval_ms", 2000)?),
             poll_max_attempts: s.positive("order_poll_max_attempts", 30)?,
@@ -284,7 +284,7 @@ impl ExternalCarrier for Bandwidth2 {
         // an order that ended without the number lets a new one be placed.
         let mut completed = None;
         if let Some(id) = pending_order_id(&doc) {
-            match follow_order(&config, ctx, &num, &id, None, started).await {
+            match follow_order(config, ctx, &num, &id, None, started).await {
                 Ok(root) => completed = Some(root),
                 Err(OrderEnd::Unknown(reason)) => return Err(pending(&id, &reason)),
                 Err(OrderEnd::Failed(reason)) => {
@@ -336,7 +336,7 @@ impl ExternalCarrier for Bandwidth2 {
                 match (order_status(&root).as_str(), order_id) {
                     ("COMPLETE", _) => root,
                     (_, Some(id)) => {
-                        match follow_order(&config, ctx, &num, &id, Some(root), started).await {
+                        match follow_order(config, ctx, &num, &id, Some(root), started).await {
                             Ok(root) => root,
                             Err(OrderEnd::Failed(reason)) => return Err(fail(&reason)),
                             Err(OrderEnd::Unknown(reason)) => return Err(pending(&id, &reason)),

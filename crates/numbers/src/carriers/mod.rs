@@ -10,9 +10,10 @@
 //! 1. the file, say `acme.rs`, with a unit struct `Acme`, its `SPEC` (`kind: CarrierKind::Acme`,
 //!    `carrier: &Acme`) and its implementation: for a carrier with an API and settings of its
 //!    own, `impl ExternalCarrier for Acme` (the config struct, `read_config` from its
-//!    `number_manager.acme` section, and `find`/`acquire`/`disconnect`/`check` taking that config;
-//!    the trait then implements [`Carrier`]) with `config_section: Some(ConfigSection::of::<Acme>("acme"))`
-//!    in the `SPEC`; otherwise `impl Carrier for Acme` and `config_section: None`;
+//!    `number_manager.acme` section, and `find`/`acquire`/`disconnect`/`check` taking that
+//!    config; the trait then implements [`Carrier`]) and in the `SPEC`
+//!    `config_section: Some(ConfigSection::of::<Acme>("acme"))`; otherwise `impl Carrier for
+//!    Acme` and `config_section: None`;
 //! 2. in this file, its `mod acme;` line and one line `Acme => acme,` in the `carriers!` list,
 //!    which declares the `CarrierKind::Acme` variant, its place in [`CarrierKind::ALL`] and its
 //!    arm of [`CarrierKind::spec`]. (The `mod` line stays outside the macro: rustfmt does not

@@ -57,7 +57,7 @@ impl TelnyxConfig {
             base_url: s.base_url("base_url", "https://api.telnyx.com/origination")?,
             user: s.secret("user")?,
             token: s.secret("token")?,
-            provisioning: Provisioning::read(&s, false)?,
+            provisioning: Provisioning::read(s, false)?,
             keep_best_effort: s.boolean("should_keep_best_effort", false)?,
             filter_rates: if s.boolean("should_filter_rates", false)? {
                 Some((cost("upfront_cost")?, cost("monthly_recurring_cost")?))

@@ -53,7 +53,7 @@ impl VoipInnovationsConfig {
     /// # Errors
     /// [`Error::Config`] naming a key of the wrong type.
     fn read(s: &Section<'_>) -> Result<Self, Error> {
-        let provisioning = Provisioning::read(&s, false)?;
+        let provisioning = Provisioning::read(s, false)?;
         let default_url = if provisioning.sandbox { SANDBOX_URL } else { URL };
         Ok(VoipInnovationsConfig {
             url: s.base_url("api_url", default_url)?,

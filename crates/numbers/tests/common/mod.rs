@@ -24,11 +24,7 @@ pub fn embedded() -> SharedStore {
 
 pub fn couch() -> SharedStore {
     let server = testkit::CouchServer::shared();
-    let mut config = CouchConfig::from_url(server.url()).expect("server url");
-    if let Some((user, password)) = server.credentials() {
-        config.user = Some(user);
-        config.password = Some(password);
-    }
+    let config = CouchConfig::from_url(&server.url_with_credentials()).expect("server url");
     Arc::new(CouchStore::new(config).expect("couch store"))
 }
 
