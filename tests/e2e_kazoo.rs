@@ -109,15 +109,7 @@ async fn kazoo_design_documents_are_left_alone_and_ours_follow_every_database() 
 
     let _daemon = Daemon::start(
         env!("CARGO_BIN_EXE_switchboard"),
-        &[
-            "--couch-url",
-            &url,
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--discover-every",
-            "100ms",
-        ],
+        &["--couch-url", &url, "serve", "--listen", "127.0.0.1:0", "--discover-every", "100ms"],
         &[],
     );
 

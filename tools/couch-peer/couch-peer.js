@@ -902,7 +902,10 @@ const app = expressPouchDB(PouchDB, {
   mode: 'fullCouchDB',
   // CouchDB does not gzip _changes; couch_rs always asks for gzip, and the
   // compression middleware holds a live feed in its zlib buffer.
-  overrideMode: { exclude: ['compression'] },
+  // In memory there is no disk size to measure: pouchdb-size would walk a directory on every
+  // db.info() (each `_changes` and `GET /db`), the largest share of a request's time. Sizes
+  // then read 0.
+  overrideMode: { exclude: inMemory ? ['compression', 'disk-size'] : ['compression'] },
   inMemoryConfig: inMemory,
   configPath: inMemory ? undefined : path.join(dataDir, 'config.json'),
   logPath: inMemory ? '/dev/null' : path.join(dataDir, 'log.txt'),

@@ -258,7 +258,11 @@ pub async fn deploy(store: &dyn DocStore, db: &DbName, kind: DesignKind) -> Resu
 ///
 /// # Errors
 /// As [`deploy`].
-pub(crate) async fn write_all(store: &dyn DocStore, db: &DbName, docs: Vec<Value>) -> Result<DeployReport> {
+pub(crate) async fn write_all(
+    store: &dyn DocStore,
+    db: &DbName,
+    docs: Vec<Value>,
+) -> Result<DeployReport> {
     let mut report = DeployReport::default();
     for wanted in docs {
         let id = wanted["_id"].as_str().unwrap_or_default().to_owned();

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use docstore::{AccountId, CouchConfig, CouchStore, DbName, SharedStore};
+use docstore::{AccountId, CouchConfig, CouchStore, DbName, DesignKind, SharedStore};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use testkit::{CouchServer, Daemon};
@@ -150,18 +150,22 @@ fn main() {
         store.ensure_db(&offnet).await.expect("offnet");
         let _ = store.put(&offnet, resource("global", "global.example.net")).await;
         store.ensure_db(&docstore::naming::accounts_db()).await.expect("accounts");
+        // As in a cluster Switchboard has run beside before: the design documents are there.
+        let design = DesignKind::Account.documents().expect("design documents");
         futures::stream::iter(0..n)
             .map(|i| {
-                let store = store.clone();
+                let (store, design) = (store.clone(), design.clone());
                 async move {
                     let db = account(i).db_name();
-                    if store.ensure_db(&db).await.expect("account db") {
-                        let doc = if i % 50 == 0 {
-                            resource("local", &format!("a{i}.example.net"))
-                        } else {
-                            json!({"_id": "user", "pvt_type": "user"})
-                        };
-                        store.put(&db, doc).await.expect("doc");
+                    store.create_db(&db).await.expect("account db");
+                    let doc = if i % 50 == 0 {
+                        resource("local", &format!("a{i}.example.net"))
+                    } else {
+                        json!({"_id": "user", "pvt_type": "user"})
+                    };
+                    let docs: Vec<Value> = std::iter::once(doc).chain(design).collect();
+                    for item in store.bulk_docs(&db, docs).await.expect("docs") {
+                        assert!(item.outcome.is_ok(), "{item:?}");
                     }
                 }
             })
