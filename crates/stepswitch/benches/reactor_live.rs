@@ -5,10 +5,11 @@
 //!    debounce and with a 1 ms one (what the debounce costs);
 //! 2. resident memory (VmRSS) across 1,000 manual reloads (`Routing::reload(None)`) and 1,000
 //!    live edits of a 1,000-resource `offnet`;
-//! 3. at 10,000 resources: the change-to-live latency of 60 edits with the default options,
+//! 3. at 10,000 resources: the change-to-live latency of 60 lone edits (each one `debounce` +
+//!    10 ms after the last went live) with the default options and with a 1 ms debounce,
 //!    beside the server's own `PUT` → `_changes` latency for the same edits (a second follower
-//!    of `offnet` in this process), then `route()` latency with no edits and while 100 edits/s
-//!    stream in. `REACTOR_LIVE_10K_ONLY=1` runs only this part.
+//!    of `offnet` in this process), then `route()` latency (wall and thread CPU time) with no
+//!    edits and while 100 edits/s stream in. `REACTOR_LIVE_10K_ONLY=1` runs only this part.
 //!
 //! Run: `cargo bench -p stepswitch --bench reactor_live` (prints a table; figures are recorded
 //! in docs/PERFORMANCE.md). Needs Node.js for couch-peer, like the tests.
@@ -190,6 +191,9 @@ async fn edits_to_live(
                 break;
             }
         }
+        // Lone edits, as a person makes them: the next one comes after a quiet period (an edit
+        // within `debounce` of the last build waits for it, so that bursts coalesce).
+        tokio::time::sleep(debounce + Duration::from_millis(10)).await;
     }
     feed_task.abort();
     live.sort();

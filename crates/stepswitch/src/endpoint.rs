@@ -196,10 +196,10 @@ impl Endpoint {
         push(&mut ep, "Auth-User", opt(gateway.username.as_deref()));
         push(&mut ep, "Auth-Password", opt(gateway.password.as_deref()));
         push(&mut ep, "Auth-Realm", opt(gateway.realm.as_deref()));
-        push(&mut ep, "Custom-SIP-Headers", Value::Object(gateway.sip_headers.clone()));
+        push(&mut ep, "Custom-SIP-Headers", Value::Object(Map::clone(&gateway.sip_headers)));
         push(&mut ep, "SIP-Interface", opt(gateway.sip_interface.as_deref()));
         push(&mut ep, "Endpoint-Type", text(&gateway.endpoint_type));
-        push(&mut ep, "Endpoint-Options", Value::Object(gateway.endpoint_options.clone()));
+        push(&mut ep, "Endpoint-Options", Value::Object(Map::clone(&gateway.endpoint_options)));
         push(
             &mut ep,
             "Endpoint-Progress-Timeout",

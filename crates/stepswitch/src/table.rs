@@ -274,9 +274,9 @@ pub struct Gateway {
     /// `password`.
     pub password: Option<String>,
     /// Outbound custom channel vars (`custom_channel_vars`, `out` merged over legacy keys).
-    pub ccvs: Map<String, Value>,
+    pub ccvs: Arc<Map<String, Value>>,
     /// Outbound custom SIP headers (`custom_sip_headers`, `out` merged over legacy keys).
-    pub sip_headers: Map<String, Value>,
+    pub sip_headers: Arc<Map<String, Value>>,
     /// `custom_sip_interface`.
     pub sip_interface: Option<String>,
     /// `invite_format`, default `route`.
@@ -310,7 +310,7 @@ pub struct Gateway {
     /// `progress_timeout`, default `ss.default_progress_timeout`.
     pub progress_timeout: i64,
     /// `Endpoint-Options` by endpoint type.
-    pub endpoint_options: Map<String, Value>,
+    pub endpoint_options: Arc<Map<String, Value>>,
     /// Privacy method (`sip` or `kazoo`).
     pub privacy_method: std::borrow::Cow<'static, str>,
     /// Hide the caller's name.
@@ -318,7 +318,7 @@ pub struct Gateway {
     /// Hide the caller's number (from the number keys: the Kazoo bug in `stepswitch_resources`' `privacy_hide_number` fixed).
     pub privacy_hide_number: bool,
     /// `invite_parameters`.
-    pub invite_parameters: Option<crate::resource::InviteParameters>,
+    pub invite_parameters: Option<Box<crate::resource::InviteParameters>>,
     /// What every endpoint through this gateway shares, rendered when the table is compiled.
     pub(crate) rendered: Option<Arc<crate::endpoint::Rendered>>,
 }

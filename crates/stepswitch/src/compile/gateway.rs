@@ -177,8 +177,8 @@ fn gateway(
         realm: gw.realm.clone(),
         username: gw.username.clone(),
         password: gw.password.clone(),
-        ccvs: outbound(gw.custom_channel_vars.as_ref()),
-        sip_headers: outbound(gw.custom_sip_headers.as_ref()),
+        ccvs: shared_map(outbound(gw.custom_channel_vars.as_ref())),
+        sip_headers: shared_map(outbound(gw.custom_sip_headers.as_ref())),
         sip_interface: gw.custom_sip_interface.clone().filter(|it| !it.is_empty()),
         invite_format: shared(
             gw.invite_format.as_deref().unwrap_or("route"),
@@ -212,11 +212,11 @@ fn gateway(
             &["external", "internal", "emergency"],
         ),
         progress_timeout: gw.progress_timeout.unwrap_or(config.default_progress_timeout),
-        endpoint_options,
+        endpoint_options: shared_map(endpoint_options),
         privacy_method: Cow::Borrowed(method),
         privacy_hide_name: hide_name,
         privacy_hide_number: hide_number,
-        invite_parameters: gw.invite_parameters.clone(),
+        invite_parameters: gw.invite_parameters.clone().map(Box::new),
         rendered: None,
     }
 }
@@ -224,6 +224,18 @@ fn gateway(
 fn insert_some(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
     if let Some(value) = value.filter(|it| !it.is_null()) {
         map.insert(key.into(), value);
+    }
+}
+
+/// `map` behind an `Arc`; every empty map (most gateways have no CCVs, headers or endpoint
+/// options) is one shared allocation.
+fn shared_map(map: Map<String, Value>) -> Arc<Map<String, Value>> {
+    static EMPTY: std::sync::LazyLock<Arc<Map<String, Value>>> =
+        std::sync::LazyLock::new(|| Arc::new(Map::new()));
+    if map.is_empty() {
+        Arc::clone(&EMPTY)
+    } else {
+        Arc::new(map)
     }
 }
 

@@ -249,10 +249,10 @@ fn gateway_endpoint(resource: &Resource, gateway: &Gateway, ctx: &EndpointContex
     push(&mut ep, "Auth-User", opt(&gateway.username));
     push(&mut ep, "Auth-Password", opt(&gateway.password));
     push(&mut ep, "Auth-Realm", opt(&gateway.realm));
-    push(&mut ep, "Custom-SIP-Headers", Value::Object(gateway.sip_headers.clone()));
+    push(&mut ep, "Custom-SIP-Headers", Value::Object(Map::clone(&gateway.sip_headers)));
     push(&mut ep, "SIP-Interface", opt(&gateway.sip_interface));
     push(&mut ep, "Endpoint-Type", Value::String(gateway.endpoint_type.to_string()));
-    push(&mut ep, "Endpoint-Options", Value::Object(gateway.endpoint_options.clone()));
+    push(&mut ep, "Endpoint-Options", Value::Object(Map::clone(&gateway.endpoint_options)));
     push(&mut ep, "Endpoint-Progress-Timeout", Value::String(gateway.progress_timeout.to_string()));
     push(&mut ep, "Custom-Channel-Vars", Value::Object(ccvs));
     push(&mut ep, "Outbound-Caller-ID-Number", opt(&cid_number));

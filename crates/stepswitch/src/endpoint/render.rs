@@ -158,16 +158,16 @@ fn json(resource: &Resource, gateway: &Gateway) -> Option<Json> {
     push(&mut statics, "Auth-User", opt(gateway.username.as_deref()));
     push(&mut statics, "Auth-Password", opt(gateway.password.as_deref()));
     push(&mut statics, "Auth-Realm", opt(gateway.realm.as_deref()));
-    push(&mut statics, "Custom-SIP-Headers", Value::Object(gateway.sip_headers.clone()));
+    push(&mut statics, "Custom-SIP-Headers", Value::Object(Map::clone(&gateway.sip_headers)));
     push(&mut statics, "SIP-Interface", opt(gateway.sip_interface.as_deref()));
     push(&mut statics, "Endpoint-Type", text(&gateway.endpoint_type));
-    push(&mut statics, "Endpoint-Options", Value::Object(gateway.endpoint_options.clone()));
+    push(&mut statics, "Endpoint-Options", Value::Object(Map::clone(&gateway.endpoint_options)));
     push(
         &mut statics,
         "Endpoint-Progress-Timeout",
         Value::String(gateway.progress_timeout.to_string()),
     );
-    let mut head_ccvs = gateway.ccvs.clone();
+    let mut head_ccvs = Map::clone(&gateway.ccvs);
     if gateway.emergency {
         head_ccvs.insert("Emergency-Resource".into(), text("true"));
     }

@@ -69,11 +69,16 @@ pub(super) async fn drop_account(shared: &Arc<Shared>, id: &AccountId) {
 
 impl Shared {
     /// Swaps in a changed copy of the current tables. Call with the build lock held.
+    ///
+    /// What the swap replaced (the old tables and each table they held that the new ones do
+    /// not) is retired: freed on the blocking pool once no lookup holds it, never by a request.
     pub(super) fn publish(&self, change: impl FnOnce(&mut Tables)) {
         let mut next = Tables::clone(&self.current.load());
         change(&mut next);
-        self.current.store(Arc::new(next));
+        let next = Arc::new(next);
+        let old = self.current.swap(Arc::clone(&next));
         self.generation.send_modify(|g| *g += 1);
+        self.retired.retire(replaced(old, &next));
     }
 
     /// Compiles one scope from its inputs with the current config and swaps it in.
@@ -264,4 +269,26 @@ pub(super) async fn on_blocking_pool<T: Send + 'static>(
         Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
         Err(_) => std::future::pending().await,
     }
+}
+
+/// `old` and what it holds that `next` does not share: the tables replaced or removed, the
+/// config and the account tree when they changed.
+fn replaced(old: Arc<Tables>, next: &Tables) -> Vec<Arc<dyn std::any::Any + Send + Sync>> {
+    let mut out: Vec<Arc<dyn std::any::Any + Send + Sync>> = Vec::new();
+    if !Arc::ptr_eq(&old.global, &next.global) {
+        out.push(old.global.clone());
+    }
+    for (id, table) in &old.local {
+        if next.local.get(id).is_none_or(|it| !Arc::ptr_eq(it, table)) {
+            out.push(table.clone());
+        }
+    }
+    if !Arc::ptr_eq(&old.config, &next.config) {
+        out.push(old.config.clone());
+    }
+    if !Arc::ptr_eq(&old.accounts, &next.accounts) {
+        out.push(old.accounts.clone());
+    }
+    out.push(old);
+    out
 }

@@ -53,6 +53,7 @@
 
 mod accounts;
 mod build;
+mod retire;
 mod source;
 mod status;
 
@@ -111,6 +112,12 @@ struct Shared {
     loaded_accounts: Mutex<std::collections::HashSet<String>>,
     /// Every account database there was at start has been read: no lookup waits for a load.
     all_accounts_loaded: std::sync::atomic::AtomicBool,
+    /// [`Routing::is_loaded`] has been true once: it never goes back (the global table, the
+    /// config and the accounts are only ever replaced), so every request after that reads
+    /// this instead of taking the status lock.
+    loaded: std::sync::atomic::AtomicBool,
+    /// Replaced tables, kept until no lookup holds them and then freed off the request path.
+    retired: Arc<retire::Retired>,
     /// The followers' and reads' health and the documents they could not decode.
     board: FeedBoard,
 }
@@ -169,6 +176,8 @@ pub fn spawn_with(
         accounts,
         loaded_accounts: Mutex::new(std::collections::HashSet::new()),
         all_accounts_loaded: std::sync::atomic::AtomicBool::new(false),
+        loaded: std::sync::atomic::AtomicBool::new(false),
+        retired: Arc::default(),
         board: FeedBoard::new(),
     });
     for source in [Source::Config, Source::Accounts, Source::Global, Source::DedicatedIps] {

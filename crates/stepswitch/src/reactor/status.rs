@@ -297,8 +297,17 @@ impl Routing {
     /// Whether the global table, the config and the accounts have been built at least once
     /// (see [`RoutingStatus::loaded`]).
     pub fn is_loaded(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.shared.loaded.load(Ordering::Acquire) {
+            return true;
+        }
         let book = self.shared.book.lock().expect("book lock");
-        book.config_built && book.accounts_built && book.tables.contains_key(&Scope2::Global)
+        let loaded =
+            book.config_built && book.accounts_built && book.tables.contains_key(&Scope2::Global);
+        if loaded {
+            self.shared.loaded.store(true, Ordering::Release);
+        }
+        loaded
     }
 
     /// How far the start has come (see [`Phase`]).
