@@ -248,16 +248,6 @@ fn no_to_do_markers() {
     assert!(found.is_empty(), "to-do markers:\n{}", found.join("\n"));
 }
 
-/// The files still allowed over [`MAX_LINES`] while their splits are under way on other branches.
-/// The lead removes each entry when the branch splitting that file is merged: this list is empty
-/// once every split has landed (the test fails on an entry that is no longer over the limit).
-const OVER_MAX_LINES_FOR_NOW: &[&str] = &[
-    "crates/docstore/src/follow.rs",
-    "crates/numbers/src/inbound.rs",
-    "crates/stepswitch/src/reactor.rs",
-    "crates/stepswitch/src/table.rs",
-];
-
 /// The most lines a source file may have: a longer one is split along its seams (a module per
 /// responsibility; an inline test module can move to a sibling `tests.rs`).
 const MAX_LINES: usize = 1000;
@@ -267,7 +257,6 @@ fn no_source_file_is_over_a_thousand_lines() {
     let is_source = |rel: &str| [".rs", ".js", ".c", ".sh", ".py"].iter().any(|e| rel.ends_with(e));
     let mut checked = 0;
     let mut over = Vec::new();
-    let mut allowed_over = BTreeSet::new();
     for rel in tracked() {
         let crate_source = rel.starts_with("crates/") && rel.split('/').nth(2) == Some("src");
         if !(crate_source || rel.starts_with("tools/"))
@@ -279,12 +268,7 @@ fn no_source_file_is_over_a_thousand_lines() {
         }
         checked += 1;
         let lines = read(&rel).lines().count();
-        if lines <= MAX_LINES {
-            continue;
-        }
-        if OVER_MAX_LINES_FOR_NOW.contains(&rel.as_str()) {
-            allowed_over.insert(rel);
-        } else {
+        if lines > MAX_LINES {
             over.push(format!("{rel}: {lines} lines"));
         }
     }
@@ -293,12 +277,6 @@ fn no_source_file_is_over_a_thousand_lines() {
         over.is_empty(),
         "source files over {MAX_LINES} lines (split them along their seams):\n{}",
         over.join("\n")
-    );
-    let stale: Vec<_> =
-        OVER_MAX_LINES_FOR_NOW.iter().filter(|f| !allowed_over.contains(**f)).collect();
-    assert!(
-        stale.is_empty(),
-        "no longer over {MAX_LINES} lines (or gone), remove from OVER_MAX_LINES_FOR_NOW: {stale:?}"
     );
 }
 
