@@ -108,7 +108,7 @@ async fn catch_up_then_live(store: SharedStore) {
     let now = status.get();
     assert!(now.caught_up);
     assert_eq!(now.last_seq.as_ref(), Some(&change.seq));
-    assert!(now.since_last_change().is_some());
+    assert!(now.last_change_at.is_some());
     // A selector keeps only matching documents (`filter=_selector`).
     let mut opts = fast("selected");
     opts.selector = Some(json!({ "n": { "$regex": "^after" } }));

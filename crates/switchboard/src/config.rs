@@ -64,10 +64,11 @@ pub(crate) struct ServeArgs {
     /// Heartbeat asked of the server on live change feeds [default: 10s].
     #[arg(long, env = "SWITCHBOARD_FEED_HEARTBEAT", value_parser = parse_duration)]
     pub(crate) feed_heartbeat: Option<Duration>,
-    /// First reconnect backoff of the change feeds (full jitter) [default: 100ms].
+    /// First reconnect or retry backoff of every follower: the change feeds, re-reads and the
+    /// database fleets (full jitter, doubling) [default: 100ms].
     #[arg(long, env = "SWITCHBOARD_BACKOFF_BASE", value_parser = parse_duration)]
     pub(crate) backoff_base: Option<Duration>,
-    /// Longest reconnect backoff of the change feeds [default: 5s].
+    /// Longest reconnect or retry backoff of every follower [default: 5s].
     #[arg(long, env = "SWITCHBOARD_BACKOFF_CAP", value_parser = parse_duration)]
     pub(crate) backoff_cap: Option<Duration>,
     /// Largest accepted request body, in bytes or with a KiB/MiB suffix [default: 1MiB].
@@ -90,15 +91,16 @@ pub(crate) struct ServeArgs {
     /// everything else that arrived [default: 50ms].
     #[arg(long, env = "SWITCHBOARD_DEBOUNCE", value_parser = parse_duration)]
     pub(crate) debounce: Option<Duration>,
-    /// Account databases read at once, at start and when many change together [default: 8].
+    /// Account databases (and number databases) read at once, at start and when many change
+    /// together [default: 8].
     #[arg(long, env = "SWITCHBOARD_ACCOUNT_CONCURRENCY")]
     pub(crate) account_concurrency: Option<usize>,
     /// Most requests in flight to CouchDB at once (live feeds aside); the rest wait their turn
     /// [default: 16].
     #[arg(long, env = "SWITCHBOARD_STORE_MAX_REQUESTS")]
     pub(crate) store_max_requests: Option<usize>,
-    /// How often the database list is polled for new or deleted account databases when the
-    /// server has no `_db_updates` feed [default: 5s].
+    /// How often the database list is polled for new, changed or deleted account and number
+    /// databases when the server has no `_db_updates` feed [default: 5s].
     #[arg(long, env = "SWITCHBOARD_DISCOVER_EVERY", value_parser = parse_duration)]
     pub(crate) discover_every: Option<Duration>,
     /// Do not seed an empty embedded store with the demo documents.

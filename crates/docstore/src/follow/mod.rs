@@ -269,16 +269,6 @@ impl FollowerStatus {
             last_issue: None,
         }
     }
-
-    /// Time since the last delivered change.
-    pub fn since_last_change(&self) -> Option<Duration> {
-        self.last_change_at.map(|t| t.elapsed())
-    }
-
-    /// Time since the server was last heard from.
-    pub fn since_last_heard(&self) -> Option<Duration> {
-        self.last_heard_at.map(|t| t.elapsed())
-    }
 }
 
 /// A cheap, cloneable view of a follower's [`FollowerStatus`].
