@@ -58,16 +58,6 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     let shutdown = CancellationToken::new();
     let metrics = api::ops::install_metrics();
 
-    // Design documents in every matching database, as databases appear, for as long as we run.
-    let design = Arc::new(docstore::keep(
-        store.clone(),
-        docstore::KeepOptions {
-            poll_dbs_every: settings.discover_every,
-            backoff_base: settings.backoff_base,
-            backoff_cap: settings.backoff_cap,
-        },
-    ));
-
     // The one set of feed settings every follower below runs on.
     let feed = settings.feed_options();
 
@@ -79,6 +69,29 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     );
 
     let routing = reactor::spawn_with(store.clone(), live.clone(), feed.clone(), shutdown.clone());
+
+    // Design documents in every matching database, as databases appear, for as long as we run;
+    // started once global routing is served, so that its first read of every database does not
+    // hold up the reads global routing waits for.
+    let design = Arc::new(std::sync::OnceLock::new());
+    let keeper_start = tokio::spawn({
+        let (design, routing, store) = (design.clone(), routing.clone(), store.clone());
+        let keep = docstore::KeepOptions {
+            poll_dbs_every: settings.discover_every,
+            backoff_base: settings.backoff_base,
+            backoff_cap: settings.backoff_cap,
+        };
+        async move {
+            let mut generations = routing.generations();
+            while routing.phase() == reactor::Phase::Starting {
+                tokio::select! {
+                    changed = generations.changed() => if changed.is_err() { return },
+                    () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                }
+            }
+            let _ = design.set(docstore::keep(store, keep));
+        }
+    });
 
     // The number reactors: the live inbound table and the lifecycle crawler (Kazoo's number crawler (`knm_number_crawler`)).
     let inbound = numbers::inbound::InboundTable::start(store.clone(), feed.clone());
@@ -143,7 +156,7 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
             name: "design_docs",
             ready: Box::new({
                 let design = design.clone();
-                move || design.is_caught_up()
+                move || design.get().is_some_and(docstore::DesignKeeper::is_caught_up)
             }),
             feeds: None,
         },
@@ -194,6 +207,7 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
         }
     };
     shutdown.cancel();
+    keeper_start.abort();
     drop(design);
     crawler.abort();
     tracing::info!("stopped");
