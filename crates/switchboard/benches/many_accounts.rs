@@ -1,5 +1,6 @@
 //! Many account databases: the real daemon against couch-peer holding N account databases, 2 %
-//! of them with one local resource (the rest with one non-resource document).
+//! of them with one local resource (the rest with one non-resource document), each with its
+//! design documents in place (one create and one `_bulk_docs` per database).
 //!
 //! Run: `MANY_ACCOUNTS=10000 cargo bench -p switchboard --bench many_accounts` (default 1,000).
 //! It measures, from the daemon's start: global routing ready (`/healthz` `phase` leaves
