@@ -22,7 +22,8 @@ use serde_json::{json, Value};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::design::{to_write, write_all, DesignKind, Seen};
-use crate::fleet::{backoff, fleet, FleetEvent, FleetOptions, FleetStatus};
+use crate::fleet::{backoff, fleet, FleetEvent, FleetStatus};
+use crate::follow::FeedOptions;
 use crate::store::SharedStore;
 use crate::types::{Change, DbName};
 
@@ -30,17 +31,6 @@ use crate::types::{Change, DbName};
 const CONCURRENCY: usize = 4;
 /// How many databases' design documents are read at once.
 const READ_CONCURRENCY: usize = 4;
-
-/// Settings of [`keep`].
-#[derive(Debug, Clone, Copy)]
-pub struct KeepOptions {
-    /// How often the database list is polled when the server has no `_db_updates` feed.
-    pub poll_dbs_every: Duration,
-    /// A failed write is retried after a full-jitter wait doubling from this…
-    pub backoff_base: Duration,
-    /// …up to this.
-    pub backoff_cap: Duration,
-}
 
 /// The running keeper; dropping it stops it.
 pub struct DesignKeeper {
@@ -72,7 +62,7 @@ impl Drop for DesignKeeper {
 ///
 /// # Panics
 /// Outside a tokio runtime.
-pub fn keep(store: SharedStore, options: KeepOptions) -> DesignKeeper {
+pub fn keep(store: SharedStore, options: FeedOptions) -> DesignKeeper {
     let caught_up = Arc::new(AtomicBool::new(false));
     let task = tokio::spawn(run(store, options, caught_up.clone()));
     DesignKeeper { caught_up, task }
@@ -85,13 +75,11 @@ fn design_selector() -> Value {
     json!({"_id": {"$gte": "_design/", "$lt": "_design0"}})
 }
 
-async fn run(store: SharedStore, options: KeepOptions, caught_up: Arc<AtomicBool>) {
-    let mut fleet_options = FleetOptions::new("design-keeper");
+async fn run(store: SharedStore, options: FeedOptions, caught_up: Arc<AtomicBool>) {
+    let mut fleet_options = options.fleet("design-keeper");
     fleet_options.concurrency = READ_CONCURRENCY;
     fleet_options.selector = Some(design_selector());
-    fleet_options.poll_every = options.poll_dbs_every;
-    fleet_options.backoff_base = options.backoff_base;
-    fleet_options.backoff_cap = options.backoff_cap;
+    let pauses = (options.backoff_base, options.backoff_cap);
     let mut fleet =
         fleet(store.clone(), |db: &DbName| DesignKind::for_db(db).is_some(), fleet_options);
     let mut status = fleet.status_watch();
@@ -103,7 +91,7 @@ async fn run(store: SharedStore, options: KeepOptions, caught_up: Arc<AtomicBool
             event = fleet.next(), if writes.len() < CONCURRENCY => {
                 let Some(event) = event else { return };
                 if let Some((db, docs)) = on_event(event, checked.as_mut()) {
-                    writes.spawn(write_until_done(store.clone(), db, docs, options));
+                    writes.spawn(write_until_done(store.clone(), db, docs, pauses));
                 }
             }
             Some(_) = writes.join_next(), if !writes.is_empty() => {}
@@ -174,7 +162,12 @@ fn seen_in(changes: Vec<Change>) -> BTreeMap<String, Seen> {
 /// Writes `docs` into `db`, retrying failures with the backoff until it is done, the database
 /// is gone, or the store refuses the write (a `validate_doc_update` of someone else's, say:
 /// tried again when a design document of the database changes next).
-async fn write_until_done(store: SharedStore, db: DbName, docs: Vec<Value>, options: KeepOptions) {
+async fn write_until_done(
+    store: SharedStore,
+    db: DbName,
+    docs: Vec<Value>,
+    (backoff_base, backoff_cap): (Duration, Duration),
+) {
     let mut attempt = 0u32;
     loop {
         match write_all(store.as_ref(), &db, docs.clone()).await {
@@ -192,8 +185,7 @@ async fn write_until_done(store: SharedStore, db: DbName, docs: Vec<Value>, opti
             Err(err) => {
                 attempt += 1;
                 tracing::warn!(db = %db, error = %err, attempt, "cannot deploy design documents; retrying");
-                tokio::time::sleep(backoff(options.backoff_base, options.backoff_cap, attempt))
-                    .await;
+                tokio::time::sleep(backoff(backoff_base, backoff_cap, attempt)).await;
             }
         }
     }

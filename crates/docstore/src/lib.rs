@@ -8,7 +8,8 @@
 //! - [`CouchStore`] (CouchDB over HTTP, built from a [`CouchConfig`]) and [`EmbeddedStore`] (one
 //!   SQLite file, no server): the two backends.
 //! - [`follow`]: a resumable stream of one database's changes ([`FollowEvent`]), with
-//!   reconnects, heartbeat liveness and explicit resyncs; [`watch_dbs`] discovers databases.
+//!   reconnects, heartbeat liveness and explicit resyncs; [`fleet()`] follows every database of a
+//!   kind from one `_db_updates` feed.
 //! - [`Reflect`]: what a consumer keeps in memory of a database, driven by [`reflect`] (one
 //!   database) or [`reflect_fleet`] (every database of a kind), on the one [`FeedOptions`].
 //! - [`DbName`], [`Seq`], [`Rev`]: names, opaque update sequences and revisions as types.
@@ -51,15 +52,15 @@ mod update_log;
 
 pub use couch::{AuthMode, CouchConfig, CouchStore, DEFAULT_MAX_REQUESTS, DEFAULT_REQUEST_TIMEOUT};
 pub use design::{deploy, is_own, DeployReport, DesignKind, OWN_PREFIX};
-pub use design_keeper::{keep, DesignKeeper, KeepOptions};
+pub use design_keeper::{keep, DesignKeeper};
 pub use embedded::{EmbeddedStore, EMBEDDED_FILE_NAME};
 pub use error::{Error, Result};
 pub use fleet::{
     backoff, fleet, Fleet, FleetEvent, FleetMode, FleetOptions, FleetStatus, DEFAULT_CONCURRENCY,
 };
 pub use follow::{
-    follow, reflect, reflect_fleet, watch_dbs, DbWatch, FeedOptions, FollowEvent, FollowOptions,
-    Follower, FollowerState, FollowerStatus, Reflect, ResyncReason, StatusHandle, WhenDbMissing,
+    follow, reflect, reflect_fleet, FeedOptions, FollowEvent, FollowOptions, Follower,
+    FollowerState, FollowerStatus, Reflect, ResyncReason, StatusHandle, WhenDbMissing,
 };
 pub use health::{BoardReport, FeedBoard, Trouble, MAX_ISSUES};
 pub use lease::Lease;

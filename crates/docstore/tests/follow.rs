@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docstore::{
-    follow, watch_dbs, CouchConfig, CouchStore, DbName, DbUpdateKind, EmbeddedStore, Error,
-    FollowEvent, FollowOptions, Follower, FollowerState, ResyncReason, SharedStore, WhenDbMissing,
+    follow, CouchConfig, CouchStore, DbName, EmbeddedStore, Error, FollowEvent, FollowOptions,
+    Follower, FollowerState, ResyncReason, SharedStore, WhenDbMissing,
 };
 use futures::StreamExt;
 use serde_json::json;
@@ -281,44 +281,6 @@ async fn couch_missing_db_is_terminal() {
 #[tokio::test]
 async fn embedded_missing_db_is_terminal() {
     missing_db_is_terminal(embedded()).await;
-}
-
-async fn watch_sees_new_account_dbs(store: SharedStore) {
-    let tag = testkit::unique_db("w");
-    let prefix = format!("account/{tag}/");
-    let existing = DbName::new(format!("{prefix}aa")).unwrap();
-    store.create_db(&existing).await.unwrap();
-    let filter_prefix = prefix.clone();
-    let mut watch = watch_dbs(
-        store.clone(),
-        move |db: &DbName| db.as_str().starts_with(&filter_prefix),
-        Duration::from_millis(100),
-    );
-    let first = tokio::time::timeout(WAIT, watch.next()).await.unwrap().unwrap();
-    assert_eq!((first.db.clone(), first.kind), (existing.clone(), DbUpdateKind::Created));
-    let created = DbName::new(format!("{prefix}bb")).unwrap();
-    store.create_db(&created).await.unwrap();
-    store.create_db(&unique_db("other-")).await.unwrap();
-    store.delete_db(&existing).await.unwrap();
-    let mut seen = Vec::new();
-    while seen.len() < 2 {
-        let update = tokio::time::timeout(WAIT, watch.next()).await.unwrap().unwrap();
-        assert!(update.db.as_str().starts_with(&prefix), "filtered out: {update:?}");
-        assert_ne!(update.kind, DbUpdateKind::Updated);
-        seen.push((update.db, update.kind));
-    }
-    seen.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(seen, [(existing, DbUpdateKind::Deleted), (created, DbUpdateKind::Created)]);
-}
-
-#[tokio::test]
-async fn couch_watch_dbs_sees_new_account_dbs() {
-    watch_sees_new_account_dbs(couch()).await;
-}
-
-#[tokio::test]
-async fn embedded_watch_dbs_sees_new_account_dbs() {
-    watch_sees_new_account_dbs(embedded()).await;
 }
 
 /// A store that talks to the shared server through a fault-injecting proxy.

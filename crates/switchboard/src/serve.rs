@@ -76,11 +76,7 @@ pub(crate) async fn run(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result
     let design = Arc::new(std::sync::OnceLock::new());
     let keeper_start = tokio::spawn({
         let (design, routing, store) = (design.clone(), routing.clone(), store.clone());
-        let keep = docstore::KeepOptions {
-            poll_dbs_every: settings.discover_every,
-            backoff_base: settings.backoff_base,
-            backoff_cap: settings.backoff_cap,
-        };
+        let keep = feed.clone();
         async move {
             let mut generations = routing.generations();
             while routing.phase() == reactor::Phase::Starting {

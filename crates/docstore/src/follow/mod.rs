@@ -26,7 +26,6 @@
 
 mod reflect;
 mod runner;
-mod watch;
 
 use std::fmt;
 use std::pin::Pin;
@@ -45,7 +44,6 @@ use crate::types::{Change, DbName, Fields, RowIssue, Seq};
 
 pub use reflect::{reflect, reflect_fleet, FeedOptions, Reflect};
 use runner::Runner;
-pub use watch::{watch_dbs, DbWatch};
 
 /// The `_local` document (without `_local/`) holding a database's incarnation uuid.
 const INCARNATION_DOC: &str = "switchboard-incarnation";
