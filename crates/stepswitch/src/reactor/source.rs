@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{on_blocking_pool, ScopeInputs, Shared, SourceStatus, DEDICATED_IPS_DB, FOLLOWER_NAME};
+use super::{ScopeInputs, Shared, SourceStatus, DEDICATED_IPS_DB, FOLLOWER_NAME};
 use super::{NUMBER_MANAGER_DOC_ID, PAGE};
 use crate::{Error, ParsedResource, Proxy, Scope};
 
@@ -416,19 +416,15 @@ impl docstore::Reflect for SourceTask {
             .filter(|doc| self.source.keeps(doc))
             .map(|doc| self.source.slim(doc))
             .collect();
-        let ids: Vec<Option<String>> =
-            docs.iter().map(|d| Some(d.get("_id")?.as_str()?.to_owned())).collect();
-        let kept: Vec<Kept> = if self.source.is_table() {
+        if self.source.is_table() {
             // Parsing a whole database is CPU work: off the async workers, on rayon's pool.
-            on_blocking_pool(move || {
-                let parsed = ParsedResource::parse_all(&docs);
-                docs.iter().zip(parsed).map(|(d, p)| resource(d, p)).collect()
-            })
-            .await
+            self.docs.extend(super::accounts::parse(docs).await);
         } else {
-            docs.into_iter().map(Kept::Json).collect()
-        };
-        self.docs.extend(ids.into_iter().zip(kept).filter_map(|(id, k)| Some((id?, k))));
+            self.docs.extend(docs.into_iter().filter_map(|doc| {
+                let id = doc.get("_id")?.as_str()?.to_owned();
+                Some((id, Kept::Json(doc)))
+            }));
+        }
         true
     }
 
