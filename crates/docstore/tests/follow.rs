@@ -1,7 +1,8 @@
 //! The change follower against a real CouchDB-compatible server (`testkit`'s couch-peer, or
 //! `COUCHDB_URL`) and against the embedded store: catch-up then live, reconnects
 //! after a server restart, a stalled or cut connection, deletion and recreation, terminal errors,
-//! and database discovery.
+//! database discovery, and the `reflect` driver (a whole read as one batch, a read again on
+//! request).
 //!
 //! No assertion is about timing: each test waits for an event or a status with a generous upper
 //! bound ([`WAIT`]) and then asserts on what it got.
@@ -400,4 +401,88 @@ async fn couch_wrong_password_is_terminal() {
     let status = follower.status().get();
     assert!(matches!(status.state, FollowerState::Failed { .. }), "{status:?}");
     assert_eq!(status.reconnects, 0, "a 401 is not retried");
+}
+
+/// What a [`docstore::Reflect`] was told, in order.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Reset,
+    Load(Vec<String>),
+    Apply(String),
+    Publish(bool),
+}
+
+/// A reflection that records what the driver does, and reads again on request.
+struct Recorder {
+    seen: tokio::sync::mpsc::UnboundedSender<Seen>,
+    reread: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
+
+impl docstore::Reflect for Recorder {
+    fn reset(&mut self) {
+        let _ = self.seen.send(Seen::Reset);
+    }
+
+    fn apply(&mut self, change: docstore::Change) -> bool {
+        let _ = self.seen.send(Seen::Apply(change.id));
+        true
+    }
+
+    async fn load(&mut self, changes: Vec<docstore::Change>) -> bool {
+        let mut ids: Vec<String> = changes.into_iter().map(|change| change.id).collect();
+        ids.sort();
+        let _ = self.seen.send(Seen::Load(ids));
+        true
+    }
+
+    async fn publish(&mut self, caught_up: bool) {
+        let _ = self.seen.send(Seen::Publish(caught_up));
+    }
+
+    async fn reread(&mut self) {
+        if self.reread.recv().await.is_none() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn seen(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -> Seen {
+    tokio::time::timeout(WAIT, rx.recv()).await.expect("the driver went on").expect("running")
+}
+
+#[tokio::test]
+async fn reflect_loads_a_whole_read_as_one_batch_and_reads_again_on_request() {
+    let store = embedded();
+    let db = unique_db("reflect-");
+    store.create_db(&db).await.unwrap();
+    for id in ["a", "b", "c"] {
+        put(&store, &db, id).await;
+    }
+    let (seen_tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (reread, reread_rx) = tokio::sync::mpsc::unbounded_channel();
+    let recorder = Recorder { seen: seen_tx, reread: reread_rx };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(docstore::reflect(
+        store.clone(),
+        db.clone(),
+        fast("reflect"),
+        recorder,
+        shutdown.clone(),
+    ));
+    let whole = |ids: &[&str]| Seen::Load(ids.iter().map(|id| (*id).to_owned()).collect());
+    // The first read: reset, the whole database as one batch, one publication.
+    assert_eq!(seen(&mut rx).await, Seen::Reset);
+    assert_eq!(seen(&mut rx).await, whole(&["a", "b", "c"]));
+    assert_eq!(seen(&mut rx).await, Seen::Publish(true));
+    // A later change is applied on its own and published.
+    put(&store, &db, "d").await;
+    assert_eq!(seen(&mut rx).await, Seen::Apply("d".into()));
+    assert_eq!(seen(&mut rx).await, Seen::Publish(true));
+    // Asked to read again: from the start, published even though nothing changed.
+    reread.send(()).unwrap();
+    assert_eq!(seen(&mut rx).await, Seen::Reset);
+    assert_eq!(seen(&mut rx).await, whole(&["a", "b", "c", "d"]));
+    assert_eq!(seen(&mut rx).await, Seen::Publish(true));
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, task).await.expect("stops on shutdown").unwrap();
 }

@@ -4,20 +4,23 @@
 //! written once. [`FeedOptions`] is the one set of settings every follower runs on.
 //!
 //! # What a reflection sees
-//! [`Reflect::reset`] first (a read from the start: the first one, and again after a resync or
-//! a deletion), then [`Reflect::apply`] for each change, then [`Reflect::publish`] once the
-//! changes delivered together have been applied. Nothing is published between a reset and the
-//! end of the read that follows it, so readers never see half a database; a deleted database
-//! is published empty at once. Changes may come twice (see [`super::follow`]): applying one
-//! again must be harmless.
+//! [`Reflect::reset`] first (a read from the start: the first one, again after a resync or a
+//! deletion, and when the reflection asks for it with [`Reflect::reread`]), then the whole read
+//! as one batch ([`Reflect::load`]), then [`Reflect::apply`] for each later change, and
+//! [`Reflect::publish`] once the changes delivered together have been applied (spaced by
+//! [`Reflect::debounce`]). Nothing is published between a reset and the end of the read that
+//! follows it, so readers never see half a database; a deleted database is published empty at
+//! once. Changes may come twice (see [`super::follow`]): applying one again must be harmless.
 
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use super::{FollowEvent, FollowOptions, ResyncReason, WhenDbMissing};
+use super::{FollowEvent, FollowOptions, FollowerState, ResyncReason, WhenDbMissing};
 use crate::fleet::{FleetEvent, FleetOptions, FleetStatus};
 use crate::store::SharedStore;
 use crate::types::{Change, DbName};
@@ -96,15 +99,70 @@ pub trait Reflect: Send {
     /// Applies one change; whether what is derived changed.
     fn apply(&mut self, change: Change) -> bool;
 
+    /// Applies the changes of a whole read from the start (after [`Reflect::reset`]), given
+    /// together once the read is complete, so that a reflection can derive them as one batch
+    /// (in parallel, say); whether what is derived changed. Default: [`Reflect::apply`] each.
+    fn load(&mut self, changes: Vec<Change>) -> impl Future<Output = bool> + Send {
+        async move {
+            let mut changed = false;
+            for change in changes {
+                changed |= self.apply(change);
+            }
+            changed
+        }
+    }
+
     /// Makes what was applied since the last publication visible to readers. `caught_up`: the
     /// whole database has been read (a database that does not exist is read, and empty).
     fn publish(&mut self, caught_up: bool) -> impl Future<Output = ()> + Send;
+
+    /// Resolves when the consumer wants the database read again from its start (a manual
+    /// reload); [`reflect`] then resets it, reads the database whole and publishes, changed or
+    /// not. Default: never.
+    fn reread(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
+
+    /// The database cannot be read for now: a read from the start is waiting to retry after
+    /// `error`, or the follower stopped for good after it and starts again. What was published
+    /// stays; a read from the start (and its publication) follows. Default: nothing.
+    fn trouble(&mut self, error: &str) {
+        let _ = error;
+    }
+
+    /// Publications are spaced by this much: a change after a quiet period (nothing published
+    /// for this long) is published at once, a change sooner waits until this long after the
+    /// last publication, so that changes arriving during a publication coalesce into the next.
+    /// Default zero (every burst of changes is published as it comes).
+    fn debounce(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// When a change arriving now is published: at once after a quiet period, else `debounce` after
+/// the last publication. The second value says it is at once.
+fn due(last_publish: Option<Instant>, debounce: Duration) -> (Instant, bool) {
+    let now = Instant::now();
+    match last_publish {
+        Some(last) if last + debounce > now => (last + debounce, false),
+        _ => (now, true),
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Keeps `target` a reflection of `db` until `shutdown` (see the module docs): follows the
 /// database from its start with `options` (the database is waited for while it does not exist;
-/// its name, start and missing-database policy are set here), publishes once per burst of
-/// changes, and starts again after a pause when the follower fails for good.
+/// its name, start and missing-database policy are set here), loads each read from the start as
+/// one batch ([`Reflect::load`]), publishes bursts of changes as [`Reflect::debounce`] paces
+/// them, reads again from the start when the target asks ([`Reflect::reread`]), tells it when
+/// the database cannot be read ([`Reflect::trouble`]), and starts again after a pause when the
+/// follower fails for good.
 pub async fn reflect(
     store: SharedStore,
     db: DbName,
@@ -114,25 +172,57 @@ pub async fn reflect(
 ) {
     options.since = None;
     options.when_db_missing = WhenDbMissing::Wait;
+    let debounce = target.debounce();
     // Whether the whole database has been published once.
     let mut caught_up = false;
+    // A read from the start was asked for (by the target).
+    let mut fresh = false;
+    let mut last_publish: Option<Instant> = None;
     loop {
-        if !caught_up && matches!(store.db_exists(&db).await, Ok(false)) {
+        if (fresh || !caught_up) && matches!(store.db_exists(&db).await, Ok(false)) {
             // A missing database is read in full: it is empty until it exists (the follower
             // waits for it).
             target.reset();
             target.publish(true).await;
+            last_publish = Some(Instant::now());
             caught_up = true;
         }
+        fresh = false;
         let mut follower = super::follow(store.clone(), db.clone(), options.clone());
-        // Between a resync and the next catch-up, what was applied is a partial replay.
+        let mut status = follower.status().0;
+        // Between a resync and the next catch-up: the changes of the replay, loaded at its end.
         let mut replaying = false;
+        let mut loading: Vec<Change> = Vec::new();
         let mut dirty = false;
+        // When the pending publication is due, and whether it was due at once (then a constant
+        // stream holds it back for at most `debounce`).
+        let mut deadline: Option<Instant> = None;
+        let mut immediate = false;
         let failed = loop {
             let first = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return,
                 event = follower.next() => event,
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    deadline = None;
+                    dirty = false;
+                    target.publish(true).await;
+                    last_publish = Some(Instant::now());
+                    continue;
+                }
+                _ = target.reread() => {
+                    fresh = true;
+                    break false;
+                }
+                changed = status.changed(), if replaying => {
+                    if changed.is_ok() {
+                        let now = status.borrow_and_update().clone();
+                        if let (FollowerState::Backoff { .. }, Some(error)) = (&now.state, &now.last_error) {
+                            target.trouble(error);
+                        }
+                    }
+                    continue;
+                }
             };
             let mut next = first;
             // Every event already waiting is applied before one publication.
@@ -141,34 +231,59 @@ pub async fn reflect(
                     None => break Some(false),
                     Some(FollowEvent::Failed(err)) => {
                         tracing::warn!(%db, follower = %options.name, error = %err, "The follower stopped; starting again.");
+                        target.trouble(&err.to_string());
                         break Some(true);
                     }
+                    Some(FollowEvent::Change(change)) if replaying => loading.push(change),
                     Some(FollowEvent::Change(change)) => dirty |= target.apply(change),
                     Some(FollowEvent::CaughtUp { .. }) => {
-                        // The end of a replay is published even when it found nothing.
-                        dirty |= replaying || !caught_up;
+                        if replaying || !caught_up {
+                            target.load(std::mem::take(&mut loading)).await;
+                            // The end of a replay is published at once, even when it found
+                            // nothing.
+                            dirty = true;
+                            deadline = Some(Instant::now());
+                            immediate = true;
+                        }
                         replaying = false;
                         caught_up = true;
                     }
                     Some(FollowEvent::Resync { reason }) => {
                         tracing::info!(%db, follower = %options.name, ?reason, "Re-reading the database.");
                         target.reset();
+                        loading.clear();
                         replaying = true;
                         dirty = false;
+                        deadline = None;
                         if reason == ResyncReason::Deleted {
                             // Nothing follows until the database exists again: it is empty.
                             target.publish(caught_up).await;
+                            last_publish = Some(Instant::now());
                         }
                     }
+                }
+                if dirty && caught_up && !replaying && deadline.is_none() {
+                    let (at, now) = due(last_publish, debounce);
+                    deadline = Some(at);
+                    immediate = now;
+                }
+                // A constant stream must not hold a due publication back for long (without a
+                // debounce, everything waiting is applied first).
+                let grace = if immediate { debounce } else { Duration::ZERO };
+                if !debounce.is_zero() && deadline.is_some_and(|d| d + grace <= Instant::now()) {
+                    break None;
                 }
                 match follower.next().now_or_never() {
                     Some(event) => next = event,
                     None => break None,
                 }
             };
-            if dirty && caught_up && !replaying {
-                target.publish(true).await;
+            let grace = if immediate { debounce } else { Duration::ZERO };
+            if stop.is_none() && deadline.is_some_and(|d| d + grace <= Instant::now()) {
+                deadline = None;
                 dirty = false;
+                target.publish(true).await;
+                last_publish = Some(Instant::now());
             }
             if let Some(failed) = stop {
                 break failed;
@@ -208,9 +323,7 @@ pub async fn reflect_fleet<R, F>(
                 Some(FleetEvent::Loaded { db, changes, .. }) => {
                     let target = dbs.entry(db.clone()).or_insert_with(|| open(&db));
                     target.reset();
-                    for change in changes {
-                        target.apply(change);
-                    }
+                    target.load(changes).await;
                     target.publish(true).await;
                 }
                 Some(FleetEvent::Changed { db, changes, .. }) => {

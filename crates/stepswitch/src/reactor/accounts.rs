@@ -247,7 +247,7 @@ async fn apply_all(account: &mut Account, changes: Vec<Change>) -> bool {
 }
 
 /// Parses resource documents (CPU work: on the blocking pool), keyed by `_id`.
-async fn parse(docs: Vec<Value>) -> BTreeMap<String, Kept> {
+pub(super) async fn parse(docs: Vec<Value>) -> BTreeMap<String, Kept> {
     on_blocking_pool(move || {
         let parsed = ParsedResource::parse_all(&docs);
         docs.iter()

@@ -1,22 +1,19 @@
-//! What the reactor follows: one task per singly followed database (`offnet`,
-//! `dedicated_ips`, and `system_config`/`accounts` from their live copies), reading it whole,
-//! then following its changes and building on the coalescing timer.
+//! What the reactor follows: one task per singly followed database: `offnet` and
+//! `dedicated_ips`, each a [`docstore::Reflect`] run by [`docstore::reflect`] (read whole and
+//! parsed as one batch, then its changes, built on the coalescing timer), and
+//! `system_config`/`accounts`, rebuilt from their live copies.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use docstore::naming::{self, AccountId};
-use docstore::{
-    AllDocsQuery, DbName, DocStore, FeedBoard, FollowEvent, LiveDocs, ResyncReason, Seq,
-    WhenDbMissing,
-};
-use futures::StreamExt;
+use docstore::{AllDocsQuery, DbName, DocStore, FeedBoard, LiveDocs, Seq};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{on_blocking_pool, ScopeInputs, Shared, SourceStatus, DEDICATED_IPS_DB, FOLLOWER_NAME};
+use super::{ScopeInputs, Shared, SourceStatus, DEDICATED_IPS_DB, FOLLOWER_NAME};
 use super::{NUMBER_MANAGER_DOC_ID, PAGE};
 use crate::{Error, ParsedResource, Proxy, Scope};
 
@@ -241,17 +238,8 @@ pub(super) fn start_source(shared: &Arc<Shared>, source: Source, replies: Vec<Re
         replies,
         docs: BTreeMap::new(),
         last_seq: None,
-        last_build: None,
     };
     tokio::spawn(task.run());
-}
-
-/// How a follow loop ended.
-pub(super) enum Next {
-    /// Re-read the database.
-    Reread,
-    /// Stop the task.
-    Stop,
 }
 
 pub(super) struct SourceTask {
@@ -264,12 +252,10 @@ pub(super) struct SourceTask {
     /// The kept documents by `_id`.
     pub(super) docs: BTreeMap<String, Kept>,
     pub(super) last_seq: Option<Seq>,
-    /// When the last build ended: a change after a quiet period is built at once.
-    pub(super) last_build: Option<tokio::time::Instant>,
 }
 
 impl SourceTask {
-    pub(super) async fn run(mut self) {
+    pub(super) async fn run(self) {
         let live = match self.source {
             Source::Config => Some(self.shared.live.system_config.clone()),
             Source::Accounts => Some(self.shared.live.accounts.clone()),
@@ -278,60 +264,12 @@ impl SourceTask {
         if let Some(live) = live {
             return self.run_live(live).await;
         }
-        let mut attempt = 0u32;
-        let cancel = self.cancel.clone();
-        loop {
-            let read = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                read = self.read() => read,
-            };
-            let since = match read {
-                Ok(since) => {
-                    attempt = 0;
-                    self.shared.board.read_ok(self.source.db().as_str());
-                    self.build().await;
-                    if since.is_none() {
-                        // A missing database is caught up: it is empty until it exists.
-                        self.set_caught_up(true);
-                    }
-                    since
-                }
-                Err(err) => {
-                    attempt += 1;
-                    tracing::warn!(db = %self.source.db(), error = %err, attempt, "Cannot read; the old table stays, retrying.");
-                    self.shared.board.read_failed(self.source.db().as_str(), &err);
-                    let message = err.to_string();
-                    self.shared.note_source(&self.source, |s| {
-                        s.last_error = Some(message);
-                    });
-                    for reply in self.replies.drain(..) {
-                        let _ = reply.send(Err(Error::Unavailable {
-                            db: self.source.db().to_string(),
-                            message: err.to_string(),
-                        }));
-                    }
-                    let options = &self.shared.options;
-                    let wait =
-                        docstore::backoff(options.backoff_base, options.backoff_cap, attempt)
-                            .max(options.backoff_base);
-                    tokio::select! {
-                        biased;
-                        _ = self.cancel.cancelled() => return,
-                        _ = tokio::time::sleep(wait) => {}
-                        reply = self.commands.recv() => match reply {
-                            Some(reply) => self.replies.push(reply),
-                            None => return,
-                        },
-                    }
-                    continue;
-                }
-            };
-            match self.follow(since).await {
-                Next::Reread => continue,
-                Next::Stop => return,
-            }
-        }
+        let mut options = self.shared.options.follow(FOLLOWER_NAME);
+        options.selector = self.source.selector();
+        options.board = Some(self.shared.board.clone());
+        let (store, db, cancel) =
+            (self.shared.store.clone(), self.source.db(), self.cancel.clone());
+        docstore::reflect(store, db, options, self, cancel).await;
     }
 
     /// A source read from a live database: rebuilds from each new snapshot whose kept documents
@@ -389,27 +327,6 @@ impl SourceTask {
         }
     }
 
-    /// Full read: the kept docs and the sequence to follow from (`None`: the db is missing).
-    pub(super) async fn read(&mut self) -> Result<Option<Seq>, Error> {
-        let store = self.shared.store.as_ref();
-        let (docs, seq) = read_db(store, &self.source, Some(&self.shared.board)).await?;
-        let ids: Vec<Option<String>> =
-            docs.iter().map(|d| Some(d.get("_id")?.as_str()?.to_owned())).collect();
-        let kept: Vec<Kept> = if self.source.is_table() {
-            // Parsing a whole database is CPU work: off the async workers, on rayon's pool.
-            on_blocking_pool(move || {
-                let parsed = ParsedResource::parse_all(&docs);
-                docs.iter().zip(parsed).map(|(d, p)| resource(d, p)).collect()
-            })
-            .await
-        } else {
-            docs.into_iter().map(Kept::Json).collect()
-        };
-        self.docs = ids.into_iter().zip(kept).filter_map(|(id, k)| Some((id?, k))).collect();
-        self.last_seq = seq.clone();
-        Ok(seq)
-    }
-
     /// Applies one change; whether the derived state changed.
     pub(super) fn apply(&mut self, change: docstore::Change) -> bool {
         self.last_seq = Some(change.seq.clone());
@@ -448,21 +365,8 @@ impl SourceTask {
                 self.shared.build_scope(scope, inputs, &self.cancel).await;
             }
         }
-        self.last_build = Some(tokio::time::Instant::now());
         for reply in self.replies.drain(..) {
             let _ = reply.send(Ok(()));
-        }
-    }
-
-    /// When a change arriving now is built: at once after a quiet period (nothing built for
-    /// `debounce`), else `debounce` after the last build, so changes during a build coalesce.
-    /// The second value says the build is immediate.
-    pub(super) fn deadline_now(&self) -> (tokio::time::Instant, bool) {
-        let now = tokio::time::Instant::now();
-        let debounce = self.shared.options.debounce;
-        match self.last_build {
-            Some(last) if last + debounce > now => (last + debounce, false),
-            _ => (now, true),
         }
     }
 
@@ -485,111 +389,74 @@ impl SourceTask {
             }
         });
     }
-
-    /// Follows the database from `since` until a re-read is due or the task stops.
-    pub(super) async fn follow(&mut self, since: Option<Seq>) -> Next {
-        let mut options = self.shared.options.follow(FOLLOWER_NAME);
-        options.since = since.clone();
-        options.when_db_missing = WhenDbMissing::Wait;
-        options.selector = self.source.selector();
-        options.board = Some(self.shared.board.clone());
-        let mut follower = docstore::follow(self.shared.store.clone(), self.source.db(), options);
-        let debounce = self.shared.options.debounce;
-        // A build due at once waits for the changes already delivered (the timer branch runs
-        // when the stream has nothing ready), unless a constant stream holds it for `debounce`.
-        let mut immediate = false;
-        let mut dirty = false;
-        // Until the follower replays the database from its start, nothing is built.
-        let mut replaying = false;
-        let mut deadline: Option<tokio::time::Instant> = None;
-        // The feed has delivered its backlog (the follower's `CaughtUp`).
-        let mut feed_caught_up = false;
-        loop {
-            tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return Next::Stop,
-                event = follower.next() => match event {
-                    Some(FollowEvent::Change(change)) => {
-                        if self.apply(change) {
-                            dirty = true;
-                            if !replaying && deadline.is_none() {
-                                let (at, now) = self.deadline_now();
-                                deadline = Some(at);
-                                immediate = now;
-                            }
-                        }
-                    }
-                    Some(FollowEvent::CaughtUp { last_seq }) => {
-                        feed_caught_up = true;
-                        self.last_seq = Some(last_seq);
-                        if replaying {
-                            replaying = false;
-                            deadline = Some(tokio::time::Instant::now());
-                            immediate = true;
-                        }
-                        if !dirty {
-                            self.set_caught_up(true);
-                        }
-                    }
-                    Some(FollowEvent::Resync { reason: ResyncReason::Initial }) => {
-                        // The follower replays the database from sequence 0.
-                        self.docs.clear();
-                        dirty = true;
-                        replaying = true;
-                        feed_caught_up = false;
-                        deadline = None;
-                        self.set_caught_up(false);
-                    }
-                    Some(FollowEvent::Resync { reason }) => {
-                        tracing::info!(db = %self.source.db(), ?reason, "Re-reading after a resync.");
-                        self.set_caught_up(false);
-                        return Next::Reread;
-                    }
-                    Some(FollowEvent::Failed(err)) => {
-                        tracing::warn!(db = %self.source.db(), error = %err, "Change follower failed; re-reading.");
-                        let message = err.to_string();
-                        self.shared.note_source(&self.source, |s| {
-                            s.caught_up = false;
-                            s.last_error = Some(message);
-                        });
-                        tokio::select! {
-                            _ = self.cancel.cancelled() => return Next::Stop,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
-                        return Next::Reread;
-                    }
-                    None => return Next::Reread,
-                },
-                _ = sleep_until(deadline), if deadline.is_some() => {
-                    deadline = None;
-                    dirty = false;
-                    self.build().await;
-                    self.set_caught_up(feed_caught_up);
-                    continue;
-                }
-                reply = self.commands.recv() => match reply {
-                    Some(reply) => {
-                        self.replies.push(reply);
-                        return Next::Reread;
-                    }
-                    None => return Next::Stop,
-                },
-            }
-            // A constant stream must not starve the timer.
-            let grace = if immediate { debounce } else { Duration::ZERO };
-            if deadline.is_some_and(|d| d + grace <= tokio::time::Instant::now()) {
-                deadline = None;
-                dirty = false;
-                self.build().await;
-                self.set_caught_up(feed_caught_up);
-            }
-        }
-    }
 }
 
-pub(super) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
+/// The singly followed resource and dedicated IP databases, kept by [`docstore::reflect`]: a
+/// read from the start is parsed as one batch on the blocking pool, each later change on its
+/// own; a publication is a build (paced by `debounce`), and a manual reload asks for a read from
+/// the start, answered after its build (or with the error that holds it up).
+impl docstore::Reflect for SourceTask {
+    fn reset(&mut self) {
+        self.docs.clear();
+        self.last_seq = None;
+    }
+
+    fn apply(&mut self, change: docstore::Change) -> bool {
+        SourceTask::apply(self, change)
+    }
+
+    async fn load(&mut self, changes: Vec<docstore::Change>) -> bool {
+        if let Some(last) = changes.last() {
+            self.last_seq = Some(last.seq.clone());
+        }
+        let docs: Vec<Value> = changes
+            .into_iter()
+            .filter(|change| !change.deleted)
+            .filter_map(|change| change.doc)
+            .filter(|doc| self.source.keeps(doc))
+            .map(|doc| self.source.slim(doc))
+            .collect();
+        if self.source.is_table() {
+            // Parsing a whole database is CPU work: off the async workers, on rayon's pool.
+            self.docs.extend(super::accounts::parse(docs).await);
+        } else {
+            self.docs.extend(docs.into_iter().filter_map(|doc| {
+                let id = doc.get("_id")?.as_str()?.to_owned();
+                Some((id, Kept::Json(doc)))
+            }));
+        }
+        true
+    }
+
+    async fn publish(&mut self, caught_up: bool) {
+        self.build().await;
+        self.set_caught_up(caught_up);
+    }
+
+    async fn reread(&mut self) {
+        match self.commands.recv().await {
+            Some(reply) => self.replies.push(reply),
+            // The routing handle is gone: the task stops with the shutdown.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn trouble(&mut self, error: &str) {
+        tracing::warn!(db = %self.source.db(), %error, "Cannot read; the old table stays, retrying.");
+        let message = error.to_owned();
+        self.shared.note_source(&self.source, |s| {
+            s.caught_up = false;
+            s.last_error = Some(message);
+        });
+        for reply in self.replies.drain(..) {
+            let _ = reply.send(Err(Error::Unavailable {
+                db: self.source.db().to_string(),
+                message: error.to_owned(),
+            }));
+        }
+    }
+
+    fn debounce(&self) -> Duration {
+        self.shared.options.debounce
     }
 }
