@@ -38,7 +38,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::error::{Error, Result};
 use crate::health::FeedBoard;
 use crate::store::{DbUpdateStream, SharedStore};
-use crate::types::{Change, ChangesQuery, DbName, DbUpdateKind, Fields, Seq};
+use crate::types::{
+    AllDocsQuery, Change, ChangesQuery, DbName, DbUpdateKind, Fields, RowAction, Seq,
+};
 
 /// How a [`fleet`] reads. Build with [`FleetOptions::new`] and adjust the fields.
 #[derive(Clone)]
@@ -183,6 +185,9 @@ pub struct Fleet {
     rx: mpsc::Receiver<FleetEvent>,
     status: watch::Receiver<FleetStatus>,
     task: JoinHandle<()>,
+    /// What [`Fleet::read_now`] reads with: the fleet's store and options.
+    store: SharedStore,
+    options: Arc<FleetOptions>,
 }
 
 impl Fleet {
@@ -194,6 +199,62 @@ impl Fleet {
     /// A receiver of the status, to wait on.
     pub fn status_watch(&self) -> watch::Receiver<FleetStatus> {
         self.status.clone()
+    }
+
+    /// Reads `db` whole now, once — every current document the fleet's selector passes, as
+    /// changes at the database's `update_seq` noted first — for a consumer that needs a
+    /// database at once, even one the fleet has not found yet, or while the fleet's reads are
+    /// busy elsewhere: a snapshot (`_all_docs`), not a `_changes` replay. The fleet's own reads
+    /// go on as before (a change read twice is harmless, see [`FleetEvent`]). Rows that cannot
+    /// be decoded are noted on the board. A failure is returned, not retried.
+    ///
+    /// # Errors
+    /// [`Error::DbNotFound`] when the database does not exist; the store's error otherwise.
+    pub async fn read_now(&self, db: &DbName) -> Result<(Vec<Change>, Seq)> {
+        let options = &self.options;
+        let last_seq = self.store.db_info(db).await?.update_seq;
+        let page_size = options.page.max(1);
+        let mut out = Vec::new();
+        let mut start: Option<String> = None;
+        loop {
+            let query = AllDocsQuery {
+                start_key: start.clone(),
+                skip: usize::from(start.is_some()),
+                limit: Some(page_size),
+                include_docs: true,
+                ..AllDocsQuery::default()
+            };
+            let page = self.store.all_docs(db, &query).await?;
+            if let Some(board) = &options.board {
+                board.note_page(db.as_str(), &page);
+            }
+            let skipped = page.issues.iter().filter(|i| i.action == RowAction::Skipped).count();
+            let rows = page.rows.len() + skipped;
+            start = page
+                .rows
+                .last()
+                .map(|row| row.id.clone())
+                .max(page.issues.iter().filter_map(|i| i.id.clone()).max());
+            out.extend(page.rows.into_iter().filter_map(|row| {
+                let doc = row.doc?;
+                let selected =
+                    options.selector.as_ref().is_none_or(|s| crate::selector::matches(s, &doc));
+                selected.then(|| Change {
+                    seq: last_seq.clone(),
+                    id: row.id,
+                    rev: row.rev,
+                    deleted: false,
+                    doc: options.include_docs.then_some(doc),
+                })
+            }));
+            if rows < page_size {
+                break;
+            }
+        }
+        if let Some(board) = &options.board {
+            board.read_ok(db.as_str());
+        }
+        Ok((out, last_seq))
     }
 }
 
@@ -229,10 +290,11 @@ where
     let initial =
         FleetStatus { mode: FleetMode::Starting, listed: false, dbs: 0, loaded: 0, pending: 0 };
     let (status_tx, status) = watch::channel(initial);
+    let options = Arc::new(options);
     let run = Run {
-        store,
+        store: store.clone(),
         filter: Box::new(filter),
-        options: Arc::new(options),
+        options: options.clone(),
         tx,
         status: status_tx,
         dbs: HashMap::new(),
@@ -245,7 +307,7 @@ where
     let task = tokio::spawn(async move {
         let _ = run.run().await;
     });
-    Fleet { rx, status, task }
+    Fleet { rx, status, task, store, options }
 }
 
 /// What the fleet knows of one database.

@@ -59,8 +59,9 @@ pub use fleet::{
     backoff, fleet, Fleet, FleetEvent, FleetMode, FleetOptions, FleetStatus, DEFAULT_CONCURRENCY,
 };
 pub use follow::{
-    follow, reflect, reflect_fleet, FeedOptions, FollowEvent, FollowOptions, Follower,
-    FollowerState, FollowerStatus, Reflect, ResyncReason, StatusHandle, WhenDbMissing,
+    follow, reflect, reflect_fleet, FeedOptions, FleetReply, FleetRequest, FollowEvent,
+    FollowOptions, Follower, FollowerState, FollowerStatus, Reflect, ResyncReason, StatusHandle,
+    WhenDbMissing,
 };
 pub use health::{BoardReport, FeedBoard, Trouble, MAX_ISSUES};
 pub use lease::Lease;

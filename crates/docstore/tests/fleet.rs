@@ -202,3 +202,29 @@ async fn embedded_from_db_updates() {
 async fn without_db_updates_one_poller_stands_in() {
     follows_every_db_of_a_kind(couch(), false).await;
 }
+
+/// `read_now` reads a database at once, even one the fleet does not follow: its current
+/// documents the selector passes (no deletions), at its `update_seq`; a missing one is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_now_reads_a_database_whole_at_once() {
+    let store = embedded();
+    let db = DbName::new("elsewhere").expect("name");
+    store.create_db(&db).await.expect("create");
+    store.put(&db, json!({"_id": "a", "type": "keep"})).await.expect("a");
+    store.put(&db, json!({"_id": "b", "type": "other"})).await.expect("b");
+    let rev = store.put(&db, json!({"_id": "c", "type": "keep"})).await.expect("c");
+    store.delete(&db, "c", &rev).await.expect("delete c");
+    store.put(&db, json!({"_id": "d", "type": "keep"})).await.expect("d");
+    let mut options = FleetOptions::new("read-now");
+    options.selector = Some(json!({"type": "keep"}));
+    options.page = 1;
+    let fleet =
+        docstore::fleet(store.clone(), |db: &DbName| db.as_str() == "not-this-one", options);
+    let (changes, last_seq) = fleet.read_now(&db).await.expect("read");
+    assert_eq!(ids(&changes), ["a", "d"]);
+    assert!(changes.iter().all(|c| !c.deleted && c.doc.is_some()));
+    assert_eq!(last_seq, store.db_info(&db).await.expect("info").update_seq);
+    let missing = DbName::new("missing").expect("name");
+    let err = fleet.read_now(&missing).await.expect_err("missing");
+    assert!(matches!(err, docstore::Error::DbNotFound { .. }), "{err}");
+}

@@ -42,7 +42,7 @@ use crate::health::{FeedBoard, Registration};
 use crate::store::SharedStore;
 use crate::types::{Change, DbName, Fields, RowIssue, Seq};
 
-pub use reflect::{reflect, reflect_fleet, FeedOptions, Reflect};
+pub use reflect::{reflect, reflect_fleet, FeedOptions, FleetReply, FleetRequest, Reflect};
 use runner::Runner;
 
 /// The `_local` document (without `_local/`) holding a database's incarnation uuid.

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::{FollowEvent, FollowOptions, FollowerState, ResyncReason, WhenDbMissing};
 use crate::fleet::{FleetEvent, FleetOptions, FleetStatus};
 use crate::store::SharedStore;
-use crate::types::{Change, DbName};
+use crate::types::{Change, DbName, Seq};
 
 /// How long a follower that failed for good waits before it starts again.
 const RESTART_PAUSE: Duration = Duration::from_secs(1);
@@ -121,6 +121,12 @@ pub trait Reflect: Send {
     /// not. Default: never.
     fn reread(&mut self) -> impl Future<Output = ()> + Send {
         std::future::pending()
+    }
+
+    /// Where the read of the database has reached (its `last_seq`, which may lie past the last
+    /// change delivered), told before the publication of what was read. Default: nothing.
+    fn reached(&mut self, last_seq: &Seq) {
+        let _ = last_seq;
     }
 
     /// The database cannot be read for now: a read from the start is waiting to retry after
@@ -236,7 +242,8 @@ pub async fn reflect(
                     }
                     Some(FollowEvent::Change(change)) if replaying => loading.push(change),
                     Some(FollowEvent::Change(change)) => dirty |= target.apply(change),
-                    Some(FollowEvent::CaughtUp { .. }) => {
+                    Some(FollowEvent::CaughtUp { last_seq }) => {
+                        target.reached(&last_seq);
                         if replaying || !caught_up {
                             target.load(std::mem::take(&mut loading)).await;
                             // The end of a replay is published at once, even when it found
@@ -297,17 +304,39 @@ pub async fn reflect(
     }
 }
 
+/// Where the answer to a [`FleetRequest`] goes: sent once the reflections are published, or
+/// with the first read's error.
+pub type FleetReply = tokio::sync::oneshot::Sender<crate::Result<()>>;
+
+/// What a consumer may ask of a running [`reflect_fleet`] between the fleet's events (a manual
+/// reload, a table needed at once). Each read is the fleet's ([`Fleet::read_now`]): the whole
+/// database, which replaces its reflection (reset, load, published).
+///
+/// [`Fleet::read_now`]: crate::fleet::Fleet::read_now
+pub enum FleetRequest<R> {
+    /// Read this database now, even one the fleet has not found yet (then its reflection is
+    /// opened); a database that does not exist is an error and changes nothing.
+    Reread(DbName, FleetReply),
+    /// Read again every database whose reflection passes the test, one after the other; the
+    /// answer carries the first error (the others are read all the same).
+    RereadEach(fn(&R) -> bool, FleetReply),
+}
+
 /// Keeps one [`Reflect`] per database of a [`fleet`](crate::fleet) (the databases of `store`
-/// that pass `filter`) until the fleet's consumer stops: `open` makes the reflection of a
+/// that pass `filter`) until `shutdown` or the fleet stops: `open` makes the reflection of a
 /// database the first time it is read (and again when it is created anew), each read of it is
 /// applied and published as one burst, and a deleted database is reset, published empty and
-/// dropped. `status` is told the fleet's progress after every event and status change.
+/// dropped. `requests` are served before the fleet's next event (a closed channel is simply no
+/// more requests). `status` is told the fleet's progress and the number of databases read here
+/// (the fleet's status may run ahead of the events still queued) after every event, request and
+/// status change.
 pub async fn reflect_fleet<R, F>(
     store: SharedStore,
     filter: F,
     options: FleetOptions,
     mut open: impl FnMut(&DbName) -> R + Send,
-    mut status: impl FnMut(&FleetStatus) + Send,
+    mut status: impl FnMut(&FleetStatus, usize) + Send,
+    mut requests: tokio::sync::mpsc::UnboundedReceiver<FleetRequest<R>>,
     shutdown: CancellationToken,
 ) where
     R: Reflect,
@@ -316,22 +345,41 @@ pub async fn reflect_fleet<R, F>(
     let mut fleet = crate::fleet::fleet(store, filter, options);
     let mut progress = fleet.status_watch();
     let mut dbs: std::collections::HashMap<DbName, R> = std::collections::HashMap::new();
+    let mut asking = true;
     loop {
         tokio::select! {
+            biased;
             _ = shutdown.cancelled() => return,
+            request = requests.recv(), if asking => match request {
+                Some(FleetRequest::Reread(db, reply)) => {
+                    let _ = reply.send(reread(&fleet, &mut dbs, &mut open, db).await);
+                }
+                Some(FleetRequest::RereadEach(pick, reply)) => {
+                    let picked: Vec<DbName> =
+                        dbs.iter().filter(|(_, r)| pick(r)).map(|(db, _)| db.clone()).collect();
+                    let mut result = Ok(());
+                    for db in picked {
+                        result = result.and(reread(&fleet, &mut dbs, &mut open, db).await);
+                    }
+                    let _ = reply.send(result);
+                }
+                None => asking = false,
+            },
             event = fleet.next() => match event {
-                Some(FleetEvent::Loaded { db, changes, .. }) => {
+                Some(FleetEvent::Loaded { db, changes, last_seq }) => {
                     let target = dbs.entry(db.clone()).or_insert_with(|| open(&db));
                     target.reset();
                     target.load(changes).await;
+                    target.reached(&last_seq);
                     target.publish(true).await;
                 }
-                Some(FleetEvent::Changed { db, changes, .. }) => {
+                Some(FleetEvent::Changed { db, changes, last_seq }) => {
                     let target = dbs.entry(db.clone()).or_insert_with(|| open(&db));
                     let mut dirty = false;
                     for change in changes {
                         dirty |= target.apply(change);
                     }
+                    target.reached(&last_seq);
                     if dirty {
                         target.publish(true).await;
                     }
@@ -351,6 +399,22 @@ pub async fn reflect_fleet<R, F>(
             }
         }
         let now = progress.borrow().clone();
-        status(&now);
+        status(&now, dbs.len());
     }
+}
+
+/// Serves one read of a [`FleetRequest`]: the whole of `db`, replacing its reflection.
+async fn reread<R: Reflect>(
+    fleet: &crate::fleet::Fleet,
+    dbs: &mut std::collections::HashMap<DbName, R>,
+    open: &mut (impl FnMut(&DbName) -> R + Send),
+    db: DbName,
+) -> crate::Result<()> {
+    let (changes, last_seq) = fleet.read_now(&db).await?;
+    let target = dbs.entry(db.clone()).or_insert_with(|| open(&db));
+    target.reset();
+    target.load(changes).await;
+    target.reached(&last_seq);
+    target.publish(true).await;
+    Ok(())
 }

@@ -32,7 +32,7 @@ pub(super) async fn run(store: SharedStore, state: Arc<State>, opts: InboundOpti
             replace: false,
         }
     };
-    let progress = move |now: &FleetStatus| {
+    let progress = move |now: &FleetStatus, _read: usize| {
         state.fleet_dbs.store(now.dbs, Ordering::Relaxed);
         // The status may run ahead of the events still queued: caught up once every database
         // the fleet read has been applied here too.
@@ -42,7 +42,10 @@ pub(super) async fn run(store: SharedStore, state: Arc<State>, opts: InboundOpti
     };
     // The task is aborted with the table (see `TaskGuard`): nothing else stops it.
     let shutdown = CancellationToken::new();
-    docstore::reflect_fleet(store, is_routable_db, options, open, progress, shutdown).await;
+    // Nothing asks the table for a read: the fleet alone drives it.
+    let (_, requests) = tokio::sync::mpsc::unbounded_channel();
+    docstore::reflect_fleet(store, is_routable_db, options, open, progress, requests, shutdown)
+        .await;
 }
 
 /// One change row as the table will apply it.

@@ -3,47 +3,36 @@
 //! reads just their resource changes, a bounded number at a time; an account database without
 //! resources costs nothing once it has been read.
 //!
-//! One task owns every account's resource documents. A database's first read (or a manual
-//! reload) replaces them; each later read is applied and, when a resource changed, the account's
-//! table is built at once (changes that arrive meanwhile are read and built next, so there is
-//! no debounce wait and a burst still coalesces). The dedicated IPs come from the reactor's one
-//! follower of `dedicated_ips` (see [`Shared::proxies_for`]).
+//! Each account database is one [`AccountDb`] (a [`docstore::Reflect`]) driven by
+//! [`docstore::reflect_fleet`]. A database's first read (or a manual reload, a
+//! [`docstore::FleetRequest`] the reactor sends) replaces its resource documents; each later read
+//! is applied and, when a resource changed, the account's table is built at once (changes that
+//! arrive meanwhile are read and built next, so there is no debounce wait and a burst still
+//! coalesces). The dedicated IPs come from the reactor's one follower of `dedicated_ips` (see
+//! [`Shared::proxies_for`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use docstore::naming::{self, AccountId};
-use docstore::{Change, DbName, FleetEvent, FleetStatus, Seq};
-use futures::StreamExt;
+use docstore::{Change, DbName, FleetReply, FleetRequest, FleetStatus, Reflect, Seq};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    on_blocking_pool, read_db, resource, Error, Kept, ParsedResource, Reply, ScopeInputs, Shared,
-    Source, FOLLOWER_NAME,
+    on_blocking_pool, resource, Error, Kept, ParsedResource, ScopeInputs, Shared, Source,
+    FOLLOWER_NAME,
 };
 
-/// What the reactor asks of the account task.
-pub(super) enum AccountCommand {
-    /// Kazoo's `reload_resources/1`: re-read this account's database now, answer once its table
-    /// is live (or the database is missing).
-    Reload(AccountId, Reply),
-    /// Part of Kazoo's `flush/0`: re-read every account that has a table.
-    ReloadAll(Reply),
-}
+/// What the reactor asks of the account tables: Kazoo's `reload_resources/1` (re-read one
+/// account's database now, answered once its table is live; an error when the database is
+/// missing) and part of Kazoo's `flush/0` (re-read every account that has a table, see
+/// [`has_table`]).
+pub(super) type AccountRequest = FleetRequest<AccountDb>;
 
-/// One account's resource documents by `_id`, and where its database was last read.
-#[derive(Default)]
-struct Account {
-    docs: BTreeMap<String, Kept>,
-    last_seq: Option<Seq>,
-}
-
-/// Runs the account tables until shutdown.
-pub(super) async fn run(
-    shared: Arc<Shared>,
-    mut commands: mpsc::UnboundedReceiver<AccountCommand>,
-) {
+/// Runs the account tables until shutdown: one [`AccountDb`] per account database, driven by
+/// [`docstore::reflect_fleet`].
+pub(super) async fn run(shared: Arc<Shared>, requests: mpsc::UnboundedReceiver<AccountRequest>) {
     // Tables need the config and the dedicated IPs: built before them, they would be built twice.
     let mut config_ready = shared.config_ready.subscribe();
     let mut proxies_ready = shared.proxies_ready.subscribe();
@@ -62,53 +51,32 @@ pub(super) async fn run(
     let is_account = |db: &DbName| {
         db.as_str().starts_with(naming::ACCOUNT_PREFIX) && naming::monthly_db_account(db).is_none()
     };
-    let mut fleet = docstore::fleet(shared.store.clone(), is_account, fleet_options);
-    let mut status = fleet.status_watch();
-    let mut task = AccountTask {
-        shared: shared.clone(),
-        accounts: HashMap::new(),
-        unroutable: std::collections::HashSet::new(),
+    let open = {
+        let shared = shared.clone();
+        move |db: &DbName| AccountDb::open(shared.clone(), db)
     };
-    loop {
-        tokio::select! {
-            biased;
-            _ = shared.shutdown.cancelled() => return,
-            // Commands first: a route waiting for its account's table goes before the
-            // background load.
-            command = commands.recv() => match command {
-                Some(AccountCommand::Reload(id, reply)) => {
-                    let _ = reply.send(task.reload(&id).await);
-                }
-                Some(AccountCommand::ReloadAll(reply)) => {
-                    let ids: Vec<AccountId> = task
-                        .accounts
-                        .iter()
-                        .filter(|(_, a)| !a.docs.is_empty())
-                        .map(|(id, _)| id.clone())
-                        .collect();
-                    let mut result = Ok(());
-                    for id in ids {
-                        if let Err(err) = task.reload(&id).await {
-                            result = result.and(Err(err));
-                        }
-                    }
-                    let _ = reply.send(result);
-                }
-                None => return,
-            },
-            event = fleet.next() => match event {
-                Some(event) => task.on_event(event).await,
-                None => return,
-            },
-            changed = status.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-        }
-        let now = status.borrow().clone();
-        shared.note_fleet(now, task.accounts.len() + task.unroutable.len());
-    }
+    let status = {
+        let shared = shared.clone();
+        move |now: &FleetStatus, read: usize| shared.note_fleet(now.clone(), read)
+    };
+    let (store, shutdown) = (shared.store.clone(), shared.shutdown.clone());
+    docstore::reflect_fleet(store, is_account, fleet_options, open, status, requests, shutdown)
+        .await;
+}
+
+/// Asks the account tables for a read ([`AccountRequest`]); answers once it is live.
+pub(super) async fn ask(
+    shared: &Shared,
+    request: impl FnOnce(FleetReply) -> AccountRequest,
+) -> Result<(), Error> {
+    let (tx, rx) = oneshot::channel();
+    shared.accounts.send(request(tx)).map_err(|_| Error::Stopped)?;
+    rx.await.map_err(|_| Error::Stopped)?.map_err(Error::from)
+}
+
+/// Whether an account has a table (resources): what a flush re-reads.
+pub(super) fn has_table(account: &AccountDb) -> bool {
+    !account.docs.is_empty()
 }
 
 /// Any valid account id: [`Source::selector`] is the same for every account.
@@ -116,81 +84,86 @@ fn placeholder() -> AccountId {
     AccountId::new("00000000000000000000000000000000").expect("a valid account id")
 }
 
-struct AccountTask {
+/// One account database's reflection: its resource documents by `_id`, and where its database
+/// was last read. A read from the start replaces them; each publication applies what was read
+/// and, when a resource changed, builds the account's table at once.
+pub(super) struct AccountDb {
     shared: Arc<Shared>,
-    accounts: HashMap<AccountId, Account>,
-    /// Databases named like account databases that hold no account id, read once (they count
-    /// towards "every account database read" but route nothing).
-    unroutable: std::collections::HashSet<DbName>,
+    db: DbName,
+    /// `None`: a database named like an account database that holds no account id (it counts
+    /// towards "every account database read" but routes nothing).
+    id: Option<AccountId>,
+    docs: BTreeMap<String, Kept>,
+    last_seq: Option<Seq>,
+    /// The changes delivered since the last publication, parsed together then.
+    pending: Vec<Change>,
+    /// The table must be built at the next publication (it had resources before a reset).
+    dirty: bool,
 }
 
-impl AccountTask {
-    async fn on_event(&mut self, event: FleetEvent) {
-        match event {
-            FleetEvent::Loaded { db, changes, last_seq } => {
-                let Some(id) = account_of(&self.shared, &db, true) else {
-                    self.unroutable.insert(db);
-                    return;
-                };
-                let had = self.accounts.remove(&id).is_some_and(|a| !a.docs.is_empty());
-                let mut account = Account::default();
-                apply_all(&mut account, changes).await;
-                account.last_seq = Some(last_seq);
-                let has = !account.docs.is_empty();
-                self.accounts.insert(id.clone(), account);
-                self.shared.note_loaded(&id, true);
-                if has || had {
-                    self.build(&id).await;
-                }
-            }
-            FleetEvent::Changed { db, changes, last_seq } => {
-                let Some(id) = account_of(&self.shared, &db, true) else { return };
-                let account = self.accounts.entry(id.clone()).or_default();
-                let changed = apply_all(account, changes).await;
-                account.last_seq = Some(last_seq);
-                if changed {
-                    self.build(&id).await;
-                }
-            }
-            FleetEvent::Gone { db } => {
-                self.unroutable.remove(&db);
-                let Some(id) = account_of(&self.shared, &db, false) else { return };
-                self.accounts.remove(&id);
-                self.shared.note_loaded(&id, false);
-                super::drop_account(&self.shared, &id).await;
-            }
+impl AccountDb {
+    fn open(shared: Arc<Shared>, db: &DbName) -> AccountDb {
+        let id = account_of(&shared, db, true);
+        AccountDb {
+            shared,
+            db: db.clone(),
+            id,
+            docs: BTreeMap::new(),
+            last_seq: None,
+            pending: Vec::new(),
+            dirty: false,
         }
-    }
-
-    /// Re-reads one account's database in full and builds its table.
-    async fn reload(&mut self, id: &AccountId) -> Result<(), Error> {
-        let source = Source::Account(id.clone());
-        let store = self.shared.store.as_ref();
-        let db = id.db_name();
-        if !store.db_exists(&db).await? {
-            return Err(Error::Store(docstore::Error::DbNotFound { db: db.to_string() }));
-        }
-        let (docs, seq) = read_db(store, &source, Some(&self.shared.board)).await?;
-        self.shared.board.read_ok(db.as_str());
-        let kept = parse(docs).await;
-        let account = self.accounts.entry(id.clone()).or_default();
-        account.docs = kept;
-        account.last_seq = seq;
-        self.build(id).await;
-        self.shared.note_loaded(id, true);
-        Ok(())
     }
 
     async fn build(&self, id: &AccountId) {
-        let Some(account) = self.accounts.get(id) else { return };
-        let docs = Kept::parsed_resources(&account.docs);
+        let docs = Kept::parsed_resources(&self.docs);
         let inputs = ScopeInputs {
             docs: Arc::new(docs),
             proxies: self.shared.proxies_for(id.as_str()),
-            last_seq: account.last_seq.clone(),
+            last_seq: self.last_seq.clone(),
         };
         let scope = Source::Account(id.clone()).scope().expect("an account scope");
         self.shared.build_scope(scope, inputs, &self.shared.shutdown).await;
+    }
+}
+
+impl Reflect for AccountDb {
+    fn reset(&mut self) {
+        self.dirty = !self.docs.is_empty();
+        self.docs.clear();
+        self.pending.clear();
+    }
+
+    fn apply(&mut self, change: Change) -> bool {
+        self.pending.push(change);
+        true
+    }
+
+    fn reached(&mut self, last_seq: &Seq) {
+        self.last_seq = Some(last_seq.clone());
+    }
+
+    /// Builds the account's table when a resource changed (or it had resources before a
+    /// reset); `caught_up` is `false` only when the database is gone: its table goes too.
+    async fn publish(&mut self, caught_up: bool) {
+        let pending = std::mem::take(&mut self.pending);
+        let Some(id) = self.id.clone() else {
+            if !caught_up {
+                account_of(&self.shared, &self.db, false);
+            }
+            return;
+        };
+        if !caught_up {
+            self.docs.clear();
+            self.shared.note_loaded(&id, false);
+            super::drop_account(&self.shared, &id).await;
+            return;
+        }
+        let changed = apply_all(&mut self.docs, pending).await;
+        if std::mem::take(&mut self.dirty) | changed {
+            self.build(&id).await;
+        }
+        self.shared.note_loaded(&id, true);
     }
 }
 
@@ -220,19 +193,19 @@ fn account_of(shared: &Shared, db: &DbName, present: bool) -> Option<AccountId> 
 }
 
 /// Applies changes to an account's documents; whether a resource changed.
-async fn apply_all(account: &mut Account, changes: Vec<Change>) -> bool {
+async fn apply_all(docs: &mut BTreeMap<String, Kept>, changes: Vec<Change>) -> bool {
     let mut changed = false;
     let mut upserts = Vec::new();
     for change in changes {
         let keep =
             !change.deleted && change.doc.as_ref().is_some_and(crate::ResourceDoc::is_resource);
         if !keep {
-            changed |= account.docs.remove(&change.id).is_some();
+            changed |= docs.remove(&change.id).is_some();
             continue;
         }
         let doc = change.doc.expect("checked");
         let rev = doc.get("_rev").and_then(Value::as_str);
-        if rev.is_some() && account.docs.get(&change.id).and_then(Kept::rev) == rev {
+        if rev.is_some() && docs.get(&change.id).and_then(Kept::rev) == rev {
             continue;
         }
         upserts.push(doc);
@@ -241,7 +214,7 @@ async fn apply_all(account: &mut Account, changes: Vec<Change>) -> bool {
         return changed;
     }
     for (id, kept) in parse(upserts).await {
-        account.docs.insert(id, kept);
+        docs.insert(id, kept);
     }
     true
 }
@@ -315,14 +288,14 @@ mod tests {
             doc: Some(doc),
         };
         let resource = serde_json::json!({"_id": "r", "_rev": "1-a", "pvt_type": "resource"});
-        let mut account = Account::default();
-        assert!(apply_all(&mut account, vec![change("r", resource.clone(), false)]).await);
+        let mut docs = BTreeMap::new();
+        assert!(apply_all(&mut docs, vec![change("r", resource.clone(), false)]).await);
         let other = serde_json::json!({"_id": "u", "_rev": "1-a", "pvt_type": "user"});
-        assert!(!apply_all(&mut account, vec![change("u", other, false)]).await);
-        assert!(!apply_all(&mut account, vec![change("r", resource.clone(), false)]).await);
-        assert_eq!(account.docs.len(), 1);
+        assert!(!apply_all(&mut docs, vec![change("u", other, false)]).await);
+        assert!(!apply_all(&mut docs, vec![change("r", resource.clone(), false)]).await);
+        assert_eq!(docs.len(), 1);
         let tombstone = serde_json::json!({"_id": "r", "_rev": "2-b", "_deleted": true});
-        assert!(apply_all(&mut account, vec![change("r", tombstone, true)]).await);
-        assert!(account.docs.is_empty());
+        assert!(apply_all(&mut docs, vec![change("r", tombstone, true)]).await);
+        assert!(docs.is_empty());
     }
 }

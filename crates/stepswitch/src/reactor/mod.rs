@@ -72,7 +72,7 @@ use crate::{ParsedResource, RouteAnswer};
 use crate::{RouteRequest, Scope, Tables};
 
 use build::{config_from, drop_account, on_blocking_pool, reduce, BuildState, ScopeInputs};
-use source::{read_db, read_proxies, resource, start_source, Kept, Reply, Source, SourceHandle};
+use source::{read_db, read_proxies, resource, start_source, Kept, Source, SourceHandle};
 use status::Book;
 pub use status::{AccountDbs, CompileError, Phase, RoutingStatus, SourceStatus, TableStatus};
 
@@ -107,7 +107,7 @@ struct Shared {
     /// The dedicated IPs by account (`pvt_assigned_to`), each list in `_id` order.
     proxies: Mutex<Arc<HashMap<String, Arc<Vec<Proxy>>>>>,
     /// Commands to the account tables' task.
-    accounts: mpsc::UnboundedSender<accounts::AccountCommand>,
+    accounts: mpsc::UnboundedSender<accounts::AccountRequest>,
     /// The accounts whose database has been read (while the start is still loading them).
     loaded_accounts: Mutex<std::collections::HashSet<String>>,
     /// Every account database there was at start has been read: no lookup waits for a load.
@@ -209,12 +209,9 @@ impl Routing {
             if loaded {
                 continue;
             }
-            let (tx, rx) = oneshot::channel();
-            let command = accounts::AccountCommand::Reload(id.clone(), tx);
-            if self.shared.accounts.send(command).is_ok() {
-                if let Err(err) = wait_reply(rx).await {
-                    tracing::debug!(account = %id, error = %err, "Could not load the account's table on first use.");
-                }
+            let request = |tx| docstore::FleetRequest::Reread(id.db_name(), tx);
+            if let Err(err) = accounts::ask(&self.shared, request).await {
+                tracing::debug!(account = %id, error = %err, "Could not load the account's table on first use.");
             }
         }
     }
@@ -236,10 +233,8 @@ impl Routing {
             Some(id) => {
                 // The account's dedicated IPs are re-read with it, as Kazoo's reload does.
                 self.reload_sources(vec![Source::DedicatedIps]).await?;
-                let (tx, rx) = oneshot::channel();
-                let command = accounts::AccountCommand::Reload(id.clone(), tx);
-                self.shared.accounts.send(command).map_err(|_| Error::Stopped)?;
-                wait_reply(rx).await?;
+                let request = |tx| docstore::FleetRequest::Reread(id.db_name(), tx);
+                accounts::ask(&self.shared, request).await?;
                 return Ok(self.status());
             }
         };
@@ -252,10 +247,8 @@ impl Routing {
         let sources: Vec<Source> =
             self.shared.handles.lock().expect("handles lock").keys().cloned().collect();
         let mut result = self.reload_sources(sources).await;
-        let (tx, rx) = oneshot::channel();
-        if self.shared.accounts.send(accounts::AccountCommand::ReloadAll(tx)).is_ok() {
-            result = result.and(wait_reply(rx).await);
-        }
+        let request = |tx| docstore::FleetRequest::RereadEach(accounts::has_table, tx);
+        result = result.and(accounts::ask(&self.shared, request).await);
         if let Err(err) = result {
             tracing::warn!(error = %err, "Flush: a database could not be re-read; its old table stays.");
         }
