@@ -2,36 +2,20 @@
 //! or `COUCHDB_URL`): names and ids on the wire, typed errors that keep CouchDB's `reason`,
 //! authentication, timeouts, the raw live feed and `_db_updates`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use docstore::{
     AuthMode, CouchConfig, CouchStore, DbName, DbUpdateKind, DocStore, Error, FeedEvent, FeedQuery,
-    Seq, SharedStore, ViewQuery,
+    Seq, ViewQuery,
 };
 use futures::StreamExt;
 use serde_json::json;
 use testkit::{CouchServer, TcpProxy};
 
+mod common;
+use common::{couch, couch_config, unique_db};
+
 const WAIT: Duration = Duration::from_secs(60);
-
-fn config_for(url: &str, server: &CouchServer) -> CouchConfig {
-    let mut config = CouchConfig::from_url(url).expect("server url");
-    if let Some((user, password)) = server.credentials() {
-        config.user = Some(user);
-        config.password = Some(password);
-    }
-    config
-}
-
-fn couch() -> SharedStore {
-    let server = CouchServer::shared();
-    Arc::new(CouchStore::new(config_for(server.url(), server)).expect("couch store"))
-}
-
-fn unique_db(prefix: &str) -> DbName {
-    DbName::new(testkit::unique_db(prefix)).expect("unique db name")
-}
 
 #[tokio::test]
 async fn slashes_plus_and_spaces_survive_the_wire() {
@@ -199,7 +183,7 @@ async fn db_updates_or_none() {
 async fn timeouts_and_refusals_are_transient_errors() {
     let server = CouchServer::shared();
     let proxy = TcpProxy::start(server.url()).await;
-    let mut config = config_for(&proxy.url(), server);
+    let mut config = couch_config(&proxy.url(), server);
     config.request_timeout = Duration::from_millis(300);
     let store = CouchStore::new(config).unwrap();
     proxy.stall();

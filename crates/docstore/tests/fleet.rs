@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use docstore::{
-    AllDocsPage, AllDocsQuery, BulkItem, ChangesPage, ChangesQuery, CouchConfig, CouchStore,
-    DbInfo, DbName, DbUpdateStream, DocStore, EmbeddedStore, FeedQuery, FeedStream, Fleet,
-    FleetEvent, FleetMode, FleetOptions, Result, Rev, Seq, SharedStore, ViewQuery, ViewRow,
+    AllDocsPage, AllDocsQuery, BulkItem, ChangesPage, ChangesQuery, DbInfo, DbName, DbUpdateStream,
+    DocStore, FeedQuery, FeedStream, Fleet, FleetEvent, FleetMode, FleetOptions, Result, Rev, Seq,
+    SharedStore, ViewQuery, ViewRow,
 };
 use futures::StreamExt;
 use serde_json::{json, Value};
-use testkit::CouchServer;
+
+mod common;
+use common::{couch, embedded};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -95,20 +97,6 @@ impl DocStore for Counting {
     ) -> Result<Vec<ViewRow>> {
         self.inner.view(db, ddoc, view, query).await
     }
-}
-
-fn couch() -> SharedStore {
-    let server = CouchServer::shared();
-    let mut config = CouchConfig::from_url(server.url()).expect("server url");
-    if let Some((user, password)) = server.credentials() {
-        config.user = Some(user);
-        config.password = Some(password);
-    }
-    Arc::new(CouchStore::new(config).expect("couch store"))
-}
-
-fn embedded() -> SharedStore {
-    Arc::new(EmbeddedStore::in_memory().expect("embedded store"))
 }
 
 async fn next(fleet: &mut Fleet) -> FleetEvent {

@@ -12,37 +12,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docstore::{
-    follow, CouchConfig, CouchStore, DbName, EmbeddedStore, Error, FollowEvent, FollowOptions,
-    Follower, FollowerState, ResyncReason, SharedStore, WhenDbMissing,
+    follow, CouchConfig, CouchStore, DbName, Error, FollowEvent, FollowOptions, Follower,
+    FollowerState, ResyncReason, SharedStore, WhenDbMissing,
 };
 use futures::StreamExt;
 use serde_json::json;
 use testkit::{CouchServer, TcpProxy};
 
 /// The upper bound of every wait: generous, because the machine is shared.
+mod common;
+use common::{couch, couch_config, embedded, unique_db};
+
 const WAIT: Duration = Duration::from_secs(60);
-
-fn couch_config(url: &str, server: &CouchServer) -> CouchConfig {
-    let mut config = CouchConfig::from_url(url).expect("server url");
-    if let Some((user, password)) = server.credentials() {
-        config.user = Some(user);
-        config.password = Some(password);
-    }
-    config
-}
-
-fn couch() -> SharedStore {
-    let server = CouchServer::shared();
-    Arc::new(CouchStore::new(couch_config(server.url(), server)).expect("couch store"))
-}
-
-fn embedded() -> SharedStore {
-    Arc::new(EmbeddedStore::in_memory().expect("embedded store"))
-}
-
-fn unique_db(prefix: &str) -> DbName {
-    DbName::new(testkit::unique_db(prefix)).expect("unique db name")
-}
 
 /// Short heartbeats and backoffs, so that reconnects happen quickly in tests.
 fn fast(name: &str) -> FollowOptions {

@@ -7,34 +7,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use docstore::{
-    CouchConfig, CouchStore, DbName, Derived, EmbeddedStore, FollowOptions, Lease, LiveDocs,
-    LiveSnapshot, SharedStore,
-};
+use docstore::{DbName, Derived, FollowOptions, Lease, LiveDocs, LiveSnapshot, SharedStore};
 use serde_json::{json, Value};
-use testkit::CouchServer;
 use tokio_util::sync::CancellationToken;
 
 /// The upper bound of every wait: generous, because the machine is shared.
+mod common;
+use common::{couch, embedded, unique_db};
+
 const WAIT: Duration = Duration::from_secs(60);
-
-fn couch() -> SharedStore {
-    let server = CouchServer::shared();
-    let mut config = CouchConfig::from_url(server.url()).expect("server url");
-    if let Some((user, password)) = server.credentials() {
-        config.user = Some(user);
-        config.password = Some(password);
-    }
-    Arc::new(CouchStore::new(config).expect("couch store"))
-}
-
-fn embedded() -> SharedStore {
-    Arc::new(EmbeddedStore::in_memory().expect("embedded store"))
-}
-
-fn unique_db(prefix: &str) -> DbName {
-    DbName::new(testkit::unique_db(prefix)).expect("unique db name")
-}
 
 fn fast() -> FollowOptions {
     let mut opts = FollowOptions::new("live-test");
