@@ -360,6 +360,25 @@ patchModule('express-pouchdb/lib/routes/changes', () => (app) => {
 
 const FEEDS = new Set(['normal', 'continuous', 'live', 'longpoll', 'eventsource']);
 const DEFAULT_TIMEOUT_MS = 60000;
+
+// A live feed's `heartbeat` and `timeout` query parameters (`_changes` and `_db_updates` read them
+// alike): { heartbeat, timeout }, or null after answering 400 for a bad value.
+function feedTimers(q, res) {
+  let heartbeat = null;
+  if (q.heartbeat === true) heartbeat = DEFAULT_HEARTBEAT_MS;
+  else if (typeof q.heartbeat === 'number' && q.heartbeat > 0) heartbeat = q.heartbeat;
+  else if (q.heartbeat !== undefined && q.heartbeat !== false) {
+    sendBadRequest(res, 'Invalid heartbeat value. Expecting a positive integer value.');
+    return null;
+  }
+  let timeout = DEFAULT_TIMEOUT_MS;
+  if (typeof q.timeout === 'number' && q.timeout >= 0) timeout = q.timeout;
+  else if (q.timeout !== undefined) {
+    sendBadRequest(res, 'Invalid timeout value. Expecting a non-negative integer value.');
+    return null;
+  }
+  return { heartbeat, timeout };
+}
 const DEFAULT_HEARTBEAT_MS = 60000;
 
 // Runs one PouchDB changes request, calling onChange per row.
@@ -521,17 +540,9 @@ async function handleChanges(req, res) {
     limit = Math.max(1, q.limit);
   }
 
-  let heartbeat = null;
-  if (q.heartbeat === true) heartbeat = DEFAULT_HEARTBEAT_MS;
-  else if (typeof q.heartbeat === 'number' && q.heartbeat > 0) heartbeat = q.heartbeat;
-  else if (q.heartbeat !== undefined && q.heartbeat !== false) {
-    return sendBadRequest(res, 'Invalid heartbeat value. Expecting a positive integer value.');
-  }
-  let timeout = DEFAULT_TIMEOUT_MS;
-  if (typeof q.timeout === 'number' && q.timeout >= 0) timeout = q.timeout;
-  else if (q.timeout !== undefined) {
-    return sendBadRequest(res, 'Invalid timeout value. Expecting a non-negative integer value.');
-  }
+  const timers = feedTimers(q, res);
+  if (!timers) return;
+  const { heartbeat, timeout } = timers;
 
   const filter = await buildFilter(db, q, body);
   if (filter.error) return utils.sendJSON(res, filter.error[0], filter.error[1]);
@@ -812,17 +823,9 @@ function handleDbUpdates(req, res) {
   }
   const since = dbUpdates.parseSince(q.since);
   if (since === undefined) return sendBadRequest(res, "Malformed sequence supplied in 'since' parameter.");
-  let heartbeat = null;
-  if (q.heartbeat === true) heartbeat = DEFAULT_HEARTBEAT_MS;
-  else if (typeof q.heartbeat === 'number' && q.heartbeat > 0) heartbeat = q.heartbeat;
-  else if (q.heartbeat !== undefined && q.heartbeat !== false) {
-    return sendBadRequest(res, 'Invalid heartbeat value. Expecting a positive integer value.');
-  }
-  let timeout = DEFAULT_TIMEOUT_MS;
-  if (typeof q.timeout === 'number' && q.timeout >= 0) timeout = q.timeout;
-  else if (q.timeout !== undefined) {
-    return sendBadRequest(res, 'Invalid timeout value. Expecting a non-negative integer value.');
-  }
+  const timers = feedTimers(q, res);
+  if (!timers) return;
+  const { heartbeat, timeout } = timers;
   const strip = (row) => ({ db_name: row.db_name, type: row.type, seq: row.seq });
   const backlog = dbUpdates.rowsAfter(since);
   let last = backlog.length ? backlog[backlog.length - 1].n : Math.max(since, 0);
