@@ -20,6 +20,19 @@ pub fn http_request(method: &str, url: &str, body: Option<&str>) -> io::Result<(
     request(method, url, body, Duration::from_secs(10))
 }
 
+/// Percent-encodes every byte but the unreserved characters (`A-Z a-z 0-9 - _ . ~`), so `/`
+/// and `+` in database names and any character of a credential too.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 pub(crate) fn request(
     method: &str,
     url: &str,

@@ -40,7 +40,7 @@ mod tools;
 
 pub use daemon::Daemon;
 pub use fuzz::{fuzz_config, FUZZ_CASES_VAR};
-pub use http::http_request;
+pub use http::{http_request, percent_encode};
 pub use proxy::TcpProxy;
 pub use server::CouchServer;
 pub use tools::{find_program, require, TestProcess};

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::http;
+use crate::http::{self, percent_encode};
 use crate::install;
 
 /// How long a starting server gets to answer `GET /_up`.
@@ -95,20 +95,12 @@ impl CouchServer {
     /// [`url`](CouchServer::url) with the [`credentials`](CouchServer::credentials) (if any) in it,
     /// percent-encoded: what a client that takes one URL (the daemon, raw HTTP writes) needs.
     pub fn url_with_credentials(&self) -> String {
-        let enc = |s: &str| -> String {
-            s.bytes()
-                .map(|b| match b {
-                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect()
-        };
         match &self.credentials {
-            Some((user, password)) => {
-                self.url.replacen("://", &format!("://{}:{}@", enc(user), enc(password)), 1)
-            }
+            Some((user, password)) => self.url.replacen(
+                "://",
+                &format!("://{}:{}@", percent_encode(user), percent_encode(password)),
+                1,
+            ),
             None => self.url.clone(),
         }
     }

@@ -4,7 +4,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use testkit::{http_request, unique_db, CouchServer, TcpProxy};
+use testkit::{http_request, percent_encode, unique_db, CouchServer, TcpProxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -14,18 +14,6 @@ const WAIT: Duration = Duration::from_secs(10);
 /// `server`'s URL with its credentials (if any) for `http_request`.
 fn base(server: &CouchServer) -> String {
     server.url_with_credentials()
-}
-
-/// Percent-encodes everything but unreserved characters (so `/` and `+` in db names too).
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn call(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
@@ -47,10 +35,11 @@ fn shared_server_keeps_slash_db_names_verbatim() {
     let numbers = format!("{}/+1415", unique_db("numbers"));
     let flat = numbers.replace('/', "");
     for name in [&numbers, &flat] {
-        let (status, body) = call("PUT", &format!("{base}/{}", enc(name)), None);
+        let (status, body) = call("PUT", &format!("{base}/{}", percent_encode(name)), None);
         assert_eq!(status, 201, "PUT {name}: {body}");
     }
-    let (status, body) = call("PUT", &format!("{base}/{}/doc1", enc(&numbers)), Some(r#"{"n":1}"#));
+    let (status, body) =
+        call("PUT", &format!("{base}/{}/doc1", percent_encode(&numbers)), Some(r#"{"n":1}"#));
     assert_eq!(status, 201, "{body}");
 
     let (status, all) = call("GET", &format!("{base}/_all_dbs"), None);
@@ -58,17 +47,17 @@ fn shared_server_keeps_slash_db_names_verbatim() {
     assert!(all.contains(&format!("\"{numbers}\"")), "{numbers} not listed verbatim in {all}");
     assert!(all.contains(&format!("\"{flat}\"")), "{flat} not listed in {all}");
 
-    let (_, info) = call("GET", &format!("{base}/{}", enc(&numbers)), None);
+    let (_, info) = call("GET", &format!("{base}/{}", percent_encode(&numbers)), None);
     assert!(info.contains(&format!("\"db_name\":\"{numbers}\"")), "{info}");
     assert!(info.contains("\"doc_count\":1"), "{info}");
-    let (_, flat_info) = call("GET", &format!("{base}/{}", enc(&flat)), None);
+    let (_, flat_info) = call("GET", &format!("{base}/{}", percent_encode(&flat)), None);
     assert!(flat_info.contains("\"doc_count\":0"), "the two names are distinct dbs: {flat_info}");
 
     for name in [&numbers, &flat] {
-        let (status, body) = call("DELETE", &format!("{base}/{}", enc(name)), None);
+        let (status, body) = call("DELETE", &format!("{base}/{}", percent_encode(name)), None);
         assert_eq!(status, 200, "DELETE {name}: {body}");
     }
-    let (status, body) = call("DELETE", &format!("{base}/{}", enc(&numbers)), None);
+    let (status, body) = call("DELETE", &format!("{base}/{}", percent_encode(&numbers)), None);
     assert_eq!(status, 404, "deleting a missing db: {body}");
 }
 
@@ -83,10 +72,10 @@ fn persistent_server_keeps_data_across_kill_and_restart() {
     assert_eq!(server.credentials(), None);
     let url = server.url().to_string();
     let db = format!("account/ab/cd/{}", unique_db("ef"));
-    let (status, body) = call("PUT", &format!("{url}/{}", enc(&db)), None);
+    let (status, body) = call("PUT", &format!("{url}/{}", percent_encode(&db)), None);
     assert_eq!(status, 201, "{body}");
     let (status, body) =
-        call("PUT", &format!("{url}/{}/kept", enc(&db)), Some(r#"{"v":"before"}"#));
+        call("PUT", &format!("{url}/{}/kept", percent_encode(&db)), Some(r#"{"v":"before"}"#));
     assert_eq!(status, 201, "{body}");
     assert!(dir.path().join("account/ab/cd").is_dir(), "leveldb keeps slash names as directories");
 
@@ -97,7 +86,7 @@ fn persistent_server_keeps_data_across_kill_and_restart() {
 
     server.restart();
     assert_eq!(server.url(), url, "same port after restart");
-    let (status, body) = call("GET", &format!("{url}/{}/kept", enc(&db)), None);
+    let (status, body) = call("GET", &format!("{url}/{}/kept", percent_encode(&db)), None);
     assert_eq!(status, 200, "{body}\n{}", server.server_log());
     assert!(body.contains(r#""v":"before""#), "{body}");
     let (_, all) = call("GET", &format!("{url}/_all_dbs"), None);
