@@ -38,9 +38,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::error::{Error, Result};
 use crate::health::FeedBoard;
 use crate::store::{DbUpdateStream, SharedStore};
-use crate::types::{
-    AllDocsQuery, Change, ChangesQuery, DbName, DbUpdateKind, Fields, RowAction, Seq,
-};
+use crate::types::{Change, ChangesQuery, DbName, DbUpdateKind, Fields, Seq};
 
 /// How a [`fleet`] reads. Build with [`FleetOptions::new`] and adjust the fields.
 #[derive(Clone)]
@@ -212,49 +210,25 @@ impl Fleet {
     /// [`Error::DbNotFound`] when the database does not exist; the store's error otherwise.
     pub async fn read_now(&self, db: &DbName) -> Result<(Vec<Change>, Seq)> {
         let options = &self.options;
-        let last_seq = self.store.db_info(db).await?.update_seq;
-        let page_size = options.page.max(1);
-        let mut out = Vec::new();
-        let mut start: Option<String> = None;
-        loop {
-            let query = AllDocsQuery {
-                start_key: start.clone(),
-                skip: usize::from(start.is_some()),
-                limit: Some(page_size),
-                include_docs: true,
-                ..AllDocsQuery::default()
-            };
-            let page = self.store.all_docs(db, &query).await?;
-            if let Some(board) = &options.board {
-                board.note_page(db.as_str(), &page);
-            }
-            let skipped = page.issues.iter().filter(|i| i.action == RowAction::Skipped).count();
-            let rows = page.rows.len() + skipped;
-            start = page
-                .rows
-                .last()
-                .map(|row| row.id.clone())
-                .max(page.issues.iter().filter_map(|i| i.id.clone()).max());
-            out.extend(page.rows.into_iter().filter_map(|row| {
-                let doc = row.doc?;
-                let selected =
-                    options.selector.as_ref().is_none_or(|s| crate::selector::matches(s, &doc));
-                selected.then(|| Change {
-                    seq: last_seq.clone(),
-                    id: row.id,
-                    rev: row.rev,
-                    deleted: false,
-                    doc: options.include_docs.then_some(doc),
-                })
-            }));
-            if rows < page_size {
-                break;
-            }
-        }
-        if let Some(board) = &options.board {
+        let board = options.board.as_ref();
+        let (rows, last_seq) =
+            crate::snapshot::read_all_docs(&*self.store, db, options.page, |page| {
+                if let Some(board) = board {
+                    board.note_page(db.as_str(), page);
+                }
+            })
+            .await?;
+        if let Some(board) = board {
             board.read_ok(db.as_str());
         }
-        Ok((out, last_seq))
+        let changes = crate::snapshot::as_changes(
+            rows,
+            &last_seq,
+            options.selector.as_ref(),
+            options.include_docs,
+            options.fields.as_ref(),
+        );
+        Ok((changes, last_seq))
     }
 }
 

@@ -46,6 +46,7 @@ pub mod live;
 pub mod naming;
 mod retry;
 pub mod selector;
+mod snapshot;
 mod store;
 mod types;
 mod update_log;
@@ -68,6 +69,7 @@ pub use lease::Lease;
 pub use live::{Derived, LiveDocs, LiveSnapshot, SharedDocs};
 pub use naming::AccountId;
 pub use retry::{cas_backoff, cas_pause, CAS_ATTEMPTS, CAS_BACKOFF_BASE, CAS_BACKOFF_CAP};
+pub use snapshot::read_all_docs;
 pub use store::{DbUpdateStream, DocStore, FeedStream, SharedStore};
 pub use types::{
     AllDocsPage, AllDocsQuery, AllDocsRow, BulkItem, Change, ChangesPage, ChangesQuery, DbInfo,

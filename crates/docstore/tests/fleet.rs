@@ -5,99 +5,18 @@
 //!
 //! No assertion is about timing: each wait is for an event or a status with a generous bound.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use docstore::{
-    AllDocsPage, AllDocsQuery, BulkItem, ChangesPage, ChangesQuery, DbInfo, DbName, DbUpdateStream,
-    DocStore, FeedQuery, FeedStream, Fleet, FleetEvent, FleetMode, FleetOptions, Result, Rev, Seq,
-    SharedStore, ViewQuery, ViewRow,
-};
+use docstore::{DbName, Fleet, FleetEvent, FleetMode, FleetOptions, SharedStore};
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 
 mod common;
-use common::{couch, embedded};
+use common::{couch, embedded, Spy};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A store that counts the live feeds asked of it and can hide its `_db_updates`.
-struct Counting {
-    inner: SharedStore,
-    db_updates: bool,
-    live_feeds: AtomicUsize,
-}
-
-#[async_trait]
-impl DocStore for Counting {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    async fn list_dbs(&self) -> Result<Vec<DbName>> {
-        self.inner.list_dbs().await
-    }
-    async fn db_exists(&self, db: &DbName) -> Result<bool> {
-        self.inner.db_exists(db).await
-    }
-    async fn create_db(&self, db: &DbName) -> Result<()> {
-        self.inner.create_db(db).await
-    }
-    async fn delete_db(&self, db: &DbName) -> Result<()> {
-        self.inner.delete_db(db).await
-    }
-    async fn db_info(&self, db: &DbName) -> Result<DbInfo> {
-        self.inner.db_info(db).await
-    }
-    async fn get(&self, db: &DbName, id: &str) -> Result<Option<Value>> {
-        self.inner.get(db, id).await
-    }
-    async fn put(&self, db: &DbName, doc: Value) -> Result<Rev> {
-        self.inner.put(db, doc).await
-    }
-    async fn delete(&self, db: &DbName, id: &str, rev: &Rev) -> Result<Rev> {
-        self.inner.delete(db, id, rev).await
-    }
-    async fn bulk_docs(&self, db: &DbName, docs: Vec<Value>) -> Result<Vec<BulkItem>> {
-        self.inner.bulk_docs(db, docs).await
-    }
-    async fn all_docs(&self, db: &DbName, query: &AllDocsQuery) -> Result<AllDocsPage> {
-        self.inner.all_docs(db, query).await
-    }
-    async fn get_many(&self, db: &DbName, ids: &[String]) -> Result<Vec<Option<Value>>> {
-        self.inner.get_many(db, ids).await
-    }
-    async fn changes(&self, db: &DbName, query: &ChangesQuery) -> Result<ChangesPage> {
-        self.inner.changes(db, query).await
-    }
-    async fn open_feed(&self, db: &DbName, query: &FeedQuery) -> Result<FeedStream> {
-        self.live_feeds.fetch_add(1, Ordering::Relaxed);
-        self.inner.open_feed(db, query).await
-    }
-    async fn db_updates(&self, since: &Seq) -> Result<Option<DbUpdateStream>> {
-        if self.db_updates {
-            self.inner.db_updates(since).await
-        } else {
-            Ok(None)
-        }
-    }
-    async fn get_local(&self, db: &DbName, name: &str) -> Result<Option<Value>> {
-        self.inner.get_local(db, name).await
-    }
-    async fn put_local(&self, db: &DbName, name: &str, body: Value) -> Result<()> {
-        self.inner.put_local(db, name, body).await
-    }
-    async fn view(
-        &self,
-        db: &DbName,
-        ddoc: &str,
-        view: &str,
-        query: &ViewQuery,
-    ) -> Result<Vec<ViewRow>> {
-        self.inner.view(db, ddoc, view, query).await
-    }
-}
 
 async fn next(fleet: &mut Fleet) -> FleetEvent {
     tokio::time::timeout(WAIT, fleet.next()).await.expect("an event in time").expect("running")
@@ -109,7 +28,7 @@ fn ids(changes: &[docstore::Change]) -> Vec<&str> {
 
 /// Loads, changes, deletion and a new database, on `inner` with or without `_db_updates`.
 async fn follows_every_db_of_a_kind(inner: SharedStore, db_updates: bool) {
-    let counting = Arc::new(Counting { inner, db_updates, live_feeds: AtomicUsize::new(0) });
+    let counting = Arc::new(Spy::new(inner, db_updates));
     let store: SharedStore = counting.clone();
     let prefix = testkit::unique_db("fleet");
     let db = |i: u32| DbName::new(format!("{prefix}/{i}")).expect("name");

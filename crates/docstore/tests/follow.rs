@@ -467,3 +467,286 @@ async fn reflect_loads_a_whole_read_as_one_batch_and_reads_again_on_request() {
     shutdown.cancel();
     tokio::time::timeout(WAIT, task).await.expect("stops on shutdown").unwrap();
 }
+
+/// What a [`Mirror`] was told, for the order of a read and the changes after it.
+#[derive(Debug, Clone, PartialEq)]
+enum Told {
+    /// A read from the start: each document's id and `n`.
+    Load(Vec<(String, i64)>),
+    /// A later change: its id and `n` (`None`: deleted).
+    Apply(String, Option<i64>),
+}
+
+/// A reflection like a real consumer's: each document's `n` by id, published whole, with what
+/// it was told logged; it reads again on request.
+struct Mirror {
+    docs: std::collections::BTreeMap<String, i64>,
+    told: tokio::sync::mpsc::UnboundedSender<Told>,
+    published: tokio::sync::watch::Sender<std::collections::BTreeMap<String, i64>>,
+    reread: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
+
+type Mirrored = std::collections::BTreeMap<String, i64>;
+
+fn n_of(change: &docstore::Change) -> Option<i64> {
+    let doc = change.doc.as_ref().filter(|_| !change.deleted)?;
+    doc.get("n").and_then(serde_json::Value::as_i64)
+}
+
+impl docstore::Reflect for Mirror {
+    fn reset(&mut self) {
+        self.docs.clear();
+    }
+
+    fn apply(&mut self, change: docstore::Change) -> bool {
+        let n = n_of(&change);
+        let _ = self.told.send(Told::Apply(change.id.clone(), n));
+        match n {
+            Some(n) => self.docs.insert(change.id, n) != Some(n),
+            None => self.docs.remove(&change.id).is_some(),
+        }
+    }
+
+    async fn load(&mut self, changes: Vec<docstore::Change>) -> bool {
+        let mut read = Vec::new();
+        for change in changes {
+            assert!(!change.deleted, "a read from the start has no deletions");
+            let n = n_of(&change).expect("a read from the start carries its documents");
+            read.push((change.id.clone(), n));
+            self.docs.insert(change.id, n);
+        }
+        let _ = self.told.send(Told::Load(read));
+        true
+    }
+
+    async fn publish(&mut self, _caught_up: bool) {
+        self.published.send_replace(self.docs.clone());
+    }
+
+    async fn reread(&mut self) {
+        if self.reread.recv().await.is_none() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// A running [`Mirror`] of `db` on `store` with `options`.
+struct Mirroring {
+    told: tokio::sync::mpsc::UnboundedReceiver<Told>,
+    published: tokio::sync::watch::Receiver<Mirrored>,
+    reread: tokio::sync::mpsc::UnboundedSender<()>,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Mirroring {
+    fn start(store: SharedStore, db: &DbName, options: FollowOptions) -> Mirroring {
+        let (told_tx, told) = tokio::sync::mpsc::unbounded_channel();
+        let (published_tx, published) = tokio::sync::watch::channel(Mirrored::new());
+        let (reread, reread_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mirror = Mirror {
+            docs: Mirrored::new(),
+            told: told_tx,
+            published: published_tx,
+            reread: reread_rx,
+        };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(docstore::reflect(store, db.clone(), options, mirror, shutdown.clone()));
+        Mirroring { told, published, reread, shutdown }
+    }
+
+    /// Waits until the published mirror is `expected`.
+    async fn until_published(&mut self, expected: &Mirrored) {
+        let reached =
+            tokio::time::timeout(WAIT, self.published.wait_for(|m| m == expected)).await.is_ok();
+        assert!(reached, "mirror {:?}, expected {expected:?}", *self.published.borrow());
+    }
+
+    /// What the mirror was told so far.
+    fn told(&mut self) -> Vec<Told> {
+        std::iter::from_fn(|| self.told.try_recv().ok()).collect()
+    }
+}
+
+impl Drop for Mirroring {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn put_n(store: &SharedStore, db: &DbName, id: &str, n: i64) {
+    let mut doc =
+        json!({"_id": id, "n": n, "kind": if id.starts_with('o') { "other" } else { "r" }});
+    if let Some(current) = store.get(db, id).await.unwrap() {
+        doc["_rev"] = current["_rev"].clone();
+    }
+    store.put(db, doc).await.unwrap();
+}
+
+async fn delete_doc(store: &SharedStore, db: &DbName, id: &str) {
+    let current = store.get(db, id).await.unwrap().expect("exists");
+    let rev = docstore::Rev(current["_rev"].as_str().unwrap().to_owned());
+    store.delete(db, id, &rev).await.unwrap();
+}
+
+fn mirrored(entries: &[(&str, i64)]) -> Mirrored {
+    entries.iter().map(|(id, n)| ((*id).to_owned(), *n)).collect()
+}
+
+/// Writes that land between the `update_seq` a read from the start notes and its `_all_docs`
+/// pages are in the read (at their newest revision) and come again from the feed: the mirror
+/// ends with each document once, at its newest revision, and without the deleted one.
+async fn write_between_noted_seq_and_read_is_seen_once(inner: SharedStore) {
+    let db = unique_db("snapshot-race-");
+    inner.create_db(&db).await.unwrap();
+    for id in ["a", "b", "c"] {
+        put_n(&inner, &db, id, 1).await;
+    }
+    let spy = Arc::new(common::Spy::new(inner.clone(), true));
+    let (writer, race_db) = (inner.clone(), db.clone());
+    spy.before_next_all_docs(Box::new(move || {
+        Box::pin(async move {
+            put_n(&writer, &race_db, "a", 2).await;
+            delete_doc(&writer, &race_db, "b").await;
+            put_n(&writer, &race_db, "x", 1).await;
+        })
+    }));
+    let store: SharedStore = spy.clone();
+    let mut mirror = Mirroring::start(store, &db, fast("snapshot-race"));
+    mirror.until_published(&mirrored(&[("a", 2), ("c", 1), ("x", 1)])).await;
+    // A last write: once it is in, every change before it has been applied.
+    put_n(&inner, &db, "z", 1).await;
+    mirror.until_published(&mirrored(&[("a", 2), ("c", 1), ("x", 1), ("z", 1)])).await;
+    let told = mirror.told();
+    assert_eq!(
+        told.first(),
+        Some(&Told::Load(vec![("a".into(), 2), ("c".into(), 1), ("x".into(), 1)])),
+        "the read holds the writes made after its noted sequence: {told:?}"
+    );
+    let again: Vec<&Told> = told.iter().skip(1).collect();
+    for change in [Told::Apply("a".into(), Some(2)), Told::Apply("b".into(), None)] {
+        assert!(again.contains(&&change), "the feed delivers {change:?} again: {told:?}");
+    }
+}
+
+#[tokio::test]
+async fn couch_write_between_noted_seq_and_read_is_seen_once() {
+    write_between_noted_seq_and_read_is_seen_once(couch()).await;
+}
+
+#[tokio::test]
+async fn embedded_write_between_noted_seq_and_read_is_seen_once() {
+    write_between_noted_seq_and_read_is_seen_once(embedded()).await;
+}
+
+/// Reads from the start asked for while documents are written, edited and deleted: the mirror
+/// converges on the database.
+async fn reread_during_live_writes_converges(store: SharedStore) {
+    let db = unique_db("snapshot-reread-");
+    store.create_db(&db).await.unwrap();
+    for i in 0..5 {
+        put_n(&store, &db, &format!("k{i}"), 0).await;
+    }
+    let mut mirror = Mirroring::start(store.clone(), &db, fast("snapshot-reread"));
+    mirror.until_published(&(0..5).map(|i| (format!("k{i}"), 0)).collect()).await;
+    let mut truth: Mirrored = (0..5).map(|i| (format!("k{i}"), 0)).collect();
+    for step in 1..=60i64 {
+        let id = format!("k{}", step % 8);
+        if step % 7 == 0 && truth.contains_key(&id) {
+            delete_doc(&store, &db, &id).await;
+            truth.remove(&id);
+        } else {
+            put_n(&store, &db, &id, step).await;
+            truth.insert(id, step);
+        }
+        if step % 10 == 0 {
+            mirror.reread.send(()).unwrap();
+        }
+    }
+    mirror.until_published(&truth).await;
+    let loads = mirror.told().iter().filter(|t| matches!(t, Told::Load(_))).count();
+    assert!(loads >= 2, "the rereads read the database from the start ({loads} reads)");
+}
+
+#[tokio::test]
+async fn couch_reread_during_live_writes_converges() {
+    reread_during_live_writes_converges(couch()).await;
+}
+
+#[tokio::test]
+async fn embedded_reread_during_live_writes_converges() {
+    reread_during_live_writes_converges(embedded()).await;
+}
+
+/// A follower with a selector reads, from the start and live, only the documents it selects
+/// (`_all_docs` cannot filter: the driver applies the selector to the read).
+async fn filtered_follower_sees_only_its_documents(store: SharedStore) {
+    let db = unique_db("snapshot-filter-");
+    store.create_db(&db).await.unwrap();
+    put_n(&store, &db, "r1", 1).await;
+    put_n(&store, &db, "o1", 1).await;
+    store.put(&db, json!({"_id": "_design/d", "n": 7})).await.unwrap();
+    let mut options = fast("snapshot-filter");
+    options.selector = Some(json!({"kind": "r"}));
+    options.fields = Some(docstore::Fields::new(["n"]));
+    let mut mirror = Mirroring::start(store.clone(), &db, options);
+    mirror.until_published(&mirrored(&[("r1", 1)])).await;
+    put_n(&store, &db, "o2", 2).await;
+    put_n(&store, &db, "r2", 2).await;
+    mirror.until_published(&mirrored(&[("r1", 1), ("r2", 2)])).await;
+    mirror.reread.send(()).unwrap();
+    put_n(&store, &db, "r3", 3).await;
+    mirror.until_published(&mirrored(&[("r1", 1), ("r2", 2), ("r3", 3)])).await;
+    let told = mirror.told();
+    let reads: Vec<&Told> = told.iter().filter(|t| matches!(t, Told::Load(_))).collect();
+    assert_eq!(reads.first(), Some(&&Told::Load(vec![("r1".into(), 1)])), "{told:?}");
+    for t in &told {
+        let id = match t {
+            Told::Load(read) => read.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+            Told::Apply(id, _) => vec![id.as_str()],
+        };
+        assert!(id.iter().all(|id| id.starts_with('r')), "only selected documents: {told:?}");
+    }
+}
+
+#[tokio::test]
+async fn couch_filtered_follower_sees_only_its_documents() {
+    filtered_follower_sees_only_its_documents(couch()).await;
+}
+
+#[tokio::test]
+async fn embedded_filtered_follower_sees_only_its_documents() {
+    filtered_follower_sees_only_its_documents(embedded()).await;
+}
+
+/// [`Follower::reread`] reads again on the live connection: a `Requested` resync, the documents,
+/// caught up, then live, with no reconnect.
+async fn reread_stays_on_the_connection(store: SharedStore) {
+    let db = unique_db("snapshot-inplace-");
+    store.create_db(&db).await.unwrap();
+    put(&store, &db, "a").await;
+    let mut options = fast("snapshot-inplace");
+    options.snapshot_start = true;
+    let mut follower = follow(store.clone(), db.clone(), options);
+    let (ids, resyncs) = until_caught_up(&mut follower).await;
+    assert_eq!((ids, resyncs), (vec!["a".to_owned()], vec![ResyncReason::Initial]));
+    follower.status().wait_for(|s| s.state == FollowerState::Live).await;
+    put(&store, &db, "b").await;
+    until_change(&mut follower, "b").await;
+    follower.reread();
+    let (ids, resyncs) = until_caught_up(&mut follower).await;
+    assert_eq!(resyncs, [ResyncReason::Requested]);
+    assert_eq!(ids, ["a", "b"], "the whole database, read again");
+    put(&store, &db, "c").await;
+    until_change(&mut follower, "c").await;
+    assert_eq!(follower.status().get().reconnects, 0, "no new connection");
+}
+
+#[tokio::test]
+async fn couch_reread_stays_on_the_connection() {
+    reread_stays_on_the_connection(couch()).await;
+}
+
+#[tokio::test]
+async fn embedded_reread_stays_on_the_connection() {
+    reread_stays_on_the_connection(embedded()).await;
+}

@@ -3,8 +3,10 @@
 //!
 //! # How a follower runs
 //! Each connection first checks that the database exists and carries the follower's incarnation
-//! marker, then catches up with one-shot `_changes` pages (`feed=normal`), reports
+//! marker, then catches up with one-shot `_changes` pages (`feed=normal`; a read from the start
+//! may be an `_all_docs` snapshot instead, see [`FollowOptions::snapshot_start`]), reports
 //! [`FollowEvent::CaughtUp`], and then holds one live feed (`feed=continuous`) with heartbeats.
+//! [`Follower::reread`] asks for a read from the start on the live connection.
 //! A connection that stays silent for `missed_heartbeats` heartbeats is dead; it, and every
 //! transient error, leads to a reconnect after a full-jitter exponential backoff, resuming from the
 //! last *delivered* sequence. A new follower starts from [`FollowOptions::since`] (else from 0):
@@ -20,7 +22,8 @@
 //! follows is the database from the start. It is sent when a follower starts from sequence 0, when
 //! the database was deleted (then nothing follows until it exists again), recreated (its
 //! incarnation marker `_local/switchboard-incarnation` vanished or changed), or rewound (the server
-//! reports `update_seq` 0 while the follower stands further on). Sequences are not parsed, so only
+//! reports `update_seq` 0 while the follower stands further on), and when the consumer asks
+//! ([`Follower::reread`]). Sequences are not parsed, so only
 //! a literal `0` counts: a clustered CouchDB that silently replays from an older position (after a
 //! shard move, apache/couchdb#3788) shows as changes delivered again, which consumers tolerate.
 
@@ -29,12 +32,13 @@ mod runner;
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::Stream;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
@@ -84,6 +88,8 @@ pub enum ResyncReason {
     Recreated,
     /// The server's sequence went back to 0 while the follower stood further on.
     Rewound,
+    /// The consumer asked for a read from the start ([`Follower::reread`]).
+    Requested,
 }
 
 /// What the follower does when the database does not exist (at start, or after a deletion).
@@ -122,8 +128,21 @@ pub struct FollowOptions {
     pub backoff_cap: Duration,
     /// What to do about a missing database. Default [`WhenDbMissing::Fail`].
     pub when_db_missing: WhenDbMissing,
-    /// Changes per catch-up request. Default 5000 (fewer round trips; one page stays a few MB).
+    /// Changes per catch-up request, and documents per `_all_docs` page of a
+    /// [`snapshot_start`](FollowOptions::snapshot_start) read. Default 5000 (fewer round trips;
+    /// one page stays a few MB).
     pub catch_up_batch: usize,
+    /// A read from the start (the first one from 0, the one after each resync, a
+    /// [`Follower::reread`]) is a snapshot instead of a `_changes` replay from 0: the database's
+    /// `update_seq` is noted first, its current documents are read through `_all_docs` (the
+    /// selector and the field projection applied here, design documents included as in the feed,
+    /// deleted documents left out: the consumer has just been told to forget everything), each
+    /// delivered as a change at the noted sequence, and the follower goes on from there. A change
+    /// written between the noted sequence and the read is delivered again by the feed, so
+    /// consumers see it twice (at-least-once, as always). Every other catch-up reads `_changes`.
+    /// Default `false` (a raw follower replays `_changes`, tombstones included); [`reflect`] sets
+    /// it.
+    pub snapshot_start: bool,
     /// Deliver only these fields of each document ([`Fields`]: a projection, `_id`, `_rev` and
     /// `_deleted` always kept), for consumers that read a few fields of large documents. The
     /// selector, if any, still sees whole documents. Default none (whole documents).
@@ -152,6 +171,7 @@ impl FollowOptions {
             backoff_cap: Duration::from_secs(60),
             when_db_missing: WhenDbMissing::Fail,
             catch_up_batch: 5000,
+            snapshot_start: false,
             fields: None,
             verify_every: Duration::from_secs(30),
             board: None,
@@ -186,6 +206,7 @@ impl fmt::Debug for FollowOptions {
             .field("backoff_cap", &self.backoff_cap)
             .field("when_db_missing", &self.when_db_missing)
             .field("catch_up_batch", &self.catch_up_batch)
+            .field("snapshot_start", &self.snapshot_start)
             .field("fields", &self.fields)
             .field("verify_every", &self.verify_every)
             .field("board", &self.board.is_some())
@@ -296,6 +317,8 @@ impl StatusHandle {
 pub struct Follower {
     rx: mpsc::Receiver<FollowEvent>,
     status: StatusHandle,
+    /// Wakes the runner for a read from the start ([`Follower::reread`]).
+    reread: Arc<Notify>,
     db: DbName,
     name: String,
     task: JoinHandle<()>,
@@ -307,6 +330,15 @@ impl Follower {
     /// The follower's status handle.
     pub fn status(&self) -> StatusHandle {
         self.status.clone()
+    }
+
+    /// Asks for a read from the start on the current connection: once the follower is live, it
+    /// sends [`FollowEvent::Resync`] with [`ResyncReason::Requested`], reads the database again
+    /// (a snapshot with [`FollowOptions::snapshot_start`], else `_changes` from 0), reports
+    /// [`FollowEvent::CaughtUp`] and goes on live, without reconnecting or repeating the
+    /// connection's checks. Requests made before that read starts are served by it.
+    pub fn reread(&self) {
+        self.reread.notify_one();
     }
 }
 
@@ -340,6 +372,7 @@ pub fn follow(store: SharedStore, db: DbName, opts: FollowOptions) -> Follower {
     let name = opts.name.clone();
     let status = StatusHandle(status_rx);
     let registration = opts.board.as_ref().map(|board| board.register(db.clone(), status.clone()));
+    let reread = Arc::new(Notify::new());
     let runner = Runner {
         store,
         db: db.clone(),
@@ -354,7 +387,9 @@ pub fn follow(store: SharedStore, db: DbName, opts: FollowOptions) -> Follower {
         incarnation: None,
         attempt: 0,
         filter_here: false,
+        from_start: false,
+        reread: reread.clone(),
     };
     let task = tokio::spawn(runner.run());
-    Follower { rx, status, db, name, task, _board: registration }
+    Follower { rx, status, reread, db, name, task, _board: registration }
 }

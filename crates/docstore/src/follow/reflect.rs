@@ -11,6 +11,10 @@
 //! [`Reflect::debounce`]). Nothing is published between a reset and the end of the read that
 //! follows it, so readers never see half a database; a deleted database is published empty at
 //! once. Changes may come twice (see [`super::follow`]): applying one again must be harmless.
+//! A read from the start is the database's current documents through `_all_docs`, read after
+//! its `update_seq` was noted, and the feed goes on from that sequence: a document written in
+//! between is loaded at its newest revision and then applied again from the feed (whose rows
+//! carry the newest document too), so the reflection converges on the database.
 
 use std::future::Future;
 use std::time::Duration;
@@ -164,9 +168,12 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Keeps `target` a reflection of `db` until `shutdown` (see the module docs): follows the
 /// database from its start with `options` (the database is waited for while it does not exist;
-/// its name, start and missing-database policy are set here), loads each read from the start as
-/// one batch ([`Reflect::load`]), publishes bursts of changes as [`Reflect::debounce`] paces
-/// them, reads again from the start when the target asks ([`Reflect::reread`]), tells it when
+/// its name, start, missing-database policy and snapshot reads are set here: each read from the
+/// start is the database's current documents through `_all_docs` at the `update_seq` noted
+/// before it, then the feed from there, see [`FollowOptions::snapshot_start`]), loads each read
+/// from the start as one batch ([`Reflect::load`]), publishes bursts of changes as
+/// [`Reflect::debounce`] paces them, reads again from the start when the target asks
+/// ([`Reflect::reread`]; on the live connection, else by starting the follower again), tells it when
 /// the database cannot be read ([`Reflect::trouble`]), and starts again after a pause when the
 /// follower fails for good.
 pub async fn reflect(
@@ -178,6 +185,7 @@ pub async fn reflect(
 ) {
     options.since = None;
     options.when_db_missing = WhenDbMissing::Wait;
+    options.snapshot_start = true;
     let debounce = target.debounce();
     // Whether the whole database has been published once.
     let mut caught_up = false;
@@ -198,6 +206,8 @@ pub async fn reflect(
         let mut status = follower.status().0;
         // Between a resync and the next catch-up: the changes of the replay, loaded at its end.
         let mut replaying = false;
+        // A read from the start was asked of the live follower and has not begun yet.
+        let mut rereading = false;
         let mut loading: Vec<Change> = Vec::new();
         let mut dirty = false;
         // When the pending publication is due, and whether it was due at once (then a constant
@@ -217,10 +227,18 @@ pub async fn reflect(
                     continue;
                 }
                 _ = target.reread() => {
+                    if follower.status().get().state == FollowerState::Live {
+                        // On the live connection: no new connection, no repeated checks.
+                        follower.reread();
+                        rereading = true;
+                        continue;
+                    }
+                    // Not live (waiting for the database, retrying): start again, with the
+                    // missing database published empty at once.
                     fresh = true;
                     break false;
                 }
-                changed = status.changed(), if replaying => {
+                changed = status.changed(), if replaying || rereading => {
                     if changed.is_ok() {
                         let now = status.borrow_and_update().clone();
                         if let (FollowerState::Backoff { .. }, Some(error)) = (&now.state, &now.last_error) {
@@ -260,6 +278,7 @@ pub async fn reflect(
                         target.reset();
                         loading.clear();
                         replaying = true;
+                        rereading = false;
                         dirty = false;
                         deadline = None;
                         if reason == ResyncReason::Deleted {

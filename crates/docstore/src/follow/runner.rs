@@ -6,13 +6,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::{FollowEvent, FollowOptions, FollowerState, FollowerStatus, ResyncReason};
 use super::{WhenDbMissing, INCARNATION_DOC};
 use crate::error::{Error, Result};
 use crate::store::SharedStore;
-use crate::types::{Change, ChangesQuery, DbName, FeedEvent, FeedQuery, Fields, RowAction};
+use crate::types::RowAction;
+use crate::types::{AllDocsPage, Change, ChangesQuery, DbName, FeedEvent, FeedQuery, Fields};
 use crate::types::{RowIssue, Seq};
 
 /// Why a connection ended.
@@ -63,6 +64,10 @@ pub(super) struct Runner {
     pub(super) attempt: u32,
     /// The selector is applied here, not by the server (see [`FollowOptions::selector`]).
     pub(super) filter_here: bool,
+    /// A resync was sent and the read from the start it announced is not complete yet.
+    pub(super) from_start: bool,
+    /// Notified by [`super::Follower::reread`].
+    pub(super) reread: Arc<Notify>,
 }
 
 impl Runner {
@@ -127,6 +132,7 @@ impl Runner {
         tracing::warn!(db = %self.db, follower = %self.opts.name, ?reason, "Change follower resyncing.");
         self.since = Seq::zero();
         self.zero_announced = true;
+        self.from_start = true;
         self.trusted_position = false;
         self.status.send_modify(|s| {
             s.resyncs += 1;
@@ -145,10 +151,16 @@ impl Runner {
         self.check_rewind().await?;
         if self.since.is_zero() && !self.zero_announced {
             self.zero_announced = true;
+            self.from_start = true;
             self.emit(FollowEvent::Resync { reason: ResyncReason::Initial }).await?;
         }
-        self.catch_up().await?;
-        self.live().await
+        loop {
+            self.catch_up().await?;
+            // The live feed ends (without an error) only for a read from the start, on this
+            // connection: its checks still hold.
+            self.live().await?;
+            self.resync(ResyncReason::Requested).await?;
+        }
     }
 
     async fn load_position(&mut self) -> Result<(), Halt> {
@@ -253,6 +265,68 @@ impl Runner {
 
     async fn catch_up(&mut self) -> Result<(), Halt> {
         self.set_state(FollowerState::CatchingUp);
+        if self.opts.snapshot_start && self.from_start {
+            self.read_snapshot().await?;
+        } else {
+            self.read_changes().await?;
+        }
+        self.from_start = false;
+        self.attempt = 0;
+        let last_seq = self.since.clone();
+        self.status.send_modify(|s| {
+            s.caught_up = true;
+            s.pending = Some(0);
+            s.error_since = None;
+        });
+        self.emit(FollowEvent::CaughtUp { last_seq }).await
+    }
+
+    /// A read from the start as a snapshot (see [`FollowOptions::snapshot_start`]): the whole
+    /// read first, then its delivery, so that a read that fails half-way delivers nothing and
+    /// is simply done again.
+    async fn read_snapshot(&mut self) -> Result<(), Halt> {
+        let (rows, last_seq) = {
+            let this = &*self;
+            let on_page = |page: &AllDocsPage| {
+                this.heard();
+                for row in &page.rows {
+                    if !page.issues.iter().any(|i| i.id.as_deref() == Some(row.id.as_str())) {
+                        this.clear_issue(&row.id);
+                    }
+                }
+                for issue in &page.issues {
+                    this.note_issue(issue);
+                }
+            };
+            let batch = this.opts.catch_up_batch;
+            crate::snapshot::read_all_docs(&*this.store, &this.db, batch, on_page).await?
+        };
+        let opts = &self.opts;
+        let changes = crate::snapshot::as_changes(
+            rows,
+            &last_seq,
+            opts.selector.as_ref(),
+            opts.include_docs,
+            opts.fields.as_ref(),
+        );
+        let delivered = !changes.is_empty();
+        for change in changes {
+            self.emit(FollowEvent::Change(change)).await?;
+        }
+        self.since = last_seq.clone();
+        self.trusted_position = true;
+        let now = Instant::now();
+        self.status.send_modify(|s| {
+            s.last_seq = Some(last_seq);
+            if delivered {
+                s.last_change_at = Some(now);
+            }
+        });
+        Ok(())
+    }
+
+    /// Catches up through one-shot `_changes` pages from `since` to the end of the feed.
+    async fn read_changes(&mut self) -> Result<(), Halt> {
         let batch = self.opts.catch_up_batch.max(1);
         loop {
             let query = ChangesQuery {
@@ -296,17 +370,9 @@ impl Runner {
                 }
             });
             if n < batch || page.pending == Some(0) {
-                break;
+                return Ok(());
             }
         }
-        self.attempt = 0;
-        let last_seq = self.since.clone();
-        self.status.send_modify(|s| {
-            s.caught_up = true;
-            s.pending = Some(0);
-            s.error_since = None;
-        });
-        self.emit(FollowEvent::CaughtUp { last_seq }).await
     }
 
     /// A row was skipped or repaired: counted, kept as the last issue, put on the board.
@@ -410,7 +476,9 @@ impl Runner {
         Ok(true)
     }
 
-    async fn live(&mut self) -> Result<std::convert::Infallible, Halt> {
+    /// Follows the live feed until it fails ([`Halt`]) or a read from the start is asked for
+    /// (`Ok`).
+    async fn live(&mut self) -> Result<(), Halt> {
         let dead_after = self.opts.dead_after();
         let query = FeedQuery {
             since: self.since.clone(),
@@ -440,6 +508,7 @@ impl Runner {
         loop {
             let item = tokio::select! {
                 item = tokio::time::timeout_at(deadline, feed.next()) => item,
+                _ = self.reread.notified() => return Ok(()),
                 _ = verify.tick() => {
                     // The check shares the heartbeat deadline: a stalled server fails both.
                     match tokio::time::timeout_at(deadline, self.verify_incarnation()).await {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docstore::naming::{self, AccountId};
-use docstore::{AllDocsQuery, DbName, DocStore, FeedBoard, LiveDocs, Seq};
+use docstore::{DbName, DocStore, FeedBoard, LiveDocs, Seq};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -139,47 +139,22 @@ pub(super) async fn read_db(
     board: Option<&FeedBoard>,
 ) -> Result<(Vec<Value>, Option<Seq>), Error> {
     let db = source.db();
-    let seq = match store.db_info(&db).await {
-        Ok(info) => info.update_seq,
+    let read = docstore::read_all_docs(store, &db, PAGE, |page| {
+        if let Some(board) = board {
+            board.note_page(db.as_str(), page);
+        }
+    });
+    let (rows, seq) = match read.await {
+        Ok(read) => read,
         Err(docstore::Error::DbNotFound { .. }) => return Ok((Vec::new(), None)),
         Err(err) => return Err(err.into()),
     };
-    let mut docs = Vec::new();
-    let mut start: Option<String> = None;
-    loop {
-        let query = AllDocsQuery {
-            start_key: start.clone(),
-            skip: usize::from(start.is_some()),
-            limit: Some(PAGE),
-            include_docs: true,
-            ..AllDocsQuery::default()
-        };
-        let page = match store.all_docs(&db, &query).await {
-            Ok(page) => page,
-            Err(docstore::Error::DbNotFound { .. }) => return Ok((Vec::new(), None)),
-            Err(err) => return Err(err.into()),
-        };
-        if let Some(board) = board {
-            board.note_page(db.as_str(), &page);
-        }
-        let skipped = page.issues.iter().filter(|i| i.action == docstore::RowAction::Skipped);
-        let n = page.rows.len() + skipped.count();
-        start = page
-            .rows
-            .last()
-            .map(|row| row.id.clone())
-            .max(page.issues.iter().filter_map(|i| i.id.clone()).max());
-        docs.extend(
-            page.rows
-                .into_iter()
-                .filter_map(|row| row.doc)
-                .filter(|d| source.keeps(d))
-                .map(|d| source.slim(d)),
-        );
-        if n < PAGE {
-            break;
-        }
-    }
+    let docs = rows
+        .into_iter()
+        .filter_map(|row| row.doc)
+        .filter(|d| source.keeps(d))
+        .map(|d| source.slim(d))
+        .collect();
     Ok((docs, Some(seq)))
 }
 
