@@ -1,7 +1,9 @@
-//! A one-resource edit applied to a compiled table (`stepswitch::rebuild` from the previous
+//! One-resource changes applied to a compiled table (`stepswitch::rebuild` from the previous
 //! table) next to a full compile of the same documents, on the generated resources of
-//! `benches/route.rs`; then the memory a compiled table holds, and the process's resident size
-//! across 10,000 incremental edits.
+//! `benches/route.rs`: an edit of a gateway (`one_resource_edit`), a document added
+//! (`add`), deleted (`delete`), disabled (`disable`), and given another rule (`rule_change`);
+//! then the memory a compiled table holds, and the process's resident size across 10,000
+//! incremental edits.
 //!
 //! Run: `cargo bench -p stepswitch --bench rebuild`; `STEPSWITCH_BENCH_SIZES=10000,100000`
 //! picks the sizes (default both), `STEPSWITCH_BENCH_MEMORY_ONLY=1` stops after the table sizes.
@@ -94,10 +96,46 @@ fn edited(
     pos: usize,
     server: &str,
 ) -> Arc<ParsedResource> {
+    changed(docs, list, pos, |doc| doc["gateways"][0]["server"] = json!(server))
+}
+
+/// The document at `pos` of `list` (sorted `docs`) changed by `change`.
+fn changed(
+    docs: &[Value],
+    list: &[Arc<ParsedResource>],
+    pos: usize,
+    change: impl FnOnce(&mut Value),
+) -> Arc<ParsedResource> {
     let id = list_id(list, pos, docs);
     let mut doc = docs.iter().find(|it| it["_id"] == id).expect("the document").clone();
-    doc["gateways"][0]["server"] = json!(server);
+    change(&mut doc);
     Arc::new(ParsedResource::parse(&doc))
+}
+
+/// The one-resource changes timed besides the gateway edit, each as the next input list.
+fn changes(
+    docs: &[Value],
+    list: &[Arc<ParsedResource>],
+    pos: usize,
+) -> Vec<(&'static str, Arc<Vec<Arc<ParsedResource>>>)> {
+    // A document the generator would make next: new `_id`, new rules.
+    let new_doc = generate(docs.len() + 1).pop().expect("one more document");
+    let mut ids: Vec<&str> = docs.iter().filter_map(|it| it["_id"].as_str()).collect();
+    ids.sort_unstable();
+    let at = ids.partition_point(|it| Some(*it) < new_doc["_id"].as_str());
+    let new_doc = Arc::new(ParsedResource::parse(&new_doc));
+    let mut added = list.to_vec();
+    added.insert(at, new_doc);
+    let mut deleted = list.to_vec();
+    deleted.remove(pos);
+    let disabled = changed(docs, list, pos, |doc| doc["enabled"] = json!(false));
+    let ruled = changed(docs, list, pos, |doc| doc["rules"][0] = json!("^\\+1(2125550\\d{3})$"));
+    vec![
+        ("add", Arc::new(added)),
+        ("delete", Arc::new(deleted)),
+        ("disable", with(list, pos, &disabled)),
+        ("rule_change", with(list, pos, &ruled)),
+    ]
 }
 
 fn list_id(list: &[Arc<ParsedResource>], pos: usize, docs: &[Value]) -> String {
@@ -163,13 +201,20 @@ fn main() {
 
     let mut group = criterion.benchmark_group("rebuild");
     group.sample_size(10);
-    for (n, _, list, table, pos, edits) in &prepared {
+    for (n, docs, list, table, pos, edits) in &prepared {
         let next = with(list, *pos, &edits[0]);
         let check = rebuild(Some(table), Scope::Global, &next, &[], &config);
         assert!(check.incremental, "a gateway edit is applied to its slot");
         group.bench_function(BenchmarkId::new("one_resource_edit", n), |b| {
             b.iter(|| black_box(rebuild(Some(table), Scope::Global, &next, &[], &config)))
         });
+        for (name, next) in changes(docs, list, *pos) {
+            let check = rebuild(Some(table), Scope::Global, &next, &[], &config);
+            assert!(check.incremental, "{name} is applied incrementally");
+            group.bench_function(BenchmarkId::new(name, n), |b| {
+                b.iter(|| black_box(rebuild(Some(table), Scope::Global, &next, &[], &config)))
+            });
+        }
         group.bench_function(BenchmarkId::new("full_compile", n), |b| {
             b.iter(|| black_box(rebuild(None, Scope::Global, &next, &[], &config)))
         });

@@ -1,6 +1,7 @@
 //! A dense array stored as reference-counted chunks: indexing costs one more pointer than a
 //! `Vec`, and a copy of the array shares every chunk, so a table updated in one slot
-//! ([`Chunks::set`]) copies one chunk and the chunk list, not the array.
+//! ([`Chunks::set`]) or grown by one ([`Chunks::push`]) copies one chunk and the chunk list,
+//! not the array.
 
 use std::sync::Arc;
 
@@ -61,6 +62,21 @@ impl<T: Clone, const SHIFT: u32> Chunks<T, SHIFT> {
         let items = Arc::get_mut(chunk).expect("the chunk was just made unique");
         items[idx & (Self::SIZE - 1)] = value;
     }
+
+    /// Appends `value`, copying the last chunk first when another array shares it (a copy
+    /// of the array keeps its own length and items).
+    pub(crate) fn push(&mut self, value: T) {
+        match self.chunks.last_mut() {
+            Some(last) if last.len() < Self::SIZE => {
+                let mut items = Vec::with_capacity(last.len() + 1);
+                items.extend_from_slice(last);
+                items.push(value);
+                *last = Arc::from(items);
+            }
+            _ => self.chunks.push(Arc::from(vec![value])),
+        }
+        self.len += 1;
+    }
 }
 
 impl<T, const SHIFT: u32> Clone for Chunks<T, SHIFT> {
@@ -102,5 +118,13 @@ mod tests {
         assert_eq!(copy.get(10), None);
         assert_eq!(copy.iter().next_back(), Some(&9));
         assert!(Chunks::<u8, 3>::from_vec(Vec::new()).iter().next().is_none());
+        let mut grown = items.clone();
+        for value in 10..13 {
+            grown.push(value);
+        }
+        assert_eq!(grown.iter().copied().collect::<Vec<_>>(), (0..13).collect::<Vec<_>>());
+        assert_eq!((items.len(), grown.len(), grown[12]), (10, 13, 12));
+        assert!(Arc::ptr_eq(&items.chunks[1], &grown.chunks[1]));
+        assert_eq!(items.iter().copied().collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
     }
 }

@@ -94,7 +94,7 @@ impl Endpoint {
 
     /// The selected resource.
     pub fn resource(&self) -> &Resource {
-        &self.ctx.table.resources[self.resource as usize]
+        self.ctx.table.resources.slot(self.resource as usize)
     }
 
     /// The gateway this endpoint dials.

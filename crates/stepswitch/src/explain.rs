@@ -252,7 +252,7 @@ fn resource(
     let mut rules = Vec::with_capacity(res.rules.len());
     let mut first: Option<(usize, String, String)> = None;
     for rule in &res.rules {
-        let pattern = &table.patterns[rule.pattern as usize];
+        let pattern = table.pattern(rule.pattern);
         let found = (!pattern.is_quarantined())
             .then(|| pattern.captures(number, &table.patterns.any_quarantined))
             .flatten()

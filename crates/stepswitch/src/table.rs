@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::resource::{GatewayStrategy, ParsedResource};
 use crate::simple::SimplePattern;
 
+pub(crate) mod delta;
 mod index;
 
 use index::Hit;
@@ -155,13 +156,24 @@ impl RulePattern {
 }
 
 /// One compiled rule: where it came from and its regex.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Rule {
     /// The regex as written.
     pub source: RuleText,
     /// Its index in the document's list (`stepswitch_resources`' rule compilation evaluates highest index first).
     pub doc_index: usize,
     pub(crate) pattern: PatternId,
+}
+
+impl std::fmt::Debug for Rule {
+    /// The rule as written; not its pattern id, which depends on how the table was built (a
+    /// full compile numbers patterns by first use, an incremental rebuild appends).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rule")
+            .field("source", &self.source)
+            .field("doc_index", &self.doc_index)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The text of a rule regex as written, shared by every rule with that text and by the
@@ -390,6 +402,8 @@ pub struct RouteTable {
     /// What the table was compiled from, when it was compiled by [`crate::rebuild`]: the next
     /// rebuild compares its documents with these and updates only the changed ones.
     pub(crate) lineage: Option<Arc<Lineage>>,
+    /// The resources appended and the slots removed since the last full compile (`None`: none).
+    pub(crate) delta: Option<Arc<delta::Delta>>,
 }
 
 /// The distinct rule regexes of a table, by [`PatternId`].
@@ -423,71 +437,99 @@ pub(crate) struct Lineage {
     pub(crate) docs: Arc<Vec<Arc<ParsedResource>>>,
     pub(crate) config: Arc<Config>,
     pub(crate) proxies: Vec<Proxy>,
-    /// Per document, the position of its first resource; one more entry at the end.
-    pub(crate) spans: Arc<Vec<u32>>,
-    /// The documents whose compilation raised diagnostics: position → them, in order.
-    pub(crate) compiled: Arc<BTreeMap<u32, Vec<crate::Diagnostic>>>,
-    /// The positions of the documents whose parsing raised diagnostics.
-    pub(crate) parsed: Arc<BTreeSet<u32>>,
+    /// Per document, the position of its first resource in view order; one more entry at the
+    /// end. A document's resources are in consecutive slots.
+    pub(crate) starts: Arc<Vec<u32>>,
+    /// The documents whose compilation raised diagnostics: `_id` → them, in order.
+    pub(crate) compiled: Arc<BTreeMap<String, Vec<crate::Diagnostic>>>,
+    /// The `_id`s of the documents whose parsing raised diagnostics.
+    pub(crate) parsed: Arc<BTreeSet<String>>,
 }
 
 impl Lineage {
     /// Every diagnostic of the table, as [`crate::compile_parsed`] lists them: what parsing
     /// raised, in document order, then what compiling raised, in view order.
     pub(crate) fn diagnostics(&self) -> Vec<crate::Diagnostic> {
-        let parsed = self.parsed.iter().flat_map(|pos| self.docs[*pos as usize].diagnostics.iter());
+        let doc = |id: &String| {
+            let pos = self.docs.binary_search_by(|it| it.id.cmp(id));
+            pos.map_or(&[][..], |pos| &self.docs[pos].diagnostics[..])
+        };
+        let parsed = self.parsed.iter().flat_map(doc);
         parsed.chain(self.compiled.values().flatten()).cloned().collect()
     }
 }
 
 /// The compiled resources of a table in view order ([`RouteTable::resources`]).
-pub struct Resources(pub(crate) Chunks<Resource, 5>);
+///
+/// They sit in slots that never move (what lookups and [`Selected::index`] name); after a full
+/// compile the slots are in view order, after an incremental rebuild `view` lists the live
+/// slots in view order.
+pub struct Resources {
+    pub(crate) slots: Chunks<Resource, 5>,
+    pub(crate) view: Option<Arc<[u32]>>,
+}
 
 impl Resources {
+    pub(crate) fn new(slots: Chunks<Resource, 5>) -> Resources {
+        Resources { slots, view: None }
+    }
+
     /// The resources in view order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Resource> + Clone + '_ {
-        self.0.iter()
+        let all = self.view.is_none().then(|| self.slots.iter());
+        let viewed = self.view.as_deref().map(|view| view.iter().map(|it| self.slot(*it as usize)));
+        all.into_iter().flatten().chain(viewed.into_iter().flatten())
     }
 
     /// Number of resources.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.view.as_ref().map_or(self.slots.len(), |it| it.len())
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.len() == 0
+        self.len() == 0
     }
 
     /// The resource at `idx` in view order.
     pub fn get(&self, idx: usize) -> Option<&Resource> {
-        self.0.get(idx)
+        match &self.view {
+            None => self.slots.get(idx),
+            Some(view) => view.get(idx).map(|it| self.slot(*it as usize)),
+        }
     }
 
     /// The first resource in view order.
     pub fn first(&self) -> Option<&Resource> {
-        self.0.get(0)
+        self.get(0)
     }
 
-    /// Replaces the resource at `idx` (copy on write).
-    pub(crate) fn set(&mut self, idx: usize, res: Resource) {
-        self.0.set(idx, res);
+    /// The resource in slot `slot`.
+    #[inline]
+    pub(crate) fn slot(&self, slot: usize) -> &Resource {
+        &self.slots[slot]
+    }
+
+    /// Replaces the resource in slot `slot` (copy on write).
+    pub(crate) fn set(&mut self, slot: usize, res: Resource) {
+        self.slots.set(slot, res);
     }
 }
 
 impl Clone for Resources {
     /// Shares every chunk.
     fn clone(&self) -> Resources {
-        Resources(self.0.clone())
+        Resources { slots: self.slots.clone(), view: self.view.clone() }
     }
 }
 
 impl std::ops::Index<usize> for Resources {
     type Output = Resource;
 
+    /// The resource at `idx` in view order.
     #[inline]
     fn index(&self, idx: usize) -> &Resource {
-        &self.0[idx]
+        self.get(idx).expect("a resource at this position")
     }
 }
 
@@ -511,6 +553,8 @@ pub(crate) struct Hot {
     pub(crate) random_gateways: bool,
     /// Some gateway has `invite_parameters` (`stepswitch_resources:sip_invite_parameters/2`).
     pub(crate) invite_parameters: bool,
+    /// A tombstone: the slot's document was removed or recompiled into other slots.
+    pub(crate) dead: bool,
 }
 
 impl Hot {
@@ -524,7 +568,14 @@ impl Hot {
             has_cid_rules: !res.cid_rules.is_empty(),
             random_gateways: res.gateway_strategy == GatewayStrategy::Random,
             invite_parameters: res.gateways.iter().any(|gw| gw.invite_parameters.is_some()),
+            dead: false,
         }
+    }
+
+    /// This slot as a tombstone: lookups skip it (the unflagged, unclassified case without a
+    /// check of its own: a tombstone reads as requiring flags).
+    pub(crate) fn tombstone(self) -> Hot {
+        Hot { dead: true, require_flags: true, unclassified: false, ..self }
     }
 }
 
@@ -534,7 +585,7 @@ impl Hot {
 pub struct Selected<'t, 'n> {
     /// The resource.
     pub resource: &'t Resource,
-    /// Its position in [`RouteTable::resources`].
+    /// Its slot in the table (its position in [`RouteTable::resources`] after a full compile).
     pub index: usize,
     /// "NumberMatch": the selected capture (`stepswitch_resources:filter_resource_by_rules/5`), a slice of the number looked up.
     pub matched: &'n str,
@@ -568,15 +619,37 @@ impl RouteTable {
         self.resources.is_empty()
     }
 
-    /// Number of distinct rule regexes.
+    /// Number of rule regexes (distinct after a full compile; an incremental rebuild gives the
+    /// documents it compiles their own).
     pub fn n_patterns(&self) -> usize {
-        self.patterns.len()
+        self.patterns.len() + self.delta.as_ref().map_or(0, |it| it.patterns.len())
+    }
+
+    /// The rule pattern with id `id`.
+    #[inline]
+    pub(crate) fn pattern(&self, id: PatternId) -> &RulePattern {
+        match self.patterns.get(id as usize) {
+            Some(pattern) => pattern,
+            None => self.appended_pattern(id),
+        }
+    }
+
+    #[cold]
+    fn appended_pattern(&self, id: PatternId) -> &RulePattern {
+        let delta = self.delta.as_ref().expect("a pattern id past the shared ones is appended");
+        delta.pattern(self.patterns.len(), id)
+    }
+
+    /// Every rule pattern.
+    fn all_patterns(&self) -> impl Iterator<Item = &RulePattern> + '_ {
+        let appended = self.delta.iter().flat_map(|it| it.patterns.iter().map(|it| &it.pattern));
+        self.patterns.iter().chain(appended)
     }
 
     /// Compiles every rule regex now rather than on first use, so that the first lookups after
     /// a swap do not pay for it.
     pub fn warm(&self) {
-        for pattern in self.patterns.iter().filter(|it| it.simple.is_none()) {
+        for pattern in self.all_patterns().filter(|it| it.simple.is_none()) {
             pattern.get();
         }
     }
@@ -586,14 +659,14 @@ impl RouteTable {
     /// compile time are in the compile diagnostics instead.
     pub fn quarantined(&self) -> Vec<crate::Diagnostic> {
         let mut out: Vec<crate::Diagnostic> = Vec::new();
-        if !self.patterns.iter().any(RulePattern::is_quarantined) {
+        if !self.all_patterns().any(RulePattern::is_quarantined) {
             return out;
         }
         for res in self.resources.iter() {
             let lists = [("rules", &res.rules), ("cid_rules", &res.cid_rules)];
             for (field, rules) in lists.into_iter().chain([("rules_test", &res.rules_test)]) {
                 for rule in rules {
-                    if !self.patterns[rule.pattern as usize].is_quarantined() {
+                    if !self.pattern(rule.pattern).is_quarantined() {
                         continue;
                     }
                     let found = crate::resource::diag(
@@ -649,6 +722,9 @@ impl RouteTable {
         caller_id: Option<&str>,
     ) -> Vec<Selected<'t, 'n>> {
         self.index.collect(number.as_bytes(), hits);
+        if let Some(delta) = &self.delta {
+            delta.index.collect(number.as_bytes(), hits);
+        }
         if hits.is_empty() {
             return Vec::new();
         }
@@ -672,8 +748,8 @@ impl RouteTable {
                     continue;
                 }
             } else {
-                let res = &self.resources[idx as usize];
-                if !passes_flags(res, flags) || !bucket.admits(res) {
+                let res = self.resources.slot(idx as usize);
+                if hot.dead || !passes_flags(res, flags) || !bucket.admits(res) {
                     continue;
                 }
             }
@@ -682,13 +758,14 @@ impl RouteTable {
             // resources is run once per lookup.
             let found = group.iter().find_map(|&(_, pattern)| {
                 memo.get(pattern, || {
-                    let list = self.patterns[pattern as usize]
+                    let list = self
+                        .pattern(pattern)
                         .captures_unfiltered(number, &self.patterns.any_quarantined)?;
                     Some(select_capture(&list))
                 })
             });
             let Some(span) = found else { continue };
-            let resource = &self.resources[idx as usize];
+            let resource = self.resources.slot(idx as usize);
             if hot.has_cid_rules {
                 match caller_id {
                     Some(cid) if self.first_match(&resource.cid_rules, cid).is_some() => {}
@@ -706,7 +783,11 @@ impl RouteTable {
             });
         }
         // `stepswitch_resources`' order before sorting + `stepswitch_resources:sort_endpoints/1`: stable weight sort of the candidates in view order (no flags) or
-        // in reverse view order (with flags). Candidates are in view order already.
+        // in reverse view order (with flags). Candidates are in slot order: view order, unless
+        // resources were appended since the full compile.
+        if let Some(delta) = &self.delta {
+            chosen.sort_by_key(|sel| delta.order_key(sel.index));
+        }
         if !flags.is_empty() {
             chosen.reverse();
         }
@@ -722,8 +803,7 @@ impl RouteTable {
     /// `stepswitch_resources:filter_resource_by_rules/5`: the first rule (evaluation order) that matches, and its selected capture.
     pub(crate) fn first_match(&self, rules: &[Rule], text: &str) -> Option<String> {
         rules.iter().find_map(|rule| {
-            let patterns = &self.patterns;
-            let list = patterns[rule.pattern as usize].captures(text, &patterns.any_quarantined)?;
+            let list = self.pattern(rule.pattern).captures(text, &self.patterns.any_quarantined)?;
             Some(text[select_capture(&list)].to_owned())
         })
     }
@@ -744,8 +824,10 @@ impl RouteTable {
     fn bucket<'c>(&self, classification: Option<&'c str>, flags: &[String]) -> Bucket<'c> {
         if let Some(class) = classification {
             if let Some(members) = self.by_classifier.get(class) {
-                let exists =
-                    members.iter().any(|idx| passes_flags(&self.resources[*idx as usize], flags));
+                let exists = members.iter().any(|idx| {
+                    let idx = *idx as usize;
+                    !self.hot[idx].dead && passes_flags(self.resources.slot(idx), flags)
+                });
                 if exists {
                     return Bucket::Classified(class);
                 }
@@ -846,13 +928,14 @@ impl RouteTable {
     pub fn empty(scope: Scope) -> RouteTable {
         RouteTable {
             scope,
-            resources: Resources(Chunks::new()),
+            resources: Resources::new(Chunks::new()),
             patterns: Arc::default(),
             index: Arc::default(),
             by_classifier: Arc::default(),
             hot: Chunks::new(),
             backtracking: false,
             lineage: None,
+            delta: None,
         }
     }
 

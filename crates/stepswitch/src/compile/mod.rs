@@ -7,6 +7,7 @@
 //! [`rules`] interns and analyses the rule regexes (index keys, matcher choice); [`gateway`]
 //! turns one document's values into a compiled resource and its gateways.
 
+mod delta;
 mod gateway;
 mod rebuild;
 mod rules;
@@ -162,14 +163,8 @@ pub(crate) fn compile_unique(
         .zip(doc_starts.windows(2))
         .map(|(doc, range)| (*doc, &builder.doc_slots[range[0]..range[1]]))
         .collect();
-    // One document's failure is that document's diagnostic, never the table's (the bounds on
-    // rules make a panic here a defect; this is the last line of defence).
     let built = map_ordered(&jobs, |(doc, slots)| {
-        guarded(|| doc_resources(doc, &mut slots.iter(), global, &proxies, config, &builder))
-            .unwrap_or_else(|message| {
-                let skipped = diag(&doc.id, "", None, &format!("{message}; document skipped"));
-                (Built::Many(Vec::new()), vec![skipped])
-            })
+        doc_or_skipped(doc, slots, global, &proxies, config, &builder)
     });
     let mut resources = Vec::with_capacity(deduped.len());
     let mut per_doc = Vec::with_capacity(deduped.len());
@@ -223,15 +218,33 @@ pub(crate) fn compile_unique(
     let backtracking = patterns.iter().any(RulePattern::needs_backtracking);
     let table = RouteTable {
         scope,
-        resources: Resources(Chunks::from_vec(resources)),
+        resources: Resources::new(Chunks::from_vec(resources)),
         patterns: Arc::new(Patterns::new(patterns)),
         index: Arc::new(index),
         by_classifier: Arc::new(by_classifier),
         hot,
         backtracking,
         lineage: None,
+        delta: None,
     };
     (table, per_doc)
+}
+
+/// [`doc_resources`] guarded: one document's failure is that document's diagnostic, never the
+/// table's (the bounds on rules make a panic here a defect; this is the last line of defence).
+fn doc_or_skipped(
+    doc: &ResourceDoc,
+    slots: &[u32],
+    global: bool,
+    proxies: &[Proxy],
+    config: &Config,
+    builder: &Builder,
+) -> (Built, Vec<Diagnostic>) {
+    guarded(|| doc_resources(doc, &mut slots.iter(), global, proxies, config, builder))
+        .unwrap_or_else(|message| {
+            let skipped = diag(&doc.id, "", None, &format!("{message}; document skipped"));
+            (Built::Many(Vec::new()), vec![skipped])
+        })
 }
 
 /// The resources one (deduplicated, view-ordered) document yields, and its diagnostics.
@@ -518,7 +531,7 @@ mod tests {
         // The simple rule ran out of steps and was handed to the linear engine (which agrees
         // there is no match); the fallback rule ran out of its budget and is quarantined.
         let slow_simple = table.resource("slow_simple").unwrap();
-        let simple = &table.patterns[slow_simple.rules[0].pattern as usize];
+        let simple = table.pattern(slow_simple.rules[0].pattern);
         assert!(simple.demoted.load(std::sync::atomic::Ordering::Relaxed));
         assert!(!simple.is_quarantined());
         let quarantined = table.quarantined();
