@@ -368,3 +368,42 @@ async fn documents_a_parser_refuses_are_repaired_and_named_not_fatal() {
     let status = follower.status().get();
     assert!(status.repaired_rows >= 3 && status.error_since.is_none(), "{status:?}");
 }
+
+/// A `PUT` is sent once: when its answer does not come in time the caller gets a timeout (not a
+/// conflict from a second try), even if the server applies the write afterwards, and a re-read
+/// shows the write applied exactly once. (A client that re-sent a timed-out `PUT` would get a
+/// 409 for its own first write.)
+#[tokio::test]
+async fn a_timed_out_put_is_not_sent_again() {
+    let server = CouchServer::shared();
+    let admin = couch();
+    let db = unique_db("put-once");
+    admin.create_db(&db).await.unwrap();
+    let first = admin.put(&db, json!({"_id": "d", "n": 1})).await.unwrap();
+
+    let proxy = TcpProxy::start(server.url()).await;
+    let mut config = couch_config(&proxy.url(), server);
+    config.request_timeout = Duration::from_millis(300);
+    let store = CouchStore::new(config).unwrap();
+    proxy.stall();
+    match store.put(&db, json!({"_id": "d", "_rev": first.0, "n": 2})).await {
+        Err(e @ Error::Timeout { .. }) => assert!(e.is_transient()),
+        other => panic!("a timeout, not {other:?}"),
+    }
+    // A stalled connection stays open at the proxy, so a second try (on a new connection, the
+    // first being broken) would show here.
+    assert_eq!(proxy.open_connections(), 1, "the PUT was sent on one connection, once");
+    // The held request reaches the server now and is applied there.
+    proxy.resume();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let doc = loop {
+        let doc = admin.get(&db, "d").await.unwrap().expect("the document");
+        if doc["n"] == 2 || tokio::time::Instant::now() > deadline {
+            break doc;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(doc["n"], 2, "the delayed PUT was applied");
+    assert!(doc["_rev"].as_str().unwrap().starts_with("2-"), "applied once: {doc}");
+    admin.delete_db(&db).await.unwrap();
+}

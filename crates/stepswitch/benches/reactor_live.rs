@@ -11,6 +11,13 @@
 //!    of `offnet` in this process), then `route()` latency (wall and thread CPU time) with no
 //!    edits and while 100 edits/s stream in. `REACTOR_LIVE_10K_ONLY=1` runs only this part,
 //!    `REACTOR_LIVE_SKIP_10K=1` all but this part.
+//!    Its edits go to a resource that parts 1 and 2 never touch ([`LIVE`]): couch-peer's cost
+//!    per write grows with the document's revision history (PouchDB reads, merges and rewrites
+//!    the whole revision tree, up to 1,000 revisions, on every write and every `_changes` row),
+//!    and parts 1 and 2 edit `res-00000` 1,400 times.
+//!
+//! A `PUT` answered 409 (a conflict on a document only this bench writes) re-reads the document's
+//! current `_rev` and is made again; each part prints how many it had.
 //!
 //! Run: `cargo bench -p stepswitch --bench reactor_live` (prints a table; figures are recorded
 //! in docs/PERFORMANCE.md). Needs Node.js for couch-peer, like the tests.
@@ -41,10 +48,39 @@ const RELOADS: usize = 1_000;
 fn resource(i: usize, server: &str) -> Value {
     json!({
         "_id": format!("res-{i:05}"), "pvt_type": "resource", "name": format!("carrier {i}"),
-        "weight_cost": if i == 0 { 1 } else { 2 + i % 50 },
+        "weight_cost": if i == 0 || i == LIVE { 1 } else { 2 + i % 50 },
         "rules": [format!("^\\+1(2{:02}\\d{{7}})$", i % 100), format!("^\\+44({i:05}\\d{{5}})$")],
         "gateways": [{"server": server, "enabled": true}]
     })
+}
+
+/// Writes `doc` (an edit of a document only this bench writes) over revision `rev`, which is
+/// then the new one. On a 409 it re-reads the document's current `_rev`, counts the conflict in
+/// `conflicts` and writes again (up to 5 times).
+async fn put_edit(
+    store: &SharedStore,
+    db: &DbName,
+    mut doc: Value,
+    rev: &mut String,
+    conflicts: &mut usize,
+) {
+    let id = doc["_id"].as_str().expect("an _id").to_owned();
+    for _ in 0..5 {
+        doc["_rev"] = json!(rev);
+        match store.put(db, doc.clone()).await {
+            Ok(new) => {
+                *rev = new.0;
+                return;
+            }
+            Err(docstore::Error::Conflict { .. }) => {
+                *conflicts += 1;
+                let current = store.get(db, &id).await.expect("re-read").expect("the document");
+                *rev = current["_rev"].as_str().expect("a _rev").to_owned();
+            }
+            Err(e) => panic!("edit of {id}: {e}"),
+        }
+    }
+    panic!("edit of {id}: 5 conflicts in a row");
 }
 
 fn rss_kib() -> u64 {
@@ -96,16 +132,16 @@ async fn latency(store: &SharedStore, debounce: Duration, revs: &mut [String]) -
         let _ = tokio::time::timeout(Duration::from_millis(50), generations.changed()).await;
     }
     let mut took = Vec::with_capacity(EDITS);
+    let mut conflicts = 0;
     for n in 0..EDITS {
         // Resource 0 is the cheapest for +1200…: weight 1.
         let server = format!("edit-{}-{n}.example.com", debounce.as_millis());
-        let mut doc = resource(0, &server);
-        doc["_rev"] = json!(revs[0]);
         let started = Instant::now();
-        revs[0] = store.put(&offnet, doc).await.expect("edit").0;
+        put_edit(store, &offnet, resource(0, &server), &mut revs[0], &mut conflicts).await;
         until_live(&routing, "+12005550100", &server).await;
         took.push(started.elapsed());
     }
+    report_conflicts(conflicts);
     shutdown.cancel();
     took.sort();
     took
@@ -113,6 +149,15 @@ async fn latency(store: &SharedStore, debounce: Duration, revs: &mut [String]) -
 
 const LARGE: usize = 10_000;
 const LARGE_EDITS: usize = 60;
+/// The resource part 3 edits: the cheapest for +1299… (weight 1, the others there weigh 51).
+const LIVE: usize = LARGE - 1;
+const LIVE_NUMBER: &str = "+12995550100";
+
+fn report_conflicts(conflicts: usize) {
+    if conflicts > 0 {
+        println!("({conflicts} PUTs answered 409 and were made again over the re-read _rev)");
+    }
+}
 
 /// Route latencies of `numbers`, cycled, on a thread of its own for `span`: per lookup its
 /// wall time and this thread's CPU time (which leaves out the waits for a core that the other
@@ -168,6 +213,9 @@ async fn edits_to_live(
     let mut options = docstore::FollowOptions::new("bench-feed");
     options.since = Some(store.db_info(&offnet).await.expect("db info").update_seq);
     let mut feed = docstore::follow(store.clone(), offnet.clone(), options);
+    // The first edit waits until this follower is on its live feed (its connection's checks and
+    // catch-up are not the server's latency).
+    let status = feed.status();
     let feed_task = tokio::spawn(async move {
         while let Some(event) = feed.next().await {
             if let docstore::FollowEvent::Change(change) = event {
@@ -175,19 +223,19 @@ async fn edits_to_live(
             }
         }
     });
+    status.wait_for(|s| s.state == docstore::FollowerState::Live).await;
     let mut live = Vec::with_capacity(LARGE_EDITS);
     let mut fed = Vec::with_capacity(LARGE_EDITS);
+    let mut conflicts = 0;
     for n in 0..LARGE_EDITS {
         let server = format!("large-{}-{n}.example.com", debounce.as_millis());
-        let mut doc = resource(0, &server);
-        doc["_rev"] = json!(revs[0]);
         let started = Instant::now();
-        revs[0] = store.put(&offnet, doc).await.expect("edit").0;
-        until_live(routing, "+12005550100", &server).await;
+        put_edit(store, &offnet, resource(LIVE, &server), &mut revs[LIVE], &mut conflicts).await;
+        until_live(routing, LIVE_NUMBER, &server).await;
         live.push(started.elapsed());
         loop {
             let (rev, at) = seen_rx.recv().await.expect("the feed runs");
-            if rev == revs[0] {
+            if rev == revs[LIVE] {
                 fed.push(at - started);
                 break;
             }
@@ -205,6 +253,7 @@ async fn edits_to_live(
     println!("| --- | --- | --- | --- | --- |");
     line("PUT → route shows the edit", &live, 1e3, "ms");
     line("PUT → the change on `_changes`", &fed, 1e3, "ms");
+    report_conflicts(conflicts);
 }
 
 /// Part 3: 10,000 resources.
@@ -234,11 +283,11 @@ async fn large(store: &SharedStore, revs: &mut Vec<String>) {
     let editing = lookups(&routing, span);
     let started = Instant::now();
     let mut n = 0usize;
+    let mut conflicts = 0;
     while started.elapsed() < span {
         let i = 1 + n % 100;
-        let mut doc = resource(i, &format!("stream-{n}.example.com"));
-        doc["_rev"] = json!(revs[i]);
-        revs[i] = store.put(&offnet, doc).await.expect("edit").0;
+        let doc = resource(i, &format!("stream-{n}.example.com"));
+        put_edit(store, &offnet, doc, &mut revs[i], &mut conflicts).await;
         n += 1;
         tokio::time::sleep_until(tokio::time::Instant::from_std(
             started + span.mul_f64(n as f64 / 500.0),
@@ -256,6 +305,7 @@ async fn large(store: &SharedStore, revs: &mut Vec<String>) {
     line("100 edits/s, wall", &busy.0, 1e6, "µs");
     line("no edits, thread CPU", &quiet.1, 1e6, "µs");
     line("100 edits/s, thread CPU", &busy.1, 1e6, "µs");
+    report_conflicts(conflicts);
     shutdown.cancel();
 }
 
@@ -322,16 +372,16 @@ fn main() {
         println!("VmRSS across {RELOADS} live edits (one resource each, default debounce)");
         println!("| edits | VmRSS |");
         println!("| --- | --- |");
+        let mut conflicts = 0;
         for n in 1..=RELOADS {
             let server = format!("rss-{n}.example.com");
-            let mut doc = resource(0, &server);
-            doc["_rev"] = json!(revs[0]);
-            revs[0] = store.put(&offnet, doc).await.expect("edit").0;
+            put_edit(&store, &offnet, resource(0, &server), &mut revs[0], &mut conflicts).await;
             until_live(&routing, "+12005550100", &server).await;
             if [10, 100, 250, 500, 750, 1000].contains(&n) {
                 println!("| {n} | {} MiB |", rss_kib() / 1024);
             }
         }
+        report_conflicts(conflicts);
         shutdown.cancel();
         if std::env::var_os("REACTOR_LIVE_SKIP_10K").is_none() {
             large(&store, &mut revs).await;
