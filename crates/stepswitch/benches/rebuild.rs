@@ -2,8 +2,9 @@
 //! table) next to a full compile of the same documents, on the generated resources of
 //! `benches/route.rs`: an edit of a gateway (`one_resource_edit`), a document added
 //! (`add`), deleted (`delete`), disabled (`disable`), and given another rule (`rule_change`);
-//! then the memory a compiled table holds, and the process's resident size across 10,000
-//! incremental edits.
+//! then lookups (`select_1000`: 1,000 numbers) on a fully compiled table and on one with an
+//! appended slot and a tombstone; then the memory a compiled table holds, and the process's
+//! resident size across 10,000 incremental edits.
 //!
 //! Run: `cargo bench -p stepswitch --bench rebuild`; `STEPSWITCH_BENCH_SIZES=10000,100000`
 //! picks the sizes (default both), `STEPSWITCH_BENCH_MEMORY_ONLY=1` stops after the table sizes.
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::generate;
+use common::{generate, npa_nxx};
 use criterion::{BenchmarkId, Criterion};
 use serde_json::{json, Value};
 use stepswitch::{compile_parsed, rebuild, Config, ParsedResource, RouteTable, Scope};
@@ -218,6 +219,32 @@ fn main() {
         group.bench_function(BenchmarkId::new("full_compile", n), |b| {
             b.iter(|| black_box(rebuild(None, Scope::Global, &next, &[], &config)))
         });
+    }
+    group.finish();
+
+    // Lookups on the full compile's table and on the table after a rule change (one tombstone,
+    // one appended slot with its own patterns and index): 1,000 NANP numbers per iteration.
+    let mut group = criterion.benchmark_group("select_1000");
+    for (n, docs, list, table, pos, _) in &prepared {
+        let (_, ruled) = changes(docs, list, *pos).pop().expect("the rule change");
+        let appended = rebuild(Some(table), Scope::Global, &ruled, &[], &config);
+        assert!(appended.incremental);
+        let numbers: Vec<String> = (0..1_000u64)
+            .map(|i| {
+                let (npa, nxx) = npa_nxx(i * (*n as u64 / 1_000));
+                format!("+1{npa}{nxx}1234")
+            })
+            .collect();
+        let cases = [("full_compile", table), ("with_appended", &appended.table)];
+        for (name, table) in cases {
+            group.bench_function(BenchmarkId::new(name, n), |b| {
+                b.iter(|| {
+                    for number in &numbers {
+                        black_box(table.select(number, None, &[], None));
+                    }
+                })
+            });
+        }
     }
     group.finish();
     criterion.final_summary();
