@@ -15,8 +15,9 @@
 //!    the whole revision tree, up to 1,000 revisions, on every write and every `_changes` row),
 //!    and parts 1 and 2 edit `res-00000` 1,400 times.
 //!
-//! A `PUT` answered 409 (a conflict on a document only this bench writes) re-reads the document's
-//! current `_rev` and is made again; each part prints how many it had.
+//! A `PUT` answered 409 (a conflict on a document only this bench writes) re-reads the document:
+//! if it already holds the bench's body the write is taken as done, if not it is made again over
+//! the current `_rev`; each part prints how many of each it had.
 //!
 //! Run: `cargo bench -p stepswitch --bench reactor_live` (prints a table; figures are recorded
 //! in docs/PERFORMANCE.md). Needs Node.js for couch-peer, like the tests.
