@@ -862,6 +862,35 @@ impl RouteTable {
     pub fn may_backtrack(&self) -> bool {
         self.backtracking
     }
+
+    /// Whether looking `number` up in this table may run the backtracking engine: some rule
+    /// the prefix index offers for `number` (its own prefixes, or none) is on that engine, or
+    /// so is a `cid_rules` entry of a resource offered. A superset of what a lookup evaluates
+    /// (the flags and the classification may rule those resources out): a `false` means the
+    /// lookup runs only the linear-time matchers, so an async caller may run it in place.
+    pub fn may_backtrack_on(&self, number: &str) -> bool {
+        if !self.backtracking {
+            return false;
+        }
+        let patterns = &self.patterns;
+        let backtracks = |pattern: PatternId| {
+            let pattern = &patterns[pattern as usize];
+            pattern.needs_backtracking() && !pattern.is_quarantined()
+        };
+        HITS.with(|cell| {
+            let mut hits = cell.take();
+            hits.clear();
+            self.index.collect(number.as_bytes(), &mut hits);
+            let found = hits.iter().any(|&(entry, pattern)| {
+                let idx = (entry >> 32) as usize;
+                backtracks(pattern)
+                    || (self.hot[idx].has_cid_rules
+                        && self.resources[idx].cid_rules.iter().any(|rule| backtracks(rule.pattern)))
+            });
+            cell.set(hits);
+            found
+        })
+    }
 }
 
 #[cfg(test)]
