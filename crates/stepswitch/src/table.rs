@@ -885,7 +885,10 @@ impl RouteTable {
                 let idx = (entry >> 32) as usize;
                 backtracks(pattern)
                     || (self.hot[idx].has_cid_rules
-                        && self.resources[idx].cid_rules.iter().any(|rule| backtracks(rule.pattern)))
+                        && self.resources[idx]
+                            .cid_rules
+                            .iter()
+                            .any(|rule| backtracks(rule.pattern)))
             });
             cell.set(hits);
             found

@@ -165,13 +165,10 @@ fn main() {
     };
     let couch = server.url_with_credentials();
     bulk(&couch, &generate(n));
-    let binary =
-        std::env::var("ROUTE_WRK_DAEMON").unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchboard").into());
-    let daemon = Daemon::start(
-        &binary,
-        &["--couch-url", &couch, "serve", "--listen", "127.0.0.1:0"],
-        &[],
-    );
+    let binary = std::env::var("ROUTE_WRK_DAEMON")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchboard").into());
+    let daemon =
+        Daemon::start(&binary, &["--couch-url", &couch, "serve", "--listen", "127.0.0.1:0"], &[]);
     wait_resources(daemon.base(), n);
     wait_healthy(daemon.base());
     let list = numbers(n as u64);

@@ -558,8 +558,12 @@ mod tests {
     /// of a resource offered.
     #[test]
     fn only_the_numbers_a_backtracking_rule_is_offered_for_look_up_off_the_workers() {
-        let doc = |id: &str, rules: Value| json!({"_id": id, "pvt_type": "resource", "rules": rules});
-        let mut docs = vec![doc("a", json!(["^\\+1(415\\d{7})$"])), doc("b", json!(["^\\+1(?=212)(\\d{10})$"]))];
+        let doc =
+            |id: &str, rules: Value| json!({"_id": id, "pvt_type": "resource", "rules": rules});
+        let mut docs = vec![
+            doc("a", json!(["^\\+1(415\\d{7})$"])),
+            doc("b", json!(["^\\+1(?!900)(212\\d{7})$"])),
+        ];
         let (table, diagnostics) = compile(Scope::Global, &docs, &[], &config());
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
         assert!(table.may_backtrack_on("+12125550100"));

@@ -142,9 +142,7 @@ async fn lookup(state: &AppState, form: route_forms::Form, body: &Value) -> Resp
             json!({"number": answer.number, "classification": answer.classification, "endpoints": []}),
         );
     }
-    let mut data = String::with_capacity(512 * answer.endpoints.len() + 64);
-    answer.write_json(&mut data);
-    super::envelope::ok_rendered(data)
+    super::envelope::ok_rendered(answer.json_len_hint(), |out| answer.write_json(out))
 }
 
 /// Routes `request` (its destination `number` already computed): inline when the rules the
