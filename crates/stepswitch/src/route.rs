@@ -133,10 +133,12 @@ pub struct Tables {
 }
 
 impl Tables {
-    /// Whether routing `request` may run a backtracking engine (see
-    /// [`RouteTable::may_backtrack`]): async callers then route on a blocking thread.
-    pub fn may_backtrack(&self, request: &RouteRequest) -> bool {
-        table_for(self, request).is_ok_and(|table| table.may_backtrack())
+    /// Whether routing `request` to `number` (its destination) may run a backtracking engine
+    /// (see [`RouteTable::may_backtrack_on`]): async callers then route on a blocking thread.
+    /// Only the rules offered for this number count, so one such rule in a table does not send
+    /// every other number's lookup off the async workers.
+    pub fn may_backtrack(&self, request: &RouteRequest, number: &str) -> bool {
+        table_for(self, request).is_ok_and(|table| table.may_backtrack_on(number))
     }
 
     /// Empty tables for this config.

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::resource::{GatewayStrategy, ParsedResource};
 use crate::simple::SimplePattern;
 
+mod backtrack;
 pub(crate) mod delta;
 mod index;
 
@@ -937,13 +938,6 @@ impl RouteTable {
             lineage: None,
             delta: None,
         }
-    }
-
-    /// Whether a lookup in this table may run a backtracking engine (bounded by its step
-    /// budget, yet far slower than the usual microseconds): an async caller should then look up
-    /// on a blocking thread so that it never holds up the workers serving other requests.
-    pub fn may_backtrack(&self) -> bool {
-        self.backtracking
     }
 }
 

@@ -218,6 +218,13 @@ proptest! {
                 "after {:?}", edit
             );
             prop_assert_eq!(built.table.len(), full.len());
+            // A number whose lookup may run the backtracking engine in a full compile is one
+            // the rebuilt table sends off the async workers too (appended rules included).
+            for number in NUMBERS {
+                if full.may_backtrack_on(number) {
+                    prop_assert!(built.table.may_backtrack_on(number), "{} after {:?}", number, edit);
+                }
+            }
             // The lookups may quarantine a rule in the rebuilt table: the next rebuild must
             // then give it the fresh try a full compile gives it.
             let rebuilt = tables(&config, built.table);

@@ -4,8 +4,13 @@
 //! text answer (`format=text`), each request a different number (a Lua script cycles through
 //! 1,024 numbers that the generated rules route).
 //!
+//! Before the runs it prints the shape of the answers (endpoints and bytes per JSON answer over
+//! the 1,024 numbers), and the machine's load average before and after.
+//!
 //! Run: `cargo bench -p switchboard --bench route_wrk` (needs `wrk` on the PATH, Debian package
-//! `wrk`); `ROUTE_WRK_SECONDS=10` sets each run's duration, `ROUTE_WRK_RESOURCES` the size.
+//! `wrk`); `ROUTE_WRK_SECONDS=10` sets each run's duration, `ROUTE_WRK_RESOURCES` the size,
+//! `ROUTE_WRK_DAEMON` the `switchboard` binary to measure (default: the one built with this
+//! bench), so that two builds can be compared under the same harness.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -108,6 +113,48 @@ fn summary(report: &str) -> String {
     format!("{} | {} | {} | {}", find("Requests/sec"), find("50%"), find("99%"), find("Non-2xx"))
 }
 
+/// The endpoints and bytes of each number's JSON answer: min, p50, p99 and max of each, and
+/// how many numbers no carrier takes.
+fn answer_shape(base: &str, list: &[String]) -> String {
+    let mut bytes = Vec::with_capacity(list.len());
+    let mut endpoints = Vec::with_capacity(list.len());
+    let mut unrouted = 0;
+    for number in list {
+        let url = format!("{base}/v2/stepswitch/route?To-DID={number}");
+        let (status, text) = testkit::http_request("GET", &url, None).expect("route");
+        let answer: Value = serde_json::from_str(&text).expect("a JSON answer");
+        if status != 200 {
+            unrouted += 1;
+            continue;
+        }
+        bytes.push(text.len());
+        endpoints.push(answer["data"]["endpoints"].as_array().map_or(0, Vec::len));
+    }
+    let spread = |values: &mut Vec<usize>| {
+        values.sort_unstable();
+        let at = |q: f64| values.get(((values.len() as f64 - 1.0) * q) as usize).copied();
+        format!(
+            "min {:?}, p50 {:?}, p99 {:?}, max {:?}",
+            at(0.0).unwrap_or_default(),
+            at(0.5).unwrap_or_default(),
+            at(0.99).unwrap_or_default(),
+            at(1.0).unwrap_or_default()
+        )
+    };
+    format!(
+        "answers: endpoints {}; bytes {}; {unrouted} of {} numbers unrouted",
+        spread(&mut endpoints),
+        spread(&mut bytes),
+        list.len()
+    )
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|it| it.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn main() {
     let n = env_number("ROUTE_WRK_RESOURCES", 10_000) as usize;
     let seconds = env_number("ROUTE_WRK_SECONDS", 10);
@@ -118,11 +165,10 @@ fn main() {
     };
     let couch = server.url_with_credentials();
     bulk(&couch, &generate(n));
-    let daemon = Daemon::start(
-        env!("CARGO_BIN_EXE_switchboard"),
-        &["--couch-url", &couch, "serve", "--listen", "127.0.0.1:0"],
-        &[],
-    );
+    let binary = std::env::var("ROUTE_WRK_DAEMON")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchboard").into());
+    let daemon =
+        Daemon::start(&binary, &["--couch-url", &couch, "serve", "--listen", "127.0.0.1:0"], &[]);
     wait_resources(daemon.base(), n);
     wait_healthy(daemon.base());
     let list = numbers(n as u64);
@@ -142,6 +188,9 @@ fn main() {
     // Warm-up: every number once in both forms.
     wrk(daemon.base(), Some(&json_script), "/", 2);
     wrk(daemon.base(), Some(&text_script), "/", 2);
+    println!("daemon: {binary}");
+    println!("{}", answer_shape(daemon.base(), &list));
+    println!("load average before: {}", load_average());
     println!("wrk -t1 -c8 -d{seconds}s --latency, {n} resources in offnet, 1,024 numbers cycled");
     println!("| target | Requests/sec | p50 | p99 | non-2xx |");
     println!("| --- | --- | --- | --- | --- |");
@@ -154,4 +203,5 @@ fn main() {
         let report = wrk(daemon.base(), script.map(|it| it.as_path()), path, seconds);
         println!("| {name} | {} |", summary(&report));
     }
+    println!("load average after: {}", load_average());
 }

@@ -566,6 +566,35 @@ mod tests {
         assert!(!RouteTable::empty(Scope::Global).may_backtrack());
     }
 
+    /// A lookup leaves the async workers only for the numbers a backtracking rule is offered
+    /// for: its own prefix, an unindexed rule (offered for every number), or the `cid_rules`
+    /// of a resource offered.
+    #[test]
+    fn only_the_numbers_a_backtracking_rule_is_offered_for_look_up_off_the_workers() {
+        let doc =
+            |id: &str, rules: Value| json!({"_id": id, "pvt_type": "resource", "rules": rules});
+        let mut docs = vec![
+            doc("a", json!(["^\\+1(415\\d{7})$"])),
+            doc("b", json!(["^\\+1(?!900)(212\\d{7})$"])),
+        ];
+        let (table, diagnostics) = compile(Scope::Global, &docs, &[], &config());
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        assert!(table.may_backtrack_on("+12125550100"));
+        assert!(!table.may_backtrack_on("+14155550100"));
+        assert!(!table.may_backtrack_on("+442071234567"));
+        let mut cid = doc("c", json!(["^\\+44(\\d+)$"]));
+        cid["cid_rules"] = json!(["^(?!0)\\d+$"]);
+        docs.push(cid);
+        let (table, diagnostics) = compile(Scope::Global, &docs, &[], &config());
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        assert!(table.may_backtrack_on("+442071234567"));
+        assert!(!table.may_backtrack_on("+14155550100"));
+        docs.push(doc("d", json!(["(?<!9)99$"])));
+        let (table, diagnostics) = compile(Scope::Global, &docs, &[], &config());
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        assert!(table.may_backtrack_on("+14155550100"));
+    }
+
     #[test]
     fn custom_sip_headers_outbound_merge() {
         let headers = json!({"in": {"a": 1}, "out": {"b": 2, "c": 3}, "c": 4, "d": 5});

@@ -289,6 +289,32 @@ fn escape(out: &mut String, text: &str) {
 }
 
 impl Endpoint {
+    /// About how many bytes [`Endpoint::write_json`] appends (the gateway's prepared fragments
+    /// plus this call's values, unescaped), so that a caller can make room for an answer once.
+    pub fn json_len_hint(&self) -> usize {
+        /// The keys and punctuation around the per-call values, and a caller id.
+        const PER_CALL: usize = 320;
+        let ctx: &AnswerContext = &self.ctx;
+        let text = |value: Option<&str>| value.map_or(0, str::len);
+        let values = 5 * self.matched().len()
+            + ctx.number.len()
+            + ctx.to_did.len()
+            + text(ctx.classification.as_deref())
+            + text(ctx.e164_origination.as_deref());
+        let prepared = match self.gateway().rendered.as_ref().and_then(|it| it.json.as_ref()) {
+            Some(parts) => {
+                parts.route_head.len()
+                    + text(parts.route_tail.as_deref())
+                    + parts.statics.len()
+                    + parts.ccvs_tail.len()
+                    + parts.privacy.len()
+                    + parts.name_weight.len()
+            }
+            None => 1024,
+        };
+        prepared + values + PER_CALL
+    }
+
     /// Appends this endpoint's JSON ([`Endpoint::to_json`] as `serde_json` writes it, byte for
     /// byte) to `out`: the gateway's prepared fragments plus this call's values.
     pub fn write_json(&self, out: &mut String) {
@@ -419,6 +445,13 @@ impl Endpoint {
 }
 
 impl RouteAnswer {
+    /// About how many bytes [`RouteAnswer::write_json`] appends ([`Endpoint::json_len_hint`]).
+    pub fn json_len_hint(&self) -> usize {
+        64 + self.number.len()
+            + self.classification.as_deref().map_or(0, str::len)
+            + self.endpoints.iter().map(Endpoint::json_len_hint).sum::<usize>()
+    }
+
     /// Appends the answer's JSON (what `serde_json` writes for it, byte for byte) to `out`:
     /// `{"number":…,"classification":…,"endpoints":[…]}`, each endpoint from its gateway's
     /// prepared fragments ([`Endpoint::write_json`]).

@@ -113,18 +113,20 @@ impl IntoResponse for Envelope {
     }
 }
 
-/// [`Envelope::ok`] for `data` already written as compact JSON (a route answer written from its
-/// prepared fragments): the same reply, byte for byte, without building a `Value` of the data
-/// or serialising it twice.
-pub(crate) fn ok_rendered(data: String) -> Response {
+/// [`Envelope::ok`] for data that `write_data` appends as compact JSON (a route answer written
+/// from its prepared fragments): the same reply, byte for byte, without building a `Value` of
+/// the data or serialising it twice. The data is written in place into the reply's body (room
+/// for about `data_len` bytes is made first), so the body is neither copied nor regrown.
+pub(crate) fn ok_rendered(data_len: usize, write_data: impl FnOnce(&mut String)) -> Response {
+    const HEAD: &str = "{\"auth_token\":\"\",\"data\":";
+    let mut body = String::with_capacity(HEAD.len() + data_len + 256);
+    body.push_str(HEAD);
+    write_data(&mut body);
     let mut hasher = Md5::new();
-    hasher.update(data.as_bytes());
+    hasher.update(&body.as_bytes()[HEAD.len()..]);
     let revision = hex::encode(hasher.finalize());
     let request_id = current_request_id();
     let string = |text: &str| Value::String(text.to_owned()).to_string();
-    let mut body = String::with_capacity(data.len() + 256);
-    body.push_str("{\"auth_token\":\"\",\"data\":");
-    body.push_str(&data);
     body.push_str(",\"request_id\":");
     body.push_str(&string(&request_id));
     body.push_str(",\"revision\":\"");
@@ -206,7 +208,8 @@ mod tests {
             )
         };
         let (expected, etag, kind) = body(Envelope::ok(data.clone()).into_response()).await;
-        let (got, got_etag, got_kind) = body(ok_rendered(data.to_string())).await;
+        let (got, got_etag, got_kind) =
+            body(ok_rendered(0, |out| out.push_str(&data.to_string()))).await;
         assert_eq!(got, expected);
         assert_eq!((got_etag, got_kind), (etag, kind));
     }

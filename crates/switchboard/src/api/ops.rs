@@ -2,7 +2,7 @@
 //! reactor has caught up with its feeds and none is failing), and the layer every request passes:
 //! request id and HTTP metrics.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
@@ -25,6 +25,7 @@ pub(crate) fn install_metrics() -> Option<PrometheusHandle> {
         .ok()?
         .install_recorder()
         .ok()?;
+    keep_up(handle.clone());
     metrics::describe_counter!(
         "switchboard_http_requests_total",
         "HTTP requests by route, method and status"
@@ -97,6 +98,24 @@ pub(crate) fn install_metrics() -> Option<PrometheusHandle> {
         "number databases whose backlog is still being read (feed lag)"
     );
     Some(handle)
+}
+
+/// How often the recorder folds the histogram samples recorded since the last fold (one per
+/// request) into their buckets.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The recorder keeps every histogram sample until it is folded into the buckets: without a
+/// periodic fold, a daemon nobody scrapes grows with every request it serves, and the next
+/// scrape folds them all at once on an async worker. A thread of its own folds them every
+/// [`METRICS_UPKEEP_EVERY`], so neither happens and no request waits for a fold.
+fn keep_up(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
+        std::thread::sleep(METRICS_UPKEEP_EVERY);
+        handle.run_upkeep();
+    });
+    if let Err(err) = spawned {
+        tracing::warn!(error = %err, "cannot start the metrics upkeep thread; /metrics folds the samples when scraped");
+    }
 }
 
 /// Sets the gauges that are read from the reactors' status at scrape time.

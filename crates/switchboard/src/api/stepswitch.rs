@@ -142,21 +142,21 @@ async fn lookup(state: &AppState, form: route_forms::Form, body: &Value) -> Resp
             json!({"number": answer.number, "classification": answer.classification, "endpoints": []}),
         );
     }
-    let mut data = String::with_capacity(512 * answer.endpoints.len() + 64);
-    answer.write_json(&mut data);
-    super::envelope::ok_rendered(data)
+    super::envelope::ok_rendered(answer.json_len_hint(), |out| answer.write_json(out))
 }
 
-/// Routes `request` (its destination `number` already computed): inline when the table it
-/// uses runs only the linear-time matchers (microseconds), else on the blocking pool, since
-/// a rule on the backtracking engine may spend its whole step budget, and the async workers
-/// also serve `/healthz` and every other request.
+/// Routes `request` (its destination `number` already computed): inline when the rules the
+/// table offers for this number run only on the linear-time matchers (microseconds), else on
+/// the blocking pool, since a rule on the backtracking engine may spend its whole step budget,
+/// and the async workers also serve `/healthz` and every other request. Decided per number:
+/// one such rule in a table must not send every lookup through the blocking pool (a thread
+/// hand-off and back per request, which on a small machine costs more than the lookup).
 async fn route_off_the_workers(
     tables: Arc<Tables>,
     request: RouteRequest,
     number: String,
 ) -> RouteAnswer {
-    if !tables.may_backtrack(&request) {
+    if !tables.may_backtrack(&request, &number) {
         return ::stepswitch::route_to(&tables, &request, number);
     }
     let blocking =
